@@ -1,0 +1,277 @@
+"""Path or image in, fingerprint out: the only user of Pillow and ImageHash."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import imagehash
+import pillow_heif
+from PIL import Image, ImageStat, UnidentifiedImageError
+
+from dedupe.errors import FileSkipped
+from dedupe.models import Fingerprint
+
+pillow_heif.register_heif_opener()
+Image.init()  # every plugin, so that the formats= allow-list below can name them all
+
+# Only photo formats reach a decoder: a PSD, EPS or PDF renamed .jpg is refused before any parser sees it.
+# (Camera MPO files open through the JPEG decoder.)
+PHOTO_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "HEIF", "AVIF")
+IMAGE_EXTENSIONS = frozenset(
+    (".jpg .jpeg .jpe .jfif .png .apng .gif .bmp .dib .tif .tiff .webp .heic .heif .hif .avif").split()  # noqa: SIM905
+)
+HASH_SIZE = 8  # 64-bit perceptual hashes
+WORK_SIZE = 256  # perceptual hashes are taken from a copy this small (long side)
+LOW_INFO_STDDEV = 3.0  # a grey-level spread below this is a blank or nearly uniform picture
+BACKGROUND = (255, 255, 255)  # transparent pixels are flattened onto this
+
+# Stored beside every fingerprint: a change to any part of the pipeline re-fingerprints cleanly.
+VERSION = f"1;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};imagehash={imagehash.__version__}"
+
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
+_ORIENTATION_TAG = 0x0112
+_EXIF_IFD = 0x8769
+_DATETIME_ORIGINAL = 36867
+_DATETIME = 306
+# What EXIF orientation values mean, as Pillow transposes (see ImageOps.exif_transpose).
+_TRANSPOSE = {
+    2: (Image.Transpose.FLIP_LEFT_RIGHT,),
+    3: (Image.Transpose.ROTATE_180,),
+    4: (Image.Transpose.FLIP_TOP_BOTTOM,),
+    5: (Image.Transpose.TRANSPOSE,),
+    6: (Image.Transpose.ROTATE_270,),
+    7: (Image.Transpose.TRANSVERSE,),
+    8: (Image.Transpose.ROTATE_90,),
+}
+
+
+def hash_bytes(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The photo format that a file's first bytes announce, or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head.startswith(b"BM") and len(head) >= 26:
+        return "BMP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[4:8] == b"ftyp" and (head[8:12] in _HEIF_BRANDS or any(b in head[16:64] for b in _HEIF_BRANDS)):
+        return "HEIF"
+    return None
+
+
+def fingerprint_file(path: str | os.PathLike[str]) -> Fingerprint:
+    """Fingerprint one file; a file that cannot be read or decoded raises FileSkipped with the reason."""
+    data = read_image_bytes(path)
+    return fingerprint_bytes(data, hash_bytes(data))
+
+
+def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a file that looks like an image, refusing anything else before reading it all."""
+    try:
+        with Path(path).open("rb") as f:
+            head = f.read(64)
+            if not head:
+                raise FileSkipped("empty file", ignorable=not _image_name(path))
+            if sniff_format(head) is None:
+                raise FileSkipped("not an image file (unrecognised content)", ignorable=not _image_name(path))
+            return head + f.read()
+    except FileNotFoundError:
+        raise FileSkipped("vanished during the scan", transient=True) from None
+    except PermissionError:
+        raise FileSkipped("permission denied", transient=True) from None
+    except IsADirectoryError:
+        raise FileSkipped("is a folder", transient=True) from None
+    except OSError as e:
+        raise FileSkipped(f"cannot read: {e.strerror or e}", transient=True) from None
+
+
+def _image_name(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def fingerprint_bytes(data: bytes, content_hash: str) -> Fingerprint:
+    """Fingerprint an image held in memory; raises FileSkipped when it is not a readable photo."""
+    try:
+        return _fingerprint(data, content_hash)
+    except FileSkipped:
+        raise
+    except Image.DecompressionBombError as e:
+        raise FileSkipped(f"refused as a decompression bomb: {_first_line(e)}") from None
+    except MemoryError:
+        raise FileSkipped("too large to decode in memory", transient=True) from None
+    except UnidentifiedImageError:
+        raise FileSkipped("not a readable photo (format not recognised)") from None
+    except OSError as e:
+        text = _first_line(e)
+        if "truncated" in text:
+            raise FileSkipped(f"truncated image: {text}") from None
+        raise FileSkipped(f"corrupt image: {text}") from None
+    except Exception as e:  # Pillow's parsers raise many types on hostile input
+        raise FileSkipped(f"corrupt image: {type(e).__name__}: {_first_line(e)}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def open_image(data: bytes) -> Image.Image:
+    """Open photo bytes with only the photo decoders, keeping Pillow's decompression-bomb limit."""
+    with warnings.catch_warnings():
+        # Between Pillow's warning and error limits lie real 100-megapixel photos: allow them quietly.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data), formats=PHOTO_FORMATS)
+
+
+def _fingerprint(data: bytes, content_hash: str) -> Fingerprint:
+    im = open_image(data)
+    fmt = im.format or "?"
+    exif = im.getexif()
+    orientation = exif.get(_ORIENTATION_TAG, 1)
+    if not isinstance(orientation, int) or orientation not in range(1, 9):
+        orientation = 1
+    width, height = im.size
+    if orientation >= 5:
+        width, height = height, width
+    taken = _date_taken(exif)
+    if fmt in ("JPEG", "MPO"):
+        essence = _jpeg_essence(data)
+        # A reduced-scale decode is several times faster and gives the same perceptual hashes.
+        im.draft("RGB", (WORK_SIZE, WORK_SIZE))
+        im.load()
+        image_hash = hash_bytes(b"jpeg:%d:" % orientation + essence) if essence else content_hash
+    else:
+        im.load()
+        # No reduced decode exists for these formats, so hashing the pixels costs little more.
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(f"px:{im.mode}:{im.size}:{orientation}:".encode())
+        digest.update(im.tobytes())
+        image_hash = digest.hexdigest()
+    work = working_image(im, orientation)
+    phash, dhash = perceptual_hashes(work)
+    return Fingerprint(
+        content_hash=content_hash,
+        image_hash=image_hash,
+        format=fmt,
+        width=width,
+        height=height,
+        phash=phash,
+        dhash=dhash,
+        taken=taken,
+        low_info=is_low_info(work),
+    )
+
+
+def working_image(im: Image.Image, orientation: int = 1) -> Image.Image:
+    """A small upright RGB copy with transparency flattened: what perceptual hashes are taken from."""
+    im = _normalise_mode(im)
+    if max(im.size) > WORK_SIZE:
+        scale = WORK_SIZE / max(im.size)
+        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+        im = im.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    if im.mode == "RGBA":
+        flat = Image.new("RGBA", im.size, (*BACKGROUND, 255))
+        flat.alpha_composite(im)
+        im = flat
+    im = im.convert("RGB")
+    for method in _TRANSPOSE.get(orientation, ()):
+        im = im.transpose(method)
+    return im
+
+
+def _normalise_mode(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        im = im.convert("I").point(lambda v: v * (1 / 256)).convert("L")
+    elif im.mode == "F":
+        im = im.convert("L")
+    transparent = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    if transparent:
+        return im.convert("RGBA")
+    if im.mode in ("RGB", "L"):
+        return im
+    return im.convert("RGB")
+
+
+def perceptual_hashes(work: Image.Image) -> tuple[int, int]:
+    """64-bit pHash and dHash of a working image, as unsigned integers."""
+    return (
+        int(str(imagehash.phash(work, hash_size=HASH_SIZE)), 16),
+        int(str(imagehash.dhash(work, hash_size=HASH_SIZE)), 16),
+    )
+
+
+def is_low_info(work: Image.Image) -> bool:
+    """Blank, single-colour or nearly uniform pictures all hash alike and must not pair up."""
+    return float(ImageStat.Stat(work.convert("L")).stddev[0]) < LOW_INFO_STDDEV
+
+
+def _date_taken(exif: Image.Exif) -> str | None:
+    raw = exif.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL) or exif.get(_DATETIME)
+    if not isinstance(raw, str):
+        return None
+    try:
+        return datetime.strptime(raw.strip("\x00 ").strip(), "%Y:%m:%d %H:%M:%S").isoformat()
+    except ValueError:
+        return None
+
+
+def _jpeg_essence(data: bytes) -> bytes:
+    """A JPEG's image data without its metadata segments (EXIF, XMP, IPTC, ICC, comments).
+
+    Returns b"" when the segment structure cannot be followed; the caller then falls back to the bytes.
+    """
+    parts: list[bytes] = []
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return b""
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xDA:  # start of scan: the rest is image data
+            parts.append(data[i:])
+            return b"".join(parts)
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        # APP0-APP13 and APP15 hold metadata (JFIF, EXIF, XMP, ICC, IPTC); APP14 (Adobe) holds the colour transform.
+        if not (0xE0 <= marker <= 0xED or marker in (0xEF, 0xFE)):
+            parts.append(data[i : i + 2 + length])
+        i += 2 + length
+    return b""
+
+
+def hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()
+
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "PHOTO_FORMATS",
+    "VERSION",
+    "fingerprint_bytes",
+    "fingerprint_file",
+    "hamming",
+    "hash_bytes",
+    "open_image",
+    "perceptual_hashes",
+    "read_image_bytes",
+    "sniff_format",
+    "working_image",
+]

@@ -1,0 +1,395 @@
+"""Walking folders and (re)fingerprinting what changed, in parallel."""
+
+from __future__ import annotations
+
+import fnmatch
+import multiprocessing
+import os
+import signal
+import stat
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dedupe import fingerprint
+from dedupe.errors import DedupeError, FileSkipped
+from dedupe.group import DEFAULT_THRESHOLD, find_groups
+from dedupe.models import DuplicateGroup, Fingerprint, ProgressEvent, ScanOptions, ScanReport, Skipped
+from dedupe.store import Store, StoredFile
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+_COMMIT_EVERY = 2.0  # seconds between commits: a killed scan loses at most this much work
+_INLINE_BELOW = 8  # so few files are done in this process rather than starting workers
+
+
+@dataclass
+class _Walk:
+    files: list[tuple[str, os.stat_result]] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # folders whose stored entries must be kept
+    ignored: int = 0
+
+
+def resolve_roots(roots: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Absolute, real, distinct roots, none inside another: the same folder twice is scanned once."""
+    resolved: list[str] = []
+    for root in roots:
+        raw = os.fspath(root)
+        if not os.path.lexists(raw):
+            raise DedupeError(f"no such file or folder: {raw}")
+        real = os.path.realpath(raw)
+        if not Path(real).exists():
+            raise DedupeError(f"cannot scan {raw}: it is a broken link")
+        resolved.append(real)
+    resolved.sort()
+    distinct: list[str] = []
+    for r in resolved:
+        if not any(r == d or r.startswith(d.rstrip(os.sep) + os.sep) for d in distinct):
+            distinct.append(r)
+    return distinct
+
+
+def walk(roots: Sequence[str], options: ScanOptions, never: frozenset[str] = frozenset()) -> _Walk:
+    """Every regular file below the roots, in a stable order, with the reasons for what was passed over."""
+    result = _Walk()
+    seen_dirs: set[tuple[int, int]] = set()
+    for root in roots:
+        try:
+            st = Path(root).stat()
+        except OSError as e:
+            raise DedupeError(f"cannot scan {root}: {e.strerror}") from None
+        if stat.S_ISREG(st.st_mode):
+            result.files.append((root, st))
+            continue
+        _walk_dir(root, root, options, never, seen_dirs, result)
+    return result
+
+
+def _walk_dir(
+    root: str, top: str, options: ScanOptions, never: frozenset[str], seen: set[tuple[int, int]], out: _Walk
+) -> None:
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            fst = Path(folder).stat()
+            if (fst.st_dev, fst.st_ino) in seen:
+                continue  # a symlink loop, or a folder reached twice
+            seen.add((fst.st_dev, fst.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except FileNotFoundError:
+            continue  # vanished while we walked
+        except OSError as e:
+            out.skipped.append(Skipped(folder, f"cannot read folder: {e.strerror or e}"))
+            out.unreadable.append(folder)
+            continue
+        subfolders: list[str] = []
+        for entry in entries:
+            if not options.hidden and entry.name.startswith("."):
+                continue
+            if _excluded(entry.path, root, options.exclude):
+                continue
+            try:
+                if entry.is_symlink() and not options.follow_symlinks:
+                    out.ignored += 1
+                    continue
+                st = entry.stat(follow_symlinks=options.follow_symlinks)
+            except FileNotFoundError:
+                if entry.is_symlink():
+                    out.skipped.append(Skipped(entry.path, "broken symbolic link"))
+                continue
+            except OSError as e:
+                out.skipped.append(Skipped(entry.path, f"cannot read: {e.strerror or e}"))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                subfolders.append(entry.path)
+            elif stat.S_ISREG(st.st_mode):
+                if entry.path in never or st.st_size < options.min_size:
+                    continue
+                out.files.append((entry.path, st))
+            else:
+                out.skipped.append(Skipped(entry.path, f"not a regular file ({_kind(st.st_mode)}), not opened"))
+        stack.extend(reversed(subfolders))
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "named pipe"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
+
+
+def _excluded(path: str, root: str, patterns: Sequence[str]) -> bool:
+    if not patterns:
+        return False
+    name = Path(path).name
+    rel = os.path.relpath(path, root)
+    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(path, p) for p in patterns)
+
+
+def scan(
+    roots: Sequence[str | os.PathLike[str]],
+    store: Store,
+    options: ScanOptions | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> ScanReport:
+    """Fingerprint every image below the roots into the store; unchanged files are not read again."""
+    options = options or ScanOptions()
+    real_roots = resolve_roots(roots)
+    never = frozenset(os.path.realpath(p) for p in store.own_files())
+    if on_progress:
+        on_progress(ProgressEvent("walk", 0))
+    found = walk(real_roots, options, never)
+    stored = {row.path: row for row in store.files_under(real_roots)}
+    version = fingerprint.VERSION
+    known = store.known_hashes(version)
+
+    skipped = list(found.skipped)
+    todo: list[tuple[str, os.stat_result]] = []
+    reused = 0
+    with store.transaction():
+        for path, st in found.files:
+            row = stored.get(path)
+            if row is not None and _unchanged(row, st):
+                if row.error is not None and row.error_version == version:
+                    # The same bytes failed with this version of dedupe: no need to try them again.
+                    skipped.append(Skipped(path, row.error))
+                    continue
+                if row.content_hash in known:
+                    reused += 1
+                    continue
+            moved = store.content_hash_by_inode(st)
+            if moved is not None and moved in known:
+                # A rename, a move within the drive or a hardlink: same inode, size and mtime.
+                store.put_file(path, st, moved)
+                reused += 1
+                continue
+            todo.append((path, st))
+
+    batch = _Batch(store, version, known)
+    total = len(todo)
+    try:
+        for done, (path, st, result) in enumerate(_fingerprint_all(todo, known, options.workers), start=1):
+            if isinstance(result, FileSkipped):
+                if result.ignorable:
+                    found.ignored += 1
+                    batch.forget(path)
+                else:
+                    skipped.append(Skipped(path, result.reason))
+                    if not result.transient:
+                        batch.put(path, st, None, result.reason)
+            elif isinstance(result, str):
+                batch.put(path, st, result, None)
+                reused += 1
+            else:
+                batch.put(path, st, result, None)
+            if on_progress:
+                on_progress(ProgressEvent("fingerprint", done, total, path))
+    finally:
+        batch.commit()
+
+    pruned, warnings = _prune(store, real_roots, found, stored)
+    images = len(store.records_under(real_roots, version))
+    skipped.sort(key=lambda s: s.path)
+    return ScanReport(
+        roots=tuple(real_roots),
+        images=images,
+        fingerprinted=batch.fingerprinted,
+        reused=reused,
+        skipped=tuple(skipped),
+        ignored=found.ignored,
+        pruned=pruned,
+        warnings=tuple(warnings),
+    )
+
+
+def _unchanged(row: StoredFile, st: os.stat_result) -> bool:
+    return (row.size, row.mtime_ns, row.dev, row.ino) == (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+
+
+class _Batch:
+    """Writes results, committing every few seconds so that a killed scan keeps what it finished."""
+
+    def __init__(self, store: Store, version: str, known: set[str]) -> None:
+        self._store = store
+        self._version = version
+        self._known = known
+        self._pending: list[tuple[str, os.stat_result | None, Fingerprint | str | None, str | None]] = []
+        self._last = time.monotonic()
+        self.fingerprinted = 0
+
+    def put(self, path: str, st: os.stat_result, result: Fingerprint | str | None, error: str | None) -> None:
+        self._pending.append((path, st, result, error))
+        if time.monotonic() - self._last >= _COMMIT_EVERY:
+            self.commit()
+
+    def forget(self, path: str) -> None:
+        self._pending.append((path, None, None, None))
+
+    def commit(self) -> None:
+        if not self._pending:
+            return
+        with self._store.transaction():
+            for path, st, result, error in self._pending:
+                if st is None:
+                    self._store.forget_files([path])
+                    continue
+                if isinstance(result, Fingerprint):
+                    if result.content_hash not in self._known:
+                        self._store.put_fingerprint(result, self._version)
+                        self._known.add(result.content_hash)
+                        self.fingerprinted += 1
+                    self._store.put_file(path, st, result.content_hash)
+                else:
+                    self._store.put_file(path, st, result, error, self._version if error else None)
+        self._pending.clear()
+        self._last = time.monotonic()
+
+
+_Result = Fingerprint | str | FileSkipped  # a new fingerprint, the hash of known content, or the reason
+
+
+class _PoolCrashed(Exception):
+    def __init__(self, lost: list[tuple[str, os.stat_result]]) -> None:
+        super().__init__("a worker died")
+        self.lost = lost
+
+
+def _fingerprint_all(
+    todo: list[tuple[str, os.stat_result]], known: set[str], workers: int | None
+) -> Iterator[tuple[str, os.stat_result, _Result]]:
+    """Fingerprint files on all cores, yielding results as they finish."""
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1 or len(todo) < _INLINE_BELOW:
+        for path, st in todo:
+            result = _work(path, known)
+            if isinstance(result, Fingerprint):
+                known = known | {result.content_hash}
+            yield path, st, result
+        return
+    pending = list(reversed(todo))
+    suspects: list[tuple[str, os.stat_result]] = []
+    while pending or suspects:
+        if pending:
+            try:
+                yield from _run_pool(pending, known, workers, workers * 16)
+            except _PoolCrashed as e:
+                suspects.extend(e.lost)
+            continue
+        # A worker died (a decoder crash, the kernel's OOM killer): the files it may have been working on
+        # are retried one at a time, so only the culprit is reported.
+        suspect = suspects.pop()
+        try:
+            yield from _run_pool([suspect], known, 1, 1)
+        except _PoolCrashed:
+            yield suspect[0], suspect[1], FileSkipped("the decoder crashed on this file")
+
+
+def _run_pool(
+    pending: list[tuple[str, os.stat_result]], known: set[str], workers: int, window: int
+) -> Iterator[tuple[str, os.stat_result, _Result]]:
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    in_flight: dict[Future[_Result], tuple[str, os.stat_result]] = {}
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(known,)) as pool:
+        try:
+            while pending or in_flight:
+                while pending and len(in_flight) < window:
+                    path, st = pending.pop()
+                    in_flight[pool.submit(_pool_work, path)] = (path, st)
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                lost: list[tuple[str, os.stat_result]] = []
+                for fut in sorted(done, key=lambda f: in_flight[f][0]):
+                    path, st = in_flight.pop(fut)
+                    if fut.exception() is not None:
+                        lost.append((path, st))
+                    else:
+                        yield path, st, fut.result()
+                if lost:
+                    lost.extend(in_flight.values())
+                    in_flight.clear()
+                    raise _PoolCrashed(lost)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+_worker_known: set[str] = set()
+
+
+def _init_worker(known: set[str]) -> None:
+    # Ctrl-C goes to the whole process group; the parent alone decides what happens then.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    global _worker_known
+    _worker_known = known
+
+
+def _pool_work(path: str) -> _Result:
+    return _work(path, _worker_known)
+
+
+def _work(path: str, known: set[str]) -> _Result:
+    """Fingerprint one file, or only hash its bytes when that content was fingerprinted before."""
+    try:
+        data = fingerprint.read_image_bytes(path)
+        content_hash = fingerprint.hash_bytes(data)
+        if content_hash in known:
+            return content_hash
+        return fingerprint.fingerprint_bytes(data, content_hash)
+    except FileSkipped as e:
+        return e
+    except MemoryError:
+        return FileSkipped("too large to read into memory")
+
+
+def _unmounted(root: str, rows: Sequence[StoredFile]) -> bool:
+    try:
+        dev = Path(root).stat().st_dev
+    except OSError:
+        return True
+    return all(row.dev != dev for row in rows)
+
+
+def _prune(store: Store, roots: Sequence[str], found: _Walk, stored: dict[str, StoredFile]) -> tuple[int, list[str]]:
+    """Forget stored files below the roots that are gone; keep what an unreadable or empty folder hides."""
+    present = {p for p, _ in found.files}
+    warnings: list[str] = []
+    gone: list[str] = []
+    hidden = tuple(d.rstrip(os.sep) + os.sep for d in found.unreadable)
+    for root in roots:
+        prefix = root.rstrip(os.sep) + os.sep
+        below = [row for p, row in stored.items() if p == root or p.startswith(prefix)]
+        missing = [row.path for row in below if row.path not in present]
+        if missing and len(missing) == len(below) and _unmounted(root, below):
+            # An empty mount point looks like a drive whose files were all deleted: keep its entries.
+            warnings.append(
+                f"{root} is empty and on another device than its {len(missing)} stored files;"
+                " kept them (is the drive mounted?)"
+            )
+            continue
+        gone.extend(p for p in missing if not p.startswith(hidden))
+    if gone:
+        with store.transaction():
+            store.forget_files(gone)
+            store.forget_orphan_images()
+    return len(gone), warnings
+
+
+def stored_groups(
+    store: Store, roots: Sequence[str | os.PathLike[str]], threshold: int = DEFAULT_THRESHOLD
+) -> tuple[list[DuplicateGroup], list[Skipped], int]:
+    """The duplicate groups among the stored files below the roots, without reading any file.
+
+    Returns the groups, the files that could not be fingerprinted, and the number of images considered.
+    """
+    real_roots = [os.path.realpath(os.fspath(r)) for r in roots]
+    records = store.records_under(real_roots, fingerprint.VERSION)
+    skipped = [Skipped(path, reason) for path, reason in store.errors_under(real_roots)]
+    return find_groups(records, threshold), skipped, len(records)
