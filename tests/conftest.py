@@ -1,0 +1,76 @@
+"""Shared fixtures: real photos drawn with Pillow in tmp_path, and a real store."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from dedupe.store import Store
+
+
+def draw_photo(seed: int, size: tuple[int, int] = (1200, 900)) -> Image.Image:
+    """A photo-like picture: a gradient sky, shapes and texture, different for every seed."""
+    rng = random.Random(seed)
+    w, h = size
+    base = Image.linear_gradient("L").resize((w, h)).convert("RGB")
+    tint = Image.new("RGB", (w, h), (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
+    im = Image.blend(base, tint, 0.6)
+    d = ImageDraw.Draw(im)
+    for _ in range(30):
+        x, y = rng.randrange(w), rng.randrange(h)
+        rw, rh = rng.randrange(w // 20, w // 3), rng.randrange(h // 20, h // 3)
+        colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        if rng.random() < 0.5:
+            d.ellipse([x, y, x + rw, y + rh], fill=colour)
+        else:
+            d.rectangle([x, y, x + rw, y + rh], fill=colour)
+    return im.filter(ImageFilter.GaussianBlur(2))
+
+
+def save(im: Image.Image, path: Path, **params: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, **params)
+    return path
+
+
+@pytest.fixture
+def photo_dir(tmp_path: Path) -> Path:
+    """A folder with originals, an exact copy, edited copies and bad files."""
+    root = tmp_path / "photos"
+    for i in range(4):
+        save(draw_photo(i), root / f"original{i}.jpg", quality=92)
+    (root / "backup").mkdir()
+    (root / "backup" / "original0.jpg").write_bytes((root / "original0.jpg").read_bytes())
+    save(draw_photo(1).resize((600, 450)), root / "backup" / "small1.png")
+    save(draw_photo(2), root / "backup" / "recompressed2.jpg", quality=55)
+    (root / "notes.jpg").write_text("not a photo")
+    return root
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(tmp_path / "store.sqlite") as s:
+        yield s
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_dedupe(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `python -m dedupe` in a real subprocess, importing this checkout's package."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "dedupe", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        check=False,
+    )
