@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 GREY = (128, 128, 128)
 SIZE = 256
 _WORKAROUND: list = []
+LOW_INFO_STD = 3.0  # as dedupe.fingerprint.LOW_INFO_STDDEV
 
 
 def _local_working_image(path: str, draft: bool = True) -> Image.Image:
@@ -123,6 +124,7 @@ def load_corpus(d: str, working, hashes):
     for j in t["junk"]:
         ident.setdefault(j, j)
     failed = []
+    low_info = []
     for rel in sorted(ident):
         try:
             im = working(os.path.join(d, rel))
@@ -132,6 +134,10 @@ def load_corpus(d: str, working, hashes):
         except Exception as e:  # junk
             failed.append((rel, type(e).__name__))
             continue
+        grey_std = float(np.asarray(im.convert("L"), dtype=np.float64).std())
+        if grey_std < LOW_INFO_STD:  # dedupe never pairs low-information pictures
+            low_info.append(rel)
+            continue
         rec = {n: bits(f(im)) for n, f in hashes.items()}
         if rel in t["originals"]:
             for k, tr in enumerate(DIHEDRAL[1:], 1):
@@ -139,7 +145,7 @@ def load_corpus(d: str, working, hashes):
                 for n in ("phash", "dhash"):
                     rec[f"{n}@{k}"] = bits(hashes[n](im2))
         files[rel] = rec
-    return t, files, ident, failed
+    return t, files, ident, failed, low_info
 
 
 def main(argv=None) -> int:
@@ -161,10 +167,12 @@ def main(argv=None) -> int:
     unrel_pairs = []   # (corpus, a, b, {hash: dist}) for the closest ones
     draft_full = []
     failed_all = []
+    low_all = []
     combos = {"dhash+phash": ("dhash", "phash")}
     for d in a.corpora:
-        t, files, ident, failed = load_corpus(d, working, HASHES)
+        t, files, ident, failed, low = load_corpus(d, working, HASHES)
         failed_all += [(d, *f) for f in failed]
+        low_all += [(d, r) for r in low]
         kinds = {tuple(p): k for p, k in zip(
             t["lookalikes"], [x.get("kind", "?") for x in t.get("info", {}).get(
                 "lookalike_pairs", [{}] * len(t["lookalikes"]))])}
@@ -182,6 +190,8 @@ def main(argv=None) -> int:
 
         for c in t["copies"]:
             if c["path"] not in files or c["original"] not in files:
+                copies.append((d, c, {h: 64 for h in hnames + ["colorhash", "phash_dihedral",
+                                                             "dhash_dihedral"]}))
                 continue
             dd = {h: dist(c["path"], c["original"], h) for h in hnames + ["colorhash"]}
             for h in ("phash", "dhash"):
@@ -219,6 +229,8 @@ def main(argv=None) -> int:
             Dp = (Mp[:, None, :] != Mp[None, :, :]).sum(-1)[iu][mask]
             Dd = (Md[:, None, :] != Md[None, :, :]).sum(-1)[iu][mask]
             allcross["dhash+phash"].append(np.maximum(Dp, Dd))
+            allcross.setdefault("_cross_p", []).append(Dp)
+            allcross.setdefault("_cross_d", []).append(Dd)
             # keep the closest cross pairs for the report
             order = np.argsort(np.maximum(Dp, Dd))[:8]
             cross_idx = [(iu[0][mask][i], iu[1][mask][i]) for i in order]
@@ -236,7 +248,7 @@ def main(argv=None) -> int:
             draft_full.append((d, o, dd))
 
     for h in list(allcross):
-        if h != "_closest":
+        if h != "_closest" and len(allcross[h]):
             allcross[h] = np.concatenate(allcross[h]) if allcross[h] else np.array([])
     for (_d, _c, dd) in copies:
         dd["dhash+phash"] = max(dd["dhash"], dd["phash"])
@@ -258,6 +270,9 @@ def main(argv=None) -> int:
     if _WORKAROUND:
         p(f"NOTE: dedupe.fingerprint.open_image raised KeyError('MPO') for {len(set(_WORKAROUND))} "
           "non-JPEG files; they were opened without 'MPO' in formats (workaround).\n")
+    if low_all:
+        p(f"Low-information working images (grey std < {LOW_INFO_STD}; excluded from all pairs, "
+          "their copies count as misses): " + ", ".join(f"`{r}`" for _d, r in low_all) + "\n")
     if failed_all:
         p("Files that did not open (expected: junk): "
           + ", ".join(f"`{r}` ({e})" for _d, r, e in failed_all) + "\n")
@@ -348,6 +363,26 @@ def main(argv=None) -> int:
         T, ov, al, fl, cr = ok[-1]
         first = next((r[0] for r in rows if r[3] > 0), f">{a.max_t}")
         p(f"| {h} | {T} | {100 * ov:.1f} | {100 * al:.1f} | {cr} | {first} |")
+    p("")
+
+    # two-threshold rule: phash <= Tp AND dhash <= Td
+    p("## Two thresholds: phash <= Tp AND dhash <= Td\n")
+    p("cell = recall % (excl. rot90/mirror) / false pairs (look-alike + unrelated originals)"
+      " / cross-identity file pairs\n")
+    tds = list(range(2, 13, 1))
+    p("| Tp \\ Td | " + " | ".join(str(x) for x in tds) + " |")
+    p("|---|" + "---|" * len(tds))
+    main_c = [dd for _d, c, dd in copies if c["edit"] in main_edits]
+    neg = [dd for *_r, dd in la_pairs] + [dd for *_r, dd in unrel_pairs]
+    crossp, crossd = allcross.get("_cross_p"), allcross.get("_cross_d")
+    for tp in range(4, 17, 1):
+        cells = []
+        for td in tds:
+            rec = np.mean([dd["phash"] <= tp and dd["dhash"] <= td for dd in main_c])
+            fl = sum(dd["phash"] <= tp and dd["dhash"] <= td for dd in neg)
+            cr = int(((crossp <= tp) & (crossd <= td)).sum()) if crossp is not None else "-"
+            cells.append(f"{100 * rec:.1f}/{fl}/{cr}")
+        p(f"| {tp} | " + " | ".join(cells) + " |")
     p("")
 
     if draft_full:

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from dedupe.cli import cli
+from tests.conftest import draw_photo, run_dedupe, save
+
+
+def invoke(*args: str) -> click.testing.Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_scan_prints_a_table_and_a_summary(photo_dir: Path, tmp_path: Path) -> None:
+    db = str(tmp_path / "s.sqlite")
+    result = invoke("scan", str(photo_dir), "--db", db)
+    assert result.exit_code == 0, result.output
+    assert "reference" in result.output and "same bytes" in result.output and "near d=" in result.output
+    assert str(photo_dir / "backup" / "small1.png") in result.output
+    assert "notes.jpg: not an image file" in result.output
+    assert "7 images, 3 groups, 3 duplicate files" in result.output
+
+
+def test_scan_json_schema(photo_dir: Path, tmp_path: Path) -> None:
+    result = invoke("scan", str(photo_dir), "--db", str(tmp_path / "s.sqlite"), "--format", "json")
+    assert result.exit_code == 0
+    report = json.loads(result.output)
+    assert [g["kind"] for g in report["groups"]] == ["exact", "near", "near"]
+    for g in report["groups"]:
+        assert g["files"][0]["reference"] is True
+        for f in g["files"]:
+            assert os.path.isabs(f["path"])
+            assert {"path", "size", "width", "height", "distance"} <= f.keys()
+    assert report["skipped"] == [{"path": str(photo_dir / "notes.jpg"), "reason": report["skipped"][0]["reason"]}]
+    summary = report["summary"]
+    assert summary["images"] == 7 and summary["groups"] == 3 and summary["duplicate_files"] == 3
+    assert summary["reclaimable_bytes"] == sum(f["size"] for g in report["groups"] for f in g["files"][1:])
+
+
+def test_groups_reads_back_the_same_answer_and_csv_has_a_row_per_file(photo_dir: Path, tmp_path: Path) -> None:
+    db = str(tmp_path / "s.sqlite")
+    scanned = json.loads(invoke("scan", str(photo_dir), "--db", db, "--format", "json").output)
+    listed = json.loads(invoke("groups", str(photo_dir), "--db", db, "--format", "json").output)
+    assert listed["groups"] == scanned["groups"]
+    rows = list(csv.DictReader(io.StringIO(invoke("groups", "--db", db, "--format", "csv").output)))
+    assert len(rows) == 6 and {r["group"] for r in rows} == {"1", "2", "3"}
+
+
+def test_threshold_zero_keeps_only_identical_pictures(photo_dir: Path, tmp_path: Path) -> None:
+    db = str(tmp_path / "s.sqlite")
+    invoke("scan", str(photo_dir), "--db", db, "-q")
+    report = json.loads(invoke("groups", str(photo_dir), "--db", db, "--threshold", "0", "--format", "json").output)
+    assert all(f["distance"] == 0 for g in report["groups"] for f in g["files"])
+
+
+def test_usage_errors_exit_2_and_run_failures_exit_1(tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["scan"]).exit_code == 2
+    assert runner.invoke(cli, ["scan", str(tmp_path / "missing")]).exit_code == 2
+    assert runner.invoke(cli, ["scan", str(tmp_path), "--threshold", "99"]).exit_code == 2
+    assert runner.invoke(cli, ["scan", str(tmp_path), "--format", "xml"]).exit_code == 2
+    bad = runner.invoke(cli, ["scan", str(tmp_path), "--db", "/proc/nope/store.sqlite"])
+    assert bad.exit_code == 1 and "cannot open the store" in bad.output and "Traceback" not in bad.output
+    missing = runner.invoke(cli, ["groups", "--db", str(tmp_path / "none.sqlite")])
+    assert missing.exit_code == 1 and "no store" in missing.output
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    assert isinstance(cli, click.Group)
+    for name, command in cli.commands.items():
+        result = invoke(name, "--help")
+        assert result.exit_code == 0
+        assert "Example:" in result.output, name
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv"])
+def test_output_is_deterministic(photo_dir: Path, tmp_path: Path, fmt: str) -> None:
+    db = str(tmp_path / "s.sqlite")
+    invoke("scan", str(photo_dir), "--db", db, "-q")
+    first = invoke("groups", str(photo_dir), "--db", db, "--format", fmt).output
+    assert first == invoke("groups", str(photo_dir), "--db", db, "--format", fmt).output
+
+
+def test_real_subprocess_scan_with_undecodable_name(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    root.mkdir()
+    raw = os.fsencode(str(root)) + b"/\xff\xfe.jpg"
+    save(draw_photo(1), Path(os.fsdecode(raw)))
+    save(draw_photo(1), root / "copy.png")
+    proc = run_dedupe("scan", str(root), "--db", str(tmp_path / "s.sqlite"), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    paths = [f["path"] for f in report["groups"][0]["files"]]
+    assert raw in [os.fsencode(p) for p in paths]  # lossless through JSON
+    table = run_dedupe("groups", str(root), "--db", str(tmp_path / "s.sqlite"))
+    assert table.returncode == 0 and "\\xff\\xfe.jpg" in table.stdout
+    assert run_dedupe("scan").returncode == 2

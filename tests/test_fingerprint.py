@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from dedupe.errors import FileSkipped
+from dedupe.fingerprint import (
+    fingerprint_file,
+    hamming,
+    open_image,
+    perceptual_hashes,
+    working_image,
+)
+from tests.conftest import draw_photo, save
+
+
+def test_jpeg_fingerprint_records_size_format_and_hashes(tmp_path: Path) -> None:
+    path = save(draw_photo(1, (1600, 1200)), tmp_path / "a.jpg", quality=90)
+    fp = fingerprint_file(path)
+    assert (fp.format, fp.width, fp.height) == ("JPEG", 1600, 1200)
+    assert len(fp.content_hash) == 32 and fp.image_hash != fp.content_hash
+    assert 0 < fp.phash < 2**64 and 0 < fp.dhash < 2**64
+    assert not fp.low_info
+
+
+def test_reduced_decode_gives_the_hashes_of_a_full_decode(tmp_path: Path) -> None:
+    for seed in range(3):
+        path = save(draw_photo(seed, (4000, 3000)), tmp_path / f"{seed}.jpg", quality=90)
+        fast = fingerprint_file(path)
+        with Image.open(path) as im:
+            im.load()  # no draft: every pixel decoded
+            full_phash, full_dhash = perceptual_hashes(working_image(im))
+        assert hamming(fast.phash, full_phash) <= 2
+        assert hamming(fast.dhash, full_dhash) <= 2
+
+
+def test_exif_orientation_is_applied_before_hashing(tmp_path: Path) -> None:
+    upright = draw_photo(7, (1200, 800))
+    a = fingerprint_file(save(upright, tmp_path / "upright.jpg", quality=92))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera was turned: stored sideways, shown upright
+    b = fingerprint_file(
+        save(upright.transpose(Image.Transpose.ROTATE_90), tmp_path / "phone.jpg", quality=92, exif=exif)
+    )
+    assert (b.width, b.height) == (1200, 800)
+    assert hamming(a.phash, b.phash) <= 4
+
+
+def test_metadata_only_change_keeps_the_image_hash(tmp_path: Path) -> None:
+    im = draw_photo(3)
+    plain = fingerprint_file(save(im, tmp_path / "plain.jpg", quality=85))
+    exif = Image.Exif()
+    exif[0x0132] = "2020:01:01 10:00:00"
+    exif.get_ifd(0x8769)[36867] = "2019:05:04 12:34:56"
+    tagged = fingerprint_file(save(im, tmp_path / "tagged.jpg", quality=85, exif=exif))
+    assert tagged.content_hash != plain.content_hash
+    assert tagged.image_hash == plain.image_hash
+    assert tagged.taken == "2019-05-04T12:34:56"
+    # A different encoding of the same picture is not the same image data.
+    other = fingerprint_file(save(im, tmp_path / "q60.jpg", quality=60))
+    assert other.image_hash != plain.image_hash
+
+
+def test_transparent_image_is_flattened_onto_a_fixed_background(tmp_path: Path) -> None:
+    rgba = draw_photo(4, (600, 400)).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize((600, 400)))
+    flat = Image.new("RGB", rgba.size, (255, 255, 255))
+    flat.paste(rgba, mask=rgba.getchannel("A"))
+    a = fingerprint_file(save(rgba, tmp_path / "alpha.png"))
+    b = fingerprint_file(save(flat, tmp_path / "flat.png"))
+    assert hamming(a.phash, b.phash) <= 2
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("p.png", {}),
+        ("p.gif", {}),
+        ("p.bmp", {}),
+        ("p.tiff", {}),
+        ("p.webp", {"quality": 90}),
+        ("p.heic", {"quality": 90}),
+        ("p.avif", {"quality": 90}),
+    ],
+)
+def test_photo_formats_are_read_and_match_the_jpeg(tmp_path: Path, name: str, params: dict[str, object]) -> None:
+    im = draw_photo(5, (800, 600))
+    ref = fingerprint_file(save(im, tmp_path / "ref.jpg", quality=95))
+    fp = fingerprint_file(save(im, tmp_path / name, **params))
+    assert (fp.width, fp.height) == (800, 600)
+    assert hamming(ref.phash, fp.phash) <= 6
+
+
+def test_sixteen_bit_png(tmp_path: Path) -> None:
+    grey = draw_photo(6, (500, 400)).convert("L")
+    wide = Image.eval(grey, lambda v: v).convert("I").point(lambda v: v * 256).convert("I;16")
+    a = fingerprint_file(save(grey, tmp_path / "8.png"))
+    b = fingerprint_file(save(wide, tmp_path / "16.png"))
+    assert hamming(a.phash, b.phash) <= 2
+
+
+def test_blank_images_are_low_information(tmp_path: Path) -> None:
+    assert fingerprint_file(save(Image.new("RGB", (300, 200), (30, 90, 200)), tmp_path / "blank.png")).low_info
+    assert not fingerprint_file(save(draw_photo(1), tmp_path / "photo.png")).low_info
+
+
+def _skip_reason(path: Path) -> FileSkipped:
+    with pytest.raises(FileSkipped) as info:
+        fingerprint_file(path)
+    return info.value
+
+
+def test_bad_files_get_one_line_reasons(tmp_path: Path) -> None:
+    good = save(draw_photo(2), tmp_path / "good.jpg").read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (tmp_path / "text.jpg").write_text("hello, not a photo")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "random.webp").write_bytes(bytes(range(256)) * 10)
+    (tmp_path / "fake.jpg").write_bytes(b"8BPS" + b"\0" * 100)  # a Photoshop file renamed
+    reasons = {p.name: _skip_reason(p) for p in sorted(tmp_path.iterdir()) if p.name != "good.jpg"}
+    assert "truncated" in reasons["truncated.jpg"].reason
+    assert "not an image" in reasons["text.jpg"].reason
+    assert reasons["empty.png"].reason == "empty file"
+    assert "not an image" in reasons["random.webp"].reason
+    assert "not an image" in reasons["fake.jpg"].reason
+    for e in reasons.values():
+        assert "\n" not in e.reason and not e.ignorable
+
+
+def test_non_images_with_other_names_are_ignorable(tmp_path: Path) -> None:
+    (tmp_path / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\0" * 100)
+    assert _skip_reason(tmp_path / "clip.mp4").ignorable
+
+
+def test_missing_file_is_a_transient_reason(tmp_path: Path) -> None:
+    e = _skip_reason(tmp_path / "gone.jpg")
+    assert e.transient and "vanished" in e.reason
+
+
+def _png_with_size(width: int, height: int) -> bytes:
+    """A small real PNG whose header claims another size."""
+    buf = io.BytesIO()
+    Image.new("L", (8, 8)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return bytes(data)
+
+
+def test_decompression_bomb_is_refused_without_decoding(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_with_size(30000, 30000))
+    assert "decompression bomb" in _skip_reason(bomb).reason
+
+
+def test_a_real_100_megapixel_photo_is_fingerprinted(tmp_path: Path) -> None:
+    big = draw_photo(9, (1000, 1000)).convert("L").resize((10000, 10000))
+    fp = fingerprint_file(save(big, tmp_path / "big.jpg", quality=80))
+    assert (fp.width, fp.height) == (10000, 10000)
+
+
+def test_open_image_refuses_formats_that_are_not_photos() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (10, 10)).save(buf, "PCX")
+    with pytest.raises(Image.UnidentifiedImageError):
+        open_image(buf.getvalue())

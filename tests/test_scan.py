@@ -1,0 +1,200 @@
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dedupe.errors import DedupeError
+from dedupe.models import MatchKind, ScanOptions
+from dedupe.scan import scan, stored_groups
+from dedupe.store import Store
+from tests.conftest import REPO, draw_photo, save
+
+
+def group_paths(store: Store, roots: list[Path], threshold: int = 8) -> list[list[str]]:
+    groups, _, _ = stored_groups(store, [str(r) for r in roots], threshold)
+    return [sorted(Path(m.file.path).name for m in g.members) for g in groups]
+
+
+def test_scan_finds_exact_and_near_groups_and_skips_bad_files(photo_dir: Path, store: Store) -> None:
+    report = scan([photo_dir], store)
+    assert report.images == 7
+    assert [s.path for s in report.skipped] == [str(photo_dir / "notes.jpg")]
+    assert "not an image" in report.skipped[0].reason
+    groups, _, _ = stored_groups(store, [str(photo_dir)])
+    kinds = {Path(g.reference.file.path).name: g.kind for g in groups}
+    assert kinds == {"original0.jpg": MatchKind.EXACT, "original1.jpg": MatchKind.NEAR, "original2.jpg": MatchKind.NEAR}
+    assert group_paths(store, [photo_dir]) == [
+        ["original0.jpg", "original0.jpg"],
+        ["original1.jpg", "small1.png"],
+        ["original2.jpg", "recompressed2.jpg"],
+    ]
+
+
+def test_rescan_does_not_read_unchanged_files(photo_dir: Path, store: Store) -> None:
+    scan([photo_dir], store)
+    target = photo_dir / "original3.jpg"
+    before = target.stat()
+    # Overwrite the bytes in place but keep size and mtime: a scan that read the file would notice.
+    other = draw_photo(99, (1200, 900))
+    data = target.read_bytes()
+    other_bytes = save(other, photo_dir.parent / "other.jpg", quality=92).read_bytes()
+    target.write_bytes((other_bytes + data)[: len(data)])
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert target.stat().st_ino == before.st_ino
+    report = scan([photo_dir], store)
+    assert report.fingerprinted == 0
+    assert report.reused == 7
+    assert report.skipped[0].path.endswith("notes.jpg")  # bad files are reported again, without reading
+
+
+def test_moved_and_copied_files_are_not_decoded_again(photo_dir: Path, store: Store) -> None:
+    scan([photo_dir], store)
+    (photo_dir / "moved").mkdir()
+    (photo_dir / "original3.jpg").rename(photo_dir / "moved" / "renamed3.jpg")
+    shutil.copyfile(photo_dir / "original2.jpg", photo_dir / "moved" / "copy2.jpg")
+    report = scan([photo_dir], store)
+    assert report.fingerprinted == 0
+    assert report.pruned == 1
+    paths = {Path(r.path).name for r in store.records_under([str(photo_dir)])}
+    assert "renamed3.jpg" in paths and "copy2.jpg" in paths and "original3.jpg" not in paths
+
+
+def test_vanished_files_are_pruned_only_below_the_scanned_roots(tmp_path: Path, store: Store) -> None:
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    save(draw_photo(1), a / "1.jpg")
+    save(draw_photo(2), b / "2.jpg")
+    scan([a, b], store)
+    (a / "1.jpg").unlink()
+    shutil.rmtree(b)
+    b.mkdir()  # b still exists, a is scanned: only a's entries may go
+    report = scan([a], store)
+    assert report.pruned == 1
+    assert [Path(r.path).name for r in store.records_under([str(b)])] == ["2.jpg"]
+
+
+def test_same_folder_twice_or_nested_never_makes_a_file_its_own_duplicate(photo_dir: Path, store: Store) -> None:
+    report = scan([photo_dir, photo_dir, photo_dir / "backup", Path(str(photo_dir) + "/.")], store)
+    assert report.roots == (str(photo_dir),)
+    for g in stored_groups(store, [str(photo_dir)])[0]:
+        assert len({m.file.path for m in g.members}) == len(g.members)
+        assert len({(m.file.dev, m.file.ino) for m in g.members}) == len(g.members)
+
+
+def test_hardlinks_and_symlinks_are_not_duplicates(tmp_path: Path, store: Store) -> None:
+    root = tmp_path / "r"
+    save(draw_photo(1), root / "a.jpg")
+    os.link(root / "a.jpg", root / "hard.jpg")
+    (root / "link.jpg").symlink_to(root / "a.jpg")
+    (root / "loop").symlink_to(root)
+    report = scan([root], store)
+    assert stored_groups(store, [str(root)])[0] == []
+    assert report.images == 2  # the hardlink's two names, one file; the symlink not followed
+    report = scan([root], store, ScanOptions(follow_symlinks=True))
+    assert stored_groups(store, [str(root)])[0] == []  # symlink and loop: still one file
+
+
+def test_options_hidden_exclude_min_size(tmp_path: Path, store: Store) -> None:
+    root = tmp_path / "r"
+    save(draw_photo(1), root / "a.jpg")
+    save(draw_photo(1), root / ".hidden" / "a.jpg")
+    save(draw_photo(1), root / ".b.jpg")
+    save(draw_photo(1), root / "skip" / "a.jpg")
+    save(draw_photo(1, (40, 30)), root / "tiny.jpg")
+    names = lambda: sorted(os.path.relpath(r.path, root) for r in store.records_under([str(root)]))  # noqa: E731
+    scan([root], store, ScanOptions(exclude=("skip",), min_size=2000))
+    assert names() == ["a.jpg"]
+    scan([root], store, ScanOptions(hidden=True, exclude=("skip/*", ".hidden")))
+    assert names() == [".b.jpg", "a.jpg", "tiny.jpg"]
+
+
+def test_store_files_inside_the_scanned_folder_are_never_fingerprinted(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    save(draw_photo(1), root / "a.jpg")
+    with Store.open(root / "store.jpg") as store:  # named like a photo on purpose
+        report = scan([root], store)
+        assert report.images == 1 and report.skipped == ()
+
+
+def test_undecodable_names_special_files_and_bombs(tmp_path: Path, store: Store) -> None:
+    root = tmp_path / "r"
+    root.mkdir()
+    raw = os.fsencode(str(root)) + b"/caf\xe9-\xff.jpg"
+    save(draw_photo(3), Path(os.fsdecode(raw)))
+    os.mkfifo(root / "pipe.jpg")  # opening it would block forever
+    from tests.test_fingerprint import _png_with_size
+
+    (root / "bomb.png").write_bytes(_png_with_size(30000, 30000))
+    (root / "empty.jpg").write_bytes(b"")
+    report = scan([root], store)
+    (rec,) = store.records_under([str(root)])
+    assert os.fsencode(rec.path) == raw
+    reasons = {Path(s.path).name: s.reason for s in report.skipped}
+    assert "not a regular file" in reasons["pipe.jpg"]
+    assert "decompression bomb" in reasons["bomb.png"]
+    assert reasons["empty.jpg"] == "empty file"
+
+
+def test_parallel_and_serial_scans_agree(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    for i in range(12):
+        save(draw_photo(i % 6, (600, 450)), root / f"{i}.jpg", quality=70 + i)
+    answers = []
+    for workers in (1, 2):
+        with Store.open(tmp_path / f"{workers}.sqlite") as store:
+            report = scan([root], store, ScanOptions(workers=workers))
+            assert report.fingerprinted == 12
+            answers.append(group_paths(store, [root]))
+    assert answers[0] == answers[1]
+    assert len(answers[0]) == 6
+
+
+def test_a_missing_folder_is_an_error(tmp_path: Path, store: Store) -> None:
+    with pytest.raises(DedupeError, match="no such file or folder"):
+        scan([tmp_path / "nope"], store)
+
+
+def test_a_killed_scan_leaves_a_valid_store_and_the_next_scan_continues(tmp_path: Path) -> None:
+    root = tmp_path / "many"
+    for i in range(160):
+        save(draw_photo(i, (900, 700)), root / f"{i:03d}.jpg", quality=90)
+    db = tmp_path / "store.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dedupe", "scan", str(root), "--db", str(db), "-q", "-j", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        committed = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            if db.exists():
+                try:
+                    with sqlite3.connect(db, timeout=1) as conn:
+                        committed = conn.execute("SELECT count(*) FROM files").fetchone()[0]
+                except sqlite3.Error:
+                    committed = 0
+                if committed:
+                    break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with Store.open(db) as store:
+        report = scan([root], store)
+    assert report.images == 160
+    assert report.reused >= committed > 0
+    assert report.fingerprinted == 160 - report.reused
