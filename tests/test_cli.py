@@ -36,7 +36,7 @@ def test_scan_json_schema(photo_dir: Path, tmp_path: Path) -> None:
     for g in report["groups"]:
         assert g["files"][0]["reference"] is True
         for f in g["files"]:
-            assert os.path.isabs(f["path"])
+            assert Path(f["path"]).is_absolute()
             assert {"path", "size", "width", "height", "distance"} <= f.keys()
     assert report["skipped"] == [{"path": str(photo_dir / "notes.jpg"), "reason": report["skipped"][0]["reason"]}]
     summary = report["summary"]
@@ -74,7 +74,7 @@ def test_usage_errors_exit_2_and_run_failures_exit_1(tmp_path: Path) -> None:
 
 def test_every_command_has_help_with_an_example() -> None:
     assert isinstance(cli, click.Group)
-    for name, command in cli.commands.items():
+    for name in cli.commands:
         result = invoke(name, "--help")
         assert result.exit_code == 0
         assert "Example:" in result.output, name
