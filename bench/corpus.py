@@ -33,6 +33,7 @@ a recompressed copy (q=75) and a resized copy (50%); no look-alikes, no junk.
 Output is deterministic for a given seed (same Pillow/libjpeg/libwebp build).
 Only stdlib + Pillow + numpy are used.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,20 @@ LOW_INFO_STD = 4.0  # grey-level std of a 64x64 thumbnail below which a picture 
 # Series of different-but-similar designs shipped together (look-alike families).
 SERIES = [re.compile(r"^mate/desktop/Ubuntu-Mate-.*-no-logo$")]
 EDITS = [
-    "exact", "metadata", "resize50", "jpeg_q60", "png", "webp", "crop5", "crop15",
-    "bright20", "watermark", "gray", "exif_rot90", "rot90", "mirror",
+    "exact",
+    "metadata",
+    "resize50",
+    "jpeg_q60",
+    "png",
+    "webp",
+    "crop5",
+    "crop15",
+    "bright20",
+    "watermark",
+    "gray",
+    "exif_rot90",
+    "rot90",
+    "mirror",
 ]
 # Crop boxes as fractions removed from (left, top, right, bottom); asymmetric like a
 # person's crop.  "crop5" removes 5% of the width and 5% of the height in total.
@@ -73,11 +86,11 @@ CROPS = {"crop5": (0.02, 0.03, 0.03, 0.02), "crop15": (0.10, 0.06, 0.05, 0.09)}
 
 # ----------------------------------------------------------------------------- sources
 
+
 def ensure_packages() -> None:
     missing = []
     for pkg in PACKAGES:
-        r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg],
-                           capture_output=True, text=True)
+        r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True)
         if r.returncode != 0 or "install ok installed" not in r.stdout:
             missing.append(pkg)
     if not missing:
@@ -93,18 +106,17 @@ def ensure_packages() -> None:
         if r.returncode != 0:
             sys.exit(f"apt-get install failed; install manually: {' '.join(missing)}")
     else:
-        sys.exit("missing wallpaper packages; as root run:\n"
-                 f"  apt-get install -y {' '.join(missing)}")
+        sys.exit(f"missing wallpaper packages; as root run:\n  apt-get install -y {' '.join(missing)}")
 
 
 @dataclass
 class Picture:
-    key: str                 # e.g. "plasma/Kay", "plasma/Kay#dark", "gnome/adwaita-l"
-    path: str                # largest file for this picture
+    key: str  # e.g. "plasma/Kay", "plasma/Kay#dark", "gnome/adwaita-l"
+    path: str  # largest file for this picture
     area: int
     fmt: str
     family: str | None = None  # look-alike family (light/dark, series) or None
-    photo: bool = False      # JPEG-encoded source (most are photographs)
+    photo: bool = False  # JPEG-encoded source (most are photographs)
     sha: str = ""
     members: list = field(default_factory=list)
 
@@ -114,7 +126,7 @@ def _picture_key(path: str) -> tuple[str, str | None] | None:
     rel = None
     for root in SOURCE_ROOTS:
         if path.startswith(root + "/"):
-            rel = path[len(root) + 1:]
+            rel = path[len(root) + 1 :]
             break
     if rel is None:
         return None
@@ -125,7 +137,7 @@ def _picture_key(path: str) -> tuple[str, str | None] | None:
         name = "/".join(parts[:i])
         if i + 1 >= len(parts) or not parts[i + 1].startswith("images"):
             return None  # screenshot.* and the like
-        variant = parts[i + 1][len("images"):].lstrip("_")
+        variant = parts[i + 1][len("images") :].lstrip("_")
         key = "plasma/" + name + (f"#{variant}" if variant else "")
         return key, None  # family decided later (only if a variant exists)
     stem = re.sub(r"_\d+x\d+$", "", stem)  # mate: Elephants_3840x2160 -> Elephants
@@ -204,8 +216,7 @@ def discover() -> list[Picture]:
             continue
         s = np.asarray(sig)
         # same picture at another resolution / re-encoded under another name?
-        dup = next((q for q, t in sigs if np.abs(s - t).mean() < 1.5
-                    and not (p.family and p.family == q.family)), None)
+        dup = next((q for q, t in sigs if np.abs(s - t).mean() < 1.5 and not (p.family and p.family == q.family)), None)
         if dup is not None:
             if p.area > dup.area:  # keep the largest
                 out.remove(dup)
@@ -226,6 +237,7 @@ def discover() -> list[Picture]:
 
 
 # ----------------------------------------------------------------------------- helpers
+
 
 def flatten(im: Image.Image) -> Image.Image:
     """Composite transparency onto mid-grey; return RGB or L."""
@@ -274,8 +286,9 @@ def write(path: str, data: bytes) -> None:
         f.write(data)
 
 
-def make_exif(date: str, orientation: int | None = None, base: Image.Exif | None = None,
-              desc: str | None = None) -> bytes:
+def make_exif(
+    date: str, orientation: int | None = None, base: Image.Exif | None = None, desc: str | None = None
+) -> bytes:
     ex = Image.Exif()
     if base is not None:
         for k, v in base.items():
@@ -300,12 +313,13 @@ def xmp_packet(text: str) -> bytes:
         'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
         '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
         'xmlns:xmp="http://ns.adobe.com/xap/1.0/">'
-        f'<xmp:Rating>4</xmp:Rating><dc:description>{text}</dc:description>'
+        f"<xmp:Rating>4</xmp:Rating><dc:description>{text}</dc:description>"
         '</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
-    ).encode("utf-8")
+    ).encode()
 
 
 # ------------------------------------------------------------- metadata-only re-mux
+
 
 def remux_jpeg(data: bytes, exif: bytes, xmp: bytes) -> bytes:
     """Replace APP1 (EXIF/XMP) segments; the entropy-coded scan is copied unchanged."""
@@ -319,11 +333,10 @@ def remux_jpeg(data: bytes, exif: bytes, xmp: bytes) -> bytes:
             pos += 1
             continue
         if 0xE0 <= marker <= 0xEF or marker == 0xFE:
-            (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
-            seg = data[pos:pos + 2 + length]
+            (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+            seg = data[pos : pos + 2 + length]
             body = seg[4:]
-            if not (marker == 0xE1 and (body.startswith(b"Exif\x00")
-                                        or body.startswith(b"http://ns.adobe.com/xap/"))):
+            if not (marker == 0xE1 and (body.startswith(b"Exif\x00") or body.startswith(b"http://ns.adobe.com/xap/"))):
                 keep_head.append(seg)
             pos += 2 + length
             continue
@@ -342,16 +355,17 @@ def remux_png(data: bytes, exif: bytes, xmp: bytes) -> bytes:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
 
     def chunk(typ: bytes, payload: bytes) -> bytes:
-        return (struct.pack(">I", len(payload)) + typ + payload
-                + struct.pack(">I", zlib.crc32(typ + payload) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(payload)) + typ + payload + struct.pack(">I", zlib.crc32(typ + payload) & 0xFFFFFFFF)
+        )
 
     out, pos, done = [data[:8]], 8, False
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        typ = data[pos + 4:pos + 8]
-        whole = data[pos:pos + 12 + length]
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        typ = data[pos + 4 : pos + 8]
+        whole = data[pos : pos + 12 + length]
         pos += 12 + length
-        if typ in (b"eXIf",) or (typ == b"iTXt" and whole[8:8 + 17] == b"XML:com.adobe.xmp"):
+        if typ in (b"eXIf",) or (typ == b"iTXt" and whole[8 : 8 + 17] == b"XML:com.adobe.xmp"):
             continue
         if typ == b"IDAT" and not done:
             out.append(chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif") else exif))
@@ -362,14 +376,13 @@ def remux_png(data: bytes, exif: bytes, xmp: bytes) -> bytes:
     return b"".join(out)
 
 
-def remux_webp(data: bytes, exif: bytes, xmp: bytes, size: tuple[int, int],
-               alpha: bool) -> bytes:
+def remux_webp(data: bytes, exif: bytes, xmp: bytes, size: tuple[int, int], alpha: bool) -> bytes:
     assert data[:4] == b"RIFF" and data[8:12] == b"WEBP"
     chunks, pos = [], 12
     while pos + 8 <= len(data):
-        typ = data[pos:pos + 4]
-        (length,) = struct.unpack("<I", data[pos + 4:pos + 8])
-        chunks.append((typ, data[pos + 8:pos + 8 + length]))
+        typ = data[pos : pos + 4]
+        (length,) = struct.unpack("<I", data[pos + 4 : pos + 8])
+        chunks.append((typ, data[pos + 8 : pos + 8 + length]))
         pos += 8 + length + (length & 1)
     flags = 0
     body = []
@@ -383,12 +396,12 @@ def remux_webp(data: bytes, exif: bytes, xmp: bytes, size: tuple[int, int],
     vp8x = bytes([flags, 0, 0, 0]) + (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(3, "little")
     tiff = exif[6:] if exif.startswith(b"Exif") else exif
     allc = [(b"VP8X", vp8x)] + body + [(b"EXIF", tiff), (b"XMP ", xmp)]
-    out = b"".join(t + struct.pack("<I", len(p)) + p + (b"\x00" if len(p) & 1 else b"")
-                   for t, p in allc)
+    out = b"".join(t + struct.pack("<I", len(p)) + p + (b"\x00" if len(p) & 1 else b"") for t, p in allc)
     return b"RIFF" + struct.pack("<I", len(out) + 4) + b"WEBP" + out
 
 
 # ----------------------------------------------------------------------------- edits
+
 
 def watermark(im: Image.Image, text: str) -> Image.Image:
     im = im.copy()
@@ -400,13 +413,15 @@ def watermark(im: Image.Image, text: str) -> Image.Image:
     d.rectangle([x0, y0, x0 + bw, y0 + bh], fill=(255, 255, 255, 150))
     try:
         from PIL import ImageFont
+
         font = ImageFont.load_default(size=max(10, bh * 6 // 10))
     except Exception:  # very old Pillow
         font = None
     d.text((x0 + bh // 4, y0 + bh // 6), text, fill=(20, 20, 20, 230), font=font)
     mode = im.mode
     return Image.alpha_composite(im.convert("RGBA"), over).convert(
-        mode if mode in ("RGBA", "LA") else ("RGB" if mode != "L" else "L"))
+        mode if mode in ("RGBA", "LA") else ("RGB" if mode != "L" else "L")
+    )
 
 
 def crop_box(size: tuple[int, int], fr: tuple[float, float, float, float]):
@@ -445,11 +460,9 @@ def make_copies(job: dict) -> list[dict]:
             elif fmt == "PNG":
                 add(edit, remux_png(raw, ex, xmp), ".png")
             elif fmt == "WEBP":
-                add(edit, remux_webp(raw, ex, xmp, Image.open(io.BytesIO(raw)).size,
-                                     alpha), ".webp")
+                add(edit, remux_webp(raw, ex, xmp, Image.open(io.BytesIO(raw)).size, alpha), ".webp")
         elif edit == "resize50":
-            small = im.resize((max(1, im.width // 2), max(1, im.height // 2)),
-                              Image.Resampling.LANCZOS)
+            small = im.resize((max(1, im.width // 2), max(1, im.height // 2)), Image.Resampling.LANCZOS)
             add(edit, encode(small, fmt_out), ext, scale=0.5)
         elif edit == "jpeg_q60":
             add(edit, encode(im, "JPEG", quality=60), ".jpg", quality=60)
@@ -459,14 +472,22 @@ def make_copies(job: dict) -> list[dict]:
             add(edit, encode(im, "WEBP", quality=80), ".webp", quality=80)
         elif edit in CROPS:
             fr = CROPS[edit]
-            add(edit, encode(im.crop(crop_box(im.size, fr)), fmt_out), ext,
-                crop={"left": fr[0], "top": fr[1], "right": fr[2], "bottom": fr[3],
-                      "width_removed": round(fr[0] + fr[2], 4),
-                      "height_removed": round(fr[1] + fr[3], 4)})
+            add(
+                edit,
+                encode(im.crop(crop_box(im.size, fr)), fmt_out),
+                ext,
+                crop={
+                    "left": fr[0],
+                    "top": fr[1],
+                    "right": fr[2],
+                    "bottom": fr[3],
+                    "width_removed": round(fr[0] + fr[2], 4),
+                    "height_removed": round(fr[1] + fr[3], 4),
+                },
+            )
         elif edit == "bright20":
             base = flatten(im) if alpha else im
-            add(edit, encode(ImageEnhance.Brightness(base).enhance(1.2), fmt_out), ext,
-                factor=1.2)
+            add(edit, encode(ImageEnhance.Brightness(base).enhance(1.2), fmt_out), ext, factor=1.2)
         elif edit == "watermark":
             add(edit, encode(watermark(im, "(c) dedupe bench"), fmt_out), ext)
         elif edit == "gray":
@@ -475,11 +496,9 @@ def make_copies(job: dict) -> list[dict]:
             # phone-style: pixels stored rotated 90 deg CCW, Orientation=6 tells a
             # viewer to rotate 90 deg CW, so the file DISPLAYS upright.
             stored = flatten(im).transpose(Image.Transpose.ROTATE_90)
-            add(edit, encode(stored, "JPEG", quality=92, exif=make_exif(date, 6)), ".jpg",
-                orientation=6)
+            add(edit, encode(stored, "JPEG", quality=92, exif=make_exif(date, 6)), ".jpg", orientation=6)
         elif edit == "rot90":
-            add(edit, encode(im.transpose(Image.Transpose.ROTATE_270), fmt_out), ext,
-                degrees_cw=90)
+            add(edit, encode(im.transpose(Image.Transpose.ROTATE_270), fmt_out), ext, degrees_cw=90)
         elif edit == "mirror":
             add(edit, encode(im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), fmt_out), ext)
     return recs
@@ -514,15 +533,14 @@ def make_camera(job: dict) -> list[dict]:
 
     add("exact", data)
     add("jpeg_q75", encode(im, "JPEG", quality=75, exif=exb), quality=75)
-    add("resize50", encode(im.resize((2000, 1500), Image.Resampling.LANCZOS), "JPEG",
-                           quality=90, exif=exb), scale=0.5)
+    add("resize50", encode(im.resize((2000, 1500), Image.Resampling.LANCZOS), "JPEG", quality=90, exif=exb), scale=0.5)
     return recs
 
 
 # ------------------------------------------------------------------ look-alikes, junk
 
-def make_synthetic_lookalikes(out_dir: str, crop_srcs: list[Picture],
-                              dark_srcs: list[Picture]) -> list[dict]:
+
+def make_synthetic_lookalikes(out_dir: str, crop_srcs: list[Picture], dark_srcs: list[Picture]) -> list[dict]:
     pairs = []
     for p in crop_srcs:
         im = flatten(load_display(p.path))
@@ -530,8 +548,8 @@ def make_synthetic_lookalikes(out_dir: str, crop_srcs: list[Picture],
         n = safe_name(p.key)
         a = f"lookalikes/{n}__left45.jpg"
         b = f"lookalikes/{n}__right45.jpg"
-        write(os.path.join(out_dir, a), encode(im.crop((0, 0, round(w * .45), h)), "JPEG"))
-        write(os.path.join(out_dir, b), encode(im.crop((w - round(w * .45), 0, w, h)), "JPEG"))
+        write(os.path.join(out_dir, a), encode(im.crop((0, 0, round(w * 0.45), h)), "JPEG"))
+        write(os.path.join(out_dir, b), encode(im.crop((w - round(w * 0.45), 0, w, h)), "JPEG"))
         pairs.append({"a": a, "b": b, "kind": "crops_of_one_photo", "source": p.path})
     for p, q in zip(dark_srcs[0::2], dark_srcs[1::2]):
         rels = []
@@ -541,8 +559,7 @@ def make_synthetic_lookalikes(out_dir: str, crop_srcs: list[Picture],
             rel = f"lookalikes/{safe_name(s.key)}__dark.jpg"
             write(os.path.join(out_dir, rel), encode(im, "JPEG"))
             rels.append(rel)
-        pairs.append({"a": rels[0], "b": rels[1], "kind": "two_dark_photos",
-                      "source": [p.path, q.path]})
+        pairs.append({"a": rels[0], "b": rels[1], "kind": "two_dark_photos", "source": [p.path, q.path]})
     return pairs
 
 
@@ -564,10 +581,8 @@ def make_junk(out_dir: str, seed: int, src: Picture | None) -> list[dict]:
     add("junk/notes.jpg", b"This is a text file, not a photograph.\n" * 20, "text_named_jpg")
     add("junk/empty.png", b"", "zero_bytes")
     add("junk/random.webp", bytes(rng.getrandbits(8) for _ in range(4096)), "random_bytes")
-    add("junk/blank_16x16.png", encode(Image.new("RGB", (16, 16), (250, 250, 250)), "PNG"),
-        "blank_small")
-    add("junk/blank_120x90.png", encode(Image.new("RGB", (120, 90), (250, 250, 250)), "PNG"),
-        "blank_other_size")
+    add("junk/blank_16x16.png", encode(Image.new("RGB", (16, 16), (250, 250, 250)), "PNG"), "blank_small")
+    add("junk/blank_120x90.png", encode(Image.new("RGB", (120, 90), (250, 250, 250)), "PNG"), "blank_other_size")
     return items
 
 
@@ -576,6 +591,7 @@ def safe_name(key: str) -> str:
 
 
 # ----------------------------------------------------------------------------- main
+
 
 def select(pics: list[Picture], n: int, seed: int, n_crop: int, n_dark: int):
     rng = random.Random(seed)
@@ -605,7 +621,7 @@ def select(pics: list[Picture], n: int, seed: int, n_crop: int, n_dark: int):
         lookalike_members[f] = members
     originals += rest[: max(0, n - len(originals))]
     crop_srcs = reserved[:n_crop]
-    dark_srcs = reserved[n_crop:n_crop + n_dark]
+    dark_srcs = reserved[n_crop : n_crop + n_dark]
     if len(dark_srcs) % 2:
         dark_srcs = dark_srcs[:-1]
     junk_src = rest[n - n_fam] if len(rest) > n - n_fam else None
@@ -615,11 +631,9 @@ def select(pics: list[Picture], n: int, seed: int, n_crop: int, n_dark: int):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out_dir")
-    ap.add_argument("--originals", type=int, default=40,
-                    help="number of originals (default 40; capped by the sources)")
+    ap.add_argument("--originals", type=int, default=40, help="number of originals (default 40; capped by the sources)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--camera", action="store_true",
-                    help="camera-like folder: 4000x3000 JPEGs and their copies only")
+    ap.add_argument("--camera", action="store_true", help="camera-like folder: 4000x3000 JPEGs and their copies only")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     a = ap.parse_args(argv)
     t0 = time.time()
@@ -627,8 +641,7 @@ def main(argv=None) -> int:
     pics = discover()
     if not pics:
         sys.exit("no wallpapers found under " + ", ".join(SOURCE_ROOTS))
-    originals, fam_members, crop_srcs, dark_srcs, junk_src = select(
-        pics, a.originals, a.seed, n_crop=2, n_dark=4)
+    originals, fam_members, crop_srcs, dark_srcs, junk_src = select(pics, a.originals, a.seed, n_crop=2, n_dark=4)
     if len(originals) < a.originals:
         print(f"note: only {len(originals)} distinct pictures available", file=sys.stderr)
     out = os.path.abspath(a.out_dir)
@@ -644,8 +657,15 @@ def main(argv=None) -> int:
     for i, p in enumerate(originals):
         name = safe_name(p.key)
         names[p.key] = name
-        jobs.append({"out": out, "src": p.path, "name": name, "index": i,
-                     "orig": f"originals/{name}{os.path.splitext(p.path)[1].lower()}"})
+        jobs.append(
+            {
+                "out": out,
+                "src": p.path,
+                "name": name,
+                "index": i,
+                "orig": f"originals/{name}{os.path.splitext(p.path)[1].lower()}",
+            }
+        )
     truth = {"originals": [], "copies": [], "lookalikes": [], "junk": [], "info": {}}
     sources = {}
     with multiprocessing.Pool(max(1, a.jobs)) as pool:
@@ -680,9 +700,14 @@ def main(argv=None) -> int:
                         rels.append(rel)
                 for x in range(len(rels)):
                     for y in range(x + 1, len(rels)):
-                        pairs.append({"a": rels[x], "b": rels[y],
-                                      "kind": "light_dark_variants" if len(rels) == 2
-                                      else "design_series", "family": fam})
+                        pairs.append(
+                            {
+                                "a": rels[x],
+                                "b": rels[y],
+                                "kind": "light_dark_variants" if len(rels) == 2 else "design_series",
+                                "family": fam,
+                            }
+                        )
             pairs += make_synthetic_lookalikes(out, crop_srcs, dark_srcs)
             truth["junk"] = make_junk(out, a.seed, junk_src)
             for recs in async_copies.get():
@@ -691,12 +716,17 @@ def main(argv=None) -> int:
             truth["info"]["lookalike_pairs"] = pairs
             truth["info"]["junk_kinds"] = {j["path"]: j["kind"] for j in truth["junk"]}
             truth["junk"] = [j["path"] for j in truth["junk"]]
-    truth["info"].update({
-        "seed": a.seed, "mode": "camera" if a.camera else "normal",
-        "originals_requested": a.originals, "sources": sources,
-        "generator": "bench/corpus.py", "pillow": Image.__version__,
-        "flatten_background": list(GREY),
-    })
+    truth["info"].update(
+        {
+            "seed": a.seed,
+            "mode": "camera" if a.camera else "normal",
+            "originals_requested": a.originals,
+            "sources": sources,
+            "generator": "bench/corpus.py",
+            "pillow": Image.__version__,
+            "flatten_background": list(GREY),
+        }
+    )
     with open(os.path.join(out, "truth.json"), "w") as f:
         json.dump(truth, f, indent=1, sort_keys=True)
         f.write("\n")
@@ -707,12 +737,12 @@ def main(argv=None) -> int:
     kinds: dict[str, int] = {}
     for c in truth["copies"]:
         kinds[c["edit"]] = kinds.get(c["edit"], 0) + 1
-    print(f"{out}: {nfiles} files, {nbytes / 1e6:.0f} MB, {time.time() - t0:.0f}s "
-          f"(seed {a.seed}, {'camera' if a.camera else 'normal'} mode)")
-    print(f"  originals  {len(truth['originals'])} "
-          f"({sum(1 for p in originals if p.photo)} from JPEG photos)")
-    print(f"  copies     {len(truth['copies'])}: "
-          + ", ".join(f"{k} {v}" for k, v in kinds.items()))
+    print(
+        f"{out}: {nfiles} files, {nbytes / 1e6:.0f} MB, {time.time() - t0:.0f}s "
+        f"(seed {a.seed}, {'camera' if a.camera else 'normal'} mode)"
+    )
+    print(f"  originals  {len(truth['originals'])} ({sum(1 for p in originals if p.photo)} from JPEG photos)")
+    print(f"  copies     {len(truth['copies'])}: " + ", ".join(f"{k} {v}" for k, v in kinds.items()))
     print(f"  lookalikes {len(truth['lookalikes'])} pairs (must not be grouped)")
     print(f"  junk       {len(truth['junk'])}")
     print(f"  truth      {os.path.join(out, 'truth.json')}")

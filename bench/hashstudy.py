@@ -17,6 +17,7 @@ all cross-identity file pairs (copies of A vs copies of B, look-alike files,
 blank junk) is reported too.  Several corpora (e.g. different seeds) can be
 pooled; pairs are only formed within one corpus.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,8 @@ import sys
 import time
 from collections import defaultdict
 
-import numpy as np
 import imagehash
+import numpy as np
 from PIL import Image, ImageOps
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -66,6 +67,7 @@ def _find_pipeline(which: str = "auto"):
             raise
         return _local_working_image, f"local copy (dedupe.fingerprint not importable: {e})"
     if callable(getattr(fp, "working_image", None)) and callable(getattr(fp, "open_image", None)):
+
         def dedupe_working_image(path: str, draft: bool = True) -> Image.Image:
             with open(path, "rb") as f:
                 data = f.read()
@@ -76,8 +78,7 @@ def _find_pipeline(which: str = "auto"):
                 # opened by the JPEG plugin): every non-JPEG file fails.  Work around it
                 # here so that the rest of dedupe's pipeline can be measured.
                 Image.init()
-                im = Image.open(io.BytesIO(data), formats=[
-                    f for f in fp.PHOTO_FORMATS if f in Image.OPEN])
+                im = Image.open(io.BytesIO(data), formats=[f for f in fp.PHOTO_FORMATS if f in Image.OPEN])
                 _WORKAROUND.append(path)
             orientation = im.getexif().get(0x0112, 1)
             if not isinstance(orientation, int) or orientation not in range(1, 9):
@@ -86,6 +87,7 @@ def _find_pipeline(which: str = "auto"):
                 im.draft("RGB", (fp.WORK_SIZE, fp.WORK_SIZE))
             im.load()
             return fp.working_image(im, orientation)
+
         bg = getattr(fp, "BACKGROUND", "?")
         return dedupe_working_image, f"dedupe.fingerprint.working_image (background {bg})"
     if which == "dedupe":
@@ -100,10 +102,16 @@ HASHES = {
     "whash": lambda im: imagehash.whash(im, hash_size=8),
     "colorhash": lambda im: imagehash.colorhash(im, binbits=3),
 }
-DIHEDRAL = [None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180,
-            Image.Transpose.ROTATE_270, Image.Transpose.FLIP_LEFT_RIGHT,
-            Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.TRANSPOSE,
-            Image.Transpose.TRANSVERSE]
+DIHEDRAL = [
+    None,
+    Image.Transpose.ROTATE_90,
+    Image.Transpose.ROTATE_180,
+    Image.Transpose.ROTATE_270,
+    Image.Transpose.FLIP_LEFT_RIGHT,
+    Image.Transpose.FLIP_TOP_BOTTOM,
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.TRANSVERSE,
+]
 
 
 def bits(h) -> np.ndarray:
@@ -153,18 +161,22 @@ def main(argv=None) -> int:
     ap.add_argument("corpora", nargs="+")
     ap.add_argument("--out", default=None)
     ap.add_argument("--max-t", type=int, default=16)
-    ap.add_argument("--pipeline", choices=["auto", "dedupe", "local"], default="auto",
-                    help="working image from dedupe.fingerprint (auto/dedupe) or the local copy")
+    ap.add_argument(
+        "--pipeline",
+        choices=["auto", "dedupe", "local"],
+        default="auto",
+        help="working image from dedupe.fingerprint (auto/dedupe) or the local copy",
+    )
     a = ap.parse_args(argv)
     working, source = _find_pipeline(a.pipeline)
     hnames = ["phash", "dhash", "ahash", "whash"]
     t0 = time.time()
 
-    copies = []        # (corpus, copy rec, {hash: dist})
-    la_pairs = []      # (corpus, a, b, kind, {hash: dist})
+    copies = []  # (corpus, copy rec, {hash: dist})
+    la_pairs = []  # (corpus, a, b, kind, {hash: dist})
     unrel = defaultdict(list)  # hash -> distances of unrelated original pairs
     allcross = defaultdict(list)  # hash -> distances of all cross-identity file pairs
-    unrel_pairs = []   # (corpus, a, b, {hash: dist}) for the closest ones
+    unrel_pairs = []  # (corpus, a, b, {hash: dist}) for the closest ones
     draft_full = []
     failed_all = []
     low_all = []
@@ -173,9 +185,13 @@ def main(argv=None) -> int:
         t, files, ident, failed, low = load_corpus(d, working, HASHES)
         failed_all += [(d, *f) for f in failed]
         low_all += [(d, r) for r in low]
-        kinds = {tuple(p): k for p, k in zip(
-            t["lookalikes"], [x.get("kind", "?") for x in t.get("info", {}).get(
-                "lookalike_pairs", [{}] * len(t["lookalikes"]))])}
+        kinds = {
+            tuple(p): k
+            for p, k in zip(
+                t["lookalikes"],
+                [x.get("kind", "?") for x in t.get("info", {}).get("lookalike_pairs", [{}] * len(t["lookalikes"]))],
+            )
+        }
 
         def dist(x, y, h):
             return int(np.count_nonzero(files[x][h] != files[y][h]))
@@ -190,8 +206,7 @@ def main(argv=None) -> int:
 
         for c in t["copies"]:
             if c["path"] not in files or c["original"] not in files:
-                copies.append((d, c, {h: 64 for h in hnames + ["colorhash", "phash_dihedral",
-                                                             "dhash_dihedral"]}))
+                copies.append((d, c, {h: 64 for h in hnames + ["colorhash", "phash_dihedral", "dhash_dihedral"]}))
                 continue
             dd = {h: dist(c["path"], c["original"], h) for h in hnames + ["colorhash"]}
             for h in ("phash", "dhash"):
@@ -201,9 +216,11 @@ def main(argv=None) -> int:
             if x in files and y in files:
                 dd = {h: dist(x, y, h) for h in hnames + ["colorhash"]}
                 for h in ("phash", "dhash"):
-                    dd[h + "_dihedral"] = min(dmin(x, y, h) if y in t["originals"] else 99,
-                                              dmin(y, x, h) if x in t["originals"] else 99,
-                                              dd[h])
+                    dd[h + "_dihedral"] = min(
+                        dmin(x, y, h) if y in t["originals"] else 99,
+                        dmin(y, x, h) if x in t["originals"] else 99,
+                        dd[h],
+                    )
                 la_pairs.append((d, x, y, kinds.get((x, y), "?"), dd))
         origs = [o for o in t["originals"] if o in files]
         for x, y in itertools.combinations(origs, 2):
@@ -235,26 +252,25 @@ def main(argv=None) -> int:
             order = np.argsort(np.maximum(Dp, Dd))[:8]
             cross_idx = [(iu[0][mask][i], iu[1][mask][i]) for i in order]
             allcross.setdefault("_closest", []).extend(
-                (d, rels[i], rels[j], int(Dp[k]), int(Dd[k]))
-                for (i, j), k in zip(cross_idx, order))
+                (d, rels[i], rels[j], int(Dp[k]), int(Dd[k])) for (i, j), k in zip(cross_idx, order)
+            )
         # draft vs full decode for JPEG originals
         for o in origs:
             with Image.open(os.path.join(d, o)) as im0:
                 if im0.format != "JPEG":
                     continue
             full = working(os.path.join(d, o), draft=False)
-            dd = {h: int(np.count_nonzero(bits(HASHES[h](full)) != files[o][h]))
-                  for h in hnames}
+            dd = {h: int(np.count_nonzero(bits(HASHES[h](full)) != files[o][h])) for h in hnames}
             draft_full.append((d, o, dd))
 
     for h in list(allcross):
         if h != "_closest" and len(allcross[h]):
             allcross[h] = np.concatenate(allcross[h]) if allcross[h] else np.array([])
-    for (_d, _c, dd) in copies:
+    for _d, _c, dd in copies:
         dd["dhash+phash"] = max(dd["dhash"], dd["phash"])
-    for (_d, _x, _y, _k, dd) in la_pairs:
+    for _d, _x, _y, _k, dd in la_pairs:
         dd["dhash+phash"] = max(dd["dhash"], dd["phash"])
-    for (_d, _x, _y, dd) in unrel_pairs:
+    for _d, _x, _y, dd in unrel_pairs:
         dd["dhash+phash"] = max(dd["dhash"], dd["phash"])
         unrel["dhash+phash"].append(dd["dhash+phash"])
 
@@ -262,20 +278,27 @@ def main(argv=None) -> int:
     p = L.append
     p("# Perceptual hash study\n")
     p(f"Corpora: {', '.join(a.corpora)}  ")
-    p(f"Working image: {source}; ImageHash {imagehash.__version__}, Pillow {Image.__version__}, "
-      f"hash_size=8 (64 bits; colorhash binbits=3 = 42 bits).  ")
-    p(f"{len(copies)} copy->original pairs, {len(la_pairs)} look-alike pairs, "
-      f"{len(unrel_pairs)} unrelated original pairs, "
-      f"{len(allcross['phash'])} cross-identity file pairs. Runtime {time.time() - t0:.0f}s.\n")
+    p(
+        f"Working image: {source}; ImageHash {imagehash.__version__}, Pillow {Image.__version__}, "
+        f"hash_size=8 (64 bits; colorhash binbits=3 = 42 bits).  "
+    )
+    p(
+        f"{len(copies)} copy->original pairs, {len(la_pairs)} look-alike pairs, "
+        f"{len(unrel_pairs)} unrelated original pairs, "
+        f"{len(allcross['phash'])} cross-identity file pairs. Runtime {time.time() - t0:.0f}s.\n"
+    )
     if _WORKAROUND:
-        p(f"NOTE: dedupe.fingerprint.open_image raised KeyError('MPO') for {len(set(_WORKAROUND))} "
-          "non-JPEG files; they were opened without 'MPO' in formats (workaround).\n")
+        p(
+            f"NOTE: dedupe.fingerprint.open_image raised KeyError('MPO') for {len(set(_WORKAROUND))} "
+            "non-JPEG files; they were opened without 'MPO' in formats (workaround).\n"
+        )
     if low_all:
-        p(f"Low-information working images (grey std < {LOW_INFO_STD}; excluded from all pairs, "
-          "their copies count as misses): " + ", ".join(f"`{r}`" for _d, r in low_all) + "\n")
+        p(
+            f"Low-information working images (grey std < {LOW_INFO_STD}; excluded from all pairs, "
+            "their copies count as misses): " + ", ".join(f"`{r}`" for _d, r in low_all) + "\n"
+        )
     if failed_all:
-        p("Files that did not open (expected: junk): "
-          + ", ".join(f"`{r}` ({e})" for _d, r, e in failed_all) + "\n")
+        p("Files that did not open (expected: junk): " + ", ".join(f"`{r}` ({e})" for _d, r, e in failed_all) + "\n")
 
     edits = []
     for _d, c, _dd in copies:
@@ -299,12 +322,17 @@ def main(argv=None) -> int:
     p("| kind | a | b | " + " | ".join(allh) + " | phash dih. | dhash dih. |")
     p("|---|---|---|" + "---|" * (len(allh) + 2))
     for _d, x, y, k, dd in sorted(la_pairs, key=lambda r: r[4]["phash"]):
-        p(f"| {k} | {os.path.basename(x)} | {os.path.basename(y)} | "
-          + " | ".join(str(dd[h]) for h in allh + ["phash_dihedral", "dhash_dihedral"]) + " |")
+        p(
+            f"| {k} | {os.path.basename(x)} | {os.path.basename(y)} | "
+            + " | ".join(str(dd[h]) for h in allh + ["phash_dihedral", "dhash_dihedral"])
+            + " |"
+        )
     p("")
 
     p("## Unrelated pairs\n")
-    p("| hash | unrelated originals: min | p0.5 | p1 | p5 | median | all cross-identity files: min | #<=8 | #<=10 | #<=12 |")
+    p(
+        "| hash | unrelated originals: min | p0.5 | p1 | p5 | median | all cross-identity files: min | #<=8 | #<=10 | #<=12 |"
+    )
     p("|---|---|---|---|---|---|---|---|---|---|")
     for h in allh + ["phash_dihedral", "dhash_dihedral"]:
         v = np.array(unrel[h])
@@ -313,13 +341,14 @@ def main(argv=None) -> int:
             tail = f"{ac.min()} | {(ac <= 8).sum()} | {(ac <= 10).sum()} | {(ac <= 12).sum()}"
         else:
             tail = "- | - | - | -"
-        p(f"| {h} | {v.min()} | {np.percentile(v, 0.5):.0f} | {np.percentile(v, 1):.0f} | "
-          f"{np.percentile(v, 5):.0f} | {np.median(v):.0f} | {tail} |")
+        p(
+            f"| {h} | {v.min()} | {np.percentile(v, 0.5):.0f} | {np.percentile(v, 1):.0f} | "
+            f"{np.percentile(v, 5):.0f} | {np.median(v):.0f} | {tail} |"
+        )
     p("")
     p("Closest unrelated original pairs (by max(dhash, phash)):\n")
     for _d, x, y, dd in sorted(unrel_pairs, key=lambda r: (r[3]["dhash+phash"], r[3]["phash"]))[:8]:
-        p(f"- {os.path.basename(x)} vs {os.path.basename(y)}: "
-          + ", ".join(f"{h} {dd[h]}" for h in allh))
+        p(f"- {os.path.basename(x)} vs {os.path.basename(y)}: " + ", ".join(f"{h} {dd[h]}" for h in allh))
     p("")
     p("Closest cross-identity file pairs (any files, by max(dhash, phash)):\n")
     for _d, x, y, dp, dd_ in sorted(allcross.get("_closest", []), key=lambda r: max(r[3], r[4]))[:10]:
@@ -331,10 +360,12 @@ def main(argv=None) -> int:
     summary = {}
     for h in allh + ["phash_dihedral", "dhash_dihedral"]:
         p(f"## Threshold table: {h}\n")
-        p("recall = share of copies with distance <= T (overall excludes rot90/mirror, "
-          "which only a rotation-aware match can find; 'all' includes them). "
-          "false = look-alike pairs + unrelated original pairs <= T; "
-          "cross = all cross-identity file pairs <= T.\n")
+        p(
+            "recall = share of copies with distance <= T (overall excludes rot90/mirror, "
+            "which only a rotation-aware match can find; 'all' includes them). "
+            "false = look-alike pairs + unrelated original pairs <= T; "
+            "cross = all cross-identity file pairs <= T.\n"
+        )
         p("| T | " + " | ".join(edits) + " | overall | all | false (la+unrel) | cross |")
         p("|---|" + "---|" * (len(edits) + 4))
         for T in range(0, a.max_t + 1):
@@ -352,8 +383,10 @@ def main(argv=None) -> int:
         p("")
 
     p("## Best zero-false-pair threshold per hash\n")
-    p("| hash | largest T with 0 false (la+unrel) | recall (excl. rot/mirror) | recall all | "
-      "cross pairs at T | first false at |")
+    p(
+        "| hash | largest T with 0 false (la+unrel) | recall (excl. rot/mirror) | recall all | "
+        "cross pairs at T | first false at |"
+    )
     p("|---|---|---|---|---|---|")
     for h, rows in summary.items():
         ok = [r for r in rows if r[3] == 0]
@@ -367,8 +400,10 @@ def main(argv=None) -> int:
 
     # two-threshold rule: phash <= Tp AND dhash <= Td
     p("## Two thresholds: phash <= Tp AND dhash <= Td\n")
-    p("cell = recall % (excl. rot90/mirror) / false pairs (look-alike + unrelated originals)"
-      " / cross-identity file pairs\n")
+    p(
+        "cell = recall % (excl. rot90/mirror) / false pairs (look-alike + unrelated originals)"
+        " / cross-identity file pairs\n"
+    )
     tds = list(range(2, 13, 1))
     p("| Tp \\ Td | " + " | ".join(str(x) for x in tds) + " |")
     p("|---|" + "---|" * len(tds))

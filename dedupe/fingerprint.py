@@ -28,7 +28,7 @@ IMAGE_EXTENSIONS = frozenset(
 HASH_SIZE = 8  # 64-bit perceptual hashes
 WORK_SIZE = 256  # perceptual hashes are taken from a copy this small (long side)
 LOW_INFO_STDDEV = 3.0  # a grey-level spread below this is a blank or nearly uniform picture
-BACKGROUND = (255, 255, 255)  # transparent pixels are flattened onto this
+BACKGROUND = (128, 128, 128)  # transparent pixels are flattened onto mid-grey: white or black art stays visible
 
 # Stored beside every fingerprint: a change to any part of the pipeline re-fingerprints cleanly.
 VERSION = f"1;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};imagehash={imagehash.__version__}"

@@ -15,7 +15,7 @@ import pybktree
 
 from dedupe.models import DuplicateGroup, FileRecord, GroupMember, MatchKind, Summary
 
-DEFAULT_THRESHOLD = 8  # bits of 64 in pHash; chosen by measurement, see README.md
+DEFAULT_THRESHOLD = 4  # bits of 64 in pHash: the largest with no false pair on the benchmark, see README.md
 MAX_THRESHOLD = 32
 
 # Bucket comparisons are done in slabs of at most this many pairs, to keep memory flat.

@@ -69,7 +69,7 @@ def test_metadata_only_change_keeps_the_image_hash(tmp_path: Path) -> None:
 def test_transparent_image_is_flattened_onto_a_fixed_background(tmp_path: Path) -> None:
     rgba = draw_photo(4, (600, 400)).convert("RGBA")
     rgba.putalpha(Image.linear_gradient("L").resize((600, 400)))
-    flat = Image.new("RGB", rgba.size, (255, 255, 255))
+    flat = Image.new("RGB", rgba.size, (128, 128, 128))
     flat.paste(rgba, mask=rgba.getchannel("A"))
     a = fingerprint_file(save(rgba, tmp_path / "alpha.png"))
     b = fingerprint_file(save(flat, tmp_path / "flat.png"))
