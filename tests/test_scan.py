@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -198,3 +200,45 @@ def test_a_killed_scan_leaves_a_valid_store_and_the_next_scan_continues(tmp_path
     assert report.images == 160
     assert report.reused >= committed > 0
     assert report.fingerprinted == 160 - report.reused
+
+
+def test_permission_errors_are_reported_and_the_run_goes_on(tmp_path: Path) -> None:
+    """Unreadable files and folders. Root reads everything, so as root the scan runs as `nobody`."""
+    as_root = os.geteuid() == 0
+    if as_root and not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: cannot drop privileges to test permissions")
+    base = Path(tempfile.mkdtemp(prefix="dedupe-perm-")) if as_root else tmp_path
+    try:
+        base.chmod(0o777)
+        root = base / "r"
+        save(draw_photo(1), root / "ok.jpg")
+        save(draw_photo(2), root / "secret.jpg").chmod(0o000)
+        save(draw_photo(3), root / "locked" / "inside.jpg")
+        (root / "locked").chmod(0o000)
+        root.chmod(0o777)
+        (root / "ok.jpg").chmod(0o644)
+        db = base / "store.sqlite"
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if as_root else []
+        env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(base)}
+        probe = [*prefix, sys.executable, "-c", "import dedupe"]
+        if subprocess.run(probe, env=env, capture_output=True, timeout=60, check=False).returncode != 0:
+            pytest.skip("the unprivileged user cannot run this checkout's Python (its folders are private)")
+        proc = subprocess.run(
+            [*prefix, sys.executable, "-m", "dedupe", "scan", str(root), "--db", str(db), "--format", "json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        reasons = {Path(s["path"]).name: s["reason"] for s in report["skipped"]}
+        assert reasons["secret.jpg"] == "permission denied"
+        assert "cannot read folder" in reasons["locked"]
+        assert report["summary"]["images"] == 1
+    finally:
+        if as_root:
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            (tmp_path / "r" / "locked").chmod(0o755)
