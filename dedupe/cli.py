@@ -348,6 +348,13 @@ def review_command(
         else:
             render_plan(console, the_plan, dry_run=True)
         return
+    if not the_plan.steps:
+        if fmt == "json":
+            click.echo(json.dumps({**plan_json(the_plan, dry_run=False), "run": None, "results": []}, indent=2))
+        else:
+            render_plan(console, the_plan, dry_run=False, steps=False)
+            console.print("Nothing to do.")
+        return
     result = _apply(store, the_plan)
     if fmt == "json":
         click.echo(json.dumps({**plan_json(the_plan, dry_run=False), **result_json(result)}, indent=2))
@@ -380,6 +387,9 @@ def _apply(store: Store, the_plan: Plan) -> ApplyResult:
     try:
         with progress_bar(err, enabled=err.is_terminal and len(the_plan.steps) > 20) as on_progress:
             return apply(the_plan, store, on_progress=on_progress)
+    except KeyboardInterrupt:
+        err.print("Interrupted: every act so far is in the journal; 'dedupe undo' reverses them.")
+        sys.exit(130)
     except DedupeError as e:
         raise click.ClickException(str(e)) from None
 

@@ -33,7 +33,7 @@ h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin: 0 0 .5em; }
 .badge.tie { background: #c60; color: #fff; }
 dl { display: grid; grid-template-columns: auto 1fr; gap: 0 .6em; margin: .5em 0 0; font-size: 12px; }
 dt { color: #666; } dd { margin: 0; overflow-wrap: anywhere; }
-.reason { color: #1b8a2e; } .tie-note { color: #c60; font-weight: bold; }
+.reason { color: #2a6f35; } .tie-note { color: #c60; font-weight: bold; }
 """
 
 _MATCH = {MatchKind.EXACT: "same bytes", MatchKind.IMAGE: "same pixels", MatchKind.NEAR: "similar"}

@@ -518,6 +518,21 @@ def test_hardlinks_symlinks_and_overlapping_roots_never_make_a_file_its_own_copy
     assert keeper.exists() and (root / "hard.jpg").exists()
 
 
+def test_a_bind_mount_of_the_same_folder_is_not_a_copy(tmp_path: Path, store: Store, trash_home: Path) -> None:
+    root = tmp_path / "p"
+    keeper = photo(root / "a.jpg", 23)
+    bind = tmp_path / "bind"
+    bind.mkdir()
+    r = subprocess.run(["mount", "--bind", str(root), str(bind)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot bind-mount here (needs root with CAP_SYS_ADMIN): {r.stderr.strip()}")
+    try:
+        assert groups_of(store, root, bind) == []
+        assert (bind / "a.jpg").read_bytes() == keeper.read_bytes()
+    finally:
+        subprocess.run(["umount", str(bind)], check=True)
+
+
 # --- the journal after a crash -----------------------------------------------------------------------------------
 
 
