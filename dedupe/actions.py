@@ -561,14 +561,21 @@ def trash_file(path: str) -> str | None:
     except OSError as e:
         _drop_dangling_info(trash, topdir, path)
         raise Refused(f"cannot move it to the trash at {trash} ({_reason(e)}); not deleted") from None
-    for entry in _trash_entries(trash, topdir):
-        if entry.original == path:
-            try:
-                tst = os.lstat(entry.file)
-            except OSError:
-                continue
-            if (tst.st_dev, tst.st_ino) == (st.st_dev, st.st_ino):
-                return entry.file
+    # send2trash names it like the original, or "name N.ext" when taken: follow its choices to our inode
+    # (rename keeps it) instead of reading every .trashinfo of a large trash.
+    base, ext = os.path.splitext(os.path.basename(path))
+    for n in range(1_000_000):
+        name = os.path.basename(path) if n == 0 else f"{base} {n}{ext}"
+        candidate = os.path.join(trash, "files", name)
+        info = os.path.join(trash, "info", name + ".trashinfo")
+        try:
+            tst = os.lstat(candidate)
+        except OSError:
+            if not os.path.lexists(info):
+                break
+            continue
+        if (tst.st_dev, tst.st_ino) == (st.st_dev, st.st_ino) and os.path.exists(info):
+            return candidate
     return None
 
 
