@@ -360,11 +360,14 @@ def _apply_step(step: Step, store: Store, run_id: int, keepers: set[str], touche
         return result(StepState.SKIPPED, "the keeper's own file (a hard link or another path to it)")
 
     destination: str | None = None
-    if step.action is Action.MOVE:
-        assert step.destination is not None
-        destination = next(_free_names(step.destination))
-    elif step.action in (Action.HARDLINK, Action.SYMLINK):
-        destination = _temp_name(f.path)
+    try:
+        if step.action is Action.MOVE:
+            assert step.destination is not None
+            destination = next(_free_names(step.destination))
+        elif step.action in (Action.HARDLINK, Action.SYMLINK):
+            destination = _temp_name(f.path)
+    except Refused as e:
+        return result(StepState.FAILED, str(e))
     entry = store.journal_planned(run_id, step.action, f.path, k.path, f.content_hash, st, destination)
     try:
         where = _act(step, destination)
