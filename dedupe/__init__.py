@@ -47,6 +47,7 @@ from dedupe.models import (
     Summary,
     UndoResult,
 )
+from dedupe.report import render_html, write_html_report
 from dedupe.scan import scan, stored_groups
 from dedupe.store import Store, default_store_path
 
@@ -89,8 +90,10 @@ __all__ = [
     "parse_rules",
     "plan",
     "plan_script",
+    "render_html",
     "scan",
     "stored_groups",
     "summarize",
     "undo",
+    "write_html_report",
 ]
