@@ -7,11 +7,15 @@ import dataclasses
 import io
 import json
 import os
+import shlex
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, TextIO, TypeVar, cast
 
 import click
 from rich.console import Console
@@ -23,13 +27,28 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.prompt import Confirm, Prompt
 from rich.table import Table
 from rich.text import Text
 
 from dedupe import __version__
+from dedupe.actions import DEFAULT_RULES_TEXT, apply, choose_keeper, in_folder, parse_rules, plan, plan_script, undo
 from dedupe.errors import DedupeError
 from dedupe.group import DEFAULT_THRESHOLD, MAX_THRESHOLD, summarize
-from dedupe.models import DuplicateGroup, ProgressEvent, ScanOptions, Skipped, Summary
+from dedupe.models import (
+    Action,
+    ApplyResult,
+    DuplicateGroup,
+    KeeperChoice,
+    KeeperRule,
+    Plan,
+    ProgressEvent,
+    ScanOptions,
+    Skipped,
+    StepState,
+    Summary,
+)
+from dedupe.report import write_html_report
 from dedupe.scan import scan, stored_groups
 from dedupe.store import Store, default_store_path
 
@@ -168,6 +187,627 @@ def groups_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, th
     if dirs and images == 0 and not skipped:
         click.echo(f"No images stored below {', '.join(dirs)}: run 'dedupe scan' on it first.", err=True)
     render(groups, skipped, summarize(groups, images, len(skipped)), fmt, {})
+
+
+# --- review, undo and report ----------------------------------------------------------------------------------
+
+
+def keep_option(f: F) -> F:
+    return click.option(
+        "--keep",
+        "keep",
+        default=DEFAULT_RULES_TEXT,
+        show_default=True,
+        metavar="RULES",
+        help="Ordered keeper rules, comma-separated: resolution, size, oldest, newest (date taken, then mtime),"
+        " shortest (path), path:FOLDER (prefer files in FOLDER). Later rules break ties of earlier ones.",
+    )(f)
+
+
+def reference_option(f: F) -> F:
+    return click.option(
+        "--reference",
+        "references",
+        multiple=True,
+        metavar="DIR",
+        type=click.Path(exists=True, file_okay=False, path_type=str),
+        help="A folder whose files always win and are never touched (repeatable).",
+    )(f)
+
+
+def _rules(keep: str) -> tuple[KeeperRule, ...]:
+    try:
+        return parse_rules(keep)
+    except DedupeError as e:
+        raise click.BadParameter(str(e), param_hint="'--keep'") from None
+
+
+def _real(paths: Sequence[str]) -> list[str]:
+    return [os.path.realpath(p) for p in paths]
+
+
+class _Input:
+    """The answers stream: end of input is a quit, never an endless loop of empty answers."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def readline(self) -> str:
+        line = str(self._stream.readline())
+        if not line:
+            raise EOFError
+        return line
+
+
+@cli.command("review")
+@click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
+@db_option
+@click.option(
+    "--action",
+    type=click.Choice([a.value for a in Action]),
+    default=Action.TRASH.value,
+    show_default=True,
+    help="What happens to the redundant copies: trash (restorable), delete (permanent), move (needs --to),"
+    " hardlink or symlink (the copy becomes a link to the keeper).",
+)
+@click.option(
+    "--to", "to", metavar="DIR", type=click.Path(file_okay=False, path_type=str), help="Where move puts the copies."
+)
+@keep_option
+@reference_option
+@click.option("--yes", "-y", is_flag=True, help="No questions: act on every exact and same-pixels copy.")
+@click.option("--include-near", is_flag=True, help="With --yes, --dry-run or --script: also act on similar copies.")
+@click.option("--dry-run", is_flag=True, help="Print exactly what --yes would do, and change nothing.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="How to print the plan or the result (json with --yes or --dry-run).",
+)
+@click.option(
+    "--script",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Write the plan as a shell script to read and run yourself, instead of acting.",
+)
+@threshold_option
+@click.pass_context
+def review_command(
+    ctx: click.Context,
+    dirs: tuple[str, ...],
+    db: str | None,
+    action: str,
+    to: str | None,
+    keep: str,
+    references: tuple[str, ...],
+    yes: bool,
+    include_near: bool,
+    dry_run: bool,
+    fmt: str,
+    script: str | None,
+    threshold: int,
+) -> None:
+    """Review the duplicate groups and deal with the redundant copies.
+
+    Interactively, each group is shown with the suggested keeper; answer k (keep the suggestion), a number
+    (keep that file instead), a (keep all: not duplicates, remembered), s (skip), o (open in the image viewer),
+    b (back) or q (quit). Nothing is touched before you confirm, every file and its keeper are checked again
+    right before acting, and 'dedupe undo' reverses the run.
+
+    Example:
+
+        dedupe review ~/Pictures --keep resolution,oldest --reference ~/Pictures/Originals
+        dedupe review /media/backup --yes --action move --to /media/backup-dups
+        dedupe review ~/Pictures --dry-run --format json
+    """
+    act = Action(action)
+    if act is Action.MOVE and not to:
+        raise click.UsageError("--action move needs --to DIR")
+    if to and act is not Action.MOVE:
+        raise click.UsageError("--to is only for --action move")
+    if script and (yes or dry_run):
+        raise click.UsageError("--script writes the plan instead of acting: do not combine it with --yes or --dry-run")
+    interactive = not (yes or dry_run or script)
+    if interactive and fmt == "json":
+        raise click.UsageError("--format json needs --yes, --dry-run or --script")
+    rules = _rules(keep)
+    refs = _real(references)
+    roots = _real(dirs)
+    store = open_store(ctx, db)
+    groups, _, images = stored_groups(store, roots, threshold)
+    console = _console()
+    if dirs and images == 0:
+        click.echo(f"No images stored below {', '.join(dirs)}: run 'dedupe scan' on it first.", err=True)
+    if not groups:
+        if fmt == "json":
+            click.echo(json.dumps({"action": act.value, "dry_run": dry_run, "groups": [], "results": []}))
+        else:
+            console.print("No duplicates found.")
+        return
+    destination = os.path.realpath(to) if to else None
+    try:
+        if interactive:
+            _interactive_review(ctx, store, console, groups, rules, refs, roots, act, destination)
+            return
+        the_plan = plan(
+            groups, rules, act, references=refs, destination=destination, roots=roots, include_near=include_near
+        )
+    except DedupeError as e:
+        raise click.ClickException(str(e)) from None
+    if script:
+        _write_script(the_plan, script)
+        console.print(
+            Text(f"Wrote {display_path(script)}: {len(the_plan.steps)} step(s). Read it, then run: sh {script}")
+        )
+        return
+    if dry_run:
+        if fmt == "json":
+            click.echo(json.dumps(plan_json(the_plan, dry_run=True), indent=2))
+        else:
+            render_plan(console, the_plan, dry_run=True)
+        return
+    if not the_plan.steps:
+        if fmt == "json":
+            click.echo(json.dumps({**plan_json(the_plan, dry_run=False), "run": None, "results": []}, indent=2))
+        else:
+            render_plan(console, the_plan, dry_run=False, steps=False)
+            console.print("Nothing to do.")
+        return
+    result = _apply(store, the_plan)
+    if fmt == "json":
+        click.echo(json.dumps({**plan_json(the_plan, dry_run=False), **result_json(result)}, indent=2))
+    else:
+        render_plan(console, the_plan, dry_run=False, steps=False)
+        render_result(console, result)
+    if result.count(StepState.FAILED):
+        ctx.exit(1)
+
+
+def _console() -> Console:
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        console.width = 200  # piped or tested: never fold a path
+    return console
+
+
+def _write_script(the_plan: Plan, path: str) -> None:
+    try:
+        # Paths keep their exact bytes (surrogate escapes) so that the script names the real files.
+        with Path(path).open("w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(plan_script(the_plan, Path(path).name))
+        Path(path).chmod(0o755)
+    except OSError as e:
+        raise click.ClickException(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _apply(store: Store, the_plan: Plan) -> ApplyResult:
+    err = Console(stderr=True)
+    try:
+        with progress_bar(err, enabled=err.is_terminal and len(the_plan.steps) > 20) as on_progress:
+            return apply(the_plan, store, on_progress=on_progress)
+    except KeyboardInterrupt:
+        err.print("Interrupted: every act so far is in the journal; 'dedupe undo' reverses them.")
+        sys.exit(130)
+    except DedupeError as e:
+        raise click.ClickException(str(e)) from None
+
+
+_ROW_MATCH = {"exact": "same bytes", "image": "same pixels", "near": "similar"}
+
+
+def group_table(group: DuplicateGroup, choice: KeeperChoice, refs: Sequence[str]) -> Table:
+    """The review table of one group: the facts a keeper is chosen by."""
+    table = Table(pad_edge=False, expand=False, show_lines=False)
+    for column, justify in (
+        ("#", "right"),
+        ("Keep", "left"),
+        ("Resolution", "right"),
+        ("Size", "right"),
+        ("Format", "left"),
+        ("Taken", "left"),
+        ("Modified", "left"),
+        ("Match", "left"),
+        ("Path", "left"),
+    ):
+        table.add_column(column, justify=justify, no_wrap=column != "Path", overflow="fold")  # type: ignore[arg-type]
+    for i, m in enumerate(group.members, start=1):
+        fp = m.file.fingerprint
+        if m.file.path == choice.keeper.path and not choice.is_tie:
+            mark = Text("★ keep", style="bold green")
+        elif choice.is_tie and m.file.path in choice.tied:
+            mark = Text("tie?", style="bold yellow")
+        elif any(in_folder(m.file.path, r) for r in refs):
+            mark = Text("reference", style="cyan")
+        else:
+            mark = Text("")
+        if i == 1:
+            match = "reference"
+        elif m.match.value == "near":
+            match = f"similar, d={m.distance}"
+        else:
+            match = _ROW_MATCH[m.match.value]
+        table.add_row(
+            str(i),
+            mark,
+            f"{fp.width}x{fp.height}",
+            human_size(m.file.size),
+            fp.format,
+            fp.taken.replace("T", " ") if fp.taken else "-",
+            datetime.fromtimestamp(m.file.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M"),
+            match,
+            Text(display_path(m.file.path)),
+        )
+    return table
+
+
+_KEYS = "k keep suggestion · 1-{n} keep that file · a keep all · s skip · o open · b back · q quit"
+
+
+def _interactive_review(
+    ctx: click.Context,
+    store: Store,
+    console: Console,
+    groups: list[DuplicateGroup],
+    rules: Sequence[KeeperRule],
+    refs: Sequence[str],
+    roots: Sequence[str],
+    act: Action,
+    destination: str | None,
+) -> None:
+    stream = cast(TextIO, _Input(sys.stdin))
+    choices = [choose_keeper(g, rules, refs) for g in groups]
+    keepers: dict[int, str] = {}
+    keep_all: set[int] = set()
+    quit_early = False
+    i = 0
+    while i < len(groups):
+        group, choice = groups[i], choices[i]
+        console.print()
+        console.print(Text(f"Group {i + 1} of {len(groups)}: {_ROW_MATCH[group.kind.value]}", style="bold"))
+        console.print(group_table(group, choice, refs))
+        if choice.is_tie:
+            console.print(Text(f"{choice.reason}: pick the keeper by number.", style="yellow"))
+        else:
+            n = next(j for j, m in enumerate(group.members, 1) if m.file.path == choice.keeper.path)
+            console.print(Text(f"Suggested keeper: {n}, {choice.reason}"))
+        try:
+            answer = Prompt.ask(
+                _KEYS.format(n=len(group.members)),
+                console=console,
+                stream=stream,
+                default="" if choice.is_tie else "k",
+                show_default=not choice.is_tie,
+            )
+        except EOFError:
+            console.print("\nEnd of input: quitting without changing anything.")
+            return
+        answer = answer.strip().lower()
+        if answer == "k" and not choice.is_tie:
+            keepers[i] = choice.keeper.path
+            keep_all.discard(i)
+        elif answer.isdigit() and 1 <= int(answer) <= len(group.members):
+            keepers[i] = group.members[int(answer) - 1].file.path
+            keep_all.discard(i)
+        elif answer == "a":
+            keep_all.add(i)
+            keepers.pop(i, None)
+        elif answer == "s":
+            keepers.pop(i, None)
+            keep_all.discard(i)
+        elif answer == "o":
+            console.print(open_in_viewer([m.file.path for m in group.members]))
+            continue
+        elif answer == "b":
+            i = max(0, i - 1)
+            continue
+        elif answer == "q":
+            quit_early = True
+            break
+        else:
+            hint = "a tie: pick the keeper by number" if answer == "k" else f"not an answer: {answer!r}"
+            console.print(Text(hint, style="red"))
+            continue
+        i += 1
+
+    if not keepers and not keep_all:
+        console.print("Nothing decided; nothing changed.")
+        return
+    chosen = sorted(keepers)
+    try:
+        the_plan = plan(
+            [groups[j] for j in chosen],
+            rules,
+            act,
+            references=refs,
+            destination=destination,
+            roots=roots,
+            include_near=True,
+            keepers={n: keepers[j] for n, j in enumerate(chosen)},
+        )
+    except DedupeError as e:
+        raise click.ClickException(str(e)) from None
+    console.print()
+    render_plan(console, the_plan, dry_run=False)
+    if keep_all:
+        console.print(f"{len(keep_all)} group(s) will be remembered as not duplicates.")
+    try:
+        if quit_early:
+            go = Prompt.ask(
+                "Apply what was decided so far, or discard it?",
+                console=console,
+                stream=stream,
+                choices=["apply", "discard"],
+                default="discard",
+            )
+            confirmed = go == "apply"
+        elif the_plan.steps:
+            confirmed = Confirm.ask(
+                f"{act.value.capitalize()} {len(the_plan.steps)} file(s)?",
+                console=console,
+                stream=stream,
+                default=False,
+            )
+        else:
+            confirmed = True
+    except EOFError:
+        confirmed = False
+    if not confirmed:
+        console.print("Discarded; nothing changed.")
+        return
+    if keep_all:
+        pairs = []
+        for j in sorted(keep_all):
+            hashes = [m.file.content_hash for m in groups[j].members]
+            pairs += [(a, b) for x, a in enumerate(hashes) for b in hashes[x:] if a != b or hashes.count(a) > 1]
+        store.add_not_duplicates(pairs)
+        console.print(f"Remembered {len(keep_all)} group(s) as not duplicates.")
+    if the_plan.steps:
+        result = _apply(store, the_plan)
+        render_result(console, result)
+        if result.count(StepState.FAILED):
+            ctx.exit(1)
+
+
+def open_in_viewer(paths: Sequence[str]) -> str:
+    """Open files in the system image viewer ($DEDUPE_VIEWER, else xdg-open or open); says what happened."""
+    if os.environ.get("DEDUPE_VIEWER"):
+        command = shlex.split(os.environ["DEDUPE_VIEWER"])
+    elif sys.platform == "darwin":
+        command = ["open"]
+    elif sys.platform == "win32":
+        for path in paths:
+            os.startfile(path)  # type: ignore[attr-defined]
+        return f"Opened {len(paths)} file(s)."
+    else:
+        command = ["xdg-open"]
+    if not shutil.which(command[0]):
+        return f"No system viewer found ({command[0]} is not installed); open the files yourself."
+    for path in paths:
+        try:
+            subprocess.run(
+                [*command, path],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=20,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"The viewer {command[0]} failed: {e}"
+    return f"Opened {len(paths)} file(s) with {command[0]}."
+
+
+def plan_json(the_plan: Plan, *, dry_run: bool) -> dict[str, Any]:
+    return {
+        "action": the_plan.action.value,
+        "dry_run": dry_run,
+        "destination": the_plan.destination,
+        "groups": [
+            {
+                "keeper": g.choice.keeper.path,
+                "reason": g.choice.reason,
+                "tie": list(g.choice.tied),
+                "skipped": g.skipped,
+                "steps": [
+                    {
+                        "path": s.file.path,
+                        "action": s.action.value,
+                        "match": s.match.value,
+                        "size": s.file.size,
+                        "destination": s.destination,
+                    }
+                    for s in g.steps
+                ],
+                "left": [{"path": s.path, "reason": s.reason} for s in g.left],
+            }
+            for g in the_plan.groups
+        ],
+        "summary": {"files": len(the_plan.steps), "bytes": the_plan.reclaimable_bytes},
+    }
+
+
+def result_json(result: ApplyResult) -> dict[str, Any]:
+    return {
+        "run": result.run_id,
+        "results": [
+            {
+                "path": r.path,
+                "state": r.state.value,
+                "reason": r.reason,
+                "keeper": r.keeper,
+                "destination": r.destination,
+                "size": r.size,
+            }
+            for r in result.results
+        ],
+        "summary": {
+            "done": result.count(StepState.DONE),
+            "skipped": result.count(StepState.SKIPPED),
+            "failed": result.count(StepState.FAILED),
+            "freed_bytes": result.freed_bytes,
+        },
+    }
+
+
+_VERB = {
+    Action.TRASH: ("trash", "trashed"),
+    Action.DELETE: ("delete permanently", "deleted"),
+    Action.MOVE: ("move", "moved"),
+    Action.HARDLINK: ("hard-link", "hard-linked"),
+    Action.SYMLINK: ("symlink", "symlinked"),
+}
+
+
+def render_plan(console: Console, the_plan: Plan, *, dry_run: bool, steps: bool = True) -> None:
+    verb = _VERB[the_plan.action][0]
+    for n, g in enumerate(the_plan.groups, start=1):
+        if g.skipped:
+            console.print(Text(f"Group {n}: left alone: {display_path(g.skipped)}", style="yellow"))
+            continue
+        if steps:
+            console.print(Text(f"Group {n}: keep {display_path(g.choice.keeper.path)} ({g.choice.reason})"))
+            for s in g.steps:
+                line = f"  {verb} {display_path(s.file.path)}"
+                if s.destination:
+                    line += f" -> {display_path(s.destination)}"
+                console.print(Text(line))
+        for left in g.left:
+            console.print(Text(f"  leave {display_path(left.path)}: {left.reason}", style="dim"))
+    if steps:
+        console.print(
+            f"Would {verb} {len(the_plan.steps)} file(s), {human_size(the_plan.reclaimable_bytes)}."
+            + (" Dry run: nothing was changed." if dry_run else "")
+        )
+
+
+def render_result(console: Console, result: ApplyResult) -> None:
+    for r in result.results:
+        if r.state is StepState.DONE:
+            where = f" -> {display_path(r.destination)}" if r.destination else ""
+            console.print(Text(f"{_VERB[result.action][1]} {display_path(r.path)}{where}"))
+        else:
+            style = "red" if r.state is StepState.FAILED else "yellow"
+            console.print(Text(f"{r.state.value} {display_path(r.path)}: {r.reason}", style=style))
+    console.print(
+        f"{result.count(StepState.DONE)} {_VERB[result.action][1]} ({human_size(result.freed_bytes)}),"
+        f" {result.count(StepState.SKIPPED)} skipped, {result.count(StepState.FAILED)} failed."
+        f" Run {result.run_id}: 'dedupe undo' reverses it."
+    )
+
+
+@cli.command("undo")
+@db_option
+@click.option("--list", "list_runs", is_flag=True, help="List past runs instead of undoing.")
+@click.option("--run", "run_id", type=click.IntRange(1), help="Undo this run instead of the last one.")
+@click.pass_context
+def undo_command(ctx: click.Context, db: str | None, list_runs: bool, run_id: int | None) -> None:
+    """Reverse the last review run: put trashed and moved files back and turn links into files again.
+
+    Interrupted runs are understood too. Permanent deletes cannot be reversed.
+
+    Example:
+
+        dedupe undo --list
+        dedupe undo
+    """
+    store = open_store(ctx, db)
+    console = _console()
+    if list_runs:
+        all_runs = store.runs()
+        if not all_runs:
+            console.print("No runs yet.")
+            return
+        table = Table(pad_edge=False)
+        for column in ("Run", "Started", "Action", "Done", "Failed", "Undone", "State"):
+            table.add_column(column)
+        for r in all_runs:
+            if r.undone is not None:
+                state = "undone"
+            elif r.finished is None:
+                state = "interrupted" if r.counts.get("planned") or r.counts.get("done") else "unfinished"
+            else:
+                state = "finished"
+            table.add_row(
+                str(r.id),
+                datetime.fromtimestamp(r.started).strftime("%Y-%m-%d %H:%M:%S"),
+                r.action.value,
+                str(r.counts.get("done", 0)),
+                str(r.counts.get("failed", 0)),
+                str(r.counts.get("undone", 0)),
+                state,
+            )
+        console.print(table)
+        return
+    try:
+        result = undo(store, run_id)
+    except DedupeError as e:
+        raise click.ClickException(str(e)) from None
+    for item in result.results:
+        if item.state is StepState.DONE:
+            console.print(Text(f"restored {display_path(item.path)}: {item.reason}"))
+        elif item.state is StepState.SKIPPED:
+            console.print(Text(f"nothing to do for {display_path(item.path)}: {item.reason}", style="dim"))
+        else:
+            console.print(Text(f"could not restore {display_path(item.path)}: {item.reason}", style="red"))
+    restored = sum(r.state is StepState.DONE for r in result.results)
+    failed = sum(r.state is StepState.FAILED for r in result.results)
+    if result.complete:
+        console.print(f"Run {result.run_id} ({result.action.value}) undone: {restored} file(s) restored.")
+    else:
+        console.print(
+            f"Run {result.run_id} ({result.action.value}) partly undone: {restored} restored, {failed} could not be;"
+            " fix what is said above and run 'dedupe undo' again."
+        )
+        ctx.exit(1)
+
+
+@cli.command("report")
+@click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
+@click.option(
+    "--html",
+    "html_file",
+    required=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Where to write the page.",
+)
+@db_option
+@keep_option
+@reference_option
+@threshold_option
+@click.pass_context
+def report_command(
+    ctx: click.Context,
+    dirs: tuple[str, ...],
+    html_file: str,
+    db: str | None,
+    keep: str,
+    references: tuple[str, ...],
+    threshold: int,
+) -> None:
+    """Write one self-contained HTML page showing each group side by side, the suggested keeper framed.
+
+    Thumbnails are embedded in the page; it loads nothing from the network. Nothing is changed on disk.
+
+    Example:
+
+        dedupe report --html dups.html ~/Pictures
+    """
+    rules = _rules(keep)
+    store = open_store(ctx, db, readonly=True)
+    groups, _, _ = stored_groups(store, _real(dirs), threshold)
+    err = Console(stderr=True)
+    try:
+        with progress_bar(err, enabled=err.is_terminal) as on_progress:
+            missing = write_html_report(html_file, groups, rules, _real(references), on_progress)
+    except DedupeError as e:
+        raise click.ClickException(str(e)) from None
+    line = f"Wrote {html_file}: {len(groups)} group(s), {sum(len(g.members) for g in groups)} files."
+    if missing:
+        line += f" {missing} file(s) could not be previewed (shown as text)."
+    _console().print(Text(line))
 
 
 def main() -> None:

@@ -54,6 +54,15 @@ def hash_bytes(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def hash_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """The content hash of a file, read in chunks: the same value as hash_bytes of its bytes."""
+    digest = hashlib.blake2b(digest_size=16)
+    with Path(path).open("rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def sniff_format(head: bytes) -> str | None:
     """The photo format that a file's first bytes announce, or None."""
     if head.startswith(b"\xff\xd8\xff"):
@@ -261,6 +270,35 @@ def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
+def thumbnail_jpeg(path: str | os.PathLike[str], size: int = 256, quality: int = 80) -> bytes:
+    """A small upright JPEG of a photo, for the HTML report; raises FileSkipped when it cannot be read."""
+    data = read_image_bytes(path)
+    try:
+        im = open_image(data)
+        orientation = im.getexif().get(_ORIENTATION_TAG, 1)
+        if not isinstance(orientation, int) or orientation not in range(1, 9):
+            orientation = 1
+        if im.format in ("JPEG", "MPO"):
+            im.draft("RGB", (size, size))
+        im.load()
+        im = _normalise_mode(im)
+        im.thumbnail((size, size), Image.Resampling.LANCZOS)
+        if im.mode == "RGBA":
+            flat = Image.new("RGBA", im.size, (*BACKGROUND, 255))
+            flat.alpha_composite(im)
+            im = flat
+        im = im.convert("RGB")
+        for method in _TRANSPOSE.get(orientation, ()):
+            im = im.transpose(method)
+        out = io.BytesIO()
+        im.save(out, "JPEG", quality=quality, optimize=True)
+        return out.getvalue()
+    except FileSkipped:
+        raise
+    except Exception as e:  # Pillow's parsers raise many types on hostile input
+        raise FileSkipped(f"cannot make a thumbnail: {_first_line(e)}") from None
+
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "PHOTO_FORMATS",
@@ -269,9 +307,11 @@ __all__ = [
     "fingerprint_file",
     "hamming",
     "hash_bytes",
+    "hash_file",
     "open_image",
     "perceptual_hashes",
     "read_image_bytes",
     "sniff_format",
+    "thumbnail_jpeg",
     "working_image",
 ]

@@ -7,7 +7,7 @@ the group's reference, so a chain of small steps never joins two unlike photos.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -162,6 +162,47 @@ def _make_group(files: list[FileRecord], centre: int | None) -> DuplicateGroup:
     rest = sorted(members[1:], key=lambda m: (order[m.match], m.distance, m.file.path))
     kind = max((m.match for m in rest), key=order.__getitem__, default=MatchKind.EXACT)
     return DuplicateGroup(kind=kind, members=(members[0], *rest))
+
+
+def split_not_duplicates(
+    groups: Iterable[DuplicateGroup], pairs: Collection[tuple[str, str]], threshold: int = DEFAULT_THRESHOLD
+) -> list[DuplicateGroup]:
+    """Take apart what the user said are not duplicates: no two members of a group form a remembered pair.
+
+    Pairs are content hashes as (smaller, larger); a pair of one hash with itself means "these identical
+    copies are meant to be kept". A group keeps its members in order while they fit; the members left over
+    form groups of their own, each member within the threshold of its new reference.
+    """
+    if not pairs:
+        return list(groups)
+
+    def apart(a: FileRecord, b: FileRecord) -> bool:
+        x, y = a.content_hash, b.content_hash
+        return (min(x, y), max(x, y)) in pairs
+
+    out: list[DuplicateGroup] = []
+    for group in groups:
+        files = [m.file for m in group.members]
+        while len(files) > 1:
+            accepted: list[FileRecord] = []
+            rest: list[FileRecord] = []
+            for f in files:
+                fits = not any(apart(f, a) for a in accepted) and (not accepted or _close(accepted[0], f, threshold))
+                (accepted if fits else rest).append(f)
+            if len(accepted) > 1:
+                ref = accepted[0]
+                centre = None if ref.fingerprint.low_info else ref.fingerprint.phash
+                out.append(_make_group(accepted, centre))
+            files = rest
+    return sorted(out, key=lambda g: g.reference.file.path)
+
+
+def _close(ref: FileRecord, f: FileRecord, threshold: int) -> bool:
+    if f.fingerprint.image_hash == ref.fingerprint.image_hash:
+        return True
+    if ref.fingerprint.low_info or f.fingerprint.low_info:
+        return False
+    return hamming(ref.fingerprint.phash, f.fingerprint.phash) <= threshold
 
 
 def summarize(groups: Sequence[DuplicateGroup], images: int, skipped: int) -> Summary:

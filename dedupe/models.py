@@ -113,3 +113,150 @@ class ProgressEvent:
     total: int | None = None
     path: str | None = None
     extra: dict[str, int] = field(default_factory=dict)
+
+
+# --- review: keeper rules, action plans and their results --------------------------------------------------------
+
+
+class Action(StrEnum):
+    """What happens to a redundant copy."""
+
+    TRASH = "trash"  # the desktop trash: restorable
+    DELETE = "delete"  # permanent
+    MOVE = "move"  # to a folder, keeping the relative path
+    HARDLINK = "hardlink"  # replaced by a hard link to the keeper
+    SYMLINK = "symlink"  # replaced by a symbolic link to the keeper
+
+
+@dataclass(frozen=True, slots=True)
+class KeeperRule:
+    """One rule of an ordered keeper rule list: resolution, size, oldest, newest, shortest or path:PREFIX."""
+
+    name: str
+    arg: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.arg}" if self.arg is not None else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class KeeperChoice:
+    """The member a group keeps, and why."""
+
+    keeper: FileRecord
+    reason: str
+    tied: tuple[str, ...] = ()  # paths the rules could not separate (keeper included); empty when decided
+
+    @property
+    def is_tie(self) -> bool:
+        return len(self.tied) > 1
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One redundant copy and what will be done to it."""
+
+    file: FileRecord
+    keeper: FileRecord
+    action: Action
+    match: MatchKind  # relation of the copy to the keeper
+    destination: str | None = None  # where a move puts it (a free name is chosen when acting)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPlan:
+    group: DuplicateGroup
+    choice: KeeperChoice
+    steps: tuple[Step, ...]
+    left: tuple[Skipped, ...]  # members not acted on (besides the keeper), with the reason
+    skipped: str | None = None  # why the whole group is left alone, e.g. an unbroken tie
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a run would do. Pure data: making a plan never touches a file."""
+
+    action: Action
+    destination: str | None  # the --to folder of a move
+    groups: tuple[GroupPlan, ...]
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return tuple(s for g in self.groups for s in g.steps)
+
+    @property
+    def reclaimable_bytes(self) -> int:
+        return sum(s.file.size for s in self.steps)
+
+
+class StepState(StrEnum):
+    DONE = "done"
+    SKIPPED = "skipped"  # left alone on purpose: it or its keeper changed, or it is the keeper's own file
+    FAILED = "failed"  # the act was tried and the system refused (permission, full disk, no trash)
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    path: str
+    action: Action
+    state: StepState
+    reason: str = ""
+    keeper: str = ""
+    destination: str | None = None  # where the file went: the move target or its place in the trash
+    size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    run_id: int
+    action: Action
+    results: tuple[StepResult, ...]
+
+    def count(self, state: StepState) -> int:
+        return sum(1 for r in self.results if r.state == state)
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(r.size for r in self.results if r.state == StepState.DONE)
+
+
+class JournalState(StrEnum):
+    PLANNED = "planned"  # written just before the act: after a crash, undo finds out whether it happened
+    DONE = "done"
+    FAILED = "failed"
+    UNDONE = "undone"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    id: int
+    run_id: int
+    action: Action
+    path: str
+    keeper: str
+    destination: str | None
+    content_hash: str
+    size: int
+    mtime_ns: int
+    mode: int
+    state: JournalState
+    reason: str | None
+    at: float  # when the entry was written
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    id: int
+    action: Action
+    started: float
+    finished: float | None  # None: interrupted (a crash), or still running
+    undone: float | None
+    counts: dict[str, int] = field(default_factory=dict)  # journal states
+
+
+@dataclass(frozen=True, slots=True)
+class UndoResult:
+    run_id: int
+    action: Action
+    results: tuple[StepResult, ...]  # state DONE: restored (or found never to have happened)
+    complete: bool  # every entry of the run is reversed

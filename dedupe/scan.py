@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError, FileSkipped
-from dedupe.group import DEFAULT_THRESHOLD, find_groups
+from dedupe.group import DEFAULT_THRESHOLD, find_groups, split_not_duplicates
 from dedupe.models import DuplicateGroup, Fingerprint, ProgressEvent, ScanOptions, ScanReport, Skipped
 from dedupe.store import Store, StoredFile
 
@@ -387,9 +387,12 @@ def stored_groups(
 ) -> tuple[list[DuplicateGroup], list[Skipped], int]:
     """The duplicate groups among the stored files below the roots, without reading any file.
 
+    Files the user said are not duplicates (see Store.add_not_duplicates) are never grouped together.
+
     Returns the groups, the files that could not be fingerprinted, and the number of images considered.
     """
     real_roots = [os.path.realpath(os.fspath(r)) for r in roots]
     records = store.records_under(real_roots, fingerprint.VERSION)
     skipped = [Skipped(path, reason) for path, reason in store.errors_under(real_roots)]
-    return find_groups(records, threshold), skipped, len(records)
+    groups = split_not_duplicates(find_groups(records, threshold), store.not_duplicate_pairs(), threshold)
+    return groups, skipped, len(records)

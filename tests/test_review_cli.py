@@ -1,0 +1,294 @@
+"""`dedupe review` and `dedupe undo` through click's CliRunner with scripted answers, and one real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from dedupe.cli import cli
+from dedupe.store import Store
+from tests.conftest import draw_photo, run_dedupe, save
+
+SMALL = (400, 300)
+
+
+@pytest.fixture
+def trash_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "xdg"
+    home.mkdir()
+    monkeypatch.setenv("XDG_DATA_HOME", str(home))
+    return home / "Trash"
+
+
+class Library:
+    """Two exact groups and one near group, scanned into a store."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.root = tmp_path / "photos"
+        self.db = str(tmp_path / "store.sqlite")
+        self.a = save(draw_photo(1, SMALL), self.root / "a.jpg", quality=90)
+        self.a_copy = self._copy(self.a, self.root / "backup" / "a.jpg")
+        self.b = save(draw_photo(2, SMALL), self.root / "b.jpg", quality=90)
+        self.b_copy = self._copy(self.b, self.root / "backup" / "b.jpg")
+        self.c = save(draw_photo(3, SMALL), self.root / "c.jpg", quality=95)
+        self.c_near = save(draw_photo(3, SMALL), self.root / "old" / "c-small.jpg", quality=40)
+        self.original = {p: p.read_bytes() for p in self.all}
+        r = CliRunner().invoke(cli, ["scan", str(self.root), "--db", self.db, "-q"])
+        assert r.exit_code == 0, r.output
+
+    @staticmethod
+    def _copy(src: Path, dst: Path) -> Path:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(src.read_bytes())
+        os.utime(dst, (2_000_000_000, 2_000_000_000))  # the backups are newer: "oldest" keeps the originals
+        return dst
+
+    @property
+    def all(self) -> list[Path]:
+        return [self.a, self.a_copy, self.b, self.b_copy, self.c, self.c_near]
+
+    def present(self) -> set[str]:
+        return {p.name if p.parent == self.root else f"{p.parent.name}/{p.name}" for p in self.all if p.exists()}
+
+    def intact(self) -> bool:
+        return all(p.read_bytes() == self.original[p] for p in self.all if p.exists())
+
+    def review(self, *args: str, answers: str = "", env: dict[str, str] | None = None) -> Result:
+        return CliRunner().invoke(cli, ["review", str(self.root), "--db", self.db, *args], input=answers, env=env)
+
+
+@pytest.fixture
+def lib(tmp_path: Path) -> Library:
+    return Library(tmp_path)
+
+
+ALL = {"a.jpg", "backup/a.jpg", "b.jpg", "backup/b.jpg", "c.jpg", "old/c-small.jpg"}
+
+
+# --- interactive ----------------------------------------------------------------------------------------------
+
+
+def test_interactive_keep_suggestion_pick_another_and_confirm(lib: Library, trash_home: Path) -> None:
+    assert lib.present() == ALL
+    # Group order follows the reference path: a, b, c. Keep a's suggestion, keep b's copy instead, skip c.
+    r = lib.review(answers="k\n2\ns\ny\n")
+    assert r.exit_code == 0, r.output
+    assert "Group 1 of 3" in r.output and "★ keep" in r.output and "Suggested keeper: 1" in r.output
+    assert "same bytes" in r.output and "similar, d=" in r.output
+    assert lib.present() == ALL - {"backup/a.jpg", "b.jpg"}
+    assert lib.intact()
+    assert len(list((trash_home / "files").iterdir())) == 2
+    assert "2 trashed" in r.output and "'dedupe undo' reverses it" in r.output
+
+    u = CliRunner().invoke(cli, ["undo", "--db", lib.db])
+    assert u.exit_code == 0, u.output
+    assert "2 file(s) restored" in u.output
+    assert lib.present() == ALL and lib.intact()
+
+
+def test_nothing_happens_without_confirmation(lib: Library, trash_home: Path) -> None:
+    r = lib.review(answers="k\nk\nk\nn\n")
+    assert r.exit_code == 0, r.output
+    assert "Trash 3 file(s)?" in r.output and "Discarded; nothing changed." in r.output
+    assert lib.present() == ALL and not trash_home.exists()
+
+
+def test_end_of_input_quits_without_changes(lib: Library, trash_home: Path) -> None:
+    r = lib.review(answers="k\n")
+    assert r.exit_code == 0, r.output
+    assert "quitting without changing anything" in r.output and lib.present() == ALL
+
+
+def test_back_changes_an_earlier_decision(lib: Library, trash_home: Path) -> None:
+    # a: keep suggestion; b: back; a again: skip; b: keep suggestion; c: skip; confirm.
+    r = lib.review(answers="k\nb\ns\nk\ns\ny\n")
+    assert r.exit_code == 0, r.output
+    assert lib.present() == ALL - {"backup/b.jpg"}
+
+
+def test_quit_then_apply_or_discard_what_was_decided(tmp_path: Path, trash_home: Path) -> None:
+    lib = Library(tmp_path)
+    r = lib.review(answers="k\nq\ndiscard\n")
+    assert r.exit_code == 0, r.output
+    assert "Apply what was decided so far" in r.output and lib.present() == ALL
+    r = lib.review(answers="k\nq\napply\n")
+    assert r.exit_code == 0, r.output
+    assert lib.present() == ALL - {"backup/a.jpg"}
+
+
+def test_keep_all_is_remembered_as_not_duplicates(lib: Library, trash_home: Path) -> None:
+    r = lib.review(answers="s\ns\na\n")
+    assert r.exit_code == 0, r.output
+    assert "Remembered 1 group(s) as not duplicates" in r.output and lib.present() == ALL
+    g = CliRunner().invoke(cli, ["groups", str(lib.root), "--db", lib.db, "--format", "json"])
+    groups = json.loads(g.output)["groups"]
+    assert len(groups) == 2 and not any(f["path"].endswith("c.jpg") for grp in groups for f in grp["files"])
+    # Remembered by content: a renamed file is still not proposed.
+    lib.c_near.rename(lib.c_near.with_name("renamed.jpg"))
+    CliRunner().invoke(cli, ["scan", str(lib.root), "--db", lib.db, "-q"])
+    g = CliRunner().invoke(cli, ["groups", str(lib.root), "--db", lib.db, "--format", "json"])
+    assert len(json.loads(g.output)["groups"]) == 2
+
+
+def test_open_uses_the_system_viewer_or_says_there_is_none(lib: Library, tmp_path: Path, trash_home: Path) -> None:
+    log = tmp_path / "viewer.log"
+    viewer = tmp_path / "viewer.sh"
+    viewer.write_text(f'#!/bin/sh\necho "$1" >> {log}\n')
+    viewer.chmod(0o755)
+    r = lib.review(answers="o\ns\ns\ns\n", env={"DEDUPE_VIEWER": str(viewer)})
+    assert r.exit_code == 0, r.output
+    assert "Opened 2 file(s)" in r.output
+    assert log.read_text().splitlines() == [str(lib.a), str(lib.a_copy)]
+    r = lib.review(answers="o\nq\n", env={"DEDUPE_VIEWER": "no-such-viewer-here"})
+    assert "No system viewer found (no-such-viewer-here is not installed)" in r.output
+
+
+def test_a_tie_must_be_decided_by_number(tmp_path: Path, trash_home: Path) -> None:
+    root = tmp_path / "p"
+    a = save(draw_photo(4, SMALL), root / "x" / "a.jpg")
+    b = root / "y" / "a.jpg"
+    b.parent.mkdir()
+    b.write_bytes(a.read_bytes())
+    os.utime(b, ns=(a.stat().st_atime_ns, a.stat().st_mtime_ns))
+    db = str(tmp_path / "s.sqlite")
+    CliRunner().invoke(cli, ["scan", str(root), "--db", db, "-q"])
+    r = CliRunner().invoke(cli, ["review", str(root), "--db", db], input="k\n2\ny\n")
+    assert r.exit_code == 0, r.output
+    assert "tie" in r.output and "pick the keeper by number" in r.output and "tie?" in r.output
+    assert b.exists() and not a.exists()
+    # Non-interactive runs leave a tied group alone and say why.
+    a.write_bytes(b.read_bytes())
+    os.utime(a, ns=(b.stat().st_atime_ns, b.stat().st_mtime_ns))
+    CliRunner().invoke(cli, ["scan", str(root), "--db", db, "-q"])
+    r = CliRunner().invoke(cli, ["review", str(root), "--db", db, "--yes"])
+    assert "left alone: tie" in r.output and a.exists() and b.exists()
+
+
+# --- non-interactive ------------------------------------------------------------------------------------------
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(lib: Library, trash_home: Path) -> None:
+    r = lib.review("--dry-run", "--keep", "oldest")
+    assert r.exit_code == 0, r.output
+    assert f"trash {lib.a_copy}" in r.output and f"trash {lib.b_copy}" in r.output
+    assert f"leave {lib.c_near}: similar" in r.output
+    assert "Would trash 2 file(s)" in r.output and "nothing was changed" in r.output
+    assert lib.present() == ALL
+    j = lib.review("--dry-run", "--include-near", "--format", "json")
+    data = json.loads(j.output)
+    assert data["dry_run"] is True and data["summary"]["files"] == 3
+    planned = {s["path"] for g in data["groups"] for s in g["steps"]}
+    assert planned == {str(lib.a_copy), str(lib.b_copy), str(lib.c_near)}
+    assert lib.present() == ALL
+
+
+def test_yes_acts_on_identical_copies_only_unless_include_near(lib: Library, trash_home: Path) -> None:
+    r = lib.review("--yes", "--format", "json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["summary"] == {"done": 2, "skipped": 0, "failed": 0, "freed_bytes": data["summary"]["freed_bytes"]}
+    assert {x["path"] for x in data["results"]} == {str(lib.a_copy), str(lib.b_copy)}
+    assert all(x["destination"].startswith(str(trash_home)) for x in data["results"])
+    assert lib.present() == ALL - {"backup/a.jpg", "backup/b.jpg"}
+    r = lib.review("--yes", "--include-near")
+    assert r.exit_code == 0, r.output
+    assert lib.present() == {"a.jpg", "b.jpg", "c.jpg"} and lib.intact()
+
+
+def test_move_with_reference_folder(lib: Library, tmp_path: Path) -> None:
+    dest = tmp_path / "dups"
+    # The backup folder is the reference: its files win and stay, the originals move.
+    r = lib.review("--yes", "--action", "move", "--to", str(dest), "--reference", str(lib.root / "backup"))
+    assert r.exit_code == 0, r.output
+    assert lib.present() == ALL - {"a.jpg", "b.jpg"}
+    assert (dest / "photos" / "a.jpg").read_bytes() == lib.original[lib.a]
+    u = CliRunner().invoke(cli, ["undo", "--db", lib.db])
+    assert u.exit_code == 0, u.output
+    assert lib.present() == ALL and lib.intact() and not (dest / "photos" / "a.jpg").exists()
+
+
+def test_script_is_written_not_run(lib: Library, tmp_path: Path) -> None:
+    script = tmp_path / "plan.sh"
+    r = lib.review("--script", str(script), "--action", "delete")
+    assert r.exit_code == 0, r.output
+    assert "Wrote" in r.output and lib.present() == ALL
+    text = script.read_text()
+    assert text.startswith("#!/bin/sh") and f"rm -f -- {lib.a_copy}" in text and "check " in text
+    done = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert lib.present() == ALL - {"backup/a.jpg", "backup/b.jpg"}
+
+
+def test_the_store_is_updated_and_undo_lists_runs(lib: Library, trash_home: Path) -> None:
+    lib.review("--yes")
+    runs = CliRunner().invoke(cli, ["undo", "--list", "--db", lib.db])
+    assert runs.exit_code == 0 and "trash" in runs.output and "finished" in runs.output
+    assert CliRunner().invoke(cli, ["undo", "--db", lib.db]).exit_code == 0
+    runs = CliRunner().invoke(cli, ["undo", "--list", "--db", lib.db])
+    assert "undone" in runs.output
+    again = CliRunner().invoke(cli, ["undo", "--db", lib.db])
+    assert again.exit_code == 1 and "nothing to undo" in again.output
+
+
+def test_a_failed_file_is_reported_and_counted(lib: Library, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "photos").write_text("a file where a folder is needed")
+    r = lib.review("--yes", "--action", "move", "--to", str(dest))
+    assert r.exit_code == 1
+    assert "failed" in r.output and "2 failed" in r.output
+    assert lib.present() == ALL
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--action", "move"], "--action move needs --to DIR"),
+        (["--to", "/tmp/x"], "--to is only for --action move"),
+        (["--keep", "biggest"], "unknown keeper rule"),
+        (["--format", "json"], "--format json needs --yes"),
+        (["--script", "x.sh", "--yes"], "do not combine"),
+        (["--action", "shred"], "Invalid value for '--action'"),
+    ],
+)
+def test_bad_command_lines_are_usage_errors(lib: Library, args: list[str], message: str) -> None:
+    r = lib.review(*args)
+    assert r.exit_code == 2 and message in r.output
+    assert lib.present() == ALL
+
+
+def test_no_groups_and_a_missing_store(tmp_path: Path) -> None:
+    db = str(tmp_path / "s.sqlite")
+    with Store.open(db):
+        pass
+    r = CliRunner().invoke(cli, ["review", "--db", db, "--yes"])
+    assert r.exit_code == 0 and "No duplicates found." in r.output
+    r = CliRunner().invoke(cli, ["undo", "--db", db])
+    assert r.exit_code == 1 and "nothing to undo" in r.output
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    for name in ("review", "undo", "report"):
+        r = CliRunner().invoke(cli, [name, "--help"])
+        assert r.exit_code == 0 and "Example:" in r.output
+
+
+def test_review_and_undo_in_a_real_process(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    a = save(draw_photo(5, SMALL), root / "a.jpg")
+    dup = root / "z" / "a.jpg"
+    dup.parent.mkdir()
+    dup.write_bytes(a.read_bytes())
+    env = {"XDG_DATA_HOME": str(tmp_path / "xdg"), "DEDUPE_DB": str(tmp_path / "s.sqlite")}
+    assert run_dedupe("scan", str(root), "-q", env=env).returncode == 0
+    r = run_dedupe("review", str(root), "--yes", "--keep", "shortest", env=env)
+    assert r.returncode == 0, r.stderr
+    assert not dup.exists() and (tmp_path / "xdg" / "Trash" / "files" / "a.jpg").exists()
+    r = run_dedupe("undo", env=env)
+    assert r.returncode == 0, r.stderr
+    assert dup.read_bytes() == a.read_bytes()
