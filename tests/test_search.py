@@ -183,13 +183,13 @@ def test_a_corrupt_query_image_is_a_readable_error(
 
 def test_concurrent_checks_from_threads_match_serial_answers(photos: Photos, readonly: Store) -> None:
     index = SearchIndex.load(readonly)
-    uploads = [p.read_bytes() for p in photos.edits.values()] * 3
+    uploads = [p.read_bytes() for p in photos.edits.values()] * 2
     for where in (index, readonly):
         serial = [check(data, where) for data in uploads]
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with ThreadPoolExecutor(max_workers=6) as pool:
             parallel = list(pool.map(lambda data: check(data, where), uploads))  # noqa: B023
         assert parallel == serial
-        assert sum(r.matched for r in serial) == 3 * len(BANNED) * 5
+        assert sum(r.matched for r in serial) == 2 * len(BANNED) * len(EXPECTED_KIND)
 
 
 def test_an_index_is_a_snapshot_and_its_arrays_cannot_change(photos: Photos, tmp_path: Path) -> None:
@@ -259,6 +259,31 @@ def test_store_queries_index_queries_and_a_bktree_agree(photos: Photos, tmp_path
                 assert imported == expected, (query.phash, threshold)
                 distances = [(h.match, h.distance, h.dhash_distance) for h in from_store.hits]
                 assert distances == sorted(distances, key=lambda d: (["exact", "image", "near"].index(d[0]), *d[1:]))
+
+
+def test_an_index_reads_hashes_of_unusual_length_the_slow_way(photos: Photos, tmp_path: Path) -> None:
+    """The fast column read expects 32 hex digits per hash; a store holding others must still be read right."""
+    db = tmp_path / "s.sqlite"
+    with Store.open(db) as store:
+        scan([photos.root / "banned"], store)
+    fp = fingerprint_file(photos.edits[(1, "resized")])
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(
+            "INSERT INTO images VALUES ('short', ?, 'short', 'JPEG', 1, 1, ?, 0, NULL, 0)",
+            (VERSION, fp.phash - (1 << 64) if fp.phash >= 1 << 63 else fp.phash),
+        )
+        conn.execute(
+            "INSERT INTO files (path, size, mtime_ns, dev, ino, content_hash, scanned_at)"
+            " VALUES (X'2f78', 1, 0, 0, 0, 'short', 0)"
+        )
+    conn.close()
+    with Store.open(db, readonly=True) as store:
+        index = SearchIndex.load(store)
+        assert len(index) == len(BANNED) + 1
+        from_index = find_similar(fp, index)
+        assert from_index == find_similar(fp, store)
+        assert sorted(h.name for h in from_index.hits) == sorted(["/x", str(photos.banned[1])])
 
 
 def test_a_plain_query_only_matches_the_same_image(tmp_path: Path) -> None:
