@@ -34,9 +34,9 @@ from dedupe.store import PHASH_BLOCK_BITS, PHASH_BLOCKS, FingerprintColumns, Sto
 Query = str | os.PathLike[str] | bytes | Fingerprint
 
 MAX_SEARCH_THRESHOLD = 64
-# Above this radius per block (thresholds of 16 and more), the block indexes would hand over a good part of a
-# large store anyway: reading the hash columns whole is then faster.
-_MAX_BLOCK_RADIUS = 3
+# Above this radius per block (thresholds of 20 and more), the block indexes would hand over a good part of a
+# large store: reading the hash columns whole is then faster (measured with bench/check_bench.py --structures).
+_MAX_BLOCK_RADIUS = 4
 _KIND_ORDER = (MatchKind.EXACT, MatchKind.IMAGE, MatchKind.NEAR)
 
 
@@ -163,7 +163,7 @@ def _store_candidates(store: Store, fp: Fingerprint, threshold: int) -> Fingerpr
         blocks = [
             _within((fp.phash >> (k * PHASH_BLOCK_BITS)) & mask, radius, PHASH_BLOCK_BITS) for k in range(PHASH_BLOCKS)
         ]
-    return store.matching_fingerprints(fingerprint.VERSION, fp.content_hash, fp.image_hash, blocks)
+    return store.matching_fingerprints(fingerprint.VERSION, fp.content_hash, fp.image_hash, blocks, fp.phash, threshold)
 
 
 def _within(value: int, radius: int, bits: int) -> list[int]:

@@ -55,10 +55,10 @@ _MIGRATIONS: tuple[str, ...] = (
     # 2: searching by image hash and by pHash blocks, and fingerprints imported from shared lists (issue 5)
     """
     CREATE INDEX images_image_hash ON images (image_hash);
-    CREATE INDEX images_phash_block0 ON images (((phash >> 0) & 65535));
-    CREATE INDEX images_phash_block1 ON images (((phash >> 16) & 65535));
-    CREATE INDEX images_phash_block2 ON images (((phash >> 32) & 65535));
-    CREATE INDEX images_phash_block3 ON images (((phash >> 48) & 65535));
+    CREATE INDEX images_phash_block0 ON images (((phash >> 0) & 65535), phash);
+    CREATE INDEX images_phash_block1 ON images (((phash >> 16) & 65535), phash);
+    CREATE INDEX images_phash_block2 ON images (((phash >> 32) & 65535), phash);
+    CREATE INDEX images_phash_block3 ON images (((phash >> 48) & 65535), phash);
     CREATE TABLE imported (
         id INTEGER PRIMARY KEY,
         version TEXT NOT NULL,
@@ -82,14 +82,15 @@ _MIGRATIONS: tuple[str, ...] = (
         added INTEGER NOT NULL,
         imported_at REAL NOT NULL
     );
-    CREATE INDEX imported_phash_block0 ON imported (((phash >> 0) & 65535));
-    CREATE INDEX imported_phash_block1 ON imported (((phash >> 16) & 65535));
-    CREATE INDEX imported_phash_block2 ON imported (((phash >> 32) & 65535));
-    CREATE INDEX imported_phash_block3 ON imported (((phash >> 48) & 65535));
+    CREATE INDEX imported_phash_block0 ON imported (((phash >> 0) & 65535), phash);
+    CREATE INDEX imported_phash_block1 ON imported (((phash >> 16) & 65535), phash);
+    CREATE INDEX imported_phash_block2 ON imported (((phash >> 32) & 65535), phash);
+    CREATE INDEX imported_phash_block3 ON imported (((phash >> 48) & 65535), phash);
     """,
 )
 
 # pHash split into blocks of this many bits, each indexed (migration 2), for searching by the pigeonhole principle.
+# Each index also holds the whole pHash, so that SQLite measures a candidate's distance without reading its row.
 PHASH_BLOCK_BITS = 16
 PHASH_BLOCKS = 4
 
@@ -465,14 +466,22 @@ class Store:
         return columns
 
     def matching_fingerprints(
-        self, version: str, content_hash: str, image_hash: str, phash_blocks: Sequence[Sequence[int]]
+        self,
+        version: str,
+        content_hash: str,
+        image_hash: str,
+        phash_blocks: Sequence[Sequence[int]] = (),
+        phash: int = 0,
+        threshold: int = 0,
     ) -> FingerprintColumns:
-        """The fingerprints with this content or image hash, or whose pHash block k is one of phash_blocks[k].
+        """The fingerprints with this content or image hash, and those with enough detail whose pHash is within
+        the threshold of phash and whose pHash block k is one of phash_blocks[k].
 
-        Each pHash block is indexed, so this reads only the rows it returns.
+        Each pHash block is indexed and the distance is measured inside SQLite, so this reads only what it returns.
         """
         rows: dict[tuple[int, int, str], Sequence[object]] = {}
         with self.reading():
+            self._conn.create_function("dedupe_hamming", 2, _hamming, deterministic=True)
             for table, columns in _SEARCH_COLUMNS.items():
                 queries: list[tuple[str, list[object]]] = [
                     (f"SELECT {columns} FROM {table} WHERE content_hash = ? AND version = ?", [content_hash, version]),
@@ -480,12 +489,15 @@ class Store:
                 ]
                 for block, values in enumerate(phash_blocks):
                     if values:
+                        # Only terms the index answers: a row is read only when its pHash is within the threshold.
                         marks = ",".join("?" * len(values))
-                        where = f"{_block_expr(block)} IN ({marks}) AND version = ?"
-                        queries.append((f"SELECT {columns} FROM {table} WHERE {where}", [*values, version]))
+                        where = f"{_block_expr(block)} IN ({marks}) AND dedupe_hamming(phash, ?) <= ?"
+                        params: list[object] = [*values, _signed(phash), threshold]
+                        queries.append((f"SELECT {columns}, version FROM {table} WHERE {where}", params))
                 for sql, params in queries:
                     for row in self._conn.execute(sql, params):
-                        rows[(row[0], row[1], row[2])] = row
+                        if len(row) == 7 or row[7] == version:
+                            rows[(row[0], row[1], row[2])] = row[:7]
         return _columns_from_rows(list(rows.values()))
 
     def describe_images(self, content_hashes: Sequence[str]) -> dict[str, tuple[int, int, list[str]]]:
@@ -616,6 +628,10 @@ def _listed(row: Sequence[object]) -> ListedFingerprint:
         low_info=bool(low_info),
         label=str(label),
     )
+
+
+def _hamming(a: int, b: int) -> int:
+    return ((a ^ b) & 0xFFFFFFFFFFFFFFFF).bit_count()
 
 
 def _parse_ints(text: str, count: int) -> npt.NDArray[np.int64]:
