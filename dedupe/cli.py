@@ -226,7 +226,7 @@ def search_threshold_option(f: F) -> F:
 
 
 @cli.command("search")
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("images", metavar="IMAGE...", nargs=-1, required=True, type=click.Path(path_type=str))
 @db_option
 @search_threshold_option
 @click.option(
@@ -319,7 +319,7 @@ _KIND_LABEL_SEARCH = {"exact": "same bytes", "image": "same image data", "near":
 
 
 @cli.command("check")
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("images", metavar="IMAGE...", nargs=-1, required=True, type=click.Path(path_type=str))
 @db_option
 @search_threshold_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output.")
