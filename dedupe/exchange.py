@@ -168,7 +168,11 @@ def import_fingerprints(store: Store, source: str | os.PathLike[str], *, replace
     """
     name = os.fspath(source)
     if name == "-":
-        items = read_list(io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline=""), "standard input")
+        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+        try:
+            items = read_list(stdin, "standard input")
+        finally:
+            stdin.detach()  # leave sys.stdin open
         name = "<stdin>"
     else:
         try:

@@ -206,6 +206,7 @@ class Store:
         self.path = path
         self.readonly = readonly
         self._lock = threading.RLock()
+        conn.create_function("dedupe_hamming", 2, _hamming, deterministic=True)  # for searches
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *, readonly: bool = False) -> Store:
@@ -481,7 +482,6 @@ class Store:
         """
         rows: dict[tuple[int, int, str], Sequence[object]] = {}
         with self.reading():
-            self._conn.create_function("dedupe_hamming", 2, _hamming, deterministic=True)
             for table, columns in _SEARCH_COLUMNS.items():
                 queries: list[tuple[str, list[object]]] = [
                     (f"SELECT {columns} FROM {table} WHERE content_hash = ? AND version = ?", [content_hash, version]),
