@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -147,16 +148,17 @@ _SEARCH_COLUMNS = {
 _HASH_CHARS = 32
 
 
-def _columns_from_rows(rows: Sequence[Sequence[object]]) -> FingerprintColumns:
-    n = len(rows)
+def _columns_from_rows(rows: Sequence[Sequence[Any]]) -> FingerprintColumns:
+    # Hashes are compared as fixed-width bytes: wide enough for the longest, so none is cut short.
+    width = max([_HASH_CHARS, *(len(str(r[k])) for r in rows for k in (2, 3))])
     return FingerprintColumns(
-        imported=np.fromiter((bool(r[0]) for r in rows), dtype=np.bool_, count=n),
-        ident=np.fromiter((int(r[1]) for r in rows), dtype=np.int64, count=n),  # type: ignore[call-overload]
-        content_hash=np.array([str(r[2]).encode("ascii", "replace") for r in rows], dtype=f"S{_HASH_CHARS}"),
-        image_hash=np.array([str(r[3]).encode("ascii", "replace") for r in rows], dtype=f"S{_HASH_CHARS}"),
-        phash=np.fromiter((int(r[4]) for r in rows), dtype=np.int64, count=n).view(np.uint64),  # type: ignore[call-overload]
-        dhash=np.fromiter((int(r[5]) for r in rows), dtype=np.int64, count=n).view(np.uint64),  # type: ignore[call-overload]
-        low_info=np.fromiter((bool(r[6]) for r in rows), dtype=np.bool_, count=n),
+        imported=np.array([bool(r[0]) for r in rows], dtype=np.bool_),
+        ident=np.array([int(r[1]) for r in rows], dtype=np.int64),
+        content_hash=np.array([str(r[2]).encode("ascii", "replace") for r in rows], dtype=f"S{width}"),
+        image_hash=np.array([str(r[3]).encode("ascii", "replace") for r in rows], dtype=f"S{width}"),
+        phash=np.array([int(r[4]) for r in rows], dtype=np.int64).view(np.uint64),
+        dhash=np.array([int(r[5]) for r in rows], dtype=np.int64).view(np.uint64),
+        low_info=np.array([bool(r[6]) for r in rows], dtype=np.bool_),
     )
 
 
@@ -480,7 +482,7 @@ class Store:
 
         Each pHash block is indexed and the distance is measured inside SQLite, so this reads only what it returns.
         """
-        rows: dict[tuple[int, int, str], Sequence[object]] = {}
+        rows: dict[tuple[int, int, str], Sequence[Any]] = {}
         with self.reading():
             for table, columns in _SEARCH_COLUMNS.items():
                 queries: list[tuple[str, list[object]]] = [

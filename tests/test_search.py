@@ -267,23 +267,28 @@ def test_an_index_reads_hashes_of_unusual_length_the_slow_way(photos: Photos, tm
     with Store.open(db) as store:
         scan([photos.root / "banned"], store)
     fp = fingerprint_file(photos.edits[(1, "resized")])
+    phash = fp.phash - (1 << 64) if fp.phash >= 1 << 63 else fp.phash
+    longer = fp.content_hash + "ff"  # must not pass for the query's own content hash
     conn = sqlite3.connect(db)
     with conn:
-        conn.execute(
-            "INSERT INTO images VALUES ('short', ?, 'short', 'JPEG', 1, 1, ?, 0, NULL, 0)",
-            (VERSION, fp.phash - (1 << 64) if fp.phash >= 1 << 63 else fp.phash),
-        )
-        conn.execute(
-            "INSERT INTO files (path, size, mtime_ns, dev, ino, content_hash, scanned_at)"
-            " VALUES (X'2f78', 1, 0, 0, 0, 'short', 0)"
-        )
+        for content_hash, path in (("short", b"/x"), (longer, b"/y")):
+            conn.execute(
+                "INSERT INTO images VALUES (?, ?, ?, 'JPEG', 1, 1, ?, 0, NULL, 0)",
+                (content_hash, VERSION, content_hash, phash),
+            )
+            conn.execute(
+                "INSERT INTO files (path, size, mtime_ns, dev, ino, content_hash, scanned_at)"
+                " VALUES (?, 1, 0, 0, 0, ?, 0)",
+                (path, content_hash),
+            )
     conn.close()
     with Store.open(db, readonly=True) as store:
         index = SearchIndex.load(store)
-        assert len(index) == len(BANNED) + 1
+        assert len(index) == len(BANNED) + 2
         from_index = find_similar(fp, index)
         assert from_index == find_similar(fp, store)
-        assert sorted(h.name for h in from_index.hits) == sorted(["/x", str(photos.banned[1])])
+        kinds = {h.name: h.match for h in from_index.hits}
+        assert kinds == {"/x": MatchKind.NEAR, "/y": MatchKind.NEAR, str(photos.banned[1]): MatchKind.NEAR}
 
 
 def test_a_plain_query_only_matches_the_same_image(tmp_path: Path) -> None:
