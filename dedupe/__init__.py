@@ -9,6 +9,16 @@ The command line is a thin layer over this library::
         groups, skipped, images = stored_groups(store, ["/media/backup"])
         result = apply(plan(groups, parse_rules("resolution,oldest"), Action.TRASH), store)
         undo(store)  # puts the files back
+
+Checking uploads against a blocklist, from a web application's threads::
+
+    from dedupe import SearchIndex, Store, check
+
+    store = Store.open("blocklist.sqlite", readonly=True)
+    index = SearchIndex.load(store)  # once; then shared by every thread
+    result = check(upload_bytes, index)  # bytes, a path or a Fingerprint
+    if result.matched:
+        refuse(result.hit.reason)
 """
 
 from dedupe.actions import (
@@ -21,25 +31,32 @@ from dedupe.actions import (
     undo,
 )
 from dedupe.errors import DedupeError, FileSkipped, StoreError
+from dedupe.exchange import export_fingerprints, import_fingerprints
 from dedupe.fingerprint import fingerprint_file
 from dedupe.group import DEFAULT_THRESHOLD, find_groups, summarize
 from dedupe.models import (
     Action,
     ApplyResult,
+    CheckResult,
     DuplicateGroup,
     FileRecord,
     Fingerprint,
     GroupMember,
     GroupPlan,
+    HitSource,
+    ImportReport,
     JournalEntry,
     KeeperChoice,
     KeeperRule,
+    ListedFingerprint,
     MatchKind,
     Plan,
     ProgressEvent,
     RunInfo,
     ScanOptions,
     ScanReport,
+    SearchHit,
+    SearchResult,
     Skipped,
     Step,
     StepResult,
@@ -49,6 +66,7 @@ from dedupe.models import (
 )
 from dedupe.report import render_html, write_html_report
 from dedupe.scan import scan, stored_groups
+from dedupe.search import SearchIndex, check, find_similar, fingerprint_query
 from dedupe.store import Store, default_store_path
 
 __version__ = "0.1.0"
@@ -58,6 +76,7 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "Action",
     "ApplyResult",
+    "CheckResult",
     "DedupeError",
     "DuplicateGroup",
     "FileRecord",
@@ -65,15 +84,21 @@ __all__ = [
     "Fingerprint",
     "GroupMember",
     "GroupPlan",
+    "HitSource",
+    "ImportReport",
     "JournalEntry",
     "KeeperChoice",
     "KeeperRule",
+    "ListedFingerprint",
     "MatchKind",
     "Plan",
     "ProgressEvent",
     "RunInfo",
     "ScanOptions",
     "ScanReport",
+    "SearchHit",
+    "SearchIndex",
+    "SearchResult",
     "Skipped",
     "Step",
     "StepResult",
@@ -83,10 +108,15 @@ __all__ = [
     "Summary",
     "UndoResult",
     "apply",
+    "check",
     "choose_keeper",
     "default_store_path",
+    "export_fingerprints",
     "find_groups",
+    "find_similar",
     "fingerprint_file",
+    "fingerprint_query",
+    "import_fingerprints",
     "parse_rules",
     "plan",
     "plan_script",

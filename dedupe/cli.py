@@ -31,9 +31,10 @@ from rich.prompt import Confirm, Prompt
 from rich.table import Table
 from rich.text import Text
 
-from dedupe import __version__
+from dedupe import __version__, fingerprint
 from dedupe.actions import DEFAULT_RULES_TEXT, apply, choose_keeper, in_folder, parse_rules, plan, plan_script, undo
-from dedupe.errors import DedupeError
+from dedupe.errors import DedupeError, FileSkipped
+from dedupe.exchange import export_fingerprints, import_fingerprints
 from dedupe.group import DEFAULT_THRESHOLD, MAX_THRESHOLD, summarize
 from dedupe.models import (
     Action,
@@ -44,12 +45,15 @@ from dedupe.models import (
     Plan,
     ProgressEvent,
     ScanOptions,
+    SearchHit,
+    SearchResult,
     Skipped,
     StepState,
     Summary,
 )
 from dedupe.report import write_html_report
 from dedupe.scan import scan, stored_groups
+from dedupe.search import check, find_similar
 from dedupe.store import Store, default_store_path
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -808,6 +812,266 @@ def report_command(
     if missing:
         line += f" {missing} file(s) could not be previewed (shown as text)."
     _console().print(Text(line))
+
+
+# --- search, check, export, import ----------------------------------------------------------------------------
+
+
+class QueryError(click.ClickException):
+    """A failure of search or check: exit status 2, since 1 means that an image matched."""
+
+    exit_code = 2
+
+
+def open_query_store(ctx: click.Context, db: str | None) -> Store:
+    try:
+        store = ctx.with_resource(Store.open(db, readonly=True))
+        stale = store.stale_imported(fingerprint.VERSION)
+    except DedupeError as e:
+        raise QueryError(str(e)) from None
+    if stale:
+        click.echo(
+            f"warning: {stale} imported fingerprints were made with another fingerprint algorithm and are not"
+            " searched: import their lists again (exported by this version of dedupe)",
+            err=True,
+        )
+    return store
+
+
+def query_status(errors: int, matched: int) -> int:
+    """0: no image matched; 1: an image matched; 2: an image could not be checked."""
+    return 2 if errors else 1 if matched else 0
+
+
+def hit_json(hit: SearchHit) -> dict[str, Any]:
+    return {
+        "name": hit.name,
+        "source": hit.source.value,
+        "match": hit.match.value,
+        "reason": hit.reason,
+        "distance": hit.distance,
+        "dhash_distance": hit.dhash_distance,
+        "width": hit.width,
+        "height": hit.height,
+        "content_hash": hit.content_hash,
+    }
+
+
+def search_threshold_option(f: F) -> F:
+    return click.option(
+        "--threshold",
+        type=click.IntRange(0, MAX_THRESHOLD),
+        default=DEFAULT_THRESHOLD,
+        show_default=True,
+        help="Largest pHash distance (bits of 64) that counts as a match; 0 matches only identical pictures.",
+    )(f)
+
+
+@cli.command("search")
+@click.argument("images", metavar="IMAGE...", nargs=-1, required=True, type=click.Path(path_type=str))
+@db_option
+@search_threshold_option
+@click.option(
+    "--limit", type=click.IntRange(0), default=10, show_default=True, help="Matches shown per image (0: all)."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output."
+)
+@click.pass_context
+def search_command(
+    ctx: click.Context, images: tuple[str, ...], db: str | None, threshold: int, limit: int, fmt: str
+) -> None:
+    """List the stored images most similar to each IMAGE, closest first.
+
+    IMAGE need not be in the store. Matches are stored files and imported fingerprints with the same bytes,
+    the same image data, or a pHash within the threshold; the dHash distance is shown as a second opinion.
+    Exit status: 0 no match, 1 a match, 2 an error (an unreadable image, no store).
+
+    Example:
+
+        dedupe search ~/Downloads/photo.jpg --threshold 10 --limit 5
+    """
+    store = open_query_store(ctx, db)
+    results: list[tuple[str, SearchResult | None, str | None]] = []
+    for image in images:
+        try:
+            results.append((image, find_similar(image, store, threshold=threshold, limit=limit or None), None))
+        except FileSkipped as e:
+            results.append((image, None, e.reason))
+        except DedupeError as e:
+            raise QueryError(str(e)) from None
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "image": image,
+                        "error": error,
+                        "matches": [hit_json(h) for h in result.hits] if result else [],
+                    }
+                    for image, result, error in results
+                ],
+                indent=2,
+            )
+        )
+    else:
+        render_search(results)
+    errors = sum(1 for _, _, error in results if error)
+    matched = sum(1 for _, result, _ in results if result and result.hits)
+    ctx.exit(query_status(errors, matched))
+
+
+def render_search(results: Sequence[tuple[str, SearchResult | None, str | None]]) -> None:
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = 400  # piped: never fold a path
+    for image, result, error in results:
+        if result is None:
+            click.echo(f"{display_path(image)}: error: {error}", err=True)
+            continue
+        if not result.hits:
+            console.print(Text(f"{display_path(image)}: no match"))
+            continue
+        n = len(result.hits)
+        console.print(Text(f"{display_path(image)}: {n} {'match' if n == 1 else 'matches'}"))
+        table = Table(pad_edge=False, expand=False)
+        for column, justify in (
+            ("Match", "left"),
+            ("pHash", "right"),
+            ("dHash", "right"),
+            ("Resolution", "right"),
+            ("Source", "left"),
+            ("Name", "left"),
+        ):
+            table.add_column(column, justify=justify, no_wrap=column != "Name", overflow="fold")  # type: ignore[arg-type]
+        for hit in result.hits:
+            match = Text(_KIND_LABEL_SEARCH[hit.match.value], style="yellow" if hit.match.value == "near" else "")
+            table.add_row(
+                match,
+                str(hit.distance),
+                str(hit.dhash_distance),
+                f"{hit.width}x{hit.height}" if hit.width else "?",
+                hit.source.value,
+                Text(display_path(hit.name)),
+            )
+        console.print(table)
+
+
+_KIND_LABEL_SEARCH = {"exact": "same bytes", "image": "same image data", "near": "near"}
+
+
+@cli.command("check")
+@click.argument("images", metavar="IMAGE...", nargs=-1, required=True, type=click.Path(path_type=str))
+@db_option
+@search_threshold_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output.")
+@click.pass_context
+def check_command(ctx: click.Context, images: tuple[str, ...], db: str | None, threshold: int, fmt: str) -> None:
+    """Say whether each IMAGE matches anything in the store: for scripts and upload hooks.
+
+    Exit status: 0 no image matched, 1 an image matched, 2 an image could not be checked (unreadable or
+    corrupt) or the store could not be opened; click's own usage errors are also 2. The output names the
+    closest match and its distance, one line per image (a JSON list with --format json).
+
+    Example:
+
+        dedupe check upload.jpg --db blocklist.sqlite --format json
+    """
+    store = open_query_store(ctx, db)
+    errors = matched = 0
+    report: list[dict[str, Any]] = []
+    for image in images:
+        try:
+            result = check(image, store, threshold=threshold)
+        except FileSkipped as e:
+            errors += 1
+            report.append({"image": image, "match": None, "distance": None, "error": e.reason, "closest": None})
+            if fmt == "text":
+                click.echo(f"{display_path(image)}: error: {e.reason}", err=True)
+            continue
+        except DedupeError as e:
+            raise QueryError(str(e)) from None
+        matched += result.matched
+        report.append(
+            {
+                "image": image,
+                "match": result.matched,
+                "distance": result.distance,
+                "error": None,
+                "closest": None if result.hit is None else hit_json(result.hit),
+            }
+        )
+        if fmt == "text":
+            if result.hit is None:
+                click.echo(f"{display_path(image)}: no match")
+            else:
+                hit = result.hit
+                click.echo(f"{display_path(image)}: match: {hit.reason} ({hit.source.value} {display_path(hit.name)})")
+    if fmt == "json":
+        click.echo(json.dumps(report, indent=2))
+    ctx.exit(query_status(errors, matched))
+
+
+@cli.command("export")
+@click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
+@db_option
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=str),
+    default="-",
+    help="Write the list to this file [default: standard output].",
+)
+@click.pass_context
+def export_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, output: str) -> None:
+    """Write the fingerprints of the stored images below DIRS as a shareable CSV list.
+
+    With no DIRS, every stored image and every imported fingerprint is listed. The first line names the
+    fingerprint algorithm; each image is labelled with its path. The images themselves are not needed to use
+    the list: `dedupe import` it into another store.
+
+    Example:
+
+        dedupe export ~/banned -o blocklist.csv
+    """
+    store = open_store(ctx, db, readonly=True)
+    try:
+        if output == "-":
+            count = export_fingerprints(store, sys.stdout, dirs)
+        else:
+            count = export_fingerprints(store, output, dirs)
+    except DedupeError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"Exported {count} fingerprints{'' if output == '-' else f' to {output}'}.", err=True)
+
+
+@cli.command("import")
+@click.argument("list_file", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True, path_type=str))
+@db_option
+@click.option("--replace", is_flag=True, help="Drop the fingerprints imported before, keeping only this list.")
+@click.pass_context
+def import_command(ctx: click.Context, list_file: str, db: str | None, replace: bool) -> None:
+    """Add the fingerprints of a list made by `dedupe export` to the store ("-" reads standard input).
+
+    Imported fingerprints need no image on disk: search and check match them, and scans never prune them.
+    A list made with another fingerprint algorithm is refused (exit status 1), as is a damaged one; nothing
+    is imported then.
+
+    Example:
+
+        dedupe import blocklist.csv --db uploads.sqlite --replace
+    """
+    store = open_store(ctx, db)
+    try:
+        report = import_fingerprints(store, list_file, replace=replace)
+    except DedupeError as e:
+        raise click.ClickException(str(e)) from None
+    line = f"Imported {report.added} of {report.listed} fingerprints from {report.source}"
+    if report.added < report.listed:
+        line += f" ({report.listed - report.added} already imported)"
+    if replace:
+        line += f"; dropped {report.replaced} imported before"
+    click.echo(line + ".")
 
 
 def main() -> None:

@@ -260,3 +260,72 @@ class UndoResult:
     action: Action
     results: tuple[StepResult, ...]  # state DONE: restored (or found never to have happened)
     complete: bool  # every entry of the run is reversed
+
+
+@dataclass(frozen=True, slots=True)
+class ListedFingerprint:
+    """A fingerprint as a shared list holds it: no file behind it, a label saying what it was."""
+
+    content_hash: str
+    image_hash: str
+    phash: int  # unsigned 64-bit
+    dhash: int  # unsigned 64-bit
+    width: int
+    height: int
+    low_info: bool
+    label: str  # the file's path when exported from a store, or whatever the list's author wrote
+
+
+class HitSource(StrEnum):
+    FILE = "file"  # a file fingerprinted by a scan
+    IMPORTED = "imported"  # a fingerprint imported from a shared list
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A stored image or imported fingerprint that matches a query, and why."""
+
+    name: str  # the stored file's path, or the imported fingerprint's label
+    source: HitSource
+    match: MatchKind  # EXACT: the same bytes; IMAGE: the same image data; NEAR: pHash within the threshold
+    distance: int  # pHash distance in bits (of 64)
+    dhash_distance: int  # dHash distance in bits: a second opinion, not used to decide
+    content_hash: str
+    width: int
+    height: int
+
+    @property
+    def reason(self) -> str:
+        if self.match is MatchKind.EXACT:
+            return "same bytes"
+        if self.match is MatchKind.IMAGE:
+            return "same image data"
+        return f"pHash distance {self.distance}, dHash distance {self.dhash_distance}"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    query: str  # the query image's path, or a short description of the bytes or fingerprint given
+    fingerprint: Fingerprint
+    hits: tuple[SearchHit, ...]  # closest first
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The answer for an upload hook: does the image match anything, and how closely."""
+
+    query: str
+    matched: bool
+    hit: SearchHit | None  # the closest match
+
+    @property
+    def distance(self) -> int | None:
+        return None if self.hit is None else self.hit.distance
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    source: str
+    listed: int  # fingerprints in the list
+    added: int  # new to the store (the others were imported before)
+    replaced: int  # imported fingerprints dropped first (with replace=True)

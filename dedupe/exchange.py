@@ -1,0 +1,189 @@
+"""Shareable lists of fingerprints, so that a blocklist travels without its images.
+
+A list is UTF-8 CSV text. Its first line names the fingerprint algorithm, since hashes taken by another algorithm
+(another dedupe or ImageHash version) cannot be compared; the second line names the columns::
+
+    # dedupe fingerprints; algorithm=1;work=256;phash=8;dhash=8;imagehash=4.3.2
+    content_hash,image_hash,phash,dhash,width,height,low_info,label
+    3f0c...,9a1b...,c3d1e0f0a1b2c3d4,0f1e2d3c4b5a6978,4000,3000,0,/photos/banned/1.jpg
+
+content_hash and image_hash are 32 hex digits, phash and dhash 16 (64 bits); width, height, low_info (0 or 1)
+and label may be left out. Imported fingerprints are kept apart from the scanned files, so no scan ever forgets
+them; searches and checks match them like stored images.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from dedupe import fingerprint
+from dedupe.errors import DedupeError
+from dedupe.models import ImportReport, ListedFingerprint
+from dedupe.store import Store
+
+HEADER = "# dedupe fingerprints; algorithm="
+COLUMNS = ("content_hash", "image_hash", "phash", "dhash", "width", "height", "low_info", "label")
+_REQUIRED = ("content_hash", "image_hash", "phash", "dhash")
+_HASH = re.compile(r"[0-9a-f]{32}")
+_HASH64 = re.compile(r"[0-9a-f]{16}")
+
+
+def export_fingerprints(
+    store: Store, out: str | os.PathLike[str] | TextIO, roots: Sequence[str | os.PathLike[str]] = ()
+) -> int:
+    """Write the fingerprints of the stored images below the roots as a list; returns how many.
+
+    With no roots, every stored image and every imported fingerprint is written. Each stored image is written
+    once, labelled with the first of its paths. A path given as out is replaced whole, never left half written.
+    """
+    version = fingerprint.VERSION
+    real_roots = [os.path.realpath(os.fspath(r)) for r in roots]
+    items = store.listed_under(real_roots, version)
+    if not roots:
+        items += store.imported(version)
+    if isinstance(out, str | os.PathLike):
+        _write_file(Path(out), items)
+    else:
+        write_list(items, out)
+    return len(items)
+
+
+def _write_file(path: Path, items: Sequence[ListedFingerprint]) -> None:
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise DedupeError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            write_list(items, f)
+        Path(tmp).replace(path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise DedupeError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def write_list(items: Iterable[ListedFingerprint], out: TextIO) -> None:
+    out.write(f"{HEADER}{fingerprint.VERSION}\n")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for f in items:
+        # A path that is not valid UTF-8 is written with \xNN escapes: the label only says what the image was.
+        label = f.label.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        writer.writerow(
+            (
+                f.content_hash,
+                f.image_hash,
+                f"{f.phash:016x}",
+                f"{f.dhash:016x}",
+                f.width,
+                f.height,
+                int(f.low_info),
+                label,
+            )
+        )
+
+
+def read_list(text: TextIO, source: str) -> list[ListedFingerprint]:
+    """Parse a list, refusing one made with another fingerprint algorithm; errors name the line."""
+    try:
+        first = text.readline()
+        if not first:
+            raise DedupeError(f"{source} is empty, not a list of dedupe fingerprints")
+        if not first.startswith(HEADER):
+            raise DedupeError(
+                f"{source} is not a list of dedupe fingerprints: its first line should start with '{HEADER}'"
+            )
+        algorithm = first[len(HEADER) :].strip()
+        if algorithm != fingerprint.VERSION:
+            raise DedupeError(
+                f"{source} was made with another fingerprint algorithm ({algorithm}) than this dedupe uses"
+                f" ({fingerprint.VERSION}): its fingerprints cannot be compared. Export the list again from the"
+                " images with this version of dedupe."
+            )
+        reader = csv.DictReader(text)
+        missing = [c for c in _REQUIRED if c not in (reader.fieldnames or ())]
+        if missing:
+            raise DedupeError(f"{source}, line 2: the columns {', '.join(missing)} are missing")
+        return [_parse_row(row, source, reader.line_num + 1) for row in reader]
+    except UnicodeDecodeError:
+        raise DedupeError(f"{source} is not UTF-8 text, not a list of dedupe fingerprints") from None
+    except csv.Error as e:
+        raise DedupeError(f"{source} is not valid CSV: {e}") from None
+
+
+def _parse_row(row: dict[str | None, str | None], source: str, line: int) -> ListedFingerprint:
+    def field(name: str, default: str = "") -> str:
+        value = row.get(name)
+        return default if value is None else value.strip()
+
+    def bad(what: str) -> DedupeError:
+        return DedupeError(f"{source}, line {line}: {what}")
+
+    if None in row:
+        raise bad("more fields than columns")
+    content_hash, image_hash = field("content_hash").lower(), field("image_hash").lower()
+    for name, value in (("content_hash", content_hash), ("image_hash", image_hash)):
+        if not _HASH.fullmatch(value):
+            raise bad(f"{name} should be 32 hex digits, not {value!r}")
+    hashes: list[int] = []
+    for name in ("phash", "dhash"):
+        value = field(name).lower()
+        if not _HASH64.fullmatch(value):
+            raise bad(f"{name} should be 16 hex digits, not {value!r}")
+        hashes.append(int(value, 16))
+    sizes: list[int] = []
+    for name in ("width", "height"):
+        value = field(name, "0")
+        if not value.isdigit() or not value.isascii():
+            raise bad(f"{name} should be a whole number, not {value!r}")
+        sizes.append(int(value))
+    low_info = field("low_info", "0").lower()
+    if low_info not in ("0", "1", "true", "false"):
+        raise bad(f"low_info should be 0 or 1, not {low_info!r}")
+    return ListedFingerprint(
+        content_hash=content_hash,
+        image_hash=image_hash,
+        phash=hashes[0],
+        dhash=hashes[1],
+        width=sizes[0],
+        height=sizes[1],
+        low_info=low_info in ("1", "true"),
+        label=field("label") or content_hash,
+    )
+
+
+def import_fingerprints(store: Store, source: str | os.PathLike[str], *, replace: bool = False) -> ImportReport:
+    """Add the fingerprints of a list to the store ("-" reads standard input), all or none.
+
+    With replace, the fingerprints imported before are dropped first, so the store holds exactly this list.
+    A list made with another fingerprint algorithm is refused with a DedupeError that says so.
+    """
+    name = os.fspath(source)
+    if name == "-":
+        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+        try:
+            items = read_list(stdin, "standard input")
+        finally:
+            stdin.detach()  # leave sys.stdin open
+        name = "<stdin>"
+    else:
+        try:
+            with Path(name).open(encoding="utf-8-sig", newline="") as f:
+                items = read_list(f, name)
+        except OSError as e:
+            raise DedupeError(f"cannot read {name}: {e.strerror or e}") from None
+    with store.transaction():
+        replaced = store.forget_imported() if replace else 0
+        added = store.add_imported(items, fingerprint.VERSION, name)
+    return ImportReport(source=name, listed=len(items), added=added, replaced=replaced)
+
+
+__all__ = ["COLUMNS", "HEADER", "export_fingerprints", "import_fingerprints", "read_list", "write_list"]

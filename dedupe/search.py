@@ -1,0 +1,250 @@
+"""Finding the stored images nearest to a query image: for search, and for checking uploads against a blocklist.
+
+A query is matched against every fingerprint of the store's current algorithm: the files that scans fingerprinted
+and the fingerprints imported from shared lists. A stored fingerprint matches when it has the same bytes (content
+hash), the same image data (image hash), or a pHash within the threshold; pictures too plain to compare
+(low_info) only match by content or image hash, as in grouping.
+
+Two ways to search give the same answers:
+
+- straight from a Store, reading only the candidate rows through the pHash block indexes (the pigeonhole
+  principle, as in group.near_pairs): what a one-off `dedupe check` does, in milliseconds at a million
+  fingerprints;
+- from a SearchIndex, an immutable in-memory snapshot of the hashes scanned with numpy: for a long-running
+  program (a web application) that checks many uploads, from as many threads as it likes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dedupe import fingerprint
+from dedupe.errors import FileSkipped
+from dedupe.group import DEFAULT_THRESHOLD
+from dedupe.models import CheckResult, Fingerprint, HitSource, MatchKind, SearchHit, SearchResult
+from dedupe.store import PHASH_BLOCK_BITS, PHASH_BLOCKS, FingerprintColumns, Store
+
+# A query image: a path, the image's bytes (an upload), or a fingerprint already taken.
+Query = str | os.PathLike[str] | bytes | Fingerprint
+
+MAX_SEARCH_THRESHOLD = 64
+# Above this radius per block (thresholds of 20 and more), the block indexes would hand over a good part of a
+# large store: reading the hash columns whole is then faster (measured with bench/check_bench.py --structures).
+_MAX_BLOCK_RADIUS = 4
+_KIND_ORDER = (MatchKind.EXACT, MatchKind.IMAGE, MatchKind.NEAR)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A matching fingerprint before its paths or label are looked up."""
+
+    imported: bool
+    ident: int
+    content_hash: str
+    match: MatchKind
+    distance: int
+    dhash_distance: int
+
+
+class SearchIndex:
+    """An immutable in-memory snapshot of a store's searchable fingerprints.
+
+    Load it once (under a second per million fingerprints) and query it from any number of threads: a query only
+    reads the arrays, and looks up the paths or labels of its matches in the store, which has its own lock. The
+    index does not see later changes to the store: load a new one after a scan or an import.
+    """
+
+    def __init__(self, store: Store, columns: FingerprintColumns) -> None:
+        for name in FingerprintColumns.__slots__:
+            getattr(columns, name).flags.writeable = False
+        self._store = store
+        self._columns = columns
+
+    @classmethod
+    def load(cls, store: Store) -> SearchIndex:
+        return cls(store, store.fingerprint_columns(fingerprint.VERSION))
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    def find_similar(
+        self, query: Query, *, threshold: int = DEFAULT_THRESHOLD, limit: int | None = None
+    ) -> SearchResult:
+        return find_similar(query, self, threshold=threshold, limit=limit)
+
+    def check(self, query: Query, *, threshold: int = DEFAULT_THRESHOLD) -> CheckResult:
+        return check(query, self, threshold=threshold)
+
+
+def fingerprint_query(query: Query) -> tuple[str, Fingerprint]:
+    """A query's display name and fingerprint; an unreadable or corrupt image raises FileSkipped with the reason."""
+    if isinstance(query, Fingerprint):
+        return f"fingerprint {query.content_hash}", query
+    if isinstance(query, bytes | bytearray | memoryview):
+        data = bytes(query)
+        return f"{len(data)} bytes", fingerprint.fingerprint_bytes(data, fingerprint.hash_bytes(data))
+    name = os.fspath(query)
+    path = Path(name)
+    # Said here, since fingerprint_file words these for a scan ("vanished during the scan").
+    if not path.exists():
+        raise FileSkipped("no such file")
+    if path.is_dir():
+        raise FileSkipped("is a folder, not an image")
+    return name, fingerprint.fingerprint_file(path)
+
+
+def find_similar(
+    query: Query,
+    where: Store | SearchIndex,
+    *,
+    threshold: int = DEFAULT_THRESHOLD,
+    limit: int | None = None,
+) -> SearchResult:
+    """The stored images and imported fingerprints that match a query image, closest first.
+
+    Closest means: the same bytes, then the same image data, then by pHash distance, then by dHash distance.
+    A stored image that several files hold gives one hit per file. limit caps the number of hits (None: all).
+    """
+    _check_threshold(threshold)
+    if limit is not None and limit < 0:
+        raise ValueError("limit must not be negative")
+    name, fp = fingerprint_query(query)
+    if isinstance(where, SearchIndex):
+        # Ranked outside the store's lock, so that threads sharing an index run their queries side by side.
+        entries = _rank(where._columns, fp, threshold)
+        with where.store.reading():
+            hits = _describe(where.store, entries, limit)
+    else:
+        with where.reading():
+            entries = _rank(_store_candidates(where, fp, threshold), fp, threshold)
+            hits = _describe(where, entries, limit)
+    return SearchResult(query=name, fingerprint=fp, hits=tuple(hits))
+
+
+def check(query: Query, where: Store | SearchIndex, *, threshold: int = DEFAULT_THRESHOLD) -> CheckResult:
+    """Whether a query image matches any stored image or imported fingerprint, and the closest match.
+
+    For an upload hook: pass the uploaded bytes and a SearchIndex (or a Store, read-only is enough). An image
+    that cannot be read raises FileSkipped, whose reason can be shown to the uploader.
+    """
+    result = find_similar(query, where, threshold=threshold, limit=1)
+    hit = result.hits[0] if result.hits else None
+    return CheckResult(query=result.query, matched=hit is not None, hit=hit)
+
+
+def _check_threshold(threshold: int) -> None:
+    if not 0 <= threshold <= MAX_SEARCH_THRESHOLD:
+        raise ValueError(f"threshold must be between 0 and {MAX_SEARCH_THRESHOLD}, not {threshold}")
+
+
+def _store_candidates(store: Store, fp: Fingerprint, threshold: int) -> FingerprintColumns:
+    """A superset of the store's fingerprints that can match, read through the indexes when that pays.
+
+    Split 64 bits into 4 blocks: two hashes within the threshold differ in at most threshold // 4 bits in some
+    block, so every match has a block within that radius of the query's block.
+    """
+    radius = threshold // PHASH_BLOCKS
+    if fp.low_info:
+        blocks: list[list[int]] = []  # too plain for perceptual matching: only the same content or image matches
+    elif radius > _MAX_BLOCK_RADIUS:
+        return store.fingerprint_columns(fingerprint.VERSION)
+    else:
+        mask = (1 << PHASH_BLOCK_BITS) - 1
+        blocks = [
+            _within((fp.phash >> (k * PHASH_BLOCK_BITS)) & mask, radius, PHASH_BLOCK_BITS) for k in range(PHASH_BLOCKS)
+        ]
+    return store.matching_fingerprints(fingerprint.VERSION, fp.content_hash, fp.image_hash, blocks, fp.phash, threshold)
+
+
+def _within(value: int, radius: int, bits: int) -> list[int]:
+    """Every value of this many bits that differs from value in at most radius bits."""
+    out = [value]
+    for k in range(1, radius + 1):
+        for flips in itertools.combinations(range(bits), k):
+            v = value
+            for bit in flips:
+                v ^= 1 << bit
+            out.append(v)
+    return out
+
+
+def _rank(columns: FingerprintColumns, fp: Fingerprint, threshold: int) -> list[_Entry]:
+    """The matching fingerprints, closest first, in a deterministic order."""
+    exact = columns.content_hash == fp.content_hash.encode("ascii", "replace")
+    same = columns.image_hash == fp.image_hash.encode("ascii", "replace")
+    phash_distance = np.bitwise_count(columns.phash ^ np.uint64(fp.phash))
+    matched = exact | same
+    if not fp.low_info:
+        matched |= (phash_distance <= threshold) & ~columns.low_info
+    idx = np.flatnonzero(matched)
+    if len(idx) == 0:
+        return []
+    kind = np.where(exact[idx], 0, np.where(same[idx], 1, 2))
+    pd = phash_distance[idx].astype(np.int64)
+    dd = np.bitwise_count(columns.dhash[idx] ^ np.uint64(fp.dhash)).astype(np.int64)
+    imported = columns.imported[idx]
+    ident = columns.ident[idx]
+    content = columns.content_hash[idx]
+    # np.lexsort sorts by the last key first.
+    order = np.lexsort((ident, content, imported, dd, pd, kind))
+    return [
+        _Entry(
+            imported=bool(imported[i]),
+            ident=int(ident[i]),
+            content_hash=bytes(content[i]).decode("ascii"),
+            match=_KIND_ORDER[int(kind[i])],
+            distance=int(pd[i]),
+            dhash_distance=int(dd[i]),
+        )
+        for i in order.tolist()
+    ]
+
+
+def _describe(store: Store, entries: Sequence[_Entry], limit: int | None) -> list[SearchHit]:
+    """Hits with their paths or labels, in the entries' order; entries gone from the store are passed over."""
+    hits: list[SearchHit] = []
+    if limit == 0:
+        return hits
+    step = max(limit or 0, 64)
+    for start in range(0, len(entries), step):
+        chunk = entries[start : start + step]
+        images = store.describe_images([e.content_hash for e in chunk if not e.imported])
+        imported = store.describe_imported([e.ident for e in chunk if e.imported])
+        for e in chunk:
+            if e.imported:
+                found = imported.get(e.ident)
+                named = [] if found is None else [(found[2], found[0], found[1])]
+                source = HitSource.IMPORTED
+            else:
+                image = images.get(e.content_hash)
+                named = [] if image is None else [(path, image[0], image[1]) for path in image[2]]
+                source = HitSource.FILE
+            for name, width, height in named:
+                hits.append(
+                    SearchHit(
+                        name=name,
+                        source=source,
+                        match=e.match,
+                        distance=e.distance,
+                        dhash_distance=e.dhash_distance,
+                        content_hash=e.content_hash,
+                        width=width,
+                        height=height,
+                    )
+                )
+                if limit is not None and len(hits) >= limit:
+                    return hits
+    return hits
+
+
+__all__ = ["MAX_SEARCH_THRESHOLD", "Query", "SearchIndex", "check", "find_similar", "fingerprint_query"]
