@@ -188,6 +188,8 @@ class Store:
         self._conn.execute("PRAGMA synchronous = NORMAL")
         for target in range(version + 1, len(_MIGRATIONS) + 1):
             with self.transaction():
+                if self._conn.execute("PRAGMA user_version").fetchone()[0] >= target:
+                    continue  # another process opening the same new store did it first
                 # One statement at a time: executescript would commit half a migration.
                 for statement in _MIGRATIONS[target - 1].split(";"):
                     if statement.strip():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -49,3 +50,11 @@ def test_an_empty_sqlite_file_still_becomes_a_store(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["scan", str(tmp_path / "photos"), "--db", str(db), "-q"])
     assert result.exit_code == 0, result.output
     assert "1 images" in result.output
+
+
+def test_processes_creating_the_same_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    for attempt in range(3):
+        db = str(tmp_path / f"new{attempt}" / "store.sqlite")
+        with ThreadPoolExecutor(4) as pool:
+            procs = list(pool.map(lambda d: run_dedupe("undo", "--list", "--db", d), [db] * 4))
+        assert all(p.returncode == 0 for p in procs), [p.stderr for p in procs]
