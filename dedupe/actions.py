@@ -745,8 +745,8 @@ def _undo_entry(e: JournalEntry) -> tuple[StepState, str]:
 
     if e.action is Action.TRASH:
         if os.path.lexists(e.path):
-            if planned and _same_bytes(e.path, e.content_hash):
-                return never
+            if _same_bytes(e.path, e.content_hash):
+                return never if planned else (StepState.DONE, "already back in place")
             return StepState.FAILED, "another file is at its path now; the trashed copy was left in the trash"
         found: tuple[str, str | None] | None = None
         if e.destination and _same_bytes(e.destination, e.content_hash):

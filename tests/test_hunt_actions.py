@@ -75,3 +75,22 @@ def test_deleting_a_file_through_its_overlay_view_is_refused(
     assert "another mount" in result.output
     assert original.read_bytes() == data
     assert [p.name for p in lower.iterdir()] == ["x.jpg"]
+
+
+def test_undo_after_the_trashed_copy_was_put_back_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    keeper = save(draw_photo(4, (300, 200)), tmp_path / "p" / "a" / "x.jpg")
+    copy = tmp_path / "p" / "b" / "x.jpg"
+    copy.parent.mkdir()
+    copy.write_bytes(keeper.read_bytes())
+    db = str(tmp_path / "store.sqlite")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["scan", str(tmp_path / "p"), "--db", db, "-q"]).exit_code == 0
+    assert runner.invoke(cli, ["review", "--db", db, "--yes", "--keep", f"path:{keeper.parent}"]).exit_code == 0
+    (tmp_path / "xdg" / "Trash" / "files" / "x.jpg").rename(copy)  # the user restores it with a file manager
+    result = runner.invoke(cli, ["undo", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert "left in the trash" not in result.output
+    assert "already back" in result.output
+    assert runner.invoke(cli, ["undo", "--db", db]).output.strip() == "Error: nothing to undo"
+    assert copy.read_bytes() == keeper.read_bytes()
