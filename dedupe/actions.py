@@ -253,6 +253,8 @@ def _plan_group(
             reason = "in a reference folder: never touched"
         elif (f.dev, f.ino) == (keeper.dev, keeper.ino):
             reason = "the keeper's own file (a hard link or another path to it)"
+        elif _looks_like_a_view(f.dev, f.ino, f.size, f.mtime_ns, keeper.dev, keeper.ino, keeper.size, keeper.mtime_ns):
+            reason = VIEW_REASON
         elif match is MatchKind.NEAR and not include_near:
             reason = f"similar, not identical (distance {m.distance}): acted on only with --include-near or in review"
         elif action in (Action.HARDLINK, Action.SYMLINK) and match is not MatchKind.EXACT:
@@ -269,6 +271,20 @@ def _plan_group(
     # The heart of the matter: the keeper stays, so a group never loses its last copy.
     assert all(s.file.path != keeper.path for s in steps) and len(steps) < len(group.members)
     return GroupPlan(group, choice, tuple(steps), tuple(left))
+
+
+VIEW_REASON = (
+    "looks like the keeper's own file seen through another mount (same inode number, size and time on another"
+    " device: an overlay, NFS or SMB view): left alone"
+)
+
+
+def _looks_like_a_view(
+    dev: int, ino: int, size: int, mtime_ns: int, kdev: int, kino: int, ksize: int, kmtime: int
+) -> bool:
+    """Overlay, NFS and SMB show a file under another device number but its own inode number: acting on one
+    path would remove the other. A real copy on another drive almost never has the same inode number and time."""
+    return dev != kdev and (ino, size, mtime_ns) == (kino, ksize, kmtime)
 
 
 def move_target(path: str, dest: str, roots: Sequence[str]) -> str:
@@ -358,6 +374,10 @@ def _apply_step(step: Step, store: Store, run_id: int, keepers: set[str], touche
         return result(StepState.SKIPPED, f"vanished: {_reason(e)}")
     if (st.st_dev, st.st_ino) == (kst.st_dev, kst.st_ino):
         return result(StepState.SKIPPED, "the keeper's own file (a hard link or another path to it)")
+    if _looks_like_a_view(
+        st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, kst.st_dev, kst.st_ino, kst.st_size, kst.st_mtime_ns
+    ):
+        return result(StepState.SKIPPED, VIEW_REASON)
 
     destination: str | None = None
     try:
@@ -725,8 +745,8 @@ def _undo_entry(e: JournalEntry) -> tuple[StepState, str]:
 
     if e.action is Action.TRASH:
         if os.path.lexists(e.path):
-            if planned and _same_bytes(e.path, e.content_hash):
-                return never
+            if _same_bytes(e.path, e.content_hash):
+                return never if planned else (StepState.DONE, "already back in place")
             return StepState.FAILED, "another file is at its path now; the trashed copy was left in the trash"
         found: tuple[str, str | None] | None = None
         if e.destination and _same_bytes(e.destination, e.content_hash):

@@ -1119,9 +1119,13 @@ def progress_bar(console: Console, *, enabled: bool) -> Iterator[Callable[[Progr
 # --- rendering ------------------------------------------------------------------------------------------------
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
 def display_path(path: str) -> str:
-    """A path as it can be printed: bytes that are not UTF-8 shown as \\xNN escapes."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """A path as it can be printed: bytes that are not UTF-8 and control characters (which would drive the
+    terminal or split a row) shown as \\xNN escapes."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").translate(_CONTROL)
 
 
 def human_size(n: int) -> str:

@@ -272,6 +272,10 @@ class Store:
             raise StoreError(
                 f"the store at {self.path} was written by a newer dedupe (schema {version}); upgrade dedupe"
             )
+        tables = {row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if (version == 0 and tables) or (version > 0 and "files" not in tables):
+            # Another program's database (a typo in --db): adding our tables or WAL mode would change it.
+            raise StoreError(f"{self.path} is a database of another program, not a dedupe store: not touched")
         if self.readonly:
             if version < len(_MIGRATIONS):
                 raise StoreError(f"the store at {self.path} is from an older dedupe: run 'dedupe scan' to upgrade it")
@@ -280,6 +284,8 @@ class Store:
         self._conn.execute("PRAGMA synchronous = NORMAL")
         for target in range(version + 1, len(_MIGRATIONS) + 1):
             with self.transaction():
+                if self._conn.execute("PRAGMA user_version").fetchone()[0] >= target:
+                    continue  # another process opening the same new store did it first
                 # One statement at a time: executescript would commit half a migration.
                 for statement in _MIGRATIONS[target - 1].split(";"):
                     if statement.strip():
