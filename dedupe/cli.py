@@ -70,6 +70,15 @@ def threshold_option(f: F) -> F:
     )(f)
 
 
+def rotations_option(f: F) -> F:
+    return click.option(
+        "--rotations/--no-rotations",
+        default=True,
+        show_default=True,
+        help="Also match copies turned by 90/180/270 degrees or mirrored in their pixels.",
+    )(f)
+
+
 def open_store(ctx: click.Context, db: str | None, *, readonly: bool = False) -> Store:
     try:
         return ctx.with_resource(Store.open(db, readonly=readonly))
@@ -98,6 +107,7 @@ def cli() -> None:
 @click.option("--min-size", type=click.IntRange(0), default=0, metavar="BYTES", help="Skip files smaller than this.")
 @click.option("--jobs", "-j", type=click.IntRange(1), default=None, help="Worker processes [default: one per core].")
 @threshold_option
+@rotations_option
 @format_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
@@ -111,6 +121,7 @@ def scan_command(
     min_size: int,
     jobs: int | None,
     threshold: int,
+    rotations: bool,
     fmt: str,
     quiet: bool,
 ) -> None:
@@ -137,7 +148,7 @@ def scan_command(
         raise click.ClickException(str(e)) from None
     for warning in report.warnings:
         err.print(Text(f"warning: {display_path(warning)}"))
-    groups, _, images = stored_groups(store, report.roots, threshold)
+    groups, _, images = stored_groups(store, report.roots, threshold, rotations=rotations)
     summary = summarize(groups, images, len(report.skipped))
     extra = {
         "fingerprinted": report.fingerprinted,
@@ -152,9 +163,12 @@ def scan_command(
 @click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
 @db_option
 @threshold_option
+@rotations_option
 @format_option
 @click.pass_context
-def groups_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, threshold: int, fmt: str) -> None:
+def groups_command(
+    ctx: click.Context, dirs: tuple[str, ...], db: str | None, threshold: int, rotations: bool, fmt: str
+) -> None:
     """List the duplicate groups again from the store, without reading any file.
 
     With no DIRS, every folder in the store is covered.
@@ -164,7 +178,7 @@ def groups_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, th
         dedupe groups ~/Pictures --format json
     """
     store = open_store(ctx, db, readonly=True)
-    groups, skipped, images = stored_groups(store, dirs, threshold)
+    groups, skipped, images = stored_groups(store, dirs, threshold, rotations=rotations)
     if dirs and images == 0 and not skipped:
         click.echo(f"No images stored below {', '.join(dirs)}: run 'dedupe scan' on it first.", err=True)
     render(groups, skipped, summarize(groups, images, len(skipped)), fmt, {})
@@ -260,6 +274,7 @@ def as_json(
                         "reference": i == 0,
                         "match": m.match.value,
                         "distance": m.distance,
+                        "transform": m.transform,
                         "size": m.file.size,
                         "width": m.file.fingerprint.width,
                         "height": m.file.fingerprint.height,
@@ -278,7 +293,20 @@ def as_json(
     }
 
 
-CSV_FIELDS = ("group", "kind", "reference", "match", "distance", "path", "size", "width", "height", "format", "taken")
+CSV_FIELDS = (
+    "group",
+    "kind",
+    "reference",
+    "match",
+    "distance",
+    "transform",
+    "path",
+    "size",
+    "width",
+    "height",
+    "format",
+    "taken",
+)
 
 
 def as_csv(groups: Sequence[DuplicateGroup]) -> str:
@@ -295,6 +323,7 @@ def as_csv(groups: Sequence[DuplicateGroup]) -> str:
                     int(i == 0),
                     m.match.value,
                     m.distance,
+                    m.transform or "",
                     display_path(m.file.path),
                     m.file.size,
                     fp.width,
@@ -332,7 +361,8 @@ def render_table(
                 if i == 0:
                     match = Text("reference", style="bold green")
                 elif m.match.value == "near":
-                    match = Text(f"near d={m.distance}", style="yellow")
+                    how = f", {m.transform}" if m.transform else ""
+                    match = Text(f"near d={m.distance}{how}", style="yellow")
                 else:
                     match = Text(_KIND_LABEL[m.match.value])
                 table.add_row(

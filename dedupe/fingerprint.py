@@ -14,7 +14,7 @@ import pillow_heif
 from PIL import Image, ImageStat, UnidentifiedImageError
 
 from dedupe.errors import FileSkipped
-from dedupe.models import Fingerprint
+from dedupe.models import TRANSFORMS, Fingerprint
 
 pillow_heif.register_heif_opener()
 Image.init()  # every plugin, so that the formats= allow-list below can name them all
@@ -31,13 +31,29 @@ LOW_INFO_STDDEV = 3.0  # a grey-level spread below this is a blank or nearly uni
 BACKGROUND = (128, 128, 128)  # transparent pixels are flattened onto mid-grey: white or black art stays visible
 
 # Stored beside every fingerprint: a change to any part of the pipeline re-fingerprints cleanly.
-VERSION = f"1;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};imagehash={imagehash.__version__}"
+VERSION = (
+    f"2;dihedral;exif-subsec;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};imagehash={imagehash.__version__}"
+)
 
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
 _ORIENTATION_TAG = 0x0112
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 36867
 _DATETIME = 306
+_SUBSEC_ORIGINAL = 37521
+_MAKE = 271
+_MODEL = 272
+# Pillow's transposes, in the order of models.TRANSFORMS.
+_DIHEDRAL = (
+    Image.Transpose.ROTATE_90,
+    Image.Transpose.ROTATE_180,
+    Image.Transpose.ROTATE_270,
+    Image.Transpose.FLIP_LEFT_RIGHT,
+    Image.Transpose.FLIP_TOP_BOTTOM,
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.TRANSVERSE,
+)
+assert len(_DIHEDRAL) == len(TRANSFORMS)
 # What EXIF orientation values mean, as Pillow transposes (see ImageOps.exif_transpose).
 _TRANSPOSE = {
     2: (Image.Transpose.FLIP_LEFT_RIGHT,),
@@ -173,6 +189,8 @@ def _fingerprint(data: bytes, content_hash: str) -> Fingerprint:
         dhash=dhash,
         taken=taken,
         low_info=is_low_info(work),
+        variants=dihedral_hashes(work),
+        camera=_camera(exif),
     )
 
 
@@ -214,19 +232,39 @@ def perceptual_hashes(work: Image.Image) -> tuple[int, int]:
     )
 
 
+def dihedral_hashes(work: Image.Image) -> tuple[int, ...]:
+    """pHash of the working image turned and mirrored by each of models.TRANSFORMS: cheap on a small image."""
+    return tuple(int(str(imagehash.phash(work.transpose(t), hash_size=HASH_SIZE)), 16) for t in _DIHEDRAL)
+
+
 def is_low_info(work: Image.Image) -> bool:
     """Blank, single-colour or nearly uniform pictures all hash alike and must not pair up."""
     return float(ImageStat.Stat(work.convert("L")).stddev[0]) < LOW_INFO_STDDEV
 
 
 def _date_taken(exif: Image.Exif) -> str | None:
-    raw = exif.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL) or exif.get(_DATETIME)
+    """EXIF DateTimeOriginal as ISO 8601, with SubSecTimeOriginal's fraction when there is one."""
+    ifd = exif.get_ifd(_EXIF_IFD)
+    original = ifd.get(_DATETIME_ORIGINAL)
+    raw = original or exif.get(_DATETIME)
     if not isinstance(raw, str):
         return None
     try:
-        return datetime.strptime(raw.strip("\x00 ").strip(), "%Y:%m:%d %H:%M:%S").isoformat()
+        taken = datetime.strptime(raw.strip("\x00 ").strip(), "%Y:%m:%d %H:%M:%S")
     except ValueError:
         return None
+    subsec = ifd.get(_SUBSEC_ORIGINAL) if original else None
+    if isinstance(subsec, str):
+        digits = subsec.strip("\x00 ").strip()
+        if digits.isdigit():
+            taken = taken.replace(microsecond=int(digits[:6].ljust(6, "0")))
+    return taken.isoformat()
+
+
+def _camera(exif: Image.Exif) -> str | None:
+    parts = [v.strip("\x00 ").strip() for v in (exif.get(_MAKE), exif.get(_MODEL)) if isinstance(v, str)]
+    name = " ".join(p for p in parts if p)
+    return name or None
 
 
 def _jpeg_essence(data: bytes) -> bytes:
@@ -265,6 +303,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "PHOTO_FORMATS",
     "VERSION",
+    "dihedral_hashes",
     "fingerprint_bytes",
     "fingerprint_file",
     "hamming",

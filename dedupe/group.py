@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
 import pybktree
 
-from dedupe.models import DuplicateGroup, FileRecord, GroupMember, MatchKind, Summary
+from dedupe.models import INVERSE, TRANSFORMS, DuplicateGroup, FileRecord, Fingerprint, GroupMember, MatchKind, Summary
 
 DEFAULT_THRESHOLD = 4  # bits of 64 in pHash: the largest with no false pair on the benchmark, see README.md
 MAX_THRESHOLD = 32
@@ -78,6 +79,59 @@ def _bucket_pairs(
     return out
 
 
+def cross_pairs(queries: Sequence[int], targets: Sequence[int], threshold: int) -> list[tuple[int, int]]:
+    """All (query index, target index) pairs within the threshold (0 included), sorted; exact, by multi-index.
+
+    Used to look up every turned and mirrored pHash of a picture among the upright pHashes of all others.
+    """
+    nq, nt = len(queries), len(targets)
+    if nq == 0 or nt == 0 or threshold < 0:
+        return []
+    qa = np.fromiter((v & 0xFFFFFFFFFFFFFFFF for v in queries), dtype=np.uint64, count=nq)
+    ta = np.fromiter((v & 0xFFFFFFFFFFFFFFFF for v in targets), dtype=np.uint64, count=nt)
+    blocks = min(threshold + 1, 64)
+    edges = [round(64 * k / blocks) for k in range(blocks + 1)]
+    found: list[npt.NDArray[np.int64]] = []
+    for b in range(blocks):
+        shift, width = np.uint64(edges[b]), edges[b + 1] - edges[b]
+        mask = np.uint64((1 << width) - 1)
+        qk, tk = (qa >> shift) & mask, (ta >> shift) & mask
+        t_order = np.argsort(tk, kind="stable")
+        t_sorted = tk[t_order]
+        lo = np.searchsorted(t_sorted, qk, side="left")
+        hi = np.searchsorted(t_sorted, qk, side="right")
+        for qi in np.flatnonzero(hi > lo).tolist():
+            tj = t_order[lo[qi] : hi[qi]]
+            close = tj[np.bitwise_count(ta[tj] ^ qa[qi]) <= threshold].astype(np.int64)
+            if len(close):
+                found.append(qi * nt + close)
+    if not found:
+        return []
+    codes = np.unique(np.concatenate(found))
+    return [(int(c) // nt, int(c) % nt) for c in codes]
+
+
+def match_distance(a: Fingerprint, b: Fingerprint) -> tuple[int, str | None]:
+    """How far picture a is from picture b, allowing a to be turned or mirrored when both know their variants.
+
+    Returns the distance and the transform t that turns a into (something like) b, None when upright is best.
+    A turned match is measured in both pictures' frames, t(a) against b and t's inverse of b against a, and
+    the larger distance counts: pHash distances shift when a picture is turned, and a look-alike that is 6 bits
+    away upright can come 4 bits close in one turned frame (measured on the benchmark), never in both.
+    Ties go to upright, then to the order of models.TRANSFORMS. Symmetric: b to a is as far, by t's inverse.
+    """
+    best, how = hamming(a.phash, b.phash), None
+    if len(a.variants) != len(TRANSFORMS) or len(b.variants) != len(TRANSFORMS):
+        return best, how
+    index = {name: k for k, name in enumerate(TRANSFORMS)}
+    for k, name in enumerate(TRANSFORMS):
+        back = index[INVERSE.get(name, name)]
+        d = max(hamming(a.variants[k], b.phash), hamming(b.variants[back], a.phash))
+        if d < best:
+            best, how = d, name
+    return best, how
+
+
 def near_pairs_bktree(values: Sequence[int], threshold: int) -> list[tuple[int, int]]:
     """The same answer as near_pairs, from a BK-tree: the reference the fast path is tested against."""
     tree = pybktree.BKTree(lambda a, b: hamming(a[0], b[0]), [(v, i) for i, v in enumerate(values)])
@@ -89,45 +143,86 @@ def near_pairs_bktree(values: Sequence[int], threshold: int) -> list[tuple[int, 
     return sorted(pairs)
 
 
-def find_groups(records: Iterable[FileRecord], threshold: int = DEFAULT_THRESHOLD) -> list[DuplicateGroup]:
-    """Group files holding the same picture. Deterministic: input order never changes the answer."""
+def find_groups(
+    records: Iterable[FileRecord], threshold: int = DEFAULT_THRESHOLD, *, rotations: bool = True
+) -> list[DuplicateGroup]:
+    """Group files holding the same picture. Deterministic: input order never changes the answer.
+
+    With rotations, a file also matches when one of its turned or mirrored pHashes (or the other's) is within the
+    threshold of the other's upright pHash; the member then says which transform made it match.
+    """
     files = _distinct_files(records)
     # Classes of the same image data (which includes identical bytes).
     by_image: dict[str, list[FileRecord]] = defaultdict(list)
     for f in files:
         by_image[f.fingerprint.image_hash].append(f)
-    # Nodes of identical pHash among images with enough detail to compare; low-information images only
-    # group with their own image class.
-    nodes: dict[int, list[str]] = defaultdict(list)
+    # Nodes of identical perceptual hashes among images with enough detail to compare; low-information images
+    # only group with their own image class.
+    nodes: dict[tuple[int, tuple[int, ...]], list[str]] = defaultdict(list)
     solitary: list[list[str]] = []
     for image_hash, members in by_image.items():
         fp = members[0].fingerprint
         if fp.low_info:
             solitary.append([image_hash])
         else:
-            nodes[fp.phash].append(image_hash)
-    node_values = sorted(nodes)
-    neighbours: dict[int, set[int]] = defaultdict(set)
-    for i, j in near_pairs(node_values, threshold):
-        neighbours[i].add(j)
-        neighbours[j].add(i)
+            nodes[_node_key(fp, rotations)].append(image_hash)
+    keys = sorted(nodes)
+    neighbours = _neighbours(keys, threshold)
 
     def node_key(i: int) -> str:
-        return min(f.path for h in nodes[node_values[i]] for f in by_image[h])
+        return min(f.path for h in nodes[keys[i]] for f in by_image[h])
 
-    clusters: list[tuple[int | None, list[str]]] = []
+    clusters: list[tuple[tuple[int, tuple[int, ...]] | None, list[str]]] = []
     assigned: set[int] = set()
     # The best-connected node becomes a reference first; ties go to the smallest path, never to input order.
-    for i in sorted(range(len(node_values)), key=lambda i: (-len(neighbours[i]), node_key(i))):
+    for i in sorted(range(len(keys)), key=lambda i: (-len(neighbours[i]), node_key(i))):
         if i in assigned:
             continue
         star = [i, *sorted(j for j in neighbours[i] if j not in assigned)]
         assigned.update(star)
-        clusters.append((node_values[i], [h for m in star for h in nodes[node_values[m]]]))
+        clusters.append((keys[i], [h for m in star for h in nodes[keys[m]]]))
     clusters.extend((None, s) for s in solitary)
 
-    groups = [_make_group([f for h in hashes for f in by_image[h]], centre) for centre, hashes in clusters]
+    groups = [_make_group([f for h in hashes for f in by_image[h]], centre, rotations) for centre, hashes in clusters]
     return sorted((g for g in groups if len(g.members) > 1), key=lambda g: g.reference.file.path)
+
+
+def _node_key(fp: Fingerprint, rotations: bool) -> tuple[int, tuple[int, ...]]:
+    return (fp.phash, fp.variants if rotations else ())
+
+
+def _neighbours(keys: Sequence[tuple[int, tuple[int, ...]]], threshold: int) -> dict[int, set[int]]:
+    """Node index -> the nodes within the threshold of it (by match_distance), found by multi-index search."""
+    values = sorted({k[0] for k in keys})
+    at: dict[int, list[int]] = defaultdict(list)
+    for i, (phash, _) in enumerate(keys):
+        at[phash].append(i)
+    neighbours: dict[int, set[int]] = defaultdict(set)
+
+    def link(a: list[int], b: list[int]) -> None:
+        for i in a:
+            for j in b:
+                if i != j:
+                    neighbours[i].add(j)
+                    neighbours[j].add(i)
+
+    for same in at.values():
+        link(same, same)  # the same upright pHash: distance 0
+    for i, j in near_pairs(values, threshold):
+        link(at[values[i]], at[values[j]])
+    # Turned matches: any variant of one within the threshold of the other's upright is a candidate, confirmed
+    # by match_distance (which also measures in the other frame).
+    queries = [(i, v) for i, (_, variants) in enumerate(keys) for v in variants]
+    for q, t in cross_pairs([v for _, v in queries], values, threshold):
+        i = queries[q][0]
+        a = _bare(keys[i])
+        link([i], [j for j in at[values[t]] if j != i and match_distance(a, _bare(keys[j]))[0] <= threshold])
+    return neighbours
+
+
+def _bare(key: tuple[int, tuple[int, ...]]) -> Fingerprint:
+    """A fingerprint holding only a node's hashes, for match_distance."""
+    return Fingerprint("", "", "", 0, 0, key[0], 0, None, False, key[1])
 
 
 def _distinct_files(records: Iterable[FileRecord]) -> list[FileRecord]:
@@ -144,10 +239,10 @@ def _quality(f: FileRecord) -> tuple[int, int, str]:
     return (-(f.fingerprint.width * f.fingerprint.height), -f.size, f.path)
 
 
-def _make_group(files: list[FileRecord], centre: int | None) -> DuplicateGroup:
+def _make_group(files: list[FileRecord], centre: tuple[int, tuple[int, ...]] | None, rotations: bool) -> DuplicateGroup:
     # The reference is the best copy among the files at the cluster's centre, so that every member is
     # within the threshold of it.
-    ref = min((f for f in files if centre is None or f.fingerprint.phash == centre), key=_quality)
+    ref = min((f for f in files if centre is None or _node_key(f.fingerprint, rotations) == centre), key=_quality)
     members: list[GroupMember] = [GroupMember(ref, MatchKind.EXACT, 0)]
     for f in files:
         if f is ref:
@@ -157,11 +252,16 @@ def _make_group(files: list[FileRecord], centre: int | None) -> DuplicateGroup:
         elif f.fingerprint.image_hash == ref.fingerprint.image_hash:
             members.append(GroupMember(f, MatchKind.IMAGE, 0))
         else:
-            members.append(GroupMember(f, MatchKind.NEAR, hamming(f.fingerprint.phash, ref.fingerprint.phash)))
+            distance, transform = match_distance(_view(f.fingerprint, rotations), _view(ref.fingerprint, rotations))
+            members.append(GroupMember(f, MatchKind.NEAR, distance, transform))
     order = {MatchKind.EXACT: 0, MatchKind.IMAGE: 1, MatchKind.NEAR: 2}
     rest = sorted(members[1:], key=lambda m: (order[m.match], m.distance, m.file.path))
     kind = max((m.match for m in rest), key=order.__getitem__, default=MatchKind.EXACT)
     return DuplicateGroup(kind=kind, members=(members[0], *rest))
+
+
+def _view(fp: Fingerprint, rotations: bool) -> Fingerprint:
+    return fp if rotations or not fp.variants else replace(fp, variants=())
 
 
 def summarize(groups: Sequence[DuplicateGroup], images: int, skipped: int) -> Summary:

@@ -27,6 +27,15 @@ class Fingerprint:
     dhash: int  # unsigned 64-bit
     taken: str | None  # EXIF DateTimeOriginal as ISO 8601, when present
     low_info: bool  # blank or nearly uniform: perceptual hashes say nothing useful
+    # pHash of the picture turned by each of TRANSFORMS (rot90 ... transverse), in that order; () when not computed
+    variants: tuple[int, ...] = ()
+    camera: str | None = None  # EXIF Make and Model, to tell a burst of shots from copies of one shot
+
+
+# The 7 turns and mirror images of a picture besides itself (Pillow's Image.Transpose names, lower case);
+# "rot90" turns counter-clockwise.
+TRANSFORMS = ("rot90", "rot180", "rot270", "mirror", "flip", "transpose", "transverse")
+INVERSE = {"rot90": "rot270", "rot270": "rot90"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +59,8 @@ class GroupMember:
     file: FileRecord
     match: MatchKind  # relation to the group's reference (the reference itself is EXACT)
     distance: int  # perceptual distance to the reference
+    # How this file must be turned to look like the reference ("rot90", "mirror", ...), or None when upright
+    transform: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

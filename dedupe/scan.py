@@ -383,7 +383,11 @@ def _prune(store: Store, roots: Sequence[str], found: _Walk, stored: dict[str, S
 
 
 def stored_groups(
-    store: Store, roots: Sequence[str | os.PathLike[str]], threshold: int = DEFAULT_THRESHOLD
+    store: Store,
+    roots: Sequence[str | os.PathLike[str]],
+    threshold: int = DEFAULT_THRESHOLD,
+    *,
+    rotations: bool = True,
 ) -> tuple[list[DuplicateGroup], list[Skipped], int]:
     """The duplicate groups among the stored files below the roots, without reading any file.
 
@@ -392,4 +396,4 @@ def stored_groups(
     real_roots = [os.path.realpath(os.fspath(r)) for r in roots]
     records = store.records_under(real_roots, fingerprint.VERSION)
     skipped = [Skipped(path, reason) for path, reason in store.errors_under(real_roots)]
-    return find_groups(records, threshold), skipped, len(records)
+    return find_groups(records, threshold, rotations=rotations), skipped, len(records)
