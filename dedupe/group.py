@@ -169,12 +169,13 @@ def find_groups(
     keys = sorted(nodes)
     neighbours = _neighbours(keys, threshold)
 
-    def node_key(i: int) -> str:
-        return min(f.path for h in nodes[keys[i]] for f in by_image[h])
+    def node_key(i: int) -> tuple[int, int, str]:
+        return min(_quality(f) for h in nodes[keys[i]] for f in by_image[h])
 
     clusters: list[tuple[tuple[int, tuple[int, ...]] | None, list[str]]] = []
     assigned: set[int] = set()
-    # The best-connected node becomes a reference first; ties go to the smallest path, never to input order.
+    # The best-connected node becomes a reference first; ties go to the node with the best copy (most pixels, then
+    # largest file, then smallest path), never to input order.
     for i in sorted(range(len(keys)), key=lambda i: (-len(neighbours[i]), node_key(i))):
         if i in assigned:
             continue
