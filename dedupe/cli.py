@@ -70,7 +70,19 @@ def threshold_option(f: F) -> F:
     )(f)
 
 
-def rotations_option(f: F) -> F:
+def match_options(f: F) -> F:
+    f = click.option(
+        "--bursts-apart/--bursts-together",
+        default=True,
+        show_default=True,
+        help="Keep shots of one burst (same camera, EXIF times under 2 s apart) out of each other's groups.",
+    )(f)
+    f = click.option(
+        "--two-stage/--no-two-stage",
+        default=True,
+        show_default=True,
+        help="Also match when pHash is within 16 bits and dHash confirms within 2 (edited copies, watermarks).",
+    )(f)
     return click.option(
         "--rotations/--no-rotations",
         default=True,
@@ -107,7 +119,7 @@ def cli() -> None:
 @click.option("--min-size", type=click.IntRange(0), default=0, metavar="BYTES", help="Skip files smaller than this.")
 @click.option("--jobs", "-j", type=click.IntRange(1), default=None, help="Worker processes [default: one per core].")
 @threshold_option
-@rotations_option
+@match_options
 @format_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
@@ -122,6 +134,8 @@ def scan_command(
     jobs: int | None,
     threshold: int,
     rotations: bool,
+    two_stage: bool,
+    bursts_apart: bool,
     fmt: str,
     quiet: bool,
 ) -> None:
@@ -148,7 +162,9 @@ def scan_command(
         raise click.ClickException(str(e)) from None
     for warning in report.warnings:
         err.print(Text(f"warning: {display_path(warning)}"))
-    groups, _, images = stored_groups(store, report.roots, threshold, rotations=rotations)
+    groups, _, images = stored_groups(
+        store, report.roots, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart
+    )
     summary = summarize(groups, images, len(report.skipped))
     extra = {
         "fingerprinted": report.fingerprinted,
@@ -163,11 +179,18 @@ def scan_command(
 @click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
 @db_option
 @threshold_option
-@rotations_option
+@match_options
 @format_option
 @click.pass_context
 def groups_command(
-    ctx: click.Context, dirs: tuple[str, ...], db: str | None, threshold: int, rotations: bool, fmt: str
+    ctx: click.Context,
+    dirs: tuple[str, ...],
+    db: str | None,
+    threshold: int,
+    rotations: bool,
+    two_stage: bool,
+    bursts_apart: bool,
+    fmt: str,
 ) -> None:
     """List the duplicate groups again from the store, without reading any file.
 
@@ -178,7 +201,9 @@ def groups_command(
         dedupe groups ~/Pictures --format json
     """
     store = open_store(ctx, db, readonly=True)
-    groups, skipped, images = stored_groups(store, dirs, threshold, rotations=rotations)
+    groups, skipped, images = stored_groups(
+        store, dirs, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart
+    )
     if dirs and images == 0 and not skipped:
         click.echo(f"No images stored below {', '.join(dirs)}: run 'dedupe scan' on it first.", err=True)
     render(groups, skipped, summarize(groups, images, len(skipped)), fmt, {})
@@ -275,6 +300,8 @@ def as_json(
                         "match": m.match.value,
                         "distance": m.distance,
                         "transform": m.transform,
+                        "dhash": m.dhash,
+                        "why": m.why,
                         "size": m.file.size,
                         "width": m.file.fingerprint.width,
                         "height": m.file.fingerprint.height,
@@ -324,6 +351,7 @@ def as_csv(groups: Sequence[DuplicateGroup]) -> str:
                     m.match.value,
                     m.distance,
                     m.transform or "",
+                    m.why,
                     display_path(m.file.path),
                     m.file.size,
                     fp.width,
@@ -361,8 +389,7 @@ def render_table(
                 if i == 0:
                     match = Text("reference", style="bold green")
                 elif m.match.value == "near":
-                    how = f", {m.transform}" if m.transform else ""
-                    match = Text(f"near d={m.distance}{how}", style="yellow")
+                    match = Text(f"near d={m.distance}" + m.why.removeprefix(f"phash {m.distance}"), style="yellow")
                 else:
                     match = Text(_KIND_LABEL[m.match.value])
                 table.add_row(

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +19,10 @@ from dedupe.models import INVERSE, TRANSFORMS, DuplicateGroup, FileRecord, Finge
 
 DEFAULT_THRESHOLD = 4  # bits of 64 in pHash: the largest with no false pair on the benchmark, see README.md
 MAX_THRESHOLD = 32
+# Second opinion (measured on the benchmark, see README.md): pHash within 16 bits confirmed by dHash within 2.
+CANDIDATE_PHASH = 16
+CONFIRM_DHASH = 2
+BURST_SECONDS = 2.0  # shots of one camera this close in time are a burst, not copies
 
 # Bucket comparisons are done in slabs of at most this many pairs, to keep memory flat.
 _SLAB = 4_000_000
@@ -143,87 +148,169 @@ def near_pairs_bktree(values: Sequence[int], threshold: int) -> list[tuple[int, 
     return sorted(pairs)
 
 
+@dataclass(frozen=True, slots=True)
+class MatchRule:
+    """When two pictures count as the same: see find_groups."""
+
+    threshold: int = DEFAULT_THRESHOLD
+    rotations: bool = True
+    two_stage: bool = True
+    bursts_apart: bool = True
+
+
+_Key = tuple[int, tuple[int, ...], int, str, str]
+
+
 def find_groups(
-    records: Iterable[FileRecord], threshold: int = DEFAULT_THRESHOLD, *, rotations: bool = True
+    records: Iterable[FileRecord],
+    threshold: int = DEFAULT_THRESHOLD,
+    *,
+    rotations: bool = True,
+    two_stage: bool = True,
+    bursts_apart: bool = True,
 ) -> list[DuplicateGroup]:
     """Group files holding the same picture. Deterministic: input order never changes the answer.
 
-    With rotations, a file also matches when one of its turned or mirrored pHashes (or the other's) is within the
-    threshold of the other's upright pHash; the member then says which transform made it match.
+    A file matches another when (see match):
+    - their pHashes are within the threshold; with rotations, also when one of them turned or mirrored is
+      within the threshold of the other in both pictures' frames (the member says which transform);
+    - with two_stage, also when two independent hashes agree: pHash within CANDIDATE_PHASH (a looser first
+      pass) confirmed by dHash within CONFIRM_DHASH (the member shows both distances);
+    - with bursts_apart, never when both come from one camera and were taken 0 < dt <= BURST_SECONDS apart
+      (shots of one burst are similar, not copies); copies of one shot keep its exact time.
+    Groups are stars around a reference: every member matches the reference itself.
     """
+    rule = MatchRule(threshold, rotations, two_stage, bursts_apart)
     files = _distinct_files(records)
     # Classes of the same image data (which includes identical bytes).
     by_image: dict[str, list[FileRecord]] = defaultdict(list)
     for f in files:
         by_image[f.fingerprint.image_hash].append(f)
-    # Nodes of identical perceptual hashes among images with enough detail to compare; low-information images
-    # only group with their own image class.
-    nodes: dict[tuple[int, tuple[int, ...]], list[str]] = defaultdict(list)
+    # Nodes of identical perceptual hashes (and, for bursts, camera and time) among images with enough detail to
+    # compare; low-information images only group with their own image class.
+    nodes: dict[_Key, list[str]] = defaultdict(list)
     solitary: list[list[str]] = []
     for image_hash, members in by_image.items():
         fp = members[0].fingerprint
         if fp.low_info:
             solitary.append([image_hash])
         else:
-            nodes[_node_key(fp, rotations)].append(image_hash)
+            nodes[_node_key(fp, rule)].append(image_hash)
     keys = sorted(nodes)
-    neighbours = _neighbours(keys, threshold)
+    bare = [_bare(k) for k in keys]
+    neighbours = _neighbours(keys, bare, rule)
 
     def node_key(i: int) -> tuple[int, int, str]:
         return min(_quality(f) for h in nodes[keys[i]] for f in by_image[h])
 
-    clusters: list[tuple[tuple[int, tuple[int, ...]] | None, list[str]]] = []
+    clusters: list[tuple[_Key | None, list[str]]] = []
     assigned: set[int] = set()
     # The best-connected node becomes a reference first; ties go to the node with the best copy (most pixels, then
     # largest file, then smallest path), never to input order.
     for i in sorted(range(len(keys)), key=lambda i: (-len(neighbours[i]), node_key(i))):
         if i in assigned:
             continue
-        star = [i, *sorted(j for j in neighbours[i] if j not in assigned)]
+        star = [i]
+        for j in sorted(j for j in neighbours[i] if j not in assigned):
+            # Two shots of one burst may each match a copy without a time: still never in one group.
+            if not (rule.bursts_apart and any(same_burst(bare[j], bare[m]) for m in star)):
+                star.append(j)
         assigned.update(star)
         clusters.append((keys[i], [h for m in star for h in nodes[keys[m]]]))
     clusters.extend((None, s) for s in solitary)
 
-    groups = [_make_group([f for h in hashes for f in by_image[h]], centre, rotations) for centre, hashes in clusters]
+    groups = [_make_group([f for h in hashes for f in by_image[h]], centre, rule) for centre, hashes in clusters]
     return sorted((g for g in groups if len(g.members) > 1), key=lambda g: g.reference.file.path)
 
 
-def _node_key(fp: Fingerprint, rotations: bool) -> tuple[int, tuple[int, ...]]:
-    return (fp.phash, fp.variants if rotations else ())
+@dataclass(frozen=True, slots=True)
+class Match:
+    distance: int  # pHash bits to the other picture (in the matching frame)
+    transform: str | None  # how the first picture is turned to look like the second
+    dhash: int | None  # dHash bits, when the match needed the second opinion
 
 
-def _neighbours(keys: Sequence[tuple[int, tuple[int, ...]]], threshold: int) -> dict[int, set[int]]:
-    """Node index -> the nodes within the threshold of it (by match_distance), found by multi-index search."""
-    values = sorted({k[0] for k in keys})
-    at: dict[int, list[int]] = defaultdict(list)
-    for i, (phash, _) in enumerate(keys):
-        at[phash].append(i)
+def match(a: Fingerprint, b: Fingerprint, rule: MatchRule) -> Match | None:
+    """Whether picture a matches picture b under the rule, and why; None when it does not. Symmetric."""
+    if rule.bursts_apart and same_burst(a, b):
+        return None
+    if rule.rotations:
+        distance, transform = match_distance(a, b)
+    else:
+        distance, transform = hamming(a.phash, b.phash), None
+    if distance <= rule.threshold:
+        return Match(distance, transform, None)
+    if rule.two_stage:
+        upright = hamming(a.phash, b.phash)
+        confirm = hamming(a.dhash, b.dhash)
+        if upright <= max(CANDIDATE_PHASH, rule.threshold) and confirm <= CONFIRM_DHASH:
+            return Match(upright, None, confirm)
+    return None
+
+
+def same_burst(a: Fingerprint, b: Fingerprint) -> bool:
+    """Two different shots of one burst: one camera, taken a moment apart (EXIF time with sub-seconds)."""
+    if not (a.camera and a.camera == b.camera and a.taken and b.taken) or a.taken == b.taken:
+        return False
+    try:
+        dt = abs((datetime.fromisoformat(a.taken) - datetime.fromisoformat(b.taken)).total_seconds())
+    except ValueError:
+        return False
+    return 0 < dt <= BURST_SECONDS
+
+
+def _node_key(fp: Fingerprint, rule: MatchRule) -> _Key:
+    return (
+        fp.phash,
+        fp.variants if rule.rotations else (),
+        fp.dhash if rule.two_stage else 0,
+        (fp.camera or "") if rule.bursts_apart else "",
+        (fp.taken or "") if rule.bursts_apart else "",
+    )
+
+
+def _neighbours(keys: Sequence[_Key], bare: Sequence[Fingerprint], rule: MatchRule) -> dict[int, set[int]]:
+    """Node index -> the nodes that match it, found by exact multi-index searches, each candidate checked."""
     neighbours: dict[int, set[int]] = defaultdict(set)
 
-    def link(a: list[int], b: list[int]) -> None:
-        for i in a:
-            for j in b:
-                if i != j:
-                    neighbours[i].add(j)
-                    neighbours[j].add(i)
+    def check(i: int, js: Iterable[int]) -> None:
+        for j in js:
+            if i != j and j not in neighbours[i] and match(bare[i], bare[j], rule) is not None:
+                neighbours[i].add(j)
+                neighbours[j].add(i)
 
-    for same in at.values():
-        link(same, same)  # the same upright pHash: distance 0
-    for i, j in near_pairs(values, threshold):
-        link(at[values[i]], at[values[j]])
-    # Turned matches: any variant of one within the threshold of the other's upright is a candidate, confirmed
-    # by match_distance (which also measures in the other frame).
-    queries = [(i, v) for i, (_, variants) in enumerate(keys) for v in variants]
-    for q, t in cross_pairs([v for _, v in queries], values, threshold):
-        i = queries[q][0]
-        a = _bare(keys[i])
-        link([i], [j for j in at[values[t]] if j != i and match_distance(a, _bare(keys[j]))[0] <= threshold])
+    def search(values_of: Sequence[int], threshold: int) -> None:
+        values = sorted(set(values_of))
+        at: dict[int, list[int]] = defaultdict(list)
+        for i, v in enumerate(values_of):
+            at[v].append(i)
+        for same in at.values():
+            for i in same:
+                check(i, same)
+        for i, j in near_pairs(values, threshold):
+            for a in at[values[i]]:
+                check(a, at[values[j]])
+
+    phashes = [k[0] for k in keys]
+    search(phashes, rule.threshold)
+    if rule.rotations:
+        # Turned matches: any variant of one within the threshold of the other's upright is a candidate.
+        targets = sorted(set(phashes))
+        at: dict[int, list[int]] = defaultdict(list)
+        for i, v in enumerate(phashes):
+            at[v].append(i)
+        queries = [(i, v) for i, k in enumerate(keys) for v in k[1]]
+        for q, t in cross_pairs([v for _, v in queries], targets, rule.threshold):
+            check(queries[q][0], at[targets[t]])
+    if rule.two_stage:
+        # The second opinion indexes the tighter dHash condition, then checks the looser pHash one.
+        search([k[2] for k in keys], CONFIRM_DHASH)
     return neighbours
 
 
-def _bare(key: tuple[int, tuple[int, ...]]) -> Fingerprint:
-    """A fingerprint holding only a node's hashes, for match_distance."""
-    return Fingerprint("", "", "", 0, 0, key[0], 0, None, False, key[1])
+def _bare(key: _Key) -> Fingerprint:
+    """A fingerprint holding only a node's hashes, camera and time, for match."""
+    return Fingerprint("", "", "", 0, 0, key[0], key[2], key[4] or None, False, key[1], key[3] or None)
 
 
 def _distinct_files(records: Iterable[FileRecord]) -> list[FileRecord]:
@@ -240,10 +327,9 @@ def _quality(f: FileRecord) -> tuple[int, int, str]:
     return (-(f.fingerprint.width * f.fingerprint.height), -f.size, f.path)
 
 
-def _make_group(files: list[FileRecord], centre: tuple[int, tuple[int, ...]] | None, rotations: bool) -> DuplicateGroup:
-    # The reference is the best copy among the files at the cluster's centre, so that every member is
-    # within the threshold of it.
-    ref = min((f for f in files if centre is None or _node_key(f.fingerprint, rotations) == centre), key=_quality)
+def _make_group(files: list[FileRecord], centre: _Key | None, rule: MatchRule) -> DuplicateGroup:
+    # The reference is the best copy among the files at the cluster's centre, so that every member matches it.
+    ref = min((f for f in files if centre is None or _node_key(f.fingerprint, rule) == centre), key=_quality)
     members: list[GroupMember] = [GroupMember(ref, MatchKind.EXACT, 0)]
     for f in files:
         if f is ref:
@@ -253,16 +339,13 @@ def _make_group(files: list[FileRecord], centre: tuple[int, tuple[int, ...]] | N
         elif f.fingerprint.image_hash == ref.fingerprint.image_hash:
             members.append(GroupMember(f, MatchKind.IMAGE, 0))
         else:
-            distance, transform = match_distance(_view(f.fingerprint, rotations), _view(ref.fingerprint, rotations))
-            members.append(GroupMember(f, MatchKind.NEAR, distance, transform))
+            m = match(f.fingerprint, ref.fingerprint, rule)
+            assert m is not None, "a star member always matches its centre"
+            members.append(GroupMember(f, MatchKind.NEAR, m.distance, m.transform, m.dhash))
     order = {MatchKind.EXACT: 0, MatchKind.IMAGE: 1, MatchKind.NEAR: 2}
     rest = sorted(members[1:], key=lambda m: (order[m.match], m.distance, m.file.path))
     kind = max((m.match for m in rest), key=order.__getitem__, default=MatchKind.EXACT)
     return DuplicateGroup(kind=kind, members=(members[0], *rest))
-
-
-def _view(fp: Fingerprint, rotations: bool) -> Fingerprint:
-    return fp if rotations or not fp.variants else replace(fp, variants=())
 
 
 def summarize(groups: Sequence[DuplicateGroup], images: int, skipped: int) -> Summary:

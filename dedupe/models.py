@@ -61,6 +61,20 @@ class GroupMember:
     distance: int  # perceptual distance to the reference
     # How this file must be turned to look like the reference ("rot90", "mirror", ...), or None when upright
     transform: str | None = None
+    # dHash distance to the reference when the match needed that second opinion (pHash alone was too far)
+    dhash: int | None = None
+
+    @property
+    def why(self) -> str:
+        """Why this file matched its reference, e.g. "phash 2, rot90" or "phash 10, dhash 1"."""
+        if self.match is not MatchKind.NEAR:
+            return {MatchKind.EXACT: "same bytes", MatchKind.IMAGE: "same pixels"}[self.match]
+        parts = [f"phash {self.distance}"]
+        if self.transform:
+            parts.append(self.transform)
+        if self.dhash is not None:
+            parts.append(f"dhash {self.dhash}")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)

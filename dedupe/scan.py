@@ -388,6 +388,8 @@ def stored_groups(
     threshold: int = DEFAULT_THRESHOLD,
     *,
     rotations: bool = True,
+    two_stage: bool = True,
+    bursts_apart: bool = True,
 ) -> tuple[list[DuplicateGroup], list[Skipped], int]:
     """The duplicate groups among the stored files below the roots, without reading any file.
 
@@ -396,4 +398,5 @@ def stored_groups(
     real_roots = [os.path.realpath(os.fspath(r)) for r in roots]
     records = store.records_under(real_roots, fingerprint.VERSION)
     skipped = [Skipped(path, reason) for path, reason in store.errors_under(real_roots)]
-    return find_groups(records, threshold, rotations=rotations), skipped, len(records)
+    groups = find_groups(records, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart)
+    return groups, skipped, len(records)
