@@ -9,9 +9,10 @@ The command line is a thin layer over this library::
         groups, skipped, images = stored_groups(store, ["/media/backup"])
 """
 
+from dedupe.calibrate import Calibration, calibrate
 from dedupe.errors import DedupeError, FileSkipped, StoreError
 from dedupe.fingerprint import fingerprint_file
-from dedupe.group import DEFAULT_THRESHOLD, find_groups, summarize
+from dedupe.group import DEFAULT_THRESHOLD, MatchRule, find_groups, match, summarize
 from dedupe.models import (
     DuplicateGroup,
     FileRecord,
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "Calibration",
     "DedupeError",
     "DuplicateGroup",
     "FileRecord",
@@ -38,6 +40,7 @@ __all__ = [
     "Fingerprint",
     "GroupMember",
     "MatchKind",
+    "MatchRule",
     "ProgressEvent",
     "ScanOptions",
     "ScanReport",
@@ -45,9 +48,11 @@ __all__ = [
     "Store",
     "StoreError",
     "Summary",
+    "calibrate",
     "default_store_path",
     "find_groups",
     "fingerprint_file",
+    "match",
     "scan",
     "stored_groups",
     "summarize",

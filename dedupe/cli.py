@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dedupe import __version__
+from dedupe.calibrate import DEFAULT_SAMPLE, calibrate
 from dedupe.errors import DedupeError
 from dedupe.group import DEFAULT_THRESHOLD, MAX_THRESHOLD, summarize
 from dedupe.models import DuplicateGroup, ProgressEvent, ScanOptions, Skipped, Summary
@@ -209,6 +210,60 @@ def groups_command(
     render(groups, skipped, summarize(groups, images, len(skipped)), fmt, {})
 
 
+@cli.command("calibrate")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
+@click.option(
+    "--sample", type=click.IntRange(2, 2000), default=DEFAULT_SAMPLE, show_default=True, help="Photos to sample."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random sample.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def calibrate_command(dirs: tuple[str, ...], sample: int, seed: int, fmt: str, quiet: bool) -> None:
+    """Recommend a --threshold from your own photos.
+
+    Samples photos below DIRS, makes edited copies of each in a temporary folder (half size, JPEG quality 60,
+    PNG, 20% brighter, 5% cropped, turned 90 degrees, mirrored), and compares how far the copies are from their
+    photo with how close different photos come to each other. Nothing below DIRS is changed.
+
+    Example:
+
+        dedupe calibrate ~/Pictures --sample 60
+    """
+    err = Console(stderr=True)
+    try:
+        with progress_bar(err, enabled=not quiet and err.is_terminal) as on_progress:
+            result = calibrate(dirs, sample, seed, on_progress)
+    except DedupeError as e:
+        raise click.ClickException(str(e)) from None
+    if fmt == "json":
+        click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    table = Table(title="Distance of edited copies to their photo (pHash bits; turns allowed)")
+    for column in ("edit", "median", "max"):
+        table.add_column(column, justify="left" if column == "edit" else "right")
+    for name, (median, most) in result.by_edit.items():
+        table.add_row(name, str(median), str(most))
+    console.print(table)
+    rows = Table(title=f"{result.copies} copies, {result.unrelated} pairs of different photos")
+    for column in ("threshold", "copies found", "different photos paired"):
+        rows.add_column(column, justify="right")
+    for r in result.table:
+        rows.add_row(str(r.threshold), f"{100 * r.copies_found / max(1, result.copies):.0f}%", str(r.unrelated_pairs))
+    console.print(rows)
+    console.print("Closest different photos (if these are in fact copies, the recommendation is too strict):")
+    for d, a, b in result.nearest_unrelated[:3]:
+        console.print(Text(f"  {d:2d}  {display_path(a)}  ~  {display_path(b)}"))
+    for reason in result.skipped:
+        console.print(Text(f"skipped {display_path(reason)}"))
+    console.print(
+        f"Recommended: --threshold {result.recommended}: finds {100 * result.recall:.0f}% of the edited copies;"
+        f" {100 * result.false_pair_rate:.2f}% of the sampled photo pairs fell within it (at most"
+        f" {100 * result.false_pair_bound:.2f}% at 95% confidence, from {result.photos} photos); expected false pairs"
+        f" among your {result.library} images: {result.expected_false_pairs:.2g}."
+    )
+
+
 def main() -> None:
     try:
         cli(prog_name="dedupe")
@@ -245,7 +300,13 @@ def progress_bar(console: Console, *, enabled: bool) -> Iterator[Callable[[Progr
             return
         elapsed = progress.tasks[0].elapsed or 0.0
         rate = f"{event.done / elapsed:.0f} files/s" if elapsed > 0.5 else ""
-        progress.update(task, description="Fingerprinting", completed=event.done, total=event.total, rate=rate)
+        progress.update(
+            task,
+            description="Calibrating" if event.phase == "calibrate" else "Fingerprinting",
+            completed=event.done,
+            total=event.total,
+            rate=rate,
+        )
 
     with progress:
         yield on_progress

@@ -295,15 +295,58 @@ def _jpeg_essence(data: bytes) -> bytes:
     return b""
 
 
+# The edits `dedupe calibrate` makes of a user's photo: name -> what a true copy may have been through.
+CALIBRATION_EDITS = ("resize50", "jpeg_q60", "png", "bright20", "crop5", "rot90", "mirror")
+
+
+def edited_copies(data: bytes) -> dict[str, tuple[str, bytes]]:
+    """Edited copies of a photo, as calibrate uses them: edit name -> (file suffix, encoded bytes).
+
+    The photo is first made upright and small enough (1600 px) for the edits to be quick.
+    """
+    im = open_image(data)
+    orientation = im.getexif().get(_ORIENTATION_TAG, 1)
+    im.draft("RGB", (1600, 1600))
+    im = _normalise_mode(im)
+    if im.mode == "RGBA":
+        flat = Image.new("RGBA", im.size, (*BACKGROUND, 255))
+        flat.alpha_composite(im)
+        im = flat
+    im = im.convert("RGB")
+    for method in _TRANSPOSE.get(orientation if isinstance(orientation, int) else 1, ()):
+        im = im.transpose(method)
+    im.thumbnail((1600, 1600))
+    w, h = im.size
+    dx, dy = round(w * 0.05 / 2), round(h * 0.05 / 2)
+    edits = {
+        "resize50": (".jpg", im.resize((max(1, w // 2), max(1, h // 2)), Image.Resampling.LANCZOS), {"quality": 90}),
+        "jpeg_q60": (".jpg", im, {"quality": 60}),
+        "png": (".png", im, {}),
+        "bright20": (".jpg", im.point(lambda v: min(255, round(v * 1.2))), {"quality": 90}),
+        "crop5": (".jpg", im.crop((dx, dy, w - dx, h - dy)), {"quality": 90}),
+        "rot90": (".jpg", im.transpose(Image.Transpose.ROTATE_270), {"quality": 90}),
+        "mirror": (".jpg", im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), {"quality": 90}),
+    }
+    out: dict[str, tuple[str, bytes]] = {}
+    for name in CALIBRATION_EDITS:
+        suffix, edited, params = edits[name]
+        buf = io.BytesIO()
+        edited.save(buf, format="PNG" if suffix == ".png" else "JPEG", **params)
+        out[name] = (suffix, buf.getvalue())
+    return out
+
+
 def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
 __all__ = [
+    "CALIBRATION_EDITS",
     "IMAGE_EXTENSIONS",
     "PHOTO_FORMATS",
     "VERSION",
     "dihedral_hashes",
+    "edited_copies",
     "fingerprint_bytes",
     "fingerprint_file",
     "hamming",

@@ -133,7 +133,7 @@ class Summary:
 class ProgressEvent:
     """Progress of long work: only the CLI turns these into a bar."""
 
-    phase: str  # "walk" or "fingerprint"
+    phase: str  # "walk", "fingerprint" or "calibrate"
     done: int
     total: int | None = None
     path: str | None = None
