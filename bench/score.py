@@ -118,7 +118,9 @@ def main() -> None:
     if args.markdown:
         print(as_markdown(s, args.label))
         return
-    print(f"precision {100 * s.precision:.2f}%  pair recall {100 * s.recall:.1f}%  copy recall {100 * s.copy_recall:.1f}%")
+    print(
+        f"precision {100 * s.precision:.2f}%  pair recall {100 * s.recall:.1f}%  copy recall {100 * s.copy_recall:.1f}%"
+    )
     print(f"true pairs {s.true_pairs}/{s.possible_pairs}, false pairs {s.false_pairs}, look-alikes {s.lookalike_pairs}")
     for kind, (f, t) in s.by_edit.items():
         print(f"  {kind:12} {f:3}/{t:<3} {100 * f / t:5.1f}%")
