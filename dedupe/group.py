@@ -1,7 +1,8 @@
 """Pure grouping of fingerprinted files: exact, same-image and near duplicates. No I/O.
 
-Near duplicates are clustered around a reference: every member of a near group is within the threshold of
-the group's reference, so a chain of small steps never joins two unlike photos.
+Near duplicates are clustered around a reference: every member of a near group matches the group's reference
+itself (see find_groups for the rule: pHash, turned and mirrored pHashes, a dHash second opinion, bursts kept
+apart), so a chain of small steps never joins two unlike photos.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -118,3 +119,12 @@ def test_a_schema_1_store_is_upgraded_and_refingerprinted(tmp_path: Path) -> Non
     with Store.open(db, readonly=True) as store:
         records = store.records_under([str(root)], VERSION)
         assert len(records) == 7 and all(len(r.fingerprint.variants) == 7 for r in records)
+
+
+def test_variants_and_camera_round_trip_through_the_store(tmp_path: Path) -> None:
+    fp = fingerprint_file(save(draw_photo(9), tmp_path / "a.jpg"))
+    fp = replace(fp, variants=(2**64 - 1, 0, 1, 2**63, 5, 6, 7), camera="Canon EOS R6")
+    with Store.open(tmp_path / "s.sqlite") as store:
+        with store.transaction():
+            store.put_fingerprint(fp, "v")
+        assert store.get_fingerprint(fp.content_hash, "v") == fp
