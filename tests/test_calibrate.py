@@ -5,7 +5,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from dedupe.calibrate import MAX_RECOMMENDED, calibrate
+from dedupe.calibrate import MARGIN, MAX_RECOMMENDED, calibrate
 from dedupe.cli import cli
 from tests.conftest import draw_photo, save
 
@@ -25,7 +25,7 @@ def test_calibrate_measures_copies_against_different_photos(tmp_path: Path) -> N
     assert set(result.by_edit) == {"resize50", "jpeg_q60", "png", "bright20", "crop5", "rot90", "mirror"}
     assert result.by_edit["rot90"][1] <= 4 and result.by_edit["png"][0] <= 2  # turned copies found, lossless close
     nearest = result.nearest_unrelated[0][0]
-    assert 0 <= result.recommended <= min(MAX_RECOMMENDED, nearest - 2)
+    assert 0 <= result.recommended <= min(MAX_RECOMMENDED, nearest - MARGIN)
     row = result.table[result.recommended]
     assert row.unrelated_pairs == 0 and result.recall == row.copies_found / result.copies > 0.5
     assert sorted(p.name for p in root.iterdir()) == before  # nothing below the folder is touched
