@@ -30,10 +30,11 @@ from dedupe.actions import (
     plan_script,
     undo,
 )
+from dedupe.calibrate import Calibration, calibrate
 from dedupe.errors import DedupeError, FileSkipped, StoreError
 from dedupe.exchange import export_fingerprints, import_fingerprints
 from dedupe.fingerprint import fingerprint_file
-from dedupe.group import DEFAULT_THRESHOLD, find_groups, summarize
+from dedupe.group import DEFAULT_THRESHOLD, MatchRule, find_groups, match, summarize
 from dedupe.models import (
     Action,
     ApplyResult,
@@ -76,6 +77,7 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "Action",
     "ApplyResult",
+    "Calibration",
     "CheckResult",
     "DedupeError",
     "DuplicateGroup",
@@ -91,6 +93,7 @@ __all__ = [
     "KeeperRule",
     "ListedFingerprint",
     "MatchKind",
+    "MatchRule",
     "Plan",
     "ProgressEvent",
     "RunInfo",
@@ -108,6 +111,7 @@ __all__ = [
     "Summary",
     "UndoResult",
     "apply",
+    "calibrate",
     "check",
     "choose_keeper",
     "default_store_path",
@@ -117,6 +121,7 @@ __all__ = [
     "fingerprint_file",
     "fingerprint_query",
     "import_fingerprints",
+    "match",
     "parse_rules",
     "plan",
     "plan_script",

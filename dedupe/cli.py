@@ -33,6 +33,7 @@ from rich.text import Text
 
 from dedupe import __version__, fingerprint
 from dedupe.actions import DEFAULT_RULES_TEXT, apply, choose_keeper, in_folder, parse_rules, plan, plan_script, undo
+from dedupe.calibrate import DEFAULT_SAMPLE, calibrate
 from dedupe.errors import DedupeError, FileSkipped
 from dedupe.exchange import export_fingerprints, import_fingerprints
 from dedupe.group import DEFAULT_THRESHOLD, MAX_THRESHOLD, summarize
@@ -93,6 +94,27 @@ def threshold_option(f: F) -> F:
     )(f)
 
 
+def match_options(f: F) -> F:
+    f = click.option(
+        "--bursts-apart/--bursts-together",
+        default=True,
+        show_default=True,
+        help="Keep shots of one burst (same camera, EXIF times under 2 s apart) out of each other's groups.",
+    )(f)
+    f = click.option(
+        "--two-stage/--no-two-stage",
+        default=True,
+        show_default=True,
+        help="Also match when pHash is within 16 bits and dHash confirms within 2 (edited copies, watermarks).",
+    )(f)
+    return click.option(
+        "--rotations/--no-rotations",
+        default=True,
+        show_default=True,
+        help="Also match copies turned by 90/180/270 degrees or mirrored in their pixels.",
+    )(f)
+
+
 def open_store(ctx: click.Context, db: str | None, *, readonly: bool = False) -> Store:
     try:
         return ctx.with_resource(Store.open(db, readonly=readonly))
@@ -121,6 +143,7 @@ def cli() -> None:
 @click.option("--min-size", type=click.IntRange(0), default=0, metavar="BYTES", help="Skip files smaller than this.")
 @click.option("--jobs", "-j", type=click.IntRange(1), default=None, help="Worker processes [default: one per core].")
 @threshold_option
+@match_options
 @format_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
@@ -134,6 +157,9 @@ def scan_command(
     min_size: int,
     jobs: int | None,
     threshold: int,
+    rotations: bool,
+    two_stage: bool,
+    bursts_apart: bool,
     fmt: str,
     quiet: bool,
 ) -> None:
@@ -160,7 +186,9 @@ def scan_command(
         raise click.ClickException(str(e)) from None
     for warning in report.warnings:
         err.print(Text(f"warning: {display_path(warning)}"))
-    groups, _, images = stored_groups(store, report.roots, threshold)
+    groups, _, images = stored_groups(
+        store, report.roots, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart
+    )
     summary = summarize(groups, images, len(report.skipped))
     extra = {
         "fingerprinted": report.fingerprinted,
@@ -175,9 +203,19 @@ def scan_command(
 @click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
 @db_option
 @threshold_option
+@match_options
 @format_option
 @click.pass_context
-def groups_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, threshold: int, fmt: str) -> None:
+def groups_command(
+    ctx: click.Context,
+    dirs: tuple[str, ...],
+    db: str | None,
+    threshold: int,
+    rotations: bool,
+    two_stage: bool,
+    bursts_apart: bool,
+    fmt: str,
+) -> None:
     """List the duplicate groups again from the store, without reading any file.
 
     With no DIRS, every folder in the store is covered.
@@ -187,7 +225,9 @@ def groups_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, th
         dedupe groups ~/Pictures --format json
     """
     store = open_store(ctx, db, readonly=True)
-    groups, skipped, images = stored_groups(store, dirs, threshold)
+    groups, skipped, images = stored_groups(
+        store, dirs, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart
+    )
     if dirs and images == 0 and not skipped:
         click.echo(f"No images stored below {', '.join(dirs)}: run 'dedupe scan' on it first.", err=True)
     render(groups, skipped, summarize(groups, images, len(skipped)), fmt, {})
@@ -277,6 +317,7 @@ class _Input:
     help="Write the plan as a shell script to read and run yourself, instead of acting.",
 )
 @threshold_option
+@match_options
 @click.pass_context
 def review_command(
     ctx: click.Context,
@@ -292,6 +333,9 @@ def review_command(
     fmt: str,
     script: str | None,
     threshold: int,
+    rotations: bool,
+    two_stage: bool,
+    bursts_apart: bool,
 ) -> None:
     """Review the duplicate groups and deal with the redundant copies.
 
@@ -320,7 +364,9 @@ def review_command(
     refs = _real(references)
     roots = _real(dirs)
     store = open_store(ctx, db)
-    groups, _, images = stored_groups(store, roots, threshold)
+    groups, _, images = stored_groups(
+        store, roots, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart
+    )
     console = _console()
     if dirs and images == 0:
         click.echo(f"No images stored below {', '.join(dirs)}: run 'dedupe scan' on it first.", err=True)
@@ -781,6 +827,7 @@ def undo_command(ctx: click.Context, db: str | None, list_runs: bool, run_id: in
 @keep_option
 @reference_option
 @threshold_option
+@match_options
 @click.pass_context
 def report_command(
     ctx: click.Context,
@@ -790,6 +837,9 @@ def report_command(
     keep: str,
     references: tuple[str, ...],
     threshold: int,
+    rotations: bool,
+    two_stage: bool,
+    bursts_apart: bool,
 ) -> None:
     """Write one self-contained HTML page showing each group side by side, the suggested keeper framed.
 
@@ -801,7 +851,9 @@ def report_command(
     """
     rules = _rules(keep)
     store = open_store(ctx, db, readonly=True)
-    groups, _, _ = stored_groups(store, _real(dirs), threshold)
+    groups, _, _ = stored_groups(
+        store, _real(dirs), threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart
+    )
     err = Console(stderr=True)
     try:
         with progress_bar(err, enabled=err.is_terminal) as on_progress:
@@ -1074,6 +1126,60 @@ def import_command(ctx: click.Context, list_file: str, db: str | None, replace: 
     click.echo(line + ".")
 
 
+@cli.command("calibrate")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
+@click.option(
+    "--sample", type=click.IntRange(2, 2000), default=DEFAULT_SAMPLE, show_default=True, help="Photos to sample."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random sample.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def calibrate_command(dirs: tuple[str, ...], sample: int, seed: int, fmt: str, quiet: bool) -> None:
+    """Recommend a --threshold from your own photos.
+
+    Samples photos below DIRS, makes edited copies of each in a temporary folder (half size, JPEG quality 60,
+    PNG, 20% brighter, 5% cropped, turned 90 degrees, mirrored), and compares how far the copies are from their
+    photo with how close different photos come to each other. Nothing below DIRS is changed.
+
+    Example:
+
+        dedupe calibrate ~/Pictures --sample 60
+    """
+    err = Console(stderr=True)
+    try:
+        with progress_bar(err, enabled=not quiet and err.is_terminal) as on_progress:
+            result = calibrate(dirs, sample, seed, on_progress)
+    except DedupeError as e:
+        raise click.ClickException(str(e)) from None
+    if fmt == "json":
+        click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    table = Table(title="Distance of edited copies to their photo (pHash bits; turns allowed)")
+    for column in ("edit", "median", "max"):
+        table.add_column(column, justify="left" if column == "edit" else "right")
+    for name, (median, most) in result.by_edit.items():
+        table.add_row(name, str(median), str(most))
+    console.print(table)
+    rows = Table(title=f"{result.copies} copies, {result.unrelated} pairs of different photos")
+    for column in ("threshold", "copies found", "different photos paired"):
+        rows.add_column(column, justify="right")
+    for r in result.table:
+        rows.add_row(str(r.threshold), f"{100 * r.copies_found / max(1, result.copies):.0f}%", str(r.unrelated_pairs))
+    console.print(rows)
+    console.print("Closest different photos (if these are in fact copies, the recommendation is too strict):")
+    for d, a, b in result.nearest_unrelated[:3]:
+        console.print(Text(f"  {d:2d}  {display_path(a)}  ~  {display_path(b)}"))
+    for reason in result.skipped:
+        console.print(Text(f"skipped {display_path(reason)}"))
+    console.print(
+        f"Recommended: --threshold {result.recommended}: finds {100 * result.recall:.0f}% of the edited copies;"
+        f" {100 * result.false_pair_rate:.2f}% of the sampled photo pairs fell within it (at most"
+        f" {100 * result.false_pair_bound:.2f}% at 95% confidence, from {result.photos} photos); expected false pairs"
+        f" among your {result.library} images: {result.expected_false_pairs:.2g}."
+    )
+
+
 def main() -> None:
     try:
         cli(prog_name="dedupe")
@@ -1110,7 +1216,13 @@ def progress_bar(console: Console, *, enabled: bool) -> Iterator[Callable[[Progr
             return
         elapsed = progress.tasks[0].elapsed or 0.0
         rate = f"{event.done / elapsed:.0f} files/s" if elapsed > 0.5 else ""
-        progress.update(task, description="Fingerprinting", completed=event.done, total=event.total, rate=rate)
+        progress.update(
+            task,
+            description="Calibrating" if event.phase == "calibrate" else "Fingerprinting",
+            completed=event.done,
+            total=event.total,
+            rate=rate,
+        )
 
     with progress:
         yield on_progress
@@ -1168,6 +1280,9 @@ def as_json(
                         "reference": i == 0,
                         "match": m.match.value,
                         "distance": m.distance,
+                        "transform": m.transform,
+                        "dhash": m.dhash,
+                        "why": m.why,
                         "size": m.file.size,
                         "width": m.file.fingerprint.width,
                         "height": m.file.fingerprint.height,
@@ -1186,7 +1301,20 @@ def as_json(
     }
 
 
-CSV_FIELDS = ("group", "kind", "reference", "match", "distance", "path", "size", "width", "height", "format", "taken")
+CSV_FIELDS = (
+    "group",
+    "kind",
+    "reference",
+    "match",
+    "distance",
+    "transform",
+    "path",
+    "size",
+    "width",
+    "height",
+    "format",
+    "taken",
+)
 
 
 def as_csv(groups: Sequence[DuplicateGroup]) -> str:
@@ -1203,6 +1331,8 @@ def as_csv(groups: Sequence[DuplicateGroup]) -> str:
                     int(i == 0),
                     m.match.value,
                     m.distance,
+                    m.transform or "",
+                    m.why,
                     display_path(m.file.path),
                     m.file.size,
                     fp.width,
@@ -1240,7 +1370,7 @@ def render_table(
                 if i == 0:
                     match = Text("reference", style="bold green")
                 elif m.match.value == "near":
-                    match = Text(f"near d={m.distance}", style="yellow")
+                    match = Text(f"near d={m.distance}" + m.why.removeprefix(f"phash {m.distance}"), style="yellow")
                 else:
                     match = Text(_KIND_LABEL[m.match.value])
                 table.add_row(

@@ -14,7 +14,7 @@ import pillow_heif
 from PIL import Image, ImageStat, UnidentifiedImageError
 
 from dedupe.errors import FileSkipped
-from dedupe.models import Fingerprint
+from dedupe.models import TRANSFORMS, Fingerprint
 
 pillow_heif.register_heif_opener()
 Image.init()  # every plugin, so that the formats= allow-list below can name them all
@@ -31,13 +31,29 @@ LOW_INFO_STDDEV = 3.0  # a grey-level spread below this is a blank or nearly uni
 BACKGROUND = (128, 128, 128)  # transparent pixels are flattened onto mid-grey: white or black art stays visible
 
 # Stored beside every fingerprint: a change to any part of the pipeline re-fingerprints cleanly.
-VERSION = f"1;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};imagehash={imagehash.__version__}"
+VERSION = (
+    f"2;dihedral;exif-subsec;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};imagehash={imagehash.__version__}"
+)
 
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
 _ORIENTATION_TAG = 0x0112
 _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 36867
 _DATETIME = 306
+_SUBSEC_ORIGINAL = 37521
+_MAKE = 271
+_MODEL = 272
+# Pillow's transposes, in the order of models.TRANSFORMS.
+_DIHEDRAL = (
+    Image.Transpose.ROTATE_90,
+    Image.Transpose.ROTATE_180,
+    Image.Transpose.ROTATE_270,
+    Image.Transpose.FLIP_LEFT_RIGHT,
+    Image.Transpose.FLIP_TOP_BOTTOM,
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.TRANSVERSE,
+)
+assert len(_DIHEDRAL) == len(TRANSFORMS)
 # What EXIF orientation values mean, as Pillow transposes (see ImageOps.exif_transpose).
 _TRANSPOSE = {
     2: (Image.Transpose.FLIP_LEFT_RIGHT,),
@@ -182,6 +198,8 @@ def _fingerprint(data: bytes, content_hash: str) -> Fingerprint:
         dhash=dhash,
         taken=taken,
         low_info=is_low_info(work),
+        variants=dihedral_hashes(work),
+        camera=_camera(exif),
     )
 
 
@@ -223,19 +241,39 @@ def perceptual_hashes(work: Image.Image) -> tuple[int, int]:
     )
 
 
+def dihedral_hashes(work: Image.Image) -> tuple[int, ...]:
+    """pHash of the working image turned and mirrored by each of models.TRANSFORMS: cheap on a small image."""
+    return tuple(int(str(imagehash.phash(work.transpose(t), hash_size=HASH_SIZE)), 16) for t in _DIHEDRAL)
+
+
 def is_low_info(work: Image.Image) -> bool:
     """Blank, single-colour or nearly uniform pictures all hash alike and must not pair up."""
     return float(ImageStat.Stat(work.convert("L")).stddev[0]) < LOW_INFO_STDDEV
 
 
 def _date_taken(exif: Image.Exif) -> str | None:
-    raw = exif.get_ifd(_EXIF_IFD).get(_DATETIME_ORIGINAL) or exif.get(_DATETIME)
+    """EXIF DateTimeOriginal as ISO 8601, with SubSecTimeOriginal's fraction when there is one."""
+    ifd = exif.get_ifd(_EXIF_IFD)
+    original = ifd.get(_DATETIME_ORIGINAL)
+    raw = original or exif.get(_DATETIME)
     if not isinstance(raw, str):
         return None
     try:
-        return datetime.strptime(raw.strip("\x00 ").strip(), "%Y:%m:%d %H:%M:%S").isoformat()
+        taken = datetime.strptime(raw.strip("\x00 ").strip(), "%Y:%m:%d %H:%M:%S")
     except ValueError:
         return None
+    subsec = ifd.get(_SUBSEC_ORIGINAL) if original else None
+    if isinstance(subsec, str):
+        digits = subsec.strip("\x00 ").strip()
+        if digits.isdigit():
+            taken = taken.replace(microsecond=int(digits[:6].ljust(6, "0")))
+    return taken.isoformat()
+
+
+def _camera(exif: Image.Exif) -> str | None:
+    parts = [v.strip("\x00 ").strip() for v in (exif.get(_MAKE), exif.get(_MODEL)) if isinstance(v, str)]
+    name = " ".join(p for p in parts if p)
+    return name or None
 
 
 def _jpeg_essence(data: bytes) -> bytes:
@@ -264,6 +302,47 @@ def _jpeg_essence(data: bytes) -> bytes:
             parts.append(data[i : i + 2 + length])
         i += 2 + length
     return b""
+
+
+# The edits `dedupe calibrate` makes of a user's photo: name -> what a true copy may have been through.
+CALIBRATION_EDITS = ("resize50", "jpeg_q60", "png", "bright20", "crop5", "rot90", "mirror")
+
+
+def edited_copies(data: bytes) -> dict[str, tuple[str, bytes]]:
+    """Edited copies of a photo, as calibrate uses them: edit name -> (file suffix, encoded bytes).
+
+    The photo is first made upright and small enough (1600 px) for the edits to be quick.
+    """
+    im = open_image(data)
+    orientation = im.getexif().get(_ORIENTATION_TAG, 1)
+    im.draft("RGB", (1600, 1600))
+    im = _normalise_mode(im)
+    if im.mode == "RGBA":
+        flat = Image.new("RGBA", im.size, (*BACKGROUND, 255))
+        flat.alpha_composite(im)
+        im = flat
+    im = im.convert("RGB")
+    for method in _TRANSPOSE.get(orientation if isinstance(orientation, int) else 1, ()):
+        im = im.transpose(method)
+    im.thumbnail((1600, 1600))
+    w, h = im.size
+    dx, dy = round(w * 0.05 / 2), round(h * 0.05 / 2)
+    edits = {
+        "resize50": (".jpg", im.resize((max(1, w // 2), max(1, h // 2)), Image.Resampling.LANCZOS), {"quality": 90}),
+        "jpeg_q60": (".jpg", im, {"quality": 60}),
+        "png": (".png", im, {}),
+        "bright20": (".jpg", im.point(lambda v: min(255, round(v * 1.2))), {"quality": 90}),
+        "crop5": (".jpg", im.crop((dx, dy, w - dx, h - dy)), {"quality": 90}),
+        "rot90": (".jpg", im.transpose(Image.Transpose.ROTATE_270), {"quality": 90}),
+        "mirror": (".jpg", im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), {"quality": 90}),
+    }
+    out: dict[str, tuple[str, bytes]] = {}
+    for name in CALIBRATION_EDITS:
+        suffix, edited, params = edits[name]
+        buf = io.BytesIO()
+        edited.save(buf, format="PNG" if suffix == ".png" else "JPEG", **params)
+        out[name] = (suffix, buf.getvalue())
+    return out
 
 
 def hamming(a: int, b: int) -> int:
@@ -300,9 +379,12 @@ def thumbnail_jpeg(path: str | os.PathLike[str], size: int = 256, quality: int =
 
 
 __all__ = [
+    "CALIBRATION_EDITS",
     "IMAGE_EXTENSIONS",
     "PHOTO_FORMATS",
     "VERSION",
+    "dihedral_hashes",
+    "edited_copies",
     "fingerprint_bytes",
     "fingerprint_file",
     "hamming",

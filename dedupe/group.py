@@ -1,22 +1,29 @@
 """Pure grouping of fingerprinted files: exact, same-image and near duplicates. No I/O.
 
-Near duplicates are clustered around a reference: every member of a near group is within the threshold of
-the group's reference, so a chain of small steps never joins two unlike photos.
+Near duplicates are clustered around a reference: every member of a near group matches the group's reference
+itself (see find_groups for the rule: pHash, turned and mirrored pHashes, a dHash second opinion, bursts kept
+apart), so a chain of small steps never joins two unlike photos.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
 import pybktree
 
-from dedupe.models import DuplicateGroup, FileRecord, GroupMember, MatchKind, Summary
+from dedupe.models import INVERSE, TRANSFORMS, DuplicateGroup, FileRecord, Fingerprint, GroupMember, MatchKind, Summary
 
 DEFAULT_THRESHOLD = 4  # bits of 64 in pHash: the largest with no false pair on the benchmark, see README.md
 MAX_THRESHOLD = 32
+# Second opinion (measured on the benchmark, see README.md): pHash within 16 bits confirmed by dHash within 2.
+CANDIDATE_PHASH = 16
+CONFIRM_DHASH = 2
+BURST_SECONDS = 2.0  # shots of one camera this close in time are a burst, not copies
 
 # Bucket comparisons are done in slabs of at most this many pairs, to keep memory flat.
 _SLAB = 4_000_000
@@ -78,6 +85,59 @@ def _bucket_pairs(
     return out
 
 
+def cross_pairs(queries: Sequence[int], targets: Sequence[int], threshold: int) -> list[tuple[int, int]]:
+    """All (query index, target index) pairs within the threshold (0 included), sorted; exact, by multi-index.
+
+    Used to look up every turned and mirrored pHash of a picture among the upright pHashes of all others.
+    """
+    nq, nt = len(queries), len(targets)
+    if nq == 0 or nt == 0 or threshold < 0:
+        return []
+    qa = np.fromiter((v & 0xFFFFFFFFFFFFFFFF for v in queries), dtype=np.uint64, count=nq)
+    ta = np.fromiter((v & 0xFFFFFFFFFFFFFFFF for v in targets), dtype=np.uint64, count=nt)
+    blocks = min(threshold + 1, 64)
+    edges = [round(64 * k / blocks) for k in range(blocks + 1)]
+    found: list[npt.NDArray[np.int64]] = []
+    for b in range(blocks):
+        shift, width = np.uint64(edges[b]), edges[b + 1] - edges[b]
+        mask = np.uint64((1 << width) - 1)
+        qk, tk = (qa >> shift) & mask, (ta >> shift) & mask
+        t_order = np.argsort(tk, kind="stable")
+        t_sorted = tk[t_order]
+        lo = np.searchsorted(t_sorted, qk, side="left")
+        hi = np.searchsorted(t_sorted, qk, side="right")
+        for qi in np.flatnonzero(hi > lo).tolist():
+            tj = t_order[lo[qi] : hi[qi]]
+            close = tj[np.bitwise_count(ta[tj] ^ qa[qi]) <= threshold].astype(np.int64)
+            if len(close):
+                found.append(qi * nt + close)
+    if not found:
+        return []
+    codes = np.unique(np.concatenate(found))
+    return [(int(c) // nt, int(c) % nt) for c in codes]
+
+
+def match_distance(a: Fingerprint, b: Fingerprint) -> tuple[int, str | None]:
+    """How far picture a is from picture b, allowing a to be turned or mirrored when both know their variants.
+
+    Returns the distance and the transform t that turns a into (something like) b, None when upright is best.
+    A turned match is measured in both pictures' frames, t(a) against b and t's inverse of b against a, and
+    the larger distance counts: pHash distances shift when a picture is turned, and a look-alike that is 6 bits
+    away upright can come 4 bits close in one turned frame (measured on the benchmark), never in both.
+    Ties go to upright, then to the order of models.TRANSFORMS. Symmetric: b to a is as far, by t's inverse.
+    """
+    best, how = hamming(a.phash, b.phash), None
+    if len(a.variants) != len(TRANSFORMS) or len(b.variants) != len(TRANSFORMS):
+        return best, how
+    index = {name: k for k, name in enumerate(TRANSFORMS)}
+    for k, name in enumerate(TRANSFORMS):
+        back = index[INVERSE.get(name, name)]
+        d = max(hamming(a.variants[k], b.phash), hamming(b.variants[back], a.phash))
+        if d < best:
+            best, how = d, name
+    return best, how
+
+
 def near_pairs_bktree(values: Sequence[int], threshold: int) -> list[tuple[int, int]]:
     """The same answer as near_pairs, from a BK-tree: the reference the fast path is tested against."""
     tree = pybktree.BKTree(lambda a, b: hamming(a[0], b[0]), [(v, i) for i, v in enumerate(values)])
@@ -89,45 +149,169 @@ def near_pairs_bktree(values: Sequence[int], threshold: int) -> list[tuple[int, 
     return sorted(pairs)
 
 
-def find_groups(records: Iterable[FileRecord], threshold: int = DEFAULT_THRESHOLD) -> list[DuplicateGroup]:
-    """Group files holding the same picture. Deterministic: input order never changes the answer."""
+@dataclass(frozen=True, slots=True)
+class MatchRule:
+    """When two pictures count as the same: see find_groups."""
+
+    threshold: int = DEFAULT_THRESHOLD
+    rotations: bool = True
+    two_stage: bool = True
+    bursts_apart: bool = True
+
+
+_Key = tuple[int, tuple[int, ...], int, str, str]
+
+
+def find_groups(
+    records: Iterable[FileRecord],
+    threshold: int = DEFAULT_THRESHOLD,
+    *,
+    rotations: bool = True,
+    two_stage: bool = True,
+    bursts_apart: bool = True,
+) -> list[DuplicateGroup]:
+    """Group files holding the same picture. Deterministic: input order never changes the answer.
+
+    A file matches another when (see match):
+    - their pHashes are within the threshold; with rotations, also when one of them turned or mirrored is
+      within the threshold of the other in both pictures' frames (the member says which transform);
+    - with two_stage, also when two independent hashes agree: pHash within CANDIDATE_PHASH (a looser first
+      pass) confirmed by dHash within CONFIRM_DHASH (the member shows both distances);
+    - with bursts_apart, never when both come from one camera and were taken 0 < dt <= BURST_SECONDS apart
+      (shots of one burst are similar, not copies); copies of one shot keep its exact time.
+    Groups are stars around a reference: every member matches the reference itself.
+    """
+    rule = MatchRule(threshold, rotations, two_stage, bursts_apart)
     files = _distinct_files(records)
     # Classes of the same image data (which includes identical bytes).
     by_image: dict[str, list[FileRecord]] = defaultdict(list)
     for f in files:
         by_image[f.fingerprint.image_hash].append(f)
-    # Nodes of identical pHash among images with enough detail to compare; low-information images only
-    # group with their own image class.
-    nodes: dict[int, list[str]] = defaultdict(list)
+    # Nodes of identical perceptual hashes (and, for bursts, camera and time) among images with enough detail to
+    # compare; low-information images only group with their own image class.
+    nodes: dict[_Key, list[str]] = defaultdict(list)
     solitary: list[list[str]] = []
     for image_hash, members in by_image.items():
         fp = members[0].fingerprint
         if fp.low_info:
             solitary.append([image_hash])
         else:
-            nodes[fp.phash].append(image_hash)
-    node_values = sorted(nodes)
-    neighbours: dict[int, set[int]] = defaultdict(set)
-    for i, j in near_pairs(node_values, threshold):
-        neighbours[i].add(j)
-        neighbours[j].add(i)
+            nodes[_node_key(fp, rule)].append(image_hash)
+    keys = sorted(nodes)
+    bare = [_bare(k) for k in keys]
+    neighbours = _neighbours(keys, bare, rule)
 
-    def node_key(i: int) -> str:
-        return min(f.path for h in nodes[node_values[i]] for f in by_image[h])
+    def node_key(i: int) -> tuple[int, int, str]:
+        return min(_quality(f) for h in nodes[keys[i]] for f in by_image[h])
 
-    clusters: list[tuple[int | None, list[str]]] = []
+    clusters: list[tuple[_Key | None, list[str]]] = []
     assigned: set[int] = set()
-    # The best-connected node becomes a reference first; ties go to the smallest path, never to input order.
-    for i in sorted(range(len(node_values)), key=lambda i: (-len(neighbours[i]), node_key(i))):
+    # The best-connected node becomes a reference first; ties go to the node with the best copy (most pixels, then
+    # largest file, then smallest path), never to input order.
+    for i in sorted(range(len(keys)), key=lambda i: (-len(neighbours[i]), node_key(i))):
         if i in assigned:
             continue
-        star = [i, *sorted(j for j in neighbours[i] if j not in assigned)]
+        star = [i]
+        for j in sorted(j for j in neighbours[i] if j not in assigned):
+            # Two shots of one burst may each match a copy without a time: still never in one group.
+            if not (rule.bursts_apart and any(same_burst(bare[j], bare[m]) for m in star)):
+                star.append(j)
         assigned.update(star)
-        clusters.append((node_values[i], [h for m in star for h in nodes[node_values[m]]]))
+        clusters.append((keys[i], [h for m in star for h in nodes[keys[m]]]))
     clusters.extend((None, s) for s in solitary)
 
-    groups = [_make_group([f for h in hashes for f in by_image[h]], centre) for centre, hashes in clusters]
+    groups = [_make_group([f for h in hashes for f in by_image[h]], centre, rule) for centre, hashes in clusters]
     return sorted((g for g in groups if len(g.members) > 1), key=lambda g: g.reference.file.path)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    distance: int  # pHash bits to the other picture (in the matching frame)
+    transform: str | None  # how the first picture is turned to look like the second
+    dhash: int | None  # dHash bits, when the match needed the second opinion
+
+
+def match(a: Fingerprint, b: Fingerprint, rule: MatchRule) -> Match | None:
+    """Whether picture a matches picture b under the rule, and why; None when it does not. Symmetric."""
+    if rule.bursts_apart and same_burst(a, b):
+        return None
+    if rule.rotations:
+        distance, transform = match_distance(a, b)
+    else:
+        distance, transform = hamming(a.phash, b.phash), None
+    if distance <= rule.threshold:
+        return Match(distance, transform, None)
+    if rule.two_stage:
+        upright = hamming(a.phash, b.phash)
+        confirm = hamming(a.dhash, b.dhash)
+        if upright <= max(CANDIDATE_PHASH, rule.threshold) and confirm <= CONFIRM_DHASH:
+            return Match(upright, None, confirm)
+    return None
+
+
+def same_burst(a: Fingerprint, b: Fingerprint) -> bool:
+    """Two different shots of one burst: one camera, taken a moment apart (EXIF time with sub-seconds)."""
+    if not (a.camera and a.camera == b.camera and a.taken and b.taken) or a.taken == b.taken:
+        return False
+    try:
+        dt = abs((datetime.fromisoformat(a.taken) - datetime.fromisoformat(b.taken)).total_seconds())
+    except ValueError:
+        return False
+    return 0 < dt <= BURST_SECONDS
+
+
+def _node_key(fp: Fingerprint, rule: MatchRule) -> _Key:
+    return (
+        fp.phash,
+        fp.variants if rule.rotations else (),
+        fp.dhash if rule.two_stage else 0,
+        (fp.camera or "") if rule.bursts_apart else "",
+        (fp.taken or "") if rule.bursts_apart else "",
+    )
+
+
+def _neighbours(keys: Sequence[_Key], bare: Sequence[Fingerprint], rule: MatchRule) -> dict[int, set[int]]:
+    """Node index -> the nodes that match it, found by exact multi-index searches, each candidate checked."""
+    neighbours: dict[int, set[int]] = defaultdict(set)
+
+    def check(i: int, js: Iterable[int]) -> None:
+        for j in js:
+            if i != j and j not in neighbours[i] and match(bare[i], bare[j], rule) is not None:
+                neighbours[i].add(j)
+                neighbours[j].add(i)
+
+    def search(values_of: Sequence[int], threshold: int) -> None:
+        values = sorted(set(values_of))
+        at: dict[int, list[int]] = defaultdict(list)
+        for i, v in enumerate(values_of):
+            at[v].append(i)
+        for same in at.values():
+            for i in same:
+                check(i, same)
+        for i, j in near_pairs(values, threshold):
+            for a in at[values[i]]:
+                check(a, at[values[j]])
+
+    phashes = [k[0] for k in keys]
+    search(phashes, rule.threshold)
+    if rule.rotations:
+        # Turned matches: any variant of one within the threshold of the other's upright is a candidate.
+        targets = sorted(set(phashes))
+        at: dict[int, list[int]] = defaultdict(list)
+        for i, v in enumerate(phashes):
+            at[v].append(i)
+        queries = [(i, v) for i, k in enumerate(keys) for v in k[1]]
+        for q, t in cross_pairs([v for _, v in queries], targets, rule.threshold):
+            check(queries[q][0], at[targets[t]])
+    if rule.two_stage:
+        # The second opinion indexes the tighter dHash condition, then checks the looser pHash one.
+        search([k[2] for k in keys], CONFIRM_DHASH)
+    return neighbours
+
+
+def _bare(key: _Key) -> Fingerprint:
+    """A fingerprint holding only a node's hashes, camera and time, for match."""
+    return Fingerprint("", "", "", 0, 0, key[0], key[2], key[4] or None, False, key[1], key[3] or None)
 
 
 def _distinct_files(records: Iterable[FileRecord]) -> list[FileRecord]:
@@ -144,10 +328,9 @@ def _quality(f: FileRecord) -> tuple[int, int, str]:
     return (-(f.fingerprint.width * f.fingerprint.height), -f.size, f.path)
 
 
-def _make_group(files: list[FileRecord], centre: int | None) -> DuplicateGroup:
-    # The reference is the best copy among the files at the cluster's centre, so that every member is
-    # within the threshold of it.
-    ref = min((f for f in files if centre is None or f.fingerprint.phash == centre), key=_quality)
+def _make_group(files: list[FileRecord], centre: _Key | None, rule: MatchRule) -> DuplicateGroup:
+    # The reference is the best copy among the files at the cluster's centre, so that every member matches it.
+    ref = min((f for f in files if centre is None or _node_key(f.fingerprint, rule) == centre), key=_quality)
     members: list[GroupMember] = [GroupMember(ref, MatchKind.EXACT, 0)]
     for f in files:
         if f is ref:
@@ -157,7 +340,9 @@ def _make_group(files: list[FileRecord], centre: int | None) -> DuplicateGroup:
         elif f.fingerprint.image_hash == ref.fingerprint.image_hash:
             members.append(GroupMember(f, MatchKind.IMAGE, 0))
         else:
-            members.append(GroupMember(f, MatchKind.NEAR, hamming(f.fingerprint.phash, ref.fingerprint.phash)))
+            m = match(f.fingerprint, ref.fingerprint, rule)
+            assert m is not None, "a star member always matches its centre"
+            members.append(GroupMember(f, MatchKind.NEAR, m.distance, m.transform, m.dhash))
     order = {MatchKind.EXACT: 0, MatchKind.IMAGE: 1, MatchKind.NEAR: 2}
     rest = sorted(members[1:], key=lambda m: (order[m.match], m.distance, m.file.path))
     kind = max((m.match for m in rest), key=order.__getitem__, default=MatchKind.EXACT)
@@ -165,16 +350,23 @@ def _make_group(files: list[FileRecord], centre: int | None) -> DuplicateGroup:
 
 
 def split_not_duplicates(
-    groups: Iterable[DuplicateGroup], pairs: Collection[tuple[str, str]], threshold: int = DEFAULT_THRESHOLD
+    groups: Iterable[DuplicateGroup],
+    pairs: Collection[tuple[str, str]],
+    threshold: int = DEFAULT_THRESHOLD,
+    *,
+    rotations: bool = True,
+    two_stage: bool = True,
+    bursts_apart: bool = True,
 ) -> list[DuplicateGroup]:
     """Take apart what the user said are not duplicates: no two members of a group form a remembered pair.
 
     Pairs are content hashes as (smaller, larger); a pair of one hash with itself means "these identical
     copies are meant to be kept". A group keeps its members in order while they fit; the members left over
-    form groups of their own, each member within the threshold of its new reference.
+    form groups of their own, each member matching its new reference under the same rule.
     """
     if not pairs:
         return list(groups)
+    rule = MatchRule(threshold, rotations, two_stage, bursts_apart)
 
     def apart(a: FileRecord, b: FileRecord) -> bool:
         x, y = a.content_hash, b.content_hash
@@ -187,22 +379,21 @@ def split_not_duplicates(
             accepted: list[FileRecord] = []
             rest: list[FileRecord] = []
             for f in files:
-                fits = not any(apart(f, a) for a in accepted) and (not accepted or _close(accepted[0], f, threshold))
+                fits = not any(apart(f, a) for a in accepted) and (not accepted or _close(accepted[0], f, rule))
                 (accepted if fits else rest).append(f)
             if len(accepted) > 1:
-                ref = accepted[0]
-                centre = None if ref.fingerprint.low_info else ref.fingerprint.phash
-                out.append(_make_group(accepted, centre))
+                ref = accepted[0].fingerprint
+                out.append(_make_group(accepted, None if ref.low_info else _node_key(ref, rule), rule))
             files = rest
     return sorted(out, key=lambda g: g.reference.file.path)
 
 
-def _close(ref: FileRecord, f: FileRecord, threshold: int) -> bool:
+def _close(ref: FileRecord, f: FileRecord, rule: MatchRule) -> bool:
     if f.fingerprint.image_hash == ref.fingerprint.image_hash:
         return True
     if ref.fingerprint.low_info or f.fingerprint.low_info:
         return False
-    return hamming(ref.fingerprint.phash, f.fingerprint.phash) <= threshold
+    return match(ref.fingerprint, f.fingerprint, rule) is not None
 
 
 def summarize(groups: Sequence[DuplicateGroup], images: int, skipped: int) -> Summary:

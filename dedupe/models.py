@@ -27,6 +27,15 @@ class Fingerprint:
     dhash: int  # unsigned 64-bit
     taken: str | None  # EXIF DateTimeOriginal as ISO 8601, when present
     low_info: bool  # blank or nearly uniform: perceptual hashes say nothing useful
+    # pHash of the picture turned by each of TRANSFORMS (rot90 ... transverse), in that order; () when not computed
+    variants: tuple[int, ...] = ()
+    camera: str | None = None  # EXIF Make and Model, to tell a burst of shots from copies of one shot
+
+
+# The 7 turns and mirror images of a picture besides itself (Pillow's Image.Transpose names, lower case);
+# "rot90" turns counter-clockwise.
+TRANSFORMS = ("rot90", "rot180", "rot270", "mirror", "flip", "transpose", "transverse")
+INVERSE = {"rot90": "rot270", "rot270": "rot90"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +59,22 @@ class GroupMember:
     file: FileRecord
     match: MatchKind  # relation to the group's reference (the reference itself is EXACT)
     distance: int  # perceptual distance to the reference
+    # How this file must be turned to look like the reference ("rot90", "mirror", ...), or None when upright
+    transform: str | None = None
+    # dHash distance to the reference when the match needed that second opinion (pHash alone was too far)
+    dhash: int | None = None
+
+    @property
+    def why(self) -> str:
+        """Why this file matched its reference, e.g. "phash 2, rot90" or "phash 10, dhash 1"."""
+        if self.match is not MatchKind.NEAR:
+            return {MatchKind.EXACT: "same bytes", MatchKind.IMAGE: "same pixels"}[self.match]
+        parts = [f"phash {self.distance}"]
+        if self.transform:
+            parts.append(self.transform)
+        if self.dhash is not None:
+            parts.append(f"dhash {self.dhash}")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +133,7 @@ class Summary:
 class ProgressEvent:
     """Progress of long work: only the CLI turns these into a bar."""
 
-    phase: str  # "walk" or "fingerprint"
+    phase: str  # "walk", "fingerprint" or "calibrate"
     done: int
     total: int | None = None
     path: str | None = None

@@ -383,7 +383,13 @@ def _prune(store: Store, roots: Sequence[str], found: _Walk, stored: dict[str, S
 
 
 def stored_groups(
-    store: Store, roots: Sequence[str | os.PathLike[str]], threshold: int = DEFAULT_THRESHOLD
+    store: Store,
+    roots: Sequence[str | os.PathLike[str]],
+    threshold: int = DEFAULT_THRESHOLD,
+    *,
+    rotations: bool = True,
+    two_stage: bool = True,
+    bursts_apart: bool = True,
 ) -> tuple[list[DuplicateGroup], list[Skipped], int]:
     """The duplicate groups among the stored files below the roots, without reading any file.
 
@@ -394,5 +400,13 @@ def stored_groups(
     real_roots = [os.path.realpath(os.fspath(r)) for r in roots]
     records = store.records_under(real_roots, fingerprint.VERSION)
     skipped = [Skipped(path, reason) for path, reason in store.errors_under(real_roots)]
-    groups = split_not_duplicates(find_groups(records, threshold), store.not_duplicate_pairs(), threshold)
+    groups = find_groups(records, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart)
+    groups = split_not_duplicates(
+        groups,
+        store.not_duplicate_pairs(),
+        threshold,
+        rotations=rotations,
+        two_stage=two_stage,
+        bursts_apart=bursts_apart,
+    )
     return groups, skipped, len(records)

@@ -121,6 +121,11 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX imported_phash_block2 ON imported (((phash >> 32) & 65535), phash);
     CREATE INDEX imported_phash_block3 ON imported (((phash >> 48) & 65535), phash);
     """,
+    # 4: pHashes of the 7 turns and mirror images (8-byte big-endian each, packed), and the camera (EXIF Make Model)
+    """
+    ALTER TABLE images ADD COLUMN variants BLOB;
+    ALTER TABLE images ADD COLUMN camera TEXT
+    """,
 )
 
 # pHash split into blocks of this many bits, each indexed (migration 2), for searching by the pigeonhole principle.
@@ -134,7 +139,10 @@ def _block_expr(block: int) -> str:
     return f"((phash >> {block * PHASH_BLOCK_BITS}) & 65535)"
 
 
-_IMAGE_COLUMNS = "i.content_hash, i.image_hash, i.format, i.width, i.height, i.phash, i.dhash, i.taken, i.low_info"
+_IMAGE_COLUMNS = (
+    "i.content_hash, i.image_hash, i.format, i.width, i.height, i.phash, i.dhash, i.taken, i.low_info,"
+    " i.variants, i.camera"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,7 +409,7 @@ class Store:
         with self._lock:
             self._conn.execute(
                 "INSERT OR REPLACE INTO images (content_hash, version, image_hash, format, width, height,"
-                " phash, dhash, taken, low_info) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " phash, dhash, taken, low_info, variants, camera) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     fp.content_hash,
                     version,
@@ -413,6 +421,8 @@ class Store:
                     _signed(fp.dhash),
                     fp.taken,
                     int(fp.low_info),
+                    b"".join(v.to_bytes(8, "big") for v in fp.variants),
+                    fp.camera,
                 ),
             )
 
@@ -801,8 +811,9 @@ def _chunks(items: Sequence[object], size: int = 500) -> Iterator[list[object]]:
 
 
 def _fingerprint(row: Sequence[object]) -> Fingerprint:
-    content_hash, image_hash, fmt, width, height, phash, dhash, taken, low_info = row
+    content_hash, image_hash, fmt, width, height, phash, dhash, taken, low_info, variants, camera = row
     assert isinstance(phash, int) and isinstance(dhash, int)
+    packed = variants if isinstance(variants, bytes) else b""
     return Fingerprint(
         content_hash=str(content_hash),
         image_hash=str(image_hash),
@@ -813,6 +824,8 @@ def _fingerprint(row: Sequence[object]) -> Fingerprint:
         dhash=_unsigned(dhash),
         taken=None if taken is None else str(taken),
         low_info=bool(low_info),
+        variants=tuple(int.from_bytes(packed[k : k + 8], "big") for k in range(0, len(packed) - 7, 8)),
+        camera=None if camera is None else str(camera),
     )
 
 

@@ -1,11 +1,24 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedupe.group import find_groups, hamming, near_pairs, near_pairs_bktree
+from dedupe.group import (
+    CANDIDATE_PHASH,
+    Match,
+    MatchRule,
+    cross_pairs,
+    find_groups,
+    hamming,
+    match,
+    match_distance,
+    near_pairs,
+    near_pairs_bktree,
+    same_burst,
+)
 from dedupe.models import FileRecord, Fingerprint, MatchKind
 
 _U64 = st.integers(min_value=0, max_value=2**64 - 1)
@@ -20,6 +33,9 @@ def record(
     ino: int | None = None,
     low_info: bool = False,
     size: int = 1000,
+    dhash: int | None = None,
+    camera: str | None = None,
+    taken: str | None = None,
 ) -> FileRecord:
     content = content or f"c-{path}"
     fp = Fingerprint(
@@ -29,9 +45,11 @@ def record(
         width=100,
         height=100,
         phash=phash,
-        dhash=0,
-        taken=None,
+        # unrelated dHashes unless asked: the second opinion then never confirms by chance
+        dhash=random.Random(path).getrandbits(64) if dhash is None else dhash,
+        taken=taken,
         low_info=low_info,
+        camera=camera,
     )
     return FileRecord(path, size, 0, 1, ino if ino is not None else abs(hash(path)), fp)
 
@@ -150,3 +168,198 @@ def test_reference_is_the_best_copy_at_the_centre() -> None:
     big = record("/big.jpg", 9, content="b", size=99)
     groups = find_groups([small, big])
     assert groups[0].reference.file.path == "/big.jpg"
+
+
+# --- turned and mirrored copies ---------------------------------------------------------------------------------
+
+
+def turned(path: str, phash: int, variants: tuple[int, ...], **kw: object) -> FileRecord:
+    r = record(path, phash, **kw)  # type: ignore[arg-type]
+    return FileRecord(r.path, r.size, r.mtime_ns, r.dev, r.ino, replace(r.fingerprint, variants=variants))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_U64, max_size=30), st.lists(_U64, max_size=30), st.integers(0, 10))
+def test_cross_pair_search_is_exact(queries: list[int], targets: list[int], threshold: int) -> None:
+    # Close values: make half the queries near some target.
+    queries = [
+        flip(targets[i % len(targets)], [i % 64, (i * 7) % 64]) if targets and i % 2 else q
+        for i, q in enumerate(queries)
+    ]
+    brute = sorted((i, j) for i, q in enumerate(queries) for j, t in enumerate(targets) if hamming(q, t) <= threshold)
+    assert cross_pairs(queries, targets, threshold) == brute
+
+
+@st.composite
+def turned_records(draw: st.DrawFn) -> list[FileRecord]:
+    """Pictures with 7 variant hashes; some files are turned copies of others (variant near the other's upright)."""
+    out: list[FileRecord] = []
+    for n in range(draw(st.integers(1, 12))):
+        if out and draw(st.booleans()):
+            base = out[draw(st.integers(0, len(out) - 1))].fingerprint
+            k = draw(st.integers(0, 6))
+            # this file is the other turned by TRANSFORMS[k]: its upright is near the other's variant k
+            phash = flip(base.variants[k], draw(st.lists(st.integers(0, 63), max_size=4)))
+            variants = tuple(
+                flip(v, draw(st.lists(st.integers(0, 63), max_size=3)))
+                for v in draw(st.permutations([base.phash, *base.variants[:6]]))
+            )
+        else:
+            phash = draw(_U64)
+            variants = tuple(draw(st.lists(_U64, min_size=7, max_size=7)))
+        out.append(turned(f"/p/{n:03d}.jpg", phash, variants))
+    if draw(st.booleans()):
+        out.append(turned("/p/dup.jpg", out[0].fingerprint.phash, out[0].fingerprint.variants))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(turned_records(), st.integers(0, 10), st.randoms(use_true_random=False))
+def test_grouping_invariants_with_rotations(records: list[FileRecord], threshold: int, rnd: random.Random) -> None:
+    groups = find_groups(records, threshold)
+    paths = [m.file.path for g in groups for m in g.members]
+    assert len(paths) == len(set(paths))
+    for g in groups:
+        ref = g.reference.file.fingerprint
+        for m in g.members[1:]:
+            # the distance and transform shown are the real ones, within the threshold of the reference
+            assert (m.distance, m.transform) == match_distance(m.file.fingerprint, ref)
+            assert m.distance <= threshold and m.dhash is None
+            assert match(m.file.fingerprint, ref, MatchRule(threshold)) == Match(m.distance, m.transform, None)
+            if m.transform is None:
+                assert m.distance == hamming(m.file.fingerprint.phash, ref.phash)
+    shuffled = list(records)
+    rnd.shuffle(shuffled)
+    assert find_groups(shuffled, threshold) == groups
+    # Identical fingerprints always share a group.
+    where = {m.file.path: n for n, g in enumerate(groups) for m in g.members}
+    for a in records:
+        for b in records:
+            fa, fb = a.fingerprint, b.fingerprint
+            if a.path < b.path and (fa.phash, fa.variants) == (fb.phash, fb.variants):
+                assert a.path in where and where[a.path] == where.get(b.path)
+    # Without rotations, only upright distances count.
+    for g in find_groups(records, threshold, rotations=False):
+        ref = g.reference.file.fingerprint
+        assert all(
+            m.transform is None and m.distance == hamming(m.file.fingerprint.phash, ref.phash) for m in g.members
+        )
+
+
+def test_a_turned_copy_matches_through_its_variant_and_says_how() -> None:
+    original = turned(
+        "/a.jpg",
+        0,
+        tuple(
+            flip(
+                0,
+                [
+                    10 * k + 1,
+                    10 * k + 2,
+                    10 * k + 3,
+                    10 * k + 4,
+                    10 * k + 5,
+                    10 * k + 6,
+                    10 * k + 7,
+                    10 * k + 8,
+                    10 * k + 9,
+                ],
+            )
+            for k in range(1, 8)
+        ),
+    )
+    rot90_of_a = original.fingerprint.variants[0]
+    unlike = [flip(2**64 - 1, [k]) for k in range(7)]
+    # b turned back (rot270) looks like a: both frames agree, within 1 bit
+    copy = turned("/b.jpg", flip(rot90_of_a, [63]), (*unlike[:2], flip(0, [62]), *unlike[3:]), content="b")
+    (g,) = find_groups([original, copy], threshold=4)
+    member = g.members[1]
+    assert member.distance == 1
+    # a turned by rot90 is b, so b turned back by rot270 is a (or the other way round, by reference choice)
+    assert {g.reference.file.path, member.file.path} == {"/a.jpg", "/b.jpg"}
+    assert member.transform == ("rot270" if member.file.path == "/b.jpg" else "rot90")
+    assert find_groups([original, copy], threshold=4, rotations=False) == []
+    # A match in one frame only (a look-alike that comes close once turned) is no match.
+    one_frame = turned("/c.jpg", flip(rot90_of_a, [63]), tuple(unlike), content="c")
+    assert find_groups([original, one_frame], threshold=4) == []
+
+
+# --- second opinion and bursts ----------------------------------------------------------------------------------
+
+
+@st.composite
+def mixed_records(draw: st.DrawFn) -> list[FileRecord]:
+    """Clustered pHashes and dHashes, some shots of one camera a moment apart."""
+    p_centres = draw(st.lists(_U64, min_size=1, max_size=4))
+    d_centres = draw(st.lists(_U64, min_size=1, max_size=3))
+    out: list[FileRecord] = []
+    for n in range(draw(st.integers(1, 14))):
+        p = flip(draw(st.sampled_from(p_centres)), draw(st.lists(st.integers(0, 63), max_size=12)))
+        d = flip(draw(st.sampled_from(d_centres)), draw(st.lists(st.integers(0, 63), max_size=3)))
+        camera = draw(st.sampled_from([None, "Canon EOS R6", "Pixel 7"]))
+        taken = draw(
+            st.sampled_from(
+                [
+                    None,
+                    "2024-05-01T10:00:00",
+                    "2024-05-01T10:00:00.500000",
+                    "2024-05-01T10:00:01.900000",
+                    "2024-05-01T10:00:09",
+                ]
+            )
+        )
+        out.append(record(f"/p/{n:03d}.jpg", p, dhash=d, camera=camera, taken=taken))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(mixed_records(), st.integers(0, 8), st.booleans(), st.booleans(), st.randoms(use_true_random=False))
+def test_grouping_invariants_with_second_opinion_and_bursts(
+    records: list[FileRecord], threshold: int, two_stage: bool, bursts_apart: bool, rnd: random.Random
+) -> None:
+    rule = MatchRule(threshold, True, two_stage, bursts_apart)
+    groups = find_groups(records, threshold, two_stage=two_stage, bursts_apart=bursts_apart)
+    paths = [m.file.path for g in groups for m in g.members]
+    assert len(paths) == len(set(paths))
+    for g in groups:
+        ref = g.reference.file.fingerprint
+        for m in g.members[1:]:
+            # every member matches the reference itself, for the reason it shows
+            assert match(m.file.fingerprint, ref, rule) == Match(m.distance, m.transform, m.dhash)
+            if m.dhash is not None:
+                assert two_stage and m.distance <= CANDIDATE_PHASH and m.dhash <= 2
+            else:
+                assert m.distance <= threshold
+        if bursts_apart:
+            fps = [m.file.fingerprint for m in g.members]
+            assert not any(same_burst(a, b) for a in fps for b in fps)
+    shuffled = list(records)
+    rnd.shuffle(shuffled)
+    assert find_groups(shuffled, threshold, two_stage=two_stage, bursts_apart=bursts_apart) == groups
+
+
+def test_second_opinion_matches_a_farther_phash_only_when_dhash_agrees() -> None:
+    a = record("/a.jpg", 0, dhash=0)
+    b = record("/b.jpg", flip(0, list(range(10))), dhash=flip(0, [3]))
+    c = record("/c.jpg", flip(0, list(range(20, 30))), dhash=flip(0, [3, 4, 5]))
+    (g,) = find_groups([a, b, c])
+    assert [m.file.path for m in g.members] == ["/a.jpg", "/b.jpg"]
+    assert (g.members[1].distance, g.members[1].dhash, g.members[1].why) == (10, 1, "phash 10, dhash 1")
+    assert find_groups([a, b, c], two_stage=False) == []
+
+
+def test_burst_shots_are_kept_apart_but_copies_of_one_shot_are_not() -> None:
+    shot1 = record("/burst1.jpg", 0, camera="Canon", taken="2024-05-01T10:00:00.250000")
+    shot2 = record("/burst2.jpg", flip(0, [1, 2]), camera="Canon", taken="2024-05-01T10:00:00.750000")
+    copy1 = record("/copy_of_1.jpg", flip(0, [5]), camera="Canon", taken="2024-05-01T10:00:00.250000")
+    later = record("/later.jpg", flip(0, [9]), camera="Canon", taken="2024-05-01T10:05:00")
+    groups = find_groups([shot1, shot2, copy1, later])
+    together = [sorted(m.file.path for m in g.members) for g in groups]
+    assert ["/burst1.jpg", "/burst2.jpg"] not in together and not any(
+        {"/burst1.jpg", "/burst2.jpg"} <= set(t) for t in together
+    )
+    assert any({"/burst1.jpg", "/copy_of_1.jpg"} <= set(t) for t in together)
+    assert find_groups([shot1, shot2], bursts_apart=False) != []
+    assert find_groups([shot1, shot2]) == []
+    other_camera = record("/b2.jpg", flip(0, [1, 2]), camera="Nikon", taken="2024-05-01T10:00:00.750000")
+    assert len(find_groups([shot1, other_camera])) == 1

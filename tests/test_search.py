@@ -273,7 +273,8 @@ def test_an_index_reads_hashes_of_unusual_length_the_slow_way(photos: Photos, tm
     with conn:
         for content_hash, path in (("short", b"/x"), (longer, b"/y")):
             conn.execute(
-                "INSERT INTO images VALUES (?, ?, ?, 'JPEG', 1, 1, ?, 0, NULL, 0)",
+                "INSERT INTO images (content_hash, version, image_hash, format, width, height, phash, dhash, taken,"
+                " low_info) VALUES (?, ?, ?, 'JPEG', 1, 1, ?, 0, NULL, 0)",
                 (content_hash, VERSION, content_hash, phash),
             )
             conn.execute(
