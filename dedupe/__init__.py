@@ -7,6 +7,10 @@ The command line is a thin layer over this library::
     with Store.open("photos.sqlite") as store:
         report = scan(["/media/backup"], store)
         groups, skipped, images = stored_groups(store, ["/media/backup"])
+
+    # Follow folders live until stop is set, reporting each incoming duplicate once:
+    from dedupe import WatchOptions, watch
+    watch(["/home/me/Downloads"], store, WatchOptions(settle=2.0), on_event=print, stop=stop_event)
 """
 
 from dedupe.errors import DedupeError, FileSkipped, StoreError
@@ -17,15 +21,20 @@ from dedupe.models import (
     FileRecord,
     Fingerprint,
     GroupMember,
+    IngestReport,
     MatchKind,
     ProgressEvent,
     ScanOptions,
     ScanReport,
     Skipped,
     Summary,
+    WatchEvent,
+    WatchEventKind,
+    WatchOptions,
 )
-from dedupe.scan import scan, stored_groups
+from dedupe.scan import fingerprint_files, scan, scan_changes, stored_groups
 from dedupe.store import Store, default_store_path
+from dedupe.watch import Watcher, stop_on_signals, watch
 
 __version__ = "0.1.0"
 
@@ -37,6 +46,7 @@ __all__ = [
     "FileSkipped",
     "Fingerprint",
     "GroupMember",
+    "IngestReport",
     "MatchKind",
     "ProgressEvent",
     "ScanOptions",
@@ -45,10 +55,18 @@ __all__ = [
     "Store",
     "StoreError",
     "Summary",
+    "WatchEvent",
+    "WatchEventKind",
+    "WatchOptions",
+    "Watcher",
     "default_store_path",
     "find_groups",
     "fingerprint_file",
+    "fingerprint_files",
     "scan",
+    "scan_changes",
+    "stop_on_signals",
     "stored_groups",
     "summarize",
+    "watch",
 ]

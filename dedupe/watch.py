@@ -305,6 +305,7 @@ class Watcher:
         self._seq = 0
         self._ready: dict[str, os.stat_result] = {}
         self._in_progress = 0
+        self._read: set[str] = set()  # paths read in the current batch
         self._orphans = False
         self._orphans_at = 0.0
         self._status_at = 0.0
@@ -393,6 +394,8 @@ class Watcher:
         except DedupeError as e:
             self._warn(f"cannot scan {', '.join(roots)}: {e}")
             return 0
+        finally:
+            self._read.clear()
         for warning in report.warnings:
             self._warn(warning)
         if report.pruned:
@@ -402,6 +405,7 @@ class Watcher:
 
     def _on_progress(self, event: ProgressEvent) -> None:
         if event.phase == "fingerprint" and event.path is not None:
+            self._read.add(event.path)
             self._emit(WatchEventKind.FINGERPRINTED, path=event.path)
 
     # --- supervision ----------------------------------------------------------------------------------------
@@ -483,7 +487,7 @@ class Watcher:
                 if self._start(root):
                     root.online = True
                     root.rescan = False
-                    self._warn(f"{root.path} is back; catching up with what changed")
+                    self._warn(f"watching {root.path} again; catching up with what changed")
                     self._catch_up([root.path])
                 else:
                     root.retry_at = now + RETRY_EVERY
@@ -650,7 +654,10 @@ class Watcher:
         )
         self._in_progress = 0
         for skipped in report.skipped:
-            self._emit(WatchEventKind.SKIPPED, path=skipped.path, message=skipped.reason)
+            # Said once, when it is read and fails; a short-lived file that is gone again is not worth a word.
+            if skipped.path in self._read and os.path.lexists(skipped.path):
+                self._emit(WatchEventKind.SKIPPED, path=skipped.path, message=skipped.reason)
+        self._read.clear()
         self._report_new(report.added)
 
     def _report_new(self, added: Sequence[str]) -> None:
