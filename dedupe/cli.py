@@ -311,6 +311,17 @@ def progress_bar(console: Console, *, enabled: bool) -> Iterator[Callable[[Progr
 _MATCH_TEXT = {"exact": "the same bytes as", "image": "the same picture as", "near": "similar to"}
 
 
+_TEXT_KINDS = frozenset(
+    (
+        WatchEventKind.DUPLICATE,
+        WatchEventKind.READY,
+        WatchEventKind.WARNING,
+        WatchEventKind.SKIPPED,
+        WatchEventKind.COMMAND_FAILED,
+    )
+)
+
+
 class WatchRenderer:
     """Turns watch events into console lines or JSON lines; shows the queue on a terminal."""
 
@@ -329,12 +340,11 @@ class WatchRenderer:
     def on_event(self, event: WatchEvent) -> None:
         if event.kind == WatchEventKind.STATUS:
             self._show_queue(event.queued, event.in_progress)
-            return
-        self._clear()
-        if self._fmt == "jsonl":
+        elif self._fmt == "jsonl":
             click.echo(json.dumps(watch_event_json(event)))
             sys.stdout.flush()
-        else:
+        elif event.kind in _TEXT_KINDS:
+            self._clear()
             self._text(event)
 
     def _text(self, event: WatchEvent) -> None:

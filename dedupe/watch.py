@@ -372,10 +372,10 @@ class Watcher:
     def _warn(self, message: str) -> None:
         self._emit(WatchEventKind.WARNING, message=message)
 
-    def _status(self) -> None:
+    def _status(self, *, force: bool = False) -> None:
         now = time.monotonic()
         current = (len(self._pending) + len(self._ready), self._in_progress)
-        if current == self._last_status or (current != (0, 0) and now - self._status_at < 0.5):
+        if current == self._last_status or (not force and current != (0, 0) and now - self._status_at < 0.5):
             return
         self._last_status = current
         self._status_at = now
@@ -643,7 +643,7 @@ class Watcher:
         paths = list(self._ready)[:BATCH]
         files = [(p, self._ready.pop(p)) for p in paths]
         self._in_progress = len(files)
-        self._status()
+        self._status(force=True)
         small = sum(st.st_size for _, st in files) < INLINE_BYTES
         report = fingerprint_files(
             files,

@@ -539,14 +539,20 @@ def test_cli_watch_reports_in_text_and_stops_on_sigterm(root: Path, db: Path) ->
     original = photo(root / "original.jpg", 70)
     copy = root / "copy.jpg"
 
+    def installed() -> bool:
+        return signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)
+
     def drive() -> None:
-        wait_for(lambda: signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None), what="the signal handler")
-        with Store.open(db, readonly=True) as reader:
-            wait_for(lambda: reader.get_file(str(original)) is not None, what="the catch-up scan")
-            shutil.copyfile(original, copy)
-            wait_for(lambda: reader.get_file(str(copy)) is not None, what="the copy in the store")
-        time.sleep(0.3)
-        os.kill(os.getpid(), signal.SIGTERM)
+        try:
+            wait_for(installed, what="the signal handler")
+            with Store.open(db, readonly=True) as reader:
+                wait_for(lambda: reader.get_file(str(original)) is not None, what="the catch-up scan")
+                shutil.copyfile(original, copy)
+                wait_for(lambda: reader.get_file(str(copy)) is not None, what="the copy in the store")
+            time.sleep(0.3)
+        finally:
+            if installed():  # stop the command however this went; never signal pytest itself
+                os.kill(os.getpid(), signal.SIGTERM)
 
     driver = threading.Thread(target=drive)
     driver.start()
