@@ -19,6 +19,10 @@ Checking uploads against a blocklist, from a web application's threads::
     result = check(upload_bytes, index)  # bytes, a path or a Fingerprint
     if result.matched:
         refuse(result.hit.reason)
+
+    # Follow folders live until stop is set, reporting each incoming duplicate once:
+    from dedupe import WatchOptions, watch
+    watch(["/home/me/Downloads"], store, WatchOptions(settle=2.0), on_event=print, stop=stop_event)
 """
 
 from dedupe.actions import (
@@ -46,6 +50,7 @@ from dedupe.models import (
     GroupPlan,
     HitSource,
     ImportReport,
+    IngestReport,
     JournalEntry,
     KeeperChoice,
     KeeperRule,
@@ -64,11 +69,15 @@ from dedupe.models import (
     StepState,
     Summary,
     UndoResult,
+    WatchEvent,
+    WatchEventKind,
+    WatchOptions,
 )
 from dedupe.report import render_html, write_html_report
-from dedupe.scan import scan, stored_groups
+from dedupe.scan import fingerprint_files, scan, scan_changes, stored_groups
 from dedupe.search import SearchIndex, check, find_similar, fingerprint_query
 from dedupe.store import Store, default_store_path
+from dedupe.watch import Watcher, stop_on_signals, watch
 
 __version__ = "0.1.0"
 
@@ -88,6 +97,7 @@ __all__ = [
     "GroupPlan",
     "HitSource",
     "ImportReport",
+    "IngestReport",
     "JournalEntry",
     "KeeperChoice",
     "KeeperRule",
@@ -110,6 +120,10 @@ __all__ = [
     "StoreError",
     "Summary",
     "UndoResult",
+    "WatchEvent",
+    "WatchEventKind",
+    "WatchOptions",
+    "Watcher",
     "apply",
     "calibrate",
     "check",
@@ -119,6 +133,7 @@ __all__ = [
     "find_groups",
     "find_similar",
     "fingerprint_file",
+    "fingerprint_files",
     "fingerprint_query",
     "import_fingerprints",
     "match",
@@ -127,8 +142,11 @@ __all__ = [
     "plan_script",
     "render_html",
     "scan",
+    "scan_changes",
+    "stop_on_signals",
     "stored_groups",
     "summarize",
     "undo",
+    "watch",
     "write_html_report",
 ]

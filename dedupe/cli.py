@@ -11,6 +11,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -43,6 +45,7 @@ from dedupe.models import (
     DuplicateGroup,
     KeeperChoice,
     KeeperRule,
+    MatchKind,
     Plan,
     ProgressEvent,
     ScanOptions,
@@ -51,11 +54,15 @@ from dedupe.models import (
     Skipped,
     StepState,
     Summary,
+    WatchEvent,
+    WatchEventKind,
+    WatchOptions,
 )
 from dedupe.report import write_html_report
 from dedupe.scan import scan, stored_groups
 from dedupe.search import check, find_similar
 from dedupe.store import Store, default_store_path
+from dedupe.watch import stop_on_signals, watch
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -1180,6 +1187,85 @@ def calibrate_command(dirs: tuple[str, ...], sample: int, seed: int, fmt: str, q
     )
 
 
+@cli.command("watch")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=str))
+@db_option
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    metavar="SECONDS",
+    help="Look for changes every SECONDS instead of using live events (network drives, FUSE, SMB).",
+)
+@threshold_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "jsonl"]),
+    default="text",
+    show_default=True,
+    help="text: a line per duplicate; jsonl: one JSON object per event, for other programs.",
+)
+@click.option(
+    "--exec",
+    "command",
+    metavar="CMD",
+    help="Run CMD for each duplicate with the new and the existing path appended (never through a shell).",
+)
+@click.option("--hidden", is_flag=True, help="Also watch hidden files and folders (names starting with a dot).")
+@click.option(
+    "--settle",
+    type=click.FloatRange(min=0.0),
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Read a file once its size and mtime have not changed for this long.",
+)
+@click.pass_context
+def watch_command(
+    ctx: click.Context,
+    dirs: tuple[str, ...],
+    db: str | None,
+    poll: float | None,
+    threshold: int,
+    fmt: str,
+    command: str | None,
+    hidden: bool,
+    settle: float,
+) -> None:
+    """Watch DIRS and report each new photo that duplicates one already in the store.
+
+    First catches up with what changed since the last scan, then follows new, changed, moved and deleted files
+    until Ctrl-C or SIGTERM. Each duplicate is reported once, also across restarts. Nothing is ever deleted.
+
+    Example:
+
+        dedupe watch ~/Downloads ~/Pictures --exec notify-send
+    """
+    argv: tuple[str, ...] = ()
+    if command is not None:
+        try:
+            argv = tuple(shlex.split(command))
+        except ValueError as e:
+            raise click.BadParameter(f"cannot split {command!r}: {e}", param_hint="--exec") from None
+        if not argv:
+            raise click.BadParameter("the command is empty", param_hint="--exec")
+    store = open_store(ctx, db)
+    options = WatchOptions(threshold=threshold, poll=poll, settle=settle, hidden=hidden, command=argv)
+    renderer = WatchRenderer(fmt, Console(stderr=True, highlight=False, soft_wrap=True))
+    stop = threading.Event()
+    try:
+        with stop_on_signals(stop), renderer:
+            watch(dirs, store, options, renderer.on_event, stop)
+    except KeyboardInterrupt:
+        click.echo("Interrupted at once: what was read so far is saved.", err=True)
+        ctx.exit(130)
+    except DedupeError as e:
+        raise click.ClickException(str(e)) from None
+    if fmt == "text":
+        click.echo("Stopped.", err=True)
+
+
 def main() -> None:
     try:
         cli(prog_name="dedupe")
@@ -1226,6 +1312,109 @@ def progress_bar(console: Console, *, enabled: bool) -> Iterator[Callable[[Progr
 
     with progress:
         yield on_progress
+
+
+# --- watch output ---------------------------------------------------------------------------------------------
+
+
+_MATCH_TEXT = {"exact": "the same bytes as", "image": "the same picture as", "near": "similar to"}
+
+
+_TEXT_KINDS = frozenset(
+    (
+        WatchEventKind.DUPLICATE,
+        WatchEventKind.READY,
+        WatchEventKind.WARNING,
+        WatchEventKind.SKIPPED,
+        WatchEventKind.COMMAND_FAILED,
+    )
+)
+
+
+class WatchRenderer:
+    """Turns watch events into console lines or JSON lines; shows the queue on a terminal."""
+
+    def __init__(self, fmt: str, err: Console) -> None:
+        self._fmt = fmt
+        self._err = err
+        self._live_line = False  # a queue line is drawn on the terminal and must be cleared before other output
+        self._last_line = 0.0
+
+    def __enter__(self) -> WatchRenderer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._clear()
+
+    def on_event(self, event: WatchEvent) -> None:
+        if event.kind == WatchEventKind.STATUS:
+            self._show_queue(event.queued, event.in_progress)
+        elif self._fmt == "jsonl":
+            click.echo(json.dumps(watch_event_json(event)))
+            sys.stdout.flush()
+        elif event.kind in _TEXT_KINDS:
+            self._clear()
+            self._text(event)
+
+    def _text(self, event: WatchEvent) -> None:
+        path = display_path(event.path or "")
+        other = display_path(event.other or "")
+        if event.kind == WatchEventKind.DUPLICATE:
+            assert event.match is not None
+            line = f"duplicate: {path} is {_MATCH_TEXT[event.match.value]} {other}"
+            if event.match == MatchKind.NEAR:
+                line += f" (distance {event.distance})"
+            click.echo(line)
+            sys.stdout.flush()
+        elif event.kind == WatchEventKind.READY:
+            self._err.print(Text(f"{event.message[:1].upper()}{event.message[1:]}. Press Ctrl-C to stop."))
+        elif event.kind == WatchEventKind.WARNING:
+            self._err.print(Text(f"warning: {display_path(event.message)}"))
+        elif event.kind == WatchEventKind.SKIPPED:
+            self._err.print(Text(f"skipped {path}: {event.message}"))
+        elif event.kind == WatchEventKind.COMMAND_FAILED:
+            self._err.print(Text(f"--exec failed for {path}: {event.message}"))
+
+    def _show_queue(self, queued: int, in_progress: int) -> None:
+        if self._fmt != "text":
+            return
+        text = f"{queued} file(s) queued, {in_progress} being read"
+        if self._err.is_terminal:
+            # One line rewritten in place; no live display thread, and stdout is left alone.
+            if queued or in_progress:
+                self._err.file.write(f"\r{text}\x1b[K")
+                self._err.file.flush()
+                self._live_line = True
+            else:
+                self._clear()
+        elif (queued or in_progress) and time.monotonic() - self._last_line >= 5.0:
+            self._last_line = time.monotonic()  # a log: a line at most every few seconds while busy
+            self._err.print(text)
+
+    def _clear(self) -> None:
+        if self._live_line:
+            self._err.file.write("\r\x1b[K")
+            self._err.file.flush()
+            self._live_line = False
+
+
+def watch_event_json(event: WatchEvent) -> dict[str, Any]:
+    """One watch event as a JSON object; paths that are not valid UTF-8 keep their bytes as surrogate escapes."""
+    out: dict[str, Any] = {"event": event.kind.value, "time": datetime.now(UTC).isoformat(timespec="milliseconds")}
+    if event.path is not None:
+        out["path"] = event.path
+    if event.kind in (WatchEventKind.DUPLICATE, WatchEventKind.COMMAND_FAILED):
+        out["existing"] = event.other
+        if event.match is not None:
+            out["match"] = event.match.value
+            out["distance"] = event.distance
+    elif event.other is not None:
+        out["dest"] = event.other
+    if event.kind in (WatchEventKind.SKIPPED, WatchEventKind.COMMAND_FAILED):
+        out["reason"] = event.message
+    elif event.message:
+        out["message"] = event.message
+    return out
 
 
 # --- rendering ------------------------------------------------------------------------------------------------

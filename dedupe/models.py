@@ -354,3 +354,50 @@ class ImportReport:
     listed: int  # fingerprints in the list
     added: int  # new to the store (the others were imported before)
     replaced: int  # imported fingerprints dropped first (with replace=True)
+
+
+# @@THEIRS@@
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    """What fingerprinting a list of files into the store did."""
+
+    fingerprinted: int  # new fingerprints decoded
+    reused: int  # unchanged, moved or copied files whose fingerprint was already known
+    ignored: int  # files that are plainly not images
+    skipped: tuple[Skipped, ...]
+    added: tuple[str, ...]  # paths now holding content they did not hold before: new or changed files, not moves
+    stopped: bool = False  # interrupted: some files were left for next time
+
+
+@dataclass(frozen=True, slots=True)
+class WatchOptions:
+    threshold: int | None = None  # None: dedupe.group.DEFAULT_THRESHOLD
+    poll: float | None = None  # seconds between polls; None: the operating system's change notifications
+    settle: float = 2.0  # a file is read once its size and mtime have not changed for this long
+    hidden: bool = False
+    command: tuple[str, ...] = ()  # run for each duplicate, with the new and the existing path appended
+    workers: int | None = None  # None: one per core
+
+
+class WatchEventKind(StrEnum):
+    READY = "ready"  # the catch-up scan is done; following changes now
+    DUPLICATE = "duplicate"  # path duplicates other, an image already in the store
+    FINGERPRINTED = "fingerprinted"  # path was read (and decoded if its content was new)
+    MOVED = "moved"  # the store followed a rename from path to other, without reading the file
+    FORGOTTEN = "forgotten"  # path was deleted or moved out; its entry is gone
+    SKIPPED = "skipped"  # path could not be fingerprinted; message says why
+    WARNING = "warning"  # message: something the user should know (a folder gone, a fallback to polling)
+    COMMAND_FAILED = "command_failed"  # the --exec command failed for the duplicate path/other
+    STATUS = "status"  # queued files waiting, in_progress being read
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    kind: WatchEventKind
+    path: str | None = None
+    other: str | None = None
+    match: MatchKind | None = None
+    distance: int = 0
+    message: str = ""
+    queued: int = 0
+    in_progress: int = 0

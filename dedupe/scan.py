@@ -8,7 +8,7 @@ import os
 import signal
 import stat
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +16,15 @@ from pathlib import Path
 from dedupe import fingerprint
 from dedupe.errors import DedupeError, FileSkipped
 from dedupe.group import DEFAULT_THRESHOLD, find_groups, split_not_duplicates
-from dedupe.models import DuplicateGroup, Fingerprint, ProgressEvent, ScanOptions, ScanReport, Skipped
+from dedupe.models import (
+    DuplicateGroup,
+    Fingerprint,
+    IngestReport,
+    ProgressEvent,
+    ScanOptions,
+    ScanReport,
+    Skipped,
+)
 from dedupe.store import Store, StoredFile
 
 ProgressCallback = Callable[[ProgressEvent], None]
@@ -141,6 +149,17 @@ def scan(
     on_progress: ProgressCallback | None = None,
 ) -> ScanReport:
     """Fingerprint every image below the roots into the store; unchanged files are not read again."""
+    return scan_changes(roots, store, options, on_progress)[0]
+
+
+def scan_changes(
+    roots: Sequence[str | os.PathLike[str]],
+    store: Store,
+    options: ScanOptions | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[ScanReport, IngestReport]:
+    """A scan that also says which paths now hold content they did not hold before (what a watcher reports)."""
     options = options or ScanOptions()
     real_roots = resolve_roots(roots)
     never = frozenset(os.path.realpath(p) for p in store.own_files())
@@ -148,14 +167,50 @@ def scan(
         on_progress(ProgressEvent("walk", 0))
     found = walk(real_roots, options, never)
     stored = {row.path: row for row in store.files_under(real_roots)}
+    ingest = fingerprint_files(
+        found.files, store, workers=options.workers, stored=stored, on_progress=on_progress, should_stop=should_stop
+    )
+    pruned, warnings = _prune(store, real_roots, found, stored)
+    images = len(store.records_under(real_roots, fingerprint.VERSION))
+    skipped = sorted([*found.skipped, *ingest.skipped], key=lambda s: s.path)
+    report = ScanReport(
+        roots=tuple(real_roots),
+        images=images,
+        fingerprinted=ingest.fingerprinted,
+        reused=ingest.reused,
+        skipped=tuple(skipped),
+        ignored=found.ignored + ingest.ignored,
+        pruned=pruned,
+        warnings=tuple(warnings),
+    )
+    return report, ingest
+
+
+def fingerprint_files(
+    files: Sequence[tuple[str, os.stat_result]],
+    store: Store,
+    *,
+    workers: int | None = None,
+    stored: Mapping[str, StoredFile] | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> IngestReport:
+    """Fingerprint these files (path and the stat taken before reading) into the store, in parallel.
+
+    Unchanged files and renames (same inode, size and mtime) are not read. `stored` is what the store holds at
+    these paths, when the caller already has it. When should_stop() turns true, the files being read are
+    finished and committed, and the rest is left for next time.
+    """
+    if stored is None:
+        stored = {path: row for path, _ in files if (row := store.get_file(path)) is not None}
     version = fingerprint.VERSION
     known = store.known_hashes(version)
 
-    skipped = list(found.skipped)
+    skipped: list[Skipped] = []
     todo: list[tuple[str, os.stat_result]] = []
     reused = 0
     with store.transaction():
-        for path, st in found.files:
+        for path, st in files:
             row = stored.get(path)
             if row is not None and _unchanged(row, st):
                 if row.error is not None and row.error_version == version:
@@ -175,11 +230,16 @@ def scan(
 
     batch = _Batch(store, version, known)
     total = len(todo)
+    added: list[str] = []
+    ignored = 0
+    stopped = False
+    results = _fingerprint_all(todo, known, workers)
     try:
-        for done, (path, st, result) in enumerate(_fingerprint_all(todo, known, options.workers), start=1):
+        for done, (path, st, result) in enumerate(results, start=1):
+            content: str | None = None
             if isinstance(result, FileSkipped):
                 if result.ignorable:
-                    found.ignored += 1
+                    ignored += 1
                     batch.forget(path)
                 else:
                     skipped.append(Skipped(path, result.reason))
@@ -188,25 +248,27 @@ def scan(
             elif isinstance(result, str):
                 batch.put(path, st, result, None)
                 reused += 1
+                content = result
             else:
                 batch.put(path, st, result, None)
+                content = result.content_hash
+            if content is not None and (path not in stored or stored[path].content_hash != content):
+                added.append(path)
             if on_progress:
                 on_progress(ProgressEvent("fingerprint", done, total, path))
+            if should_stop is not None and done < total and should_stop():
+                stopped = True
+                break
     finally:
+        results.close()  # stops the workers: what they were reading is finished, the rest is not started
         batch.commit()
-
-    pruned, warnings = _prune(store, real_roots, found, stored)
-    images = len(store.records_under(real_roots, version))
-    skipped.sort(key=lambda s: s.path)
-    return ScanReport(
-        roots=tuple(real_roots),
-        images=images,
+    return IngestReport(
         fingerprinted=batch.fingerprinted,
         reused=reused,
+        ignored=ignored,
         skipped=tuple(skipped),
-        ignored=found.ignored,
-        pruned=pruned,
-        warnings=tuple(warnings),
+        added=tuple(added),
+        stopped=stopped,
     )
 
 
@@ -264,7 +326,7 @@ class _PoolCrashed(Exception):
 
 def _fingerprint_all(
     todo: list[tuple[str, os.stat_result]], known: set[str], workers: int | None
-) -> Iterator[tuple[str, os.stat_result, _Result]]:
+) -> Generator[tuple[str, os.stat_result, _Result], None, None]:
     """Fingerprint files on all cores, yielding results as they finish."""
     workers = workers or os.cpu_count() or 1
     if workers <= 1 or len(todo) < _INLINE_BELOW:

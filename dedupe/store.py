@@ -372,6 +372,71 @@ class Store:
             cur = self._conn.executemany("DELETE FROM files WHERE path = ?", ((encode_path(p),) for p in paths))
             return cur.rowcount
 
+    def get_file(self, path: str) -> StoredFile | None:
+        """The stored row at exactly this path."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT path, size, mtime_ns, dev, ino, content_hash, error, error_version FROM files WHERE path = ?",
+                (encode_path(path),),
+            ).fetchone()
+        if row is None:
+            return None
+        raw, size, mtime_ns, dev, ino, content_hash, error, error_version = row
+        return StoredFile(decode_path(raw), size, mtime_ns, dev, ino, content_hash, error, error_version)
+
+    def files_with_content(self, content_hashes: Iterable[str]) -> list[StoredFile]:
+        """Every stored file holding one of these contents, sorted by path."""
+        rows: list[tuple[bytes, int, int, int, int, str | None, str | None, str | None]] = []
+        with self._lock:
+            for content_hash in sorted(set(content_hashes)):
+                rows.extend(
+                    self._conn.execute(
+                        "SELECT path, size, mtime_ns, dev, ino, content_hash, error, error_version FROM files"
+                        " WHERE content_hash = ?",
+                        (content_hash,),
+                    ).fetchall()
+                )
+        found = [StoredFile(decode_path(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
+        return sorted(found, key=lambda f: f.path)
+
+    def rename_file(self, src: str, dest: str) -> bool:
+        """Move a stored entry to a new path, as a rename on disk does: no decoding. False when src is not stored."""
+        with self.transaction():
+            if self._conn.execute("SELECT 1 FROM files WHERE path = ?", (encode_path(src),)).fetchone() is None:
+                return False
+            if src != dest:
+                # A rename replaces whatever the destination held.
+                self._conn.execute("DELETE FROM files WHERE path = ?", (encode_path(dest),))
+                self._conn.execute("UPDATE files SET path = ? WHERE path = ?", (encode_path(dest), encode_path(src)))
+            return True
+
+    def rename_folder(self, src: str, dest: str) -> int:
+        """Move every stored entry below folder src to the same place below dest; returns how many moved."""
+        low, high = _prefix_bounds(src)
+        src_raw = low  # src with its trailing separator
+        dest_raw = encode_path(dest.rstrip(os.sep) or os.sep)
+        if not dest_raw.endswith(os.sep.encode()):
+            dest_raw += os.sep.encode()
+        with self.transaction():
+            old = [r[0] for r in self._conn.execute("SELECT path FROM files WHERE path >= ? AND path < ?", (low, high))]
+            if not old or src_raw == dest_raw:
+                return len(old)
+            # What the destination held is replaced, as the rename on disk replaced it.
+            dlow, dhigh = _prefix_bounds(dest)
+            self._conn.execute("DELETE FROM files WHERE path >= ? AND path < ?", (dlow, dhigh))
+            self._conn.executemany(
+                "UPDATE files SET path = ? WHERE path = ?", ((dest_raw + raw[len(src_raw) :], raw) for raw in old)
+            )
+            return len(old)
+
+    def forget_folder(self, folder: str) -> int:
+        """Forget the entry at a path and every entry below it."""
+        low, high = _prefix_bounds(folder)
+        with self._lock:
+            return self._conn.execute(
+                "DELETE FROM files WHERE path = ? OR (path >= ? AND path < ?)", (encode_path(folder), low, high)
+            ).rowcount
+
     def forget_orphan_images(self) -> int:
         """Drop fingerprints that no stored file refers to any more."""
         with self._lock:
@@ -425,6 +490,12 @@ class Store:
                     fp.camera,
                 ),
             )
+
+    def fingerprints(self, version: str) -> list[Fingerprint]:
+        """Every stored image fingerprint of this version."""
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.version = ?", (version,))
+            return [_fingerprint(r) for r in rows]
 
     def records_under(self, roots: Sequence[str], version: str | None = None) -> list[FileRecord]:
         """Fingerprinted files at or below the roots (all files when roots is empty), sorted by path."""
