@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedupe.group import find_groups, hamming, near_pairs, near_pairs_bktree
+from dedupe.group import _plan, _search, find_groups, hamming, near_pairs, near_pairs_bktree
 from dedupe.models import FileRecord, Fingerprint, MatchKind
 
 _U64 = st.integers(min_value=0, max_value=2**64 - 1)
@@ -150,3 +152,18 @@ def test_reference_is_the_best_copy_at_the_centre() -> None:
     big = record("/big.jpg", 9, content="b", size=99)
     groups = find_groups([small, big])
     assert groups[0].reference.file.path == "/big.jpg"
+
+
+@pytest.mark.parametrize(("threshold", "blocks", "errors"), [(4, 3, 1), (3, 4, 0), (8, 3, 2), (6, 4, 1), (12, 13, 0)])
+def test_every_search_plan_equals_the_bktree(threshold: int, blocks: int, errors: int) -> None:
+    # Small inputs always get the cheapest plan; large ones enumerate near keys. Both must be exact.
+    rng = random.Random(threshold * 100 + blocks)
+    base = [rng.getrandbits(64) for _ in range(150)]
+    values = sorted({*base, *(flip(v, rng.sample(range(64), rng.randrange(threshold + 3))) for v in base)})
+    arr = np.array(values, dtype=np.uint64)
+    assert _search(arr, threshold, blocks, errors) == near_pairs_bktree(values, threshold)
+
+
+def test_large_inputs_plan_to_enumerate_near_keys() -> None:
+    assert _plan(1_000_000, 4) == (3, 1)
+    assert _plan(100, 4)[1] == 0
