@@ -176,16 +176,24 @@ def find_groups(records: Iterable[FileRecord], threshold: int = DEFAULT_THRESHOL
     clusters: list[tuple[int | None, list[str]]] = []
     assigned: set[int] = set()
     # The best-connected node becomes a reference first; ties go to the smallest path, never to input order.
-    for i in sorted(range(len(node_values)), key=lambda i: (-len(neighbours[i]), node_key(i))):
+    # A node with no neighbour is its own cluster whatever the order, so only linked nodes are ordered.
+    for i in sorted(neighbours, key=lambda i: (-len(neighbours[i]), node_key(i))):
         if i in assigned:
             continue
         star = [i, *sorted(j for j in neighbours[i] if j not in assigned)]
         assigned.update(star)
         clusters.append((node_values[i], [h for m in star for h in nodes[node_values[m]]]))
+    for i, value in enumerate(node_values):
+        if i not in neighbours:
+            clusters.append((value, nodes[value]))
     clusters.extend((None, s) for s in solitary)
 
-    groups = [_make_group([f for h in hashes for f in by_image[h]], centre) for centre, hashes in clusters]
-    return sorted((g for g in groups if len(g.members) > 1), key=lambda g: g.reference.file.path)
+    groups = [
+        _make_group([f for h in hashes for f in by_image[h]], centre)
+        for centre, hashes in clusters
+        if len(hashes) > 1 or len(by_image[hashes[0]]) > 1  # a lone file is no group: skip the work
+    ]
+    return sorted(groups, key=lambda g: g.reference.file.path)
 
 
 def _distinct_files(records: Iterable[FileRecord]) -> list[FileRecord]:
