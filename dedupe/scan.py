@@ -196,7 +196,7 @@ def scan(
         batch.commit()
 
     pruned, warnings = _prune(store, real_roots, found, stored)
-    images = len(store.records_under(real_roots, version))
+    images = store.count_records_under(real_roots, version)
     skipped.sort(key=lambda s: s.path)
     return ScanReport(
         roots=tuple(real_roots),

@@ -295,6 +295,18 @@ class Store:
             ).fetchall()
         return [FileRecord(decode_path(r[0]), r[1], r[2], r[3], r[4], _fingerprint(r[5:])) for r in rows]
 
+    def count_records_under(self, roots: Sequence[str], version: str | None = None) -> int:
+        """How many files records_under would return, without building them."""
+        where, params = self._roots_clause(roots)
+        if version is not None:
+            where += " AND i.version = ?"
+            params.append(version)
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT count(*) FROM files f JOIN images i ON i.content_hash = f.content_hash WHERE {where}", params
+            ).fetchone()
+        return int(row[0])
+
     def errors_under(self, roots: Sequence[str]) -> list[tuple[str, str]]:
         """(path, reason) of the files at or below the roots that could not be fingerprinted."""
         where, params = self._roots_clause(roots)
