@@ -184,8 +184,9 @@ def find_groups(records: Iterable[FileRecord], threshold: int = DEFAULT_THRESHOL
         assigned.update(star)
         clusters.append((node_values[i], [h for m in star for h in nodes[node_values[m]]]))
     for i, value in enumerate(node_values):
-        if i not in neighbours:
-            clusters.append((value, nodes[value]))
+        hashes = nodes[value]
+        if i not in neighbours and (len(hashes) > 1 or len(by_image[hashes[0]]) > 1):
+            clusters.append((value, hashes))
     clusters.extend((None, s) for s in solitary)
 
     groups = [
