@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     repeat = a.repeat or (1 if a.quick else 2)
     sizes = [10_000, 100_000] if a.quick else [100_000, 1_000_000]
     rows = [
-        "| what | n | seconds (best) | peak MiB (one process) | result |",
+        "| what | n | seconds (best) | peak MiB | result |",
         "|---|---|---|---|---|",
     ]
     if not a.skip_grouping:
