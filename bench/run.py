@@ -205,9 +205,7 @@ def score(truth: Truth, groups: Iterable[Iterable[str]]) -> Score:
     predicted: set[frozenset[str]] = set()
     grouped: set[str] = set()
     for g in groups:
-        rels = sorted(
-            {os.path.relpath(os.path.realpath(os.path.join(root, p)), root).replace(os.sep, "/") for p in g}
-        )
+        rels = sorted({os.path.relpath(os.path.realpath(os.path.join(root, p)), root).replace(os.sep, "/") for p in g})
         grouped.update(rels)
         predicted.update(frozenset(p) for p in itertools.combinations(rels, 2))
     true = truth.true_pairs()
