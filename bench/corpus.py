@@ -206,7 +206,7 @@ def discover() -> list[Picture]:
     out: list[Picture] = []
     seen_sha: dict[str, str] = {}
     sigs: list[tuple[Picture, np.ndarray]] = []
-    for k, (sha, std, sig) in zip(order, res):
+    for k, (sha, std, sig) in zip(order, res, strict=False):
         p = pics[k]
         p.sha = sha
         if sha in seen_sha:  # same file shipped twice (two packages / two names)
@@ -243,7 +243,7 @@ def flatten(im: Image.Image) -> Image.Image:
     """Composite transparency onto mid-grey; return RGB or L."""
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
-        bg = Image.new("RGBA", im.size, GREY + (255,))
+        bg = Image.new("RGBA", im.size, (*GREY, 255))
         return Image.alpha_composite(bg, im).convert("RGB")
     if im.mode not in ("RGB", "L"):
         return im.convert("RGB")
@@ -395,7 +395,7 @@ def remux_webp(data: bytes, exif: bytes, xmp: bytes, size: tuple[int, int], alph
     w, h = size
     vp8x = bytes([flags, 0, 0, 0]) + (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(3, "little")
     tiff = exif[6:] if exif.startswith(b"Exif") else exif
-    allc = [(b"VP8X", vp8x)] + body + [(b"EXIF", tiff), (b"XMP ", xmp)]
+    allc = [(b"VP8X", vp8x), *body, (b"EXIF", tiff), (b"XMP ", xmp)]
     out = b"".join(t + struct.pack("<I", len(p)) + p + (b"\x00" if len(p) & 1 else b"") for t, p in allc)
     return b"RIFF" + struct.pack("<I", len(out) + 4) + b"WEBP" + out
 
@@ -426,8 +426,8 @@ def watermark(im: Image.Image, text: str) -> Image.Image:
 
 def crop_box(size: tuple[int, int], fr: tuple[float, float, float, float]):
     w, h = size
-    l, t, r, b = fr
-    return (round(w * l), round(h * t), w - round(w * r), h - round(h * b))
+    left, top, right, bottom = fr
+    return (round(w * left), round(h * top), w - round(w * right), h - round(h * bottom))
 
 
 def make_copies(job: dict) -> list[dict]:
@@ -551,7 +551,7 @@ def make_synthetic_lookalikes(out_dir: str, crop_srcs: list[Picture], dark_srcs:
         write(os.path.join(out_dir, a), encode(im.crop((0, 0, round(w * 0.45), h)), "JPEG"))
         write(os.path.join(out_dir, b), encode(im.crop((w - round(w * 0.45), 0, w, h)), "JPEG"))
         pairs.append({"a": a, "b": b, "kind": "crops_of_one_photo", "source": p.path})
-    for p, q in zip(dark_srcs[0::2], dark_srcs[1::2]):
+    for p, q in zip(dark_srcs[0::2], dark_srcs[1::2], strict=False):
         rels = []
         for s in (p, q):
             im = flatten(load_display(s.path))
@@ -695,7 +695,8 @@ def main(argv=None) -> int:
                         rels.append(orig_of[m.path])
                     else:
                         rel = f"lookalikes/{safe_name(m.key)}{os.path.splitext(m.path)[1].lower()}"
-                        write(os.path.join(out, rel), open(m.path, "rb").read())
+                        with open(m.path, "rb") as src:
+                            write(os.path.join(out, rel), src.read())
                         sources[rel] = m.path
                         rels.append(rel)
                 for x in range(len(rels)):

@@ -48,7 +48,7 @@ def _local_working_image(path: str, draft: bool = True) -> Image.Image:
     im = ImageOps.exif_transpose(im)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
-        bg = Image.new("RGBA", im.size, GREY + (255,))
+        bg = Image.new("RGBA", im.size, (*GREY, 255))
         im = Image.alpha_composite(bg, im)
     im = im.convert("RGB")
     if im.width > SIZE or im.height > SIZE:
@@ -119,7 +119,8 @@ def bits(h) -> np.ndarray:
 
 
 def load_corpus(d: str, working, hashes):
-    t = json.load(open(os.path.join(d, "truth.json")))
+    with open(os.path.join(d, "truth.json")) as f:
+        t = json.load(f)
     files = {}
     ident = {}
     for o in t["originals"]:
@@ -180,7 +181,6 @@ def main(argv=None) -> int:
     draft_full = []
     failed_all = []
     low_all = []
-    combos = {"dhash+phash": ("dhash", "phash")}
     for d in a.corpora:
         t, files, ident, failed, low = load_corpus(d, working, HASHES)
         failed_all += [(d, *f) for f in failed]
@@ -190,13 +190,14 @@ def main(argv=None) -> int:
             for p, k in zip(
                 t["lookalikes"],
                 [x.get("kind", "?") for x in t.get("info", {}).get("lookalike_pairs", [{}] * len(t["lookalikes"]))],
+                strict=False,
             )
         }
 
-        def dist(x, y, h):
+        def dist(x, y, h, files=files):
             return int(np.count_nonzero(files[x][h] != files[y][h]))
 
-        def dmin(x, y, h):  # y is an original: min over its 8 orientations
+        def dmin(x, y, h, files=files):  # y is an original: min over its 8 orientations
             best = dist(x, y, h)
             for k in range(1, 8):
                 key = f"{h}@{k}"
@@ -206,15 +207,15 @@ def main(argv=None) -> int:
 
         for c in t["copies"]:
             if c["path"] not in files or c["original"] not in files:
-                copies.append((d, c, {h: 64 for h in hnames + ["colorhash", "phash_dihedral", "dhash_dihedral"]}))
+                copies.append((d, c, {h: 64 for h in [*hnames, "colorhash", "phash_dihedral", "dhash_dihedral"]}))
                 continue
-            dd = {h: dist(c["path"], c["original"], h) for h in hnames + ["colorhash"]}
+            dd = {h: dist(c["path"], c["original"], h) for h in [*hnames, "colorhash"]}
             for h in ("phash", "dhash"):
                 dd[h + "_dihedral"] = dmin(c["path"], c["original"], h)
             copies.append((d, c, dd))
         for x, y in t["lookalikes"]:
             if x in files and y in files:
-                dd = {h: dist(x, y, h) for h in hnames + ["colorhash"]}
+                dd = {h: dist(x, y, h) for h in [*hnames, "colorhash"]}
                 for h in ("phash", "dhash"):
                     dd[h + "_dihedral"] = min(
                         dmin(x, y, h) if y in t["originals"] else 99,
@@ -224,7 +225,7 @@ def main(argv=None) -> int:
                 la_pairs.append((d, x, y, kinds.get((x, y), "?"), dd))
         origs = [o for o in t["originals"] if o in files]
         for x, y in itertools.combinations(origs, 2):
-            dd = {h: dist(x, y, h) for h in hnames + ["colorhash"]}
+            dd = {h: dist(x, y, h) for h in [*hnames, "colorhash"]}
             for h in ("phash", "dhash"):
                 dd[h + "_dihedral"] = min(dmin(x, y, h), dmin(y, x, h))
             for h, v in dd.items():
@@ -236,7 +237,7 @@ def main(argv=None) -> int:
         same = ids[:, None] == ids[None, :]
         iu = np.triu_indices(len(rels), 1)
         mask = ~same[iu]
-        for h in hnames + ["colorhash"]:
+        for h in [*hnames, "colorhash"]:
             M = np.stack([files[r][h] for r in rels]).astype(np.uint8)
             D = (M[:, None, :] != M[None, :, :]).sum(-1)
             allcross[h].append(D[iu][mask])
@@ -252,7 +253,7 @@ def main(argv=None) -> int:
             order = np.argsort(np.maximum(Dp, Dd))[:8]
             cross_idx = [(iu[0][mask][i], iu[1][mask][i]) for i in order]
             allcross.setdefault("_closest", []).extend(
-                (d, rels[i], rels[j], int(Dp[k]), int(Dd[k])) for (i, j), k in zip(cross_idx, order)
+                (d, rels[i], rels[j], int(Dp[k]), int(Dd[k])) for (i, j), k in zip(cross_idx, order, strict=False)
             )
         # draft vs full decode for JPEG originals
         for o in origs:
@@ -304,7 +305,7 @@ def main(argv=None) -> int:
     for _d, c, _dd in copies:
         if c["edit"] not in edits:
             edits.append(c["edit"])
-    allh = hnames + ["dhash+phash", "colorhash"]
+    allh = [*hnames, "dhash+phash", "colorhash"]
 
     p("## Copy -> original distance by edit kind (median / max)\n")
     p("| edit | n | " + " | ".join(allh) + " | phash dihedral | dhash dihedral |")
@@ -312,7 +313,7 @@ def main(argv=None) -> int:
     for e in edits:
         rows = [dd for _d, c, dd in copies if c["edit"] == e]
         cells = []
-        for h in allh + ["phash_dihedral", "dhash_dihedral"]:
+        for h in [*allh, "phash_dihedral", "dhash_dihedral"]:
             v = np.array([r[h] for r in rows])
             cells.append(f"{int(np.median(v))} / {v.max()}")
         p(f"| {e} | {len(rows)} | " + " | ".join(cells) + " |")
@@ -324,17 +325,18 @@ def main(argv=None) -> int:
     for _d, x, y, k, dd in sorted(la_pairs, key=lambda r: r[4]["phash"]):
         p(
             f"| {k} | {os.path.basename(x)} | {os.path.basename(y)} | "
-            + " | ".join(str(dd[h]) for h in allh + ["phash_dihedral", "dhash_dihedral"])
+            + " | ".join(str(dd[h]) for h in [*allh, "phash_dihedral", "dhash_dihedral"])
             + " |"
         )
     p("")
 
     p("## Unrelated pairs\n")
     p(
-        "| hash | unrelated originals: min | p0.5 | p1 | p5 | median | all cross-identity files: min | #<=8 | #<=10 | #<=12 |"
+        "| hash | unrelated originals: min | p0.5 | p1 | p5 | median"
+        " | all cross-identity files: min | #<=8 | #<=10 | #<=12 |"
     )
     p("|---|---|---|---|---|---|---|---|---|---|")
-    for h in allh + ["phash_dihedral", "dhash_dihedral"]:
+    for h in [*allh, "phash_dihedral", "dhash_dihedral"]:
         v = np.array(unrel[h])
         ac = allcross.get(h)
         if ac is not None and len(ac):
@@ -358,7 +360,7 @@ def main(argv=None) -> int:
     # threshold tables
     main_edits = [e for e in edits if e not in ("rot90", "mirror")]
     summary = {}
-    for h in allh + ["phash_dihedral", "dhash_dihedral"]:
+    for h in [*allh, "phash_dihedral", "dhash_dihedral"]:
         p(f"## Threshold table: {h}\n")
         p(
             "recall = share of copies with distance <= T (overall excludes rot90/mirror, "
@@ -371,7 +373,7 @@ def main(argv=None) -> int:
         for T in range(0, a.max_t + 1):
             cells = []
             for e in edits:
-                v = [dd[h] if h in dd else dd[h] for _d, c, dd in copies if c["edit"] == e]
+                v = [dd[h] for _d, c, dd in copies if c["edit"] == e]
                 cells.append(f"{100 * np.mean(np.array(v) <= T):.0f}")
             ov = np.mean([dd[h] <= T for _d, c, dd in copies if c["edit"] in main_edits])
             al = np.mean([dd[h] <= T for _d, c, dd in copies])

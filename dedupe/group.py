@@ -7,8 +7,10 @@ apart), so a chain of small steps never joins two unlike photos.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,8 +27,8 @@ CANDIDATE_PHASH = 16
 CONFIRM_DHASH = 2
 BURST_SECONDS = 2.0  # shots of one camera this close in time are a burst, not copies
 
-# Bucket comparisons are done in slabs of at most this many pairs, to keep memory flat.
-_SLAB = 4_000_000
+_MAX_KEY_BITS = 22  # block keys index a dense table of 2**bits bucket starts (16 MiB at 22 bits)
+_SLAB = 4_000_000  # candidate pairs examined at once, to keep memory flat
 
 
 def hamming(a: int, b: int) -> int:
@@ -36,53 +38,109 @@ def hamming(a: int, b: int) -> int:
 def near_pairs(values: Sequence[int], threshold: int) -> list[tuple[int, int]]:
     """All index pairs (i < j) whose values differ in 1..threshold bits, sorted.
 
-    Multi-index search: split the 64 bits into threshold + 1 blocks; by the pigeonhole principle two values
-    within the threshold agree exactly on at least one block, so only values sharing a block are compared.
-    The answer is exact, the same as querying a BK-tree with every value.
+    Multi-index search: split the 64 bits into m blocks; by the pigeonhole principle two values within the
+    threshold differ in at most threshold // m bits of some block, so each value is only compared with the
+    values whose key in some block is within that many bits of its own (every such key is enumerated and
+    looked up in a table). The answer is exact, the same as querying a BK-tree with every value.
     """
     n = len(values)
     if n < 2 or threshold <= 0:
         return []
-    arr = np.fromiter((v & 0xFFFFFFFFFFFFFFFF for v in values), dtype=np.uint64, count=n)
-    blocks = min(threshold + 1, 64)
+    try:
+        arr = np.array(values, dtype=np.uint64)
+    except OverflowError:
+        arr = np.fromiter((v & 0xFFFFFFFFFFFFFFFF for v in values), dtype=np.uint64, count=n)
+    return _search(arr, min(threshold, 64), *_plan(n, min(threshold, 64)))
+
+
+def _search(arr: npt.NDArray[np.uint64], threshold: int, blocks: int, errors: int) -> list[tuple[int, int]]:
+    """near_pairs with a given plan: blocks * (errors + 1) must exceed the threshold."""
+    assert blocks * (errors + 1) > threshold
+    n = len(arr)
     edges = [round(64 * k / blocks) for k in range(blocks + 1)]
+    spans = [(edges[b], edges[b + 1] - edges[b]) for b in range(blocks)]
     found: list[npt.NDArray[np.int64]] = []
-    for b in range(blocks):
-        shift, width = edges[b], edges[b + 1] - edges[b]
-        keys = (arr >> np.uint64(shift)) & np.uint64((1 << width) - 1)
+    for b, (shift, width) in enumerate(spans):
+        keys = ((arr >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int64)
         order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-        ends = np.r_[starts[1:], n]
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            if end - start >= 2:
-                found.extend(_bucket_pairs(arr, order[start:end], threshold))
+        starts = np.zeros((1 << width) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(keys, minlength=1 << width), out=starts[1:])
+        keys = keys[order]  # queries in key order walk the table nearly in order: far fewer cache misses
+        for mask in _masks(width, errors):
+            query = keys ^ mask
+            lo = starts[query]
+            counts = starts[query + 1] - lo
+            found.extend(_candidates(arr, order, lo, counts, threshold, spans[:b], errors))
     if not found:
         return []
-    codes = np.unique(np.concatenate(found))
-    return [(int(c) // n, int(c) % n) for c in codes]
+    codes = np.sort(np.concatenate(found))
+    i, j = np.divmod(codes, n)
+    return list(zip(i.tolist(), j.tolist(), strict=True))
 
 
-def _bucket_pairs(
-    arr: npt.NDArray[np.uint64], idx: npt.NDArray[np.intp], threshold: int
-) -> list[npt.NDArray[np.int64]]:
-    """Pairs within the threshold inside one bucket, encoded as i * n + j with i < j."""
+def _plan(n: int, threshold: int) -> tuple[int, int]:
+    """The number of blocks and the bits of difference enumerated per block key with the least estimated work."""
+    best: tuple[float, int, int] | None = None
+    for blocks in range(3, 65):
+        width = -(-64 // blocks)
+        if width > _MAX_KEY_BITS:
+            continue
+        errors = threshold // blocks
+        variants = sum(math.comb(width, k) for k in range(errors + 1))
+        cost = blocks * ((1 << width) + variants * n * (1 + n / (1 << width)))
+        if best is None or cost < best[0]:
+            best = (cost, blocks, errors)
+        if errors == 0:
+            break  # more blocks only make smaller keys and bigger buckets
+    assert best is not None
+    return best[1], best[2]
+
+
+def _masks(width: int, errors: int) -> Iterator[int]:
+    for k in range(errors + 1):
+        for bits in itertools.combinations(range(width), k):
+            yield sum(1 << bit for bit in bits)
+
+
+def _candidates(
+    arr: npt.NDArray[np.uint64],
+    order: npt.NDArray[np.intp],
+    lo: npt.NDArray[np.int64],
+    counts: npt.NDArray[np.int64],
+    threshold: int,
+    earlier: list[tuple[int, int]],
+    errors: int,
+) -> Iterator[npt.NDArray[np.int64]]:
+    """Pairs (as i * n + j, i < j) within the threshold among each value (by rank in key order: row r is the
+    value order[r]) and the bucket of order positions lo[r] .. lo[r] + counts[r] that it looks up.
+
+    A pair that some earlier block also finds is left to that block, so every pair comes out once.
+    """
     n = len(arr)
-    idx = np.sort(idx)
-    vals = arr[idx]
-    size = len(idx)
-    out: list[npt.NDArray[np.int64]] = []
-    rows = max(1, _SLAB // size)
-    for lo in range(0, size - 1, rows):
-        hi = min(size - 1, lo + rows)
-        dist = np.bitwise_count(vals[lo:hi, None] ^ vals[None, :])
-        ii, jj = np.nonzero(dist <= threshold)
-        keep = jj > ii + lo  # upper triangle, and never a value with itself
+    active = np.flatnonzero(counts)
+    if len(active) == 0:
+        return
+    ends = np.cumsum(counts[active])
+    first = 0
+    while first < len(active):
+        base = ends[first - 1] if first else 0
+        last = max(first + 1, int(np.searchsorted(ends, base + _SLAB, side="right")))
+        rows = active[first:last]
+        sizes = counts[rows]
+        total = int(sizes.sum())
+        offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        i = order[np.repeat(rows, sizes)]
+        j = order[np.repeat(lo[rows], sizes) + offsets]
+        keep = i < j
+        i, j = i[keep], j[keep]
+        x = arr[i] ^ arr[j]
+        keep = np.bitwise_count(x) <= threshold
+        for shift, width in earlier:
+            keep &= np.bitwise_count((x >> np.uint64(shift)) & np.uint64((1 << width) - 1)) > errors
+        keep &= x != 0
         if keep.any():
-            i = idx[ii[keep] + lo].astype(np.int64)
-            j = idx[jj[keep]].astype(np.int64)
-            out.append(i * n + j)
-    return out
+            yield i[keep] * n + j[keep]
+        first = last
 
 
 def cross_pairs(queries: Sequence[int], targets: Sequence[int], threshold: int) -> list[tuple[int, int]]:
@@ -207,8 +265,9 @@ def find_groups(
     clusters: list[tuple[_Key | None, list[str]]] = []
     assigned: set[int] = set()
     # The best-connected node becomes a reference first; ties go to the node with the best copy (most pixels, then
-    # largest file, then smallest path), never to input order.
-    for i in sorted(range(len(keys)), key=lambda i: (-len(neighbours[i]), node_key(i))):
+    # largest file, then smallest path), never to input order. A node with no neighbour is its own cluster whatever
+    # the order, so only linked nodes are ordered.
+    for i in sorted(neighbours, key=lambda i: (-len(neighbours[i]), node_key(i))):
         if i in assigned:
             continue
         star = [i]
@@ -218,10 +277,18 @@ def find_groups(
                 star.append(j)
         assigned.update(star)
         clusters.append((keys[i], [h for m in star for h in nodes[keys[m]]]))
+    for i, key in enumerate(keys):
+        hashes = nodes[key]
+        if i not in neighbours and (len(hashes) > 1 or len(by_image[hashes[0]]) > 1):
+            clusters.append((key, hashes))
     clusters.extend((None, s) for s in solitary)
 
-    groups = [_make_group([f for h in hashes for f in by_image[h]], centre, rule) for centre, hashes in clusters]
-    return sorted((g for g in groups if len(g.members) > 1), key=lambda g: g.reference.file.path)
+    groups = [
+        _make_group([f for h in hashes for f in by_image[h]], centre, rule)
+        for centre, hashes in clusters
+        if len(hashes) > 1 or len(by_image[hashes[0]]) > 1  # a lone file is no group: skip the work
+    ]
+    return sorted(groups, key=lambda g: g.reference.file.path)
 
 
 @dataclass(frozen=True, slots=True)

@@ -171,7 +171,7 @@ def scan_changes(
         found.files, store, workers=options.workers, stored=stored, on_progress=on_progress, should_stop=should_stop
     )
     pruned, warnings = _prune(store, real_roots, found, stored)
-    images = len(store.records_under(real_roots, fingerprint.VERSION))
+    images = store.count_records_under(real_roots, fingerprint.VERSION)
     skipped = sorted([*found.skipped, *ingest.skipped], key=lambda s: s.path)
     report = ScanReport(
         roots=tuple(real_roots),

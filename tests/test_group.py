@@ -3,6 +3,8 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -10,6 +12,8 @@ from dedupe.group import (
     CANDIDATE_PHASH,
     Match,
     MatchRule,
+    _plan,
+    _search,
     cross_pairs,
     find_groups,
     hamming,
@@ -363,3 +367,18 @@ def test_burst_shots_are_kept_apart_but_copies_of_one_shot_are_not() -> None:
     assert find_groups([shot1, shot2]) == []
     other_camera = record("/b2.jpg", flip(0, [1, 2]), camera="Nikon", taken="2024-05-01T10:00:00.750000")
     assert len(find_groups([shot1, other_camera])) == 1
+
+
+@pytest.mark.parametrize(("threshold", "blocks", "errors"), [(4, 3, 1), (3, 4, 0), (8, 3, 2), (6, 4, 1), (12, 13, 0)])
+def test_every_search_plan_equals_the_bktree(threshold: int, blocks: int, errors: int) -> None:
+    # Small inputs always get the cheapest plan; large ones enumerate near keys. Both must be exact.
+    rng = random.Random(threshold * 100 + blocks)
+    base = [rng.getrandbits(64) for _ in range(150)]
+    values = sorted({*base, *(flip(v, rng.sample(range(64), rng.randrange(threshold + 3))) for v in base)})
+    arr = np.array(values, dtype=np.uint64)
+    assert _search(arr, threshold, blocks, errors) == near_pairs_bktree(values, threshold)
+
+
+def test_large_inputs_plan_to_enumerate_near_keys() -> None:
+    assert _plan(1_000_000, 4) == (3, 1)
+    assert _plan(100, 4)[1] == 0

@@ -95,3 +95,19 @@ def test_default_store_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert default_store_path() == tmp_path / "xdg" / "dedupe" / "store.sqlite"
     monkeypatch.setenv("DEDUPE_DB", str(tmp_path / "mine.db"))
     assert default_store_path() == tmp_path / "mine.db"
+
+
+def test_count_records_under_agrees_with_records_under(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.sqlite") as store:
+        for name, version in (("a/1.jpg", VERSION), ("a/2.jpg", VERSION), ("b/3.jpg", VERSION), ("a/4.jpg", "old")):
+            path = tmp_path / name
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(name.encode())
+            fp = Fingerprint(name, name, "JPEG", 10, 10, 1, 2, None, False)
+            with store.transaction():
+                store.put_fingerprint(fp, version)
+                store.put_file(str(path), path.stat(), name)
+        for roots in ([str(tmp_path / "a")], [str(tmp_path)], []):
+            for version in (VERSION, None):
+                assert store.count_records_under(roots, version) == len(store.records_under(roots, version))
+        assert store.count_records_under([str(tmp_path / "a")], VERSION) == 2

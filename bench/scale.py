@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""Scale benchmarks with synthetic fingerprints: grouping 100k and 1M, and a no-change re-scan of 100k files.
+
+Usage:
+    python bench/scale.py [--quick] [--out FILE] [--repeat N]
+
+Grouping: random 64-bit pHashes where one in five is a near copy (0-4 bits flipped) of another, so there are
+real groups to find. `near_pairs` (the pair search alone) and `find_groups` (records in, groups out) each run in
+a fresh process at the default threshold; peak memory is that process's ru_maxrss (it includes making the
+input).
+
+Re-scan: a tree of 100k small files (real copies of a few tiny JPEGs, 1000 per folder) whose store rows are
+written directly with the Store API (each with its own random fingerprint, as if a first scan had found 100k
+different photos), then `dedupe scan --format json` as a whole process, twice; nothing has changed, so no file
+is read. Peak memory there is the sampled VmRSS sum of the process tree, as in bench/run.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from run import machine, measure  # noqa: E402  (bench/ is this script's folder, first on sys.path)
+
+
+def synthetic_hashes(n: int, seed: int = 1) -> list[int]:
+    rng = random.Random(seed)
+    out: list[int] = []
+    for _ in range(n):
+        if out and rng.random() < 0.2:
+            v = out[rng.randrange(len(out))]
+            for bit in rng.sample(range(64), rng.randrange(5)):
+                v ^= 1 << bit
+            out.append(v)
+        else:
+            out.append(rng.getrandbits(64))
+    return out
+
+
+def _child_group(kind: str, n: int) -> None:
+    """In a fresh process: time one grouping step and print JSON."""
+    from dedupe.group import DEFAULT_THRESHOLD, find_groups, near_pairs
+    from dedupe.models import FileRecord, Fingerprint
+
+    values = synthetic_hashes(n)
+    if kind == "near_pairs":
+        distinct = sorted(set(values))
+        start = time.perf_counter()
+        pairs = near_pairs(distinct, DEFAULT_THRESHOLD)
+        result = {"seconds": time.perf_counter() - start, "pairs": len(pairs), "values": len(distinct)}
+    else:
+        records = [
+            FileRecord(
+                f"/photos/{i // 1000:04d}/{i:07d}.jpg",
+                100_000 + i,
+                0,
+                1,
+                i + 1,
+                Fingerprint(f"c{i}", f"i{i}", "JPEG", 4000, 3000, v, 0, None, False),
+            )
+            for i, v in enumerate(values)
+        ]
+        start = time.perf_counter()
+        groups = find_groups(records, DEFAULT_THRESHOLD)
+        result = {"seconds": time.perf_counter() - start, "groups": len(groups), "values": n}
+    result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[dict[str, float], float]:
+    """Run a fresh process; return its JSON result and its wall time."""
+    start = time.perf_counter()
+    r = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    wall = time.perf_counter() - start
+    if r.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(args)}\n{r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1]), wall
+
+
+def bench_grouping(sizes: list[int], repeat: int) -> list[str]:
+    rows = []
+    for n in sizes:
+        for kind in ("near_pairs", "find_groups"):
+            best: dict[str, float] | None = None
+            for _ in range(repeat):
+                res, _wall = run_child([sys.executable, os.path.abspath(__file__), "_group", kind, str(n)])
+                if best is None or res["seconds"] < best["seconds"]:
+                    best = res
+                print(f"  {kind} {n}: {res}", file=sys.stderr)
+            assert best is not None
+            what = f"{int(best['pairs'])} pairs" if kind == "near_pairs" else f"{int(best['groups'])} groups"
+            rows.append(
+                f"| {kind} | {n:,} | {best['seconds']:.2f} | {best['peak_mib']:.0f} | {what}"
+                f" ({int(best['values']):,} distinct hashes) |"
+            )
+    return rows
+
+
+def tiny_jpegs() -> list[bytes]:
+    from PIL import Image
+
+    out = []
+    for seed in range(4):
+        rng = random.Random(seed)
+        im = Image.new("RGB", (24, 16), (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=80)
+        out.append(buf.getvalue())
+    return out
+
+
+def make_tree(root: str, n: int) -> None:
+    """n real copies of a few tiny JPEGs, 1000 per folder; kept between runs."""
+    marker = os.path.join(root, f".complete-{n}")
+    if os.path.exists(marker):
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    blobs = tiny_jpegs()
+    for i in range(n):
+        folder = os.path.join(root, f"{i // 1000:04d}")
+        if i % 1000 == 0:
+            os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"IMG_{i:07d}.jpg"), "wb") as f:
+            f.write(blobs[i % len(blobs)])
+    with open(marker, "w") as f:
+        f.write("ok\n")
+
+
+def fill_store(root: str, db: str) -> int:
+    """Store rows for every file of the tree, each with its own random fingerprint, as a first scan would."""
+    from dedupe import fingerprint
+    from dedupe.models import Fingerprint
+    from dedupe.store import Store
+
+    rng = random.Random(7)
+    n = 0
+    with Store.open(db) as store, store.transaction():
+        for dirpath, dirs, names in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(names):
+                if name.startswith("."):
+                    continue
+                path = os.path.join(dirpath, name)
+                st = os.stat(path)
+                ch = f"{n:032x}"
+                fp = Fingerprint(ch, ch, "JPEG", 24, 16, rng.getrandbits(64), rng.getrandbits(64), None, False)
+                store.put_fingerprint(fp, fingerprint.VERSION)
+                store.put_file(path, st, ch)
+                n += 1
+    return n
+
+
+def bench_rescan(n: int, work: str, repeat: int) -> list[str]:
+    root = os.path.realpath(os.path.join(work, f"tree{n}"))
+    t0 = time.perf_counter()
+    make_tree(root, n)
+    print(f"  tree of {n} files ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="dedupe-rescan-") as tmp:
+        db = os.path.join(tmp, "store.sqlite")
+        stored = fill_store(root, db)
+        env = {**os.environ, "PYTHONPATH": REPO}
+        cmd = [sys.executable, "-m", "dedupe", "scan", root, "--db", db, "--format", "json", "--quiet"]
+        walls, peaks = [], []
+        for _ in range(repeat):
+            m = measure(cmd, env)
+            if m.returncode != 0:
+                raise SystemExit(f"dedupe scan failed: {m.stderr[-2000:]}")
+            summary = json.loads(m.stdout)["summary"]
+            if summary["fingerprinted"] != 0 or summary["images"] != stored:
+                raise SystemExit(f"the re-scan was not a no-change re-scan: {summary}")
+            walls.append(m.wall)
+            peaks.append(m.peak_mib)
+            print(f"  re-scan {n}: {m.wall:.2f}s, peak {m.peak_mib:.0f} MiB", file=sys.stderr)
+        rows.append(
+            f"| no-change re-scan (`dedupe scan`, whole process tree) | {n:,} | {min(walls):.2f} | {max(peaks):.0f}"
+            f" | {summary['images']:,} images, 0 fingerprinted, {summary['groups']} groups |"
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_group":
+        _child_group(argv[1], int(argv[2]))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="10k and 100k hashes, a tree of 10k files, one run each")
+    ap.add_argument("--out", default=os.path.join(REPO, "bench", "scale.md"))
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "dedupe-bench"))
+    ap.add_argument("--repeat", type=int, help="runs per measure; the best is reported (default 2, quick 1)")
+    ap.add_argument("--skip-rescan", action="store_true")
+    ap.add_argument("--skip-grouping", action="store_true")
+    a = ap.parse_args(argv)
+    repeat = a.repeat or (1 if a.quick else 2)
+    sizes = [10_000, 100_000] if a.quick else [100_000, 1_000_000]
+    rows = [
+        "| what | n | seconds (best) | peak MiB | result |",
+        "|---|---|---|---|---|",
+    ]
+    if not a.skip_grouping:
+        rows += bench_grouping(sizes, repeat)
+    if not a.skip_rescan:
+        rows += bench_rescan(10_000 if a.quick else 100_000, a.work, repeat)
+    table = f"Machine: {machine()}. Best of {repeat} run(s); threshold 4 (the default).\n\n" + "\n".join(rows) + "\n"
+    print(table)
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        f.write(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
