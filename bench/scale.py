@@ -36,16 +36,25 @@ from run import machine, measure  # noqa: E402  (bench/ is this script's folder,
 
 
 def synthetic_hashes(n: int, seed: int = 1) -> list[int]:
+    return [fp[0] for fp in synthetic_fingerprints(n, seed)]
+
+
+def synthetic_fingerprints(n: int, seed: int = 1) -> list[tuple[int, int, tuple[int, ...]]]:
+    """(pHash, dHash, 7 turned pHashes) like real photos: 20% are copies of an earlier one, a few bits off."""
     rng = random.Random(seed)
-    out: list[int] = []
+
+    def near(v: int) -> int:
+        for bit in rng.sample(range(64), rng.randrange(5)):
+            v ^= 1 << bit
+        return v
+
+    out: list[tuple[int, int, tuple[int, ...]]] = []
     for _ in range(n):
         if out and rng.random() < 0.2:
-            v = out[rng.randrange(len(out))]
-            for bit in rng.sample(range(64), rng.randrange(5)):
-                v ^= 1 << bit
-            out.append(v)
+            p, d, turns = out[rng.randrange(len(out))]
+            out.append((near(p), near(d), tuple(near(t) for t in turns)))
         else:
-            out.append(rng.getrandbits(64))
+            out.append((rng.getrandbits(64), rng.getrandbits(64), tuple(rng.getrandbits(64) for _ in range(7))))
     return out
 
 
@@ -54,7 +63,8 @@ def _child_group(kind: str, n: int) -> None:
     from dedupe.group import DEFAULT_THRESHOLD, find_groups, near_pairs
     from dedupe.models import FileRecord, Fingerprint
 
-    values = synthetic_hashes(n)
+    fingerprints = synthetic_fingerprints(n)
+    values = [fp[0] for fp in fingerprints]
     if kind == "near_pairs":
         distinct = sorted(set(values))
         start = time.perf_counter()
@@ -68,9 +78,9 @@ def _child_group(kind: str, n: int) -> None:
                 0,
                 1,
                 i + 1,
-                Fingerprint(f"c{i}", f"i{i}", "JPEG", 4000, 3000, v, 0, None, False),
+                Fingerprint(f"c{i}", f"i{i}", "JPEG", 4000, 3000, p, d, None, False, turns),
             )
-            for i, v in enumerate(values)
+            for i, (p, d, turns) in enumerate(fingerprints)
         ]
         start = time.perf_counter()
         groups = find_groups(records, DEFAULT_THRESHOLD)

@@ -55,26 +55,47 @@ def near_pairs(values: Sequence[int], threshold: int) -> list[tuple[int, int]]:
 
 def _search(arr: npt.NDArray[np.uint64], threshold: int, blocks: int, errors: int) -> list[tuple[int, int]]:
     """near_pairs with a given plan: blocks * (errors + 1) must exceed the threshold."""
+    return _multi_index(arr, arr, threshold, blocks, errors, same=True)
+
+
+def _multi_index(
+    queries: npt.NDArray[np.uint64],
+    targets: npt.NDArray[np.uint64],
+    threshold: int,
+    blocks: int,
+    errors: int,
+    *,
+    same: bool,
+) -> list[tuple[int, int]]:
+    """(query, target) index pairs within the threshold, sorted, each once. With same (queries is targets):
+    only i < j, and never two equal values."""
     assert blocks * (errors + 1) > threshold
-    n = len(arr)
+    nt = len(targets)
     edges = [round(64 * k / blocks) for k in range(blocks + 1)]
     spans = [(edges[b], edges[b + 1] - edges[b]) for b in range(blocks)]
     found: list[npt.NDArray[np.int64]] = []
     for b, (shift, width) in enumerate(spans):
-        keys = ((arr >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int64)
-        order = np.argsort(keys, kind="stable")
+        bits = np.uint64((1 << width) - 1)
+        tkeys = ((targets >> np.uint64(shift)) & bits).astype(np.int64)
+        torder = np.argsort(tkeys, kind="stable")
         starts = np.zeros((1 << width) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(keys, minlength=1 << width), out=starts[1:])
-        keys = keys[order]  # queries in key order walk the table nearly in order: far fewer cache misses
+        np.cumsum(np.bincount(tkeys, minlength=1 << width), out=starts[1:])
+        if same:
+            qorder, qkeys = torder, tkeys[torder]
+        else:
+            qk = ((queries >> np.uint64(shift)) & bits).astype(np.int64)
+            qorder = np.argsort(qk, kind="stable")
+            qkeys = qk[qorder]
+        # Queries in key order walk the table nearly in order: far fewer cache misses.
         for mask in _masks(width, errors):
-            query = keys ^ mask
+            query = qkeys ^ mask
             lo = starts[query]
             counts = starts[query + 1] - lo
-            found.extend(_candidates(arr, order, lo, counts, threshold, spans[:b], errors))
+            found.extend(_candidates(queries, qorder, targets, torder, lo, counts, threshold, spans[:b], errors, same))
     if not found:
         return []
     codes = np.sort(np.concatenate(found))
-    i, j = np.divmod(codes, n)
+    i, j = np.divmod(codes, nt)
     return list(zip(i.tolist(), j.tolist(), strict=True))
 
 
@@ -103,20 +124,23 @@ def _masks(width: int, errors: int) -> Iterator[int]:
 
 
 def _candidates(
-    arr: npt.NDArray[np.uint64],
-    order: npt.NDArray[np.intp],
+    queries: npt.NDArray[np.uint64],
+    qorder: npt.NDArray[np.intp],
+    targets: npt.NDArray[np.uint64],
+    torder: npt.NDArray[np.intp],
     lo: npt.NDArray[np.int64],
     counts: npt.NDArray[np.int64],
     threshold: int,
     earlier: list[tuple[int, int]],
     errors: int,
+    same: bool,
 ) -> Iterator[npt.NDArray[np.int64]]:
-    """Pairs (as i * n + j, i < j) within the threshold among each value (by rank in key order: row r is the
-    value order[r]) and the bucket of order positions lo[r] .. lo[r] + counts[r] that it looks up.
+    """Pairs (as i * len(targets) + j) within the threshold among each query (by rank in key order: row r is
+    the query qorder[r]) and the bucket of target positions lo[r] .. lo[r] + counts[r] that it looks up.
 
     A pair that some earlier block also finds is left to that block, so every pair comes out once.
     """
-    n = len(arr)
+    nt = len(targets)
     active = np.flatnonzero(counts)
     if len(active) == 0:
         return
@@ -129,17 +153,19 @@ def _candidates(
         sizes = counts[rows]
         total = int(sizes.sum())
         offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        i = order[np.repeat(rows, sizes)]
-        j = order[np.repeat(lo[rows], sizes) + offsets]
-        keep = i < j
-        i, j = i[keep], j[keep]
-        x = arr[i] ^ arr[j]
+        i = qorder[np.repeat(rows, sizes)]
+        j = torder[np.repeat(lo[rows], sizes) + offsets]
+        if same:
+            keep = i < j
+            i, j = i[keep], j[keep]
+        x = queries[i] ^ targets[j]
         keep = np.bitwise_count(x) <= threshold
         for shift, width in earlier:
             keep &= np.bitwise_count((x >> np.uint64(shift)) & np.uint64((1 << width) - 1)) > errors
-        keep &= x != 0
+        if same:
+            keep &= x != 0
         if keep.any():
-            yield i[keep] * n + j[keep]
+            yield i[keep].astype(np.int64) * nt + j[keep]
         first = last
 
 
@@ -153,26 +179,8 @@ def cross_pairs(queries: Sequence[int], targets: Sequence[int], threshold: int) 
         return []
     qa = np.fromiter((v & 0xFFFFFFFFFFFFFFFF for v in queries), dtype=np.uint64, count=nq)
     ta = np.fromiter((v & 0xFFFFFFFFFFFFFFFF for v in targets), dtype=np.uint64, count=nt)
-    blocks = min(threshold + 1, 64)
-    edges = [round(64 * k / blocks) for k in range(blocks + 1)]
-    found: list[npt.NDArray[np.int64]] = []
-    for b in range(blocks):
-        shift, width = np.uint64(edges[b]), edges[b + 1] - edges[b]
-        mask = np.uint64((1 << width) - 1)
-        qk, tk = (qa >> shift) & mask, (ta >> shift) & mask
-        t_order = np.argsort(tk, kind="stable")
-        t_sorted = tk[t_order]
-        lo = np.searchsorted(t_sorted, qk, side="left")
-        hi = np.searchsorted(t_sorted, qk, side="right")
-        for qi in np.flatnonzero(hi > lo).tolist():
-            tj = t_order[lo[qi] : hi[qi]]
-            close = tj[np.bitwise_count(ta[tj] ^ qa[qi]) <= threshold].astype(np.int64)
-            if len(close):
-                found.append(qi * nt + close)
-    if not found:
-        return []
-    codes = np.unique(np.concatenate(found))
-    return [(int(c) // nt, int(c) % nt) for c in codes]
+    threshold = min(threshold, 64)
+    return _multi_index(qa, ta, threshold, *_plan(max(nq, nt), threshold), same=False)
 
 
 def match_distance(a: Fingerprint, b: Fingerprint) -> tuple[int, str | None]:
