@@ -32,8 +32,11 @@ BACKGROUND = (128, 128, 128)  # transparent pixels are flattened onto mid-grey: 
 
 # Stored beside every fingerprint: a change to any part of the pipeline re-fingerprints cleanly.
 VERSION = (
-    f"2;dihedral;exif-subsec;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};imagehash={imagehash.__version__}"
+    f"3;dihedral;exif-subsec;chunk-essence;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};"
+    f"imagehash={imagehash.__version__}"
 )
+# No photo this large decodes within Pillow's pixel limit; reading it whole would only exhaust memory.
+MAX_FILE_BYTES = 1 << 30
 
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")
 _ORIENTATION_TAG = 0x0112
@@ -113,7 +116,11 @@ def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
                 raise FileSkipped("empty file", ignorable=not _image_name(path))
             if sniff_format(head) is None:
                 raise FileSkipped("not an image file (unrecognised content)", ignorable=not _image_name(path))
-            return head + f.read()
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise FileSkipped(f"too large for a photo ({size / (1 << 30):.1f} GiB; the limit is 1 GiB)")
+            f.seek(0)
+            return f.read()
     except FileNotFoundError:
         raise FileSkipped("vanished during the scan", transient=True) from None
     except PermissionError:
@@ -174,19 +181,15 @@ def _fingerprint(data: bytes, content_hash: str) -> Fingerprint:
         width, height = height, width
     taken = _date_taken(exif)
     if fmt in ("JPEG", "MPO"):
-        essence = _jpeg_essence(data)
         # A reduced-scale decode is several times faster and gives the same perceptual hashes.
         im.draft("RGB", (WORK_SIZE, WORK_SIZE))
-        im.load()
-        image_hash = hash_bytes(b"jpeg:%d:" % orientation + essence) if essence else content_hash
-    else:
-        im.load()
-        # No reduced decode exists for these formats, so hashing the pixels costs little more.
-        digest = hashlib.blake2b(digest_size=16)
-        digest.update(f"px:{im.mode}:{im.size}:{orientation}:".encode())
-        digest.update(im.tobytes())
-        image_hash = digest.hexdigest()
+    im.load()
     work = working_image(im, orientation)
+    low_info = is_low_info(work)
+    # A blank picture is only ever grouped by its image hash, so for it that hash is the decoded pixels
+    # (the same blank in PNG and BMP is the same picture); for others it is the cheaper data hash.
+    data_hash = None if low_info and fmt not in ("JPEG", "MPO") else image_data_hash(data, fmt, orientation)
+    image_hash = data_hash or _pixel_hash(im, orientation)
     phash, dhash = perceptual_hashes(work)
     return Fingerprint(
         content_hash=content_hash,
@@ -197,7 +200,7 @@ def _fingerprint(data: bytes, content_hash: str) -> Fingerprint:
         phash=phash,
         dhash=dhash,
         taken=taken,
-        low_info=is_low_info(work),
+        low_info=low_info,
         variants=dihedral_hashes(work),
         camera=_camera(exif),
     )
@@ -276,32 +279,92 @@ def _camera(exif: Image.Exif) -> str | None:
     return name or None
 
 
-def _jpeg_essence(data: bytes) -> bytes:
-    """A JPEG's image data without its metadata segments (EXIF, XMP, IPTC, ICC, comments).
+def image_data_hash(data: bytes, fmt: str, orientation: int) -> str | None:
+    """A hash of the image data without its metadata, so that edited EXIF, XMP or ICC leave it unchanged.
 
-    Returns b"" when the segment structure cannot be followed; the caller then falls back to the bytes.
+    JPEG: every segment but APP0-APP13, APP15 and comments (APP14, Adobe, holds the colour transform), then the
+    scan data. PNG: every chunk but text, EXIF, time and physical size. WebP: every chunk but EXIF, XMP, ICC and
+    the VP8X header that announces them. The displayed orientation is part
+    of the hash. None when the structure cannot be followed or the format has none of its own (the caller hashes
+    the decoded pixels instead).
     """
-    parts: list[bytes] = []
+    digest = hashlib.blake2b(f"{fmt}:{orientation}:".encode(), digest_size=16)
+    view = memoryview(data)  # slices of a view are not copies: a large file is hashed in place
+    ok = False
+    if fmt in ("JPEG", "MPO"):
+        ok = _jpeg_essence(view, digest)
+    elif fmt == "PNG":
+        ok = _png_essence(view, digest)
+    elif fmt == "WEBP":
+        ok = _webp_essence(view, digest)
+    return digest.hexdigest() if ok else None
+
+
+def _jpeg_essence(data: memoryview, digest: hashlib.blake2b) -> bool:
     i, n = 2, len(data)
     while i + 4 <= n:
         if data[i] != 0xFF:
-            return b""
+            return False
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
             continue
         if marker == 0xDA:  # start of scan: the rest is image data
-            parts.append(data[i:])
-            return b"".join(parts)
+            digest.update(data[i:])
+            return True
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:
             i += 2
             continue
         length = int.from_bytes(data[i + 2 : i + 4], "big")
-        # APP0-APP13 and APP15 hold metadata (JFIF, EXIF, XMP, ICC, IPTC); APP14 (Adobe) holds the colour transform.
         if not (0xE0 <= marker <= 0xED or marker in (0xEF, 0xFE)):
-            parts.append(data[i : i + 2 + length])
+            digest.update(data[i : i + 2 + length])
         i += 2 + length
-    return b""
+    return False
+
+
+_PNG_METADATA = frozenset((b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME", b"pHYs"))
+
+
+def _png_essence(data: memoryview, digest: hashlib.blake2b) -> bool:
+    i, n = 8, len(data)
+    while i + 12 <= n:
+        length = int.from_bytes(data[i : i + 4], "big")
+        kind = bytes(data[i + 4 : i + 8])
+        end = i + 12 + length
+        if end > n:
+            return False
+        if kind not in _PNG_METADATA:
+            digest.update(data[i + 4 : i + 8 + length])  # type and data; the CRC adds nothing
+        if kind == b"IEND":
+            return True
+        i = end
+    return False
+
+
+def _webp_essence(data: memoryview, digest: hashlib.blake2b) -> bool:
+    i, n = 12, len(data)
+    found = False
+    while i + 8 <= n:
+        kind = bytes(data[i : i + 4])
+        length = int.from_bytes(data[i + 4 : i + 8], "little")
+        end = i + 8 + length
+        if end > n:
+            return False
+        # VP8X only says which other chunks exist and repeats the frame size; a plain file has none.
+        if kind not in (b"VP8X", b"EXIF", b"XMP ", b"ICCP"):
+            digest.update(data[i:end])
+            found = found or kind in (b"VP8 ", b"VP8L", b"ANMF")
+        i = end + (length & 1)
+    return found
+
+
+def _pixel_hash(im: Image.Image, orientation: int) -> str:
+    """A hash of the decoded pixels, in bands of rows so that a large image is never copied whole."""
+    digest = hashlib.blake2b(f"px:{im.mode}:{im.size}:{orientation}:".encode(), digest_size=16)
+    rows = max(1, (8 << 20) // max(1, im.width * len(im.getbands())))
+    for top in range(0, im.height, rows):
+        digest.update(im.crop((0, top, im.width, min(im.height, top + rows))).tobytes())
+    return digest.hexdigest()
 
 
 # The edits `dedupe calibrate` makes of a user's photo: name -> what a true copy may have been through.

@@ -170,3 +170,40 @@ def test_open_image_refuses_formats_that_are_not_photos() -> None:
     Image.new("RGB", (10, 10)).save(buf, "PCX")
     with pytest.raises(Image.UnidentifiedImageError):
         open_image(buf.getvalue())
+
+
+def test_png_and_webp_metadata_changes_keep_the_image_hash(tmp_path: Path) -> None:
+    from PIL import PngImagePlugin
+
+    im = draw_photo(8, (500, 400))
+    plain = fingerprint_file(save(im, tmp_path / "plain.png"))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "edited in a photo manager")
+    exif = Image.Exif()
+    exif[0x0132] = "2021:02:03 04:05:06"
+    tagged = fingerprint_file(save(im, tmp_path / "tagged.png", pnginfo=info, exif=exif))
+    assert tagged.content_hash != plain.content_hash and tagged.image_hash == plain.image_hash
+    other = fingerprint_file(save(draw_photo(9, (500, 400)), tmp_path / "other.png"))
+    assert other.image_hash != plain.image_hash
+    turned = Image.Exif()
+    turned[0x0112] = 3  # shown upside down: not the same picture as displayed
+    assert fingerprint_file(save(im, tmp_path / "turned.png", exif=turned)).image_hash != plain.image_hash
+
+    w_plain = fingerprint_file(save(im, tmp_path / "plain.webp", quality=80))
+    w_tagged = fingerprint_file(save(im, tmp_path / "tagged.webp", quality=80, exif=exif))
+    assert w_tagged.content_hash != w_plain.content_hash and w_tagged.image_hash == w_plain.image_hash
+
+
+def test_same_pixels_in_other_uncompressed_formats_share_the_image_hash(tmp_path: Path) -> None:
+    im = draw_photo(10, (300, 200))
+    bmp = fingerprint_file(save(im, tmp_path / "a.bmp"))
+    tiff = fingerprint_file(save(im, tmp_path / "a.tiff"))
+    assert bmp.content_hash != tiff.content_hash and bmp.image_hash == tiff.image_hash
+
+
+def test_a_file_too_large_for_any_photo_is_refused_without_reading_it(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.jpg"
+    with huge.open("wb") as f:
+        f.write(b"\xff\xd8\xff\xe0" + b"\0" * 60)
+        f.truncate((1 << 30) + 1)  # sparse: costs no disk
+    assert "too large" in _skip_reason(huge).reason
