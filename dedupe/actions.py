@@ -32,11 +32,13 @@ from urllib.parse import unquote_to_bytes
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError
+from dedupe.group import hamming
 from dedupe.models import (
     Action,
     ApplyResult,
     DuplicateGroup,
     FileRecord,
+    GroupMember,
     GroupPlan,
     JournalEntry,
     JournalState,
@@ -351,6 +353,18 @@ def apply(plan: Plan, store: Store, *, on_progress: ProgressCallback | None = No
             on_progress(ProgressEvent("apply", n, len(steps), step.file.path))
     store.finish_run(run_id)
     return ApplyResult(run_id, plan.action, tuple(results))
+
+
+def quarantine(copy: FileRecord, keeper: FileRecord, folder: str, roots: Sequence[str], store: Store) -> StepResult:
+    """Move one incoming duplicate into folder (keeping its path relative to its watched root), leaving the
+    older copy alone: the same checks and journal as a review run, so 'dedupe undo' puts it back."""
+    kind = relation(copy, keeper)
+    distance = 0 if kind is not MatchKind.NEAR else hamming(copy.fingerprint.phash, keeper.fingerprint.phash)
+    group = DuplicateGroup(kind, (GroupMember(keeper, MatchKind.EXACT, 0), GroupMember(copy, kind, distance)))
+    step = Step(copy, keeper, Action.MOVE, kind, move_target(copy.path, folder, roots))
+    choice = KeeperChoice(keeper, "already in the store")
+    the_plan = Plan(Action.MOVE, folder, (GroupPlan(group, choice, (step,), ()),))
+    return apply(the_plan, store).results[0]
 
 
 def _apply_step(step: Step, store: Store, run_id: int, keepers: set[str], touched: set[str]) -> StepResult:

@@ -1221,6 +1221,13 @@ def calibrate_command(dirs: tuple[str, ...], sample: int, seed: int, fmt: str, q
     metavar="SECONDS",
     help="Read a file once its size and mtime have not changed for this long.",
 )
+@click.option(
+    "--quarantine",
+    metavar="DIR",
+    type=click.Path(file_okay=False, path_type=str),
+    help="Move each incoming duplicate (never the older copy) into DIR, outside the watched folders;"
+    " journaled like review, so 'dedupe undo' puts it back.",
+)
 @click.pass_context
 def watch_command(
     ctx: click.Context,
@@ -1232,6 +1239,7 @@ def watch_command(
     command: str | None,
     hidden: bool,
     settle: float,
+    quarantine: str | None,
 ) -> None:
     """Watch DIRS and report each new photo that duplicates one already in the store.
 
@@ -1241,6 +1249,7 @@ def watch_command(
     Example:
 
         dedupe watch ~/Downloads ~/Pictures --exec notify-send
+        dedupe watch ~/Uploads --quarantine ~/dedupe-quarantine
     """
     argv: tuple[str, ...] = ()
     if command is not None:
@@ -1251,7 +1260,9 @@ def watch_command(
         if not argv:
             raise click.BadParameter("the command is empty", param_hint="--exec")
     store = open_store(ctx, db)
-    options = WatchOptions(threshold=threshold, poll=poll, settle=settle, hidden=hidden, command=argv)
+    options = WatchOptions(
+        threshold=threshold, poll=poll, settle=settle, hidden=hidden, command=argv, quarantine=quarantine
+    )
     renderer = WatchRenderer(fmt, Console(stderr=True, highlight=False, soft_wrap=True))
     stop = threading.Event()
     try:
@@ -1327,6 +1338,8 @@ _TEXT_KINDS = frozenset(
         WatchEventKind.WARNING,
         WatchEventKind.SKIPPED,
         WatchEventKind.COMMAND_FAILED,
+        WatchEventKind.QUARANTINED,
+        WatchEventKind.QUARANTINE_FAILED,
     )
 )
 
@@ -1374,6 +1387,11 @@ class WatchRenderer:
             self._err.print(Text(f"skipped {path}: {event.message}"))
         elif event.kind == WatchEventKind.COMMAND_FAILED:
             self._err.print(Text(f"--exec failed for {path}: {event.message}"))
+        elif event.kind == WatchEventKind.QUARANTINED:
+            click.echo(f"quarantined: {path} -> {other} ('dedupe undo' puts it back)")
+            sys.stdout.flush()
+        elif event.kind == WatchEventKind.QUARANTINE_FAILED:
+            self._err.print(Text(f"not quarantined, left in place: {path}: {event.message}"))
 
     def _show_queue(self, queued: int, in_progress: int) -> None:
         if self._fmt != "text":
@@ -1410,7 +1428,7 @@ def watch_event_json(event: WatchEvent) -> dict[str, Any]:
             out["distance"] = event.distance
     elif event.other is not None:
         out["dest"] = event.other
-    if event.kind in (WatchEventKind.SKIPPED, WatchEventKind.COMMAND_FAILED):
+    if event.kind in (WatchEventKind.SKIPPED, WatchEventKind.COMMAND_FAILED, WatchEventKind.QUARANTINE_FAILED):
         out["reason"] = event.message
     elif event.message:
         out["message"] = event.message

@@ -377,6 +377,7 @@ class WatchOptions:
     hidden: bool = False
     command: tuple[str, ...] = ()  # run for each duplicate, with the new and the existing path appended
     workers: int | None = None  # None: one per core
+    quarantine: str | None = None  # move each incoming duplicate (never the older copy) into this folder
 
 
 class WatchEventKind(StrEnum):
@@ -388,6 +389,8 @@ class WatchEventKind(StrEnum):
     SKIPPED = "skipped"  # path could not be fingerprinted; message says why
     WARNING = "warning"  # message: something the user should know (a folder gone, a fallback to polling)
     COMMAND_FAILED = "command_failed"  # the --exec command failed for the duplicate path/other
+    QUARANTINED = "quarantined"  # the duplicate path was moved to other (--quarantine); 'dedupe undo' reverses it
+    QUARANTINE_FAILED = "quarantine_failed"  # the duplicate path was left in place; message says why
     STATUS = "status"  # queued files waiting, in_progress being read
 
 

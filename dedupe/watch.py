@@ -9,6 +9,7 @@ ones, reports each new file that duplicates an image already in the store, and s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fnmatch
 import heapq
@@ -31,7 +32,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from dedupe import fingerprint
+from dedupe import actions, fingerprint
 from dedupe.errors import DedupeError
 from dedupe.group import CANDIDATE_PHASH, DEFAULT_THRESHOLD, MatchRule, match
 from dedupe.models import (
@@ -39,6 +40,7 @@ from dedupe.models import (
     MatchKind,
     ProgressEvent,
     ScanOptions,
+    StepState,
     WatchEvent,
     WatchEventKind,
     WatchOptions,
@@ -289,6 +291,13 @@ class Watcher:
         for r in real:
             if not Path(r).is_dir():
                 raise DedupeError(f"cannot watch {r}: it is not a folder")
+        if self._options.quarantine is not None:
+            folder = os.path.realpath(self._options.quarantine)
+            inside = [r for r in real if folder == r or _below(folder, r) or _below(r, folder)]
+            if inside:
+                # Quarantined files would arrive again in a watched folder, or the folder would swallow a root.
+                raise DedupeError(f"the quarantine folder {folder} must be outside the watched folder {inside[0]}")
+            self._options = dataclasses.replace(self._options, quarantine=folder)
         self._store = store
         self._on_event = on_event
         self._factory = observer_factory or default_observer
@@ -695,6 +704,23 @@ class Watcher:
                     self._emit(
                         WatchEventKind.COMMAND_FAILED, path=row.path, other=existing, match=match, message=reason
                     )
+            if self._options.quarantine:
+                self._quarantine(row.path, existing)
+
+    def _quarantine(self, path: str, existing: str) -> None:
+        """Move the incoming duplicate (never the older copy) aside, checked and journaled like a review."""
+        assert self._options.quarantine is not None
+        copy = self._store.records_under([path], fingerprint.VERSION)
+        keeper = self._store.records_under([existing], fingerprint.VERSION)
+        if not copy or not keeper:
+            self._emit(WatchEventKind.QUARANTINE_FAILED, path=path, message="no longer in the store")
+            return
+        roots = [r.path for r in self._roots]
+        result = actions.quarantine(copy[0], keeper[0], self._options.quarantine, roots, self._store)
+        if result.state is StepState.DONE:
+            self._emit(WatchEventKind.QUARANTINED, path=path, other=result.destination)
+        else:
+            self._emit(WatchEventKind.QUARANTINE_FAILED, path=path, message=result.reason)
 
     def _load_index(self) -> _Index:
         fps = self._store.fingerprints(fingerprint.VERSION)

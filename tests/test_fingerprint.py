@@ -207,3 +207,17 @@ def test_a_file_too_large_for_any_photo_is_refused_without_reading_it(tmp_path: 
         f.write(b"\xff\xd8\xff\xe0" + b"\0" * 60)
         f.truncate((1 << 30) + 1)  # sparse: costs no disk
     assert "too large" in _skip_reason(huge).reason
+
+
+def test_phash_has_the_same_bits_as_imagehash(tmp_path: Path) -> None:
+    import imagehash
+
+    from dedupe.fingerprint import phash
+
+    pictures = [draw_photo(seed, (640, 480)) for seed in range(12)]
+    pictures += [p.transpose(Image.Transpose.ROTATE_90) for p in pictures[:4]]
+    for path in sorted(Path("/usr/share/backgrounds").rglob("*.jpg"))[:5]:  # real photographs, where installed
+        with Image.open(path) as photo:
+            pictures.append(photo.convert("RGB").resize((800, 500)))
+    for im in pictures:
+        assert phash(im) == int(str(imagehash.phash(im, hash_size=8)), 16)

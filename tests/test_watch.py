@@ -611,3 +611,35 @@ def test_fingerprint_files_says_what_is_new(tmp_path: Path, store: Store) -> Non
     shutil.copyfile(b, c)
     copied = fingerprint_files([(str(c), c.stat())], store)
     assert copied.added == (str(c),) and copied.fingerprinted == 0  # a copy is new at its path, not a new image
+
+
+def test_quarantine_moves_the_incoming_duplicate_and_undo_puts_it_back(root: Path, db: Path, tmp_path: Path) -> None:
+    from dedupe import scan, undo
+
+    library = tmp_path / "library"
+    original = photo(library / "original.jpg", 40, (640, 480))
+    original_bytes = original.read_bytes()
+    with Store.open(db) as store:
+        scan([library], store)
+    quarantine = tmp_path / "quarantine"
+    with watching([root, library], db, WatchOptions(settle=SETTLE, quarantine=str(quarantine))) as (rec, store):
+        copy = root / "sub" / "copy.jpg"
+        copy.parent.mkdir()
+        shutil.copyfile(original, copy)
+        wait_for(lambda: rec.of(K.QUARANTINED), timeout=10, what="the quarantine")
+        (moved,) = rec.of(K.QUARANTINED)
+        assert moved.path == str(copy) and moved.other == str(quarantine / "watched" / "sub" / "copy.jpg")
+        unrelated = photo(root / "unrelated.jpg", 41)
+        wait_for(lambda: store.get_file(str(unrelated)) is not None, what="the unrelated photo")
+    assert not copy.exists()
+    assert (quarantine / "watched" / "sub" / "copy.jpg").read_bytes() == original_bytes
+    assert original.read_bytes() == original_bytes and unrelated.exists()  # the older copy is never touched
+    with Store.open(db) as store:
+        result = undo(store)
+    assert result.complete and copy.read_bytes() == original_bytes
+    assert not (quarantine / "watched" / "sub" / "copy.jpg").exists()
+
+
+def test_quarantine_inside_a_watched_folder_is_refused(root: Path, db: Path) -> None:
+    result = CliRunner().invoke(cli, ["watch", str(root), "--db", str(db), "--quarantine", str(root / "q")])
+    assert result.exit_code == 1 and "must be outside the watched folder" in result.output
