@@ -19,11 +19,22 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from dedupe import fingerprint
-from dedupe.actions import RAW_KEPT, parse_rules, plan
+from dedupe.actions import RAW_KEPT, TWIN_KEPT, parse_rules, plan, quarantine
 from dedupe.cli import cli
 from dedupe.errors import FileSkipped
 from dedupe.fingerprint import is_raw
-from dedupe.models import Action, DuplicateGroup, FileRecord, Fingerprint, GroupMember, MatchKind
+from dedupe.models import (
+    Action,
+    DuplicateGroup,
+    FileRecord,
+    Fingerprint,
+    GroupMember,
+    MatchKind,
+    ScanOptions,
+    StepState,
+)
+from dedupe.scan import scan
+from dedupe.store import Store
 from tests.conftest import draw_photo, run_dedupe, save
 
 
@@ -290,3 +301,17 @@ def test_a_raw_and_its_twin_through_a_real_subprocess(tmp_path: Path) -> None:
     assert "leave " in r.stdout and "RAW original kept" in r.stdout
     g = run_dedupe("groups", str(lib.root), "--db", lib.db, "--format", "json")
     assert str(lib.raw) in g.stdout and str(lib.jpg) in g.stdout
+
+
+def test_watch_quarantine_leaves_a_raw_that_only_looks_like_its_twin(tmp_path: Path, store: Store) -> None:
+    lib = RawLibrary(tmp_path)
+    scan([str(lib.root)], store, ScanOptions(workers=1))
+    (raw,) = store.records_under([str(lib.raw)], fingerprint.VERSION)
+    (jpg,) = store.records_under([str(lib.jpg)], fingerprint.VERSION)
+    (backup,) = store.records_under([str(lib.raw_backup)], fingerprint.VERSION)
+    for copy, keeper, reason in ((raw, jpg, RAW_KEPT), (jpg, raw, TWIN_KEPT)):
+        result = quarantine(copy, keeper, str(lib.dups), [str(lib.root)], store)
+        assert (result.state, result.reason) == (StepState.SKIPPED, reason)
+        assert Path(copy.path).read_bytes() == lib.original[Path(copy.path)]
+    moved = quarantine(backup, raw, str(lib.dups), [str(lib.root)], store)  # the same bytes: an ordinary copy
+    assert moved.state is StepState.DONE and not lib.raw_backup.exists()
