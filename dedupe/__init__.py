@@ -32,6 +32,7 @@ from dedupe.actions import (
     parse_rules,
     plan,
     plan_script,
+    suggest_keeper,
     undo,
 )
 from dedupe.calibrate import Calibration, calibrate
@@ -145,6 +146,7 @@ __all__ = [
     "scan_changes",
     "stop_on_signals",
     "stored_groups",
+    "suggest_keeper",
     "summarize",
     "undo",
     "watch",

@@ -11,6 +11,8 @@ Safety rules that every path through this module keeps:
 - Nothing is ever overwritten: moves and restores take a free name, links go through a temporary name in the same
   folder and replace the copy atomically, and a failed cross-device copy removes what it wrote.
 - The trash never falls back to a permanent delete: where there is no usable trash, the file is left alone.
+- A RAW file is an original, not a copy of its developed JPEG or HEIC twin: without include_raw, a plan removes a
+  RAW only in favour of a RAW with the same bytes, and never removes a JPEG/HEIC in favour of a RAW.
 
 Paths are plain strings (undecodable bytes kept as surrogate escapes, as in the store) handed to the os-level
 calls whose exact semantics matter here (link without following, O_EXCL, atomic replace), so pathlib is not used.
@@ -203,12 +205,16 @@ def plan(
     roots: Sequence[str] = (),
     include_near: bool = True,
     keepers: Mapping[int, str] | None = None,
+    include_raw: bool = False,
 ) -> Plan:
     """What to do with each group's redundant copies. Reads no file and changes nothing.
 
     references: absolute real folders whose files always win and are never touched. destination: the folder of
     a move. roots: the scanned folders, so that a move keeps paths relative to them. include_near: act on copies
     that are only similar to their keeper. keepers: keeper paths picked by the user, by index into groups.
+    include_raw: treat RAW files like any other photo. Without it, a group of a RAW and its developed JPEG(s)
+    keeps the best JPEG as its keeper and every RAW beside it ("RAW original kept"); only exact copies of a RAW
+    (the same bytes) are removed, in favour of the best RAW.
     """
     if action is Action.MOVE and not destination:
         raise DedupeError("a move needs a destination folder (--to DIR)")
@@ -216,7 +222,7 @@ def plan(
     refs = tuple(os.path.abspath(r) for r in references)
     planned: list[GroupPlan] = []
     for i, group in enumerate(groups):
-        choice = choose_keeper(group, rules, refs)
+        choice = suggest_keeper(group, rules, refs, include_raw=include_raw)
         picked = (keepers or {}).get(i)
         if picked is not None:
             chosen = next((m.file for m in group.members if m.file.path == picked), None)
@@ -229,8 +235,35 @@ def plan(
                 GroupPlan(group, choice, (), (), f"{choice.reason}; pick the keeper in 'dedupe review' or add a rule")
             )
             continue
-        planned.append(_plan_group(group, choice, action, refs, dest, roots, include_near))
+        planned.append(_plan_group(group, choice, action, refs, dest, roots, include_near, include_raw, rules))
     return Plan(action, dest, tuple(planned))
+
+
+RAW_KEPT = "RAW original kept: a RAW is removed only as an exact copy of another RAW (or with --include-raw)"
+TWIN_KEPT = "developed twin of the RAW keeper kept: acted on only with --include-raw"
+
+
+def _is_raw(f: FileRecord) -> bool:
+    return fingerprint.is_raw(f.fingerprint)
+
+
+def suggest_keeper(
+    group: DuplicateGroup,
+    rules: Sequence[KeeperRule] = DEFAULT_RULES,
+    references: Sequence[str] = (),
+    *,
+    include_raw: bool = False,
+) -> KeeperChoice:
+    """The keeper a plan would choose: without include_raw, a JPEG/HEIC twin rather than the RAW beside it."""
+    return choose_keeper(group if include_raw else _developed(group), rules, references)
+
+
+def _developed(group: DuplicateGroup) -> DuplicateGroup:
+    """The group's non-RAW members, when it has both kinds: the keeper is chosen among them."""
+    developed = tuple(m for m in group.members if not _is_raw(m.file))
+    if not developed or len(developed) == len(group.members):
+        return group
+    return DuplicateGroup(group.kind, developed)
 
 
 def _plan_group(
@@ -241,27 +274,45 @@ def _plan_group(
     dest: str | None,
     roots: Sequence[str],
     include_near: bool,
+    include_raw: bool = False,
+    rules: Sequence[KeeperRule] = DEFAULT_RULES,
 ) -> GroupPlan:
     keeper = choice.keeper
     steps: list[Step] = []
     left: list[Skipped] = []
+    raw_keeper = keeper
+    if not include_raw and not _is_raw(keeper):
+        raws = tuple(m for m in group.members if _is_raw(m.file))
+        if raws:
+            # Exact copies of a RAW are still redundant: they go in favour of the best RAW, which itself stays.
+            raw_keeper = choose_keeper(DuplicateGroup(group.kind, raws), rules, refs).keeper
     for m in group.members:
         f = m.file
         if f.path == keeper.path:
             continue
-        match = relation(f, keeper)
+        k = keeper
         reason = None
+        if not include_raw:
+            if _is_raw(f):
+                k = raw_keeper
+                if f.path == k.path or f.content_hash != k.content_hash:
+                    left.append(Skipped(f.path, RAW_KEPT))
+                    continue
+            elif _is_raw(keeper):
+                left.append(Skipped(f.path, TWIN_KEPT))
+                continue
+        match = relation(f, k)
         if any(in_folder(f.path, r) for r in refs):
             reason = "in a reference folder: never touched"
-        elif (f.dev, f.ino) == (keeper.dev, keeper.ino):
+        elif (f.dev, f.ino) == (k.dev, k.ino):
             reason = "the keeper's own file (a hard link or another path to it)"
-        elif _looks_like_a_view(f.dev, f.ino, f.size, f.mtime_ns, keeper.dev, keeper.ino, keeper.size, keeper.mtime_ns):
+        elif _looks_like_a_view(f.dev, f.ino, f.size, f.mtime_ns, k.dev, k.ino, k.size, k.mtime_ns):
             reason = VIEW_REASON
         elif match is MatchKind.NEAR and not include_near:
             reason = f"similar, not identical (distance {m.distance}): acted on only with --include-near or in review"
         elif action in (Action.HARDLINK, Action.SYMLINK) and match is not MatchKind.EXACT:
             reason = "not the same bytes as the keeper: a link would lose what differs"
-        elif action is Action.HARDLINK and f.dev != keeper.dev:
+        elif action is Action.HARDLINK and f.dev != k.dev:
             reason = "on another file system than the keeper: a hard link is impossible"
         elif dest is not None and in_folder(f.path, dest):
             reason = "already in the destination folder"
@@ -269,9 +320,9 @@ def _plan_group(
             left.append(Skipped(f.path, reason))
             continue
         target = move_target(f.path, dest, roots) if action is Action.MOVE and dest else None
-        steps.append(Step(f, keeper, action, match, target))
+        steps.append(Step(f, k, action, match, target))
     # The heart of the matter: the keeper stays, so a group never loses its last copy.
-    assert all(s.file.path != keeper.path for s in steps) and len(steps) < len(group.members)
+    assert all(s.file.path not in (keeper.path, raw_keeper.path) for s in steps) and len(steps) < len(group.members)
     return GroupPlan(group, choice, tuple(steps), tuple(left))
 
 
@@ -342,7 +393,7 @@ def _reason(e: BaseException) -> str:
 def apply(plan: Plan, store: Store, *, on_progress: ProgressCallback | None = None) -> ApplyResult:
     """Carry out a plan, checking every copy and its keeper right before touching it, and journaling each act."""
     run_id = store.start_run(plan.action)
-    keepers = {g.choice.keeper.path for g in plan.groups}
+    keepers = {g.choice.keeper.path for g in plan.groups} | {s.keeper.path for s in plan.steps}
     touched: set[str] = set()
     results: list[StepResult] = []
     steps = plan.steps
@@ -358,6 +409,9 @@ def apply(plan: Plan, store: Store, *, on_progress: ProgressCallback | None = No
 def quarantine(copy: FileRecord, keeper: FileRecord, folder: str, roots: Sequence[str], store: Store) -> StepResult:
     """Move one incoming duplicate into folder (keeping its path relative to its watched root), leaving the
     older copy alone: the same checks and journal as a review run, so 'dedupe undo' puts it back."""
+    if _is_raw(copy) != _is_raw(keeper) or (_is_raw(copy) and copy.content_hash != keeper.content_hash):
+        reason = RAW_KEPT if _is_raw(copy) else TWIN_KEPT
+        return StepResult(copy.path, Action.MOVE, StepState.SKIPPED, reason, keeper.path, None, 0)
     kind = relation(copy, keeper)
     distance = 0 if kind is not MatchKind.NEAR else hamming(copy.fingerprint.phash, keeper.fingerprint.phash)
     group = DuplicateGroup(kind, (GroupMember(keeper, MatchKind.EXACT, 0), GroupMember(copy, kind, distance)))
@@ -918,6 +972,8 @@ def _comment(text: str) -> str:
 __all__ = [
     "DEFAULT_RULES",
     "DEFAULT_RULES_TEXT",
+    "RAW_KEPT",
+    "TWIN_KEPT",
     "Refused",
     "apply",
     "check_file",
@@ -930,6 +986,7 @@ __all__ = [
     "plan_script",
     "relation",
     "runs",
+    "suggest_keeper",
     "trash_file",
     "undo",
 ]

@@ -34,7 +34,16 @@ from rich.table import Table
 from rich.text import Text
 
 from dedupe import __version__, fingerprint
-from dedupe.actions import DEFAULT_RULES_TEXT, apply, choose_keeper, in_folder, parse_rules, plan, plan_script, undo
+from dedupe.actions import (
+    DEFAULT_RULES_TEXT,
+    apply,
+    in_folder,
+    parse_rules,
+    plan,
+    plan_script,
+    suggest_keeper,
+    undo,
+)
 from dedupe.calibrate import DEFAULT_SAMPLE, calibrate
 from dedupe.errors import DedupeError, FileSkipped
 from dedupe.exchange import export_fingerprints, import_fingerprints
@@ -308,6 +317,12 @@ class _Input:
 @reference_option
 @click.option("--yes", "-y", is_flag=True, help="No questions: act on every exact and same-pixels copy.")
 @click.option("--include-near", is_flag=True, help="With --yes, --dry-run or --script: also act on similar copies.")
+@click.option(
+    "--include-raw",
+    is_flag=True,
+    help="Treat RAW files like other photos: a RAW may then go in favour of its JPEG twin, or the twin in favour of"
+    " the RAW. Without it a RAW is removed only as an exact copy of another RAW.",
+)
 @click.option("--dry-run", is_flag=True, help="Print exactly what --yes would do, and change nothing.")
 @click.option(
     "--format",
@@ -336,6 +351,7 @@ def review_command(
     references: tuple[str, ...],
     yes: bool,
     include_near: bool,
+    include_raw: bool,
     dry_run: bool,
     fmt: str,
     script: str | None,
@@ -349,7 +365,8 @@ def review_command(
     Interactively, each group is shown with the suggested keeper; answer k (keep the suggestion), a number
     (keep that file instead), a (keep all: not duplicates, remembered), s (skip), o (open in the image viewer),
     b (back) or q (quit). Nothing is touched before you confirm, every file and its keeper are checked again
-    right before acting, and 'dedupe undo' reverses the run.
+    right before acting, and 'dedupe undo' reverses the run. A RAW file and its JPEG/HEIC twin are shown together
+    but neither is removed in favour of the other ("RAW original kept") unless --include-raw is given.
 
     Example:
 
@@ -386,10 +403,17 @@ def review_command(
     destination = os.path.realpath(to) if to else None
     try:
         if interactive:
-            _interactive_review(ctx, store, console, groups, rules, refs, roots, act, destination)
+            _interactive_review(ctx, store, console, groups, rules, refs, roots, act, destination, include_raw)
             return
         the_plan = plan(
-            groups, rules, act, references=refs, destination=destination, roots=roots, include_near=include_near
+            groups,
+            rules,
+            act,
+            references=refs,
+            destination=destination,
+            roots=roots,
+            include_near=include_near,
+            include_raw=include_raw,
         )
     except DedupeError as e:
         raise click.ClickException(str(e)) from None
@@ -512,9 +536,10 @@ def _interactive_review(
     roots: Sequence[str],
     act: Action,
     destination: str | None,
+    include_raw: bool = False,
 ) -> None:
     stream = cast(TextIO, _Input(sys.stdin))
-    choices = [choose_keeper(g, rules, refs) for g in groups]
+    choices = [suggest_keeper(g, rules, refs, include_raw=include_raw) for g in groups]
     keepers: dict[int, str] = {}
     keep_all: set[int] = set()
     quit_early = False
@@ -582,6 +607,7 @@ def _interactive_review(
             roots=roots,
             include_near=True,
             keepers={n: keepers[j] for n, j in enumerate(chosen)},
+            include_raw=include_raw,
         )
     except DedupeError as e:
         raise click.ClickException(str(e)) from None

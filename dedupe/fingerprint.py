@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import warnings
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,12 @@ PHOTO_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "HEIF", "AVIF")
 IMAGE_EXTENSIONS = frozenset(
     (".jpg .jpeg .jpe .jfif .png .apng .gif .bmp .dib .tif .tiff .webp .heic .heif .hif .avif").split()  # noqa: SIM905
 )
+# Camera RAW files: recognised by name AND content, fingerprinted from their largest embedded JPEG preview.
+RAW_EXTENSIONS = frozenset(
+    (".cr2 .cr3 .nef .nrw .arw .srf .sr2 .dng .raf .orf .rw2 .pef .srw .x3f .3fr .iiq .erf .kdc .mrw").split()  # noqa: SIM905
+)
+RAW_PREFIX = "RAW:"  # Fingerprint.format of a RAW file is "RAW:<ext>", e.g. "RAW:nef"
+NO_PREVIEW = "RAW file without an embedded preview"
 HASH_SIZE = 8  # 64-bit perceptual hashes
 WORK_SIZE = 256  # perceptual hashes are taken from a copy this small (long side)
 LOW_INFO_STDDEV = 3.0  # a grey-level spread below this is a blank or nearly uniform picture
@@ -33,7 +40,7 @@ BACKGROUND = (128, 128, 128)  # transparent pixels are flattened onto mid-grey: 
 
 # Stored beside every fingerprint: a change to any part of the pipeline re-fingerprints cleanly.
 VERSION = (
-    f"4;dihedral;exif-subsec;chunk-essence;numpy-dct;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};"
+    f"5;raw-preview;dihedral;exif-subsec;chunk-essence;numpy-dct;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};"
     f"imagehash={imagehash.__version__}"
 )
 # No photo this large decodes within Pillow's pixel limit; reading it whole would only exhaust memory.
@@ -102,10 +109,31 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
+def raw_signature(head: bytes) -> bool:
+    """Whether a file's first bytes are those of a camera RAW container (TIFF-based or one of its own)."""
+    return (
+        head[:4] in (b"II*\x00", b"MM\x00*", b"IIRO", b"IIRS", b"MMOR", b"IIU\x00", b"FOVb", b"\x00MRM", b"IIII")
+        or head[4:12] == b"ftypcrx "
+        or head.startswith(b"FUJIFILMCCD-RAW")
+    )
+
+
+def raw_extension(path: str | os.PathLike[str] | None, head: bytes) -> str | None:
+    """The RAW extension ("nef") of a file named like a RAW whose content is one too, else None."""
+    if path is None:
+        return None
+    suffix = Path(path).suffix.lower()
+    return suffix[1:] if suffix in RAW_EXTENSIONS and raw_signature(head) else None
+
+
+def is_raw(fp: Fingerprint) -> bool:
+    return fp.format.startswith(RAW_PREFIX)
+
+
 def fingerprint_file(path: str | os.PathLike[str]) -> Fingerprint:
     """Fingerprint one file; a file that cannot be read or decoded raises FileSkipped with the reason."""
     data = read_image_bytes(path)
-    return fingerprint_bytes(data, hash_bytes(data))
+    return fingerprint_bytes(data, hash_bytes(data), name=path)
 
 
 def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
@@ -115,7 +143,7 @@ def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
             head = f.read(64)
             if not head:
                 raise FileSkipped("empty file", ignorable=not _image_name(path))
-            if sniff_format(head) is None:
+            if sniff_format(head) is None and raw_extension(path, head) is None:
                 raise FileSkipped("not an image file (unrecognised content)", ignorable=not _image_name(path))
             size = os.fstat(f.fileno()).st_size
             if size > MAX_FILE_BYTES:
@@ -133,12 +161,19 @@ def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
 
 
 def _image_name(path: str | os.PathLike[str]) -> bool:
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+    suffix = Path(path).suffix.lower()
+    return suffix in IMAGE_EXTENSIONS or suffix in RAW_EXTENSIONS
 
 
-def fingerprint_bytes(data: bytes, content_hash: str) -> Fingerprint:
-    """Fingerprint an image held in memory; raises FileSkipped when it is not a readable photo."""
+def fingerprint_bytes(data: bytes, content_hash: str, *, name: str | os.PathLike[str] | None = None) -> Fingerprint:
+    """Fingerprint an image held in memory; raises FileSkipped when it is not a readable photo.
+
+    name: the file's name, when known; a RAW file is recognised by its name and its content together.
+    """
     try:
+        ext = raw_extension(name, data[:64])
+        if ext is not None:
+            return _fingerprint_raw(data, content_hash, ext)
         return _fingerprint(data, content_hash)
     except FileSkipped:
         raise
@@ -204,6 +239,127 @@ def _fingerprint(data: bytes, content_hash: str) -> Fingerprint:
         low_info=low_info,
         variants=dihedral_hashes(work),
         camera=_camera(exif),
+    )
+
+
+# A marker after entropy-coded data: 0xFF followed by anything but a stuffed zero, a restart or a fill byte.
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_MAX_SOI = 4096  # start-of-image candidates looked at in one file (random sensor data holds a few by chance)
+_MAX_DECODES = 8  # previews tried, largest first
+
+
+def _jpeg_end(data: bytes, start: int) -> int | None:
+    """The end of the JPEG stream starting at start (just after its EOI), by following its segments; None if
+    the bytes there are not a complete JPEG. Entropy-coded data is skipped by looking for the next marker, so an
+    EXIF thumbnail inside the preview's APP1 segment does not end the preview early."""
+    i, n = start + 2, len(data)
+    while i + 2 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker == 0xD9:
+            return i + 2
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            i += 2
+            continue
+        if marker in (0x00, 0xD8) or i + 4 > n:
+            return None
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        end = i + 2 + length
+        if length < 2 or end > n:
+            return None
+        if marker == 0xDA:
+            found = _JPEG_MARKER.search(data, end)
+            if found is None:
+                return None
+            i = found.start()
+        else:
+            i = end
+    return None
+
+
+def jpeg_streams(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of every complete JPEG stream inside a file's bytes, largest first.
+
+    Every RAW format keeps its previews as plain JPEG streams (the spans that TIFF's JPEGInterchangeFormat and
+    DNG's preview strips point to are among them), so one search covers them all without a parser per format.
+    """
+    found: set[tuple[int, int]] = set()
+    pos = 0
+    for _ in range(_MAX_SOI):
+        start = data.find(b"\xff\xd8\xff", pos)
+        if start < 0:
+            break
+        end = _jpeg_end(data, start)
+        if end is not None:
+            found.add((start, end))
+        pos = start + 3
+    return sorted(found, key=lambda span: (span[0] - span[1], span[0]))
+
+
+def raw_preview(data: bytes) -> Image.Image | None:
+    """The largest embedded JPEG preview of a RAW file that decodes (loaded at most WORK_SIZE-ish), or None.
+
+    Its size is the preview's full size: a reduced decode keeps the size it had before, in im.info.
+    """
+    for start, end in jpeg_streams(data)[:_MAX_DECODES]:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(io.BytesIO(data[start:end]), formats=("JPEG",))
+                size = im.size
+                im.draft("RGB", (WORK_SIZE, WORK_SIZE))
+                im.load()
+        except Image.DecompressionBombError:
+            raise
+        except Exception:  # lossless sensor data (SOF3) and damaged streams do not decode: try the next
+            continue
+        im.info["dedupe_full_size"] = size
+        return im
+    return None
+
+
+def _container_exif(data: bytes) -> Image.Exif:
+    """The TIFF tags of a TIFF-based RAW (orientation, date, camera); empty for other containers."""
+    exif = Image.Exif()
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        try:
+            exif.load(data)
+        except Exception:  # a damaged directory only costs the metadata
+            return Image.Exif()
+    return exif
+
+
+def _fingerprint_raw(data: bytes, content_hash: str, ext: str) -> Fingerprint:
+    im = raw_preview(data)
+    if im is None:
+        raise FileSkipped(NO_PREVIEW)
+    exif = _container_exif(data)
+    preview_exif = im.getexif()
+    orientation = exif.get(_ORIENTATION_TAG) or preview_exif.get(_ORIENTATION_TAG, 1)
+    if not isinstance(orientation, int) or orientation not in range(1, 9):
+        orientation = 1
+    width, height = im.info["dedupe_full_size"]
+    if orientation >= 5:
+        width, height = height, width
+    work = working_image(im, orientation)
+    phash, dhash = perceptual_hashes(work)
+    return Fingerprint(
+        content_hash=content_hash,
+        # Only the same bytes are the same RAW: two files with one preview may hold different sensor data.
+        image_hash=hash_bytes(f"raw:{content_hash}".encode()),
+        format=f"{RAW_PREFIX}{ext}",
+        width=width,
+        height=height,
+        phash=phash,
+        dhash=dhash,
+        taken=_date_taken(exif) or _date_taken(preview_exif),
+        low_info=is_low_info(work),
+        variants=dihedral_hashes(work),
+        camera=_camera(exif) or _camera(preview_exif),
     )
 
 
@@ -435,11 +591,12 @@ def thumbnail_jpeg(path: str | os.PathLike[str], size: int = 256, quality: int =
     """A small upright JPEG of a photo, for the HTML report; raises FileSkipped when it cannot be read."""
     data = read_image_bytes(path)
     try:
-        im = open_image(data)
-        orientation = im.getexif().get(_ORIENTATION_TAG, 1)
+        preview = raw_preview(data) if raw_extension(path, data[:64]) else None
+        im = preview or open_image(data)
+        orientation = _container_exif(data).get(_ORIENTATION_TAG) or im.getexif().get(_ORIENTATION_TAG, 1)
         if not isinstance(orientation, int) or orientation not in range(1, 9):
             orientation = 1
-        if im.format in ("JPEG", "MPO"):
+        if preview is None and im.format in ("JPEG", "MPO"):
             im.draft("RGB", (size, size))
         im.load()
         im = _normalise_mode(im)
@@ -463,7 +620,9 @@ def thumbnail_jpeg(path: str | os.PathLike[str], size: int = 256, quality: int =
 __all__ = [
     "CALIBRATION_EDITS",
     "IMAGE_EXTENSIONS",
+    "NO_PREVIEW",
     "PHOTO_FORMATS",
+    "RAW_EXTENSIONS",
     "VERSION",
     "dihedral_hashes",
     "edited_copies",
@@ -472,8 +631,13 @@ __all__ = [
     "hamming",
     "hash_bytes",
     "hash_file",
+    "is_raw",
+    "jpeg_streams",
     "open_image",
     "perceptual_hashes",
+    "raw_extension",
+    "raw_preview",
+    "raw_signature",
     "read_image_bytes",
     "sniff_format",
     "thumbnail_jpeg",

@@ -404,7 +404,7 @@ def _work(path: str, known: set[str]) -> _Result:
         content_hash = fingerprint.hash_bytes(data)
         if content_hash in known:
             return content_hash
-        return fingerprint.fingerprint_bytes(data, content_hash)
+        return fingerprint.fingerprint_bytes(data, content_hash, name=path)
     except FileSkipped as e:
         return e
     except MemoryError:
