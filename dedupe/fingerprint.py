@@ -370,6 +370,11 @@ def working_image(im: Image.Image, orientation: int = 1) -> Image.Image:
         scale = WORK_SIZE / max(im.size)
         size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
         im = im.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return _flat_upright(im, orientation)
+
+
+def _flat_upright(im: Image.Image, orientation: int) -> Image.Image:
+    """RGB, transparency flattened onto the fixed background, turned as its EXIF orientation says."""
     if im.mode == "RGBA":
         flat = Image.new("RGBA", im.size, (*BACKGROUND, 255))
         flat.alpha_composite(im)
@@ -601,13 +606,7 @@ def thumbnail_jpeg(path: str | os.PathLike[str], size: int = 256, quality: int =
         im.load()
         im = _normalise_mode(im)
         im.thumbnail((size, size), Image.Resampling.LANCZOS)
-        if im.mode == "RGBA":
-            flat = Image.new("RGBA", im.size, (*BACKGROUND, 255))
-            flat.alpha_composite(im)
-            im = flat
-        im = im.convert("RGB")
-        for method in _TRANSPOSE.get(orientation, ()):
-            im = im.transpose(method)
+        im = _flat_upright(im, orientation)
         out = io.BytesIO()
         im.save(out, "JPEG", quality=quality, optimize=True)
         return out.getvalue()
