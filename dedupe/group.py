@@ -246,57 +246,326 @@ def find_groups(
     - with bursts_apart, never when both come from one camera and were taken 0 < dt <= BURST_SECONDS apart
       (shots of one burst are similar, not copies); copies of one shot keep its exact time.
     Groups are stars around a reference: every member matches the reference itself.
+
+    Files are grouped into image classes (the same image data, which includes identical bytes), and classes
+    with identical perceptual hashes (and, for bursts, camera and time) into nodes; low-information images only
+    group with their own image class. Pairs of matching nodes are found and confirmed on arrays; Python objects
+    are only made for the files that end up in a group.
     """
     rule = MatchRule(threshold, rotations, two_stage, bursts_apart)
     files = _distinct_files(records)
-    # Classes of the same image data (which includes identical bytes).
-    by_image: dict[str, list[FileRecord]] = defaultdict(list)
-    for f in files:
-        by_image[f.fingerprint.image_hash].append(f)
-    # Nodes of identical perceptual hashes (and, for bursts, camera and time) among images with enough detail to
-    # compare; low-information images only group with their own image class.
-    nodes: dict[_Key, list[str]] = defaultdict(list)
-    solitary: list[list[str]] = []
-    for image_hash, members in by_image.items():
-        fp = members[0].fingerprint
-        if fp.low_info:
-            solitary.append([image_hash])
-        else:
-            nodes[_node_key(fp, rule)].append(image_hash)
-    keys = sorted(nodes)
-    bare = [_bare(k) for k in keys]
-    neighbours = _neighbours(keys, bare, rule)
+    fps = [f.fingerprint for f in files]
+    n = len(fps)
+    # The first file (in path order) of each image class stands for it.
+    image_hashes = [fp.image_hash for fp in fps]
+    first = dict(zip(reversed(image_hashes), range(n - 1, -1, -1), strict=True))
+    of_class = np.fromiter(map(first.__getitem__, image_hashes), dtype=np.int64, count=n)
+    del image_hashes, first
+    class_size = np.bincount(of_class, minlength=n)
+    low = np.fromiter((fp.low_info for fp in fps), dtype=bool, count=n)
+    reps = np.flatnonzero(class_size > 0)
+    members: dict[int, list[int]] = defaultdict(list)  # image classes of several files: their files, in order
+    for k in np.flatnonzero(class_size[of_class] > 1).tolist():
+        members[int(of_class[k])].append(k)
 
-    def node_key(i: int) -> tuple[int, int, str]:
-        return min(_quality(f) for h in nodes[keys[i]] for f in by_image[h])
+    nodes = _Nodes(fps, reps[~low[reps]], rule)
+    neighbours = nodes.neighbours()
+    count = len(nodes.rep)
 
-    clusters: list[tuple[_Key | None, list[str]]] = []
-    assigned: set[int] = set()
-    # The best-connected node becomes a reference first; ties go to the node with the best copy (most pixels, then
-    # largest file, then smallest path), never to input order. A node with no neighbour is its own cluster whatever
-    # the order, so only linked nodes are ordered.
-    for i in sorted(neighbours, key=lambda i: (-len(neighbours[i]), node_key(i))):
-        if i in assigned:
-            continue
-        star = [i]
-        for j in sorted(j for j in neighbours[i] if j not in assigned):
-            # Two shots of one burst may each match a copy without a time: still never in one group.
-            if not (rule.bursts_apart and any(same_burst(bare[j], bare[m]) for m in star)):
-                star.append(j)
-        assigned.update(star)
-        clusters.append((keys[i], [h for m in star for h in nodes[keys[m]]]))
-    for i, key in enumerate(keys):
-        hashes = nodes[key]
-        if i not in neighbours and (len(hashes) > 1 or len(by_image[hashes[0]]) > 1):
-            clusters.append((key, hashes))
-    clusters.extend((None, s) for s in solitary)
+    def files_of(node: int) -> list[int]:
+        return [k for c in nodes.classes(node) for k in members.get(c, (c,))]
+
+    clusters: list[tuple[int | None, list[int]]] = []  # (centre node or None, file indices)
+    if len(neighbours[0]):
+        # Undirected adjacency, each node's neighbours in node (key) order.
+        a, b = neighbours
+        src = np.concatenate([a, b])
+        order = np.argsort(src * count + np.concatenate([b, a]))
+        adjacent = np.concatenate([b, a])[order].tolist()
+        degree = np.bincount(src, minlength=count)
+        ends = np.cumsum(degree).tolist()
+        linked = np.flatnonzero(degree).tolist()
+        degrees = degree.tolist()
+
+        def quality(node: int) -> tuple[int, int, str]:
+            return min(_quality(files[k]) for k in files_of(node))
+
+        # The best-connected node becomes a reference first; ties go to the node with the best copy (most pixels,
+        # then largest file, then smallest path), never to input order. A node with no neighbour is its own
+        # cluster whatever the order, so only linked nodes are ordered.
+        ranked = sorted(linked, key=lambda i: (-degrees[i], quality(i)))
+        burst: dict[int, Fingerprint] = {}
+        if rule.bursts_apart:
+            for i in linked:
+                fp = fps[nodes.rep[i]]
+                if fp.camera and fp.taken:
+                    burst[i] = fp
+        assigned = bytearray(count)
+        for i in ranked:
+            if assigned[i]:
+                continue
+            star = [i]
+            for j in adjacent[ends[i] - degrees[i] : ends[i]]:
+                if assigned[j]:
+                    continue
+                # Two shots of one burst may each match a copy without a time: still never in one group.
+                fj = burst.get(j)
+                if fj is None or not any(m in burst and same_burst(fj, burst[m]) for m in star):
+                    star.append(j)
+            for m in star:
+                assigned[m] = 1
+            clusters.append((i, [k for m in star for k in files_of(m)]))
+    else:
+        assigned = bytearray(count)
+    for i in nodes.several(members).tolist():
+        if not assigned[i]:
+            clusters.append((i, files_of(i)))
+    clusters.extend((None, members[c]) for c in reps[low[reps]].tolist() if c in members)
 
     groups = [
-        _make_group([f for h in hashes for f in by_image[h]], centre, rule)
-        for centre, hashes in clusters
-        if len(hashes) > 1 or len(by_image[hashes[0]]) > 1  # a lone file is no group: skip the work
+        _make_group([files[k] for k in ks], None if centre is None else _node_key(fps[nodes.rep[centre]], rule), rule)
+        for centre, ks in clusters
+        if len(ks) > 1  # a lone file is no group
     ]
     return sorted(groups, key=lambda g: g.reference.file.path)
+
+
+_INVERSE_AT = tuple(TRANSFORMS.index(INVERSE.get(name, name)) for name in TRANSFORMS)
+
+
+class _Nodes:
+    """Image classes with identical perceptual hashes (and, for bursts, camera and time), in key order, with
+    their hashes as arrays."""
+
+    def __init__(self, fps: list[Fingerprint], reps: npt.NDArray[np.intp], rule: MatchRule) -> None:
+        self.rule = rule
+        self.fps = fps
+        # Hashes are unsigned 64-bit; any other value is looked up by its low 64 bits and matched in Python.
+        self.irregular = False
+        phash = self._u64([fps[r].phash for r in reps.tolist()])
+        # Node order is key order (pHash first); classes with one pHash are split and ordered by their whole key.
+        order = np.argsort(phash, kind="stable")
+        reps, phash = reps[order], phash[order]
+        self._extra: dict[int, list[int]] = {}  # node -> its image classes, when it has several
+        tied = np.flatnonzero(phash[1:] == phash[:-1])
+        if len(tied):
+            starts = tied[np.r_[True, tied[1:] != tied[:-1] + 1]]  # first position of each run of one pHash
+            rep_list = reps.tolist()
+            out: list[int] = []
+            done = 0
+            for start in starts.tolist():
+                end = start + 1
+                while end < len(rep_list) and phash[end] == phash[start]:
+                    end += 1
+                out.extend(rep_list[done:start])
+                by_key: dict[_Key, list[int]] = defaultdict(list)
+                for r in sorted(rep_list[start:end]):  # classes in path order, as they were met
+                    by_key[_node_key(fps[r], rule)].append(r)
+                for key in sorted(by_key):
+                    classes = by_key[key]
+                    if len(classes) > 1:
+                        self._extra[len(out)] = classes
+                    out.append(classes[0])
+                done = end
+            out.extend(rep_list[done:])
+            reps = np.array(out, dtype=np.intp)
+            phash = self._u64([fps[r].phash for r in out])
+        self.rep: list[int] = reps.tolist()
+        self.phash = phash
+        count = len(reps)
+        self.dhash = self._u64([fps[r].dhash for r in self.rep]) if rule.two_stage else np.zeros(count, dtype=np.uint64)
+        variants = [fps[r].variants if rule.rotations else () for r in self.rep]
+        self.turned = np.fromiter((len(v) == len(TRANSFORMS) for v in variants), dtype=bool, count=count)
+        self.variants = np.zeros((count, len(TRANSFORMS)), dtype=np.uint64)
+        if self.turned.all() and count:
+            flat = self._u64(list(itertools.chain.from_iterable(variants)))
+            self.variants[:] = flat.reshape(count, len(TRANSFORMS))
+        else:
+            for i in np.flatnonzero(self.turned).tolist():
+                self.variants[i] = self._u64(list(variants[i]))
+
+    def _u64(self, values: list[int]) -> npt.NDArray[np.uint64]:
+        try:
+            return np.array(values, dtype=np.uint64)
+        except OverflowError:
+            self.irregular = True
+            return np.array([v & 0xFFFFFFFFFFFFFFFF for v in values], dtype=np.uint64)
+
+    def classes(self, node: int) -> list[int]:
+        return self._extra.get(node) or [self.rep[node]]
+
+    def several(self, members: dict[int, list[int]]) -> npt.NDArray[np.intp]:
+        """The nodes holding more than one file, in order."""
+        out = [i for i, r in enumerate(self.rep) if r in members] if members else []
+        return np.array(sorted({*out, *self._extra}), dtype=np.intp)
+
+    def neighbours(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Node pairs (a < b) that match, sorted: found by exact multi-index searches, confirmed on arrays."""
+        rule, count = self.rule, len(self.rep)
+        found = [_join(self.phash, self.phash, rule.threshold, same=True)]
+        if rule.rotations and self.turned.any():
+            # Turned matches: any variant of one within the threshold of the other's upright is a candidate. A
+            # rot270 match of a to b is a rot90 match of b to a, so that variant need not be looked up.
+            at = np.flatnonzero(self.turned)
+            ks = [k for k, name in enumerate(TRANSFORMS) if name != "rot270"]
+            queries = self.variants[at][:, ks].T.ravel()
+            qi, tj = _join(queries, self.phash[at], rule.threshold, same=False)
+            a, b = at[qi % len(at)], at[tj]
+            keep = a != b
+            found.append((np.minimum(a, b)[keep], np.maximum(a, b)[keep]))
+        if rule.two_stage:
+            # The second opinion indexes the tighter dHash condition; the looser pHash one is confirmed below.
+            found.append(_join(self.dhash, self.dhash, CONFIRM_DHASH, same=True))
+        codes = np.unique(np.concatenate([a.astype(np.int64) * count + b for a, b in found]))
+        a, b = np.divmod(codes, count)
+        if self.irregular:
+            fps, rep = self.fps, self.rep
+            pairs = zip(a.tolist(), b.tolist(), strict=True)
+            keep = np.array([match(fps[rep[i]], fps[rep[j]], rule) is not None for i, j in pairs], dtype=bool)
+            return a[keep], b[keep]
+        keep = self._match(a, b)
+        a, b = a[keep], b[keep]
+        if rule.bursts_apart and len(a):
+            fps, rep = self.fps, self.rep
+            apart = [same_burst(fps[rep[i]], fps[rep[j]]) for i, j in zip(a.tolist(), b.tolist(), strict=True)]
+            keep = ~np.array(apart, dtype=bool)
+            a, b = a[keep], b[keep]
+        return a, b
+
+    def _match(self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Whether node a matches node b under the rule (match, on arrays), bursts aside."""
+        rule = self.rule
+        pa, pb = self.phash[a], self.phash[b]
+        upright = np.bitwise_count(pa ^ pb)
+        best = upright
+        if rule.rotations:
+            both = self.turned[a] & self.turned[b]
+            va, vb = self.variants[a], self.variants[b]
+            for k, back in enumerate(_INVERSE_AT):
+                turned = np.maximum(np.bitwise_count(va[:, k] ^ pb), np.bitwise_count(vb[:, back] ^ pa))
+                best = np.where(both, np.minimum(best, turned), best)
+        ok: npt.NDArray[np.bool_] = best <= rule.threshold
+        if rule.two_stage:
+            confirm = np.bitwise_count(self.dhash[a] ^ self.dhash[b])
+            ok |= (upright <= max(CANDIDATE_PHASH, rule.threshold)) & (confirm <= CONFIRM_DHASH)
+        return ok
+
+
+def _join(
+    queries: npt.NDArray[np.uint64], targets: npt.NDArray[np.uint64], threshold: int, *, same: bool
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """All (query index, target index) pairs within the threshold (0 included), sorted; with same (queries is
+    targets) only i < j. Exact: split the 64 bits into m blocks; two values within t bits agree exactly on at
+    least m - t blocks, so every pair shares the key made of some m - t blocks (each such choice is one table
+    lookup, and a pair is kept only by the first choice that finds it)."""
+    nq, nt = len(queries), len(targets)
+    empty = np.zeros(0, dtype=np.int64)
+    if threshold < 0 or nq == 0 or nt == 0:
+        return empty, empty
+    threshold = min(threshold, 64)
+    if threshold == 64:
+        i, j = np.divmod(np.arange(nq * nt, dtype=np.int64), nt)
+        keep = i < j if same else np.ones(len(i), dtype=bool)
+        return i[keep], j[keep]
+    blocks, agree = _join_plan(max(nq, nt), threshold)
+    edges = [round(64 * k / blocks) for k in range(blocks + 1)]
+    spans = [(edges[k], edges[k + 1] - edges[k]) for k in range(blocks)]
+    combos = list(itertools.combinations(range(blocks), agree))
+    found: list[npt.NDArray[np.int64]] = []
+    for c, combo in enumerate(combos):
+        bits = min(sum(spans[k][1] for k in combo), _MAX_KEY_BITS)
+        tkeys = _block_key(targets, spans, combo)
+        torder = np.argsort(tkeys, kind="stable")
+        starts = np.zeros((1 << bits) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(tkeys, minlength=1 << bits), out=starts[1:])
+        qkeys = tkeys if same else _block_key(queries, spans, combo)
+        lo = starts[qkeys]
+        counts = starts[qkeys + 1] - lo
+        del qkeys
+        earlier = [_combo_mask(spans, e) for e in combos[:c]]
+        found.extend(_pairs_in_buckets(queries, targets, torder, lo, counts, threshold, earlier, same))
+    if not found:
+        return empty, empty
+    codes = np.sort(np.concatenate(found))
+    return np.divmod(codes, nt)
+
+
+def _join_plan(n: int, threshold: int) -> tuple[int, int]:
+    """The number of blocks and of blocks that must agree with the least estimated work for n values."""
+    best: tuple[float, int, int] | None = None
+    for blocks in range(threshold + 1, 65):
+        agree = blocks - threshold
+        combos = math.comb(blocks, agree)
+        bits = min(64 * agree / blocks, _MAX_KEY_BITS)
+        cost = combos * (2 * n + (1 << int(bits)) / 8 + n * n / 2**bits)
+        if best is None or cost < best[0]:
+            best = (cost, blocks, agree)
+        if combos > 1000:
+            break
+    assert best is not None
+    return best[1], best[2]
+
+
+def _block_key(
+    values: npt.NDArray[np.uint64], spans: list[tuple[int, int]], combo: tuple[int, ...]
+) -> npt.NDArray[np.int64]:
+    key = np.zeros(len(values), dtype=np.uint64)
+    width = 0
+    for k in combo:
+        shift, bits = spans[k]
+        key = (key << np.uint64(bits)) | ((values >> np.uint64(shift)) & np.uint64((1 << bits) - 1))
+        width += bits
+    if width > _MAX_KEY_BITS:
+        mask = np.uint64((1 << _MAX_KEY_BITS) - 1)
+        key = (key ^ (key >> np.uint64(_MAX_KEY_BITS)) ^ (key >> np.uint64(2 * _MAX_KEY_BITS))) & mask
+    return key.astype(np.int64)
+
+
+def _combo_mask(spans: list[tuple[int, int]], combo: tuple[int, ...]) -> int:
+    return sum(((1 << bits) - 1) << shift for shift, bits in (spans[k] for k in combo))
+
+
+def _pairs_in_buckets(
+    queries: npt.NDArray[np.uint64],
+    targets: npt.NDArray[np.uint64],
+    torder: npt.NDArray[np.intp],
+    lo: npt.NDArray[np.int64],
+    counts: npt.NDArray[np.int64],
+    threshold: int,
+    earlier: list[int],
+    same: bool,
+) -> Iterator[npt.NDArray[np.int64]]:
+    """Pairs (as i * len(targets) + j) within the threshold among each query i and the bucket of target
+    positions lo[i] .. lo[i] + counts[i]; a pair whose bits under some earlier mask all agree is left to it."""
+    nt = len(targets)
+    active = np.flatnonzero(counts)
+    if len(active) == 0:
+        return
+    ends = np.cumsum(counts[active])
+    first = 0
+    while first < len(active):
+        base = ends[first - 1] if first else 0
+        last = max(first + 1, int(np.searchsorted(ends, base + _SLAB, side="right")))
+        rows = active[first:last]
+        sizes = counts[rows]
+        total = int(sizes.sum())
+        offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        i = np.repeat(rows, sizes)
+        j = torder[np.repeat(lo[rows], sizes) + offsets]
+        if same:
+            keep = i < j
+            i, j = i[keep], j[keep]
+        x = queries[i] ^ targets[j]
+        keep = np.bitwise_count(x) <= threshold
+        i, j, x = i[keep], j[keep], x[keep]
+        if earlier and len(x):
+            keep = np.ones(len(x), dtype=bool)
+            for mask in earlier:
+                keep &= (x & np.uint64(mask)) != 0
+            i, j = i[keep], j[keep]
+        if len(i):
+            yield i.astype(np.int64) * nt + j
+        first = last
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,50 +612,6 @@ def _node_key(fp: Fingerprint, rule: MatchRule) -> _Key:
         (fp.camera or "") if rule.bursts_apart else "",
         (fp.taken or "") if rule.bursts_apart else "",
     )
-
-
-def _neighbours(keys: Sequence[_Key], bare: Sequence[Fingerprint], rule: MatchRule) -> dict[int, set[int]]:
-    """Node index -> the nodes that match it, found by exact multi-index searches, each candidate checked."""
-    neighbours: dict[int, set[int]] = defaultdict(set)
-
-    def check(i: int, js: Iterable[int]) -> None:
-        for j in js:
-            if i != j and j not in neighbours[i] and match(bare[i], bare[j], rule) is not None:
-                neighbours[i].add(j)
-                neighbours[j].add(i)
-
-    def search(values_of: Sequence[int], threshold: int) -> None:
-        values = sorted(set(values_of))
-        at: dict[int, list[int]] = defaultdict(list)
-        for i, v in enumerate(values_of):
-            at[v].append(i)
-        for same in at.values():
-            for i in same:
-                check(i, same)
-        for i, j in near_pairs(values, threshold):
-            for a in at[values[i]]:
-                check(a, at[values[j]])
-
-    phashes = [k[0] for k in keys]
-    search(phashes, rule.threshold)
-    if rule.rotations:
-        # Turned matches: any variant of one within the threshold of the other's upright is a candidate.
-        targets = sorted(set(phashes))
-        at: dict[int, list[int]] = defaultdict(list)
-        for i, v in enumerate(phashes):
-            at[v].append(i)
-        queries = [(i, v) for i, k in enumerate(keys) for v in k[1]]
-        for q, t in cross_pairs([v for _, v in queries], targets, rule.threshold):
-            check(queries[q][0], at[targets[t]])
-    if rule.two_stage:
-        # The second opinion indexes the tighter dHash condition, then checks the looser pHash one.
-        search([k[2] for k in keys], CONFIRM_DHASH)
-    return neighbours
-
-
-def _bare(key: _Key) -> Fingerprint:
-    """A fingerprint holding only a node's hashes, camera and time, for match."""
-    return Fingerprint("", "", "", 0, 0, key[0], key[2], key[4] or None, False, key[1], key[3] or None)
 
 
 def _distinct_files(records: Iterable[FileRecord]) -> list[FileRecord]:
