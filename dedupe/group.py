@@ -342,47 +342,57 @@ class _Nodes:
         self.fps = fps
         # Hashes are unsigned 64-bit; any other value is looked up by its low 64 bits and matched in Python.
         self.irregular = False
-        phash = self._u64([fps[r].phash for r in reps.tolist()])
+        # Read the hashes in file order (objects made one after another sit together in memory), then reorder.
+        chosen = [fps[r] for r in reps.tolist()]
+        count = len(chosen)
+        phash = self._u64([fp.phash for fp in chosen])
+        dhash = self._u64([fp.dhash for fp in chosen]) if rule.two_stage else np.zeros(count, dtype=np.uint64)
+        variants = [fp.variants for fp in chosen] if rule.rotations else [()] * count
+        del chosen
+        turned = np.fromiter(map(len, variants), dtype=np.int64, count=count) == len(TRANSFORMS)
+        if turned.all() and count:
+            try:
+                flat = np.fromiter(
+                    itertools.chain.from_iterable(variants), dtype=np.uint64, count=count * len(TRANSFORMS)
+                )
+            except OverflowError:
+                flat = self._u64(list(itertools.chain.from_iterable(variants)))
+            table = flat.reshape(count, len(TRANSFORMS))
+        else:
+            table = np.zeros((count, len(TRANSFORMS)), dtype=np.uint64)
+            for i in np.flatnonzero(turned).tolist():
+                table[i] = self._u64(list(variants[i]))
+        del variants
         # Node order is key order (pHash first); classes with one pHash are split and ordered by their whole key.
         order = np.argsort(phash, kind="stable")
-        reps, phash = reps[order], phash[order]
         self._extra: dict[int, list[int]] = {}  # node -> its image classes, when it has several
-        tied = np.flatnonzero(phash[1:] == phash[:-1])
+        sorted_phash = phash[order]
+        tied = np.flatnonzero(sorted_phash[1:] == sorted_phash[:-1])
         if len(tied):
             starts = tied[np.r_[True, tied[1:] != tied[:-1] + 1]]  # first position of each run of one pHash
+            stops = np.searchsorted(sorted_phash, sorted_phash[starts], side="right")
+            positions = order.tolist()
             rep_list = reps.tolist()
-            out: list[int] = []
+            out: list[int] = []  # positions into reps, in node order
             done = 0
-            for start in starts.tolist():
-                end = start + 1
-                while end < len(rep_list) and phash[end] == phash[start]:
-                    end += 1
-                out.extend(rep_list[done:start])
+            for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+                out.extend(positions[done:start])
                 by_key: dict[_Key, list[int]] = defaultdict(list)
-                for r in sorted(rep_list[start:end]):  # classes in path order, as they were met
-                    by_key[_node_key(fps[r], rule)].append(r)
+                for q in sorted(positions[start:stop]):  # classes in path order, as they were met
+                    by_key[_node_key(fps[rep_list[q]], rule)].append(q)
                 for key in sorted(by_key):
                     classes = by_key[key]
                     if len(classes) > 1:
-                        self._extra[len(out)] = classes
+                        self._extra[len(out)] = [rep_list[q] for q in classes]
                     out.append(classes[0])
-                done = end
-            out.extend(rep_list[done:])
-            reps = np.array(out, dtype=np.intp)
-            phash = self._u64([fps[r].phash for r in out])
-        self.rep: list[int] = reps.tolist()
-        self.phash = phash
-        count = len(reps)
-        self.dhash = self._u64([fps[r].dhash for r in self.rep]) if rule.two_stage else np.zeros(count, dtype=np.uint64)
-        variants = [fps[r].variants if rule.rotations else () for r in self.rep]
-        self.turned = np.fromiter((len(v) == len(TRANSFORMS) for v in variants), dtype=bool, count=count)
-        self.variants = np.zeros((count, len(TRANSFORMS)), dtype=np.uint64)
-        if self.turned.all() and count:
-            flat = self._u64(list(itertools.chain.from_iterable(variants)))
-            self.variants[:] = flat.reshape(count, len(TRANSFORMS))
-        else:
-            for i in np.flatnonzero(self.turned).tolist():
-                self.variants[i] = self._u64(list(variants[i]))
+                done = stop
+            out.extend(positions[done:])
+            order = np.array(out, dtype=np.intp)
+        self.rep: list[int] = reps[order].tolist()
+        self.phash = phash[order]
+        self.dhash = dhash[order]
+        self.turned = turned[order]
+        self.variants = table[order]
 
     def _u64(self, values: list[int]) -> npt.NDArray[np.uint64]:
         try:
@@ -470,24 +480,38 @@ def _join(
     blocks, agree = _join_plan(max(nq, nt), threshold)
     edges = [round(64 * k / blocks) for k in range(blocks + 1)]
     spans = [(edges[k], edges[k + 1] - edges[k]) for k in range(blocks)]
+    kind = np.uint16 if max(width for _, width in spans) <= 16 else np.uint64
+    tblocks = [((targets >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(kind) for shift, width in spans]
+    qblocks = tblocks if same else [_block(queries, shift, width, kind) for shift, width in spans]
     combos = list(itertools.combinations(range(blocks), agree))
     found: list[npt.NDArray[np.int64]] = []
     for c, combo in enumerate(combos):
-        bits = min(sum(spans[k][1] for k in combo), _MAX_KEY_BITS)
-        tkeys = _block_key(targets, spans, combo)
-        torder = np.argsort(tkeys, kind="stable")
+        earlier = [_combo_mask(spans, e) for e in combos[:c]]
+        tkeys, bits = _block_key(tblocks, spans, combo)
+        torder = _argsort_keys(tkeys, bits)
+        if same:
+            found.extend(_pairs_within_buckets(targets, tkeys[torder], torder, threshold, earlier))
+            continue
+        sizes = np.bincount(tkeys, minlength=1 << bits)
         starts = np.zeros((1 << bits) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(tkeys, minlength=1 << bits), out=starts[1:])
-        qkeys = tkeys if same else _block_key(queries, spans, combo)
+        np.cumsum(sizes, out=starts[1:])
+        present = sizes.astype(bool)
+        del sizes, tkeys
+        qkeys, _ = _block_key(qblocks, spans, combo)
+        hit = np.flatnonzero(present[qkeys])
+        qkeys = qkeys[hit]
         lo = starts[qkeys]
         counts = starts[qkeys + 1] - lo
         del qkeys
-        earlier = [_combo_mask(spans, e) for e in combos[:c]]
-        found.extend(_pairs_in_buckets(queries, targets, torder, lo, counts, threshold, earlier, same))
+        found.extend(_pairs_in_buckets(queries, targets, torder, hit, lo, counts, threshold, earlier))
     if not found:
         return empty, empty
     codes = np.sort(np.concatenate(found))
     return np.divmod(codes, nt)
+
+
+def _block(values: npt.NDArray[np.uint64], shift: int, width: int, kind: type) -> npt.NDArray[np.generic]:
+    return ((values >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(kind)
 
 
 def _join_plan(n: int, threshold: int) -> tuple[int, int]:
@@ -507,62 +531,108 @@ def _join_plan(n: int, threshold: int) -> tuple[int, int]:
 
 
 def _block_key(
-    values: npt.NDArray[np.uint64], spans: list[tuple[int, int]], combo: tuple[int, ...]
-) -> npt.NDArray[np.int64]:
-    key = np.zeros(len(values), dtype=np.uint64)
-    width = 0
+    blocks: list[npt.NDArray[np.generic]], spans: list[tuple[int, int]], combo: tuple[int, ...]
+) -> tuple[npt.NDArray[np.int64], int]:
+    """The key of each value made of the chosen blocks, folded to at most _MAX_KEY_BITS bits; and its bits."""
+    width = sum(spans[k][1] for k in combo)
+    if width <= _MAX_KEY_BITS:
+        key = blocks[combo[0]].astype(np.int64)
+        for k in combo[1:]:
+            key <<= spans[k][1]
+            key |= blocks[k].astype(np.int64)
+        return key, width
+    wide = np.zeros(len(blocks[0]), dtype=np.uint64)
     for k in combo:
-        shift, bits = spans[k]
-        key = (key << np.uint64(bits)) | ((values >> np.uint64(shift)) & np.uint64((1 << bits) - 1))
-        width += bits
-    if width > _MAX_KEY_BITS:
-        mask = np.uint64((1 << _MAX_KEY_BITS) - 1)
-        key = (key ^ (key >> np.uint64(_MAX_KEY_BITS)) ^ (key >> np.uint64(2 * _MAX_KEY_BITS))) & mask
-    return key.astype(np.int64)
+        wide = (wide << np.uint64(spans[k][1])) | blocks[k].astype(np.uint64)
+    folded = wide
+    for shift in range(_MAX_KEY_BITS, 64, _MAX_KEY_BITS):
+        folded = folded ^ (wide >> np.uint64(shift))
+    return (folded & np.uint64((1 << _MAX_KEY_BITS) - 1)).astype(np.int64), _MAX_KEY_BITS
+
+
+def _argsort_keys(keys: npt.NDArray[np.int64], bits: int) -> npt.NDArray[np.intp]:
+    """A stable argsort of keys below 2**bits: two 16-bit radix passes when that is enough."""
+    if bits > 32:
+        return np.argsort(keys, kind="stable")
+    order = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    if bits > 16:
+        order = order[np.argsort((keys[order] >> 16).astype(np.uint16), kind="stable")]
+    return order
 
 
 def _combo_mask(spans: list[tuple[int, int]], combo: tuple[int, ...]) -> int:
     return sum(((1 << bits) - 1) << shift for shift, bits in (spans[k] for k in combo))
 
 
+def _confirm(x: npt.NDArray[np.uint64], threshold: int, earlier: list[int]) -> npt.NDArray[np.bool_]:
+    """Which differences are within the threshold and not left to an earlier choice of blocks."""
+    keep: npt.NDArray[np.bool_] = np.bitwise_count(x) <= threshold
+    for mask in earlier:
+        keep &= (x & np.uint64(mask)) != 0
+    return keep
+
+
+def _expand(
+    rows: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64], lo: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Each row repeated sizes times, beside the positions lo .. lo + size - 1."""
+    total = int(sizes.sum())
+    offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return np.repeat(rows, sizes), np.repeat(lo, sizes) + offsets
+
+
+def _pairs_within_buckets(
+    values: npt.NDArray[np.uint64],
+    sorted_keys: npt.NDArray[np.int64],
+    order: npt.NDArray[np.intp],
+    threshold: int,
+    earlier: list[int],
+) -> Iterator[npt.NDArray[np.int64]]:
+    """Pairs (as i * n + j, i < j) within the threshold among values of one key (values[order] in key order)."""
+    n = len(values)
+    # Each position pairs with the later positions of its bucket.
+    stops = np.searchsorted(sorted_keys, sorted_keys, side="right")
+    later = stops - np.arange(n) - 1
+    rows = np.flatnonzero(later)
+    if len(rows) == 0:
+        return
+    ends = np.cumsum(later[rows])
+    first = 0
+    while first < len(rows):
+        base = ends[first - 1] if first else 0
+        last = max(first + 1, int(np.searchsorted(ends, base + _SLAB, side="right")))
+        part = rows[first:last]
+        p, q = _expand(part, later[part], part + 1)
+        a, b = order[p], order[q]
+        keep = _confirm(values[a] ^ values[b], threshold, earlier)
+        a, b = a[keep], b[keep]
+        if len(a):
+            yield np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b)
+        first = last
+
+
 def _pairs_in_buckets(
     queries: npt.NDArray[np.uint64],
     targets: npt.NDArray[np.uint64],
     torder: npt.NDArray[np.intp],
+    rows: npt.NDArray[np.int64],
     lo: npt.NDArray[np.int64],
     counts: npt.NDArray[np.int64],
     threshold: int,
     earlier: list[int],
-    same: bool,
 ) -> Iterator[npt.NDArray[np.int64]]:
-    """Pairs (as i * len(targets) + j) within the threshold among each query i and the bucket of target
-    positions lo[i] .. lo[i] + counts[i]; a pair whose bits under some earlier mask all agree is left to it."""
+    """Pairs (as i * len(targets) + j) within the threshold among each query rows[r] and the bucket of target
+    positions lo[r] .. lo[r] + counts[r] (in torder)."""
     nt = len(targets)
-    active = np.flatnonzero(counts)
-    if len(active) == 0:
-        return
-    ends = np.cumsum(counts[active])
+    ends = np.cumsum(counts)
     first = 0
-    while first < len(active):
+    while first < len(rows):
         base = ends[first - 1] if first else 0
         last = max(first + 1, int(np.searchsorted(ends, base + _SLAB, side="right")))
-        rows = active[first:last]
-        sizes = counts[rows]
-        total = int(sizes.sum())
-        offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        i = np.repeat(rows, sizes)
-        j = torder[np.repeat(lo[rows], sizes) + offsets]
-        if same:
-            keep = i < j
-            i, j = i[keep], j[keep]
-        x = queries[i] ^ targets[j]
-        keep = np.bitwise_count(x) <= threshold
-        i, j, x = i[keep], j[keep], x[keep]
-        if earlier and len(x):
-            keep = np.ones(len(x), dtype=bool)
-            for mask in earlier:
-                keep &= (x & np.uint64(mask)) != 0
-            i, j = i[keep], j[keep]
+        i, at = _expand(rows[first:last], counts[first:last], lo[first:last])
+        j = torder[at]
+        keep = _confirm(queries[i] ^ targets[j], threshold, earlier)
+        i, j = i[keep], j[keep]
         if len(i):
             yield i.astype(np.int64) * nt + j
         first = last
