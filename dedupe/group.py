@@ -192,16 +192,18 @@ def match_distance(a: Fingerprint, b: Fingerprint) -> tuple[int, str | None]:
     away upright can come 4 bits close in one turned frame (measured on the benchmark), never in both.
     Ties go to upright, then to the order of models.TRANSFORMS. Symmetric: b to a is as far, by t's inverse.
     """
-    best, how = hamming(a.phash, b.phash), None
-    if len(a.variants) != len(TRANSFORMS) or len(b.variants) != len(TRANSFORMS):
+    ap, bp, av, bv = a.phash, b.phash, a.variants, b.variants
+    best, how = (ap ^ bp).bit_count(), None
+    if len(av) != len(TRANSFORMS) or len(bv) != len(TRANSFORMS):
         return best, how
-    index = {name: k for k, name in enumerate(TRANSFORMS)}
     for k, name in enumerate(TRANSFORMS):
-        back = index[INVERSE.get(name, name)]
-        d = max(hamming(a.variants[k], b.phash), hamming(b.variants[back], a.phash))
+        d = max((av[k] ^ bp).bit_count(), (bv[_INVERSE_AT[k]] ^ ap).bit_count())
         if d < best:
             best, how = d, name
     return best, how
+
+
+_INVERSE_AT = tuple(TRANSFORMS.index(INVERSE.get(name, name)) for name in TRANSFORMS)  # k -> index of its inverse
 
 
 def near_pairs_bktree(values: Sequence[int], threshold: int) -> list[tuple[int, int]]:
@@ -273,7 +275,11 @@ def find_groups(
     count = len(nodes.rep)
 
     def files_of(node: int) -> list[int]:
-        return [k for c in nodes.classes(node) for k in members.get(c, (c,))]
+        classes = nodes.extra.get(node)
+        if classes is None:
+            r = nodes.rep[node]
+            return members.get(r) or [r]
+        return [k for c in classes for k in members.get(c, (c,))]
 
     clusters: list[tuple[int | None, list[int]]] = []  # (centre node or None, file indices)
     if len(neighbours[0]):
@@ -287,13 +293,18 @@ def find_groups(
         linked = np.flatnonzero(degree).tolist()
         degrees = degree.tolist()
 
-        def quality(node: int) -> tuple[int, int, str]:
-            return min(_quality(files[k]) for k in files_of(node))
+        def rank(node: int) -> tuple[int, int, int, str]:
+            r = nodes.rep[node]
+            if r in members or node in nodes.extra:
+                return (-degrees[node], *min(_quality(files[k]) for k in files_of(node)))
+            f = files[r]
+            fp = f.fingerprint
+            return (-degrees[node], -(fp.width * fp.height), -f.size, f.path)
 
         # The best-connected node becomes a reference first; ties go to the node with the best copy (most pixels,
         # then largest file, then smallest path), never to input order. A node with no neighbour is its own
         # cluster whatever the order, so only linked nodes are ordered.
-        ranked = sorted(linked, key=lambda i: (-degrees[i], quality(i)))
+        ranked = sorted(linked, key=rank)
         burst: dict[int, Fingerprint] = {}
         if rule.bursts_apart:
             for i in linked:
@@ -330,9 +341,6 @@ def find_groups(
     return sorted(groups, key=lambda g: g.reference.file.path)
 
 
-_INVERSE_AT = tuple(TRANSFORMS.index(INVERSE.get(name, name)) for name in TRANSFORMS)
-
-
 class _Nodes:
     """Image classes with identical perceptual hashes (and, for bursts, camera and time), in key order, with
     their hashes as arrays."""
@@ -365,7 +373,7 @@ class _Nodes:
         del variants
         # Node order is key order (pHash first); classes with one pHash are split and ordered by their whole key.
         order = np.argsort(phash, kind="stable")
-        self._extra: dict[int, list[int]] = {}  # node -> its image classes, when it has several
+        self.extra: dict[int, list[int]] = {}  # node -> its image classes, when it has several
         sorted_phash = phash[order]
         tied = np.flatnonzero(sorted_phash[1:] == sorted_phash[:-1])
         if len(tied):
@@ -383,7 +391,7 @@ class _Nodes:
                 for key in sorted(by_key):
                     classes = by_key[key]
                     if len(classes) > 1:
-                        self._extra[len(out)] = [rep_list[q] for q in classes]
+                        self.extra[len(out)] = [rep_list[q] for q in classes]
                     out.append(classes[0])
                 done = stop
             out.extend(positions[done:])
@@ -401,13 +409,10 @@ class _Nodes:
             self.irregular = True
             return np.array([v & 0xFFFFFFFFFFFFFFFF for v in values], dtype=np.uint64)
 
-    def classes(self, node: int) -> list[int]:
-        return self._extra.get(node) or [self.rep[node]]
-
     def several(self, members: dict[int, list[int]]) -> npt.NDArray[np.intp]:
         """The nodes holding more than one file, in order."""
         out = [i for i, r in enumerate(self.rep) if r in members] if members else []
-        return np.array(sorted({*out, *self._extra}), dtype=np.intp)
+        return np.array(sorted({*out, *self.extra}), dtype=np.intp)
 
     def neighbours(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Node pairs (a < b) that match, sorted: found by exact multi-index searches, confirmed on arrays."""
@@ -564,11 +569,15 @@ def _combo_mask(spans: list[tuple[int, int]], combo: tuple[int, ...]) -> int:
     return sum(((1 << bits) - 1) << shift for shift, bits in (spans[k] for k in combo))
 
 
-def _confirm(x: npt.NDArray[np.uint64], threshold: int, earlier: list[int]) -> npt.NDArray[np.bool_]:
-    """Which differences are within the threshold and not left to an earlier choice of blocks."""
-    keep: npt.NDArray[np.bool_] = np.bitwise_count(x) <= threshold
-    for mask in earlier:
-        keep &= (x & np.uint64(mask)) != 0
+def _confirm(x: npt.NDArray[np.uint64], threshold: int, earlier: list[int]) -> npt.NDArray[np.intp]:
+    """Where the differences are within the threshold and not left to an earlier choice of blocks."""
+    keep = np.flatnonzero(np.bitwise_count(x) <= threshold)
+    if earlier and len(keep):
+        near = x[keep]
+        mine = np.ones(len(keep), dtype=bool)
+        for mask in earlier:
+            mine &= (near & np.uint64(mask)) != 0
+        keep = keep[mine]
     return keep
 
 
@@ -700,7 +709,14 @@ def _quality(f: FileRecord) -> tuple[int, int, str]:
 
 def _make_group(files: list[FileRecord], centre: _Key | None, rule: MatchRule) -> DuplicateGroup:
     # The reference is the best copy among the files at the cluster's centre, so that every member matches it.
-    ref = min((f for f in files if centre is None or _node_key(f.fingerprint, rule) == centre), key=_quality)
+    ref = min(
+        (
+            f
+            for f in files
+            if centre is None or (f.fingerprint.phash == centre[0] and _node_key(f.fingerprint, rule) == centre)
+        ),
+        key=_quality,
+    )
     members: list[GroupMember] = [GroupMember(ref, MatchKind.EXACT, 0)]
     for f in files:
         if f is ref:
@@ -713,10 +729,14 @@ def _make_group(files: list[FileRecord], centre: _Key | None, rule: MatchRule) -
             m = match(f.fingerprint, ref.fingerprint, rule)
             assert m is not None, "a star member always matches its centre"
             members.append(GroupMember(f, MatchKind.NEAR, m.distance, m.transform, m.dhash))
-    order = {MatchKind.EXACT: 0, MatchKind.IMAGE: 1, MatchKind.NEAR: 2}
-    rest = sorted(members[1:], key=lambda m: (order[m.match], m.distance, m.file.path))
-    kind = max((m.match for m in rest), key=order.__getitem__, default=MatchKind.EXACT)
+    if len(members) == 2:  # the usual pair: nothing to sort
+        return DuplicateGroup(kind=members[1].match, members=(members[0], members[1]))
+    rest = sorted(members[1:], key=lambda m: (_KIND_ORDER[m.match], m.distance, m.file.path))
+    kind = max((m.match for m in rest), key=_KIND_ORDER.__getitem__, default=MatchKind.EXACT)
     return DuplicateGroup(kind=kind, members=(members[0], *rest))
+
+
+_KIND_ORDER = {MatchKind.EXACT: 0, MatchKind.IMAGE: 1, MatchKind.NEAR: 2}
 
 
 def split_not_duplicates(
