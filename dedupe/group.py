@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -497,16 +498,31 @@ def _join(
         if same:
             found.extend(_pairs_within_buckets(targets, tkeys[torder], torder, threshold, earlier))
             continue
-        sizes = np.bincount(tkeys, minlength=1 << bits)
-        starts = np.zeros((1 << bits) + 1, dtype=np.int64)
-        np.cumsum(sizes, out=starts[1:])
-        present = sizes.astype(bool)
-        del sizes, tkeys
+        # Tables by key: how many targets (none, one, several), and where their run starts in key order.
+        sorted_keys = tkeys[torder]
+        del tkeys
+        heads = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+        sizes = np.diff(np.r_[heads, nt])
+        head_keys = sorted_keys[heads]
+        del sorted_keys
+        how_many = np.zeros(1 << bits, dtype=np.int8)
+        how_many[head_keys] = np.minimum(sizes, 2)
+        head_of = np.zeros(1 << bits, dtype=np.int32)
+        head_of[head_keys] = heads
         qkeys, _ = _block_key(qblocks, spans, combo)
-        hit = np.flatnonzero(present[qkeys])
+        kind_of = how_many[qkeys]
+        # Most keys that are there at all hold one target: no bucket to expand.
+        one = np.flatnonzero(kind_of == 1)
+        j = torder[head_of[qkeys[one]]]
+        keep = _confirm(queries[one] ^ targets[j], threshold, earlier)
+        found.append(one[keep].astype(np.int64) * nt + j[keep])
+        hit = np.flatnonzero(kind_of == 2)
+        del kind_of, one, j
+        size_of = np.zeros(1 << bits, dtype=np.int32)
+        size_of[head_keys] = sizes
         qkeys = qkeys[hit]
-        lo = starts[qkeys]
-        counts = starts[qkeys + 1] - lo
+        lo = head_of[qkeys].astype(np.int64)
+        counts = size_of[qkeys].astype(np.int64)
         del qkeys
         found.extend(_pairs_in_buckets(queries, targets, torder, hit, lo, counts, threshold, earlier))
     if not found:
@@ -537,14 +553,14 @@ def _join_plan(n: int, threshold: int) -> tuple[int, int]:
 
 def _block_key(
     blocks: list[npt.NDArray[np.generic]], spans: list[tuple[int, int]], combo: tuple[int, ...]
-) -> tuple[npt.NDArray[np.int64], int]:
+) -> tuple[npt.NDArray[np.signedinteger[Any]], int]:
     """The key of each value made of the chosen blocks, folded to at most _MAX_KEY_BITS bits; and its bits."""
     width = sum(spans[k][1] for k in combo)
     if width <= _MAX_KEY_BITS:
-        key = blocks[combo[0]].astype(np.int64)
+        key = blocks[combo[0]].astype(np.int32)
         for k in combo[1:]:
             key <<= spans[k][1]
-            key |= blocks[k].astype(np.int64)
+            key |= blocks[k].astype(np.int32)
         return key, width
     wide = np.zeros(len(blocks[0]), dtype=np.uint64)
     for k in combo:
@@ -555,7 +571,7 @@ def _block_key(
     return (folded & np.uint64((1 << _MAX_KEY_BITS) - 1)).astype(np.int64), _MAX_KEY_BITS
 
 
-def _argsort_keys(keys: npt.NDArray[np.int64], bits: int) -> npt.NDArray[np.intp]:
+def _argsort_keys(keys: npt.NDArray[np.signedinteger[Any]], bits: int) -> npt.NDArray[np.intp]:
     """A stable argsort of keys below 2**bits: two 16-bit radix passes when that is enough."""
     if bits > 32:
         return np.argsort(keys, kind="stable")
@@ -592,7 +608,7 @@ def _expand(
 
 def _pairs_within_buckets(
     values: npt.NDArray[np.uint64],
-    sorted_keys: npt.NDArray[np.int64],
+    sorted_keys: npt.NDArray[np.signedinteger[Any]],
     order: npt.NDArray[np.intp],
     threshold: int,
     earlier: list[int],
