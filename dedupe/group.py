@@ -313,6 +313,7 @@ def find_groups(
                 if fp.camera and fp.taken:
                     burst[i] = fp
         assigned = bytearray(count)
+        spokes: list[tuple[int, int]] = []  # (member node, centre node) of every star
         for i in ranked:
             if assigned[i]:
                 continue
@@ -327,15 +328,20 @@ def find_groups(
             for m in star:
                 assigned[m] = 1
             clusters.append((i, [k for m in star for k in files_of(m)]))
+            spokes.extend((m, i) for m in star[1:])
+        known = nodes.explain(spokes)
     else:
         assigned = bytearray(count)
+        known = {}
     for i in nodes.several(members).tolist():
         if not assigned[i]:
             clusters.append((i, files_of(i)))
     clusters.extend((None, members[c]) for c in reps[low[reps]].tolist() if c in members)
 
     groups = [
-        _make_group([files[k] for k in ks], None if centre is None else _node_key(fps[nodes.rep[centre]], rule), rule)
+        _make_group(
+            [files[k] for k in ks], None if centre is None else _node_key(fps[nodes.rep[centre]], rule), rule, known
+        )
         for centre, ks in clusters
         if len(ks) > 1  # a lone file is no group
     ]
@@ -447,6 +453,49 @@ class _Nodes:
             keep = ~np.array(apart, dtype=bool)
             a, b = a[keep], b[keep]
         return a, b
+
+    def explain(self, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], Match]:
+        """match(a, b) for node pairs that match, on arrays, keyed by the ids of the fingerprints standing for a
+        and b (any file holding one of those very objects matches the same way)."""
+        if not pairs or self.irregular:
+            return {}
+        rule = self.rule
+        a, b = (np.array(side, dtype=np.int64) for side in zip(*pairs, strict=True))
+        pa, pb = self.phash[a], self.phash[b]
+        upright = np.bitwise_count(pa ^ pb).astype(np.int64)
+        best, how = upright, np.full(len(a), -1, dtype=np.int64)
+        if rule.rotations:
+            both = self.turned[a] & self.turned[b]
+            va, vb = self.variants[a], self.variants[b]
+            for k, back in enumerate(_INVERSE_AT):
+                turned = np.maximum(np.bitwise_count(va[:, k] ^ pb), np.bitwise_count(vb[:, back] ^ pa))
+                better = both & (turned < best)
+                best = np.where(better, turned, best)
+                how = np.where(better, k, how)
+        near = best <= rule.threshold
+        confirm = np.bitwise_count(self.dhash[a] ^ self.dhash[b]).astype(np.int64)
+        second = ~near & (upright <= max(CANDIDATE_PHASH, rule.threshold)) & (confirm <= CONFIRM_DHASH)
+        if not rule.two_stage:
+            second[:] = False
+        fps, rep = self.fps, self.rep
+        out: dict[tuple[int, int], Match] = {}
+        for i, j, d, t, u, c, is_near, is_second in zip(
+            a.tolist(),
+            b.tolist(),
+            best.tolist(),
+            how.tolist(),
+            upright.tolist(),
+            confirm.tolist(),
+            near.tolist(),
+            second.tolist(),
+            strict=True,
+        ):
+            key = (id(fps[rep[i]]), id(fps[rep[j]]))
+            if is_near:
+                out[key] = Match(d, None if t < 0 else TRANSFORMS[t], None)
+            elif is_second:
+                out[key] = Match(u, None, c)
+        return out
 
     def _match(self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
         """Whether node a matches node b under the rule (match, on arrays), bursts aside."""
@@ -711,6 +760,11 @@ def _node_key(fp: Fingerprint, rule: MatchRule) -> _Key:
 
 def _distinct_files(records: Iterable[FileRecord]) -> list[FileRecord]:
     """One record per file: hardlinks and paths reaching one inode are the same file, not duplicates."""
+    records = list(records)
+    devices = {r.dev for r in records}
+    inodes = [r.ino for r in records] if len(devices) == 1 else [(r.dev, r.ino) for r in records]
+    if len(set(inodes)) == len(records):  # the usual case: no two records of one file
+        return sorted(records, key=_path)
     by_inode: dict[tuple[int, int], FileRecord] = {}
     for r in records:
         key = (r.dev, r.ino)
@@ -719,11 +773,21 @@ def _distinct_files(records: Iterable[FileRecord]) -> list[FileRecord]:
     return sorted(by_inode.values(), key=lambda r: r.path)
 
 
+def _path(f: FileRecord) -> str:
+    return f.path
+
+
 def _quality(f: FileRecord) -> tuple[int, int, str]:
     return (-(f.fingerprint.width * f.fingerprint.height), -f.size, f.path)
 
 
-def _make_group(files: list[FileRecord], centre: _Key | None, rule: MatchRule) -> DuplicateGroup:
+def _make_group(
+    files: list[FileRecord],
+    centre: _Key | None,
+    rule: MatchRule,
+    known: dict[tuple[int, int], Match] | None = None,
+) -> DuplicateGroup:
+    """The group of files around the centre; known: matches already worked out, by ids of the fingerprints."""
     # The reference is the best copy among the files at the cluster's centre, so that every member matches it.
     ref = min(
         (
@@ -742,7 +806,9 @@ def _make_group(files: list[FileRecord], centre: _Key | None, rule: MatchRule) -
         elif f.fingerprint.image_hash == ref.fingerprint.image_hash:
             members.append(GroupMember(f, MatchKind.IMAGE, 0))
         else:
-            m = match(f.fingerprint, ref.fingerprint, rule)
+            m = known.get((id(f.fingerprint), id(ref.fingerprint))) if known else None
+            if m is None:
+                m = match(f.fingerprint, ref.fingerprint, rule)
             assert m is not None, "a star member always matches its centre"
             members.append(GroupMember(f, MatchKind.NEAR, m.distance, m.transform, m.dhash))
     if len(members) == 2:  # the usual pair: nothing to sort
