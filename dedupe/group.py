@@ -430,7 +430,9 @@ class _Nodes:
             # rot270 match of a to b is a rot90 match of b to a, so that variant need not be looked up.
             at = np.flatnonzero(self.turned)
             ks = [k for k, name in enumerate(TRANSFORMS) if name != "rot270"]
-            queries = self.variants[at][:, ks].T.ravel()
+            turned = self.variants if len(at) == count else self.variants[at]
+            queries = turned[:, ks].T.ravel()
+            del turned
             qi, tj = _join(queries, self.phash[at], rule.threshold, same=False)
             a, b = at[qi % len(at)], at[tj]
             keep = a != b
@@ -517,7 +519,12 @@ class _Nodes:
 
 
 def _join(
-    queries: npt.NDArray[np.uint64], targets: npt.NDArray[np.uint64], threshold: int, *, same: bool
+    queries: npt.NDArray[np.uint64],
+    targets: npt.NDArray[np.uint64],
+    threshold: int,
+    *,
+    same: bool,
+    plan: tuple[int, int] | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """All (query index, target index) pairs within the threshold (0 included), sorted; with same (queries is
     targets) only i < j. Exact: split the 64 bits into m blocks; two values within t bits agree exactly on at
@@ -532,7 +539,8 @@ def _join(
         i, j = np.divmod(np.arange(nq * nt, dtype=np.int64), nt)
         keep = i < j if same else np.ones(len(i), dtype=bool)
         return i[keep], j[keep]
-    blocks, agree = _join_plan(max(nq, nt), threshold)
+    blocks, agree = plan or _join_plan(max(nq, nt), threshold)
+    assert blocks - agree <= threshold
     edges = [round(64 * k / blocks) for k in range(blocks + 1)]
     spans = [(edges[k], edges[k + 1] - edges[k]) for k in range(blocks)]
     kind = np.uint16 if max(width for _, width in spans) <= 16 else np.uint64
@@ -541,11 +549,14 @@ def _join(
     combos = list(itertools.combinations(range(blocks), agree))
     found: list[npt.NDArray[np.int64]] = []
     for c, combo in enumerate(combos):
+        # A pair belongs to the first choice whose blocks it agrees on: this one (a folded key can meet other
+        # values too) and no earlier one.
+        own = _combo_mask(spans, combo)
         earlier = [_combo_mask(spans, e) for e in combos[:c]]
         tkeys, bits = _block_key(tblocks, spans, combo)
         torder = _argsort_keys(tkeys, bits)
         if same:
-            found.extend(_pairs_within_buckets(targets, tkeys[torder], torder, threshold, earlier))
+            found.extend(_pairs_within_buckets(targets, tkeys[torder], torder, threshold, own, earlier))
             continue
         # Tables by key: how many targets (none, one, several), and where their run starts in key order.
         sorted_keys = tkeys[torder]
@@ -563,7 +574,7 @@ def _join(
         # Most keys that are there at all hold one target: no bucket to expand.
         one = np.flatnonzero(kind_of == 1)
         j = torder[head_of[qkeys[one]]]
-        keep = _confirm(queries[one] ^ targets[j], threshold, earlier)
+        keep = _confirm(queries[one] ^ targets[j], threshold, own, earlier)
         found.append(one[keep].astype(np.int64) * nt + j[keep])
         hit = np.flatnonzero(kind_of == 2)
         del kind_of, one, j
@@ -573,7 +584,7 @@ def _join(
         lo = head_of[qkeys].astype(np.int64)
         counts = size_of[qkeys].astype(np.int64)
         del qkeys
-        found.extend(_pairs_in_buckets(queries, targets, torder, hit, lo, counts, threshold, earlier))
+        found.extend(_pairs_in_buckets(queries, targets, torder, hit, lo, counts, threshold, own, earlier))
     if not found:
         return empty, empty
     codes = np.sort(np.concatenate(found))
@@ -634,12 +645,12 @@ def _combo_mask(spans: list[tuple[int, int]], combo: tuple[int, ...]) -> int:
     return sum(((1 << bits) - 1) << shift for shift, bits in (spans[k] for k in combo))
 
 
-def _confirm(x: npt.NDArray[np.uint64], threshold: int, earlier: list[int]) -> npt.NDArray[np.intp]:
-    """Where the differences are within the threshold and not left to an earlier choice of blocks."""
+def _confirm(x: npt.NDArray[np.uint64], threshold: int, own: int, earlier: list[int]) -> npt.NDArray[np.intp]:
+    """Where the differences are within the threshold, zero under own and not left to an earlier choice of blocks."""
     keep = np.flatnonzero(np.bitwise_count(x) <= threshold)
-    if earlier and len(keep):
+    if len(keep):
         near = x[keep]
-        mine = np.ones(len(keep), dtype=bool)
+        mine = (near & np.uint64(own)) == 0
         for mask in earlier:
             mine &= (near & np.uint64(mask)) != 0
         keep = keep[mine]
@@ -660,6 +671,7 @@ def _pairs_within_buckets(
     sorted_keys: npt.NDArray[np.signedinteger[Any]],
     order: npt.NDArray[np.intp],
     threshold: int,
+    own: int,
     earlier: list[int],
 ) -> Iterator[npt.NDArray[np.int64]]:
     """Pairs (as i * n + j, i < j) within the threshold among values of one key (values[order] in key order)."""
@@ -678,7 +690,7 @@ def _pairs_within_buckets(
         part = rows[first:last]
         p, q = _expand(part, later[part], part + 1)
         a, b = order[p], order[q]
-        keep = _confirm(values[a] ^ values[b], threshold, earlier)
+        keep = _confirm(values[a] ^ values[b], threshold, own, earlier)
         a, b = a[keep], b[keep]
         if len(a):
             yield np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b)
@@ -693,6 +705,7 @@ def _pairs_in_buckets(
     lo: npt.NDArray[np.int64],
     counts: npt.NDArray[np.int64],
     threshold: int,
+    own: int,
     earlier: list[int],
 ) -> Iterator[npt.NDArray[np.int64]]:
     """Pairs (as i * len(targets) + j) within the threshold among each query rows[r] and the bucket of target
@@ -705,7 +718,7 @@ def _pairs_in_buckets(
         last = max(first + 1, int(np.searchsorted(ends, base + _SLAB, side="right")))
         i, at = _expand(rows[first:last], counts[first:last], lo[first:last])
         j = torder[at]
-        keep = _confirm(queries[i] ^ targets[j], threshold, earlier)
+        keep = _confirm(queries[i] ^ targets[j], threshold, own, earlier)
         i, j = i[keep], j[keep]
         if len(i):
             yield i.astype(np.int64) * nt + j

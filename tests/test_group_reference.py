@@ -8,6 +8,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
+import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +19,7 @@ from dedupe.group import (
     DEFAULT_THRESHOLD,
     Match,
     MatchRule,
+    _join,
     cross_pairs,
     find_groups,
     hamming,
@@ -321,3 +324,27 @@ def test_fast_grouping_equals_the_reference_on_a_larger_library() -> None:
         assert sum(g.kind is MatchKind.NEAR for g in groups) > 20  # the case is not trivial
         assert any(m.transform for g in groups for m in g.members)
         assert any(m.dhash is not None for g in groups for m in g.members)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "plan"), [(4, (5, 1)), (4, (6, 2)), (4, (7, 3)), (2, (3, 1)), (0, (1, 1)), (9, None)]
+)
+def test_every_join_plan_is_exact(threshold: int, plan: tuple[int, int] | None) -> None:
+    # Large inputs choose keys of two blocks and more (folded into the table when wider): all must be exact.
+    rng = random.Random(threshold)
+    base = [rng.getrandbits(64) for _ in range(120)]
+    values = [*base, *(_flip(v, rng, threshold + 2) for v in base for _ in range(2)), base[0]]
+    queries = [_flip(v, rng, threshold + 2) for v in values[::3]]
+    arr, qarr = np.array(values, dtype=np.uint64), np.array(queries, dtype=np.uint64)
+    same = [
+        (i, j)
+        for i in range(len(values))
+        for j in range(i + 1, len(values))
+        if hamming(values[i], values[j]) <= threshold
+    ]
+    cross = [(i, j) for i, q in enumerate(queries) for j, v in enumerate(values) if hamming(q, v) <= threshold]
+    i, j = _join(arr, arr, threshold, same=True, plan=plan)
+    assert list(zip(i.tolist(), j.tolist(), strict=True)) == same
+    i, j = _join(qarr, arr, threshold, same=False, plan=plan)
+    assert list(zip(i.tolist(), j.tolist(), strict=True)) == cross
+    assert len(same) > 40 and len(cross) > 20  # near pairs are there to find
