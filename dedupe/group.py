@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -192,16 +193,18 @@ def match_distance(a: Fingerprint, b: Fingerprint) -> tuple[int, str | None]:
     away upright can come 4 bits close in one turned frame (measured on the benchmark), never in both.
     Ties go to upright, then to the order of models.TRANSFORMS. Symmetric: b to a is as far, by t's inverse.
     """
-    best, how = hamming(a.phash, b.phash), None
-    if len(a.variants) != len(TRANSFORMS) or len(b.variants) != len(TRANSFORMS):
+    ap, bp, av, bv = a.phash, b.phash, a.variants, b.variants
+    best, how = (ap ^ bp).bit_count(), None
+    if len(av) != len(TRANSFORMS) or len(bv) != len(TRANSFORMS):
         return best, how
-    index = {name: k for k, name in enumerate(TRANSFORMS)}
     for k, name in enumerate(TRANSFORMS):
-        back = index[INVERSE.get(name, name)]
-        d = max(hamming(a.variants[k], b.phash), hamming(b.variants[back], a.phash))
+        d = max((av[k] ^ bp).bit_count(), (bv[_INVERSE_AT[k]] ^ ap).bit_count())
         if d < best:
             best, how = d, name
     return best, how
+
+
+_INVERSE_AT = tuple(TRANSFORMS.index(INVERSE.get(name, name)) for name in TRANSFORMS)  # k -> index of its inverse
 
 
 def near_pairs_bktree(values: Sequence[int], threshold: int) -> list[tuple[int, int]]:
@@ -246,57 +249,480 @@ def find_groups(
     - with bursts_apart, never when both come from one camera and were taken 0 < dt <= BURST_SECONDS apart
       (shots of one burst are similar, not copies); copies of one shot keep its exact time.
     Groups are stars around a reference: every member matches the reference itself.
+
+    Files are grouped into image classes (the same image data, which includes identical bytes), and classes
+    with identical perceptual hashes (and, for bursts, camera and time) into nodes; low-information images only
+    group with their own image class. Pairs of matching nodes are found and confirmed on arrays; Python objects
+    are only made for the files that end up in a group.
     """
     rule = MatchRule(threshold, rotations, two_stage, bursts_apart)
     files = _distinct_files(records)
-    # Classes of the same image data (which includes identical bytes).
-    by_image: dict[str, list[FileRecord]] = defaultdict(list)
-    for f in files:
-        by_image[f.fingerprint.image_hash].append(f)
-    # Nodes of identical perceptual hashes (and, for bursts, camera and time) among images with enough detail to
-    # compare; low-information images only group with their own image class.
-    nodes: dict[_Key, list[str]] = defaultdict(list)
-    solitary: list[list[str]] = []
-    for image_hash, members in by_image.items():
-        fp = members[0].fingerprint
-        if fp.low_info:
-            solitary.append([image_hash])
-        else:
-            nodes[_node_key(fp, rule)].append(image_hash)
-    keys = sorted(nodes)
-    bare = [_bare(k) for k in keys]
-    neighbours = _neighbours(keys, bare, rule)
+    fps = [f.fingerprint for f in files]
+    n = len(fps)
+    # The first file (in path order) of each image class stands for it.
+    image_hashes = [fp.image_hash for fp in fps]
+    first = dict(zip(reversed(image_hashes), range(n - 1, -1, -1), strict=True))
+    of_class = np.fromiter(map(first.__getitem__, image_hashes), dtype=np.int64, count=n)
+    del image_hashes, first
+    class_size = np.bincount(of_class, minlength=n)
+    low = np.fromiter((fp.low_info for fp in fps), dtype=bool, count=n)
+    reps = np.flatnonzero(class_size > 0)
+    members: dict[int, list[int]] = defaultdict(list)  # image classes of several files: their files, in order
+    for k in np.flatnonzero(class_size[of_class] > 1).tolist():
+        members[int(of_class[k])].append(k)
 
-    def node_key(i: int) -> tuple[int, int, str]:
-        return min(_quality(f) for h in nodes[keys[i]] for f in by_image[h])
+    nodes = _Nodes(fps, reps[~low[reps]], rule)
+    neighbours = nodes.neighbours()
+    count = len(nodes.rep)
 
-    clusters: list[tuple[_Key | None, list[str]]] = []
-    assigned: set[int] = set()
-    # The best-connected node becomes a reference first; ties go to the node with the best copy (most pixels, then
-    # largest file, then smallest path), never to input order. A node with no neighbour is its own cluster whatever
-    # the order, so only linked nodes are ordered.
-    for i in sorted(neighbours, key=lambda i: (-len(neighbours[i]), node_key(i))):
-        if i in assigned:
-            continue
-        star = [i]
-        for j in sorted(j for j in neighbours[i] if j not in assigned):
-            # Two shots of one burst may each match a copy without a time: still never in one group.
-            if not (rule.bursts_apart and any(same_burst(bare[j], bare[m]) for m in star)):
-                star.append(j)
-        assigned.update(star)
-        clusters.append((keys[i], [h for m in star for h in nodes[keys[m]]]))
-    for i, key in enumerate(keys):
-        hashes = nodes[key]
-        if i not in neighbours and (len(hashes) > 1 or len(by_image[hashes[0]]) > 1):
-            clusters.append((key, hashes))
-    clusters.extend((None, s) for s in solitary)
+    def files_of(node: int) -> list[int]:
+        classes = nodes.extra.get(node)
+        if classes is None:
+            r = nodes.rep[node]
+            return members.get(r) or [r]
+        return [k for c in classes for k in members.get(c, (c,))]
+
+    clusters: list[tuple[int | None, list[int]]] = []  # (centre node or None, file indices)
+    if len(neighbours[0]):
+        # Undirected adjacency, each node's neighbours in node (key) order.
+        a, b = neighbours
+        src = np.concatenate([a, b])
+        order = np.argsort(src * count + np.concatenate([b, a]))
+        adjacent = np.concatenate([b, a])[order].tolist()
+        degree = np.bincount(src, minlength=count)
+        ends = np.cumsum(degree).tolist()
+        linked = np.flatnonzero(degree).tolist()
+        degrees = degree.tolist()
+
+        def rank(node: int) -> tuple[int, int, int, str]:
+            r = nodes.rep[node]
+            if r in members or node in nodes.extra:
+                return (-degrees[node], *min(_quality(files[k]) for k in files_of(node)))
+            f = files[r]
+            fp = f.fingerprint
+            return (-degrees[node], -(fp.width * fp.height), -f.size, f.path)
+
+        # The best-connected node becomes a reference first; ties go to the node with the best copy (most pixels,
+        # then largest file, then smallest path), never to input order. A node with no neighbour is its own
+        # cluster whatever the order, so only linked nodes are ordered.
+        ranked = sorted(linked, key=rank)
+        burst: dict[int, Fingerprint] = {}
+        if rule.bursts_apart:
+            for i in linked:
+                fp = fps[nodes.rep[i]]
+                if fp.camera and fp.taken:
+                    burst[i] = fp
+        assigned = bytearray(count)
+        spokes: list[tuple[int, int]] = []  # (member node, centre node) of every star
+        for i in ranked:
+            if assigned[i]:
+                continue
+            star = [i]
+            for j in adjacent[ends[i] - degrees[i] : ends[i]]:
+                if assigned[j]:
+                    continue
+                # Two shots of one burst may each match a copy without a time: still never in one group.
+                fj = burst.get(j)
+                if fj is None or not any(m in burst and same_burst(fj, burst[m]) for m in star):
+                    star.append(j)
+            for m in star:
+                assigned[m] = 1
+            clusters.append((i, [k for m in star for k in files_of(m)]))
+            spokes.extend((m, i) for m in star[1:])
+        known = nodes.explain(spokes)
+    else:
+        assigned = bytearray(count)
+        known = {}
+    for i in nodes.several(members).tolist():
+        if not assigned[i]:
+            clusters.append((i, files_of(i)))
+    clusters.extend((None, members[c]) for c in reps[low[reps]].tolist() if c in members)
 
     groups = [
-        _make_group([f for h in hashes for f in by_image[h]], centre, rule)
-        for centre, hashes in clusters
-        if len(hashes) > 1 or len(by_image[hashes[0]]) > 1  # a lone file is no group: skip the work
+        _make_group(
+            [files[k] for k in ks], None if centre is None else _node_key(fps[nodes.rep[centre]], rule), rule, known
+        )
+        for centre, ks in clusters
+        if len(ks) > 1  # a lone file is no group
     ]
     return sorted(groups, key=lambda g: g.reference.file.path)
+
+
+class _Nodes:
+    """Image classes with identical perceptual hashes (and, for bursts, camera and time), in key order, with
+    their hashes as arrays."""
+
+    def __init__(self, fps: list[Fingerprint], reps: npt.NDArray[np.intp], rule: MatchRule) -> None:
+        self.rule = rule
+        self.fps = fps
+        # Hashes are unsigned 64-bit; any other value is looked up by its low 64 bits and matched in Python.
+        self.irregular = False
+        # Read the hashes in file order (objects made one after another sit together in memory), then reorder.
+        chosen = [fps[r] for r in reps.tolist()]
+        count = len(chosen)
+        phash = self._u64([fp.phash for fp in chosen])
+        dhash = self._u64([fp.dhash for fp in chosen]) if rule.two_stage else np.zeros(count, dtype=np.uint64)
+        variants = [fp.variants for fp in chosen] if rule.rotations else [()] * count
+        del chosen
+        turned = np.fromiter(map(len, variants), dtype=np.int64, count=count) == len(TRANSFORMS)
+        if turned.all() and count:
+            try:
+                flat = np.fromiter(
+                    itertools.chain.from_iterable(variants), dtype=np.uint64, count=count * len(TRANSFORMS)
+                )
+            except OverflowError:
+                flat = self._u64(list(itertools.chain.from_iterable(variants)))
+            table = flat.reshape(count, len(TRANSFORMS))
+        else:
+            table = np.zeros((count, len(TRANSFORMS)), dtype=np.uint64)
+            for i in np.flatnonzero(turned).tolist():
+                table[i] = self._u64(list(variants[i]))
+        del variants
+        # Node order is key order (pHash first); classes with one pHash are split and ordered by their whole key.
+        order = np.argsort(phash, kind="stable")
+        self.extra: dict[int, list[int]] = {}  # node -> its image classes, when it has several
+        sorted_phash = phash[order]
+        tied = np.flatnonzero(sorted_phash[1:] == sorted_phash[:-1])
+        if len(tied):
+            starts = tied[np.r_[True, tied[1:] != tied[:-1] + 1]]  # first position of each run of one pHash
+            stops = np.searchsorted(sorted_phash, sorted_phash[starts], side="right")
+            positions = order.tolist()
+            rep_list = reps.tolist()
+            out: list[int] = []  # positions into reps, in node order
+            done = 0
+            for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+                out.extend(positions[done:start])
+                by_key: dict[_Key, list[int]] = defaultdict(list)
+                for q in sorted(positions[start:stop]):  # classes in path order, as they were met
+                    by_key[_node_key(fps[rep_list[q]], rule)].append(q)
+                for key in sorted(by_key):
+                    classes = by_key[key]
+                    if len(classes) > 1:
+                        self.extra[len(out)] = [rep_list[q] for q in classes]
+                    out.append(classes[0])
+                done = stop
+            out.extend(positions[done:])
+            order = np.array(out, dtype=np.intp)
+        self.rep: list[int] = reps[order].tolist()
+        self.phash = phash[order]
+        self.dhash = dhash[order]
+        self.turned = turned[order]
+        self.variants = table[order]
+
+    def _u64(self, values: list[int]) -> npt.NDArray[np.uint64]:
+        try:
+            return np.array(values, dtype=np.uint64)
+        except OverflowError:
+            self.irregular = True
+            return np.array([v & 0xFFFFFFFFFFFFFFFF for v in values], dtype=np.uint64)
+
+    def several(self, members: dict[int, list[int]]) -> npt.NDArray[np.intp]:
+        """The nodes holding more than one file, in order."""
+        out = [i for i, r in enumerate(self.rep) if r in members] if members else []
+        return np.array(sorted({*out, *self.extra}), dtype=np.intp)
+
+    def neighbours(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Node pairs (a < b) that match, sorted: found by exact multi-index searches, confirmed on arrays."""
+        rule, count = self.rule, len(self.rep)
+        found = [_join(self.phash, self.phash, rule.threshold, same=True)]
+        if rule.rotations and self.turned.any():
+            # Turned matches: any variant of one within the threshold of the other's upright is a candidate. A
+            # rot270 match of a to b is a rot90 match of b to a, so that variant need not be looked up.
+            at = np.flatnonzero(self.turned)
+            ks = [k for k, name in enumerate(TRANSFORMS) if name != "rot270"]
+            turned = self.variants if len(at) == count else self.variants[at]
+            queries = turned[:, ks].T.ravel()
+            del turned
+            qi, tj = _join(queries, self.phash[at], rule.threshold, same=False)
+            a, b = at[qi % len(at)], at[tj]
+            keep = a != b
+            found.append((np.minimum(a, b)[keep], np.maximum(a, b)[keep]))
+        if rule.two_stage:
+            # The second opinion indexes the tighter dHash condition; the looser pHash one is confirmed below.
+            found.append(_join(self.dhash, self.dhash, CONFIRM_DHASH, same=True))
+        codes = np.unique(np.concatenate([a.astype(np.int64) * count + b for a, b in found]))
+        a, b = np.divmod(codes, count)
+        if self.irregular:
+            fps, rep = self.fps, self.rep
+            pairs = zip(a.tolist(), b.tolist(), strict=True)
+            keep = np.array([match(fps[rep[i]], fps[rep[j]], rule) is not None for i, j in pairs], dtype=bool)
+            return a[keep], b[keep]
+        keep = self._match(a, b)
+        a, b = a[keep], b[keep]
+        if rule.bursts_apart and len(a):
+            fps, rep = self.fps, self.rep
+            apart = [same_burst(fps[rep[i]], fps[rep[j]]) for i, j in zip(a.tolist(), b.tolist(), strict=True)]
+            keep = ~np.array(apart, dtype=bool)
+            a, b = a[keep], b[keep]
+        return a, b
+
+    def explain(self, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], Match]:
+        """match(a, b) for node pairs that match, on arrays, keyed by the ids of the fingerprints standing for a
+        and b (any file holding one of those very objects matches the same way)."""
+        if not pairs or self.irregular:
+            return {}
+        rule = self.rule
+        a, b = (np.array(side, dtype=np.int64) for side in zip(*pairs, strict=True))
+        pa, pb = self.phash[a], self.phash[b]
+        upright = np.bitwise_count(pa ^ pb).astype(np.int64)
+        best, how = upright, np.full(len(a), -1, dtype=np.int64)
+        if rule.rotations:
+            both = self.turned[a] & self.turned[b]
+            va, vb = self.variants[a], self.variants[b]
+            for k, back in enumerate(_INVERSE_AT):
+                turned = np.maximum(np.bitwise_count(va[:, k] ^ pb), np.bitwise_count(vb[:, back] ^ pa))
+                better = both & (turned < best)
+                best = np.where(better, turned, best)
+                how = np.where(better, k, how)
+        near = best <= rule.threshold
+        confirm = np.bitwise_count(self.dhash[a] ^ self.dhash[b]).astype(np.int64)
+        second = ~near & (upright <= max(CANDIDATE_PHASH, rule.threshold)) & (confirm <= CONFIRM_DHASH)
+        if not rule.two_stage:
+            second[:] = False
+        fps, rep = self.fps, self.rep
+        out: dict[tuple[int, int], Match] = {}
+        for i, j, d, t, u, c, is_near, is_second in zip(
+            a.tolist(),
+            b.tolist(),
+            best.tolist(),
+            how.tolist(),
+            upright.tolist(),
+            confirm.tolist(),
+            near.tolist(),
+            second.tolist(),
+            strict=True,
+        ):
+            key = (id(fps[rep[i]]), id(fps[rep[j]]))
+            if is_near:
+                out[key] = Match(d, None if t < 0 else TRANSFORMS[t], None)
+            elif is_second:
+                out[key] = Match(u, None, c)
+        return out
+
+    def _match(self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Whether node a matches node b under the rule (match, on arrays), bursts aside."""
+        rule = self.rule
+        pa, pb = self.phash[a], self.phash[b]
+        upright = np.bitwise_count(pa ^ pb)
+        best = upright
+        if rule.rotations:
+            both = self.turned[a] & self.turned[b]
+            va, vb = self.variants[a], self.variants[b]
+            for k, back in enumerate(_INVERSE_AT):
+                turned = np.maximum(np.bitwise_count(va[:, k] ^ pb), np.bitwise_count(vb[:, back] ^ pa))
+                best = np.where(both, np.minimum(best, turned), best)
+        ok: npt.NDArray[np.bool_] = best <= rule.threshold
+        if rule.two_stage:
+            confirm = np.bitwise_count(self.dhash[a] ^ self.dhash[b])
+            ok |= (upright <= max(CANDIDATE_PHASH, rule.threshold)) & (confirm <= CONFIRM_DHASH)
+        return ok
+
+
+def _join(
+    queries: npt.NDArray[np.uint64],
+    targets: npt.NDArray[np.uint64],
+    threshold: int,
+    *,
+    same: bool,
+    plan: tuple[int, int] | None = None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """All (query index, target index) pairs within the threshold (0 included), sorted; with same (queries is
+    targets) only i < j. Exact: split the 64 bits into m blocks; two values within t bits agree exactly on at
+    least m - t blocks, so every pair shares the key made of some m - t blocks (each such choice is one table
+    lookup, and a pair is kept only by the first choice that finds it)."""
+    nq, nt = len(queries), len(targets)
+    empty = np.zeros(0, dtype=np.int64)
+    if threshold < 0 or nq == 0 or nt == 0:
+        return empty, empty
+    threshold = min(threshold, 64)
+    if threshold == 64:
+        i, j = np.divmod(np.arange(nq * nt, dtype=np.int64), nt)
+        keep = i < j if same else np.ones(len(i), dtype=bool)
+        return i[keep], j[keep]
+    blocks, agree = plan or _join_plan(max(nq, nt), threshold)
+    assert blocks - agree <= threshold
+    edges = [round(64 * k / blocks) for k in range(blocks + 1)]
+    spans = [(edges[k], edges[k + 1] - edges[k]) for k in range(blocks)]
+    kind = np.uint16 if max(width for _, width in spans) <= 16 else np.uint64
+    tblocks = [((targets >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(kind) for shift, width in spans]
+    qblocks = tblocks if same else [_block(queries, shift, width, kind) for shift, width in spans]
+    combos = list(itertools.combinations(range(blocks), agree))
+    found: list[npt.NDArray[np.int64]] = []
+    for c, combo in enumerate(combos):
+        # A pair belongs to the first choice whose blocks it agrees on: this one (a folded key can meet other
+        # values too) and no earlier one.
+        own = _combo_mask(spans, combo)
+        earlier = [_combo_mask(spans, e) for e in combos[:c]]
+        tkeys, bits = _block_key(tblocks, spans, combo)
+        torder = _argsort_keys(tkeys, bits)
+        if same:
+            found.extend(_pairs_within_buckets(targets, tkeys[torder], torder, threshold, own, earlier))
+            continue
+        # Tables by key: how many targets (none, one, several), and where their run starts in key order.
+        sorted_keys = tkeys[torder]
+        del tkeys
+        heads = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+        sizes = np.diff(np.r_[heads, nt])
+        head_keys = sorted_keys[heads]
+        del sorted_keys
+        how_many = np.zeros(1 << bits, dtype=np.int8)
+        how_many[head_keys] = np.minimum(sizes, 2)
+        head_of = np.zeros(1 << bits, dtype=np.int32)
+        head_of[head_keys] = heads
+        qkeys, _ = _block_key(qblocks, spans, combo)
+        kind_of = how_many[qkeys]
+        # Most keys that are there at all hold one target: no bucket to expand.
+        one = np.flatnonzero(kind_of == 1)
+        j = torder[head_of[qkeys[one]]]
+        keep = _confirm(queries[one] ^ targets[j], threshold, own, earlier)
+        found.append(one[keep].astype(np.int64) * nt + j[keep])
+        hit = np.flatnonzero(kind_of == 2)
+        del kind_of, one, j
+        size_of = np.zeros(1 << bits, dtype=np.int32)
+        size_of[head_keys] = sizes
+        qkeys = qkeys[hit]
+        lo = head_of[qkeys].astype(np.int64)
+        counts = size_of[qkeys].astype(np.int64)
+        del qkeys
+        found.extend(_pairs_in_buckets(queries, targets, torder, hit, lo, counts, threshold, own, earlier))
+    if not found:
+        return empty, empty
+    codes = np.sort(np.concatenate(found))
+    return np.divmod(codes, nt)
+
+
+def _block(values: npt.NDArray[np.uint64], shift: int, width: int, kind: type) -> npt.NDArray[np.generic]:
+    return ((values >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(kind)
+
+
+def _join_plan(n: int, threshold: int) -> tuple[int, int]:
+    """The number of blocks and of blocks that must agree with the least estimated work for n values."""
+    best: tuple[float, int, int] | None = None
+    for blocks in range(threshold + 1, 65):
+        agree = blocks - threshold
+        combos = math.comb(blocks, agree)
+        bits = min(64 * agree / blocks, _MAX_KEY_BITS)
+        cost = combos * (2 * n + (1 << int(bits)) / 8 + n * n / 2**bits)
+        if best is None or cost < best[0]:
+            best = (cost, blocks, agree)
+        if combos > 1000:
+            break
+    assert best is not None
+    return best[1], best[2]
+
+
+def _block_key(
+    blocks: list[npt.NDArray[np.generic]], spans: list[tuple[int, int]], combo: tuple[int, ...]
+) -> tuple[npt.NDArray[np.signedinteger[Any]], int]:
+    """The key of each value made of the chosen blocks, folded to at most _MAX_KEY_BITS bits; and its bits."""
+    width = sum(spans[k][1] for k in combo)
+    if width <= _MAX_KEY_BITS:
+        key = blocks[combo[0]].astype(np.int32)
+        for k in combo[1:]:
+            key <<= spans[k][1]
+            key |= blocks[k].astype(np.int32)
+        return key, width
+    wide = np.zeros(len(blocks[0]), dtype=np.uint64)
+    for k in combo:
+        wide = (wide << np.uint64(spans[k][1])) | blocks[k].astype(np.uint64)
+    folded = wide
+    for shift in range(_MAX_KEY_BITS, 64, _MAX_KEY_BITS):
+        folded = folded ^ (wide >> np.uint64(shift))
+    return (folded & np.uint64((1 << _MAX_KEY_BITS) - 1)).astype(np.int64), _MAX_KEY_BITS
+
+
+def _argsort_keys(keys: npt.NDArray[np.signedinteger[Any]], bits: int) -> npt.NDArray[np.intp]:
+    """A stable argsort of keys below 2**bits: two 16-bit radix passes when that is enough."""
+    if bits > 32:
+        return np.argsort(keys, kind="stable")
+    order = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    if bits > 16:
+        order = order[np.argsort((keys[order] >> 16).astype(np.uint16), kind="stable")]
+    return order
+
+
+def _combo_mask(spans: list[tuple[int, int]], combo: tuple[int, ...]) -> int:
+    return sum(((1 << bits) - 1) << shift for shift, bits in (spans[k] for k in combo))
+
+
+def _confirm(x: npt.NDArray[np.uint64], threshold: int, own: int, earlier: list[int]) -> npt.NDArray[np.intp]:
+    """Where the differences are within the threshold, zero under own and not left to an earlier choice of blocks."""
+    keep = np.flatnonzero(np.bitwise_count(x) <= threshold)
+    if len(keep):
+        near = x[keep]
+        mine = (near & np.uint64(own)) == 0
+        for mask in earlier:
+            mine &= (near & np.uint64(mask)) != 0
+        keep = keep[mine]
+    return keep
+
+
+def _expand(
+    rows: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64], lo: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Each row repeated sizes times, beside the positions lo .. lo + size - 1."""
+    total = int(sizes.sum())
+    offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return np.repeat(rows, sizes), np.repeat(lo, sizes) + offsets
+
+
+def _pairs_within_buckets(
+    values: npt.NDArray[np.uint64],
+    sorted_keys: npt.NDArray[np.signedinteger[Any]],
+    order: npt.NDArray[np.intp],
+    threshold: int,
+    own: int,
+    earlier: list[int],
+) -> Iterator[npt.NDArray[np.int64]]:
+    """Pairs (as i * n + j, i < j) within the threshold among values of one key (values[order] in key order)."""
+    n = len(values)
+    # Each position pairs with the later positions of its bucket.
+    stops = np.searchsorted(sorted_keys, sorted_keys, side="right")
+    later = stops - np.arange(n) - 1
+    rows = np.flatnonzero(later)
+    if len(rows) == 0:
+        return
+    ends = np.cumsum(later[rows])
+    first = 0
+    while first < len(rows):
+        base = ends[first - 1] if first else 0
+        last = max(first + 1, int(np.searchsorted(ends, base + _SLAB, side="right")))
+        part = rows[first:last]
+        p, q = _expand(part, later[part], part + 1)
+        a, b = order[p], order[q]
+        keep = _confirm(values[a] ^ values[b], threshold, own, earlier)
+        a, b = a[keep], b[keep]
+        if len(a):
+            yield np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b)
+        first = last
+
+
+def _pairs_in_buckets(
+    queries: npt.NDArray[np.uint64],
+    targets: npt.NDArray[np.uint64],
+    torder: npt.NDArray[np.intp],
+    rows: npt.NDArray[np.int64],
+    lo: npt.NDArray[np.int64],
+    counts: npt.NDArray[np.int64],
+    threshold: int,
+    own: int,
+    earlier: list[int],
+) -> Iterator[npt.NDArray[np.int64]]:
+    """Pairs (as i * len(targets) + j) within the threshold among each query rows[r] and the bucket of target
+    positions lo[r] .. lo[r] + counts[r] (in torder)."""
+    nt = len(targets)
+    ends = np.cumsum(counts)
+    first = 0
+    while first < len(rows):
+        base = ends[first - 1] if first else 0
+        last = max(first + 1, int(np.searchsorted(ends, base + _SLAB, side="right")))
+        i, at = _expand(rows[first:last], counts[first:last], lo[first:last])
+        j = torder[at]
+        keep = _confirm(queries[i] ^ targets[j], threshold, own, earlier)
+        i, j = i[keep], j[keep]
+        if len(i):
+            yield i.astype(np.int64) * nt + j
+        first = last
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,52 +771,13 @@ def _node_key(fp: Fingerprint, rule: MatchRule) -> _Key:
     )
 
 
-def _neighbours(keys: Sequence[_Key], bare: Sequence[Fingerprint], rule: MatchRule) -> dict[int, set[int]]:
-    """Node index -> the nodes that match it, found by exact multi-index searches, each candidate checked."""
-    neighbours: dict[int, set[int]] = defaultdict(set)
-
-    def check(i: int, js: Iterable[int]) -> None:
-        for j in js:
-            if i != j and j not in neighbours[i] and match(bare[i], bare[j], rule) is not None:
-                neighbours[i].add(j)
-                neighbours[j].add(i)
-
-    def search(values_of: Sequence[int], threshold: int) -> None:
-        values = sorted(set(values_of))
-        at: dict[int, list[int]] = defaultdict(list)
-        for i, v in enumerate(values_of):
-            at[v].append(i)
-        for same in at.values():
-            for i in same:
-                check(i, same)
-        for i, j in near_pairs(values, threshold):
-            for a in at[values[i]]:
-                check(a, at[values[j]])
-
-    phashes = [k[0] for k in keys]
-    search(phashes, rule.threshold)
-    if rule.rotations:
-        # Turned matches: any variant of one within the threshold of the other's upright is a candidate.
-        targets = sorted(set(phashes))
-        at: dict[int, list[int]] = defaultdict(list)
-        for i, v in enumerate(phashes):
-            at[v].append(i)
-        queries = [(i, v) for i, k in enumerate(keys) for v in k[1]]
-        for q, t in cross_pairs([v for _, v in queries], targets, rule.threshold):
-            check(queries[q][0], at[targets[t]])
-    if rule.two_stage:
-        # The second opinion indexes the tighter dHash condition, then checks the looser pHash one.
-        search([k[2] for k in keys], CONFIRM_DHASH)
-    return neighbours
-
-
-def _bare(key: _Key) -> Fingerprint:
-    """A fingerprint holding only a node's hashes, camera and time, for match."""
-    return Fingerprint("", "", "", 0, 0, key[0], key[2], key[4] or None, False, key[1], key[3] or None)
-
-
 def _distinct_files(records: Iterable[FileRecord]) -> list[FileRecord]:
     """One record per file: hardlinks and paths reaching one inode are the same file, not duplicates."""
+    records = list(records)
+    devices = {r.dev for r in records}
+    inodes = [r.ino for r in records] if len(devices) == 1 else [(r.dev, r.ino) for r in records]
+    if len(set(inodes)) == len(records):  # the usual case: no two records of one file
+        return sorted(records, key=_path)
     by_inode: dict[tuple[int, int], FileRecord] = {}
     for r in records:
         key = (r.dev, r.ino)
@@ -399,13 +786,30 @@ def _distinct_files(records: Iterable[FileRecord]) -> list[FileRecord]:
     return sorted(by_inode.values(), key=lambda r: r.path)
 
 
+def _path(f: FileRecord) -> str:
+    return f.path
+
+
 def _quality(f: FileRecord) -> tuple[int, int, str]:
     return (-(f.fingerprint.width * f.fingerprint.height), -f.size, f.path)
 
 
-def _make_group(files: list[FileRecord], centre: _Key | None, rule: MatchRule) -> DuplicateGroup:
+def _make_group(
+    files: list[FileRecord],
+    centre: _Key | None,
+    rule: MatchRule,
+    known: dict[tuple[int, int], Match] | None = None,
+) -> DuplicateGroup:
+    """The group of files around the centre; known: matches already worked out, by ids of the fingerprints."""
     # The reference is the best copy among the files at the cluster's centre, so that every member matches it.
-    ref = min((f for f in files if centre is None or _node_key(f.fingerprint, rule) == centre), key=_quality)
+    ref = min(
+        (
+            f
+            for f in files
+            if centre is None or (f.fingerprint.phash == centre[0] and _node_key(f.fingerprint, rule) == centre)
+        ),
+        key=_quality,
+    )
     members: list[GroupMember] = [GroupMember(ref, MatchKind.EXACT, 0)]
     for f in files:
         if f is ref:
@@ -415,13 +819,19 @@ def _make_group(files: list[FileRecord], centre: _Key | None, rule: MatchRule) -
         elif f.fingerprint.image_hash == ref.fingerprint.image_hash:
             members.append(GroupMember(f, MatchKind.IMAGE, 0))
         else:
-            m = match(f.fingerprint, ref.fingerprint, rule)
+            m = known.get((id(f.fingerprint), id(ref.fingerprint))) if known else None
+            if m is None:
+                m = match(f.fingerprint, ref.fingerprint, rule)
             assert m is not None, "a star member always matches its centre"
             members.append(GroupMember(f, MatchKind.NEAR, m.distance, m.transform, m.dhash))
-    order = {MatchKind.EXACT: 0, MatchKind.IMAGE: 1, MatchKind.NEAR: 2}
-    rest = sorted(members[1:], key=lambda m: (order[m.match], m.distance, m.file.path))
-    kind = max((m.match for m in rest), key=order.__getitem__, default=MatchKind.EXACT)
+    if len(members) == 2:  # the usual pair: nothing to sort
+        return DuplicateGroup(kind=members[1].match, members=(members[0], members[1]))
+    rest = sorted(members[1:], key=lambda m: (_KIND_ORDER[m.match], m.distance, m.file.path))
+    kind = max((m.match for m in rest), key=_KIND_ORDER.__getitem__, default=MatchKind.EXACT)
     return DuplicateGroup(kind=kind, members=(members[0], *rest))
+
+
+_KIND_ORDER = {MatchKind.EXACT: 0, MatchKind.IMAGE: 1, MatchKind.NEAR: 2}
 
 
 def split_not_duplicates(
