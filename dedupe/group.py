@@ -345,7 +345,7 @@ def find_groups(
         for centre, ks in clusters
         if len(ks) > 1  # a lone file is no group
     ]
-    return sorted(groups, key=lambda g: g.reference.file.path)
+    return sorted((g for g in groups if len(g.members) > 1), key=lambda g: g.reference.file.path)
 
 
 class _Nodes:
@@ -822,7 +822,10 @@ def _make_group(
             m = known.get((id(f.fingerprint), id(ref.fingerprint))) if known else None
             if m is None:
                 m = match(f.fingerprint, ref.fingerprint, rule)
-            assert m is not None, "a star member always matches its centre"
+            if m is None:
+                # A file of an image class whose other files matched, but which is itself another shot of the
+                # reference's burst (same pixels, other camera time): never its duplicate, so left out.
+                continue
             members.append(GroupMember(f, MatchKind.NEAR, m.distance, m.transform, m.dhash))
     if len(members) == 2:  # the usual pair: nothing to sort
         return DuplicateGroup(kind=members[1].match, members=(members[0], members[1]))
@@ -868,7 +871,9 @@ def split_not_duplicates(
                 (accepted if fits else rest).append(f)
             if len(accepted) > 1:
                 ref = accepted[0].fingerprint
-                out.append(_make_group(accepted, None if ref.low_info else _node_key(ref, rule), rule))
+                group = _make_group(accepted, None if ref.low_info else _node_key(ref, rule), rule)
+                if len(group.members) > 1:
+                    out.append(group)
             files = rest
     return sorted(out, key=lambda g: g.reference.file.path)
 

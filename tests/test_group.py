@@ -382,3 +382,17 @@ def test_every_search_plan_equals_the_bktree(threshold: int, blocks: int, errors
 def test_large_inputs_plan_to_enumerate_near_keys() -> None:
     assert _plan(1_000_000, 4) == (3, 1)
     assert _plan(100, 4)[1] == 0
+
+
+def test_a_burst_shot_reached_through_an_image_class_is_left_out_not_a_crash() -> None:
+    # x1 and x2 hold the same image data; x2 carries the camera time of shot B's burst, x1 none. B's star may take
+    # the class in through x1, but x2 is another shot of B's burst: it must not be grouped with B, nor crash.
+    shot = record("/b.jpg", 0, camera="Pixel 7", taken="2024-05-01T10:00:00.500000", size=5000)
+    x1 = record("/a1.jpg", flip(0, [1, 2]), content="x1", image="X")
+    x2 = record("/a2.jpg", flip(0, [1, 2]), content="x2", image="X", camera="Pixel 7", taken="2024-05-01T10:00:01")
+    for records in ([shot, x1, x2], [x2, x1, shot]):
+        for g in find_groups(records):
+            paths = {m.file.path for m in g.members}
+            assert not {"/b.jpg", "/a2.jpg"} <= paths
+            ref = g.reference.file.fingerprint
+            assert all(m.match is not MatchKind.NEAR or match(m.file.fingerprint, ref, MatchRule(4)) for m in g.members)
