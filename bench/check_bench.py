@@ -117,7 +117,7 @@ def build(path: Path, count: int, kind: str, planted: fingerprint.Fingerprint) -
         )
         conn.execute("COMMIT")
         conn.close()
-    Path(f"{path}.built").write_text(f"{count} {kind}\n")
+    Path(f"{path}.built").write_text(f"{count} {kind} {fingerprint.VERSION}\n")
     size = path.stat().st_size / 1e6
     print(f"built {count:,} {kind} fingerprints in {time.perf_counter() - started:.1f} s ({size:.0f} MB)")
 
@@ -222,16 +222,9 @@ def main() -> None:
         draw(2).save(clean, quality=90)
     planted = fingerprint.fingerprint_file(banned)
     marker = Path(f"{args.store}.built")
-    if (
-        args.rebuild
-        or not args.store.exists()
-        or not marker.exists()
-        or marker.read_text().split()
-        != [
-            str(args.count),
-            args.kind,
-        ]
-    ):
+    # The marker names the fingerprint version too: a store built by an older version would not match.
+    wanted = f"{args.count} {args.kind} {fingerprint.VERSION}"
+    if args.rebuild or not args.store.exists() or not marker.exists() or marker.read_text().strip() != wanted:
         build(args.store, args.count, args.kind, planted)
 
     py = sys.executable

@@ -13,6 +13,8 @@ Safety rules that every path through this module keeps:
 - The trash never falls back to a permanent delete: where there is no usable trash, the file is left alone.
 - A RAW file is an original, not a copy of its developed JPEG or HEIC twin: without include_raw, a plan removes a
   RAW only in favour of a RAW with the same bytes, and never removes a JPEG/HEIC in favour of a RAW.
+- A photo's sidecar files (.xmp, .aae) go wherever it goes (the trash, a move's destination), each journaled as an
+  act of its own; a sidecar that other files in the folder share stays where it is.
 
 Paths are plain strings (undecodable bytes kept as surrogate escapes, as in the store) handed to the os-level
 calls whose exact semantics matter here (link without following, O_EXCL, atomic replace), so pathlib is not used.
@@ -207,7 +209,8 @@ def plan(
     keepers: Mapping[int, str] | None = None,
     include_raw: bool = False,
 ) -> Plan:
-    """What to do with each group's redundant copies. Reads no file and changes nothing.
+    """What to do with each group's redundant copies. Reads no file (it lists the folders of the copies, to show
+    their sidecars) and changes nothing.
 
     references: absolute real folders whose files always win and are never touched. destination: the folder of
     a move. roots: the scanned folders, so that a move keeps paths relative to them. include_near: act on copies
@@ -220,6 +223,7 @@ def plan(
         raise DedupeError("a move needs a destination folder (--to DIR)")
     dest = os.path.abspath(destination) if destination else None
     refs = tuple(os.path.abspath(r) for r in references)
+    folders = _Listings()
     planned: list[GroupPlan] = []
     for i, group in enumerate(groups):
         choice = suggest_keeper(group, rules, refs, include_raw=include_raw)
@@ -235,7 +239,7 @@ def plan(
                 GroupPlan(group, choice, (), (), f"{choice.reason}; pick the keeper in 'dedupe review' or add a rule")
             )
             continue
-        planned.append(_plan_group(group, choice, action, refs, dest, roots, include_near, include_raw, rules))
+        planned.append(_plan_group(group, choice, action, refs, dest, roots, include_near, include_raw, rules, folders))
     return Plan(action, dest, tuple(planned))
 
 
@@ -276,6 +280,7 @@ def _plan_group(
     include_near: bool,
     include_raw: bool = False,
     rules: Sequence[KeeperRule] = DEFAULT_RULES,
+    folders: _Listings | None = None,
 ) -> GroupPlan:
     keeper = choice.keeper
     steps: list[Step] = []
@@ -320,7 +325,8 @@ def _plan_group(
             left.append(Skipped(f.path, reason))
             continue
         target = move_target(f.path, dest, roots) if action is Action.MOVE and dest else None
-        steps.append(Step(f, k, action, match, target))
+        sidecars = find_sidecars(f.path, (folders or _Listings()).names(f.path)) if action in CARRIES_SIDECARS else ()
+        steps.append(Step(f, k, action, match, target, sidecars))
     # The heart of the matter: the keeper stays, so a group never loses its last copy.
     assert all(s.file.path not in (keeper.path, raw_keeper.path) for s in steps) and len(steps) < len(group.members)
     return GroupPlan(group, choice, tuple(steps), tuple(left))
@@ -394,11 +400,13 @@ def apply(plan: Plan, store: Store, *, on_progress: ProgressCallback | None = No
     """Carry out a plan, checking every copy and its keeper right before touching it, and journaling each act."""
     run_id = store.start_run(plan.action)
     keepers = {g.choice.keeper.path for g in plan.groups} | {s.keeper.path for s in plan.steps}
+    # Files the plan itself names are never carried along as somebody's sidecar.
+    named = keepers | {s.file.path for s in plan.steps}
     touched: set[str] = set()
     results: list[StepResult] = []
     steps = plan.steps
     for n, step in enumerate(steps, start=1):
-        results.append(_apply_step(step, store, run_id, keepers, touched))
+        results.append(_apply_step(step, store, run_id, keepers, touched, named))
         touched.add(step.file.path)
         if on_progress:
             on_progress(ProgressEvent("apply", n, len(steps), step.file.path))
@@ -421,12 +429,16 @@ def quarantine(copy: FileRecord, keeper: FileRecord, folder: str, roots: Sequenc
     return apply(the_plan, store).results[0]
 
 
-def _apply_step(step: Step, store: Store, run_id: int, keepers: set[str], touched: set[str]) -> StepResult:
+def _apply_step(
+    step: Step, store: Store, run_id: int, keepers: set[str], touched: set[str], named: set[str] | None = None
+) -> StepResult:
     f, k = step.file, step.keeper
 
-    def result(state: StepState, reason: str = "", destination: str | None = None) -> StepResult:
+    def result(
+        state: StepState, reason: str = "", destination: str | None = None, sidecars: tuple[str, ...] = ()
+    ) -> StepResult:
         size = f.size if state is StepState.DONE else 0
-        return StepResult(f.path, step.action, state, reason, k.path, destination, size)
+        return StepResult(f.path, step.action, state, reason, k.path, destination, size, sidecars)
 
     if f.path in keepers or f.path == k.path:
         return result(StepState.SKIPPED, "it is a keeper")
@@ -456,6 +468,7 @@ def _apply_step(step: Step, store: Store, run_id: int, keepers: set[str], touche
             destination = _temp_name(f.path)
     except Refused as e:
         return result(StepState.FAILED, str(e))
+    found = find_sidecars(f.path) if step.action in CARRIES_SIDECARS else ()
     entry = store.journal_planned(run_id, step.action, f.path, k.path, f.content_hash, st, destination)
     try:
         where = _act(step, destination)
@@ -465,7 +478,121 @@ def _apply_step(step: Step, store: Store, run_id: int, keepers: set[str], touche
         return result(StepState.FAILED, why)
     store.journal_update(entry, JournalState.DONE, destination=where)
     _record_after(store, step, f)
-    return result(StepState.DONE, "", where)
+    carried, problems = _carry_sidecars(step, found, where, store, run_id, named or keepers)
+    return result(StepState.DONE, "; ".join(problems), where, carried)
+
+
+def _carry_sidecars(
+    step: Step, found: Sequence[str], where: str | None, store: Store, run_id: int, named: set[str]
+) -> tuple[tuple[str, ...], list[str]]:
+    """Send the photo's sidecars where the photo went; returns those carried and why any others stayed."""
+    carried: list[str] = []
+    problems: list[str] = []
+    for sidecar in found:
+        label = os.path.basename(sidecar)
+        if sidecar in named:
+            continue
+        try:
+            st = os.lstat(sidecar)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            digest = fingerprint.hash_file(sidecar)
+            target = None
+            if step.action is Action.MOVE:
+                assert where is not None
+                target = next(_free_names(sidecar_target(sidecar, step.file.path, where)))
+        except (Refused, OSError) as e:
+            problems.append(f"its sidecar {label} stayed: {e if isinstance(e, Refused) else _reason(e)}")
+            continue
+        entry = store.journal_planned(
+            run_id, step.action, sidecar, step.keeper.path, digest, st, target, sidecar_of=step.file.path
+        )
+        try:
+            if step.action is Action.DELETE:
+                os.unlink(sidecar)
+                went = None
+            elif step.action is Action.TRASH:
+                went = trash_file(sidecar)
+            else:
+                assert target is not None
+                went = place(sidecar, [target], digest)
+        except (Refused, OSError) as e:
+            why = str(e) if isinstance(e, Refused) else _reason(e)
+            store.journal_update(entry, JournalState.FAILED, reason=why)
+            problems.append(f"its sidecar {label} stayed: {why}")
+            continue
+        store.journal_update(entry, JournalState.DONE, destination=went, reason=f"sidecar of {step.file.path}")
+        carried.append(sidecar)
+    return tuple(carried), problems
+
+
+# --- sidecars --------------------------------------------------------------------------------------------------
+
+SIDECAR_EXTENSIONS = (".xmp", ".aae")
+# Links leave the photo's path in place, so its sidecars stay valid where they are.
+CARRIES_SIDECARS = (Action.TRASH, Action.DELETE, Action.MOVE)
+
+
+def _is_sidecar_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in SIDECAR_EXTENSIONS
+
+
+def find_sidecars(path: str, names: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The sidecar files of a photo, which go wherever it goes.
+
+    NAME.EXT.xmp (darktable, digiKam) belongs to NAME.EXT alone. NAME.xmp (Lightroom, Capture One) and NAME.aae
+    (Apple Photos edits) belong to it only when no other file in the folder is called NAME.something: beside
+    IMG_1.CR2 and IMG_1.JPG, IMG_1.xmp belongs to both and stays where it is. The extension is matched in any
+    case. names: the folder's entries, when already listed.
+    """
+    folder, name = os.path.split(path)
+    if names is None:
+        try:
+            names = os.listdir(folder or ".")
+        except OSError:
+            return ()
+    entries = list(names)
+    stem = os.path.splitext(name)[0]
+    shared = any(n != name and os.path.splitext(n)[0] == stem and not _is_sidecar_name(n) for n in entries)
+    found: list[str] = []
+    for n in sorted(entries):
+        if n == name or not _is_sidecar_name(n):
+            continue
+        base = os.path.splitext(n)[0]
+        if base == name or (base == stem and not shared):
+            full = os.path.join(folder, n)
+            try:
+                if stat.S_ISREG(os.lstat(full).st_mode):
+                    found.append(full)
+            except OSError:
+                continue
+    return tuple(found)
+
+
+def sidecar_target(sidecar: str, photo: str, photo_target: str) -> str:
+    """Where a sidecar goes when its photo goes to photo_target: beside it, named after the photo's new name
+    ("IMG_1 (1).jpg" takes "IMG_1 (1).jpg.xmp" or "IMG_1 (1).xmp")."""
+    name, ext = os.path.splitext(os.path.basename(sidecar))
+    folder, new_name = os.path.split(photo_target)
+    if name == os.path.basename(photo):
+        return os.path.join(folder, new_name + ext)
+    return os.path.join(folder, os.path.splitext(new_name)[0] + ext)
+
+
+class _Listings:
+    """Folder listings, read once per plan."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, list[str]] = {}
+
+    def names(self, path: str) -> list[str]:
+        folder = os.path.dirname(path) or "."
+        if folder not in self._names:
+            try:
+                self._names[folder] = os.listdir(folder)
+            except OSError:
+                self._names[folder] = []
+        return self._names[folder]
 
 
 def _act(step: Step, destination: str | None) -> str | None:
@@ -782,8 +909,9 @@ def undo(store: Store, run_id: int | None = None, *, on_progress: ProgressCallba
             state, reason = StepState.FAILED, str(err) if isinstance(err, Refused) else _reason(err)
         if state is StepState.DONE:
             store.journal_update(e.id, JournalState.UNDONE, reason=reason)
-            with _quietly(), store.transaction():
-                store.put_file(e.path, os.lstat(e.path), e.content_hash)
+            if e.sidecar_of is None:  # a sidecar is no image: the store never held it
+                with _quietly(), store.transaction():
+                    store.put_file(e.path, os.lstat(e.path), e.content_hash)
         elif state is StepState.SKIPPED:  # planned, and it never happened
             store.journal_update(e.id, JournalState.FAILED, reason=reason)
         results.append(StepResult(e.path, e.action, state, reason, e.keeper, e.destination, e.size))
@@ -959,7 +1087,21 @@ def plan_script(plan: Plan, name: str = "dedupe-plan.sh") -> str:
                 tmp = q(os.path.join(os.path.dirname(s.file.path), f".{os.path.basename(s.file.path)}.dedupe.tmp"))
                 flag = "" if s.action is Action.HARDLINK else "-s "
                 act = f"free {tmp} && ln {flag}-- {q(k.path)} {tmp} && mv -f -- {tmp} {c}"
-            lines.append(f"{check} && {act}")
+            if not s.sidecars:
+                lines.append(f"{check} && {act}")
+                continue
+            lines.append(f"if {check} && {act}; then")
+            for sidecar in s.sidecars:
+                sc = q(sidecar)
+                if s.action is Action.TRASH:
+                    lines.append(f"  [ -f {sc} ] && to_trash {sc}")
+                elif s.action is Action.DELETE:
+                    lines.append(f"  rm -f -- {sc}")
+                else:
+                    assert s.destination is not None
+                    sd = q(sidecar_target(sidecar, s.file.path, s.destination))
+                    lines.append(f"  [ -f {sc} ] && free {sd} && mv -- {sc} {sd}")
+            lines.append("fi")
         lines.append("")
     lines.append('echo "dedupe script finished; $skipped step(s) skipped" >&2')
     return "\n".join(lines) + "\n"
@@ -979,6 +1121,7 @@ __all__ = [
     "check_file",
     "choose_keeper",
     "find_in_trash",
+    "find_sidecars",
     "move_target",
     "parse_rules",
     "place",
@@ -986,6 +1129,7 @@ __all__ = [
     "plan_script",
     "relation",
     "runs",
+    "sidecar_target",
     "suggest_keeper",
     "trash_file",
     "undo",

@@ -700,6 +700,7 @@ def plan_json(the_plan: Plan, *, dry_run: bool) -> dict[str, Any]:
                         "match": s.match.value,
                         "size": s.file.size,
                         "destination": s.destination,
+                        "sidecars": list(s.sidecars),
                     }
                     for s in g.steps
                 ],
@@ -722,6 +723,7 @@ def result_json(result: ApplyResult) -> dict[str, Any]:
                 "keeper": r.keeper,
                 "destination": r.destination,
                 "size": r.size,
+                "sidecars": list(r.sidecars),
             }
             for r in result.results
         ],
@@ -755,7 +757,7 @@ def render_plan(console: Console, the_plan: Plan, *, dry_run: bool, steps: bool 
                 line = f"  {verb} {display_path(s.file.path)}"
                 if s.destination:
                     line += f" -> {display_path(s.destination)}"
-                console.print(Text(line))
+                console.print(Text(line + _with_sidecars(s.sidecars)))
         for left in g.left:
             console.print(Text(f"  leave {display_path(left.path)}: {left.reason}", style="dim"))
     if steps:
@@ -765,11 +767,17 @@ def render_plan(console: Console, the_plan: Plan, *, dry_run: bool, steps: bool 
         )
 
 
+def _with_sidecars(sidecars: Sequence[str]) -> str:
+    return f" (with {', '.join(display_path(Path(s).name) for s in sidecars)})" if sidecars else ""
+
+
 def render_result(console: Console, result: ApplyResult) -> None:
     for r in result.results:
         if r.state is StepState.DONE:
             where = f" -> {display_path(r.destination)}" if r.destination else ""
-            console.print(Text(f"{_VERB[result.action][1]} {display_path(r.path)}{where}"))
+            console.print(Text(f"{_VERB[result.action][1]} {display_path(r.path)}{where}{_with_sidecars(r.sidecars)}"))
+            if r.reason:  # done, but a sidecar could not go along
+                console.print(Text(f"  {r.reason}", style="yellow"))
         else:
             style = "red" if r.state is StepState.FAILED else "yellow"
             console.print(Text(f"{r.state.value} {display_path(r.path)}: {r.reason}", style=style))

@@ -186,6 +186,7 @@ class Step:
     action: Action
     match: MatchKind  # relation of the copy to the keeper
     destination: str | None = None  # where a move puts it (a free name is chosen when acting)
+    sidecars: tuple[str, ...] = ()  # its .xmp/.aae files seen when planning; they go wherever it goes
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +230,7 @@ class StepResult:
     keeper: str = ""
     destination: str | None = None  # where the file went: the move target or its place in the trash
     size: int = 0
+    sidecars: tuple[str, ...] = ()  # its sidecar files (.xmp, .aae) that went along with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +269,7 @@ class JournalEntry:
     state: JournalState
     reason: str | None
     at: float  # when the entry was written
+    sidecar_of: str | None = None  # set for a sidecar file (.xmp, .aae) that went along with this photo
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,6 +126,10 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE images ADD COLUMN variants BLOB;
     ALTER TABLE images ADD COLUMN camera TEXT
     """,
+    # 5: a sidecar (.xmp, .aae) that travelled with its photo is journaled as its own act, naming the photo
+    """
+    ALTER TABLE journal ADD COLUMN sidecar_of BLOB
+    """,
 )
 
 # pHash split into blocks of this many bits, each indexed (migration 2), for searching by the pigeonhole principle.
@@ -579,12 +583,13 @@ class Store:
         content_hash: str,
         st: os.stat_result,
         destination: str | None = None,
+        sidecar_of: str | None = None,
     ) -> int:
-        """Write down an act before it happens."""
+        """Write down an act before it happens. sidecar_of: the photo whose sidecar file this is."""
         with self._lock:
             cur = self._conn.execute(
                 "INSERT INTO journal (run_id, action, path, keeper, destination, content_hash, size, mtime_ns, mode,"
-                " state, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?)",
+                " state, at, sidecar_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'planned', ?, ?)",
                 (
                     run_id,
                     action.value,
@@ -596,6 +601,7 @@ class Store:
                     st.st_mtime_ns,
                     st.st_mode,
                     time.time(),
+                    None if sidecar_of is None else encode_path(sidecar_of),
                 ),
             )
             assert cur.lastrowid is not None
@@ -615,7 +621,7 @@ class Store:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT id, run_id, action, path, keeper, destination, content_hash, size, mtime_ns, mode, state,"
-                " reason, at FROM journal WHERE run_id = ? ORDER BY id",
+                " reason, at, sidecar_of FROM journal WHERE run_id = ? ORDER BY id",
                 (run_id,),
             ).fetchall()
         return [
@@ -633,6 +639,7 @@ class Store:
                 state=JournalState(r[10]),
                 reason=r[11],
                 at=r[12],
+                sidecar_of=None if r[13] is None else decode_path(r[13]),
             )
             for r in rows
         ]

@@ -625,6 +625,8 @@ def test_quarantine_moves_the_incoming_duplicate_and_undo_puts_it_back(root: Pat
     with watching([root, library], db, WatchOptions(settle=SETTLE, quarantine=str(quarantine))) as (rec, store):
         copy = root / "sub" / "copy.jpg"
         copy.parent.mkdir()
+        sidecar = root / "sub" / "copy.xmp"
+        sidecar.write_text("<x:xmpmeta/>")  # its sidecar goes along
         shutil.copyfile(original, copy)
         wait_for(lambda: rec.of(K.QUARANTINED), timeout=10, what="the quarantine")
         (moved,) = rec.of(K.QUARANTINED)
@@ -633,10 +635,11 @@ def test_quarantine_moves_the_incoming_duplicate_and_undo_puts_it_back(root: Pat
         wait_for(lambda: store.get_file(str(unrelated)) is not None, what="the unrelated photo")
     assert not copy.exists()
     assert (quarantine / "watched" / "sub" / "copy.jpg").read_bytes() == original_bytes
+    assert (quarantine / "watched" / "sub" / "copy.xmp").read_text() == "<x:xmpmeta/>" and not sidecar.exists()
     assert original.read_bytes() == original_bytes and unrelated.exists()  # the older copy is never touched
     with Store.open(db) as store:
         result = undo(store)
-    assert result.complete and copy.read_bytes() == original_bytes
+    assert result.complete and copy.read_bytes() == original_bytes and sidecar.read_text() == "<x:xmpmeta/>"
     assert not (quarantine / "watched" / "sub" / "copy.jpg").exists()
 
 
