@@ -47,7 +47,7 @@ from dedupe.actions import (
 from dedupe.calibrate import DEFAULT_SAMPLE, calibrate
 from dedupe.errors import DedupeError, FileSkipped
 from dedupe.exchange import export_fingerprints, import_fingerprints
-from dedupe.group import DEFAULT_THRESHOLD, MAX_THRESHOLD, summarize
+from dedupe.group import CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, searches_crops, summarize
 from dedupe.models import (
     Action,
     ApplyResult,
@@ -112,6 +112,12 @@ def threshold_option(f: F) -> F:
 
 def match_options(f: F) -> F:
     f = click.option(
+        "--crops/--no-crops",
+        default=None,
+        help="Also match copies with up to about 15% cut off their edges (confirmed by dHash and colour)."
+        f" Default: on for up to {CROP_SEARCH_LIMIT:,} pictures (the search grows slow beyond).",
+    )(f)
+    f = click.option(
         "--bursts-apart/--bursts-together",
         default=True,
         show_default=True,
@@ -129,6 +135,28 @@ def match_options(f: F) -> F:
         show_default=True,
         help="Also match copies turned by 90/180/270 degrees or mirrored in their pixels.",
     )(f)
+
+
+def _stored_groups(
+    store: Store,
+    roots: Sequence[str],
+    threshold: int,
+    rotations: bool,
+    two_stage: bool,
+    bursts_apart: bool,
+    crops: bool | None,
+) -> tuple[list[DuplicateGroup], list[Skipped], int]:
+    """stored_groups, saying so on stderr when the default left out the search for cropped copies."""
+    found = stored_groups(
+        store, roots, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart, crops=crops
+    )
+    if crops is None and not searches_crops(found[2], None):
+        click.echo(
+            f"note: cropped copies were not looked for among {found[2]:,} pictures (slow beyond"
+            f" {CROP_SEARCH_LIMIT:,}); add --crops to look for them too",
+            err=True,
+        )
+    return found
 
 
 def open_store(ctx: click.Context, db: str | None, *, readonly: bool = False) -> Store:
@@ -176,6 +204,7 @@ def scan_command(
     rotations: bool,
     two_stage: bool,
     bursts_apart: bool,
+    crops: bool | None,
     fmt: str,
     quiet: bool,
 ) -> None:
@@ -202,9 +231,7 @@ def scan_command(
         raise click.ClickException(str(e)) from None
     for warning in report.warnings:
         err.print(Text(f"warning: {display_path(warning)}"))
-    groups, _, images = stored_groups(
-        store, report.roots, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart
-    )
+    groups, _, images = _stored_groups(store, report.roots, threshold, rotations, two_stage, bursts_apart, crops)
     summary = summarize(groups, images, len(report.skipped))
     extra = {
         "fingerprinted": report.fingerprinted,
@@ -230,6 +257,7 @@ def groups_command(
     rotations: bool,
     two_stage: bool,
     bursts_apart: bool,
+    crops: bool | None,
     fmt: str,
 ) -> None:
     """List the duplicate groups again from the store, without reading any file.
@@ -241,9 +269,7 @@ def groups_command(
         dedupe groups ~/Pictures --format json
     """
     store = open_store(ctx, db, readonly=True)
-    groups, skipped, images = stored_groups(
-        store, dirs, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart
-    )
+    groups, skipped, images = _stored_groups(store, dirs, threshold, rotations, two_stage, bursts_apart, crops)
     if dirs and images == 0 and not skipped:
         click.echo(f"No images stored below {', '.join(dirs)}: run 'dedupe scan' on it first.", err=True)
     render(groups, skipped, summarize(groups, images, len(skipped)), fmt, {})
@@ -359,6 +385,7 @@ def review_command(
     rotations: bool,
     two_stage: bool,
     bursts_apart: bool,
+    crops: bool | None,
 ) -> None:
     """Review the duplicate groups and deal with the redundant copies.
 
@@ -388,9 +415,7 @@ def review_command(
     refs = _real(references)
     roots = _real(dirs)
     store = open_store(ctx, db)
-    groups, _, images = stored_groups(
-        store, roots, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart
-    )
+    groups, _, images = _stored_groups(store, roots, threshold, rotations, two_stage, bursts_apart, crops)
     console = _console()
     if dirs and images == 0:
         click.echo(f"No images stored below {', '.join(dirs)}: run 'dedupe scan' on it first.", err=True)
@@ -881,6 +906,7 @@ def report_command(
     rotations: bool,
     two_stage: bool,
     bursts_apart: bool,
+    crops: bool | None,
 ) -> None:
     """Write one self-contained HTML page showing each group side by side, the suggested keeper framed.
 
@@ -892,9 +918,7 @@ def report_command(
     """
     rules = _rules(keep)
     store = open_store(ctx, db, readonly=True)
-    groups, _, _ = stored_groups(
-        store, _real(dirs), threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart
-    )
+    groups, _, _ = _stored_groups(store, _real(dirs), threshold, rotations, two_stage, bursts_apart, crops)
     err = Console(stderr=True)
     try:
         with progress_bar(err, enabled=err.is_terminal) as on_progress:
@@ -1523,6 +1547,7 @@ def as_json(
                         "distance": m.distance,
                         "transform": m.transform,
                         "dhash": m.dhash,
+                        "cropped": m.cropped,
                         "why": m.why,
                         "size": m.file.size,
                         "width": m.file.fingerprint.width,

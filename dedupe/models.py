@@ -30,6 +30,9 @@ class Fingerprint:
     # pHash of the picture turned by each of TRANSFORMS (rot90 ... transverse), in that order; () when not computed
     variants: tuple[int, ...] = ()
     camera: str | None = None  # EXIF Make and Model, to tell a burst of shots from copies of one shot
+    # Hashes of the whole picture and of windows inside it, for finding cropped copies (fingerprint.crop_signature);
+    # b"" when not computed
+    crops: bytes = b""
 
 
 # The 7 turns and mirror images of a picture besides itself (Pillow's Image.Transpose names, lower case);
@@ -63,10 +66,13 @@ class GroupMember:
     transform: str | None = None
     # dHash distance to the reference when the match needed that second opinion (pHash alone was too far)
     dhash: int | None = None
+    # One of the two is a crop of the other; the distances are to the window of the larger that matched
+    cropped: bool = False
 
     @property
     def why(self) -> str:
-        """Why this file matched its reference, e.g. "phash 2, rot90" or "phash 10, dhash 1"."""
+        """Why this file matched its reference, e.g. "phash 2, rot90", "phash 10, dhash 1" or
+        "phash 4, dhash 6, cropped"."""
         if self.match is not MatchKind.NEAR:
             return {MatchKind.EXACT: "same bytes", MatchKind.IMAGE: "same pixels"}[self.match]
         parts = [f"phash {self.distance}"]
@@ -74,6 +80,8 @@ class GroupMember:
             parts.append(self.transform)
         if self.dhash is not None:
             parts.append(f"dhash {self.dhash}")
+        if self.cropped:
+            parts.append("cropped")
         return ", ".join(parts)
 
 

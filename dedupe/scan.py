@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError, FileSkipped
-from dedupe.group import DEFAULT_THRESHOLD, find_groups, split_not_duplicates
+from dedupe.group import DEFAULT_THRESHOLD, find_groups, searches_crops, split_not_duplicates
 from dedupe.models import (
     DuplicateGroup,
     Fingerprint,
@@ -452,6 +452,7 @@ def stored_groups(
     rotations: bool = True,
     two_stage: bool = True,
     bursts_apart: bool = True,
+    crops: bool | None = None,
 ) -> tuple[list[DuplicateGroup], list[Skipped], int]:
     """The duplicate groups among the stored files below the roots, without reading any file.
 
@@ -462,7 +463,10 @@ def stored_groups(
     real_roots = [os.path.realpath(os.fspath(r)) for r in roots]
     records = store.records_under(real_roots, fingerprint.VERSION)
     skipped = [Skipped(path, reason) for path, reason in store.errors_under(real_roots)]
-    groups = find_groups(records, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart)
+    crops = searches_crops(len(records), crops)
+    groups = find_groups(
+        records, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart, crops=crops
+    )
     groups = split_not_duplicates(
         groups,
         store.not_duplicate_pairs(),
@@ -470,5 +474,6 @@ def stored_groups(
         rotations=rotations,
         two_stage=two_stage,
         bursts_apart=bursts_apart,
+        crops=crops,
     )
     return groups, skipped, len(records)

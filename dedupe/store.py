@@ -130,6 +130,10 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE journal ADD COLUMN sidecar_of BLOB
     """,
+    # 6: hashes and colours of windows inside each picture, for finding cropped copies (fingerprint.crop_signature)
+    """
+    ALTER TABLE images ADD COLUMN crops BLOB
+    """,
 )
 
 # pHash split into blocks of this many bits, each indexed (migration 2), for searching by the pigeonhole principle.
@@ -145,7 +149,7 @@ def _block_expr(block: int) -> str:
 
 _IMAGE_COLUMNS = (
     "i.content_hash, i.image_hash, i.format, i.width, i.height, i.phash, i.dhash, i.taken, i.low_info,"
-    " i.variants, i.camera"
+    " i.variants, i.camera, i.crops"
 )
 
 
@@ -482,7 +486,8 @@ class Store:
         with self._lock:
             self._conn.execute(
                 "INSERT OR REPLACE INTO images (content_hash, version, image_hash, format, width, height,"
-                " phash, dhash, taken, low_info, variants, camera) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " phash, dhash, taken, low_info, variants, camera, crops)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     fp.content_hash,
                     version,
@@ -496,6 +501,7 @@ class Store:
                     int(fp.low_info),
                     b"".join(v.to_bytes(8, "big") for v in fp.variants),
                     fp.camera,
+                    fp.crops or None,
                 ),
             )
 
@@ -905,7 +911,7 @@ def _chunks(items: Sequence[object], size: int = 500) -> Iterator[list[object]]:
 
 
 def _fingerprint(row: Sequence[object]) -> Fingerprint:
-    content_hash, image_hash, fmt, width, height, phash, dhash, taken, low_info, variants, camera = row
+    content_hash, image_hash, fmt, width, height, phash, dhash, taken, low_info, variants, camera, crops = row
     assert isinstance(phash, int) and isinstance(dhash, int)
     packed = variants if isinstance(variants, bytes) else b""
     return Fingerprint(
@@ -920,6 +926,7 @@ def _fingerprint(row: Sequence[object]) -> Fingerprint:
         low_info=bool(low_info),
         variants=tuple(int.from_bytes(packed[k : k + 8], "big") for k in range(0, len(packed) - 7, 8)),
         camera=None if camera is None else str(camera),
+        crops=crops if isinstance(crops, bytes) else b"",
     )
 
 

@@ -1,0 +1,121 @@
+"""Cropped copies: real pictures drawn with Pillow, cropped, saved and scanned into a real store."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from dedupe import fingerprint
+from dedupe.cli import cli
+from dedupe.group import CROP_SEARCH_LIMIT, MatchRule, crop_match, find_groups, match, searches_crops
+from dedupe.models import FileRecord, Fingerprint, MatchKind, ScanOptions
+from dedupe.scan import scan, stored_groups
+from dedupe.store import Store
+from tests.conftest import draw_photo, save
+
+SIZE = (1200, 900)
+# 10% off the left, 6% off the top, 5% off the right, 9% off the bottom: 15% of each side in all, unevenly.
+CROP15 = (0.10, 0.06, 0.95, 0.91)
+
+
+def crop(im: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+    w, h = im.size
+    return im.crop((round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h)))
+
+
+def fp(im: Image.Image) -> Fingerprint:
+    out = io.BytesIO()
+    im.save(out, format="JPEG", quality=90)
+    data = out.getvalue()
+    return fingerprint.fingerprint_bytes(data, fingerprint.hash_bytes(data))
+
+
+def test_crop_signature_has_every_window() -> None:
+    work = fingerprint.working_image(draw_photo(1, SIZE))
+    sig = fingerprint.crop_signature(work)
+    assert len(sig) == 19 * len(fingerprint.CROP_WINDOWS)
+    assert fingerprint.crop_signature(work) == sig  # deterministic
+    assert fp(draw_photo(1, SIZE)).crops != b""
+    blank = fp(Image.new("RGB", SIZE, (40, 40, 40)))
+    assert blank.low_info and blank.crops == b""  # blanks are only grouped by their pixels
+
+
+def test_a_cropped_copy_matches_its_original_and_not_another_photo() -> None:
+    for seed in (1, 3):
+        im = draw_photo(seed, SIZE)
+        original, cropped = fp(im), fp(crop(im, CROP15))
+        assert fingerprint.hamming(original.phash, cropped.phash) > 8  # too far for the whole-picture hashes
+        m = match(original, cropped, MatchRule())
+        assert m is not None and m.cropped and m.distance <= 6
+        assert crop_match(cropped, original) == crop_match(original, cropped)  # symmetric
+        assert match(original, cropped, MatchRule(crops=False)) is None
+        assert crop_match(original, fp(draw_photo(seed + 100, SIZE))) is None
+
+
+def test_the_same_drawing_in_other_colours_is_no_crop_of_it() -> None:
+    im = draw_photo(1, SIZE)
+    r, g, b = im.split()
+    recoloured = Image.merge("RGB", (b, r, g))
+    assert crop_match(fp(im), fp(crop(recoloured, CROP15))) is None
+    darker = im.point(lambda v: v // 2)
+    assert crop_match(fp(im), fp(crop(darker, CROP15))) is None
+
+
+def test_scan_groups_a_cropped_copy_and_says_why(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    im = draw_photo(3, SIZE)
+    save(im, root / "original.jpg", quality=92)
+    save(crop(im, CROP15).resize((850, 638)), root / "shared" / "cropped.png")  # cropped, rescaled, converted
+    save(draw_photo(4, SIZE), root / "other.jpg", quality=92)
+    db = tmp_path / "store.sqlite"
+    with Store.open(db) as store:
+        scan([str(root)], store, ScanOptions(workers=1))
+        groups, _, _ = stored_groups(store, [str(root)])
+        assert len(groups) == 1
+        (group,) = groups
+        paths = sorted(Path(m.file.path).name for m in group.members)
+        assert paths == ["cropped.png", "original.jpg"]
+        member = group.members[1]
+        assert member.match is MatchKind.NEAR and member.cropped and member.why.endswith("cropped")
+        assert stored_groups(store, [str(root)], crops=False)[0] == []
+
+    out = CliRunner().invoke(cli, ["groups", str(root), "--db", str(db), "--format", "json"])
+    assert out.exit_code == 0, out.output
+    (g,) = json.loads(out.output)["groups"]
+    assert [m["cropped"] for m in g["files"]] == [False, True]
+    off = CliRunner().invoke(cli, ["groups", str(root), "--db", str(db), "--format", "json", "--no-crops"])
+    assert off.exit_code == 0 and json.loads(off.output)["groups"] == []
+
+
+def _record(path: str, f: Fingerprint, ino: int) -> FileRecord:
+    return FileRecord(path, 1000 + ino, 0, 1, ino, f)
+
+
+_PICTURES = [fp(draw_photo(1, (600, 450))), fp(crop(draw_photo(1, (600, 450)), CROP15)), fp(draw_photo(2, (600, 450)))]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(range(3)), min_size=2, max_size=8), st.randoms(use_true_random=False))
+def test_crop_groups_do_not_depend_on_input_order(picks: list[int], rnd: random.Random) -> None:
+    records = [_record(f"/p/{n:02}.jpg", _PICTURES[k], n + 1) for n, k in enumerate(picks)]
+    shuffled = records[:]
+    rnd.shuffle(shuffled)
+    groups = find_groups(records)
+    assert groups == find_groups(shuffled)
+    seen = [m.file.path for g in groups for m in g.members]
+    assert len(seen) == len(set(seen))  # no path in two groups
+    if 0 in picks and 1 in picks:  # the original and its crop always end up together
+        together = [g for g in groups if {m.file.fingerprint for m in g.members} >= {_PICTURES[0], _PICTURES[1]}]
+        assert len(together) == 1
+
+
+def test_the_crop_search_is_skipped_by_default_only_for_very_large_sets() -> None:
+    assert searches_crops(CROP_SEARCH_LIMIT, None) and not searches_crops(CROP_SEARCH_LIMIT + 1, None)
+    assert searches_crops(CROP_SEARCH_LIMIT + 1, True) and not searches_crops(10, False)
