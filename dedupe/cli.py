@@ -114,7 +114,8 @@ def match_options(f: F) -> F:
     f = click.option(
         "--crops/--no-crops",
         default=None,
-        help="Also match copies with up to about 15% cut off their edges (confirmed by dHash and colour)."
+        help="Also match copies with about 15-20% cut off their edges, or cut to 16:9 or square (confirmed by dHash"
+        " and colour)."
         f" Default: on for up to {CROP_SEARCH_LIMIT:,} pictures (the search grows slow beyond).",
     )(f)
     f = click.option(

@@ -411,13 +411,19 @@ def dihedral_hashes(work: Image.Image) -> tuple[int, ...]:
     return tuple(phash(work.transpose(t)) for t in _DIHEDRAL)
 
 
-# Windows for finding cropped copies, as (left, top, side) fractions of the picture: the whole picture first, then
-# 5 x 5 windows of 85% and 3 x 3 of 93% of each side, evenly spread from one edge to the other. A copy with up to
-# about 15% cut off its edges looks like one of its original's windows. Measured on the benchmark (README.md).
-CROP_WINDOWS: tuple[tuple[float, float, float], ...] = (
-    (0.0, 0.0, 1.0),
-    *((0.15 * i / 4, 0.15 * j / 4, 0.85) for j in range(5) for i in range(5)),
-    *((0.07 * i / 2, 0.07 * j / 2, 0.93) for j in range(3) for i in range(3)),
+# Windows for finding cropped copies, as (left, top, width, height) fractions of the picture: the whole picture
+# first; 5 x 5 windows of 85% and 3 x 3 of 93% and of 80% of each side, evenly spread from one edge to the other;
+# and the common changes of shape: the full width at 75% of the height (4:3 to 16:9), the full height at 75% of
+# the width (4:3 to square), each at the top, middle and bottom (left, middle, right). A copy with up to about
+# 20% cut off its edges, or cut to another shape, looks like one of its original's windows. Measured on the
+# benchmark (README.md).
+CROP_WINDOWS: tuple[tuple[float, float, float, float], ...] = (
+    (0.0, 0.0, 1.0, 1.0),
+    *((0.15 * i / 4, 0.15 * j / 4, 0.85, 0.85) for j in range(5) for i in range(5)),
+    *((0.07 * i / 2, 0.07 * j / 2, 0.93, 0.93) for j in range(3) for i in range(3)),
+    *((0.2 * i / 2, 0.2 * j / 2, 0.8, 0.8) for j in range(3) for i in range(3)),
+    *((0.0, 0.25 * j / 2, 1.0, 0.75) for j in range(3)),
+    *((0.25 * i / 2, 0.0, 0.75, 1.0) for i in range(3)),
 )
 _CROP_SIDE = 128  # windows are measured on a grey copy this small (long side)
 _BIT_WEIGHTS = np.uint64(1) << np.arange(63, -1, -1, dtype=np.uint64)
@@ -440,7 +446,7 @@ def crop_signature(work: Image.Image) -> bytes:
     rgb = small.convert("RGB")
     grey = rgb.convert("L")
     w, h = grey.size
-    boxes = [(x * w, y * h, (x + side) * w, (y + side) * h) for x, y, side in CROP_WINDOWS]
+    boxes = [(x * w, y * h, (x + dx) * w, (y + dy) * h) for x, y, dx, dy in CROP_WINDOWS]
     box = Image.Resampling.BOX
     tiles = np.stack([np.asarray(grey.resize((_PHASH_SIDE, _PHASH_SIDE), box, b), dtype=np.float64) for b in boxes])
     low = np.round(_DCT_ROWS @ tiles @ _DCT_ROWS.T, 6).reshape(len(boxes), HASH_SIZE * HASH_SIZE)

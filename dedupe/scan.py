@@ -461,9 +461,10 @@ def stored_groups(
     Returns the groups, the files that could not be fingerprinted, and the number of images considered.
     """
     real_roots = [os.path.realpath(os.fspath(r)) for r in roots]
-    records = store.records_under(real_roots, fingerprint.VERSION)
+    if crops is None:  # decided by the number of pictures, before loading their window hashes
+        crops = searches_crops(store.count_records_under(real_roots, fingerprint.VERSION), None)
+    records = store.records_under(real_roots, fingerprint.VERSION, crops=crops)
     skipped = [Skipped(path, reason) for path, reason in store.errors_under(real_roots)]
-    crops = searches_crops(len(records), crops)
     groups = find_groups(
         records, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart, crops=crops
     )

@@ -511,15 +511,19 @@ class Store:
             rows = self._conn.execute(f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.version = ?", (version,))
             return [_fingerprint(r) for r in rows]
 
-    def records_under(self, roots: Sequence[str], version: str | None = None) -> list[FileRecord]:
-        """Fingerprinted files at or below the roots (all files when roots is empty), sorted by path."""
+    def records_under(
+        self, roots: Sequence[str], version: str | None = None, *, crops: bool = True
+    ) -> list[FileRecord]:
+        """Fingerprinted files at or below the roots (all files when roots is empty), sorted by path. Without
+        crops, the window hashes (about 1 KB a picture) are left out."""
         where, params = self._roots_clause(roots)
         if version is not None:
             where += " AND i.version = ?"
             params.append(version)
+        columns = _IMAGE_COLUMNS if crops else _IMAGE_COLUMNS.replace("i.crops", "NULL")
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT f.path, f.size, f.mtime_ns, f.dev, f.ino, {_IMAGE_COLUMNS}"
+                f"SELECT f.path, f.size, f.mtime_ns, f.dev, f.ino, {columns}"
                 f" FROM files f JOIN images i ON i.content_hash = f.content_hash WHERE {where} ORDER BY f.path",
                 params,
             ).fetchall()

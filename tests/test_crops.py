@@ -59,6 +59,15 @@ def test_a_cropped_copy_matches_its_original_and_not_another_photo() -> None:
         assert crop_match(original, fp(draw_photo(seed + 100, SIZE))) is None
 
 
+def test_a_copy_cut_to_another_shape_or_from_a_corner_matches() -> None:
+    for seed in (2, 5):
+        im = draw_photo(seed, SIZE)
+        original = fp(im)
+        for box in ((0, 0.125, 1, 0.875), (0.125, 0, 0.875, 1), (0.2, 0, 1, 0.8)):  # 16:9, square, a corner
+            found = crop_match(original, fp(crop(im, box)))
+            assert found is not None and found[0] <= 6, (seed, box)
+
+
 def test_the_same_drawing_in_other_colours_is_no_crop_of_it() -> None:
     im = draw_photo(1, SIZE)
     r, g, b = im.split()
