@@ -36,7 +36,7 @@ from urllib.parse import unquote_to_bytes
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError
-from dedupe.group import hamming
+from dedupe.group import CROP, WIDER, MatchRule, crop_match, hamming, match
 from dedupe.models import (
     Action,
     ApplyResult,
@@ -291,6 +291,7 @@ def _plan_group(
         if raws:
             # Exact copies of a RAW are still redundant: they go in favour of the best RAW, which itself stays.
             raw_keeper = choose_keeper(DuplicateGroup(group.kind, raws), rules, refs).keeper
+    cropped = {m.file.path for m in group.members if m.crop is not None}
     for m in group.members:
         f = m.file
         if f.path == keeper.path:
@@ -315,6 +316,8 @@ def _plan_group(
             reason = VIEW_REASON
         elif match is MatchKind.NEAR and not include_near:
             reason = f"similar, not identical (distance {m.distance}): acted on only with --include-near or in review"
+        elif match is MatchKind.NEAR and cropped & {f.path, k.path} and (why := _crop_keeps(f, k)):
+            reason = why
         elif action in (Action.HARDLINK, Action.SYMLINK) and match is not MatchKind.EXACT:
             reason = "not the same bytes as the keeper: a link would lose what differs"
         elif action is Action.HARDLINK and f.dev != k.dev:
@@ -330,6 +333,23 @@ def _plan_group(
     # The heart of the matter: the keeper stays, so a group never loses its last copy.
     assert all(s.file.path not in (keeper.path, raw_keeper.path) for s in steps) and len(steps) < len(group.members)
     return GroupPlan(group, choice, tuple(steps), tuple(left))
+
+
+def _crop_keeps(f: FileRecord, keeper: FileRecord) -> str | None:
+    """Why a near copy must stay when it or its keeper is in the group as a crop, or None when it may go.
+
+    A copy may only go when the keeper shows all of it: when it is a crop of the keeper, or a plain near copy of
+    it. A copy of which the keeper is a crop shows more than the keeper; and two crops of one picture, both in
+    the group through its reference, may show different parts of it.
+    """
+    crop = crop_match(f.fingerprint, keeper.fingerprint)
+    if crop is not None and crop[2] == WIDER:
+        return "shows more than its keeper (the keeper is a crop of it): kept"
+    if crop is not None and crop[2] == CROP:
+        return None
+    if match(f.fingerprint, keeper.fingerprint, MatchRule(crops=False)) is not None:
+        return None
+    return "neither a crop nor a copy of its keeper (two crops may show different parts of one picture): kept"
 
 
 VIEW_REASON = (
@@ -423,7 +443,7 @@ def quarantine(copy: FileRecord, keeper: FileRecord, folder: str, roots: Sequenc
     kind = relation(copy, keeper)
     distance = 0 if kind is not MatchKind.NEAR else hamming(copy.fingerprint.phash, keeper.fingerprint.phash)
     group = DuplicateGroup(kind, (GroupMember(keeper, MatchKind.EXACT, 0), GroupMember(copy, kind, distance)))
-    step = Step(copy, keeper, Action.MOVE, kind, move_target(copy.path, folder, roots))
+    step = Step(copy, keeper, Action.MOVE, kind, move_target(copy.path, folder, roots), find_sidecars(copy.path))
     choice = KeeperChoice(keeper, "already in the store")
     the_plan = Plan(Action.MOVE, folder, (GroupPlan(group, choice, (step,), ()),))
     return apply(the_plan, store).results[0]
@@ -468,7 +488,14 @@ def _apply_step(
             destination = _temp_name(f.path)
     except Refused as e:
         return result(StepState.FAILED, str(e))
-    found = find_sidecars(f.path) if step.action in CARRIES_SIDECARS else ()
+    # Only the sidecars the plan showed go along (an earlier step may have made a shared one look like its own).
+    found = step.sidecars if step.action in CARRIES_SIDECARS else ()
+    if step.action is Action.MOVE and found:
+        assert step.destination is not None
+        try:
+            destination = _free_for_all(step.destination, f.path, found)
+        except Refused as e:
+            return result(StepState.FAILED, str(e))
     entry = store.journal_planned(run_id, step.action, f.path, k.path, f.content_hash, st, destination)
     try:
         where = _act(step, destination)
@@ -480,6 +507,15 @@ def _apply_step(
     _record_after(store, step, f)
     carried, problems = _carry_sidecars(step, found, where, store, run_id, named or keepers)
     return result(StepState.DONE, "; ".join(problems), where, carried)
+
+
+def _free_for_all(target: str, photo: str, sidecars: Sequence[str]) -> str:
+    """The first free name for a moved photo at which each of its sidecars' names is free too, so that a moved
+    photo and its sidecars keep one name ("a (1).jpg" and "a (1).xmp")."""
+    for candidate in _free_names(target):
+        if not any(os.path.lexists(sidecar_target(s, photo, candidate)) for s in sidecars):
+            return candidate
+    raise Refused(f"no free name for {target} and its sidecars")
 
 
 def _carry_sidecars(
@@ -553,13 +589,17 @@ def find_sidecars(path: str, names: Iterable[str] | None = None) -> tuple[str, .
             return ()
     entries = list(names)
     stem = os.path.splitext(name)[0]
-    shared = any(n != name and os.path.splitext(n)[0] == stem and not _is_sidecar_name(n) for n in entries)
+    # NAME.xmp is shared with IMG_1.CR2 beside IMG_1.JPG, and is the NAME.EXT.xmp of a file called NAME (a.jpg.xmp
+    # belongs to a.jpg, not to a copy called a.jpg.jpg).
+    shared = any(
+        n != name and not _is_sidecar_name(n) and (n == stem or os.path.splitext(n)[0] == stem) for n in entries
+    )
     found: list[str] = []
     for n in sorted(entries):
         if n == name or not _is_sidecar_name(n):
             continue
         base = os.path.splitext(n)[0]
-        if base == name or (base == stem and not shared):
+        if (base == name and name != stem) or (base == stem and not shared):
             full = os.path.join(folder, n)
             try:
                 if stat.S_ISREG(os.lstat(full).st_mode):
@@ -707,7 +747,7 @@ def _copy_then_remove(src: str, candidates: Sequence[str], expected_hash: str) -
             with _quietly():
                 os.unlink(candidate)
             if isinstance(e, OSError):
-                why = f"moving across drives to {candidate} failed: {_reason(e)}; the original is kept"
+                why = f"copying to {candidate} failed: {_reason(e)}; the original is kept"
                 raise Refused(why) from None
             raise
         return candidate
@@ -1096,7 +1136,7 @@ def plan_script(plan: Plan, name: str = "dedupe-plan.sh") -> str:
                 if s.action is Action.TRASH:
                     lines.append(f"  [ -f {sc} ] && to_trash {sc}")
                 elif s.action is Action.DELETE:
-                    lines.append(f"  rm -f -- {sc}")
+                    lines.append(f"  [ -f {sc} ] && [ ! -L {sc} ] && rm -f -- {sc}")
                 else:
                     assert s.destination is not None
                     sd = q(sidecar_target(sidecar, s.file.path, s.destination))

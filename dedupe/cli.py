@@ -576,10 +576,10 @@ def _interactive_review(
         console.print(Text(f"Group {i + 1} of {len(groups)}: {_ROW_MATCH[group.kind.value]}", style="bold"))
         console.print(group_table(group, choice, refs))
         if choice.is_tie:
-            console.print(Text(f"{choice.reason}: pick the keeper by number.", style="yellow"))
+            console.print(Text(f"{display_path(choice.reason)}: pick the keeper by number.", style="yellow"))
         else:
             n = next(j for j, m in enumerate(group.members, 1) if m.file.path == choice.keeper.path)
-            console.print(Text(f"Suggested keeper: {n}, {choice.reason}"))
+            console.print(Text(f"Suggested keeper: {n}, {display_path(choice.reason)}"))
         try:
             answer = Prompt.ask(
                 _KEYS.format(n=len(group.members)),
@@ -778,14 +778,16 @@ def render_plan(console: Console, the_plan: Plan, *, dry_run: bool, steps: bool 
             console.print(Text(f"Group {n}: left alone: {display_path(g.skipped)}", style="yellow"))
             continue
         if steps:
-            console.print(Text(f"Group {n}: keep {display_path(g.choice.keeper.path)} ({g.choice.reason})"))
+            console.print(
+                Text(f"Group {n}: keep {display_path(g.choice.keeper.path)} ({display_path(g.choice.reason)})")
+            )
             for s in g.steps:
                 line = f"  {verb} {display_path(s.file.path)}"
                 if s.destination:
                     line += f" -> {display_path(s.destination)}"
                 console.print(Text(line + _with_sidecars(s.sidecars)))
         for left in g.left:
-            console.print(Text(f"  leave {display_path(left.path)}: {left.reason}", style="dim"))
+            console.print(Text(f"  leave {display_path(left.path)}: {display_path(left.reason)}", style="dim"))
     if steps:
         console.print(
             f"Would {verb} {len(the_plan.steps)} file(s), {human_size(the_plan.reclaimable_bytes)}."
@@ -803,10 +805,10 @@ def render_result(console: Console, result: ApplyResult) -> None:
             where = f" -> {display_path(r.destination)}" if r.destination else ""
             console.print(Text(f"{_VERB[result.action][1]} {display_path(r.path)}{where}{_with_sidecars(r.sidecars)}"))
             if r.reason:  # done, but a sidecar could not go along
-                console.print(Text(f"  {r.reason}", style="yellow"))
+                console.print(Text(f"  {display_path(r.reason)}", style="yellow"))
         else:
             style = "red" if r.state is StepState.FAILED else "yellow"
-            console.print(Text(f"{r.state.value} {display_path(r.path)}: {r.reason}", style=style))
+            console.print(Text(f"{r.state.value} {display_path(r.path)}: {display_path(r.reason)}", style=style))
     console.print(
         f"{result.count(StepState.DONE)} {_VERB[result.action][1]} ({human_size(result.freed_bytes)}),"
         f" {result.count(StepState.SKIPPED)} skipped, {result.count(StepState.FAILED)} failed."
@@ -863,11 +865,15 @@ def undo_command(ctx: click.Context, db: str | None, list_runs: bool, run_id: in
         raise click.ClickException(str(e)) from None
     for item in result.results:
         if item.state is StepState.DONE:
-            console.print(Text(f"restored {display_path(item.path)}: {item.reason}"))
+            console.print(Text(f"restored {display_path(item.path)}: {display_path(item.reason)}"))
         elif item.state is StepState.SKIPPED:
-            console.print(Text(f"nothing to do for {display_path(item.path)}: {item.reason}", style="dim"))
+            console.print(
+                Text(f"nothing to do for {display_path(item.path)}: {display_path(item.reason)}", style="dim")
+            )
         else:
-            console.print(Text(f"could not restore {display_path(item.path)}: {item.reason}", style="red"))
+            console.print(
+                Text(f"could not restore {display_path(item.path)}: {display_path(item.reason)}", style="red")
+            )
     restored = sum(r.state is StepState.DONE for r in result.results)
     failed = sum(r.state is StepState.FAILED for r in result.results)
     if result.complete:
@@ -1105,7 +1111,7 @@ def check_command(ctx: click.Context, images: tuple[str, ...], db: str | None, t
             errors += 1
             report.append({"image": image, "match": None, "distance": None, "error": e.reason, "closest": None})
             if fmt == "text":
-                click.echo(f"{display_path(image)}: error: {e.reason}", err=True)
+                click.echo(f"{display_path(image)}: error: {display_path(e.reason)}", err=True)
             continue
         except DedupeError as e:
             raise QueryError(str(e)) from None
@@ -1124,7 +1130,10 @@ def check_command(ctx: click.Context, images: tuple[str, ...], db: str | None, t
                 click.echo(f"{display_path(image)}: no match")
             else:
                 hit = result.hit
-                click.echo(f"{display_path(image)}: match: {hit.reason} ({hit.source.value} {display_path(hit.name)})")
+                click.echo(
+                    f"{display_path(image)}: match: {display_path(hit.reason)}"
+                    f" ({hit.source.value} {display_path(hit.name)})"
+                )
     if fmt == "json":
         click.echo(json.dumps(report, indent=2))
     ctx.exit(query_status(errors, matched))
@@ -1549,6 +1558,7 @@ def as_json(
                         "transform": m.transform,
                         "dhash": m.dhash,
                         "cropped": m.cropped,
+                        "crop": m.crop,
                         "why": m.why,
                         "size": m.file.size,
                         "width": m.file.fingerprint.width,
@@ -1655,7 +1665,7 @@ def render_table(
     if skipped:
         console.print(f"Skipped {len(skipped)} file(s):")
         for s in skipped:
-            console.print(Text(f"  {display_path(s.path)}: {s.reason}"))
+            console.print(Text(f"  {display_path(s.path)}: {display_path(s.reason)}"))
     line = (
         f"{summary.images} images, {summary.groups} groups, {summary.duplicate_files} duplicate files,"
         f" {human_size(summary.reclaimable_bytes)} reclaimable, {summary.skipped} skipped"

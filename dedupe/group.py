@@ -246,6 +246,12 @@ class MatchRule:
 _Key = tuple[int, tuple[int, ...], int, str, str, bytes]
 
 
+def _rule(threshold: int, rotations: bool, two_stage: bool, bursts_apart: bool, crops: bool) -> MatchRule:
+    """The rule of find_groups: at threshold 0 only identical pictures match, so neither the two-stage rule nor
+    crops apply."""
+    return MatchRule(threshold, rotations, two_stage and threshold > 0, bursts_apart, crops and threshold > 0)
+
+
 def find_groups(
     records: Iterable[FileRecord],
     threshold: int = DEFAULT_THRESHOLD,
@@ -275,7 +281,7 @@ def find_groups(
     are only made for the files that end up in a group.
     """
     files = _distinct_files(records)
-    rule = MatchRule(threshold, rotations, two_stage, bursts_apart, searches_crops(len(files), crops))
+    rule = _rule(threshold, rotations, two_stage, bursts_apart, searches_crops(len(files), crops))
     fps = [f.fingerprint for f in files]
     n = len(fps)
     # The first file (in path order) of each image class stands for it.
@@ -526,10 +532,10 @@ class _Nodes:
         second = ~near & (upright <= max(CANDIDATE_PHASH, rule.threshold)) & (confirm <= CONFIRM_DHASH)
         if not rule.two_stage:
             second[:] = False
-        crop_d, crop_h = self._crop_distances(a, b, ~near & ~second)
+        crop_d, crop_h, crop_wider = self._crop_distances(a, b, ~near & ~second)
         fps, rep = self.fps, self.rep
         out: dict[tuple[int, int], Match] = {}
-        for i, j, d, t, u, c, is_near, is_second, cd, ch in zip(
+        for i, j, d, t, u, c, is_near, is_second, cd, ch, cw in zip(
             a.tolist(),
             b.tolist(),
             best.tolist(),
@@ -540,6 +546,7 @@ class _Nodes:
             second.tolist(),
             crop_d.tolist(),
             crop_h.tolist(),
+            crop_wider.tolist(),
             strict=True,
         ):
             key = (id(fps[rep[i]]), id(fps[rep[j]]))
@@ -548,7 +555,7 @@ class _Nodes:
             elif is_second:
                 out[key] = Match(u, None, c)
             elif cd >= 0:
-                out[key] = Match(cd, None, ch, cropped=True)
+                out[key] = Match(cd, None, ch, WIDER if cw else CROP)
         return out
 
     def _crop_confirmed(
@@ -562,24 +569,31 @@ class _Nodes:
 
     def _crop_distances(
         self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], wanted: npt.NDArray[np.bool_]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """crop_match on arrays for the wanted pairs: (pHash, dHash) distances, -1 where there is no crop match."""
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """crop_match on arrays for the wanted pairs: (pHash, dHash) distances, -1 where there is no crop match,
+        and whether a is the wider picture (b a crop of it)."""
         dist = np.full(len(a), -1, dtype=np.int64)
         dh = np.full(len(a), -1, dtype=np.int64)
+        wider = np.zeros(len(a), dtype=bool)
         if not self.rule.crops or not len(a):
-            return dist, dh
+            return dist, dh, wider
         pick = np.flatnonzero(wanted & self.has_crops[a] & self.has_crops[b])
-        best = np.full(len(pick), _NO_CROP, dtype=np.int64)
+        bests = []
         for outer, inner in ((a[pick], b[pick]), (b[pick], a[pick])):
+            best = np.full(len(pick), _NO_CROP, dtype=np.int64)
             for k in range(1, _WINDOWS):
                 window = np.full(len(pick), k, dtype=np.int64)
                 dp = np.bitwise_count(self.crop_p[outer, k] ^ self.crop_p[inner, 0]).astype(np.int64)
                 dd = np.bitwise_count(self.crop_d[outer, k] ^ self.crop_d[inner, 0]).astype(np.int64)
                 ok = (dp <= CROP_PHASH) & self._crop_confirmed(outer, window, inner)
                 best = np.where(ok, np.minimum(best, dp * 65 + dd), best)
+            bests.append(best)
+        a_wider = bests[0] <= bests[1]  # as crop_match: a tie goes to a being the wider
+        best = np.minimum(bests[0], bests[1])
         found = best < _NO_CROP
         dist[pick[found]], dh[pick[found]] = np.divmod(best[found], 65)
-        return dist, dh
+        wider[pick[found]] = a_wider[found]
+        return dist, dh, wider
 
     def _match(self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
         """Whether node a matches node b under the rule (match, on arrays), bursts aside."""
@@ -812,7 +826,9 @@ class Match:
     distance: int  # pHash bits to the other picture (in the matching frame, or window of a crop)
     transform: str | None  # how the first picture is turned to look like the second
     dhash: int | None  # dHash bits, when the match needed the second opinion
-    cropped: bool = False  # one picture is a crop of the other (distances to the matching window)
+    # CROP: the first picture is a crop of the second; WIDER: the second is a crop of the first (the distances
+    # are then to the matching window of the wider one)
+    crop: str | None = None
 
 
 def match(a: Fingerprint, b: Fingerprint, rule: MatchRule) -> Match | None:
@@ -830,14 +846,16 @@ def match(a: Fingerprint, b: Fingerprint, rule: MatchRule) -> Match | None:
         confirm = hamming(a.dhash, b.dhash)
         if upright <= max(CANDIDATE_PHASH, rule.threshold) and confirm <= CONFIRM_DHASH:
             return Match(upright, None, confirm)
-    if rule.crops:
+    if rule.crops and rule.threshold > 0:
         crop = crop_match(a, b)
         if crop is not None:
-            return Match(crop[0], None, crop[1], cropped=True)
+            return Match(crop[0], None, crop[1], crop[2])
     return None
 
 
 _NO_CROP = 65 * 65
+CROP = "crop"  # of two pictures, the first is a crop of the second
+WIDER = "wider"  # the first shows more: the second is a crop of it
 
 
 def searches_crops(pictures: int, crops: bool | None) -> bool:
@@ -846,14 +864,16 @@ def searches_crops(pictures: int, crops: bool | None) -> bool:
     return crops if crops is not None else pictures <= CROP_SEARCH_LIMIT
 
 
-def crop_match(a: Fingerprint, b: Fingerprint) -> tuple[int, int] | None:
+def crop_match(a: Fingerprint, b: Fingerprint) -> tuple[int, int, str] | None:
     """Whether one picture is a crop of the other: its whole picture within CROP_PHASH bits of pHash and
     CROP_DHASH of dHash of a window of the other, with the same mean colour (see CROP_CHROMA and CROP_LUMA).
-    Returns the (pHash, dHash) distances of the best such window, or None. Symmetric."""
+    Returns the (pHash, dHash) distances of the best such window and which way it goes: WIDER when b is a crop of
+    a, CROP when a is a crop of b (a tie goes to WIDER); None when neither is a crop of the other."""
     if len(a.crops) != _CROP_BYTES or len(b.crops) != _CROP_BYTES:
         return None
-    best = _NO_CROP
+    bests = []
     for outer, inner in ((a.crops, b.crops), (b.crops, a.crops)):
+        best = _NO_CROP
         p = np.frombuffer(outer, dtype=">u8", count=_WINDOWS)
         d = np.frombuffer(outer, dtype=">u8", count=_WINDOWS, offset=8 * _WINDOWS)
         c = np.frombuffer(outer, dtype=np.uint8, offset=16 * _WINDOWS).reshape(_WINDOWS, 3).astype(np.int16)
@@ -866,8 +886,12 @@ def crop_match(a: Fingerprint, b: Fingerprint) -> tuple[int, int] | None:
         ok = (dp <= CROP_PHASH) & (dd <= CROP_DHASH) & (diff[:, :2].max(axis=1) <= CROP_CHROMA)
         ok &= diff[:, 2] <= CROP_LUMA
         if ok.any():
-            best = min(best, int((dp * 65 + dd)[ok].min()))
-    return None if best == _NO_CROP else divmod(best, 65)
+            best = int((dp * 65 + dd)[ok].min())
+        bests.append(best)
+    best = min(bests)
+    if best == _NO_CROP:
+        return None
+    return (*divmod(best, 65), WIDER if bests[0] <= bests[1] else CROP)
 
 
 def same_burst(a: Fingerprint, b: Fingerprint) -> bool:
@@ -947,7 +971,7 @@ def _make_group(
                 # A file of an image class whose other files matched, but which is itself another shot of the
                 # reference's burst (same pixels, other camera time): never its duplicate, so left out.
                 continue
-            members.append(GroupMember(f, MatchKind.NEAR, m.distance, m.transform, m.dhash, m.cropped))
+            members.append(GroupMember(f, MatchKind.NEAR, m.distance, m.transform, m.dhash, m.crop))
     if len(members) == 2:  # the usual pair: nothing to sort
         return DuplicateGroup(kind=members[1].match, members=(members[0], members[1]))
     rest = sorted(members[1:], key=lambda m: (_KIND_ORDER[m.match], m.distance, m.file.path))
@@ -978,7 +1002,7 @@ def split_not_duplicates(
         return list(groups)
     groups = list(groups)
     count = sum(len(g.members) for g in groups)
-    rule = MatchRule(threshold, rotations, two_stage, bursts_apart, searches_crops(count, crops))
+    rule = _rule(threshold, rotations, two_stage, bursts_apart, searches_crops(count, crops))
 
     def apart(a: FileRecord, b: FileRecord) -> bool:
         x, y = a.content_hash, b.content_hash

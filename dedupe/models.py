@@ -66,13 +66,19 @@ class GroupMember:
     transform: str | None = None
     # dHash distance to the reference when the match needed that second opinion (pHash alone was too far)
     dhash: int | None = None
-    # One of the two is a crop of the other; the distances are to the window of the larger that matched
-    cropped: bool = False
+    # "crop" when this file is a crop of the reference, "wider" when the reference is a crop of this file (it shows
+    # more); the distances are then to the window of the wider one that matched. None otherwise.
+    crop: str | None = None
+
+    @property
+    def cropped(self) -> bool:
+        """One of this file and the reference is a crop of the other."""
+        return self.crop is not None
 
     @property
     def why(self) -> str:
         """Why this file matched its reference, e.g. "phash 2, rot90", "phash 10, dhash 1" or
-        "phash 4, dhash 6, cropped"."""
+        "phash 4, dhash 6, a crop of the reference"."""
         if self.match is not MatchKind.NEAR:
             return {MatchKind.EXACT: "same bytes", MatchKind.IMAGE: "same pixels"}[self.match]
         parts = [f"phash {self.distance}"]
@@ -80,8 +86,10 @@ class GroupMember:
             parts.append(self.transform)
         if self.dhash is not None:
             parts.append(f"dhash {self.dhash}")
-        if self.cropped:
-            parts.append("cropped")
+        if self.crop == "crop":
+            parts.append("a crop of the reference")
+        elif self.crop == "wider":
+            parts.append("the reference is a crop of it")
         return ", ".join(parts)
 
 

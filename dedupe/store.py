@@ -373,7 +373,7 @@ class Store:
                     st.st_dev,
                     st.st_ino,
                     content_hash,
-                    error,
+                    _text(error),
                     error_version,
                     time.time(),
                 ),
@@ -623,7 +623,7 @@ class Store:
         with self._lock:
             self._conn.execute(
                 "UPDATE journal SET state = ?, destination = coalesce(?, destination), reason = ? WHERE id = ?",
-                (state.value, None if destination is None else encode_path(destination), reason, entry_id),
+                (state.value, None if destination is None else encode_path(destination), _text(reason), entry_id),
             )
 
     def journal(self, run_id: int) -> list[JournalEntry]:
@@ -907,6 +907,18 @@ def _parse_ints(text: str, count: int) -> npt.NDArray[np.int64]:
     if len(values) != count:
         raise StoreError("the store returned a damaged column of fingerprints")
     return values
+
+
+def _text(message: str | None) -> str | None:
+    """A message for a TEXT column: a path in it may hold bytes that are not UTF-8 (surrogate escapes), which
+    SQLite cannot store as text; they are kept as \\xNN escapes."""
+    if message is None:
+        return None
+    try:
+        raw = message.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = message.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def _chunks(items: Sequence[object], size: int = 500) -> Iterator[list[object]]:

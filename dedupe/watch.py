@@ -755,7 +755,8 @@ class Watcher:
             queries = np.array([fp.phash, *fp.variants], dtype=np.uint64)
             distances = np.bitwise_count(index.near_hashes[None, :] ^ queries[:, None]).min(axis=0)
             close = np.flatnonzero(distances <= max(self._threshold, CANDIDATE_PHASH))
-            rule = MatchRule(self._threshold, rotations=True, two_stage=True, bursts_apart=True)
+            # Crops are not looked for live: the index below finds candidates by pHash alone.
+            rule = MatchRule(self._threshold, rotations=True, two_stage=True, bursts_apart=True, crops=False)
             for j in close[np.argsort(distances[close], kind="stable")][:NEAR_CANDIDATES].tolist():
                 found = match(fp, index.by_content[index.near_content[j]], rule)
                 if found is not None:

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from dedupe import fingerprint
+from dedupe.actions import plan
 from dedupe.cli import cli
-from dedupe.group import CROP_SEARCH_LIMIT, MatchRule, crop_match, find_groups, match, searches_crops
+from dedupe.group import CROP, CROP_SEARCH_LIMIT, WIDER, MatchRule, crop_match, find_groups, match, searches_crops
 from dedupe.models import FileRecord, Fingerprint, MatchKind, ScanOptions
 from dedupe.scan import scan, stored_groups
 from dedupe.store import Store
@@ -53,8 +54,11 @@ def test_a_cropped_copy_matches_its_original_and_not_another_photo() -> None:
         original, cropped = fp(im), fp(crop(im, CROP15))
         assert fingerprint.hamming(original.phash, cropped.phash) > 8  # too far for the whole-picture hashes
         m = match(original, cropped, MatchRule())
-        assert m is not None and m.cropped and m.distance <= 6
-        assert crop_match(cropped, original) == crop_match(original, cropped)  # symmetric
+        assert m is not None and m.crop == WIDER and m.distance <= 6  # the original shows more
+        back = match(cropped, original, MatchRule())
+        assert back is not None and back.crop == CROP and back.distance == m.distance
+        there, back_again = crop_match(original, cropped), crop_match(cropped, original)
+        assert there is not None and back_again is not None and there[:2] == back_again[:2]  # symmetric
         assert match(original, cropped, MatchRule(crops=False)) is None
         assert crop_match(original, fp(draw_photo(seed + 100, SIZE))) is None
 
@@ -92,7 +96,7 @@ def test_scan_groups_a_cropped_copy_and_says_why(tmp_path: Path) -> None:
         paths = sorted(Path(m.file.path).name for m in group.members)
         assert paths == ["cropped.png", "original.jpg"]
         member = group.members[1]
-        assert member.match is MatchKind.NEAR and member.cropped and member.why.endswith("cropped")
+        assert member.match is MatchKind.NEAR and member.crop == CROP and member.why.endswith("a crop of the reference")
         assert stored_groups(store, [str(root)], crops=False)[0] == []
 
     out = CliRunner().invoke(cli, ["groups", str(root), "--db", str(db), "--format", "json"])
@@ -128,3 +132,49 @@ def test_crop_groups_do_not_depend_on_input_order(picks: list[int], rnd: random.
 def test_the_crop_search_is_skipped_by_default_only_for_very_large_sets() -> None:
     assert searches_crops(CROP_SEARCH_LIMIT, None) and not searches_crops(CROP_SEARCH_LIMIT + 1, None)
     assert searches_crops(CROP_SEARCH_LIMIT + 1, True) and not searches_crops(10, False)
+
+
+def _planned(tmp_path: Path, pictures: dict[str, Image.Image]) -> tuple[str, set[str], dict[str, str]]:
+    """Scan the pictures, plan the default review of every group with near copies included: (keeper, the
+    files planned for removal, the reasons of those left), by file name."""
+    root = tmp_path / "photos"
+    for name, im in pictures.items():
+        save(im, root / name, quality=92)
+    with Store.open(tmp_path / "store.sqlite") as store:
+        scan([str(root)], store, ScanOptions(workers=1))
+        groups, _, _ = stored_groups(store, [str(root)])
+    assert len(groups) == 1, groups
+    (g,) = plan(groups, include_near=True).groups
+    return (
+        Path(g.choice.keeper.path).name,
+        {Path(s.file.path).name for s in g.steps},
+        {Path(s.path).name: s.reason for s in g.left},
+    )
+
+
+def test_the_whole_picture_is_never_removed_in_favour_of_a_crop_of_it(tmp_path: Path) -> None:
+    im = draw_photo(3, (2000, 1500))
+    pictures = {"full.jpg": im.resize((800, 600)), "crop.jpg": crop(im, CROP15).resize((1700, 1275))}
+    keeper, removed, left = _planned(tmp_path, pictures)
+    assert keeper == "crop.jpg"  # the most pixels
+    assert removed == set() and "shows more than its keeper" in left["full.jpg"]
+
+
+def test_a_crop_goes_in_favour_of_the_whole_picture(tmp_path: Path) -> None:
+    im = draw_photo(3, SIZE)
+    keeper, removed, _ = _planned(tmp_path, {"full.jpg": im, "crop.jpg": crop(im, CROP15).resize((850, 638))})
+    assert keeper == "full.jpg" and removed == {"crop.jpg"}
+
+
+def test_two_crops_of_other_parts_never_replace_each_other(tmp_path: Path) -> None:
+    im = draw_photo(2, (2000, 1500))
+    pictures = {
+        "full.jpg": im.resize((1000, 750)),
+        "left.jpg": crop(im, (0.0, 0.0, 0.8, 0.8)),  # 1600x1200: more pixels than the whole
+        "right.jpg": crop(im, (0.2, 0.2, 1.0, 1.0)),
+    }
+    keeper, removed, left = _planned(tmp_path, pictures)
+    assert keeper in ("left.jpg", "right.jpg")
+    other = ({"left.jpg", "right.jpg"} - {keeper}).pop()
+    assert removed == set()
+    assert "shows more" in left["full.jpg"] and "neither a crop nor a copy" in left[other]
