@@ -36,7 +36,7 @@ from urllib.parse import unquote_to_bytes
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError
-from dedupe.group import CROP, WIDER, MatchRule, crop_match, hamming, match
+from dedupe.group import CROP, WIDER, MatchRule, crop_match, hamming, match, shows_more
 from dedupe.models import (
     Action,
     ApplyResult,
@@ -316,7 +316,7 @@ def _plan_group(
             reason = VIEW_REASON
         elif match is MatchKind.NEAR and not include_near:
             reason = f"similar, not identical (distance {m.distance}): acted on only with --include-near or in review"
-        elif match is MatchKind.NEAR and cropped & {f.path, k.path} and (why := _crop_keeps(f, k)):
+        elif match is MatchKind.NEAR and (why := _crop_keeps(f, k, bool(cropped & {f.path, k.path}))):
             reason = why
         elif action in (Action.HARDLINK, Action.SYMLINK) and match is not MatchKind.EXACT:
             reason = "not the same bytes as the keeper: a link would lose what differs"
@@ -335,16 +335,22 @@ def _plan_group(
     return GroupPlan(group, choice, tuple(steps), tuple(left))
 
 
-def _crop_keeps(f: FileRecord, keeper: FileRecord) -> str | None:
-    """Why a near copy must stay when it or its keeper is in the group as a crop, or None when it may go.
+def _crop_keeps(f: FileRecord, keeper: FileRecord, flagged: bool) -> str | None:
+    """Why a near copy must stay because the keeper may not show all of it, or None when it may go.
 
-    A copy may only go when the keeper shows all of it: when it is a crop of the keeper, or a plain near copy of
-    it. A copy of which the keeper is a crop shows more than the keeper; and two crops of one picture, both in
-    the group through its reference, may show different parts of it.
+    A copy of which the keeper is a crop shows more than the keeper, also when the crop is small enough to match
+    as a plain near copy. When the copy or the keeper is in the group as a crop (flagged), the copy may only go
+    when it is a crop of the keeper or a plain near copy of it: two crops of one picture, both in the group
+    through its reference, may show different parts of it.
     """
+    more = "shows more than its keeper (the keeper is a crop of it): kept"
+    if shows_more(f.fingerprint, keeper.fingerprint):
+        return more
+    if not flagged:
+        return None
     crop = crop_match(f.fingerprint, keeper.fingerprint)
     if crop is not None and crop[2] == WIDER:
-        return "shows more than its keeper (the keeper is a crop of it): kept"
+        return more
     if crop is not None and crop[2] == CROP:
         return None
     if match(f.fingerprint, keeper.fingerprint, MatchRule(crops=False)) is not None:
@@ -594,12 +600,14 @@ def find_sidecars(path: str, names: Iterable[str] | None = None) -> tuple[str, .
     shared = any(
         n != name and not _is_sidecar_name(n) and (n == stem or os.path.splitext(n)[0] == stem) for n in entries
     )
+    # a.jpg.xmp beside a.jpg and a.jpg.jpg may be the NAME.xmp of a.jpg.jpg: then it stays too.
+    own_shared = any(n != name and not _is_sidecar_name(n) and os.path.splitext(n)[0] == name for n in entries)
     found: list[str] = []
     for n in sorted(entries):
         if n == name or not _is_sidecar_name(n):
             continue
         base = os.path.splitext(n)[0]
-        if (base == name and name != stem) or (base == stem and not shared):
+        if (base == name and name != stem and not own_shared) or (base == stem and not shared):
             full = os.path.join(folder, n)
             try:
                 if stat.S_ISREG(os.lstat(full).st_mode):

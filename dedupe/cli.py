@@ -164,7 +164,7 @@ def open_store(ctx: click.Context, db: str | None, *, readonly: bool = False) ->
     try:
         return ctx.with_resource(Store.open(db, readonly=readonly))
     except DedupeError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display_path(str(e))) from None
 
 
 # --- commands -------------------------------------------------------------------------------------------------
@@ -229,7 +229,7 @@ def scan_command(
         err.print("Interrupted: what was fingerprinted so far is saved; scan again to continue.")
         ctx.exit(130)
     except DedupeError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display_path(str(e))) from None
     for warning in report.warnings:
         err.print(Text(f"warning: {display_path(warning)}"))
     groups, _, images = _stored_groups(store, report.roots, threshold, rotations, two_stage, bursts_apart, crops)
@@ -272,7 +272,9 @@ def groups_command(
     store = open_store(ctx, db, readonly=True)
     groups, skipped, images = _stored_groups(store, dirs, threshold, rotations, two_stage, bursts_apart, crops)
     if dirs and images == 0 and not skipped:
-        click.echo(f"No images stored below {', '.join(dirs)}: run 'dedupe scan' on it first.", err=True)
+        click.echo(
+            f"No images stored below {', '.join(map(display_path, dirs))}: run 'dedupe scan' on it first.", err=True
+        )
     render(groups, skipped, summarize(groups, images, len(skipped)), fmt, {})
 
 
@@ -419,7 +421,9 @@ def review_command(
     groups, _, images = _stored_groups(store, roots, threshold, rotations, two_stage, bursts_apart, crops)
     console = _console()
     if dirs and images == 0:
-        click.echo(f"No images stored below {', '.join(dirs)}: run 'dedupe scan' on it first.", err=True)
+        click.echo(
+            f"No images stored below {', '.join(map(display_path, dirs))}: run 'dedupe scan' on it first.", err=True
+        )
     if not groups:
         if fmt == "json":
             click.echo(json.dumps({"action": act.value, "dry_run": dry_run, "groups": [], "results": []}))
@@ -442,11 +446,14 @@ def review_command(
             include_raw=include_raw,
         )
     except DedupeError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display_path(str(e))) from None
     if script:
         _write_script(the_plan, script)
         console.print(
-            Text(f"Wrote {display_path(script)}: {len(the_plan.steps)} step(s). Read it, then run: sh {script}")
+            Text(
+                f"Wrote {display_path(script)}: {len(the_plan.steps)} step(s)."
+                f" Read it, then run: sh {display_path(shlex.quote(script))}"
+            )
         )
         return
     if dry_run:
@@ -486,7 +493,7 @@ def _write_script(the_plan: Plan, path: str) -> None:
             f.write(plan_script(the_plan, Path(path).name))
         Path(path).chmod(0o755)
     except OSError as e:
-        raise click.ClickException(f"cannot write {path}: {e.strerror or e}") from None
+        raise click.ClickException(f"cannot write {display_path(path)}: {e.strerror or e}") from None
 
 
 def _apply(store: Store, the_plan: Plan) -> ApplyResult:
@@ -498,7 +505,7 @@ def _apply(store: Store, the_plan: Plan) -> ApplyResult:
         err.print("Interrupted: every act so far is in the journal; 'dedupe undo' reverses them.")
         sys.exit(130)
     except DedupeError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display_path(str(e))) from None
 
 
 _ROW_MATCH = {"exact": "same bytes", "image": "same pixels", "near": "similar"}
@@ -532,7 +539,7 @@ def group_table(group: DuplicateGroup, choice: KeeperChoice, refs: Sequence[str]
         if i == 1:
             match = "reference"
         elif m.match.value == "near":
-            match = f"similar, d={m.distance}"
+            match = f"similar: {m.why}"
         else:
             match = _ROW_MATCH[m.match.value]
         table.add_row(
@@ -636,7 +643,7 @@ def _interactive_review(
             include_raw=include_raw,
         )
     except DedupeError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display_path(str(e))) from None
     console.print()
     render_plan(console, the_plan, dry_run=False)
     if keep_all:
@@ -862,7 +869,7 @@ def undo_command(ctx: click.Context, db: str | None, list_runs: bool, run_id: in
     try:
         result = undo(store, run_id)
     except DedupeError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display_path(str(e))) from None
     for item in result.results:
         if item.state is StepState.DONE:
             console.print(Text(f"restored {display_path(item.path)}: {display_path(item.reason)}"))
@@ -931,8 +938,8 @@ def report_command(
         with progress_bar(err, enabled=err.is_terminal) as on_progress:
             missing = write_html_report(html_file, groups, rules, _real(references), on_progress)
     except DedupeError as e:
-        raise click.ClickException(str(e)) from None
-    line = f"Wrote {html_file}: {len(groups)} group(s), {sum(len(g.members) for g in groups)} files."
+        raise click.ClickException(display_path(str(e))) from None
+    line = f"Wrote {display_path(html_file)}: {len(groups)} group(s), {sum(len(g.members) for g in groups)} files."
     if missing:
         line += f" {missing} file(s) could not be previewed (shown as text)."
     _console().print(Text(line))
@@ -1168,7 +1175,7 @@ def export_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, ou
         else:
             count = export_fingerprints(store, output, dirs)
     except DedupeError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display_path(str(e))) from None
     click.echo(f"Exported {count} fingerprints{'' if output == '-' else f' to {output}'}.", err=True)
 
 
@@ -1192,7 +1199,7 @@ def import_command(ctx: click.Context, list_file: str, db: str | None, replace: 
     try:
         report = import_fingerprints(store, list_file, replace=replace)
     except DedupeError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display_path(str(e))) from None
     line = f"Imported {report.added} of {report.listed} fingerprints from {report.source}"
     if report.added < report.listed:
         line += f" ({report.listed - report.added} already imported)"
@@ -1225,7 +1232,7 @@ def calibrate_command(dirs: tuple[str, ...], sample: int, seed: int, fmt: str, q
         with progress_bar(err, enabled=not quiet and err.is_terminal) as on_progress:
             result = calibrate(dirs, sample, seed, on_progress)
     except DedupeError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display_path(str(e))) from None
     if fmt == "json":
         click.echo(json.dumps(dataclasses.asdict(result), indent=2))
         return
@@ -1340,7 +1347,7 @@ def watch_command(
         click.echo("Interrupted at once: what was read so far is saved.", err=True)
         ctx.exit(130)
     except DedupeError as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(display_path(str(e))) from None
     if fmt == "text":
         click.echo("Stopped.", err=True)
 
@@ -1452,14 +1459,14 @@ class WatchRenderer:
         elif event.kind == WatchEventKind.WARNING:
             self._err.print(Text(f"warning: {display_path(event.message)}"))
         elif event.kind == WatchEventKind.SKIPPED:
-            self._err.print(Text(f"skipped {path}: {event.message}"))
+            self._err.print(Text(f"skipped {path}: {display_path(event.message)}"))
         elif event.kind == WatchEventKind.COMMAND_FAILED:
-            self._err.print(Text(f"--exec failed for {path}: {event.message}"))
+            self._err.print(Text(f"--exec failed for {path}: {display_path(event.message)}"))
         elif event.kind == WatchEventKind.QUARANTINED:
             click.echo(f"quarantined: {path} -> {other} ('dedupe undo' puts it back)")
             sys.stdout.flush()
         elif event.kind == WatchEventKind.QUARANTINE_FAILED:
-            self._err.print(Text(f"not quarantined, left in place: {path}: {event.message}"))
+            self._err.print(Text(f"not quarantined, left in place: {path}: {display_path(event.message)}"))
 
     def _show_queue(self, queued: int, in_progress: int) -> None:
         if self._fmt != "text":

@@ -869,8 +869,27 @@ def crop_match(a: Fingerprint, b: Fingerprint) -> tuple[int, int, str] | None:
     CROP_DHASH of dHash of a window of the other, with the same mean colour (see CROP_CHROMA and CROP_LUMA).
     Returns the (pHash, dHash) distances of the best such window and which way it goes: WIDER when b is a crop of
     a, CROP when a is a crop of b (a tie goes to WIDER); None when neither is a crop of the other."""
-    if len(a.crops) != _CROP_BYTES or len(b.crops) != _CROP_BYTES:
+    wider, narrower = _crop_fits(a, b)
+    best = min(wider, narrower)
+    if best == _NO_CROP:
         return None
+    return (*divmod(best, 65), WIDER if wider <= narrower else CROP)
+
+
+def shows_more(a: Fingerprint, b: Fingerprint) -> bool:
+    """Whether b looks like a crop of a: a window of a fits the whole of b strictly better than any window of b
+    fits the whole of a. A crop of 3-10% often matches its original as a plain near copy too; this tells it from a
+    resized copy, whose windows fit both ways alike (measured: 33 of 40 small crops told, 1 of 40 resized copies
+    taken for wider, the other crops fitting no window at all)."""
+    wider, narrower = _crop_fits(a, b)
+    return wider < narrower
+
+
+def _crop_fits(a: Fingerprint, b: Fingerprint) -> tuple[int, int]:
+    """How well b fits a window of a, and a a window of b: the best pHash * 65 + dHash of a window that passes the
+    crop rule, _NO_CROP where none does."""
+    if len(a.crops) != _CROP_BYTES or len(b.crops) != _CROP_BYTES:
+        return _NO_CROP, _NO_CROP
     bests = []
     for outer, inner in ((a.crops, b.crops), (b.crops, a.crops)):
         best = _NO_CROP
@@ -888,10 +907,7 @@ def crop_match(a: Fingerprint, b: Fingerprint) -> tuple[int, int, str] | None:
         if ok.any():
             best = int((dp * 65 + dd)[ok].min())
         bests.append(best)
-    best = min(bests)
-    if best == _NO_CROP:
-        return None
-    return (*divmod(best, 65), WIDER if bests[0] <= bests[1] else CROP)
+    return bests[0], bests[1]
 
 
 def same_burst(a: Fingerprint, b: Fingerprint) -> bool:

@@ -15,7 +15,17 @@ from PIL import Image
 from dedupe import fingerprint
 from dedupe.actions import plan
 from dedupe.cli import cli
-from dedupe.group import CROP, CROP_SEARCH_LIMIT, WIDER, MatchRule, crop_match, find_groups, match, searches_crops
+from dedupe.group import (
+    CROP,
+    CROP_SEARCH_LIMIT,
+    WIDER,
+    MatchRule,
+    crop_match,
+    find_groups,
+    match,
+    searches_crops,
+    shows_more,
+)
 from dedupe.models import FileRecord, Fingerprint, MatchKind, ScanOptions
 from dedupe.scan import scan, stored_groups
 from dedupe.store import Store
@@ -178,3 +188,17 @@ def test_two_crops_of_other_parts_never_replace_each_other(tmp_path: Path) -> No
     other = ({"left.jpg", "right.jpg"} - {keeper}).pop()
     assert removed == set()
     assert "shows more" in left["full.jpg"] and "neither a crop nor a copy" in left[other]
+
+
+def test_an_original_stays_when_a_small_crop_of_it_matched_as_a_plain_copy(tmp_path: Path) -> None:
+    im = draw_photo(1000, (1000, 750))
+    small_crop = crop(im, (0.012, 0.021, 0.982, 0.991)).resize((1300, 975))  # 3% cut off, upscaled
+    keeper, removed, left = _planned(tmp_path, {"a_orig.jpg": im, "b_crop.jpg": small_crop})
+    assert keeper == "b_crop.jpg" and removed == set()
+    assert "shows more than its keeper" in left["a_orig.jpg"]
+
+
+def test_a_resized_copy_is_not_taken_for_a_wider_picture() -> None:
+    for seed in range(3000, 3010):
+        im = draw_photo(seed, (1000, 750))
+        assert not shows_more(fp(im), fp(im.resize((600, 450)))), seed

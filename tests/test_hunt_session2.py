@@ -261,3 +261,22 @@ def test_two_different_gradients_are_not_grouped(tmp_path: Path) -> None:
     save(_gradient((0, 0, 120), (255, 230, 0), False, (640, 480)), root / "blue_yellow_horizontal.png")
     assert _groups(root, tmp_path) == []
     assert _groups(root, tmp_path, "--no-rotations", "--no-two-stage", "--no-crops") == []
+
+
+def test_folder_names_with_control_characters_are_escaped_in_messages(tmp_path: Path) -> None:
+    odd = tmp_path / "ph\x1b]0;TITLE\x07\x1b[31m"
+    odd.mkdir()
+    db = tmp_path / "store.sqlite"
+    other = tmp_path / "other"
+    other.mkdir()
+    assert CliRunner().invoke(cli, ["scan", str(other), "--db", str(db), "-q"]).exit_code == 0
+    r = CliRunner().invoke(cli, ["groups", str(odd), "--db", str(db)])
+    assert r.exit_code == 0, r.output
+    assert "No images stored below" in r.output and "\x1b" not in r.output and "\x07" not in r.output
+    script = odd / "plan.sh"
+    save(draw_photo(1, (300, 200)), odd / "a.jpg")
+    shutil.copyfile(odd / "a.jpg", odd / "b.jpg")
+    assert CliRunner().invoke(cli, ["scan", str(odd), "--db", str(db), "-q"]).exit_code == 0
+    r = CliRunner().invoke(cli, ["review", str(odd), "--db", str(db), "--script", str(script)])
+    assert r.exit_code == 0, r.output
+    assert "Wrote" in r.output and "\x1b" not in r.output and script.exists()

@@ -79,7 +79,7 @@ def test_interactive_keep_suggestion_pick_another_and_confirm(lib: Library, tras
     r = lib.review(answers="k\n2\ns\ny\n")
     assert r.exit_code == 0, r.output
     assert "Group 1 of 3" in r.output and "★ keep" in r.output and "Suggested keeper: 1" in r.output
-    assert "same bytes" in r.output and "similar, d=" in r.output
+    assert "same bytes" in r.output and "similar: phash " in r.output
     assert lib.present() == ALL - {"backup/a.jpg", "b.jpg"}
     assert lib.intact()
     assert len(list((trash_home / "files").iterdir())) == 2

@@ -69,6 +69,18 @@ def test_a_sidecar_shared_by_two_photos_of_one_name_stays(tmp_path: Path) -> Non
     assert find_sidecars(str(tmp_path / "missing" / "x.jpg")) == ()
 
 
+def test_a_sidecar_that_may_be_another_files_stays(tmp_path: Path) -> None:
+    copy = touch(tmp_path / "a.jpg", b"jpeg")
+    touch(tmp_path / "a.jpg.jpg", b"jpeg")  # its NAME.xmp is a.jpg.xmp too
+    touch(tmp_path / "a.jpg.xmp")
+    assert find_sidecars(str(copy)) == ()
+    assert find_sidecars(str(tmp_path / "a.jpg.jpg")) == ()
+    lone = touch(tmp_path / "IMG_3", b"jpeg")  # no extension, beside IMG_3.jpg: IMG_3.xmp is shared
+    touch(tmp_path / "IMG_3.jpg", b"jpeg")
+    touch(tmp_path / "IMG_3.xmp")
+    assert find_sidecars(str(lone)) == ()
+
+
 def test_sidecar_target_follows_the_new_name() -> None:
     assert sidecar_target("/a/IMG_1.jpg.xmp", "/a/IMG_1.jpg", "/m/a/IMG_1 (1).jpg") == "/m/a/IMG_1 (1).jpg.xmp"
     assert sidecar_target("/a/IMG_1.XMP", "/a/IMG_1.jpg", "/m/a/IMG_1 (1).jpg") == "/m/a/IMG_1 (1).XMP"
