@@ -55,6 +55,15 @@ def photo_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def trash_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The freedesktop home trash lives in $XDG_DATA_HOME/Trash: point it into tmp_path."""
+    home = tmp_path / "xdg"
+    home.mkdir()
+    monkeypatch.setenv("XDG_DATA_HOME", str(home))
+    return home / "Trash"
+
+
+@pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     with Store.open(tmp_path / "store.sqlite") as s:
         yield s

@@ -57,15 +57,6 @@ def groups_of(store: Store, *roots: Path) -> list[DuplicateGroup]:
 
 
 @pytest.fixture
-def trash_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The freedesktop home trash lives in $XDG_DATA_HOME/Trash: point it into tmp_path."""
-    home = tmp_path / "xdg"
-    home.mkdir()
-    monkeypatch.setenv("XDG_DATA_HOME", str(home))
-    return home / "Trash"
-
-
-@pytest.fixture
 def mount_tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     """Mount a small real tmpfs (another device) under tmp_path; skipped where mounting is not allowed."""
     mounted: list[Path] = []

@@ -22,14 +22,6 @@ from tests.conftest import draw_photo, save
 SMALL = (300, 200)
 
 
-@pytest.fixture
-def trash_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "xdg"
-    home.mkdir()
-    monkeypatch.setenv("XDG_DATA_HOME", str(home))
-    return home / "Trash"
-
-
 def invoke(*args: object) -> tuple[int, str]:
     r = CliRunner().invoke(cli, [str(a) for a in args])
     crash = f"\n{type(r.exception).__name__}: {r.exception}" if r.exception and r.exit_code != 0 else ""

@@ -17,14 +17,6 @@ from tests.conftest import draw_photo, run_dedupe, save
 SMALL = (400, 300)
 
 
-@pytest.fixture
-def trash_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "xdg"
-    home.mkdir()
-    monkeypatch.setenv("XDG_DATA_HOME", str(home))
-    return home / "Trash"
-
-
 class Library:
     """Two exact groups and one near group, scanned into a store."""
 

@@ -9,7 +9,6 @@ import subprocess
 from contextlib import closing
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from dedupe.actions import find_sidecars, sidecar_target
@@ -18,14 +17,6 @@ from tests.conftest import draw_photo, save
 
 SMALL = (400, 300)
 XMP = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>\n'
-
-
-@pytest.fixture
-def trash_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "xdg"
-    home.mkdir()
-    monkeypatch.setenv("XDG_DATA_HOME", str(home))
-    return home / "Trash"
 
 
 def touch(path: Path, data: bytes = XMP) -> Path:
