@@ -1,6 +1,6 @@
 """Hostile-input hunt, session 2: sidecars in review/undo, and the crop search. Real files, no mocks.
 
-Every test here failed when written; each names the problem it shows.
+Every test here failed when written (each docstring tells the failure as it was then); all are fixed since.
 """
 
 from __future__ import annotations
