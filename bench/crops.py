@@ -87,7 +87,7 @@ def main() -> int:
         for path, original, cut in results:
             m = match(cut[name], original, rule)
             found += m is not None
-            cropped += m is not None and m.cropped
+            cropped += m is not None and m.crop is not None
             false += sum(match(cut[name], fp, rule) is not None for p, fp in everyone if p != path)
         lines.append(f"| {name} | {found} | {len(results)} | {cropped} | {false} |")
     text = "\n".join(lines) + "\n"
