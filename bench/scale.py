@@ -61,11 +61,9 @@ def synthetic_fingerprints(n: int, seed: int = 1) -> list[tuple[int, int, tuple[
 
 def _child_group(kind: str, n: int) -> None:
     """In a fresh process: time one grouping step and print JSON."""
-    from dedupe.fingerprint import CROP_WINDOWS
+    from dedupe.fingerprint import CROP_BYTES
     from dedupe.group import DEFAULT_THRESHOLD, find_groups, near_pairs
     from dedupe.models import FileRecord, Fingerprint
-
-    CROP_BYTES = 19 * len(CROP_WINDOWS)
 
     fingerprints = synthetic_fingerprints(n)
     values = [fp[0] for fp in fingerprints]

@@ -422,6 +422,8 @@ CROP_WINDOWS: tuple[tuple[float, float, float, float], ...] = (
     *((0.25 * i / 2, 0.0, 0.75, 1.0) for i in range(3)),
 )
 _CROP_SIDE = 128  # windows are measured on a grey copy this small (long side)
+# A crop signature: a pHash and a dHash (8 bytes each) and a colour (3 bytes) for each window.
+CROP_BYTES = 19 * len(CROP_WINDOWS)
 # Stored beside every fingerprint: a store made with another version is fingerprinted again.
 VERSION = (
     f"7;raw-preview;dihedral;gradients;crops={len(CROP_WINDOWS)}x{_CROP_SIDE};exif-subsec;chunk-essence;numpy-dct;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};"

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pybktree
 
-from dedupe.fingerprint import CROP_WINDOWS
+from dedupe.fingerprint import CROP_BYTES, CROP_WINDOWS
 from dedupe.models import INVERSE, TRANSFORMS, DuplicateGroup, FileRecord, Fingerprint, GroupMember, MatchKind, Summary
 
 DEFAULT_THRESHOLD = 4  # bits of 64 in pHash: the largest with no false pair on the benchmark, see README.md
@@ -40,7 +40,6 @@ CROP_LUMA = 20
 # (34 windows at 1,000,000: 84 s).
 CROP_SEARCH_LIMIT = 200_000
 _WINDOWS = len(CROP_WINDOWS)
-_CROP_BYTES = 19 * _WINDOWS
 
 _MAX_KEY_BITS = 22  # block keys index a dense table of 2**bits bucket starts (16 MiB at 22 bits)
 _SLAB = 4_000_000  # candidate pairs examined at once, to keep memory flat
@@ -438,16 +437,12 @@ class _Nodes:
         self.crop_p = self.crop_d = np.zeros((0, _WINDOWS), dtype=np.uint64)
         self.crop_c = np.zeros((0, _WINDOWS, 3), dtype=np.uint8)
         blobs = [fps[r].crops for r in self.rep] if rule.crops else []
-        if any(len(b) == _CROP_BYTES for b in blobs):
-            self.has_crops = np.fromiter((len(b) == _CROP_BYTES for b in blobs), dtype=bool, count=len(blobs))
-            raw = np.frombuffer(
-                b"".join(b if len(b) == _CROP_BYTES else bytes(_CROP_BYTES) for b in blobs), dtype=np.uint8
-            ).reshape(len(blobs), _CROP_BYTES)
+        if any(len(b) == CROP_BYTES for b in blobs):
+            self.has_crops = np.fromiter((len(b) == CROP_BYTES for b in blobs), dtype=bool, count=len(blobs))
+            self.crop_p, self.crop_d, self.crop_c = _unpack_crops(
+                [b if len(b) == CROP_BYTES else bytes(CROP_BYTES) for b in blobs]
+            )
             del blobs
-            hashes = 16 * _WINDOWS
-            self.crop_p = raw[:, : 8 * _WINDOWS].copy().view(">u8").astype(np.uint64)
-            self.crop_d = raw[:, 8 * _WINDOWS : hashes].copy().view(">u8").astype(np.uint64)
-            self.crop_c = raw[:, hashes:].reshape(len(raw), _WINDOWS, 3).copy()
 
     def _u64(self, values: list[int]) -> npt.NDArray[np.uint64]:
         try:
@@ -562,10 +557,9 @@ class _Nodes:
         self, outer: npt.NDArray[np.int64], window: npt.NDArray[np.int64], inner: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:
         """Whether window k of each outer picture agrees with the whole inner picture in dHash and colour."""
-        dh = np.bitwise_count(self.crop_d[outer, window] ^ self.crop_d[inner, 0]) <= CROP_DHASH
-        diff = np.abs(self.crop_c[outer, window].astype(np.int16) - self.crop_c[inner, 0].astype(np.int16))
-        ok: npt.NDArray[np.bool_] = dh & (diff[:, :2].max(axis=1) <= CROP_CHROMA) & (diff[:, 2] <= CROP_LUMA)
-        return ok
+        return _crop_agrees(
+            self.crop_d[outer, window], self.crop_d[inner, 0], self.crop_c[outer, window], self.crop_c[inner, 0]
+        )
 
     def _crop_distances(
         self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], wanted: npt.NDArray[np.bool_]
@@ -888,26 +882,42 @@ def shows_more(a: Fingerprint, b: Fingerprint) -> bool:
 def _crop_fits(a: Fingerprint, b: Fingerprint) -> tuple[int, int]:
     """How well b fits a window of a, and a a window of b: the best pHash * 65 + dHash of a window that passes the
     crop rule, _NO_CROP where none does."""
-    if len(a.crops) != _CROP_BYTES or len(b.crops) != _CROP_BYTES:
+    if len(a.crops) != CROP_BYTES or len(b.crops) != CROP_BYTES:
         return _NO_CROP, _NO_CROP
+    p, d, c = _unpack_crops([a.crops, b.crops])
     bests = []
-    for outer, inner in ((a.crops, b.crops), (b.crops, a.crops)):
-        best = _NO_CROP
-        p = np.frombuffer(outer, dtype=">u8", count=_WINDOWS)
-        d = np.frombuffer(outer, dtype=">u8", count=_WINDOWS, offset=8 * _WINDOWS)
-        c = np.frombuffer(outer, dtype=np.uint8, offset=16 * _WINDOWS).reshape(_WINDOWS, 3).astype(np.int16)
-        ip = np.frombuffer(inner, dtype=">u8", count=1)[0]
-        idh = np.frombuffer(inner, dtype=">u8", count=1, offset=8 * _WINDOWS)[0]
-        ic = np.frombuffer(inner, dtype=np.uint8, count=3, offset=16 * _WINDOWS).astype(np.int16)
-        dp = np.bitwise_count(p[1:] ^ ip).astype(np.int64)
-        dd = np.bitwise_count(d[1:] ^ idh).astype(np.int64)
-        diff = np.abs(c[1:] - ic)
-        ok = (dp <= CROP_PHASH) & (dd <= CROP_DHASH) & (diff[:, :2].max(axis=1) <= CROP_CHROMA)
-        ok &= diff[:, 2] <= CROP_LUMA
-        if ok.any():
-            best = int((dp * 65 + dd)[ok].min())
-        bests.append(best)
+    for outer, inner in ((0, 1), (1, 0)):
+        dp = np.bitwise_count(p[outer, 1:] ^ p[inner, 0]).astype(np.int64)
+        dd = np.bitwise_count(d[outer, 1:] ^ d[inner, 0]).astype(np.int64)
+        ok = (dp <= CROP_PHASH) & _crop_agrees(d[outer, 1:], d[inner, 0], c[outer, 1:], c[inner, 0])
+        bests.append(int((dp * 65 + dd)[ok].min()) if ok.any() else _NO_CROP)
     return bests[0], bests[1]
+
+
+def _crop_agrees(
+    window_dhash: npt.NDArray[np.uint64],
+    whole_dhash: npt.NDArray[np.uint64] | np.uint64,
+    window_colour: npt.NDArray[np.uint8],
+    whole_colour: npt.NDArray[np.uint8],
+) -> npt.NDArray[np.bool_]:
+    """The confirmation of a crop candidate: the window's dHash within CROP_DHASH of the whole picture's, its
+    chromaticities within CROP_CHROMA and its brightness within CROP_LUMA."""
+    dh = np.bitwise_count(window_dhash ^ whole_dhash) <= CROP_DHASH
+    diff = np.abs(window_colour.astype(np.int16) - whole_colour.astype(np.int16))
+    ok: npt.NDArray[np.bool_] = dh & (diff[..., :2].max(axis=-1) <= CROP_CHROMA) & (diff[..., 2] <= CROP_LUMA)
+    return ok
+
+
+def _unpack_crops(
+    blobs: Sequence[bytes],
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64], npt.NDArray[np.uint8]]:
+    """Crop signatures (fingerprint.crop_signature, each CROP_BYTES long) as arrays: the pHashes and dHashes of
+    every window, (signatures, windows), and their colours, (signatures, windows, 3)."""
+    raw = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), CROP_BYTES)
+    hashes = 16 * _WINDOWS
+    phashes = raw[:, : 8 * _WINDOWS].copy().view(">u8").astype(np.uint64)
+    dhashes = raw[:, 8 * _WINDOWS : hashes].copy().view(">u8").astype(np.uint64)
+    return phashes, dhashes, raw[:, hashes:].reshape(len(raw), _WINDOWS, 3).copy()
 
 
 def same_burst(a: Fingerprint, b: Fingerprint) -> bool:
