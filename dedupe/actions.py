@@ -278,9 +278,9 @@ def _plan_group(
     dest: str | None,
     roots: Sequence[str],
     include_near: bool,
-    include_raw: bool = False,
-    rules: Sequence[KeeperRule] = DEFAULT_RULES,
-    folders: _Listings | None = None,
+    include_raw: bool,
+    rules: Sequence[KeeperRule],
+    folders: _Listings,
 ) -> GroupPlan:
     keeper = choice.keeper
     steps: list[Step] = []
@@ -328,7 +328,7 @@ def _plan_group(
             left.append(Skipped(f.path, reason))
             continue
         target = move_target(f.path, dest, roots) if action is Action.MOVE and dest else None
-        sidecars = find_sidecars(f.path, (folders or _Listings()).names(f.path)) if action in CARRIES_SIDECARS else ()
+        sidecars = find_sidecars(f.path, folders.names(f.path)) if action in CARRIES_SIDECARS else ()
         steps.append(Step(f, k, action, match, target, sidecars))
     # The heart of the matter: the keeper stays, so a group never loses its last copy.
     assert all(s.file.path not in (keeper.path, raw_keeper.path) for s in steps) and len(steps) < len(group.members)
@@ -343,15 +343,12 @@ def _crop_keeps(f: FileRecord, keeper: FileRecord, flagged: bool) -> str | None:
     when it is a crop of the keeper or a plain near copy of it: two crops of one picture, both in the group
     through its reference, may show different parts of it.
     """
-    more = "shows more than its keeper (the keeper is a crop of it): kept"
-    if shows_more(f.fingerprint, keeper.fingerprint):
-        return more
-    if not flagged:
-        return None
     crop = crop_match(f.fingerprint, keeper.fingerprint)
-    if crop is not None and crop[2] == WIDER:
-        return more
-    if crop is not None and crop[2] == CROP:
+    direction = None if crop is None else crop[2]
+    # Unflagged, only a window that fits strictly better one way tells a small crop from a resized copy.
+    if direction == WIDER and (flagged or shows_more(f.fingerprint, keeper.fingerprint)):
+        return "shows more than its keeper (the keeper is a crop of it): kept"
+    if not flagged or direction == CROP:
         return None
     if match(f.fingerprint, keeper.fingerprint, MatchRule(crops=False)) is not None:
         return None
@@ -456,7 +453,7 @@ def quarantine(copy: FileRecord, keeper: FileRecord, folder: str, roots: Sequenc
 
 
 def _apply_step(
-    step: Step, store: Store, run_id: int, keepers: set[str], touched: set[str], named: set[str] | None = None
+    step: Step, store: Store, run_id: int, keepers: set[str], touched: set[str], named: set[str]
 ) -> StepResult:
     f, k = step.file, step.keeper
 
@@ -485,23 +482,17 @@ def _apply_step(
     ):
         return result(StepState.SKIPPED, VIEW_REASON)
 
+    # Only the sidecars the plan showed go along (an earlier step may have made a shared one look like its own).
+    found = step.sidecars if step.action in CARRIES_SIDECARS else ()
     destination: str | None = None
     try:
         if step.action is Action.MOVE:
             assert step.destination is not None
-            destination = next(_free_names(step.destination))
+            destination = _free_for_all(step.destination, f.path, found)
         elif step.action in (Action.HARDLINK, Action.SYMLINK):
             destination = _temp_name(f.path)
     except Refused as e:
         return result(StepState.FAILED, str(e))
-    # Only the sidecars the plan showed go along (an earlier step may have made a shared one look like its own).
-    found = step.sidecars if step.action in CARRIES_SIDECARS else ()
-    if step.action is Action.MOVE and found:
-        assert step.destination is not None
-        try:
-            destination = _free_for_all(step.destination, f.path, found)
-        except Refused as e:
-            return result(StepState.FAILED, str(e))
     entry = store.journal_planned(run_id, step.action, f.path, k.path, f.content_hash, st, destination)
     try:
         where = _act(step, destination)
@@ -511,7 +502,7 @@ def _apply_step(
         return result(StepState.FAILED, why)
     store.journal_update(entry, JournalState.DONE, destination=where)
     _record_after(store, step, f)
-    carried, problems = _carry_sidecars(step, found, where, store, run_id, named or keepers)
+    carried, problems = _carry_sidecars(step, found, where, store, run_id, named)
     return result(StepState.DONE, "; ".join(problems), where, carried)
 
 
@@ -521,7 +512,7 @@ def _free_for_all(target: str, photo: str, sidecars: Sequence[str]) -> str:
     for candidate in _free_names(target):
         if not any(os.path.lexists(sidecar_target(s, photo, candidate)) for s in sidecars):
             return candidate
-    raise Refused(f"no free name for {target} and its sidecars")
+    raise AssertionError("unreachable: _free_names raises Refused when no name is left")
 
 
 def _carry_sidecars(
