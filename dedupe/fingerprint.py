@@ -216,9 +216,7 @@ def _fingerprint(data: bytes, content_hash: str) -> Fingerprint:
         # A reduced-scale decode is several times faster and gives the same perceptual hashes.
         im.draft("RGB", (WORK_SIZE, WORK_SIZE))
     im.load()
-    work = working_image(im, orientation)
-    phash, dhash = perceptual_hashes(work)
-    low_info = is_low_info(work) or degenerate(phash)
+    phash, dhash, low_info, variants, crops = _perceptual(working_image(im, orientation))
     # A blank picture is only ever grouped by its image hash, so for it that hash is the decoded pixels
     # (the same blank in PNG and BMP is the same picture); for others it is the cheaper data hash.
     data_hash = None if low_info and fmt not in ("JPEG", "MPO") else image_data_hash(data, fmt, orientation)
@@ -233,9 +231,9 @@ def _fingerprint(data: bytes, content_hash: str) -> Fingerprint:
         dhash=dhash,
         taken=taken,
         low_info=low_info,
-        variants=dihedral_hashes(work),
+        variants=variants,
         camera=_camera(exif),
-        crops=b"" if low_info else crop_signature(work),
+        crops=crops,
     )
 
 
@@ -342,9 +340,7 @@ def _fingerprint_raw(data: bytes, content_hash: str, ext: str) -> Fingerprint:
     width, height = im.info["dedupe_full_size"]
     if orientation >= 5:
         width, height = height, width
-    work = working_image(im, orientation)
-    phash, dhash = perceptual_hashes(work)
-    low_info = is_low_info(work) or degenerate(phash)
+    phash, dhash, low_info, variants, crops = _perceptual(working_image(im, orientation))
     return Fingerprint(
         content_hash=content_hash,
         # Only the same bytes are the same RAW: two files with one preview may hold different sensor data.
@@ -356,10 +352,19 @@ def _fingerprint_raw(data: bytes, content_hash: str, ext: str) -> Fingerprint:
         dhash=dhash,
         taken=_date_taken(exif) or _date_taken(preview_exif),
         low_info=low_info,
-        variants=dihedral_hashes(work),
+        variants=variants,
         camera=_camera(exif) or _camera(preview_exif),
-        crops=b"" if low_info else crop_signature(work),
+        crops=crops,
     )
+
+
+def _perceptual(work: Image.Image) -> tuple[int, int, bool, tuple[int, ...], bytes]:
+    """The perceptual part of a fingerprint, from the working image: pHash, dHash, whether it is low-information
+    (blank, nearly uniform or a degenerate pHash), the turned and mirrored pHashes, and the crop signature (none
+    for a low-information picture, which only groups by its image data)."""
+    phash, dhash = perceptual_hashes(work)
+    low_info = is_low_info(work) or degenerate(phash)
+    return phash, dhash, low_info, dihedral_hashes(work), b"" if low_info else crop_signature(work)
 
 
 def working_image(im: Image.Image, orientation: int = 1) -> Image.Image:
