@@ -58,6 +58,35 @@ def test_crop_signature_has_every_window() -> None:
     assert blank.low_info and blank.crops == b""  # blanks are only grouped by their pixels
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 40),
+    st.integers(1, 40),
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 5),
+    st.integers(1, 5),
+)
+def test_window_cells_are_exact_area_means(width: int, height: int, seed: int, across: int, down: int) -> None:
+    import numpy as np
+
+    values = np.random.default_rng(seed).uniform(0, 255, (height, width, 2))
+    means = fingerprint._cell_means(values, across, down)
+    assert means.shape == (len(fingerprint.CROP_WINDOWS), down, across, 2)
+
+    def cover(lo: float, hi: float, n: int) -> np.ndarray:  # how much of each pixel lies in [lo, hi]
+        return np.clip(np.minimum(np.arange(n) + 1, hi) - np.maximum(np.arange(n), lo), 0, None)
+
+    for k in random.Random(seed).sample(range(len(fingerprint.CROP_WINDOWS)), 4):
+        x0, y0, dx, dy = fingerprint.CROP_WINDOWS[k]
+        for r in range(down):
+            for c in range(across):
+                xs = ((x0 + dx * c / across) * width, (x0 + dx * (c + 1) / across) * width)
+                ys = ((y0 + dy * r / down) * height, (y0 + dy * (r + 1) / down) * height)
+                weight = np.outer(cover(*ys, height), cover(*xs, width))
+                direct = (values * weight[..., None]).sum(axis=(0, 1)) / weight.sum()
+                assert np.allclose(means[k, r, c], direct), (k, r, c)
+
+
 def test_a_cropped_copy_matches_its_original_and_not_another_photo() -> None:
     for seed in (1, 3):
         im = draw_photo(seed, SIZE)
@@ -191,7 +220,7 @@ def test_two_crops_of_other_parts_never_replace_each_other(tmp_path: Path) -> No
 
 
 def test_an_original_stays_when_a_small_crop_of_it_matched_as_a_plain_copy(tmp_path: Path) -> None:
-    im = draw_photo(1000, (1000, 750))
+    im = draw_photo(1001, (1000, 750))  # a crop that shows_more tells (most do: see its docstring)
     small_crop = crop(im, (0.012, 0.021, 0.982, 0.991)).resize((1300, 975))  # 3% cut off, upscaled
     keeper, removed, left = _planned(tmp_path, {"a_orig.jpg": im, "b_crop.jpg": small_crop})
     assert keeper == "b_crop.jpg" and removed == set()

@@ -34,6 +34,16 @@ _PIL = dict(
 )
 
 
+def test_turned_hash_pixels_are_pillows_transposes() -> None:
+    import numpy as np
+
+    from dedupe import fingerprint
+
+    pixels = np.random.default_rng(7).integers(0, 256, (32, 32)).astype(np.uint8)
+    for transpose, turn in zip(fingerprint._DIHEDRAL, fingerprint._ARRAY_DIHEDRAL, strict=True):
+        assert (turn(pixels) == np.asarray(Image.fromarray(pixels).transpose(transpose))).all(), transpose
+
+
 def test_variants_are_the_hashes_of_the_turned_pictures(tmp_path: Path) -> None:
     im = draw_photo(3)
     fp = fingerprint_file(save(im, tmp_path / "a.png"))
