@@ -7,8 +7,12 @@ import multiprocessing
 import os
 import signal
 import stat
+import sys
+import threading
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -330,10 +334,11 @@ def _fingerprint_all(
     """Fingerprint files on all cores, yielding results as they finish."""
     workers = workers or os.cpu_count() or 1
     if workers <= 1 or len(todo) < _INLINE_BELOW:
+        fingerprinted: set[str] = set()
         for path, st in todo:
-            result = _work(path, known)
+            result = _work(path, known, fingerprinted)
             if isinstance(result, Fingerprint):
-                known = known | {result.content_hash}
+                fingerprinted.add(result.content_hash)
             yield path, st, result
         return
     pending = list(reversed(todo))
@@ -357,30 +362,62 @@ def _fingerprint_all(
 def _run_pool(
     pending: list[tuple[str, os.stat_result]], known: set[str], workers: int, window: int
 ) -> Iterator[tuple[str, os.stat_result, _Result]]:
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    """Fingerprint the pending files (taken from the end) on a pool of workers.
+
+    Only files of one size can be byte copies of each other, so of each size one file is read first and the
+    others wait for it: a copy of it is then only hashed, not decoded (a backup holds many). They all go at
+    once when it is done, so a folder of same-size files different in content still runs on every core."""
     in_flight: dict[Future[_Result], tuple[str, os.stat_result]] = {}
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(known,)) as pool:
+    sizes = Counter(st.st_size for _, st in pending)
+    first: dict[int, str] = {}  # size -> the file of that size being read first
+    copies: dict[int, frozenset[str]] = {}  # size -> the content its first file turned out to have
+    held: dict[int, list[tuple[str, os.stat_result]]] = defaultdict(list)  # files waiting for their size's first
+    with ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker, initargs=(known,)) as pool:
         try:
             while pending or in_flight:
                 while pending and len(in_flight) < window:
                     path, st = pending.pop()
-                    in_flight[pool.submit(_pool_work, path)] = (path, st)
+                    size = st.st_size
+                    if size in first:
+                        held[size].append((path, st))
+                        continue
+                    if sizes[size] > 1 and size not in copies:
+                        first[size] = path
+                    in_flight[pool.submit(_pool_work, path, copies.get(size, frozenset()))] = (path, st)
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 lost: list[tuple[str, os.stat_result]] = []
                 for fut in sorted(done, key=lambda f: in_flight[f][0]):
                     path, st = in_flight.pop(fut)
                     if fut.exception() is not None:
                         lost.append((path, st))
-                    else:
-                        yield path, st, fut.result()
+                        continue
+                    result = fut.result()
+                    size = st.st_size
+                    if first.get(size) == path:
+                        del first[size]
+                        content = result.content_hash if isinstance(result, Fingerprint) else result
+                        copies[size] = frozenset((content,)) if isinstance(content, str) else frozenset()
+                        pending.extend(reversed(held.pop(size, [])))
+                    yield path, st, result
                 if lost:
                     lost.extend(in_flight.values())
                     in_flight.clear()
+                    for waiting in held.values():
+                        pending.extend(reversed(waiting))
                     raise _PoolCrashed(lost)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """How workers start. Forked from this process when it runs no other thread (on Linux), they start at once
+    with every module loaded, where a fresh interpreter would import them again (about 0.3 s). With threads
+    (watch's observer), a fork could copy a lock another thread holds, so workers come from a fork server."""
+    if sys.platform == "linux" and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 _worker_known: set[str] = set()
@@ -393,16 +430,17 @@ def _init_worker(known: set[str]) -> None:
     _worker_known = known
 
 
-def _pool_work(path: str) -> _Result:
-    return _work(path, _worker_known)
+def _pool_work(path: str, copies: frozenset[str]) -> _Result:
+    """_work in a worker; copies: content just fingerprinted by this scan that this file may repeat."""
+    return _work(path, _worker_known, copies)
 
 
-def _work(path: str, known: set[str]) -> _Result:
+def _work(path: str, known: AbstractSet[str], copies: AbstractSet[str] = frozenset()) -> _Result:
     """Fingerprint one file, or only hash its bytes when that content was fingerprinted before."""
     try:
         data = fingerprint.read_image_bytes(path)
         content_hash = fingerprint.hash_bytes(data)
-        if content_hash in known:
+        if content_hash in known or content_hash in copies:
             return content_hash
         return fingerprint.fingerprint_bytes(data, content_hash, name=path)
     except FileSkipped as e:

@@ -15,7 +15,7 @@ import pytest
 
 from dedupe.errors import DedupeError
 from dedupe.models import MatchKind, ScanOptions
-from dedupe.scan import scan, stored_groups
+from dedupe.scan import _context, scan, stored_groups
 from dedupe.store import Store
 from tests.conftest import REPO, draw_photo, save
 
@@ -157,6 +157,36 @@ def test_parallel_and_serial_scans_agree(tmp_path: Path) -> None:
             answers.append(group_paths(store, [root]))
     assert answers[0] == answers[1]
     assert len(answers[0]) == 6
+
+
+def test_byte_copies_in_one_scan_are_decoded_once_on_every_start_method(tmp_path: Path) -> None:
+    import threading
+
+    from PIL import Image
+
+    root = tmp_path / "r"
+    for i in range(4):
+        save(draw_photo(i, (600, 450)), root / "a" / f"{i}.jpg", quality=80)
+        for copy in ("b", "c"):
+            (root / copy).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / "a" / f"{i}.jpg", root / copy / f"{i}.jpg")
+    # Pictures of one size in bytes but different in content: every one of them is fingerprinted.
+    for i in range(6):
+        Image.new("RGB", (64, 48), (40 * i, 255 - 40 * i, 90)).save(root / f"flat{i}.bmp")
+    answers = []
+    for name, thread in (("fork", None), ("server", threading.Thread(target=threading.Event().wait, args=(30,)))):
+        if thread is not None:  # another thread alive: workers must not be forked from this process
+            thread.daemon = True
+            thread.start()
+        forked = _context().get_start_method() == "fork"
+        assert forked == (thread is None and sys.platform == "linux")
+        with Store.open(tmp_path / f"{name}.sqlite") as store:
+            report = scan([root], store, ScanOptions(workers=2))
+            assert report.fingerprinted == 4 + 6 and report.reused == 8, name
+            assert {len(g.members) for g in stored_groups(store, [root])[0]} >= {3}
+            answers.append(group_paths(store, [root]))
+            assert len(store.records_under([str(root)])) == 18
+    assert answers[0] == answers[1]
 
 
 def test_a_missing_folder_is_an_error(tmp_path: Path, store: Store) -> None:
