@@ -1379,22 +1379,31 @@ def progress_bar(console: Console, *, enabled: bool) -> Iterator[Callable[[Progr
         TimeRemainingColumn(),
         console=console,
         transient=True,
+        # Redrawn as events come, not by a thread of its own: a scan forks its workers only when this process
+        # runs no other thread (see scan._context).
+        auto_refresh=False,
     )
     task = progress.add_task("Walking folders", total=None, rate="")
+    drawn = 0.0
 
     def on_progress(event: ProgressEvent) -> None:
+        nonlocal drawn
         if event.phase == "walk":
             progress.update(task, description="Walking folders")
-            return
-        elapsed = progress.tasks[0].elapsed or 0.0
-        rate = f"{event.done / elapsed:.0f} files/s" if elapsed > 0.5 else ""
-        progress.update(
-            task,
-            description="Calibrating" if event.phase == "calibrate" else "Fingerprinting",
-            completed=event.done,
-            total=event.total,
-            rate=rate,
-        )
+        else:
+            elapsed = progress.tasks[0].elapsed or 0.0
+            rate = f"{event.done / elapsed:.0f} files/s" if elapsed > 0.5 else ""
+            progress.update(
+                task,
+                description="Calibrating" if event.phase == "calibrate" else "Fingerprinting",
+                completed=event.done,
+                total=event.total,
+                rate=rate,
+            )
+        now = time.monotonic()
+        if now - drawn >= 0.1 or event.done == event.total:
+            drawn = now
+            progress.refresh()
 
     with progress:
         yield on_progress
