@@ -17,6 +17,7 @@ import numpy.typing as npt
 import pillow_heif
 from PIL import Image, ImageStat, UnidentifiedImageError
 
+from dedupe import webp
 from dedupe.errors import FileSkipped
 from dedupe.models import TRANSFORMS, Fingerprint
 
@@ -37,6 +38,7 @@ RAW_PREFIX = "RAW:"  # Fingerprint.format of a RAW file is "RAW:<ext>", e.g. "RA
 NO_PREVIEW = "RAW file without an embedded preview"
 HASH_SIZE = 8  # 64-bit perceptual hashes
 WORK_SIZE = 256  # perceptual hashes are taken from a copy this small (long side)
+_REDUCING_GAP = 2.0  # working_image first reduces by a whole factor to at least twice WORK_SIZE (Image.resize)
 LOW_INFO_STDDEV = 3.0  # a grey-level spread below this is a blank or nearly uniform picture
 BACKGROUND = (128, 128, 128)  # transparent pixels are flattened onto mid-grey: white or black art stays visible
 
@@ -217,8 +219,10 @@ def _fingerprint(data: bytes, content_hash: str) -> Fingerprint:
     if fmt in ("JPEG", "MPO"):
         # A reduced-scale decode is several times faster and gives the same perceptual hashes.
         im.draft("RGB", (WORK_SIZE, WORK_SIZE))
-    im.load()
-    phash, dhash, low_info, variants, crops = _perceptual(working_image(im, orientation))
+    reduced = _webp_reduced(data, im) if fmt == "WEBP" else None
+    if reduced is None:
+        im.load()
+    phash, dhash, low_info, variants, crops = _perceptual(working_image(reduced or im, orientation))
     # A blank picture is only ever grouped by its image hash, so for it that hash is the decoded pixels
     # (the same blank in PNG and BMP is the same picture); for others it is the cheaper data hash.
     data_hash = None if low_info and fmt not in ("JPEG", "MPO") else image_data_hash(data, fmt, orientation)
@@ -237,6 +241,23 @@ def _fingerprint(data: bytes, content_hash: str) -> Fingerprint:
         camera=_camera(exif),
         crops=crops,
     )
+
+
+def _webp_reduced(data: bytes, im: Image.Image) -> Image.Image | None:
+    """A still WebP decoded straight to the size that working_image first reduces a picture to (Image.reduce by
+    a whole factor, as resize's reducing_gap chooses it), by libwebp's scaler; None when that cannot be done
+    here, and Pillow decodes it whole."""
+    if getattr(im, "n_frames", 1) > 1:
+        return None
+    width, height = im.size
+    scale = WORK_SIZE / max(width, height)
+    fx = int(width / max(1, round(width * scale)) / _REDUCING_GAP) or 1
+    fy = int(height / max(1, round(height * scale)) / _REDUCING_GAP) or 1
+    if fx == fy == 1:
+        return None
+    size = (-(-width // fx), -(-height // fy))
+    decoded = webp.decode_reduced(data, *size)
+    return None if decoded is None else Image.frombytes(decoded[0], size, decoded[1])
 
 
 # A marker after entropy-coded data: 0xFF followed by anything but a stuffed zero, a restart or a fill byte.
@@ -376,7 +397,7 @@ def working_image(im: Image.Image, orientation: int = 1) -> Image.Image:
     if max(im.size) > WORK_SIZE:
         scale = WORK_SIZE / max(im.size)
         size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-        im = im.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        im = im.resize(size, Image.Resampling.BILINEAR, reducing_gap=_REDUCING_GAP)
     return _flat_upright(im, orientation)
 
 
@@ -456,7 +477,7 @@ _CROP_SIDE = 128  # windows are measured on a grey copy this small (long side)
 CROP_BYTES = 19 * len(CROP_WINDOWS)
 # Stored beside every fingerprint: a store made with another version is fingerprinted again.
 VERSION = (
-    f"8;raw-preview;dihedral-from-one-resize;gradients;crops={len(CROP_WINDOWS)}x{_CROP_SIDE}-area-means;exif-subsec;chunk-essence;numpy-dct;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};"
+    f"8;raw-preview;webp-scaled-decode;dihedral-from-one-resize;gradients;crops={len(CROP_WINDOWS)}x{_CROP_SIDE}-area-means;exif-subsec;chunk-essence;numpy-dct;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};"
     f"imagehash={imagehash.__version__}"
 )
 _BIT_WEIGHTS = np.uint64(1) << np.arange(63, -1, -1, dtype=np.uint64)
