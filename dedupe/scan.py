@@ -341,7 +341,8 @@ def _fingerprint_all(
                 fingerprinted.add(result.content_hash)
             yield path, st, result
         return
-    pending = list(reversed(todo))
+    # Largest first (taken from the end): the small files that are left at the end keep every core busy.
+    pending = sorted(reversed(todo), key=lambda item: item[1].st_size)
     suspects: list[tuple[str, os.stat_result]] = []
     while pending or suspects:
         if pending:

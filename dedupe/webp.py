@@ -11,7 +11,6 @@ Pillow decode the file as before, so errors are still reported the one way.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import importlib.util
 from collections.abc import Iterator
@@ -153,6 +152,8 @@ def _candidates() -> Iterator[str]:
         pil = Path(spec.origin).parent
         yield from sorted(str(p) for p in (pil.parent / "pillow.libs").glob("libwebp-*.so*"))
         yield from sorted(str(p) for p in (pil / ".dylibs").glob("libwebp.*.dylib"))
+    import ctypes.util  # only here: finding a library by name can run ldconfig
+
     found = ctypes.util.find_library("webp")
     if found:
         yield found
