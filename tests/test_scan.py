@@ -174,9 +174,10 @@ def test_byte_copies_in_one_scan_are_decoded_once_on_every_start_method(tmp_path
     for i in range(6):
         Image.new("RGB", (64, 48), (40 * i, 255 - 40 * i, 90)).save(root / f"flat{i}.bmp")
     answers = []
-    for name, thread in (("fork", None), ("server", threading.Thread(target=threading.Event().wait, args=(30,)))):
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, args=(30,), daemon=True)
+    for name, thread in (("fork", None), ("server", other)):
         if thread is not None:  # another thread alive: workers must not be forked from this process
-            thread.daemon = True
             thread.start()
         forked = _context().get_start_method() == "fork"
         assert forked == (thread is None and sys.platform == "linux")
@@ -186,6 +187,8 @@ def test_byte_copies_in_one_scan_are_decoded_once_on_every_start_method(tmp_path
             assert {len(g.members) for g in stored_groups(store, [root])[0]} >= {3}
             answers.append(group_paths(store, [root]))
             assert len(store.records_under([str(root)])) == 18
+    release.set()
+    other.join()
     assert answers[0] == answers[1]
 
 
