@@ -386,7 +386,7 @@ def _perceptual(work: Image.Image) -> tuple[int, int, bool, tuple[int, ...], byt
     (blank, nearly uniform or a degenerate pHash), the turned and mirrored pHashes, and the crop signature (none
     for a low-information picture, which only groups by its image data)."""
     phash, *variants = _dihedral_phashes(_phash_pixels(work))
-    dhash = int(str(imagehash.dhash(work, hash_size=HASH_SIZE)), 16)
+    dhash = _dhash(work)
     low_info = is_low_info(work) or degenerate(phash)
     return phash, dhash, low_info, tuple(variants), b"" if low_info else crop_signature(work)
 
@@ -428,7 +428,11 @@ def _normalise_mode(im: Image.Image) -> Image.Image:
 
 def perceptual_hashes(work: Image.Image) -> tuple[int, int]:
     """64-bit pHash and dHash of a working image, as unsigned integers."""
-    return phash(work), int(str(imagehash.dhash(work, hash_size=HASH_SIZE)), 16)
+    return phash(work), _dhash(work)
+
+
+def _dhash(work: Image.Image) -> int:
+    return int(str(imagehash.dhash(work, hash_size=HASH_SIZE)), 16)
 
 
 def dihedral_hashes(work: Image.Image) -> tuple[int, ...]:

@@ -407,18 +407,33 @@ def _run_pool(
                         pending.extend(reversed(waiting))
                     raise _PoolCrashed(lost)
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            # Queued files are dropped and the ones being read finished, so that no worker or thread of the pool
+            # outlives it (a retry after a crash would otherwise see threads and use the fork server).
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
 
 
 def _context() -> multiprocessing.context.BaseContext:
-    """How workers start. Forked from this process when it runs no other thread (on Linux), they start at once
-    with every module loaded, where a fresh interpreter would import them again (about 0.3 s). With threads
-    (watch's observer), a fork could copy a lock another thread holds, so workers come from a fork server."""
-    if sys.platform == "linux" and threading.active_count() == 1:
+    """How workers start. Forked from this process when it runs no thread started since dedupe was imported
+    (on Linux), they start at once with every module loaded, where a fresh interpreter would import them again
+    (about 0.3 s). A thread could hold a lock at the moment of the fork and leave the child stuck, so with one
+    (watch's observer, a library caller's own) workers come from a fork server. The threads that exist at import
+    are numpy's OpenBLAS pool, which parks itself around a fork (pthread_atfork), and the caller's own."""
+    if sys.platform == "linux" and threading.active_count() == 1 and _os_threads() <= _THREADS_AT_IMPORT:
         return multiprocessing.get_context("fork")
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _os_threads() -> int:
+    """The threads of this process as the system sees them (native ones too); a large number elsewhere."""
+    try:
+        return sum(1 for _ in Path("/proc/self/task").iterdir())
+    except OSError:
+        return 1 << 30
+
+
+_THREADS_AT_IMPORT = _os_threads()  # after numpy's import (through fingerprint): its thread pool counts
 
 
 _worker_known: set[str] = set()
@@ -427,6 +442,9 @@ _worker_known: set[str] = set()
 def _init_worker(known: set[str]) -> None:
     # Ctrl-C goes to the whole process group; the parent alone decides what happens then.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A forked worker inherits the parent's output as the progress bar redirected it: a warning printed here
+    # would redraw a copy of the bar as it was at the fork.
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     global _worker_known
     _worker_known = known
 

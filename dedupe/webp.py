@@ -95,6 +95,7 @@ def decode_reduced(data: bytes, width: int, height: int) -> tuple[str, bytes] | 
     lib = _library()
     if lib is None or width < 1 or height < 1:
         return None
+    data = bytes(data)  # ctypes takes bytes only (a no-op for bytes)
     config = _Config()
     if not lib.WebPInitDecoderConfigInternal(ctypes.byref(config), _ABI):
         return None
