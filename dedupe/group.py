@@ -350,7 +350,7 @@ def find_groups_in(
     files = _first_paths(lib)
     rule = _rule(threshold, rotations, two_stage, bursts_apart, searches_crops(len(files), crops))
     n = len(lib)
-    path_rank = _path_ranks(lib.paths)
+    path_rank, distinct_paths = _path_ranks(lib.paths)
     # The first file (in path order) of each image class stands for it.
     cls = np.full(n, -1, dtype=np.int64)
     order = files[np.argsort(lib.image[files], kind="stable")]
@@ -405,7 +405,8 @@ def find_groups_in(
     centre_row = np.r_[nodes.rep[centre_node], np.full(len(low_reps), -1, dtype=np.int64)]
     node = node_of[take]
     is_centre = (node >= 0) & (node == np.r_[centre_node, np.full(len(low_reps), -1)][cluster])
-    listing = (rows, cls[rows], node, ~is_centre)
+    # (Only needed to order files of one path, which records may hold: a store's paths are distinct.)
+    listing = () if distinct_paths else (rows, cls[rows], node, ~is_centre)
     del take, node, low_cluster, node_of, in_node
     return _members(lib, rows, cluster, centre_row, listing, path_rank, rule)
 
@@ -427,15 +428,13 @@ def _first_paths(lib: Library) -> npt.NDArray[np.int64]:
     return np.flatnonzero(keep)
 
 
-def _path_ranks(paths: list[str]) -> npt.NDArray[np.int64]:
-    """Each row's rank by path, equal paths ranked alike (rows are in path order)."""
+def _path_ranks(paths: list[str]) -> tuple[npt.NDArray[np.int64], bool]:
+    """Each row's rank by path, equal paths ranked alike (rows are in path order); and whether all are distinct."""
     n = len(paths)
-    if n < 2:
-        return np.arange(n, dtype=np.int64)
-    same = np.fromiter(map(operator.eq, paths[1:], paths[:-1]), dtype=bool, count=n - 1)
+    same = np.fromiter(map(operator.eq, paths[1:], paths[:-1]), dtype=bool, count=max(n - 1, 0))
     if not same.any():
-        return np.arange(n, dtype=np.int64)
-    return np.cumsum(np.r_[False, ~same]).astype(np.int64)
+        return np.arange(n, dtype=np.int64), True
+    return np.cumsum(np.r_[False, ~same]).astype(np.int64), False
 
 
 def _differs(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
@@ -811,7 +810,7 @@ def _members(
     cl = cluster[chosen]
     starts = np.flatnonzero(np.r_[True, cl[1:] != cl[:-1], True]) if len(cl) else np.zeros(1, dtype=np.int64)
     ids_of = lib.ids[rows[chosen]]
-    ids = np.unique(ids_of)
+    ids = np.sort(ids_of)  # a file is in one group at most
     return Grouping(
         ids=ids,
         member=np.searchsorted(ids, ids_of),
