@@ -21,7 +21,7 @@ import numpy.typing as npt
 import pybktree
 
 from dedupe.fingerprint import CROP_BYTES, CROP_WINDOWS
-from dedupe.library import Library
+from dedupe.library import Library, gc_paused
 from dedupe.models import INVERSE, TRANSFORMS, DuplicateGroup, FileRecord, Fingerprint, GroupMember, MatchKind, Summary
 
 DEFAULT_THRESHOLD = 4  # bits of 64 in pHash: the largest with no false pair on the benchmark, see README.md
@@ -314,19 +314,22 @@ class Grouping:
         """The duplicate groups, given the record of each file: records[k] is the file of ids[k]."""
         if len(records) != len(self.ids):
             raise ValueError(f"{len(self.ids)} records are needed, {len(records)} were given")
+        if not len(self):
+            return []
         files = [records[k] for k in self.member.tolist()]
         kinds = [_KINDS[k] for k in self.kind.tolist()]
         transforms = [None if t < 0 else TRANSFORMS[t] for t in self.transform.tolist()]
         dhashes = [None if d < 0 else d for d in self.dhash.tolist()]
         crops = [None if c < 0 else _CROPS[c] for c in self.crop.tolist()]
-        members = list(map(GroupMember, files, kinds, self.distance.tolist(), transforms, dhashes, crops))
+        # A group's kind is its weakest member's (the reference is EXACT).
+        group_kinds = [_KINDS[k] for k in np.maximum.reduceat(self.kind, self.starts[:-1]).tolist()]
         starts = self.starts.tolist()
-        out = []
-        for start, end in itertools.pairwise(starts):
-            group = tuple(members[start:end])
-            kind = max((m.match for m in group[1:]), key=_KIND_ORDER.__getitem__)
-            out.append(DuplicateGroup(kind=kind, members=group))
-        return out
+        with gc_paused():
+            members = list(map(GroupMember, files, kinds, self.distance.tolist(), transforms, dhashes, crops))
+            return [
+                DuplicateGroup(kind=kind, members=tuple(members[start:end]))
+                for kind, start, end in zip(group_kinds, starts, starts[1:], strict=False)
+            ]
 
 
 def find_groups_in(
@@ -364,9 +367,7 @@ def find_groups_in(
     nodes = _nodes(lib, reps[~low], rule)
     count = len(nodes.rep)
     node_of_class = np.full(n, -1, dtype=np.int64)
-    node_of_class[nodes.rep] = np.arange(count)
-    for i, classes in nodes.extra.items():
-        node_of_class[classes] = i
+    node_of_class[nodes.classes] = nodes.node
     node_of = node_of_class[cls[files]]  # each file's node, -1 for low-information classes
     del node_of_class
     in_node = node_of >= 0
@@ -450,39 +451,80 @@ def _run_heads(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
 
 @dataclass(frozen=True, slots=True)
 class _NodeList:
-    rep: npt.NDArray[np.int64]  # the row standing for each node (its first image class), in node order
-    extra: dict[int, list[int]]  # node -> the rows standing for its image classes, when it has several
+    rep: npt.NDArray[np.int64]  # the row standing for each node (that of its first image class), in node order
+    classes: npt.NDArray[np.int64]  # the rows standing for the image classes, node after node, each in path order
+    node: npt.NDArray[np.int64]  # the node of each of classes
 
 
 def _nodes(lib: Library, reps: npt.NDArray[np.int64], rule: MatchRule) -> _NodeList:
     """Image classes (by the rows standing for them) with identical perceptual hashes (and, for bursts, camera and
     time) as nodes, in key order: pHash first; classes with one pHash are split and ordered by their whole key."""
-    phash = lib.phash[reps]
-    order = np.argsort(phash, kind="stable")
-    sorted_phash = phash[order]
-    extra: dict[int, list[int]] = {}
-    tied = np.flatnonzero(sorted_phash[1:] == sorted_phash[:-1])
-    if len(tied):
-        starts = tied[np.r_[True, tied[1:] != tied[:-1] + 1]]  # first position of each run of one pHash
-        stops = np.searchsorted(sorted_phash, sorted_phash[starts], side="right")
-        positions = order.tolist()
-        rep_list = reps.tolist()
-        out: list[int] = []  # positions into reps, in node order
-        done = 0
-        for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
-            out.extend(positions[done:start])
+    order = np.argsort(lib.phash[reps], kind="stable")
+    sorted_phash = lib.phash[reps[order]]
+    tied = sorted_phash[1:] == sorted_phash[:-1]
+    new = _run_heads(sorted_phash)  # where a node starts (refined below where pHashes are tied)
+    if tied.any():
+        at = np.flatnonzero(np.r_[tied, False] | np.r_[False, tied])  # positions in runs of one pHash
+        rows = reps[order[at]]
+        odd = bool(lib.odd) and bool(np.isin(rows, np.fromiter(lib.odd, dtype=np.int64)).any())
+        if odd or (rule.crops and lib.has_crops[rows].any()):
+            order, new = _split_in_python(lib, reps, order, at, rule)
+        else:
+            keys = _key_columns(lib, rows, rule)
+            by_key = np.lexsort((rows, *reversed(keys)))  # classes of one key in path order
+            order[at] = order[at[by_key]]
+            same = at[1:] == at[:-1] + 1
+            for column in keys:
+                column = column[by_key]
+                same &= column[1:] == column[:-1]
+            new[at[1:]] = ~same
+    classes = reps[order]
+    return _NodeList(classes[new], classes, np.cumsum(new) - 1)
+
+
+def _key_columns(lib: Library, rows: npt.NDArray[np.int64], rule: MatchRule) -> list[npt.NDArray[Any]]:
+    """_node_key of rows (without crop signatures) as columns, the most significant first: a 7-tuple of variants
+    comes after none, then goes by its values."""
+    columns: list[npt.NDArray[Any]] = [lib.phash[rows]]
+    if rule.rotations:
+        columns.append(lib.turned[rows])
+        columns.extend(lib.variants[rows, k] for k in range(len(TRANSFORMS)))
+    if rule.two_stage:
+        columns.append(lib.dhash[rows])
+    if rule.bursts_apart:
+        columns.extend((lib.camera[rows], lib.taken[rows]))
+    return columns
+
+
+def _split_in_python(
+    lib: Library,
+    reps: npt.NDArray[np.int64],
+    order: npt.NDArray[np.intp],
+    at: npt.NDArray[np.intp],
+    rule: MatchRule,
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+    """_nodes for runs of one pHash holding odd rows or crop signatures, by whole keys in Python."""
+    runs = np.split(at, np.flatnonzero(np.diff(at) > 1) + 1)
+    positions = order.tolist()
+    rep_list = reps.tolist()
+    new = np.ones(len(order), dtype=bool)
+    out = list(positions)
+    sorted_phash = lib.phash[reps[order]]
+    for run in runs:
+        # A run of positions may hold several pHashes one after another.
+        cuts = np.flatnonzero(sorted_phash[run[1:]] != sorted_phash[run[:-1]]) + 1
+        for part in np.split(run, cuts):
+            start, stop = int(part[0]), int(part[-1]) + 1
             by_key: dict[_Key, list[int]] = defaultdict(list)
             for q in sorted(positions[start:stop]):  # classes in path order, as they were met
                 by_key[_key_at(lib, rep_list[q], rule)].append(q)
+            k = start
             for key in sorted(by_key):
                 classes = by_key[key]
-                if len(classes) > 1:
-                    extra[len(out)] = [rep_list[q] for q in classes]
-                out.append(classes[0])
-            done = stop
-        out.extend(positions[done:])
-        order = np.array(out, dtype=np.int64)
-    return _NodeList(reps[order], extra)
+                out[k : k + len(classes)] = classes
+                new[k + 1 : k + len(classes)] = False
+                k += len(classes)
+    return np.array(out, dtype=np.intp), new
 
 
 def _key_at(lib: Library, row: int, rule: MatchRule) -> _Key:
@@ -595,6 +637,12 @@ def _stars(
         timed = np.flatnonzero((lib.camera[rows] != b"") & (lib.taken[rows] != b""))
         pairs = zip(lib.camera[rows[timed]].tolist(), lib.taken[rows[timed]].tolist(), strict=True)
         burst = dict(zip(nodes[timed].tolist(), pairs, strict=True))
+        for i, r in zip(nodes.tolist(), rows.tolist(), strict=True) if lib.odd else ():
+            fp = lib.odd.get(r)
+            if fp is not None:  # its texts as they are
+                burst.pop(i, None)
+                if fp.camera and fp.taken:
+                    burst[i] = (fp.camera.encode("utf-8", "surrogatepass"), fp.taken.encode("utf-8", "surrogatepass"))
     times = _Times()
 
     def same_shot_burst(x: tuple[bytes, bytes], y: tuple[bytes, bytes]) -> bool:

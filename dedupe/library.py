@@ -6,8 +6,10 @@ files never need a million FileRecord objects; those are made only for the files
 
 from __future__ import annotations
 
+import gc
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,8 +102,8 @@ class Library:
             low_info=np.fromiter((fp.low_info for fp in fps), dtype=bool, count=n),
             turned=turned,
             variants=variants,
-            camera=texts([fp.camera for fp in fps]),
-            taken=texts([fp.taken for fp in fps]),
+            camera=texts([fp.camera for fp in fps], fps, odd),
+            taken=texts([fp.taken for fp in fps], fps, odd),
             crops=crops,
             has_crops=has_crops,
             odd=odd,
@@ -128,16 +130,33 @@ class Library:
         )
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """For making many objects without cycles at once (records, group members): the cyclic garbage collector, which
+    would walk every live object again and again as they pile up, waits until they are made."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def codes(values: Iterable[object]) -> npt.NDArray[np.int64]:
     """A number per value, equal for equal values: the order in which each was first met."""
     seen: dict[object, int] = {}
     return np.fromiter((seen.setdefault(v, len(seen)) for v in values), dtype=np.int64)
 
 
-def texts(values: Sequence[str | None]) -> npt.NDArray[np.bytes_]:
-    """Strings as UTF-8 bytes, b"" for None (or empty)."""
+def texts(
+    values: Sequence[str | None], fps: Sequence[Fingerprint], odd: dict[int, Fingerprint]
+) -> npt.NDArray[np.bytes_]:
+    """Strings as UTF-8 bytes, b"" for None (or empty). A string ending in NUL (which numpy would cut off) makes its
+    row odd."""
     if not any(values):
         return np.zeros(len(values), dtype="S1")
+    odd.update((k, fps[k]) for k, v in enumerate(values) if v and v.endswith("\x00"))
     return np.array([v.encode("utf-8", "surrogatepass") if v else b"" for v in values], dtype=np.bytes_)
 
 

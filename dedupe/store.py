@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from dedupe.errors import StoreError
 from dedupe.fingerprint import CROP_BYTES
-from dedupe.library import Library
+from dedupe.library import Library, gc_paused
 from dedupe.models import Action, FileRecord, Fingerprint, JournalEntry, JournalState, ListedFingerprint, RunInfo
 
 _MIGRATIONS: tuple[str, ...] = (
@@ -537,18 +537,20 @@ class Store:
         """Fingerprinted files at or below the roots (all files when roots is empty) as columns, sorted by path,
         read without a Python object per file; Library.ids are the files' rowids (see records_by_id). Without
         crops, the window hashes (about 1 KB a picture) are left out."""
-        chunks: list[_LibraryChunk] = []
+        parts: list[_Chunk] = []
         with self.reading():
             for low, high in _path_ranges(roots):
                 while True:
-                    chunk = self._library_chunk(low, high, version, crops)
-                    if chunk is None:
+                    part = self._library_chunk(low, high, version, crops)
+                    if part is None:
                         break
-                    chunks.append(chunk)
-                    low = chunk.last + b"\x00"  # the next path after the last one read
-            library, odd = _library(chunks, crops)
+                    parts.append(part)
+                    low = encode_path(part.library.paths[-1]) + b"\x00"  # the next path after the last one read
+            library, odd = _concat(parts, crops)
+            del parts
             if len(odd):
-                # Variants or crop signatures of other lengths (never written by this dedupe): read them whole.
+                # Variants or crop signatures of other lengths, texts ending in NUL (never written by this dedupe):
+                # read them whole.
                 found = self.records_by_id(library.ids[odd].tolist(), crops=crops)
                 library = replace(library, odd=dict(zip(odd.tolist(), (r.fingerprint for r in found), strict=True)))
         paths = library.paths
@@ -557,25 +559,30 @@ class Store:
             library = _take(library, np.array(sorted(range(len(paths)), key=paths.__getitem__), dtype=np.int64))
         return library
 
-    def _library_chunk(self, low: bytes, high: bytes | None, version: str, crops: bool) -> _LibraryChunk | None:
+    def _library_chunk(self, low: bytes, high: bytes | None, version: str, crops: bool) -> _Chunk | None:
+        """The next chunk of files from low (up to high) as columns; None when there are no more."""
         # group_concat hands over each column of many rows as one string, several times faster than fetching rows.
-        row = self._conn.execute(
-            _LIBRARY_SQL.format(
+        for lengths in (_PACKED_LENGTHS, _LENGTHS):
+            sql = _LIBRARY_SQL.format(
+                lengths=lengths,
                 crops_columns=_CROPS_COLUMNS if crops else "",
                 crops="CASE WHEN typeof(i.crops) = 'blob' THEN i.crops END" if crops else "NULL",
                 high="" if high is None else "AND f.path < ?",
-            ),
-            (low, *(() if high is None else (high,)), version, _CROPS_CHUNK if crops else _LIBRARY_CHUNK),
-        ).fetchone()
-        if not row[0]:
-            return None
-        return _LibraryChunk(*row)
+            )
+            params = (low, *(() if high is None else (high,)), version, _CROPS_CHUNK if crops else _LIBRARY_CHUNK)
+            row = self._conn.execute(sql, params).fetchone()
+            if not row[0]:
+                return None
+            part = _chunk_library(row, lengths is _PACKED_LENGTHS, crops)
+            if part is not None:
+                return part
+        raise StoreError(f"the store at {self.path} returned damaged columns of fingerprints")
 
     def records_by_id(self, ids: Sequence[int], *, crops: bool = True) -> list[FileRecord]:
         """The stored files with these rowids (Library.ids), in that order, as records_under makes them."""
         columns = _IMAGE_COLUMNS if crops else _IMAGE_COLUMNS.replace("i.crops", "NULL")
         found: dict[int, FileRecord] = {}
-        with self.reading():
+        with self.reading(), gc_paused():
             for chunk in _chunks(ids):
                 marks = ",".join("?" * len(chunk))
                 for r in self._conn.execute(
@@ -943,57 +950,136 @@ class Store:
         return [_listed((*r[:7], decode_path(r[7]))) for r in rows]
 
 
-# Rows of files read at once into columns, and fewer with crop signatures (1,900 hex digits each).
+# Rows of files read at once into columns, and fewer with crop signatures (about 1 KB each).
 _LIBRARY_CHUNK = 1 << 17
-_CROPS_CHUNK = 1 << 13
+_CROPS_CHUNK = 1 << 14
 _LIBRARY_SQL = """
-SELECT count(*), max(p), group_concat(r), group_concat(length(p)), CAST(group_concat(p, '') AS BLOB),
-    group_concat(size), group_concat(dev), group_concat(ino), group_concat(c), group_concat(length(h)),
-    group_concat(hex(h), ''), group_concat(w), group_concat(ht), group_concat(ph), group_concat(dh),
-    group_concat(low != 0, ''), group_concat(coalesce(length(v), 0)), group_concat(hex(v), ''),
-    group_concat(coalesce(length(cam), 0)), group_concat(hex(cam), ''),
-    group_concat(coalesce(length(tk), 0)), group_concat(hex(tk), '') {crops_columns}
+SELECT count(*), group_concat(r), group_concat(size), group_concat(dev), group_concat(ino), group_concat(c),
+    group_concat(w * 4294967296 + ht), group_concat(ph), group_concat(dh), group_concat(length(p)), {lengths},
+    CAST(group_concat(p, '') AS BLOB), CAST(group_concat(h, '') AS BLOB), CAST(group_concat(v, '') AS BLOB),
+    CAST(group_concat(cam, '') AS BLOB), CAST(group_concat(tk, '') AS BLOB) {crops_columns}
 FROM (
-    SELECT f.path p, f.rowid r, f.size, f.dev, f.ino, i.rowid c, CAST(i.image_hash AS BLOB) h, i.width w,
-        i.height ht, i.phash ph, i.dhash dh, i.low_info low,
-        CASE WHEN typeof(i.variants) = 'blob' THEN i.variants END v, CAST(i.camera AS BLOB) cam,
-        CAST(i.taken AS BLOB) tk, {crops} cr
-    FROM files f JOIN images i ON i.content_hash = f.content_hash
-    WHERE f.path >= ? {high} AND i.version = ?
-    ORDER BY f.path LIMIT ?
+    SELECT p, r, size, dev, ino, c, w, ht, ph, dh, low, h, v, cam, tk, cr, coalesce(length(h), 0) lh,
+        coalesce(length(v), 0) lv, coalesce(length(cam), 0) lcam, coalesce(length(tk), 0) ltk
+    FROM (
+        SELECT f.path p, f.rowid r, f.size, f.dev, f.ino, i.rowid c, i.width w, i.height ht, i.phash ph,
+            i.dhash dh, i.low_info != 0 low, CAST(i.image_hash AS BLOB) h,
+            CASE WHEN typeof(i.variants) = 'blob' THEN i.variants END v, CAST(i.camera AS BLOB) cam,
+            CAST(i.taken AS BLOB) tk, {crops} cr
+        FROM files f JOIN images i ON i.content_hash = f.content_hash
+        WHERE f.path >= ? {high} AND i.version = ?
+        ORDER BY f.path LIMIT ?
+    )
 )
 """
-_CROPS_COLUMNS = ", group_concat(coalesce(length(cr), 0)), group_concat(hex(cr), '')"
+# The lengths of the image hash, variants, camera and time and the low-information flag, packed into one number
+# (each aggregate costs); any of 4095 bytes or more and the chunk is read again with them one by one.
+_PACKED_LENGTHS = (
+    "group_concat((((min(lh, 4095) * 4096 + min(lv, 4095)) * 4096 + min(lcam, 4095)) * 4096 + min(ltk, 4095)) * 2"
+    " + low)"
+)
+_LENGTHS = "group_concat(lh), group_concat(lv), group_concat(lcam), group_concat(ltk), group_concat(low)"
+_CROPS_COLUMNS = ", group_concat(coalesce(length(cr), 0)), CAST(group_concat(cr, '') AS BLOB)"
 
 
 @dataclass(frozen=True, slots=True)
-class _LibraryChunk:
-    """One _LIBRARY_SQL row: columns of many files as text (numbers with commas, blobs in hex)."""
+class _Chunk:
+    library: Library  # without image numbers and odd rows
+    image: npt.NDArray[np.bytes_]  # image hashes
+    odd: npt.NDArray[np.int64]  # rows of variants or crop signatures of other lengths
 
-    count: int
-    last: bytes
-    ids: str
-    path_lengths: str
-    paths: bytes
-    size: str
-    dev: str
-    ino: str
-    content: str
-    image_lengths: str
-    image: str | None
-    width: str
-    height: str
-    phash: str
-    dhash: str
-    low_info: str
-    variants_lengths: str
-    variants: str | None
-    camera_lengths: str
-    camera: str | None
-    taken_lengths: str
-    taken: str | None
-    crops_lengths: str | None = None
-    crops: str | None = None
+
+def _chunk_library(row: Sequence[Any], packed: bool, crops: bool) -> _Chunk | None:
+    """One _LIBRARY_SQL row as columns; None when a packed length may have been cut."""
+    count = int(row[0])
+    ids, size, dev, ino, content, sides, phash, dhash, path_lengths = (_parse_ints(t, count) for t in row[1:10])
+    at = 10
+    if packed:
+        lengths = _parse_ints(row[at], count)
+        low_info = (lengths & 1).astype(bool)
+        taken_lengths, camera_lengths, variants_lengths, image_lengths = (
+            (lengths >> (1 + 12 * k)) & 4095 for k in range(4)
+        )
+        if max(int(x.max()) for x in (taken_lengths, camera_lengths, variants_lengths, image_lengths)) >= 4095:
+            return None
+        at += 1
+    else:
+        image_lengths, variants_lengths, camera_lengths, taken_lengths = (
+            _parse_ints(t, count) for t in row[at : at + 4]
+        )
+        low_info = _parse_ints(row[at + 4], count).astype(bool)
+        at += 5
+    paths_raw, image_raw, variants_raw, camera_raw, taken_raw = (r or b"" for r in row[at : at + 5])
+    turned = variants_lengths // 8 == 7
+    variants = np.zeros((count, 7), dtype=np.uint64)
+    variants[turned] = _rows_of(variants_raw, variants_lengths, turned, 56).view(">u8").astype(np.uint64)
+    odd = (variants_lengths // 8 != 0) & ~turned
+    crop_rows = np.zeros((count, CROP_BYTES if crops else 0), dtype=np.uint8)
+    has_crops = np.zeros(count, dtype=bool)
+    if crops:
+        crops_lengths = _parse_ints(row[at + 5], count)
+        has_crops = crops_lengths == CROP_BYTES
+        crop_rows[has_crops] = _rows_of(row[at + 6] or b"", crops_lengths, has_crops, CROP_BYTES)
+        odd |= (crops_lengths != 0) & ~has_crops
+    camera, taken = _texts(camera_raw, camera_lengths), _texts(taken_raw, taken_lengths)
+    odd |= _ends_in_nul(camera_raw, camera_lengths) | _ends_in_nul(taken_raw, taken_lengths)
+    library = Library(
+        ids=ids,
+        paths=_split_paths(paths_raw, path_lengths),
+        size=size,
+        dev=dev,
+        ino=ino,
+        content=content,
+        image=np.zeros(count, dtype=np.int64),
+        width=sides >> 32,
+        height=sides & 0xFFFFFFFF,
+        phash=phash.view(np.uint64),
+        dhash=dhash.view(np.uint64),
+        low_info=low_info,
+        turned=turned,
+        variants=variants,
+        camera=camera,
+        taken=taken,
+        crops=crop_rows,
+        has_crops=has_crops,
+    )
+    return _Chunk(library, _texts(image_raw, image_lengths), np.flatnonzero(odd))
+
+
+def _concat(parts: Sequence[_Chunk], crops: bool) -> tuple[Library, npt.NDArray[np.int64]]:
+    """The chunks as one library (image hashes numbered), and its odd rows."""
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return Library(
+            ids=empty,
+            paths=[],
+            size=empty,
+            dev=empty,
+            ino=empty,
+            content=empty,
+            image=empty,
+            width=empty,
+            height=empty,
+            phash=empty.view(np.uint64),
+            dhash=empty.view(np.uint64),
+            low_info=np.zeros(0, dtype=bool),
+            turned=np.zeros(0, dtype=bool),
+            variants=np.zeros((0, 7), dtype=np.uint64),
+            camera=np.zeros(0, dtype="S1"),
+            taken=np.zeros(0, dtype="S1"),
+            crops=np.zeros((0, CROP_BYTES if crops else 0), dtype=np.uint8),
+            has_crops=np.zeros(0, dtype=bool),
+        ), np.zeros(0, dtype=np.int64)
+    fields: dict[str, Any] = {}
+    for name in Library.__slots__:
+        if name == "paths":
+            fields[name] = [p for part in parts for p in part.library.paths]
+        elif name != "odd":
+            fields[name] = np.concatenate([getattr(part.library, name) for part in parts])
+    fields["image"] = _value_ids(np.concatenate([part.image for part in parts]))
+    starts = np.cumsum([0, *(len(part.library) for part in parts)])
+    odd = np.concatenate([part.odd + start for part, start in zip(parts, starts.tolist(), strict=False)])
+    return Library(**fields), odd
 
 
 def _path_ranges(roots: Sequence[str]) -> list[tuple[bytes, bytes | None]]:
@@ -1012,53 +1098,6 @@ def _path_ranges(roots: Sequence[str]) -> list[tuple[bytes, bytes | None]]:
         else:
             merged.append((low, high))
     return [(low, high) for low, high in merged]
-
-
-def _library(chunks: Sequence[_LibraryChunk], crops: bool) -> tuple[Library, npt.NDArray[np.int64]]:
-    """The columns of the chunks as one library, and its rows whose values do not fit the columns (Library.odd)."""
-    n = sum(c.count for c in chunks)
-
-    def ints(name: str) -> npt.NDArray[np.int64]:
-        parts = [_parse_ints(getattr(c, name), c.count) for c in chunks]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-    paths: list[str] = []
-    for c in chunks:
-        paths.extend(_split_paths(c.paths, _parse_ints(c.path_lengths, c.count)))
-    variants_lengths = ints("variants_lengths")
-    turned = variants_lengths // 8 == 7
-    variants = np.zeros((n, 7), dtype=np.uint64)
-    variants[turned] = (
-        _unhex_rows([c.variants or "" for c in chunks], variants_lengths, turned, 56).view(">u8").astype(np.uint64)
-    )
-    odd = np.flatnonzero((variants_lengths // 8 != 0) & ~turned)
-    crops_lengths = ints("crops_lengths") if crops else np.zeros(n, dtype=np.int64)
-    has_crops = crops_lengths == CROP_BYTES
-    crop_rows = np.zeros((n, CROP_BYTES if crops else 0), dtype=np.uint8)
-    if crops:
-        crop_rows[has_crops] = _unhex_rows([c.crops or "" for c in chunks], crops_lengths, has_crops, CROP_BYTES)
-        odd = np.union1d(odd, np.flatnonzero((crops_lengths != 0) & ~has_crops))
-    library = Library(
-        ids=ints("ids"),
-        paths=paths,
-        size=ints("size"),
-        dev=ints("dev"),
-        ino=ints("ino"),
-        content=ints("content"),
-        image=_value_ids(_texts([c.image or "" for c in chunks], ints("image_lengths"))),
-        width=ints("width"),
-        height=ints("height"),
-        phash=ints("phash").view(np.uint64),
-        dhash=ints("dhash").view(np.uint64),
-        low_info=np.frombuffer("".join(c.low_info for c in chunks).encode("ascii"), dtype="S1") == b"1",
-        turned=turned,
-        variants=variants,
-        camera=_texts([c.camera or "" for c in chunks], ints("camera_lengths")),
-        taken=_texts([c.taken or "" for c in chunks], ints("taken_lengths")),
-        crops=crop_rows,
-        has_crops=has_crops,
-    )
-    return library, odd.astype(np.int64)
 
 
 def _take(library: Library, order: npt.NDArray[np.int64]) -> Library:
@@ -1085,29 +1124,46 @@ def _split_paths(raw: bytes, lengths: npt.NDArray[np.int64]) -> list[str]:
     return [decode_path(raw[a:b]) for a, b in zip(starts, ends, strict=True)]
 
 
-def _unhex_rows(
-    texts: Sequence[str], lengths: npt.NDArray[np.int64], chosen: npt.NDArray[np.bool_], width: int
+def _rows_of(
+    raw: bytes, lengths: npt.NDArray[np.int64], chosen: npt.NDArray[np.bool_], width: int
 ) -> npt.NDArray[np.uint8]:
-    """The first width bytes of the chosen rows of blobs given in hex, one after another (lengths in bytes)."""
-    raw = np.frombuffer(bytes.fromhex("".join(texts)), dtype=np.uint8)
-    if len(raw) == width * int(chosen.sum()):  # the usual case: only rows of exactly width bytes and empty ones
-        return raw.reshape(-1, width)
+    """The first width bytes of the chosen ones of blobs given one after another (lengths in bytes)."""
+    data = np.frombuffer(raw, dtype=np.uint8)
+    if len(raw) != int(lengths.sum()):
+        raise StoreError("the store returned a damaged column of fingerprints")
+    if len(data) == width * int(chosen.sum()):  # the usual case: only rows of exactly width bytes and empty ones
+        return data.reshape(-1, width)
     starts = np.cumsum(lengths) - lengths
-    rows: npt.NDArray[np.uint8] = raw[starts[chosen][:, None] + np.arange(width)]
+    rows: npt.NDArray[np.uint8] = data[starts[chosen][:, None] + np.arange(width)]
     return rows
 
 
-def _texts(texts: Sequence[str], lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.bytes_]:
-    """Byte strings given in hex, one after another (lengths in bytes), as one array; b"" where empty."""
+def _ends_in_nul(raw: bytes, lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Which of byte strings given one after another end in NUL: numpy would cut it off (Library.odd)."""
+    if b"\x00" not in raw:
+        return np.zeros(len(lengths), dtype=bool)
+    ends = np.cumsum(lengths) - 1
+    last = np.frombuffer(raw, dtype=np.uint8)[np.maximum(ends, 0)] if len(raw) else np.zeros(len(lengths))
+    found: npt.NDArray[np.bool_] = (lengths > 0) & (last == 0)
+    return found
+
+
+def _texts(raw: bytes, lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.bytes_]:
+    """Byte strings given one after another (lengths in bytes) as one array; b"" where empty."""
     n = len(lengths)
     widest = int(lengths.max()) if n else 0
+    if len(raw) != int(lengths.sum()):
+        raise StoreError("the store returned a damaged column of fingerprints")
     if widest == 0:
         return np.zeros(n, dtype="S1")
-    raw = np.frombuffer(bytes.fromhex("".join(texts)), dtype=np.uint8)
+    data = np.frombuffer(raw, dtype=np.uint8)
+    if len(data) == widest * n:  # all of one length
+        return data.view(f"S{widest}").copy()
     out = np.zeros((n, widest), dtype=np.uint8)
     starts = np.cumsum(lengths) - lengths
-    rows = np.repeat(np.arange(n), lengths)
-    out[rows, np.arange(len(raw)) - starts[rows]] = raw
+    for width in np.unique(lengths[lengths > 0]).tolist():
+        rows = np.flatnonzero(lengths == width)
+        out[rows, :width] = data[starts[rows][:, None] + np.arange(width)]
     return out.view(f"S{widest}").ravel()
 
 
@@ -1117,24 +1173,30 @@ def _value_ids(values: npt.NDArray[np.bytes_]) -> npt.NDArray[np.int64]:
     width = values.dtype.itemsize
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    words = np.zeros((n, -(-width // 8) * 8), dtype=np.uint8)
-    words[:, :width] = values.view(np.uint8).reshape(n, width)
-    words64 = words.view(np.uint64)
-    # Sorted by a 64-bit mix of the words; equal mixes of unequal values are checked for, and then sorted whole.
-    mixed = np.zeros(n, dtype=np.uint64)
-    for k in range(words64.shape[1]):
-        mixed = (mixed ^ words64[:, k]) * np.uint64(0x9E3779B97F4A7C15)
+    if width % 8:
+        padded = np.zeros((n, width + 8 - width % 8), dtype=np.uint8)
+        padded[:, :width] = values.view(np.uint8).reshape(n, width)
+        words = padded.view(np.uint64)
+    else:
+        words = np.ascontiguousarray(values).view(np.uint64).reshape(n, width // 8)
+    # Sorted by a 64-bit mix of the words; values that mix alike are compared whole.
+    mixed = words[:, 0].copy()
+    for k in range(1, words.shape[1]):
+        mixed *= np.uint64(0x9E3779B97F4A7C15)
         mixed ^= mixed >> np.uint64(29)
+        mixed ^= words[:, k]
     order = np.argsort(mixed, kind="stable")
     sorted_mixed = mixed[order]
     heads = np.r_[True, sorted_mixed[1:] != sorted_mixed[:-1]]
-    firsts = order[np.flatnonzero(heads)[np.cumsum(heads) - 1]]
-    if not (words64[order] == words64[firsts]).all():
+    ids = np.cumsum(heads) - 1
+    alike = np.flatnonzero(~heads)
+    firsts = order[np.flatnonzero(heads)[ids[alike]]]
+    if not (words[order[alike]] == words[firsts]).all():
         _, inverse = np.unique(values, return_inverse=True)
         return inverse.astype(np.int64)
-    ids = np.empty(n, dtype=np.int64)
-    ids[order] = np.cumsum(heads) - 1
-    return ids
+    out = np.empty(n, dtype=np.int64)
+    out[order] = ids
+    return out
 
 
 def _listed(row: Sequence[object]) -> ListedFingerprint:
@@ -1180,24 +1242,28 @@ def _chunks(items: Sequence[object], size: int = 500) -> Iterator[list[object]]:
         yield list(items[start : start + size])
 
 
-def _fingerprint(row: Sequence[object]) -> Fingerprint:
+def _fingerprint(row: Sequence[Any]) -> Fingerprint:
     content_hash, image_hash, fmt, width, height, phash, dhash, taken, low_info, variants, camera, crops = row
     assert isinstance(phash, int) and isinstance(dhash, int)
-    packed = variants if isinstance(variants, bytes) else b""
+    packed = variants if type(variants) is bytes else b""
     return Fingerprint(
-        content_hash=str(content_hash),
-        image_hash=str(image_hash),
-        format=str(fmt),
-        width=int(width),  # type: ignore[call-overload]
-        height=int(height),  # type: ignore[call-overload]
-        phash=_unsigned(phash),
-        dhash=_unsigned(dhash),
-        taken=None if taken is None else str(taken),
-        low_info=bool(low_info),
-        variants=struct.unpack_from(f">{len(packed) // 8}Q", packed),
-        camera=None if camera is None else str(camera),
-        crops=crops if isinstance(crops, bytes) else b"",
+        str(content_hash),
+        str(image_hash),
+        str(fmt),
+        int(width),
+        int(height),
+        phash + _TWO_TO_64 if phash < 0 else phash,  # _unsigned, written out: this runs for every record
+        dhash + _TWO_TO_64 if dhash < 0 else dhash,
+        None if taken is None else str(taken),
+        bool(low_info),
+        _SEVEN.unpack(packed) if len(packed) == 56 else struct.unpack_from(f">{len(packed) // 8}Q", packed),
+        None if camera is None else str(camera),
+        crops if type(crops) is bytes else b"",
     )
+
+
+_TWO_TO_64 = 1 << 64
+_SEVEN = struct.Struct(">7Q")  # the usual variants: all 7 turns
 
 
 class _Transaction:

@@ -162,8 +162,8 @@ def odd_records(root: str) -> list[FileRecord]:
         fp(1, variants=(1, 2, 3)),
         fp(2, crops=b"short"),
         fp(3, crops=rng.randbytes(CROP_BYTES), camera="Ünï"),
-        fp(4, low_info=True, phash=2**64 - 1, dhash=2**63),
-        fp(5, variants=()),
+        fp(4, low_info=True, phash=2**64 - 1, dhash=2**63, camera="Canon\x00"),  # numpy would cut the NUL off
+        fp(5, variants=(), taken="x" * 5000),  # too long for the packed lengths: that chunk is read again
     ]
     return [
         FileRecord(f"{root}/{name}", 10 * k, 7, 1 + k % 2, 100 + k, f)
@@ -197,7 +197,8 @@ def test_library_under_holds_the_values_of_records_under(tmp_path: Path) -> None
         ff, e000 = root + "/" + os.fsdecode(b"\xff.jpg"), root + "/\ue000.jpg"
         assert library.paths.index(ff) < library.paths.index(e000) and os.fsencode(ff) > os.fsencode(e000)
         same_columns(library, Library.from_records(stored))
-        assert sorted(library.odd) == sorted(library.paths.index(f"{root}/{name}") for name in ("\ue000.jpg", "b.jpg"))
+        odd = ("\ue000.jpg", "b.jpg", "a/deep/c.jpg")
+        assert sorted(library.odd) == sorted(library.paths.index(f"{root}/{name}") for name in odd)
         # The rowids give the records back, in the order asked.
         assert store.records_by_id(library.ids[::-1].tolist()) == stored[::-1]
         without = store.library_under([root], VERSION)
