@@ -299,6 +299,7 @@ class Grouping:
     """
 
     ids: npt.NDArray[np.int64]  # Library.ids of the files in groups, ascending, each once
+    rows: npt.NDArray[np.int64]  # their rows in the library
     member: npt.NDArray[np.int64]  # each member's position in ids
     starts: npt.NDArray[np.int64]  # where each group's members start in member, and the end
     kind: npt.NDArray[np.int8]  # each member's MatchKind, by _KINDS
@@ -618,58 +619,134 @@ def _stars(
 ) -> list[int]:
     """Stars around references: the best-connected node becomes a reference first; ties go to the node with the
     best copy (best: the best quality rank of its files), never to input order. Each star takes the linked nodes
-    not yet taken. Fills cluster_of_node with each star's number; returns the centre of each star."""
+    not yet taken, but never two shots of one burst. Fills cluster_of_node with each star's number; returns the
+    centre of each star."""
     count = len(rep)
     src = np.concatenate([a, b])
     dst = np.concatenate([b, a])
-    adjacent = dst[np.lexsort((dst, src))].tolist()  # each node's neighbours in node order
     degree = np.bincount(src, minlength=count)
-    ends = np.cumsum(degree).tolist()
-    degrees = degree.tolist()
     linked = np.flatnonzero(degree)
     # A node with no neighbour is its own cluster whatever the order, so only linked nodes are ordered.
-    ranked = linked[np.lexsort((linked, best[linked], -degree[linked]))].tolist()
-    del src, dst, linked
+    ranked = linked[np.lexsort((linked, best[linked], -degree[linked]))]
     burst: dict[int, tuple[bytes, bytes]] = {}  # linked nodes with a camera and a time: both
     if rule.bursts_apart:
-        nodes = np.flatnonzero(degree)
-        rows = rep[nodes]
+        rows = rep[linked]
         timed = np.flatnonzero((lib.camera[rows] != b"") & (lib.taken[rows] != b""))
         pairs = zip(lib.camera[rows[timed]].tolist(), lib.taken[rows[timed]].tolist(), strict=True)
-        burst = dict(zip(nodes[timed].tolist(), pairs, strict=True))
-        for i, r in zip(nodes.tolist(), rows.tolist(), strict=True) if lib.odd else ():
+        burst = dict(zip(linked[timed].tolist(), pairs, strict=True))
+        for i, r in zip(linked.tolist(), rows.tolist(), strict=True) if lib.odd else ():
             fp = lib.odd.get(r)
             if fp is not None:  # its texts as they are
                 burst.pop(i, None)
                 if fp.camera and fp.taken:
                     burst[i] = (fp.camera.encode("utf-8", "surrogatepass"), fp.taken.encode("utf-8", "surrogatepass"))
     times = _Times()
+    centre_of = _greedy_stars(src, dst, ranked, count)
+    if centre_of is None or (burst and _bursts_in_stars(centre_of, burst, times)):
+        # The stars one at a time, where a shot of a burst is refused by a star holding another.
+        centre_of = _stars_in_python(src, dst, degree, ranked, burst, times)
+    centres = ranked[centre_of[ranked] == ranked]
+    number = np.full(count, -1, dtype=np.int64)
+    number[centres] = np.arange(len(centres))
+    cluster_of_node[linked] = number[centre_of[linked]]
+    listed: list[int] = centres.tolist()
+    return listed
+
+
+_ROUNDS = 64  # rounds of deciding stars on arrays before they are made one at a time
+
+
+def _greedy_stars(
+    src: npt.NDArray[np.int64], dst: npt.NDArray[np.int64], ranked: npt.NDArray[np.int64], count: int
+) -> npt.NDArray[np.int64] | None:
+    """The centre of each linked node's star (-1 for others) when stars are made in rank order, each taking every
+    neighbour not yet taken: a node is a centre when no neighbour ranked before it is one, and belongs to the first
+    centre among its neighbours otherwise. Decided in rounds on arrays (a node is decided once the neighbours
+    ranked before it are); None when that takes more than _ROUNDS rounds (long chains)."""
+    rank = np.full(count, count, dtype=np.int64)
+    rank[ranked] = np.arange(len(ranked))
+    before = rank[dst] < rank[src]
+    u, v = src[before], dst[before]  # v is ranked before u
+    status = np.zeros(count, dtype=np.int8)  # 1 centre, 2 taken
+    seen_centre = np.full(count, -1, dtype=np.int64)  # the round in which a centre was seen before the node
+    seen_open = np.full(count, -1, dtype=np.int64)  # the round in which an undecided node was seen before it
+    open_nodes = ranked
+    for r in range(_ROUNDS):
+        if not len(open_nodes):
+            break
+        sv = status[v]
+        seen_centre[u[sv == 1]] = r
+        seen_open[u[sv == 0]] = r
+        taken = seen_centre[open_nodes] == r
+        centre = ~taken & (seen_open[open_nodes] != r)
+        status[open_nodes[taken]] = 2
+        status[open_nodes[centre]] = 1
+        open_nodes = open_nodes[~taken & ~centre]
+        keep = status[u] == 0
+        u, v = u[keep], v[keep]
+    else:
+        if len(open_nodes):
+            return None
+    # Each taken node belongs to its first centre.
+    centre_of = np.full(count, -1, dtype=np.int64)
+    centre_of[ranked[status[ranked] == 1]] = ranked[status[ranked] == 1]
+    by = (status[src] == 2) & (status[dst] == 1)
+    x, y = src[by], dst[by]
+    first = np.lexsort((rank[y], x))
+    heads = first[_run_heads(x[first])]
+    centre_of[x[heads]] = y[heads]
+    return centre_of
+
+
+def _bursts_in_stars(centre_of: npt.NDArray[np.int64], burst: dict[int, tuple[bytes, bytes]], times: _Times) -> bool:
+    """Whether any star holds two shots of one burst (one camera, times 0 < dt <= BURST_SECONDS apart)."""
+    nodes = np.fromiter(burst, dtype=np.int64, count=len(burst))
+    star = centre_of[nodes]
+    camera = np.array([burst[i][0] for i in nodes.tolist()], dtype=np.bytes_)
+    taken = np.array([burst[i][1] for i in nodes.tolist()], dtype=np.bytes_)
+    order = np.lexsort((taken, camera, star))
+    star, camera, taken = star[order], camera[order], taken[order]
+    # Runs of one star and camera; those holding more than one time are looked at closely.
+    group = np.cumsum(_run_heads(star) | _run_heads(camera))
+    other = np.flatnonzero((group[1:] == group[:-1]) & (taken[1:] != taken[:-1]))
+    for g in np.unique(group[other]).tolist():
+        shots = sorted(set(taken[group == g].tolist()))
+        if any(times.apart(x, y) for x, y in itertools.combinations(shots, 2)):
+            return True
+    return False
+
+
+def _stars_in_python(
+    src: npt.NDArray[np.int64],
+    dst: npt.NDArray[np.int64],
+    degree: npt.NDArray[np.int64],
+    ranked: npt.NDArray[np.int64],
+    burst: dict[int, tuple[bytes, bytes]],
+    times: _Times,
+) -> npt.NDArray[np.int64]:
+    """_greedy_stars one star at a time, where a star refuses a shot of a burst when it holds another shot of it."""
+    adjacent = dst[np.lexsort((dst, src))].tolist()  # each node's neighbours in node order
+    ends = np.cumsum(degree).tolist()
+    degrees = degree.tolist()
 
     def same_shot_burst(x: tuple[bytes, bytes], y: tuple[bytes, bytes]) -> bool:
         return x[0] == y[0] and x[1] != y[1] and times.apart(x[1], y[1])
 
-    assigned = bytearray(count)
-    centres: list[int] = []
-    star_of: list[int] = []  # the nodes of every star, one star after another
-    sizes: list[int] = []
-    for i in ranked:
-        if assigned[i]:
+    centre_of = [-1] * len(degree)
+    for i in ranked.tolist():
+        if centre_of[i] >= 0:
             continue
         star = [i]
         for j in adjacent[ends[i] - degrees[i] : ends[i]]:
-            if assigned[j]:
+            if centre_of[j] >= 0:
                 continue
             # Two shots of one burst may each match a copy without a time: still never in one group.
             fj = burst.get(j)
             if fj is None or not any(m in burst and same_shot_burst(fj, burst[m]) for m in star):
                 star.append(j)
         for m in star:
-            assigned[m] = 1
-        centres.append(i)
-        star_of.extend(star)
-        sizes.append(len(star))
-    cluster_of_node[np.array(star_of, dtype=np.int64)] = np.repeat(np.arange(len(centres)), sizes)
-    return centres
+            centre_of[m] = i
+    return np.array(centre_of, dtype=np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -857,11 +934,14 @@ def _members(
     chosen = kept[order]
     cl = cluster[chosen]
     starts = np.flatnonzero(np.r_[True, cl[1:] != cl[:-1], True]) if len(cl) else np.zeros(1, dtype=np.int64)
-    ids_of = lib.ids[rows[chosen]]
-    ids = np.sort(ids_of)  # a file is in one group at most
+    member_rows = rows[chosen]
+    by_id = np.argsort(lib.ids[member_rows], kind="stable")
+    member = np.empty(len(chosen), dtype=np.int64)
+    member[by_id] = np.arange(len(chosen))  # a file is in one group at most
     return Grouping(
-        ids=ids,
-        member=np.searchsorted(ids, ids_of),
+        ids=lib.ids[member_rows[by_id]],
+        rows=member_rows[by_id],
+        member=member,
         starts=starts.astype(np.int64),
         kind=kind[chosen],
         distance=distance[chosen],
@@ -949,14 +1029,13 @@ def _cross(
     spans: list[tuple[int, int]],
     combos: list[tuple[int, ...]],
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """_join of queries and other targets. For each choice of blocks the targets are put in tables by key (the
-    first value of each key, where its run starts in key order, and how long it is); the queries look their keys
-    up a slab at a time, and only keys holding several targets are walked."""
+    """_join of queries and other targets. For each choice of blocks the targets are put in tables by key (none, one
+    or several targets; the first one, where its run starts in key order and how long it is); the queries look
+    their keys up a slab at a time, and only keys holding several targets are walked."""
     nq, nt = len(queries), len(targets)
     bits = min(max(sum(spans[k][1] for k in combo) for combo in combos), _MAX_KEY_BITS)
     # Tables reused from one choice of blocks to the next, cleared where they were written.
-    occupied = np.zeros(1 << bits, dtype=bool)
-    several = np.zeros(1 << bits, dtype=bool)
+    kind_of = np.zeros(1 << bits, dtype=np.int8)
     first_of = np.zeros(1 << bits, dtype=np.uint64)
     head_of = np.zeros(1 << bits, dtype=np.int32)
     size_of = np.zeros(1 << bits, dtype=np.int32)
@@ -971,27 +1050,27 @@ def _cross(
         sorted_keys = tkeys[torder]
         del tkeys
         sorted_values = targets[torder]
-        heads = np.flatnonzero(_run_heads(sorted_keys))
+        heads = np.nonzero(_run_heads(sorted_keys))[0]
         sizes = np.diff(heads, append=nt)
         head_keys = sorted_keys[heads]
         del sorted_keys
-        occupied[head_keys] = True
+        kind_of[head_keys] = np.minimum(sizes, 2)
         first_of[head_keys] = sorted_values[heads]
         head_of[head_keys] = heads
-        runs = np.flatnonzero(sizes > 1)
-        several[head_keys[runs]] = True
+        runs = np.nonzero(sizes > 1)[0]
         size_of[head_keys[runs]] = sizes[runs]
         del heads, sizes, runs
         for start in range(0, nq, _QUERY_SLAB):
             values = queries[start : start + _QUERY_SLAB]
             keys = _slab_key(values, parts, buffers[0][: len(values)], buffers[1][: len(values)])
-            hit = np.flatnonzero(occupied[keys])
+            kinds = kind_of[keys]
+            hit = np.nonzero(kinds)[0]
             keys = keys[hit]
             values = values[hit]
             keep = _confirm(values ^ first_of[keys], threshold, own, earlier)
             if len(keep):
                 found.append((hit[keep] + start) * nt + torder[head_of[keys[keep]]])
-            more = np.flatnonzero(several[keys])
+            more = np.nonzero(kinds[hit] == 2)[0]
             if len(more):
                 # The rest of each run of several targets: a few positions one after another, then what is left
                 # of long runs at once.
@@ -1003,15 +1082,14 @@ def _cross(
                     if len(keep):
                         found.append((hit[keep] + start) * nt + torder[at[keep]])
                     at += 1
-                    more = np.flatnonzero(at < stop)
+                    more = np.nonzero(at < stop)[0]
                     hit, values, at, stop = hit[more], values[more], at[more], stop[more]
                 if len(hit):
                     rest = _pairs_in_buckets(
                         queries, targets, torder, hit + start, at, stop - at, threshold, own, earlier
                     )
                     found.extend(rest)
-        occupied[head_keys] = False
-        several[head_keys] = False
+        kind_of[head_keys] = 0
     if not found:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty

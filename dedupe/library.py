@@ -11,6 +11,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -108,6 +109,20 @@ class Library:
             has_crops=has_crops,
             odd=odd,
         )
+
+    def take(self, rows: npt.NDArray[np.int64]) -> Library:
+        """These rows (in this order, each once) as a library of their own."""
+        fields: dict[str, Any] = {}
+        for name in Library.__slots__:
+            value = getattr(self, name)
+            if name == "paths":
+                fields[name] = [value[k] for k in rows.tolist()]
+            elif name == "odd":
+                at = {row: k for k, row in enumerate(rows.tolist())} if value else {}
+                fields[name] = {at[row]: fp for row, fp in value.items() if row in at}
+            else:
+                fields[name] = value[rows]
+        return Library(**fields)
 
     def fingerprint(self, row: int) -> Fingerprint:
         """The values of a row that matching reads, as a fingerprint (without its content and image hashes)."""

@@ -471,8 +471,9 @@ def stored_groups(
         grouping = find_groups_in(
             library, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart, crops=crops
         )
+        grouped = library.take(grouping.rows)
         del library  # before the records are made
-        records = store.records_by_id(grouping.ids.tolist(), crops=crops)
+        records = store.records_of(grouped)
         skipped = [Skipped(path, reason) for path, reason in store.errors_under(real_roots)]
         pairs = store.not_duplicate_pairs()
     groups = split_not_duplicates(

@@ -556,7 +556,7 @@ class Store:
         paths = library.paths
         if not all(map(operator.lt, paths, paths[1:])):
             # Paths that are not UTF-8 sort otherwise as bytes than as strings.
-            library = _take(library, np.array(sorted(range(len(paths)), key=paths.__getitem__), dtype=np.int64))
+            library = library.take(np.array(sorted(range(len(paths)), key=paths.__getitem__), dtype=np.int64))
         return library
 
     def _library_chunk(self, low: bytes, high: bytes | None, version: str, crops: bool) -> _Chunk | None:
@@ -577,6 +577,75 @@ class Store:
             if part is not None:
                 return part
         raise StoreError(f"the store at {self.path} returned damaged columns of fingerprints")
+
+    def records_of(self, library: Library) -> list[FileRecord]:
+        """The records of a library's files (one from library_under, or part of one: Library.take), in row order, as
+        records_under makes them (with crop signatures when the library holds them): what the library holds is
+        taken from it, the rest (times, hashes as text, format, camera and time as stored) read by rowid."""
+        ids = library.ids
+        n = len(ids)
+        parts: list[tuple[Any, ...]] = []
+        with self.reading():
+            for chunk in _chunks(ids.tolist(), _IDS_AT_ONCE):
+                marks = ",".join("?" * len(chunk))
+                parts.append(self._conn.execute(_RECORDS_SQL.format(marks=marks), chunk).fetchone())
+        if sum(p[0] for p in parts) != n:
+            raise StoreError(f"files of the grouping are no longer in the store at {self.path}")
+        rowids: list[npt.NDArray[np.int64]] = []
+        mtimes: list[npt.NDArray[np.int64]] = []
+        texts: list[list[Any]] = [[], [], [], [], []]  # content and image hashes, format, time, camera (or None)
+        for count, *columns in parts:
+            if count:
+                rowids.append(_parse_ints(columns[0], count))
+                mtimes.append(_parse_ints(columns[1], count))
+                for k, strings in enumerate(texts):
+                    strings.extend(_strings(columns[2 + 2 * k] or b"", _parse_ints(columns[3 + 2 * k], count)))
+        content, image, fmt, taken, camera = texts
+        # The rows came in the store's order: put them in the library's.
+        at = np.argsort(np.concatenate(rowids)) if rowids else np.zeros(0, dtype=np.int64)
+        place = np.empty(n, dtype=np.int64)
+        place[np.argsort(ids)] = at
+        order = place.tolist()
+        mtime_list = np.concatenate(mtimes)[place].tolist() if mtimes else []
+        crops = [b""] * n
+        for k in np.flatnonzero(library.has_crops).tolist():
+            crops[k] = library.crops[k].tobytes()
+        turns = _SEVEN.iter_unpack(library.variants.astype(">u8").tobytes())
+        variants = [v if t else () for v, t in zip(turns, library.turned.tolist(), strict=True)]
+        records: list[FileRecord] = []
+        with gc_paused():
+            for k, (path, size, dev, ino, width, height, phash, dhash, low_info, sig) in enumerate(
+                zip(
+                    library.paths,
+                    library.size.tolist(),
+                    library.dev.tolist(),
+                    library.ino.tolist(),
+                    library.width.tolist(),
+                    library.height.tolist(),
+                    library.phash.tolist(),
+                    library.dhash.tolist(),
+                    library.low_info.tolist(),
+                    crops,
+                    strict=True,
+                )
+            ):
+                j = order[k]
+                fp = library.odd.get(k) or Fingerprint(
+                    content[j],
+                    image[j],
+                    fmt[j],
+                    width,
+                    height,
+                    phash,
+                    dhash,
+                    taken[j],
+                    low_info,
+                    variants[k],
+                    camera[j],
+                    sig,
+                )
+                records.append(FileRecord(path, size, mtime_list[k], dev, ino, fp))
+        return records
 
     def records_by_id(self, ids: Sequence[int], *, crops: bool = True) -> list[FileRecord]:
         """The stored files with these rowids (Library.ids), in that order, as records_under makes them."""
@@ -1100,21 +1169,6 @@ def _path_ranges(roots: Sequence[str]) -> list[tuple[bytes, bytes | None]]:
     return [(low, high) for low, high in merged]
 
 
-def _take(library: Library, order: npt.NDArray[np.int64]) -> Library:
-    """The library's rows in this order."""
-    fields: dict[str, Any] = {}
-    for name in Library.__slots__:
-        value = getattr(library, name)
-        if name == "paths":
-            fields[name] = [value[k] for k in order.tolist()]
-        elif name == "odd":
-            at = {int(row): k for k, row in enumerate(order.tolist())}
-            fields[name] = {at[row]: fp for row, fp in value.items()}
-        else:
-            fields[name] = value[order]
-    return Library(**fields)
-
-
 def _split_paths(raw: bytes, lengths: npt.NDArray[np.int64]) -> list[str]:
     ends = np.cumsum(lengths).tolist()
     starts = [0, *ends[:-1]]
@@ -1145,6 +1199,20 @@ def _ends_in_nul(raw: bytes, lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.b
     ends = np.cumsum(lengths) - 1
     last = np.frombuffer(raw, dtype=np.uint8)[np.maximum(ends, 0)] if len(raw) else np.zeros(len(lengths))
     found: npt.NDArray[np.bool_] = (lengths > 0) & (last == 0)
+    return found
+
+
+def _strings(raw: bytes, lengths: npt.NDArray[np.int64]) -> list[str | None]:
+    """Strings given as UTF-8 one after another (lengths in bytes, -1 for None)."""
+    ends = np.cumsum(np.maximum(lengths, 0)).tolist()
+    starts = [0, *ends[:-1]]
+    if raw.isascii():
+        text = raw.decode("ascii")
+        found: list[str | None] = [text[a:b] for a, b in zip(starts, ends, strict=True)]
+    else:
+        found = [raw[a:b].decode() for a, b in zip(starts, ends, strict=True)]
+    for k in np.flatnonzero(lengths < 0).tolist():
+        found[k] = None
     return found
 
 
@@ -1263,6 +1331,16 @@ def _fingerprint(row: Sequence[Any]) -> Fingerprint:
 
 
 _TWO_TO_64 = 1 << 64
+_IDS_AT_ONCE = 999  # rowids in one IN (...): the least limit of SQLite builds
+# What records_of reads: texts as UTF-8 one after another, each with its length (-1 for NULL).
+_RECORDS_SQL = (
+    "SELECT count(*), group_concat(f.rowid), group_concat(f.mtime_ns)"
+    + "".join(
+        f", CAST(group_concat(CAST({c} AS BLOB), '') AS BLOB), group_concat(coalesce(length(CAST({c} AS BLOB)), -1))"
+        for c in ("i.content_hash", "i.image_hash", "i.format", "i.taken", "i.camera")
+    )
+    + " FROM files f JOIN images i ON i.content_hash = f.content_hash WHERE f.rowid IN ({marks})"
+)
 _SEVEN = struct.Struct(">7Q")  # the usual variants: all 7 turns
 
 

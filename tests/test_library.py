@@ -199,12 +199,15 @@ def test_library_under_holds_the_values_of_records_under(tmp_path: Path) -> None
         same_columns(library, Library.from_records(stored))
         odd = ("\ue000.jpg", "b.jpg", "a/deep/c.jpg")
         assert sorted(library.odd) == sorted(library.paths.index(f"{root}/{name}") for name in odd)
-        # The rowids give the records back, in the order asked.
+        # The rowids give the records back, in the order asked; and so do the library's rows.
         assert store.records_by_id(library.ids[::-1].tolist()) == stored[::-1]
+        assert store.records_of(library) == stored
+        rows = np.array([4, 0, 3])
+        assert store.records_of(library.take(rows)) == [stored[k] for k in rows]
         without = store.library_under([root], VERSION)
         assert without.crops.shape == (len(records), 0) and not without.has_crops.any()
         plain = sorted(store.records_under([root], VERSION, crops=False), key=lambda r: r.path)
-        assert store.records_by_id(library.ids.tolist(), crops=False) == plain
+        assert store.records_by_id(library.ids.tolist(), crops=False) == plain == store.records_of(without)
 
 
 def test_library_under_reads_each_file_below_the_roots_once(tmp_path: Path) -> None:
