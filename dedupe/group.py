@@ -1064,7 +1064,7 @@ def _cross(
             values = queries[start : start + _QUERY_SLAB]
             keys = _slab_key(values, parts, buffers[0][: len(values)], buffers[1][: len(values)])
             kinds = kind_of[keys]
-            hit = np.nonzero(kinds)[0]
+            hit = np.nonzero(kinds != 0)[0]  # (a bool array is searched several times faster)
             keys = keys[hit]
             values = values[hit]
             keep = _confirm(values ^ first_of[keys], threshold, own, earlier)

@@ -6,8 +6,10 @@ fingerprint keyed by content hash, so identical files, moves and renames never n
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import os
+import queue
 import sqlite3
 import struct
 import sys
@@ -18,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -537,15 +539,11 @@ class Store:
         """Fingerprinted files at or below the roots (all files when roots is empty) as columns, sorted by path,
         read without a Python object per file; Library.ids are the files' rowids (see records_by_id). Without
         crops, the window hashes (about 1 KB a picture) are left out."""
-        parts: list[_Chunk] = []
         with self.reading():
-            for low, high in _path_ranges(roots):
-                while True:
-                    part = self._library_chunk(low, high, version, crops)
-                    if part is None:
-                        break
-                    parts.append(part)
-                    low = encode_path(part.library.paths[-1]) + b"\x00"  # the next path after the last one read
+            # SQLite reads the next chunk (without the GIL) while the last one is turned into columns.
+            parts = [
+                _chunk_library(row, packed, crops) for row, packed in _ahead(self._library_rows(roots, version, crops))
+            ]
             library, odd = _concat(parts, crops)
             del parts
             if len(odd):
@@ -559,24 +557,29 @@ class Store:
             library = library.take(np.array(sorted(range(len(paths)), key=paths.__getitem__), dtype=np.int64))
         return library
 
-    def _library_chunk(self, low: bytes, high: bytes | None, version: str, crops: bool) -> _Chunk | None:
-        """The next chunk of files from low (up to high) as columns; None when there are no more."""
-        # group_concat hands over each column of many rows as one string, several times faster than fetching rows.
-        for lengths in (_PACKED_LENGTHS, _LENGTHS):
-            sql = _LIBRARY_SQL.format(
-                lengths=lengths,
-                crops_columns=_CROPS_COLUMNS if crops else "",
-                crops="CASE WHEN typeof(i.crops) = 'blob' THEN i.crops END" if crops else "NULL",
-                high="" if high is None else "AND f.path < ?",
-            )
-            params = (low, *(() if high is None else (high,)), version, _CROPS_CHUNK if crops else _LIBRARY_CHUNK)
-            row = self._conn.execute(sql, params).fetchone()
-            if not row[0]:
-                return None
-            part = _chunk_library(row, lengths is _PACKED_LENGTHS, crops)
-            if part is not None:
-                return part
-        raise StoreError(f"the store at {self.path} returned damaged columns of fingerprints")
+    def _library_rows(self, roots: Sequence[str], version: str, crops: bool) -> Iterator[tuple[Any, bool]]:
+        """The files below the roots a chunk at a time, each chunk one row of _LIBRARY_SQL, and whether its
+        lengths are packed."""
+        for low, high in _path_ranges(roots):
+            while True:
+                # group_concat hands over each column of many rows as one string, several times faster than
+                # fetching rows.
+                for lengths in (_PACKED_LENGTHS, _LENGTHS):
+                    sql = _LIBRARY_SQL.format(
+                        lengths=lengths,
+                        crops_columns=_CROPS_COLUMNS if crops else "",
+                        crops="CASE WHEN typeof(i.crops) = 'blob' THEN i.crops END" if crops else "NULL",
+                        high="" if high is None else "AND f.path < ?",
+                    )
+                    limit = _CROPS_CHUNK if crops else _LIBRARY_CHUNK
+                    row = self._conn.execute(sql, (low, *(() if high is None else (high,)), version, limit)).fetchone()
+                    packed = lengths is _PACKED_LENGTHS
+                    if not row[0] or not packed or _packed_fit(row[_PACKED_AT], row[0]):
+                        break
+                if not row[0]:
+                    break
+                yield row, packed
+                low = row[1] + b"\x00"  # the next path after the last one read
 
     def records_of(self, library: Library) -> list[FileRecord]:
         """The records of a library's files (one from library_under, or part of one: Library.take), in row order, as
@@ -1023,7 +1026,7 @@ class Store:
 _LIBRARY_CHUNK = 1 << 17
 _CROPS_CHUNK = 1 << 14
 _LIBRARY_SQL = """
-SELECT count(*), group_concat(r), group_concat(size), group_concat(dev), group_concat(ino), group_concat(c),
+SELECT count(*), max(p), group_concat(r), group_concat(size), group_concat(dev), group_concat(ino), group_concat(c),
     group_concat(w * 4294967296 + ht), group_concat(ph), group_concat(dh), group_concat(length(p)), {lengths},
     CAST(group_concat(p, '') AS BLOB), CAST(group_concat(h, '') AS BLOB), CAST(group_concat(v, '') AS BLOB),
     CAST(group_concat(cam, '') AS BLOB), CAST(group_concat(tk, '') AS BLOB) {crops_columns}
@@ -1048,6 +1051,7 @@ _PACKED_LENGTHS = (
     " + low)"
 )
 _LENGTHS = "group_concat(lh), group_concat(lv), group_concat(lcam), group_concat(ltk), group_concat(low)"
+_PACKED_AT = 11  # the column of packed lengths
 _CROPS_COLUMNS = ", group_concat(coalesce(length(cr), 0)), CAST(group_concat(cr, '') AS BLOB)"
 
 
@@ -1058,19 +1062,23 @@ class _Chunk:
     odd: npt.NDArray[np.int64]  # rows of variants or crop signatures of other lengths
 
 
-def _chunk_library(row: Sequence[Any], packed: bool, crops: bool) -> _Chunk | None:
-    """One _LIBRARY_SQL row as columns; None when a packed length may have been cut."""
+def _packed_fit(text: str, count: int) -> bool:
+    """Whether no packed length of a chunk may have been cut (at 4095)."""
+    lengths = _parse_ints(text, count)
+    return not any((((lengths >> (1 + 12 * k)) & 4095) == 4095).any() for k in range(4))
+
+
+def _chunk_library(row: Sequence[Any], packed: bool, crops: bool) -> _Chunk:
+    """One _LIBRARY_SQL row as columns."""
     count = int(row[0])
-    ids, size, dev, ino, content, sides, phash, dhash, path_lengths = (_parse_ints(t, count) for t in row[1:10])
-    at = 10
+    ids, size, dev, ino, content, sides, phash, dhash, path_lengths = (_parse_ints(t, count) for t in row[2:11])
+    at = _PACKED_AT
     if packed:
         lengths = _parse_ints(row[at], count)
         low_info = (lengths & 1).astype(bool)
         taken_lengths, camera_lengths, variants_lengths, image_lengths = (
             (lengths >> (1 + 12 * k)) & 4095 for k in range(4)
         )
-        if max(int(x.max()) for x in (taken_lengths, camera_lengths, variants_lengths, image_lengths)) >= 4095:
-            return None
         at += 1
     else:
         image_lengths, variants_lengths, camera_lengths, taken_lengths = (
@@ -1113,6 +1121,43 @@ def _chunk_library(row: Sequence[Any], packed: bool, crops: bool) -> _Chunk | No
         has_crops=has_crops,
     )
     return _Chunk(library, _texts(image_raw, image_lengths), np.flatnonzero(odd))
+
+
+T = TypeVar("T")
+
+
+def _ahead(items: Iterator[T]) -> Iterator[T]:
+    """The items, made in a thread one ahead of their use: a generator reading the store runs (SQLite without the
+    GIL) while the last item is used. The store's connection is the thread's until the items are done."""
+    ready: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def make() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                ready.put((True, item))
+            ready.put((False, None))
+        except BaseException as e:  # handed to the caller
+            ready.put((False, e))
+
+    worker = threading.Thread(target=make, name="dedupe-store-read", daemon=True)
+    worker.start()
+    try:
+        while True:
+            more, item = ready.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # let it finish its query; it stops at the next item
+            with contextlib.suppress(queue.Empty):
+                ready.get(timeout=0.05)
+        worker.join()
 
 
 def _concat(parts: Sequence[_Chunk], crops: bool) -> tuple[Library, npt.NDArray[np.int64]]:
