@@ -2,13 +2,19 @@
 """Scale benchmarks with synthetic fingerprints: grouping 100k and 1M, and a no-change re-scan of 100k files.
 
 Usage:
-    python bench/scale.py [--quick] [--out FILE] [--repeat N]
+    python bench/scale.py [--quick] [--out FILE] [--repeat N] [--skip-store]
 
 Grouping: random 64-bit pHashes where one in five is a near copy (0-4 bits flipped) of another, so there are
-real groups to find. `near_pairs` (the pair search alone) and `find_groups` (records in, groups out) each run in
-a fresh process at the default threshold; peak memory is that process's ru_maxrss (it includes making the
-input: 1M FileRecords with 9 hashes each take about 1 GiB by themselves), and the next column is that peak less
-the peak before the call, what the call itself adds.
+real groups to find. Each measure runs in a fresh process at the default threshold: `near_pairs` (the pair search
+alone); `find_groups_in` (a Library of columns in, as Store.library_under gives it; the time includes making the
+records of the grouped files from those columns and the DuplicateGroups); `find_groups` (FileRecords in, groups
+out). Peak memory is that process's ru_maxrss (it includes making the input: 1M FileRecords with 9 hashes each take
+about 1 GiB by themselves, the columns about 190 MiB), and the next column is that peak less the peak before the
+call, what the call itself adds.
+
+Store: a SQLite store of the same fingerprints (1M files, written once through the Store API and kept in --work),
+grouped by `stored_groups` in a fresh process; the time and peak are those of the whole process (start, reading the
+columns, grouping, reading the records of the grouped files), peak memory sampled as for the re-scan.
 
 Re-scan: a tree of 100k small files (real copies of a few tiny JPEGs, 1000 per folder) whose store rows are
 written directly with the Store API (each with its own random fingerprint, as if a first scan had found 100k
@@ -19,6 +25,7 @@ is read. Peak memory there is the sampled VmRSS sum of the process tree, as in b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -34,6 +41,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from run import machine, measure  # noqa: E402  (bench/ is this script's folder, first on sys.path)
+
+from dedupe.library import Library  # noqa: E402
+from dedupe.models import FileRecord, Fingerprint  # noqa: E402
 
 
 def synthetic_hashes(n: int, seed: int = 1) -> list[int]:
@@ -59,49 +69,81 @@ def synthetic_fingerprints(n: int, seed: int = 1) -> list[tuple[int, int, tuple[
     return out
 
 
+def synthetic_library(fingerprints: list[tuple[int, int, tuple[int, ...]]]) -> Library:
+    """The columns Store.library_under would give for files made by synthetic_records."""
+    import numpy as np
+
+    n = len(fingerprints)
+    ids = np.arange(n, dtype=np.int64)
+    return Library(
+        ids=ids,
+        paths=[path_of(i) for i in range(n)],
+        size=ids + 100_000,
+        dev=np.ones(n, dtype=np.int64),
+        ino=ids + 1,
+        content=ids,
+        image=ids,
+        width=np.full(n, 4000, dtype=np.int64),
+        height=np.full(n, 3000, dtype=np.int64),
+        phash=np.fromiter((fp[0] for fp in fingerprints), dtype=np.uint64, count=n),
+        dhash=np.fromiter((fp[1] for fp in fingerprints), dtype=np.uint64, count=n),
+        low_info=np.zeros(n, dtype=bool),
+        turned=np.ones(n, dtype=bool),
+        variants=np.array([fp[2] for fp in fingerprints], dtype=np.uint64).reshape(n, 7),
+        camera=np.zeros(n, dtype="S1"),
+        taken=np.zeros(n, dtype="S1"),
+        crops=np.zeros((n, 0), dtype=np.uint8),
+        has_crops=np.zeros(n, dtype=bool),
+    )
+
+
+def path_of(i: int) -> str:
+    return f"/photos/{i // 1000:04d}/{i:07d}.jpg"
+
+
+def synthetic_record(i: int, fp: tuple[int, int, tuple[int, ...]], crops: bytes = b"") -> FileRecord:
+    p, d, turns = fp
+    return FileRecord(
+        path_of(i),
+        100_000 + i,
+        0,
+        1,
+        i + 1,
+        Fingerprint(f"{i:032x}", f"{i:031x}f", "JPEG", 4000, 3000, p, d, None, False, turns, crops=crops),
+    )
+
+
 def _child_group(kind: str, n: int) -> None:
     """In a fresh process: time one grouping step and print JSON."""
     from dedupe.fingerprint import CROP_BYTES
-    from dedupe.group import DEFAULT_THRESHOLD, find_groups, near_pairs
-    from dedupe.models import FileRecord, Fingerprint
+    from dedupe.group import DEFAULT_THRESHOLD, find_groups, find_groups_in, near_pairs
 
     fingerprints = synthetic_fingerprints(n)
-    values = [fp[0] for fp in fingerprints]
     input_mib = 0.0
     if kind == "near_pairs":
-        distinct = sorted(set(values))
+        distinct = sorted({fp[0] for fp in fingerprints})
         input_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         start = time.perf_counter()
         pairs = near_pairs(distinct, DEFAULT_THRESHOLD)
         result = {"seconds": time.perf_counter() - start, "pairs": len(pairs), "values": len(distinct)}
+    elif kind == "find_groups_in":
+        library = synthetic_library(fingerprints)
+        input_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        start = time.perf_counter()
+        grouping = find_groups_in(library, DEFAULT_THRESHOLD)
+        grouped = time.perf_counter() - start
+        records = [synthetic_record(i, fingerprints[i]) for i in grouping.ids.tolist()]
+        groups = grouping.groups(records)
+        result = {"seconds": time.perf_counter() - start, "grouping": grouped, "groups": len(groups), "values": n}
     else:
         # find_groups_crops: each picture also has random window hashes and colours (fingerprint.crop_signature),
         # and the search for cropped copies is asked for whatever the size.
         crops = kind == "find_groups_crops"
         rng = random.Random(2)
         records = [
-            FileRecord(
-                f"/photos/{i // 1000:04d}/{i:07d}.jpg",
-                100_000 + i,
-                0,
-                1,
-                i + 1,
-                Fingerprint(
-                    f"c{i}",
-                    f"i{i}",
-                    "JPEG",
-                    4000,
-                    3000,
-                    p,
-                    d,
-                    None,
-                    False,
-                    turns,
-                    crops=rng.randbytes(CROP_BYTES) if crops else b"",
-                ),
-            )
-            for i, (p, d, turns) in enumerate(fingerprints)
+            synthetic_record(i, fp, rng.randbytes(CROP_BYTES) if crops else b"") for i, fp in enumerate(fingerprints)
         ]
+        del fingerprints
         input_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         start = time.perf_counter()
         groups = find_groups(records, DEFAULT_THRESHOLD, crops=True if crops else None)
@@ -109,6 +151,16 @@ def _child_group(kind: str, n: int) -> None:
     result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["input_mib"] = input_mib  # the peak before the measured call: making the input
     print(json.dumps(result))
+
+
+def _child_store(db: str) -> None:
+    """In a fresh process: group the synthetic store's files (as `dedupe groups` does) and print JSON."""
+    from dedupe.scan import stored_groups
+    from dedupe.store import Store
+
+    with Store.open(db, readonly=True) as store:
+        groups, _, images = stored_groups(store, ["/photos"])
+    print(json.dumps({"groups": len(groups), "images": images}))
 
 
 def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[dict[str, float], float]:
@@ -123,7 +175,8 @@ def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[dict[
 
 LABELS = {
     "near_pairs": "near_pairs",
-    "find_groups": "find_groups",
+    "find_groups_in": "find_groups_in (columns in, groups out)",
+    "find_groups": "find_groups (FileRecords in)",
     "find_groups_crops": "find_groups, with window hashes, --crops",
 }
 
@@ -131,7 +184,7 @@ LABELS = {
 def bench_grouping(sizes: list[int], repeat: int) -> list[str]:
     rows = []
     for n in sizes:
-        kinds = ["near_pairs", "find_groups"] + (["find_groups_crops"] if n <= 200_000 else [])
+        kinds = ["near_pairs", "find_groups_in", "find_groups"] + (["find_groups_crops"] if n <= 200_000 else [])
         for kind in kinds:
             best: dict[str, float] | None = None
             for _ in range(repeat):
@@ -147,6 +200,53 @@ def bench_grouping(sizes: list[int], repeat: int) -> list[str]:
                 f" ({int(best['values']):,} distinct hashes) |"
             )
     return rows
+
+
+def make_store(db: str, n: int) -> None:
+    """A store of n files with the synthetic fingerprints (as if a scan had found them); kept between runs."""
+    from dedupe import fingerprint
+    from dedupe.store import Store
+
+    marker = f"{db}.complete"
+    if os.path.exists(marker):
+        return
+    for suffix in ("", "-wal", "-shm", ".complete"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(db + suffix)
+    with Store.open(db) as store, store.transaction():
+        for i, fp in enumerate(synthetic_fingerprints(n)):
+            record = synthetic_record(i, fp)
+            store.put_fingerprint(record.fingerprint, fingerprint.VERSION)
+            st = os.stat_result(
+                (0o100644, record.ino, record.dev, 1, 0, 0, record.size, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0)
+            )
+            store.put_file(record.path, st, record.content_hash)
+    with open(marker, "w") as f:
+        f.write("ok\n")
+
+
+def bench_store(n: int, work: str, repeat: int) -> list[str]:
+    from dedupe import fingerprint
+
+    os.makedirs(work, exist_ok=True)
+    db = os.path.join(work, f"store-{n}-{fingerprint.VERSION}.sqlite")
+    t0 = time.perf_counter()
+    make_store(db, n)
+    print(f"  store of {n} files ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    env = {**os.environ, "PYTHONPATH": REPO}
+    walls, peaks = [], []
+    for _ in range(repeat):
+        m = measure([sys.executable, os.path.abspath(__file__), "_store", db], env)
+        if m.returncode != 0:
+            raise SystemExit(f"stored_groups failed: {m.stderr[-2000:]}")
+        res = json.loads(m.stdout.strip().splitlines()[-1])
+        walls.append(m.wall)
+        peaks.append(m.peak_mib)
+        print(f"  stored_groups {n}: {m.wall:.2f}s, peak {m.peak_mib:.0f} MiB", file=sys.stderr)
+    return [
+        f"| groups from a SQLite store (`stored_groups`, whole process) | {n:,} | {min(walls):.2f} | {max(peaks):.0f}"
+        f" | - | {res['groups']:,} groups ({res['images']:,} images) |"
+    ]
 
 
 def tiny_jpegs() -> list[bytes]:
@@ -237,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "_group":
         _child_group(argv[1], int(argv[2]))
         return 0
+    if argv and argv[0] == "_store":
+        _child_store(argv[1])
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="10k and 100k hashes, a tree of 10k files, one run each")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "scale.md"))
@@ -244,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, help="runs per measure; the best is reported (default 2, quick 1)")
     ap.add_argument("--skip-rescan", action="store_true")
     ap.add_argument("--skip-grouping", action="store_true")
+    ap.add_argument("--skip-store", action="store_true")
     a = ap.parse_args(argv)
     repeat = a.repeat or (1 if a.quick else 2)
     sizes = [10_000, 100_000] if a.quick else [100_000, 1_000_000]
@@ -253,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if not a.skip_grouping:
         rows += bench_grouping(sizes, repeat)
+    if not a.skip_store:
+        rows += bench_store(sizes[-1], a.work, repeat)
     if not a.skip_rescan:
         rows += bench_rescan(10_000 if a.quick else 100_000, a.work, repeat)
     table = f"Machine: {machine()}. Best of {repeat} run(s); threshold 4 (the default).\n\n" + "\n".join(rows) + "\n"
