@@ -1030,22 +1030,22 @@ def _cross(
     combos: list[tuple[int, ...]],
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """_join of queries and other targets. For each choice of blocks the targets are put in tables by key (none, one
-    or several targets; the first one, where its run starts in key order and how long it is); the queries look
+    or several targets; the first one; where their run starts in key order and how long it is); the queries look
     their keys up a slab at a time, and only keys holding several targets are walked."""
     nq, nt = len(queries), len(targets)
     bits = min(max(sum(spans[k][1] for k in combo) for combo in combos), _MAX_KEY_BITS)
     # Tables reused from one choice of blocks to the next, cleared where they were written.
     kind_of = np.zeros(1 << bits, dtype=np.int8)
     first_of = np.zeros(1 << bits, dtype=np.uint64)
-    head_of = np.zeros(1 << bits, dtype=np.int32)
-    size_of = np.zeros(1 << bits, dtype=np.int32)
+    run_of = np.zeros(1 << bits, dtype=np.int64)  # where the run of a key starts in key order << 32 | its length
     buffers = (np.empty(min(nq, _QUERY_SLAB), dtype=np.uint64), np.empty(min(nq, _QUERY_SLAB), dtype=np.uint64))
+    target_buffers = (np.empty(nt, dtype=np.uint64), np.empty(nt, dtype=np.uint64))
     found: list[npt.NDArray[np.int64]] = []
     for c, combo in enumerate(combos):
         own = _combo_mask(spans, combo)
         earlier = [_combo_mask(spans, e) for e in combos[:c]]
         parts = [spans[k] for k in combo]
-        tkeys = _slab_key(targets, parts, np.empty(nt, dtype=np.uint64), np.empty(nt, dtype=np.uint64))
+        tkeys = _slab_key(targets, parts, *target_buffers)
         torder = _argsort_keys(tkeys, bits)
         sorted_keys = tkeys[torder]
         del tkeys
@@ -1056,10 +1056,8 @@ def _cross(
         del sorted_keys
         kind_of[head_keys] = np.minimum(sizes, 2)
         first_of[head_keys] = sorted_values[heads]
-        head_of[head_keys] = heads
-        runs = np.nonzero(sizes > 1)[0]
-        size_of[head_keys[runs]] = sizes[runs]
-        del heads, sizes, runs
+        run_of[head_keys] = (heads << 32) | sizes
+        del heads, sizes
         for start in range(0, nq, _QUERY_SLAB):
             values = queries[start : start + _QUERY_SLAB]
             keys = _slab_key(values, parts, buffers[0][: len(values)], buffers[1][: len(values)])
@@ -1069,14 +1067,14 @@ def _cross(
             values = values[hit]
             keep = _confirm(values ^ first_of[keys], threshold, own, earlier)
             if len(keep):
-                found.append((hit[keep] + start) * nt + torder[head_of[keys[keep]]])
+                found.append((hit[keep] + start) * nt + torder[run_of[keys[keep]] >> 32])
             more = np.nonzero(kinds[hit] == 2)[0]
             if len(more):
                 # The rest of each run of several targets: a few positions one after another, then what is left
                 # of long runs at once.
-                hit, values, keys = hit[more], values[more], keys[more]
-                at = head_of[keys].astype(np.int64) + 1
-                stop = at + size_of[keys] - 1
+                hit, values, runs = hit[more], values[more], run_of[keys[more]]
+                at = (runs >> 32) + 1
+                stop = at + (runs & 0xFFFFFFFF) - 1
                 for _ in range(_WALK):
                     keep = _confirm(values ^ sorted_values[at], threshold, own, earlier)
                     if len(keep):
