@@ -354,7 +354,7 @@ def find_groups_in(
     files = _first_paths(lib)
     rule = _rule(threshold, rotations, two_stage, bursts_apart, searches_crops(len(files), crops))
     n = len(lib)
-    path_rank, distinct_paths = _path_ranks(lib.paths)
+    path_rank, distinct_paths = (np.arange(n), True) if lib.distinct_paths else _path_ranks(lib.paths)
     # The first file (in path order) of each image class stands for it.
     cls = np.full(n, -1, dtype=np.int64)
     order = files[np.argsort(lib.image[files], kind="stable")]
@@ -430,7 +430,7 @@ def _first_paths(lib: Library) -> npt.NDArray[np.int64]:
     return np.flatnonzero(keep)
 
 
-def _path_ranks(paths: list[str]) -> tuple[npt.NDArray[np.int64], bool]:
+def _path_ranks(paths: Sequence[str]) -> tuple[npt.NDArray[np.int64], bool]:
     """Each row's rank by path, equal paths ranked alike (rows are in path order); and whether all are distinct."""
     n = len(paths)
     same = np.fromiter(map(operator.eq, paths[1:], paths[:-1]), dtype=bool, count=max(n - 1, 0))

@@ -33,7 +33,7 @@ class Library:
     """
 
     ids: npt.NDArray[np.int64]  # where each row came from: the store's rowid, or the index in a list of records
-    paths: list[str]
+    paths: Sequence[str]
     size: npt.NDArray[np.int64]
     dev: npt.NDArray[np.int64]
     ino: npt.NDArray[np.int64]
@@ -53,6 +53,7 @@ class Library:
     crops: npt.NDArray[np.uint8]
     has_crops: npt.NDArray[np.bool_]
     odd: Mapping[int, Fingerprint] = field(default_factory=dict)  # row -> its fingerprint, see above
+    distinct_paths: bool = False  # known to hold no path twice (a store's): the row order alone ranks the paths
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -120,6 +121,8 @@ class Library:
             elif name == "odd":
                 at = {row: k for k, row in enumerate(rows.tolist())} if value else {}
                 fields[name] = {at[row]: fp for row, fp in value.items() if row in at}
+            elif name == "distinct_paths":
+                fields[name] = value
             else:
                 fields[name] = value[rows]
         return Library(**fields)

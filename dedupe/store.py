@@ -6,10 +6,8 @@ fingerprint keyed by content hash, so identical files, moves and renames never n
 
 from __future__ import annotations
 
-import contextlib
 import operator
 import os
-import queue
 import sqlite3
 import struct
 import sys
@@ -20,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -540,10 +538,7 @@ class Store:
         read without a Python object per file; Library.ids are the files' rowids (see records_by_id). Without
         crops, the window hashes (about 1 KB a picture) are left out."""
         with self.reading():
-            # SQLite reads the next chunk (without the GIL) while the last one is turned into columns.
-            parts = [
-                _chunk_library(row, packed, crops) for row, packed in _ahead(self._library_rows(roots, version, crops))
-            ]
+            parts = [_chunk_library(row, packed, crops) for row, packed in self._library_rows(roots, version, crops)]
             library, odd = _concat(parts, crops)
             del parts
             if len(odd):
@@ -552,10 +547,13 @@ class Store:
                 found = self.records_by_id(library.ids[odd].tolist(), crops=crops)
                 library = replace(library, odd=dict(zip(odd.tolist(), (r.fingerprint for r in found), strict=True)))
         paths = library.paths
-        if not all(map(operator.lt, paths, paths[1:])):
-            # Paths that are not UTF-8 sort otherwise as bytes than as strings.
-            library = library.take(np.array(sorted(range(len(paths)), key=paths.__getitem__), dtype=np.int64))
-        return library
+        if isinstance(paths, PathColumn) and not paths.utf8:
+            # Names that are not UTF-8 can sort otherwise as bytes than as strings.
+            names = list(paths)
+            if not all(map(operator.lt, names, names[1:])):
+                order = np.array(sorted(range(len(names)), key=names.__getitem__), dtype=np.int64)
+                library = replace(library, paths=names).take(order)
+        return replace(library, distinct_paths=True)  # the store's key
 
     def _library_rows(self, roots: Sequence[str], version: str, crops: bool) -> Iterator[tuple[Any, bool]]:
         """The files below the roots a chunk at a time, each chunk one row of _LIBRARY_SQL, and whether its
@@ -1058,6 +1056,7 @@ _CROPS_COLUMNS = ", group_concat(coalesce(length(cr), 0)), CAST(group_concat(cr,
 @dataclass(frozen=True, slots=True)
 class _Chunk:
     library: Library  # without image numbers and odd rows
+    paths: PathColumn  # the library's
     image: npt.NDArray[np.bytes_]  # image hashes
     odd: npt.NDArray[np.int64]  # rows of variants or crop signatures of other lengths
 
@@ -1100,9 +1099,10 @@ def _chunk_library(row: Sequence[Any], packed: bool, crops: bool) -> _Chunk:
         odd |= (crops_lengths != 0) & ~has_crops
     camera, taken = _texts(camera_raw, camera_lengths), _texts(taken_raw, taken_lengths)
     odd |= _ends_in_nul(camera_raw, camera_lengths) | _ends_in_nul(taken_raw, taken_lengths)
+    paths = PathColumn(paths_raw, np.cumsum(path_lengths))
     library = Library(
         ids=ids,
-        paths=_split_paths(paths_raw, path_lengths),
+        paths=paths,
         size=size,
         dev=dev,
         ino=ino,
@@ -1120,44 +1120,7 @@ def _chunk_library(row: Sequence[Any], packed: bool, crops: bool) -> _Chunk:
         crops=crop_rows,
         has_crops=has_crops,
     )
-    return _Chunk(library, _texts(image_raw, image_lengths), np.flatnonzero(odd))
-
-
-T = TypeVar("T")
-
-
-def _ahead(items: Iterator[T]) -> Iterator[T]:
-    """The items, made in a thread one ahead of their use: a generator reading the store runs (SQLite without the
-    GIL) while the last item is used. The store's connection is the thread's until the items are done."""
-    ready: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def make() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                ready.put((True, item))
-            ready.put((False, None))
-        except BaseException as e:  # handed to the caller
-            ready.put((False, e))
-
-    worker = threading.Thread(target=make, name="dedupe-store-read", daemon=True)
-    worker.start()
-    try:
-        while True:
-            more, item = ready.get()
-            if not more:
-                if item is not None:
-                    raise item
-                return
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():  # let it finish its query; it stops at the next item
-            with contextlib.suppress(queue.Empty):
-                ready.get(timeout=0.05)
-        worker.join()
+    return _Chunk(library, paths, _texts(image_raw, image_lengths), np.flatnonzero(odd))
 
 
 def _concat(parts: Sequence[_Chunk], crops: bool) -> tuple[Library, npt.NDArray[np.int64]]:
@@ -1187,8 +1150,8 @@ def _concat(parts: Sequence[_Chunk], crops: bool) -> tuple[Library, npt.NDArray[
     fields: dict[str, Any] = {}
     for name in Library.__slots__:
         if name == "paths":
-            fields[name] = [p for part in parts for p in part.library.paths]
-        elif name != "odd":
+            fields[name] = PathColumn.concat([part.paths for part in parts])
+        elif name not in ("odd", "distinct_paths"):
             fields[name] = np.concatenate([getattr(part.library, name) for part in parts])
     fields["image"] = _value_ids(np.concatenate([part.image for part in parts]))
     starts = np.cumsum([0, *(len(part.library) for part in parts)])
@@ -1214,13 +1177,52 @@ def _path_ranges(roots: Sequence[str]) -> list[tuple[bytes, bytes | None]]:
     return [(low, high) for low, high in merged]
 
 
-def _split_paths(raw: bytes, lengths: npt.NDArray[np.int64]) -> list[str]:
-    ends = np.cumsum(lengths).tolist()
-    starts = [0, *ends[:-1]]
-    if raw.isascii():
-        text = raw.decode("ascii")
-        return [text[a:b] for a, b in zip(starts, ends, strict=True)]
-    return [decode_path(raw[a:b]) for a, b in zip(starts, ends, strict=True)]
+class PathColumn(Sequence[str]):
+    """Paths as stored (bytes, one after another) and where each ends: a string is made only when one is read."""
+
+    def __init__(self, raw: bytes, ends: npt.NDArray[np.int64]) -> None:
+        self.raw = raw
+        self.ends = ends
+        self.utf8 = raw.isascii() or _is_utf8(raw)  # then bytes sort as the strings do
+
+    @staticmethod
+    def concat(parts: Sequence[PathColumn]) -> PathColumn:
+        starts = np.cumsum([0, *(len(p.raw) for p in parts[:-1])])
+        ends = [p.ends + start for p, start in zip(parts, starts.tolist(), strict=True)]
+        return PathColumn(b"".join(p.raw for p in parts), np.concatenate(ends) if ends else np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    @overload
+    def __getitem__(self, k: int) -> str: ...
+    @overload
+    def __getitem__(self, k: slice) -> list[str]: ...
+    def __getitem__(self, k: int | slice) -> str | list[str]:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        end = int(self.ends[k])
+        return decode_path(self.raw[int(self.ends[k - 1]) if k else 0 : end])
+
+    def __iter__(self) -> Iterator[str]:
+        ends = self.ends.tolist()
+        raw = self.raw
+        if self.utf8 and raw.isascii():
+            text = raw.decode("ascii")
+            return (text[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True))
+        return (decode_path(raw[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True))
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _rows_of(
