@@ -36,44 +36,51 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
 from run import machine, measure  # noqa: E402  (bench/ is this script's folder, first on sys.path)
 
-from dedupe.library import Library  # noqa: E402
+from dedupe.library import Library, gc_paused  # noqa: E402
 from dedupe.models import FileRecord, Fingerprint  # noqa: E402
 
 
-def synthetic_hashes(n: int, seed: int = 1) -> list[int]:
-    return [fp[0] for fp in synthetic_fingerprints(n, seed)]
-
-
-def synthetic_fingerprints(n: int, seed: int = 1) -> list[tuple[int, int, tuple[int, ...]]]:
-    """(pHash, dHash, 7 turned pHashes) like real photos: 20% are copies of an earlier one, a few bits off."""
-    rng = random.Random(seed)
-
-    def near(v: int) -> int:
-        for bit in rng.sample(range(64), rng.randrange(5)):
-            v ^= 1 << bit
-        return v
-
-    out: list[tuple[int, int, tuple[int, ...]]] = []
-    for _ in range(n):
-        if out and rng.random() < 0.2:
-            p, d, turns = out[rng.randrange(len(out))]
-            out.append((near(p), near(d), tuple(near(t) for t in turns)))
-        else:
-            out.append((rng.getrandbits(64), rng.getrandbits(64), tuple(rng.getrandbits(64) for _ in range(7))))
+def synthetic_columns(n: int, seed: int = 1) -> npt.NDArray[np.uint64]:
+    """(pHash, dHash, 7 turned pHashes) of n pictures like real photos, as an (n, 9) array: 20% are copies of an
+    earlier one (any earlier one alike), each hash 0-4 bits off."""
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 2**64, size=(n, 9), dtype=np.uint64, endpoint=False)
+    copy = rng.random(n) < 0.2
+    copy[:1] = False
+    source = (rng.random(n) * np.arange(n)).astype(np.int64)
+    flips = np.zeros((n, 9), dtype=np.uint64)
+    for start in range(0, n, 100_000):  # a slice at a time: the bit positions take 4 words a hash
+        shape = flips[start : start + 100_000].shape
+        count = rng.integers(0, 5, size=shape)
+        bits = np.uint64(1) << rng.integers(0, 64, size=(*shape, 4)).astype(np.uint64)
+        bits[np.arange(4) >= count[..., None]] = 0
+        flips[start : start + 100_000] = np.bitwise_or.reduce(bits, axis=-1)
+    # A copy is its source a few bits off, and the source may be a copy: follow the chains up to fresh pictures,
+    # doubling the steps each round, and gather the flips on the way.
+    top = np.where(copy, source, np.arange(n))
+    acc = np.where(copy[:, None], flips, np.uint64(0))
+    del flips
+    while len(pending := np.flatnonzero(copy[top])):
+        up = top[pending]
+        acc_up, top_up = acc[up], top[up]
+        acc[pending] ^= acc_up
+        top[pending] = top_up
+    out: npt.NDArray[np.uint64] = values[top] ^ acc
     return out
 
 
-def synthetic_library(fingerprints: list[tuple[int, int, tuple[int, ...]]]) -> Library:
-    """The columns Store.library_under would give for files made by synthetic_records."""
-    import numpy as np
-
-    n = len(fingerprints)
+def synthetic_library(columns: npt.NDArray[np.uint64]) -> Library:
+    """The columns Store.library_under would give for the files of synthetic_records."""
+    n = len(columns)
     ids = np.arange(n, dtype=np.int64)
     return Library(
         ids=ids,
@@ -85,15 +92,16 @@ def synthetic_library(fingerprints: list[tuple[int, int, tuple[int, ...]]]) -> L
         image=ids,
         width=np.full(n, 4000, dtype=np.int64),
         height=np.full(n, 3000, dtype=np.int64),
-        phash=np.fromiter((fp[0] for fp in fingerprints), dtype=np.uint64, count=n),
-        dhash=np.fromiter((fp[1] for fp in fingerprints), dtype=np.uint64, count=n),
+        phash=columns[:, 0].copy(),
+        dhash=columns[:, 1].copy(),
         low_info=np.zeros(n, dtype=bool),
         turned=np.ones(n, dtype=bool),
-        variants=np.array([fp[2] for fp in fingerprints], dtype=np.uint64).reshape(n, 7),
+        variants=columns[:, 2:].copy(),
         camera=np.zeros(n, dtype="S1"),
         taken=np.zeros(n, dtype="S1"),
         crops=np.zeros((n, 0), dtype=np.uint8),
         has_crops=np.zeros(n, dtype=bool),
+        distinct_paths=True,
     )
 
 
@@ -101,16 +109,23 @@ def path_of(i: int) -> str:
     return f"/photos/{i // 1000:04d}/{i:07d}.jpg"
 
 
-def synthetic_record(i: int, fp: tuple[int, int, tuple[int, ...]], crops: bytes = b"") -> FileRecord:
-    p, d, turns = fp
-    return FileRecord(
-        path_of(i),
-        100_000 + i,
-        0,
-        1,
-        i + 1,
-        Fingerprint(f"{i:032x}", f"{i:031x}f", "JPEG", 4000, 3000, p, d, None, False, turns, crops=crops),
+def synthetic_records(
+    columns: npt.NDArray[np.uint64], ids: Sequence[int], crops: Callable[[], bytes] | None = None
+) -> list[FileRecord]:
+    """The records of the pictures with these ids (row numbers), as a scan would store them (and made as
+    Store.records_of makes them: with the cyclic garbage collector paused)."""
+    rows = np.asarray(ids, dtype=np.int64)
+    hashes = columns[rows].tolist()
+    with gc_paused():
+        out = [record_of(i, h, crops) for i, h in zip(rows.tolist(), hashes, strict=True)]
+    return out
+
+
+def record_of(i: int, h: list[int], crops: Callable[[], bytes] | None) -> FileRecord:
+    fp = Fingerprint(
+        f"{i:032x}", f"{i:031x}f", "JPEG", 4000, 3000, h[0], h[1], None, False, tuple(h[2:]), crops() if crops else b""
     )
+    return FileRecord(path_of(i), 100_000 + i, 0, 1, i + 1, fp)
 
 
 def _child_group(kind: str, n: int) -> None:
@@ -118,32 +133,31 @@ def _child_group(kind: str, n: int) -> None:
     from dedupe.fingerprint import CROP_BYTES
     from dedupe.group import DEFAULT_THRESHOLD, find_groups, find_groups_in, near_pairs
 
-    fingerprints = synthetic_fingerprints(n)
+    columns = synthetic_columns(n)
     input_mib = 0.0
     if kind == "near_pairs":
-        distinct = sorted({fp[0] for fp in fingerprints})
+        distinct = np.unique(columns[:, 0]).tolist()
+        del columns
         input_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         start = time.perf_counter()
         pairs = near_pairs(distinct, DEFAULT_THRESHOLD)
         result = {"seconds": time.perf_counter() - start, "pairs": len(pairs), "values": len(distinct)}
     elif kind == "find_groups_in":
-        library = synthetic_library(fingerprints)
+        library = synthetic_library(columns)
         input_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         start = time.perf_counter()
         grouping = find_groups_in(library, DEFAULT_THRESHOLD)
         grouped = time.perf_counter() - start
-        records = [synthetic_record(i, fingerprints[i]) for i in grouping.ids.tolist()]
-        groups = grouping.groups(records)
+        del library  # as stored_groups does, before the records are made
+        groups = grouping.groups(synthetic_records(columns, grouping.ids.tolist()))
         result = {"seconds": time.perf_counter() - start, "grouping": grouped, "groups": len(groups), "values": n}
     else:
         # find_groups_crops: each picture also has random window hashes and colours (fingerprint.crop_signature),
         # and the search for cropped copies is asked for whatever the size.
         crops = kind == "find_groups_crops"
         rng = random.Random(2)
-        records = [
-            synthetic_record(i, fp, rng.randbytes(CROP_BYTES) if crops else b"") for i, fp in enumerate(fingerprints)
-        ]
-        del fingerprints
+        records = synthetic_records(columns, range(n), (lambda: rng.randbytes(CROP_BYTES)) if crops else None)
+        del columns
         input_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         start = time.perf_counter()
         groups = find_groups(records, DEFAULT_THRESHOLD, crops=True if crops else None)
@@ -213,14 +227,13 @@ def make_store(db: str, n: int) -> None:
     for suffix in ("", "-wal", "-shm", ".complete"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(db + suffix)
+    columns = synthetic_columns(n)
     with Store.open(db) as store, store.transaction():
-        for i, fp in enumerate(synthetic_fingerprints(n)):
-            record = synthetic_record(i, fp)
-            store.put_fingerprint(record.fingerprint, fingerprint.VERSION)
-            st = os.stat_result(
-                (0o100644, record.ino, record.dev, 1, 0, 0, record.size, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0)
-            )
-            store.put_file(record.path, st, record.content_hash)
+        for start in range(0, n, 10_000):
+            for record in synthetic_records(columns, range(start, min(n, start + 10_000))):
+                store.put_fingerprint(record.fingerprint, fingerprint.VERSION)
+                st = (0o100644, record.ino, record.dev, 1, 0, 0, record.size, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0)
+                store.put_file(record.path, os.stat_result(st), record.content_hash)
     with open(marker, "w") as f:
         f.write("ok\n")
 

@@ -1184,6 +1184,7 @@ class PathColumn(Sequence[str]):
         self.raw = raw
         self.ends = ends
         self.utf8 = raw.isascii() or _is_utf8(raw)  # then bytes sort as the strings do
+        self._bounds: tuple[list[int], list[int]] | None = None
 
     @staticmethod
     def concat(parts: Sequence[PathColumn]) -> PathColumn:
@@ -1201,17 +1202,16 @@ class PathColumn(Sequence[str]):
     def __getitem__(self, k: int | slice) -> str | list[str]:
         if isinstance(k, slice):
             return [self[i] for i in range(*k.indices(len(self)))]
-        if k < 0:
-            k += len(self)
-        if not 0 <= k < len(self):
-            raise IndexError(k)
-        end = int(self.ends[k])
-        return decode_path(self.raw[int(self.ends[k - 1]) if k else 0 : end])
+        if self._bounds is None:
+            ends = self.ends.tolist()
+            self._bounds = ([0, *ends[:-1]], ends)
+        starts, ends = self._bounds
+        return decode_path(self.raw[starts[k] : ends[k]])
 
     def __iter__(self) -> Iterator[str]:
         ends = self.ends.tolist()
         raw = self.raw
-        if self.utf8 and raw.isascii():
+        if raw.isascii():
             text = raw.decode("ascii")
             return (text[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True))
         return (decode_path(raw[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True))
