@@ -123,7 +123,17 @@ def synthetic_records(
 
 def record_of(i: int, h: list[int], crops: Callable[[], bytes] | None) -> FileRecord:
     fp = Fingerprint(
-        f"{i:032x}", f"{i:031x}f", "JPEG", 4000, 3000, h[0], h[1], None, False, tuple(h[2:]), crops() if crops else b""
+        f"{i:032x}",
+        f"{i:031x}f",
+        "JPEG",
+        4000,
+        3000,
+        h[0],
+        h[1],
+        None,
+        False,
+        tuple(h[2:]),
+        crops=crops() if crops else b"",
     )
     return FileRecord(path_of(i), 100_000 + i, 0, 1, i + 1, fp)
 
