@@ -10,8 +10,10 @@ from __future__ import annotations
 import itertools
 import math
 import operator
+import os
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -1031,7 +1033,35 @@ def _cross(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """_join of queries and other targets. For each choice of blocks the targets are put in tables by key (none, one
     or several targets; the first one; where their run starts in key order and how long it is); the queries look
-    their keys up a slab at a time, and only keys holding several targets are walked."""
+    their keys up a slab at a time, and only keys holding several targets are walked. With much to do, the choices
+    of blocks are shared out between threads (numpy lets go of the GIL while it looks up a slab)."""
+    workers = min(_CROSS_THREADS, len(combos), os.cpu_count() or 1)
+    if workers < 2 or len(queries) * len(combos) < _THREADED_WORK:
+        found = _cross_part(queries, targets, threshold, spans, combos, range(len(combos)))
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="dedupe-join") as pool:
+            shares = [range(k, len(combos), workers) for k in range(workers)]  # widths of keys alike in each
+            parts = pool.map(lambda share: _cross_part(queries, targets, threshold, spans, combos, share), shares)
+            found = [codes for part in parts for codes in part]
+    if not found:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    return np.divmod(np.sort(np.concatenate(found)), len(targets))
+
+
+_CROSS_THREADS = 2  # each holds tables of its own (about 70 MiB at 22-bit keys)
+_THREADED_WORK = 1 << 17  # queries times choices of blocks from which threads pay
+
+
+def _cross_part(
+    queries: npt.NDArray[np.uint64],
+    targets: npt.NDArray[np.uint64],
+    threshold: int,
+    spans: list[tuple[int, int]],
+    combos: list[tuple[int, ...]],
+    share: range,
+) -> list[npt.NDArray[np.int64]]:
+    """_cross for the choices of blocks at these positions of combos: the pairs found, as codes."""
     nq, nt = len(queries), len(targets)
     bits = min(max(sum(spans[k][1] for k in combo) for combo in combos), _MAX_KEY_BITS)
     # Tables reused from one choice of blocks to the next, cleared where they were written.
@@ -1041,7 +1071,8 @@ def _cross(
     buffers = (np.empty(min(nq, _QUERY_SLAB), dtype=np.uint64), np.empty(min(nq, _QUERY_SLAB), dtype=np.uint64))
     target_buffers = (np.empty(nt, dtype=np.uint64), np.empty(nt, dtype=np.uint64))
     found: list[npt.NDArray[np.int64]] = []
-    for c, combo in enumerate(combos):
+    for c in share:
+        combo = combos[c]
         own = _combo_mask(spans, combo)
         earlier = [_combo_mask(spans, e) for e in combos[:c]]
         parts = [spans[k] for k in combo]
@@ -1088,10 +1119,7 @@ def _cross(
                     )
                     found.extend(rest)
         kind_of[head_keys] = 0
-    if not found:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
-    return np.divmod(np.sort(np.concatenate(found)), nt)
+    return found
 
 
 def _slab_key(
