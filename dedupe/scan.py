@@ -16,6 +16,7 @@ from pathlib import Path
 from dedupe import fingerprint
 from dedupe.errors import DedupeError, FileSkipped
 from dedupe.group import DEFAULT_THRESHOLD, find_groups_in, searches_crops, split_not_duplicates
+from dedupe.library import release_freed_memory
 from dedupe.models import (
     DuplicateGroup,
     Fingerprint,
@@ -473,6 +474,7 @@ def stored_groups(
         )
         grouped = library.take(grouping.rows)
         del library  # before the records are made
+        release_freed_memory()
         records = store.records_of(grouped)
         skipped = [Skipped(path, reason) for path, reason in store.errors_under(real_roots)]
         pairs = store.not_duplicate_pairs()
