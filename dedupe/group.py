@@ -558,8 +558,13 @@ def _node_pairs(
         # rot270 match of a to b is a rot90 match of b to a, so that variant need not be looked up. The upright
         # pHashes are looked up in the same pass (each pair then comes twice, and each node meets itself).
         at = np.flatnonzero(turned)
-        ks = np.array([k for k, name in enumerate(TRANSFORMS) if name != "rot270"])
-        queries = np.concatenate([phash, lib.variants[rep[at][:, None], ks].T.ravel()])
+        ks = [k for k, name in enumerate(TRANSFORMS) if name != "rot270"]
+        queries = np.empty(count + len(ks) * len(at), dtype=np.uint64)
+        queries[:count] = phash
+        rows = rep[at]
+        for j, k in enumerate(ks):  # a variant at a time: the turned pHashes of a million nodes take 48 MiB
+            queries[count + j * len(at) : count + (j + 1) * len(at)] = lib.variants[rows, k]
+        del rows
         qi, tj = _join(queries, phash, rule.threshold, same=False)
         del queries
         upright = qi < count
