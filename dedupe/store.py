@@ -1025,11 +1025,11 @@ _LIBRARY_CHUNK = 1 << 17
 _CROPS_CHUNK = 1 << 14
 _LIBRARY_SQL = """
 SELECT count(*), max(p), group_concat(r), group_concat(size), group_concat(dev), group_concat(ino), group_concat(c),
-    group_concat(w * 4294967296 + ht), group_concat(ph), group_concat(dh), group_concat(length(p)), {lengths},
+    group_concat(w * 4294967296 + ht), group_concat(ph), group_concat(dh), {lengths},
     CAST(group_concat(p, '') AS BLOB), CAST(group_concat(h, '') AS BLOB), CAST(group_concat(v, '') AS BLOB),
     CAST(group_concat(cam, '') AS BLOB), CAST(group_concat(tk, '') AS BLOB) {crops_columns}
 FROM (
-    SELECT p, r, size, dev, ino, c, w, ht, ph, dh, low, h, v, cam, tk, cr, coalesce(length(h), 0) lh,
+    SELECT p, r, size, dev, ino, c, w, ht, ph, dh, low, h, v, cam, tk, cr, length(p) lp, coalesce(length(h), 0) lh,
         coalesce(length(v), 0) lv, coalesce(length(cam), 0) lcam, coalesce(length(tk), 0) ltk
     FROM (
         SELECT f.path p, f.rowid r, f.size, f.dev, f.ino, i.rowid c, i.width w, i.height ht, i.phash ph,
@@ -1042,14 +1042,16 @@ FROM (
     )
 )
 """
-# The lengths of the image hash, variants, camera and time and the low-information flag, packed into one number
-# (each aggregate costs); any of 4095 bytes or more and the chunk is read again with them one by one.
+# The lengths of the path, image hash, variants, camera and time and the low-information flag, packed into one
+# number (each aggregate costs); any of 4095 bytes or more and the chunk is read again with them one by one.
 _PACKED_LENGTHS = (
-    "group_concat((((min(lh, 4095) * 4096 + min(lv, 4095)) * 4096 + min(lcam, 4095)) * 4096 + min(ltk, 4095)) * 2"
-    " + low)"
+    "group_concat(((((min(lp, 4095) * 4096 + min(lh, 4095)) * 4096 + min(lv, 4095)) * 4096 + min(lcam, 4095)) * 4096"
+    " + min(ltk, 4095)) * 2 + low)"
 )
-_LENGTHS = "group_concat(lh), group_concat(lv), group_concat(lcam), group_concat(ltk), group_concat(low)"
-_PACKED_AT = 11  # the column of packed lengths
+_LENGTHS = (
+    "group_concat(lp), group_concat(lh), group_concat(lv), group_concat(lcam), group_concat(ltk), group_concat(low)"
+)
+_PACKED_AT = 10  # the column of packed lengths
 _CROPS_COLUMNS = ", group_concat(coalesce(length(cr), 0)), CAST(group_concat(cr, '') AS BLOB)"
 
 
@@ -1064,27 +1066,27 @@ class _Chunk:
 def _packed_fit(text: str, count: int) -> bool:
     """Whether no packed length of a chunk may have been cut (at 4095)."""
     lengths = _parse_ints(text, count)
-    return not any((((lengths >> (1 + 12 * k)) & 4095) == 4095).any() for k in range(4))
+    return not any((((lengths >> (1 + 12 * k)) & 4095) == 4095).any() for k in range(5))
 
 
 def _chunk_library(row: Sequence[Any], packed: bool, crops: bool) -> _Chunk:
     """One _LIBRARY_SQL row as columns."""
     count = int(row[0])
-    ids, size, dev, ino, content, sides, phash, dhash, path_lengths = (_parse_ints(t, count) for t in row[2:11])
+    ids, size, dev, ino, content, sides, phash, dhash = (_parse_ints(t, count) for t in row[2:_PACKED_AT])
     at = _PACKED_AT
     if packed:
         lengths = _parse_ints(row[at], count)
         low_info = (lengths & 1).astype(bool)
-        taken_lengths, camera_lengths, variants_lengths, image_lengths = (
-            (lengths >> (1 + 12 * k)) & 4095 for k in range(4)
+        taken_lengths, camera_lengths, variants_lengths, image_lengths, path_lengths = (
+            (lengths >> (1 + 12 * k)) & 4095 for k in range(5)
         )
         at += 1
     else:
-        image_lengths, variants_lengths, camera_lengths, taken_lengths = (
-            _parse_ints(t, count) for t in row[at : at + 4]
+        path_lengths, image_lengths, variants_lengths, camera_lengths, taken_lengths = (
+            _parse_ints(t, count) for t in row[at : at + 5]
         )
-        low_info = _parse_ints(row[at + 4], count).astype(bool)
-        at += 5
+        low_info = _parse_ints(row[at + 5], count).astype(bool)
+        at += 6
     paths_raw, image_raw, variants_raw, camera_raw, taken_raw = (r or b"" for r in row[at : at + 5])
     turned = variants_lengths // 8 == 7
     variants = np.zeros((count, 7), dtype=np.uint64)
