@@ -1187,6 +1187,7 @@ class PathColumn(Sequence[str]):
         self.ends = ends
         self.utf8 = raw.isascii() or _is_utf8(raw)  # then bytes sort as the strings do
         self._bounds: tuple[list[int], list[int]] | None = None
+        self._text: str | None = None
 
     @staticmethod
     def concat(parts: Sequence[PathColumn]) -> PathColumn:
@@ -1207,7 +1208,10 @@ class PathColumn(Sequence[str]):
         if self._bounds is None:
             ends = self.ends.tolist()
             self._bounds = ([0, *ends[:-1]], ends)
+            self._text = self.raw.decode("ascii") if self.raw.isascii() else None  # then sliced as it is
         starts, ends = self._bounds
+        if self._text is not None:
+            return self._text[starts[k] : ends[k]]
         return decode_path(self.raw[starts[k] : ends[k]])
 
     def __iter__(self) -> Iterator[str]:
