@@ -1152,10 +1152,6 @@ def _slab_key(
     return out.view(np.int64)
 
 
-def _block(values: npt.NDArray[np.uint64], shift: int, width: int, kind: type) -> npt.NDArray[np.generic]:
-    return ((values >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(kind)
-
-
 def _join_plan(n: int, threshold: int) -> tuple[int, int]:
     """The number of blocks and of blocks that must agree with the least estimated work for n values."""
     best: tuple[float, int, int] | None = None

@@ -63,7 +63,7 @@ class Library:
 
     @staticmethod
     def from_records(records: Sequence[FileRecord]) -> Library:
-        """Records (sorted by path) as columns; ids are their indices."""
+        """Records (sorted by path, one per file: see group.find_groups) as columns; ids are their indices."""
         n = len(records)
         fps = [r.fingerprint for r in records]
         odd: dict[int, Fingerprint] = {}
@@ -98,8 +98,8 @@ class Library:
             size=np.fromiter((r.size for r in records), dtype=np.int64, count=n),
             dev=np.fromiter((r.dev for r in records), dtype=np.int64, count=n),
             ino=np.fromiter((r.ino for r in records), dtype=np.int64, count=n),
-            content=codes(fp.content_hash for fp in fps),
-            image=codes(fp.image_hash for fp in fps),
+            content=_codes(fp.content_hash for fp in fps),
+            image=_codes(fp.image_hash for fp in fps),
             width=np.fromiter((fp.width for fp in fps), dtype=np.int64, count=n),
             height=np.fromiter((fp.height for fp in fps), dtype=np.int64, count=n),
             phash=phash,
@@ -107,8 +107,8 @@ class Library:
             low_info=np.fromiter((fp.low_info for fp in fps), dtype=bool, count=n),
             turned=turned,
             variants=variants,
-            camera=texts([fp.camera for fp in fps], fps, odd),
-            taken=texts([fp.taken for fp in fps], fps, odd),
+            camera=_texts([fp.camera for fp in fps], fps, odd),
+            taken=_texts([fp.taken for fp in fps], fps, odd),
             crops=crops,
             has_crops=has_crops,
             odd=odd,
@@ -143,10 +143,10 @@ class Library:
             height=int(self.height[row]),
             phash=int(self.phash[row]),
             dhash=int(self.dhash[row]),
-            taken=self.taken[row].decode() or None,
+            taken=self.taken[row].decode("utf-8", "surrogatepass") or None,
             low_info=bool(self.low_info[row]),
             variants=tuple(self.variants[row].tolist()) if self.turned[row] else (),
-            camera=self.camera[row].decode() or None,
+            camera=self.camera[row].decode("utf-8", "surrogatepass") or None,
             crops=self.crops[row].tobytes() if self.has_crops[row] else b"",
         )
 
@@ -173,13 +173,13 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def codes(values: Iterable[object]) -> npt.NDArray[np.int64]:
+def _codes(values: Iterable[object]) -> npt.NDArray[np.int64]:
     """A number per value, equal for equal values: the order in which each was first met."""
     seen: dict[object, int] = {}
     return np.fromiter((seen.setdefault(v, len(seen)) for v in values), dtype=np.int64)
 
 
-def texts(
+def _texts(
     values: Sequence[str | None], fps: Sequence[Fingerprint], odd: dict[int, Fingerprint]
 ) -> npt.NDArray[np.bytes_]:
     """Strings as UTF-8 bytes, b"" for None (or empty). A string ending in NUL (which numpy would cut off) makes its
