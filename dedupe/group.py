@@ -1068,7 +1068,9 @@ def _cross_part(
 ) -> list[npt.NDArray[np.int64]]:
     """_cross for the choices of blocks at these positions of combos: the pairs found, as codes."""
     nq, nt = len(queries), len(targets)
-    bits = min(max(sum(spans[k][1] for k in combo) for combo in combos), _MAX_KEY_BITS)
+    # Keys wider than so many values need are folded: the tables stay small for few.
+    widest = max(sum(spans[k][1] for k in combo) for combo in combos)
+    bits = min(widest, _MAX_KEY_BITS, max(16, max(nq, nt).bit_length()))
     # Tables reused from one choice of blocks to the next, cleared where they were written.
     kind_of = np.zeros(1 << bits, dtype=np.int8)
     first_of = np.zeros(1 << bits, dtype=np.uint64)
@@ -1081,7 +1083,7 @@ def _cross_part(
         own = _combo_mask(spans, combo)
         earlier = [_combo_mask(spans, e) for e in combos[:c]]
         parts = [spans[k] for k in combo]
-        tkeys = _slab_key(targets, parts, *target_buffers)
+        tkeys = _slab_key(targets, parts, *target_buffers, bits)
         torder = _argsort_keys(tkeys, bits)
         sorted_keys = tkeys[torder]
         del tkeys
@@ -1096,7 +1098,7 @@ def _cross_part(
         del heads, sizes
         for start in range(0, nq, _QUERY_SLAB):
             values = queries[start : start + _QUERY_SLAB]
-            keys = _slab_key(values, parts, buffers[0][: len(values)], buffers[1][: len(values)])
+            keys = _slab_key(values, parts, buffers[0][: len(values)], buffers[1][: len(values)], bits)
             kinds = kind_of[keys]
             hit = np.nonzero(kinds != 0)[0]  # (a bool array is searched several times faster)
             keys = keys[hit]
@@ -1132,9 +1134,10 @@ def _slab_key(
     parts: list[tuple[int, int]],
     out: npt.NDArray[np.uint64],
     scratch: npt.NDArray[np.uint64],
+    bits: int,
 ) -> npt.NDArray[np.int64]:
-    """The key of each value made of the chosen blocks (shift, width), folded to at most _MAX_KEY_BITS bits,
-    written into out."""
+    """The key of each value made of the chosen blocks (shift, width), folded to at most bits bits, written into
+    out."""
     at = 0
     for shift, width in parts:
         part = out if at == 0 else scratch
@@ -1144,11 +1147,11 @@ def _slab_key(
             np.left_shift(part, np.uint64(at), out=part)
             np.bitwise_or(out, part, out=out)
         at += width
-    if at > _MAX_KEY_BITS:
+    if at > bits:
         np.copyto(scratch, out)
-        for shift in range(_MAX_KEY_BITS, at, _MAX_KEY_BITS):
+        for shift in range(bits, at, bits):
             np.bitwise_xor(out, scratch >> np.uint64(shift), out=out)
-        np.bitwise_and(out, np.uint64((1 << _MAX_KEY_BITS) - 1), out=out)
+        np.bitwise_and(out, np.uint64((1 << bits) - 1), out=out)
     return out.view(np.int64)
 
 
