@@ -585,29 +585,37 @@ class Store:
         taken from it, the rest (times, hashes as text, format, camera and time as stored) read by rowid."""
         ids = library.ids
         n = len(ids)
-        parts: list[tuple[Any, ...]] = []
+        # The images by their rowids (Library.content), each once: files of one content share them.
+        contents, of_content = np.unique(library.content, return_inverse=True)
+        files: list[tuple[Any, ...]] = []
+        images: list[tuple[Any, ...]] = []
         with self.reading():
             for chunk in _chunks(ids.tolist(), _IDS_AT_ONCE):
                 marks = ",".join("?" * len(chunk))
-                parts.append(self._conn.execute(_RECORDS_SQL.format(marks=marks), chunk).fetchone())
-        if sum(p[0] for p in parts) != n:
+                files.append(self._conn.execute(_FILES_SQL.format(marks=marks), chunk).fetchone())
+            for chunk in _chunks(contents.tolist(), _IDS_AT_ONCE):
+                marks = ",".join("?" * len(chunk))
+                images.append(self._conn.execute(_IMAGES_SQL.format(marks=marks), chunk).fetchone())
+        if sum(p[0] for p in files) != n or sum(p[0] for p in images) != len(contents):
             raise StoreError(f"files of the grouping are no longer in the store at {self.path}")
-        rowids: list[npt.NDArray[np.int64]] = []
-        mtimes: list[npt.NDArray[np.int64]] = []
-        texts: list[list[Any]] = [[], [], [], [], []]  # content and image hashes, format, time, camera (or None)
-        for count, *columns in parts:
-            if count:
-                rowids.append(_parse_ints(columns[0], count))
-                mtimes.append(_parse_ints(columns[1], count))
-                for k, strings in enumerate(texts):
-                    strings.extend(_strings(columns[2 + 2 * k] or b"", _parse_ints(columns[3 + 2 * k], count)))
-        content, image, fmt, taken, camera = texts
-        # The rows came in the store's order: put them in the library's.
-        at = np.argsort(np.concatenate(rowids)) if rowids else np.zeros(0, dtype=np.int64)
+        # The rows come in the store's order: put them in the library's.
+        file_rowids = np.concatenate([_parse_ints(p[1], p[0]) for p in files if p[0]] or [np.zeros(0, np.int64)])
+        mtimes = np.concatenate([_parse_ints(p[2], p[0]) for p in files if p[0]] or [np.zeros(0, np.int64)])
         place = np.empty(n, dtype=np.int64)
-        place[np.argsort(ids)] = at
-        order = place.tolist()
-        mtime_list = np.concatenate(mtimes)[place].tolist() if mtimes else []
+        place[np.argsort(ids)] = np.argsort(file_rowids)
+        mtime_list = mtimes[place].tolist()
+        texts: list[list[Any]] = [[], [], [], [], []]  # content and image hashes, format, time, camera (or None)
+        image_rowids: list[npt.NDArray[np.int64]] = []
+        for count, *columns in images:
+            if count:
+                image_rowids.append(_parse_ints(columns[0], count))
+                for k, strings in enumerate(texts):
+                    strings.extend(_strings(columns[1 + 2 * k] or b"", _parse_ints(columns[2 + 2 * k], count)))
+        content, image, fmt, taken, camera = texts
+        found = np.concatenate(image_rowids) if image_rowids else np.zeros(0, dtype=np.int64)
+        at = np.empty(len(contents), dtype=np.int64)
+        at[np.argsort(contents)] = np.argsort(found)  # contents are sorted: the fetched rows in their order
+        order = at[of_content].tolist()
         crops = [b""] * n
         for k in np.flatnonzero(library.has_crops).tolist():
             crops[k] = library.crops[k].tobytes()
@@ -1385,14 +1393,16 @@ def _fingerprint(row: Sequence[Any]) -> Fingerprint:
 
 _TWO_TO_64 = 1 << 64
 _IDS_AT_ONCE = 999  # rowids in one IN (...): the least limit of SQLite builds
-# What records_of reads: texts as UTF-8 one after another, each with its length (-1 for NULL).
-_RECORDS_SQL = (
-    "SELECT count(*), group_concat(f.rowid), group_concat(f.mtime_ns)"
+# What records_of reads: the files' times, and their images' texts as UTF-8 one after another, each with its length
+# (-1 for NULL).
+_FILES_SQL = "SELECT count(*), group_concat(rowid), group_concat(mtime_ns) FROM files WHERE rowid IN ({marks})"
+_IMAGES_SQL = (
+    "SELECT count(*), group_concat(rowid)"
     + "".join(
         f", CAST(group_concat(CAST({c} AS BLOB), '') AS BLOB), group_concat(coalesce(length(CAST({c} AS BLOB)), -1))"
-        for c in ("i.content_hash", "i.image_hash", "i.format", "i.taken", "i.camera")
+        for c in ("content_hash", "image_hash", "format", "taken", "camera")
     )
-    + " FROM files f JOIN images i ON i.content_hash = f.content_hash WHERE f.rowid IN ({marks})"
+    + " FROM images WHERE rowid IN ({marks})"
 )
 _SEVEN = struct.Struct(">7Q")  # the usual variants: all 7 turns
 
