@@ -582,7 +582,8 @@ class Store:
     def records_of(self, library: Library) -> list[FileRecord]:
         """The records of a library's files (one from library_under, or part of one: Library.take), in row order, as
         records_under makes them (with crop signatures when the library holds them): what the library holds is
-        taken from it, the rest (times, hashes as text, format, camera and time as stored) read by rowid."""
+        taken from it, the rest (times, hashes as text, format, camera and time as stored) read by rowid. Call it
+        inside the same reading() as library_under: rowids name other rows once the store has changed."""
         ids = library.ids
         n = len(ids)
         # The images by their rowids (Library.content), each once: files of one content share them.
