@@ -2,13 +2,19 @@
 """Scale benchmarks with synthetic fingerprints: grouping 100k and 1M, and a no-change re-scan of 100k files.
 
 Usage:
-    python bench/scale.py [--quick] [--out FILE] [--repeat N]
+    python bench/scale.py [--quick] [--out FILE] [--repeat N] [--skip-store]
 
 Grouping: random 64-bit pHashes where one in five is a near copy (0-4 bits flipped) of another, so there are
-real groups to find. `near_pairs` (the pair search alone) and `find_groups` (records in, groups out) each run in
-a fresh process at the default threshold; peak memory is that process's ru_maxrss (it includes making the
-input: 1M FileRecords with 9 hashes each take about 1 GiB by themselves), and the next column is that peak less
-the peak before the call, what the call itself adds.
+real groups to find. Each measure runs in a fresh process at the default threshold: `near_pairs` (the pair search
+alone); `find_groups_in` (a Library of columns in, as Store.library_under gives it; the time includes making the
+records of the grouped files from those columns and the DuplicateGroups); `find_groups` (FileRecords in, groups
+out). Peak memory is that process's ru_maxrss (it includes making the input: 1M FileRecords with 9 hashes each take
+about 1 GiB by themselves, the columns about 190 MiB), and the next column is that peak less the peak before the
+call, what the call itself adds.
+
+Store: a SQLite store of the same fingerprints (1M files, written once through the Store API and kept in --work),
+grouped by `stored_groups` in a fresh process; the time and peak are those of the whole process (start, reading the
+columns, grouping, reading the records of the grouped files), peak memory sampled as for the re-scan.
 
 Re-scan: a tree of 100k small files (real copies of a few tiny JPEGs, 1000 per folder) whose store rows are
 written directly with the Store API (each with its own random fingerprint, as if a first scan had found 100k
@@ -19,6 +25,7 @@ is read. Peak memory there is the sampled VmRSS sum of the process tree, as in b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -29,79 +36,139 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
 from run import machine, measure  # noqa: E402  (bench/ is this script's folder, first on sys.path)
 
+from dedupe.library import Library, gc_paused, release_freed_memory  # noqa: E402
+from dedupe.models import FileRecord, Fingerprint  # noqa: E402
 
-def synthetic_hashes(n: int, seed: int = 1) -> list[int]:
-    return [fp[0] for fp in synthetic_fingerprints(n, seed)]
 
-
-def synthetic_fingerprints(n: int, seed: int = 1) -> list[tuple[int, int, tuple[int, ...]]]:
-    """(pHash, dHash, 7 turned pHashes) like real photos: 20% are copies of an earlier one, a few bits off."""
-    rng = random.Random(seed)
-
-    def near(v: int) -> int:
-        for bit in rng.sample(range(64), rng.randrange(5)):
-            v ^= 1 << bit
-        return v
-
-    out: list[tuple[int, int, tuple[int, ...]]] = []
-    for _ in range(n):
-        if out and rng.random() < 0.2:
-            p, d, turns = out[rng.randrange(len(out))]
-            out.append((near(p), near(d), tuple(near(t) for t in turns)))
-        else:
-            out.append((rng.getrandbits(64), rng.getrandbits(64), tuple(rng.getrandbits(64) for _ in range(7))))
+def synthetic_columns(n: int, seed: int = 1) -> npt.NDArray[np.uint64]:
+    """(pHash, dHash, 7 turned pHashes) of n pictures like real photos, as an (n, 9) array: 20% are copies of an
+    earlier one (any earlier one alike), each hash 0-4 bits off."""
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 2**64, size=(n, 9), dtype=np.uint64, endpoint=False)
+    copy = rng.random(n) < 0.2
+    copy[:1] = False
+    source = (rng.random(n) * np.arange(n)).astype(np.int64)
+    flips = np.zeros((n, 9), dtype=np.uint64)
+    for start in range(0, n, 100_000):  # a slice at a time: the bit positions take 4 words a hash
+        shape = flips[start : start + 100_000].shape
+        count = rng.integers(0, 5, size=shape)
+        bits = np.uint64(1) << rng.integers(0, 64, size=(*shape, 4)).astype(np.uint64)
+        bits[np.arange(4) >= count[..., None]] = 0
+        flips[start : start + 100_000] = np.bitwise_or.reduce(bits, axis=-1)
+    # A copy is its source a few bits off, and the source may be a copy: follow the chains up to fresh pictures,
+    # doubling the steps each round, and gather the flips on the way.
+    top = np.where(copy, source, np.arange(n))
+    acc = np.where(copy[:, None], flips, np.uint64(0))
+    del flips
+    while len(pending := np.flatnonzero(copy[top])):
+        up = top[pending]
+        acc_up, top_up = acc[up], top[up]
+        acc[pending] ^= acc_up
+        top[pending] = top_up
+    out: npt.NDArray[np.uint64] = values[top] ^ acc
     return out
+
+
+def synthetic_library(columns: npt.NDArray[np.uint64]) -> Library:
+    """The columns Store.library_under would give for the files of synthetic_records."""
+    n = len(columns)
+    ids = np.arange(n, dtype=np.int64)
+    return Library(
+        ids=ids,
+        paths=[path_of(i) for i in range(n)],
+        size=ids + 100_000,
+        dev=np.ones(n, dtype=np.int64),
+        ino=ids + 1,
+        content=ids,
+        image=ids,
+        width=np.full(n, 4000, dtype=np.int64),
+        height=np.full(n, 3000, dtype=np.int64),
+        phash=columns[:, 0].copy(),
+        dhash=columns[:, 1].copy(),
+        low_info=np.zeros(n, dtype=bool),
+        turned=np.ones(n, dtype=bool),
+        variants=columns[:, 2:].copy(),
+        camera=np.zeros(n, dtype="S1"),
+        taken=np.zeros(n, dtype="S1"),
+        crops=np.zeros((n, 0), dtype=np.uint8),
+        has_crops=np.zeros(n, dtype=bool),
+        distinct_paths=True,
+    )
+
+
+def path_of(i: int) -> str:
+    return f"/photos/{i // 1000:04d}/{i:07d}.jpg"
+
+
+def synthetic_records(
+    columns: npt.NDArray[np.uint64], ids: Sequence[int], crops: Callable[[], bytes] | None = None
+) -> list[FileRecord]:
+    """The records of the pictures with these ids (row numbers), as a scan would store them (and made as
+    Store.records_of makes them: with the cyclic garbage collector paused)."""
+    rows = np.asarray(ids, dtype=np.int64)
+    hashes = columns[rows].tolist()
+    with gc_paused():
+        out = [record_of(i, h, crops) for i, h in zip(rows.tolist(), hashes, strict=True)]
+    return out
+
+
+def record_of(i: int, h: list[int], crops: Callable[[], bytes] | None) -> FileRecord:
+    fp = Fingerprint(
+        f"{i:032x}",
+        f"{i:031x}f",
+        "JPEG",
+        4000,
+        3000,
+        h[0],
+        h[1],
+        None,
+        False,
+        tuple(h[2:]),
+        crops=crops() if crops else b"",
+    )
+    return FileRecord(path_of(i), 100_000 + i, 0, 1, i + 1, fp)
 
 
 def _child_group(kind: str, n: int) -> None:
     """In a fresh process: time one grouping step and print JSON."""
     from dedupe.fingerprint import CROP_BYTES
-    from dedupe.group import DEFAULT_THRESHOLD, find_groups, near_pairs
-    from dedupe.models import FileRecord, Fingerprint
+    from dedupe.group import DEFAULT_THRESHOLD, find_groups, find_groups_in, near_pairs
 
-    fingerprints = synthetic_fingerprints(n)
-    values = [fp[0] for fp in fingerprints]
+    columns = synthetic_columns(n)
     input_mib = 0.0
     if kind == "near_pairs":
-        distinct = sorted(set(values))
+        distinct = np.unique(columns[:, 0]).tolist()
+        del columns
         input_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         start = time.perf_counter()
         pairs = near_pairs(distinct, DEFAULT_THRESHOLD)
         result = {"seconds": time.perf_counter() - start, "pairs": len(pairs), "values": len(distinct)}
+    elif kind == "find_groups_in":
+        library = synthetic_library(columns)
+        input_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        start = time.perf_counter()
+        grouping = find_groups_in(library, DEFAULT_THRESHOLD)
+        grouped = time.perf_counter() - start
+        del library  # as stored_groups does, before the records are made
+        release_freed_memory()
+        groups = grouping.groups(synthetic_records(columns, grouping.ids.tolist()))
+        result = {"seconds": time.perf_counter() - start, "grouping": grouped, "groups": len(groups), "values": n}
     else:
         # find_groups_crops: each picture also has random window hashes and colours (fingerprint.crop_signature),
         # and the search for cropped copies is asked for whatever the size.
         crops = kind == "find_groups_crops"
         rng = random.Random(2)
-        records = [
-            FileRecord(
-                f"/photos/{i // 1000:04d}/{i:07d}.jpg",
-                100_000 + i,
-                0,
-                1,
-                i + 1,
-                Fingerprint(
-                    f"c{i}",
-                    f"i{i}",
-                    "JPEG",
-                    4000,
-                    3000,
-                    p,
-                    d,
-                    None,
-                    False,
-                    turns,
-                    crops=rng.randbytes(CROP_BYTES) if crops else b"",
-                ),
-            )
-            for i, (p, d, turns) in enumerate(fingerprints)
-        ]
+        records = synthetic_records(columns, range(n), (lambda: rng.randbytes(CROP_BYTES)) if crops else None)
+        del columns
         input_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         start = time.perf_counter()
         groups = find_groups(records, DEFAULT_THRESHOLD, crops=True if crops else None)
@@ -109,6 +176,16 @@ def _child_group(kind: str, n: int) -> None:
     result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["input_mib"] = input_mib  # the peak before the measured call: making the input
     print(json.dumps(result))
+
+
+def _child_store(db: str) -> None:
+    """In a fresh process: group the synthetic store's files (as `dedupe groups` does) and print JSON."""
+    from dedupe.scan import stored_groups
+    from dedupe.store import Store
+
+    with Store.open(db, readonly=True) as store:
+        groups, _, images = stored_groups(store, ["/photos"])
+    print(json.dumps({"groups": len(groups), "images": images}))
 
 
 def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[dict[str, float], float]:
@@ -123,7 +200,8 @@ def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[dict[
 
 LABELS = {
     "near_pairs": "near_pairs",
-    "find_groups": "find_groups",
+    "find_groups_in": "find_groups_in (columns in, groups out)",
+    "find_groups": "find_groups (FileRecords in)",
     "find_groups_crops": "find_groups, with window hashes, --crops",
 }
 
@@ -131,7 +209,7 @@ LABELS = {
 def bench_grouping(sizes: list[int], repeat: int) -> list[str]:
     rows = []
     for n in sizes:
-        kinds = ["near_pairs", "find_groups"] + (["find_groups_crops"] if n <= 200_000 else [])
+        kinds = ["near_pairs", "find_groups_in", "find_groups"] + (["find_groups_crops"] if n <= 200_000 else [])
         for kind in kinds:
             best: dict[str, float] | None = None
             for _ in range(repeat):
@@ -147,6 +225,52 @@ def bench_grouping(sizes: list[int], repeat: int) -> list[str]:
                 f" ({int(best['values']):,} distinct hashes) |"
             )
     return rows
+
+
+def make_store(db: str, n: int) -> None:
+    """A store of n files with the synthetic fingerprints (as if a scan had found them); kept between runs."""
+    from dedupe import fingerprint
+    from dedupe.store import Store
+
+    marker = f"{db}.complete"
+    if os.path.exists(marker):
+        return
+    for suffix in ("", "-wal", "-shm", ".complete"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(db + suffix)
+    columns = synthetic_columns(n)
+    with Store.open(db) as store, store.transaction():
+        for start in range(0, n, 10_000):
+            for record in synthetic_records(columns, range(start, min(n, start + 10_000))):
+                store.put_fingerprint(record.fingerprint, fingerprint.VERSION)
+                st = (0o100644, record.ino, record.dev, 1, 0, 0, record.size, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0)
+                store.put_file(record.path, os.stat_result(st), record.content_hash)
+    with open(marker, "w") as f:
+        f.write("ok\n")
+
+
+def bench_store(n: int, work: str, repeat: int) -> list[str]:
+    from dedupe import fingerprint
+
+    os.makedirs(work, exist_ok=True)
+    db = os.path.join(work, f"store-{n}-{fingerprint.VERSION}.sqlite")
+    t0 = time.perf_counter()
+    make_store(db, n)
+    print(f"  store of {n} files ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    env = {**os.environ, "PYTHONPATH": REPO}
+    walls, peaks = [], []
+    for _ in range(repeat):
+        m = measure([sys.executable, os.path.abspath(__file__), "_store", db], env)
+        if m.returncode != 0:
+            raise SystemExit(f"stored_groups failed: {m.stderr[-2000:]}")
+        res = json.loads(m.stdout.strip().splitlines()[-1])
+        walls.append(m.wall)
+        peaks.append(m.peak_mib)
+        print(f"  stored_groups {n}: {m.wall:.2f}s, peak {m.peak_mib:.0f} MiB", file=sys.stderr)
+    return [
+        f"| groups from a SQLite store (`stored_groups`, whole process) | {n:,} | {min(walls):.2f} | {max(peaks):.0f}"
+        f" | - | {res['groups']:,} groups ({res['images']:,} images) |"
+    ]
 
 
 def tiny_jpegs() -> list[bytes]:
@@ -237,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "_group":
         _child_group(argv[1], int(argv[2]))
         return 0
+    if argv and argv[0] == "_store":
+        _child_store(argv[1])
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="10k and 100k hashes, a tree of 10k files, one run each")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "scale.md"))
@@ -244,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, help="runs per measure; the best is reported (default 2, quick 1)")
     ap.add_argument("--skip-rescan", action="store_true")
     ap.add_argument("--skip-grouping", action="store_true")
+    ap.add_argument("--skip-store", action="store_true")
     a = ap.parse_args(argv)
     repeat = a.repeat or (1 if a.quick else 2)
     sizes = [10_000, 100_000] if a.quick else [100_000, 1_000_000]
@@ -253,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if not a.skip_grouping:
         rows += bench_grouping(sizes, repeat)
+    if not a.skip_store:
+        rows += bench_store(sizes[-1], a.work, repeat)
     if not a.skip_rescan:
         rows += bench_rescan(10_000 if a.quick else 100_000, a.work, repeat)
     table = f"Machine: {machine()}. Best of {repeat} run(s); threshold 4 (the default).\n\n" + "\n".join(rows) + "\n"

@@ -39,7 +39,8 @@ from dedupe.calibrate import Calibration, calibrate
 from dedupe.errors import DedupeError, FileSkipped, StoreError
 from dedupe.exchange import export_fingerprints, import_fingerprints
 from dedupe.fingerprint import fingerprint_file
-from dedupe.group import DEFAULT_THRESHOLD, MatchRule, find_groups, match, summarize
+from dedupe.group import DEFAULT_THRESHOLD, Grouping, MatchRule, find_groups, find_groups_in, match, summarize
+from dedupe.library import Library
 from dedupe.models import (
     Action,
     ApplyResult,
@@ -96,12 +97,14 @@ __all__ = [
     "Fingerprint",
     "GroupMember",
     "GroupPlan",
+    "Grouping",
     "HitSource",
     "ImportReport",
     "IngestReport",
     "JournalEntry",
     "KeeperChoice",
     "KeeperRule",
+    "Library",
     "ListedFingerprint",
     "MatchKind",
     "MatchRule",
@@ -132,6 +135,7 @@ __all__ = [
     "default_store_path",
     "export_fingerprints",
     "find_groups",
+    "find_groups_in",
     "find_similar",
     "fingerprint_file",
     "fingerprint_files",

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
+import os
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +23,7 @@ import numpy.typing as npt
 import pybktree
 
 from dedupe.fingerprint import CROP_BYTES, CROP_WINDOWS
+from dedupe.library import Library, gc_paused
 from dedupe.models import INVERSE, TRANSFORMS, DuplicateGroup, FileRecord, Fingerprint, GroupMember, MatchKind, Summary
 
 DEFAULT_THRESHOLD = 4  # bits of 64 in pHash: the largest with no false pair on the benchmark, see README.md
@@ -274,338 +278,706 @@ def find_groups(
       (shots of one burst are similar, not copies); copies of one shot keep its exact time.
     Groups are stars around a reference: every member matches the reference itself.
 
-    Files are grouped into image classes (the same image data, which includes identical bytes), and classes
-    with identical perceptual hashes (and, for bursts, camera and time) into nodes; low-information images only
-    group with their own image class. Pairs of matching nodes are found and confirmed on arrays; Python objects
-    are only made for the files that end up in a group.
+    The work is done on columns (see find_groups_in): the records are only read once, into a Library.
     """
     files = _distinct_files(records)
+    grouping = find_groups_in(
+        Library.from_records(files),
+        threshold,
+        rotations=rotations,
+        two_stage=two_stage,
+        bursts_apart=bursts_apart,
+        crops=crops,
+    )
+    return grouping.groups([files[k] for k in grouping.ids.tolist()])
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Grouping:
+    """Which files of a library form which groups, and why, before any record is made (see find_groups_in).
+
+    Members are listed group after group, each group's reference first; groups are in the order of their
+    references' paths, members as DuplicateGroup orders them.
+    """
+
+    ids: npt.NDArray[np.int64]  # Library.ids of the files in groups, ascending, each once
+    rows: npt.NDArray[np.int64]  # their rows in the library
+    member: npt.NDArray[np.int64]  # each member's position in ids
+    starts: npt.NDArray[np.int64]  # where each group's members start in member, and the end
+    kind: npt.NDArray[np.int8]  # each member's MatchKind, by _KINDS
+    distance: npt.NDArray[np.int64]
+    transform: npt.NDArray[np.int8]  # by TRANSFORMS, -1 for none
+    dhash: npt.NDArray[np.int64]  # -1 for none
+    crop: npt.NDArray[np.int8]  # 0 CROP, 1 WIDER, -1 for none
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def groups(self, records: Sequence[FileRecord]) -> list[DuplicateGroup]:
+        """The duplicate groups, given the record of each file: records[k] is the file of ids[k]."""
+        if len(records) != len(self.ids):
+            raise ValueError(f"{len(self.ids)} records are needed, {len(records)} were given")
+        if not len(self):
+            return []
+        files = [records[k] for k in self.member.tolist()]
+        kinds = [_KINDS[k] for k in self.kind.tolist()]
+        transforms = [None if t < 0 else TRANSFORMS[t] for t in self.transform.tolist()]
+        dhashes = [None if d < 0 else d for d in self.dhash.tolist()]
+        crops = [None if c < 0 else _CROPS[c] for c in self.crop.tolist()]
+        # A group's kind is its weakest member's (the reference is EXACT).
+        group_kinds = [_KINDS[k] for k in np.maximum.reduceat(self.kind, self.starts[:-1]).tolist()]
+        starts = self.starts.tolist()
+        with gc_paused():
+            members = list(map(GroupMember, files, kinds, self.distance.tolist(), transforms, dhashes, crops))
+            return [
+                DuplicateGroup(kind=kind, members=tuple(members[start:end]))
+                for kind, start, end in zip(group_kinds, starts, starts[1:], strict=False)
+            ]
+
+
+def find_groups_in(
+    library: Library,
+    threshold: int = DEFAULT_THRESHOLD,
+    *,
+    rotations: bool = True,
+    two_stage: bool = True,
+    bursts_apart: bool = True,
+    crops: bool | None = None,
+) -> Grouping:
+    """find_groups on a library of files as columns: the same groups, as rows, made into records later.
+
+    Paths reaching one inode are one file (the first path counts). Files are grouped into image classes (the same
+    image data, which includes identical bytes), and classes with identical perceptual hashes (and, for bursts,
+    camera and time) into nodes; low-information images only group with their own image class. Pairs of matching
+    nodes are found and confirmed on arrays, stars are formed around the best-connected nodes, and each star's
+    files are matched with its reference on arrays too.
+    """
+    lib = library
+    files = _first_paths(lib)
     rule = _rule(threshold, rotations, two_stage, bursts_apart, searches_crops(len(files), crops))
-    fps = [f.fingerprint for f in files]
-    n = len(fps)
+    n = len(lib)
+    path_rank, distinct_paths = (np.arange(n), True) if lib.distinct_paths else _path_ranks(lib.paths)
     # The first file (in path order) of each image class stands for it.
-    image_hashes = [fp.image_hash for fp in fps]
-    first = dict(zip(reversed(image_hashes), range(n - 1, -1, -1), strict=True))
-    of_class = np.fromiter(map(first.__getitem__, image_hashes), dtype=np.int64, count=n)
-    del image_hashes, first
-    class_size = np.bincount(of_class, minlength=n)
-    low = np.fromiter((fp.low_info for fp in fps), dtype=bool, count=n)
-    reps = np.flatnonzero(class_size > 0)
-    members: dict[int, list[int]] = defaultdict(list)  # image classes of several files: their files, in order
-    for k in np.flatnonzero(class_size[of_class] > 1).tolist():
-        members[int(of_class[k])].append(k)
+    cls = np.full(n, -1, dtype=np.int64)
+    order = files[np.argsort(lib.image[files], kind="stable")]
+    heads = _run_heads(lib.image[order])
+    cls[order] = order[np.flatnonzero(heads)][np.cumsum(heads) - 1]
+    del order, heads
+    class_size = np.bincount(cls[files], minlength=n)
+    reps = np.flatnonzero(class_size)
+    low = lib.low_info[reps]
 
-    nodes = _Nodes(fps, reps[~low[reps]], rule)
-    neighbours = nodes.neighbours()
+    nodes = _nodes(lib, reps[~low], rule)
     count = len(nodes.rep)
+    node_of_class = np.full(n, -1, dtype=np.int64)
+    node_of_class[nodes.classes] = nodes.node
+    node_of = node_of_class[cls[files]]  # each file's node, -1 for low-information classes
+    del node_of_class
+    in_node = node_of >= 0
+    node_files = np.bincount(node_of[in_node], minlength=count)
 
-    def files_of(node: int) -> list[int]:
-        classes = nodes.extra.get(node)
-        if classes is None:
-            r = nodes.rep[node]
-            return members.get(r) or [r]
-        return [k for c in classes for k in members.get(c, (c,))]
-
-    clusters: list[tuple[int | None, list[int]]] = []  # (centre node or None, file indices)
-    if len(neighbours[0]):
-        # Undirected adjacency, each node's neighbours in node (key) order.
-        a, b = neighbours
-        src = np.concatenate([a, b])
-        order = np.argsort(src * count + np.concatenate([b, a]))
-        adjacent = np.concatenate([b, a])[order].tolist()
-        degree = np.bincount(src, minlength=count)
-        ends = np.cumsum(degree).tolist()
-        linked = np.flatnonzero(degree).tolist()
-        degrees = degree.tolist()
-
-        def rank(node: int) -> tuple[int, int, int, str]:
-            r = nodes.rep[node]
-            if r in members or node in nodes.extra:
-                return (-degrees[node], *min(_quality(files[k]) for k in files_of(node)))
-            f = files[r]
-            fp = f.fingerprint
-            return (-degrees[node], -(fp.width * fp.height), -f.size, f.path)
-
-        # The best-connected node becomes a reference first; ties go to the node with the best copy (most pixels,
-        # then largest file, then smallest path), never to input order. A node with no neighbour is its own
-        # cluster whatever the order, so only linked nodes are ordered.
-        ranked = sorted(linked, key=rank)
-        burst: dict[int, Fingerprint] = {}
-        if rule.bursts_apart:
-            for i in linked:
-                fp = fps[nodes.rep[i]]
-                if fp.camera and fp.taken:
-                    burst[i] = fp
-        assigned = bytearray(count)
-        spokes: list[tuple[int, int]] = []  # (member node, centre node) of every star
-        for i in ranked:
-            if assigned[i]:
-                continue
-            star = [i]
-            for j in adjacent[ends[i] - degrees[i] : ends[i]]:
-                if assigned[j]:
-                    continue
-                # Two shots of one burst may each match a copy without a time: still never in one group.
-                fj = burst.get(j)
-                if fj is None or not any(m in burst and same_burst(fj, burst[m]) for m in star):
-                    star.append(j)
-            for m in star:
-                assigned[m] = 1
-            clusters.append((i, [k for m in star for k in files_of(m)]))
-            spokes.extend((m, i) for m in star[1:])
-        known = nodes.explain(spokes)
-    else:
-        assigned = bytearray(count)
-        known = {}
-    for i in nodes.several(members).tolist():
-        if not assigned[i]:
-            clusters.append((i, files_of(i)))
-    clusters.extend((None, members[c]) for c in reps[low[reps]].tolist() if c in members)
-
-    groups = [
-        _make_group(
-            [files[k] for k in ks], None if centre is None else _node_key(fps[nodes.rep[centre]], rule), rule, known
-        )
-        for centre, ks in clusters
-        if len(ks) > 1  # a lone file is no group
-    ]
-    return sorted((g for g in groups if len(g.members) > 1), key=lambda g: g.reference.file.path)
+    a, b = _node_pairs(lib, nodes.rep, rule)
+    # Clusters: stars first, in the order they are made, then nodes of several files left over, then
+    # low-information classes of several files.
+    cluster_of_node = np.full(count, -1, dtype=np.int64)
+    centres: list[int] = []
+    if len(a):
+        # Quality of each file as a dense rank: most pixels, then largest file, then smallest path.
+        area = lib.width[files] * lib.height[files]
+        q = np.lexsort((path_rank[files], -lib.size[files], -area))
+        changed = np.r_[True, _differs(area[q]) | _differs(lib.size[files][q]) | _differs(path_rank[files][q])]
+        quality = np.empty(len(files), dtype=np.int64)
+        quality[q] = np.cumsum(changed)
+        del area, q, changed
+        best = np.full(count, len(files) + 1, dtype=np.int64)
+        np.minimum.at(best, node_of[in_node], quality[in_node])
+        centres = _stars(lib, nodes.rep, a, b, best, rule, cluster_of_node)
+    several = np.flatnonzero((cluster_of_node < 0) & (node_files > 1))
+    cluster_of_node[several] = np.arange(len(centres), len(centres) + len(several))
+    centre_node = np.r_[np.array(centres, dtype=np.int64), several]
+    low_reps = reps[low]
+    low_reps = low_reps[class_size[low_reps] > 1]
+    clusters = len(centre_node) + len(low_reps)
+    # Every file of a cluster, with its place in the cluster's listing: its node (the centre first, then in node
+    # order), its class (in path order) and itself (in path order).
+    cluster = np.r_[cluster_of_node, -1][node_of]  # node -1 (none) reads the -1 at the end
+    low_cluster = np.full(n, -1, dtype=np.int64)
+    low_cluster[low_reps] = np.arange(len(centre_node), clusters)
+    cluster = np.where(in_node, cluster, low_cluster[cls[files]])
+    take = np.flatnonzero(cluster >= 0)
+    rows, cluster = files[take], cluster[take]
+    centre_row = np.r_[nodes.rep[centre_node], np.full(len(low_reps), -1, dtype=np.int64)]
+    node = node_of[take]
+    is_centre = (node >= 0) & (node == np.r_[centre_node, np.full(len(low_reps), -1)][cluster])
+    # (Only needed to order files of one path, which records may hold: a store's paths are distinct.)
+    listing = () if distinct_paths else (rows, cls[rows], node, ~is_centre)
+    del take, node, low_cluster, node_of, in_node
+    return _members(lib, rows, cluster, centre_row, listing, path_rank, rule)
 
 
-class _Nodes:
-    """Image classes with identical perceptual hashes (and, for bursts, camera and time), in key order, with
-    their hashes as arrays."""
+def _first_paths(lib: Library) -> npt.NDArray[np.int64]:
+    """The rows that are distinct files: of the paths reaching one inode, the first."""
+    n = len(lib)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    single = bool((lib.dev == lib.dev[0]).all())
+    order = np.argsort(lib.ino, kind="stable") if single else np.lexsort((lib.ino, lib.dev))
+    same = lib.ino[order[1:]] == lib.ino[order[:-1]]
+    if not single:
+        same &= lib.dev[order[1:]] == lib.dev[order[:-1]]
+    if not same.any():
+        return np.arange(n, dtype=np.int64)
+    keep = np.ones(n, dtype=bool)
+    keep[order[1:][same]] = False  # within one inode the rows are in path order: the first stays
+    return np.flatnonzero(keep)
 
-    def __init__(self, fps: list[Fingerprint], reps: npt.NDArray[np.intp], rule: MatchRule) -> None:
-        self.rule = rule
-        self.fps = fps
-        # Hashes are unsigned 64-bit; any other value is looked up by its low 64 bits and matched in Python.
-        self.irregular = False
-        # Read the hashes in file order (objects made one after another sit together in memory), then reorder.
-        chosen = [fps[r] for r in reps.tolist()]
-        count = len(chosen)
-        phash = self._u64([fp.phash for fp in chosen])
-        dhash = self._u64([fp.dhash for fp in chosen]) if rule.two_stage else np.zeros(count, dtype=np.uint64)
-        variants = [fp.variants for fp in chosen] if rule.rotations else [()] * count
-        del chosen
-        turned = np.fromiter(map(len, variants), dtype=np.int64, count=count) == len(TRANSFORMS)
-        if turned.all() and count:
-            try:
-                flat = np.fromiter(
-                    itertools.chain.from_iterable(variants), dtype=np.uint64, count=count * len(TRANSFORMS)
-                )
-            except OverflowError:
-                flat = self._u64(list(itertools.chain.from_iterable(variants)))
-            table = flat.reshape(count, len(TRANSFORMS))
+
+def _path_ranks(paths: Sequence[str]) -> tuple[npt.NDArray[np.int64], bool]:
+    """Each row's rank by path, equal paths ranked alike (rows are in path order); and whether all are distinct."""
+    n = len(paths)
+    same = np.fromiter(map(operator.eq, paths[1:], paths[:-1]), dtype=bool, count=max(n - 1, 0))
+    if not same.any():
+        return np.arange(n, dtype=np.int64), True
+    return np.cumsum(np.r_[False, ~same]).astype(np.int64), False
+
+
+def _differs(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    out: npt.NDArray[np.bool_] = values[1:] != values[:-1]
+    return out
+
+
+def _run_heads(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """Where each run of equal values starts."""
+    heads: npt.NDArray[np.bool_] = np.r_[len(values) > 0, _differs(values)][: len(values)]
+    return heads
+
+
+@dataclass(frozen=True, slots=True)
+class _NodeList:
+    rep: npt.NDArray[np.int64]  # the row standing for each node (that of its first image class), in node order
+    classes: npt.NDArray[np.int64]  # the rows standing for the image classes, node after node, each in path order
+    node: npt.NDArray[np.int64]  # the node of each of classes
+
+
+def _nodes(lib: Library, reps: npt.NDArray[np.int64], rule: MatchRule) -> _NodeList:
+    """Image classes (by the rows standing for them) with identical perceptual hashes (and, for bursts, camera and
+    time) as nodes, in key order: pHash first; classes with one pHash are split and ordered by their whole key."""
+    order = np.argsort(lib.phash[reps], kind="stable")
+    sorted_phash = lib.phash[reps[order]]
+    tied = sorted_phash[1:] == sorted_phash[:-1]
+    new = _run_heads(sorted_phash)  # where a node starts (refined below where pHashes are tied)
+    if tied.any():
+        at = np.flatnonzero(np.r_[tied, False] | np.r_[False, tied])  # positions in runs of one pHash
+        rows = reps[order[at]]
+        odd = bool(lib.odd) and bool(np.isin(rows, np.fromiter(lib.odd, dtype=np.int64)).any())
+        if odd or (rule.crops and lib.has_crops[rows].any()):
+            order, new = _split_in_python(lib, reps, order, at, rule)
         else:
-            table = np.zeros((count, len(TRANSFORMS)), dtype=np.uint64)
-            for i in np.flatnonzero(turned).tolist():
-                table[i] = self._u64(list(variants[i]))
-        del variants
-        # Node order is key order (pHash first); classes with one pHash are split and ordered by their whole key.
-        order = np.argsort(phash, kind="stable")
-        self.extra: dict[int, list[int]] = {}  # node -> its image classes, when it has several
-        sorted_phash = phash[order]
-        tied = np.flatnonzero(sorted_phash[1:] == sorted_phash[:-1])
-        if len(tied):
-            starts = tied[np.r_[True, tied[1:] != tied[:-1] + 1]]  # first position of each run of one pHash
-            stops = np.searchsorted(sorted_phash, sorted_phash[starts], side="right")
-            positions = order.tolist()
-            rep_list = reps.tolist()
-            out: list[int] = []  # positions into reps, in node order
-            done = 0
-            for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
-                out.extend(positions[done:start])
-                by_key: dict[_Key, list[int]] = defaultdict(list)
-                for q in sorted(positions[start:stop]):  # classes in path order, as they were met
-                    by_key[_node_key(fps[rep_list[q]], rule)].append(q)
-                for key in sorted(by_key):
-                    classes = by_key[key]
-                    if len(classes) > 1:
-                        self.extra[len(out)] = [rep_list[q] for q in classes]
-                    out.append(classes[0])
-                done = stop
-            out.extend(positions[done:])
-            order = np.array(out, dtype=np.intp)
-        self.rep: list[int] = reps[order].tolist()
-        self.phash = phash[order]
-        self.dhash = dhash[order]
-        self.turned = turned[order]
-        self.variants = table[order]
-        # Window hashes and colours for cropped copies, by node: (count, windows) arrays; has_crops says which.
-        self.has_crops = np.zeros(len(self.rep), dtype=bool)
-        self.crop_p = self.crop_d = np.zeros((0, _WINDOWS), dtype=np.uint64)
-        self.crop_c = np.zeros((0, _WINDOWS, 3), dtype=np.uint8)
-        blobs = [fps[r].crops for r in self.rep] if rule.crops else []
-        if any(len(b) == CROP_BYTES for b in blobs):
-            self.has_crops = np.fromiter((len(b) == CROP_BYTES for b in blobs), dtype=bool, count=len(blobs))
-            self.crop_p, self.crop_d, self.crop_c = _unpack_crops(
-                [b if len(b) == CROP_BYTES else bytes(CROP_BYTES) for b in blobs]
-            )
-            del blobs
+            keys = _key_columns(lib, rows, rule)
+            by_key = np.lexsort((rows, *reversed(keys)))  # classes of one key in path order
+            order[at] = order[at[by_key]]
+            same = at[1:] == at[:-1] + 1
+            for column in keys:
+                column = column[by_key]
+                same &= column[1:] == column[:-1]
+            new[at[1:]] = ~same
+    classes = reps[order]
+    return _NodeList(classes[new], classes, np.cumsum(new) - 1)
 
-    def _u64(self, values: list[int]) -> npt.NDArray[np.uint64]:
-        try:
-            return np.array(values, dtype=np.uint64)
-        except OverflowError:
-            self.irregular = True
-            return np.array([v & 0xFFFFFFFFFFFFFFFF for v in values], dtype=np.uint64)
 
-    def several(self, members: dict[int, list[int]]) -> npt.NDArray[np.intp]:
-        """The nodes holding more than one file, in order."""
-        out = [i for i, r in enumerate(self.rep) if r in members] if members else []
-        return np.array(sorted({*out, *self.extra}), dtype=np.intp)
+def _key_columns(lib: Library, rows: npt.NDArray[np.int64], rule: MatchRule) -> list[npt.NDArray[Any]]:
+    """_node_key of rows (without crop signatures) as columns, the most significant first: a 7-tuple of variants
+    comes after none, then goes by its values."""
+    columns: list[npt.NDArray[Any]] = [lib.phash[rows]]
+    if rule.rotations:
+        columns.append(lib.turned[rows])
+        columns.extend(lib.variants[rows, k] for k in range(len(TRANSFORMS)))
+    if rule.two_stage:
+        columns.append(lib.dhash[rows])
+    if rule.bursts_apart:
+        columns.extend((lib.camera[rows], lib.taken[rows]))
+    return columns
 
-    def neighbours(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Node pairs (a < b) that match, sorted: found by exact multi-index searches, confirmed on arrays."""
-        rule, count = self.rule, len(self.rep)
-        found = [_join(self.phash, self.phash, rule.threshold, same=True)]
-        if rule.rotations and self.turned.any():
-            # Turned matches: any variant of one within the threshold of the other's upright is a candidate. A
-            # rot270 match of a to b is a rot90 match of b to a, so that variant need not be looked up.
-            at = np.flatnonzero(self.turned)
-            ks = [k for k, name in enumerate(TRANSFORMS) if name != "rot270"]
-            turned = self.variants if len(at) == count else self.variants[at]
-            queries = turned[:, ks].T.ravel()
-            del turned
-            qi, tj = _join(queries, self.phash[at], rule.threshold, same=False)
-            a, b = at[qi % len(at)], at[tj]
-            keep = a != b
-            found.append((np.minimum(a, b)[keep], np.maximum(a, b)[keep]))
-        if rule.two_stage:
-            # The second opinion indexes the tighter dHash condition; the looser pHash one is confirmed below.
-            found.append(_join(self.dhash, self.dhash, CONFIRM_DHASH, same=True))
-        cropped = np.zeros(0, dtype=np.int64)
-        if rule.crops and self.has_crops.any():
-            # Every window of each picture is looked up among the whole pictures; a hit is confirmed at once.
-            at = np.flatnonzero(self.has_crops)
-            queries = self.crop_p[at, 1:].T.ravel()
-            qi, tj = _join(queries, self.crop_p[at, 0], CROP_PHASH, same=False)
-            window, outer, inner = qi // len(at) + 1, at[qi % len(at)], at[tj]
-            ok = (outer != inner) & self._crop_confirmed(outer, window, inner)
-            x, y = np.minimum(outer, inner)[ok], np.maximum(outer, inner)[ok]
-            found.append((x, y))
-            cropped = np.unique(x.astype(np.int64) * count + y)
-        codes = np.unique(np.concatenate([a.astype(np.int64) * count + b for a, b in found]))
-        a, b = np.divmod(codes, count)
-        if self.irregular:
-            fps, rep = self.fps, self.rep
-            pairs = zip(a.tolist(), b.tolist(), strict=True)
-            keep = np.array([match(fps[rep[i]], fps[rep[j]], rule) is not None for i, j in pairs], dtype=bool)
-            return a[keep], b[keep]
-        keep = self._match(a, b)
-        if len(cropped):
-            keep |= np.isin(codes, cropped)
-        a, b = a[keep], b[keep]
-        if rule.bursts_apart and len(a):
-            fps, rep = self.fps, self.rep
-            apart = [same_burst(fps[rep[i]], fps[rep[j]]) for i, j in zip(a.tolist(), b.tolist(), strict=True)]
-            keep = ~np.array(apart, dtype=bool)
-            a, b = a[keep], b[keep]
-        return a, b
 
-    def explain(self, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], Match]:
-        """match(a, b) for node pairs that match, on arrays, keyed by the ids of the fingerprints standing for a
-        and b (any file holding one of those very objects matches the same way)."""
-        if not pairs or self.irregular:
-            return {}
-        rule = self.rule
-        a, b = (np.array(side, dtype=np.int64) for side in zip(*pairs, strict=True))
-        pa, pb = self.phash[a], self.phash[b]
-        upright = np.bitwise_count(pa ^ pb).astype(np.int64)
-        best, how = upright, np.full(len(a), -1, dtype=np.int64)
-        if rule.rotations:
-            both = self.turned[a] & self.turned[b]
-            va, vb = self.variants[a], self.variants[b]
+def _split_in_python(
+    lib: Library,
+    reps: npt.NDArray[np.int64],
+    order: npt.NDArray[np.intp],
+    at: npt.NDArray[np.intp],
+    rule: MatchRule,
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+    """_nodes for runs of one pHash holding odd rows or crop signatures, by whole keys in Python."""
+    runs = np.split(at, np.flatnonzero(np.diff(at) > 1) + 1)
+    positions = order.tolist()
+    rep_list = reps.tolist()
+    new = np.ones(len(order), dtype=bool)
+    out = list(positions)
+    sorted_phash = lib.phash[reps[order]]
+    for run in runs:
+        # A run of positions may hold several pHashes one after another.
+        cuts = np.flatnonzero(sorted_phash[run[1:]] != sorted_phash[run[:-1]]) + 1
+        for part in np.split(run, cuts):
+            start, stop = int(part[0]), int(part[-1]) + 1
+            by_key: dict[_Key, list[int]] = defaultdict(list)
+            for q in sorted(positions[start:stop]):  # classes in path order, as they were met
+                by_key[_key_at(lib, rep_list[q], rule)].append(q)
+            k = start
+            for key in sorted(by_key):
+                classes = by_key[key]
+                out[k : k + len(classes)] = classes
+                new[k + 1 : k + len(classes)] = False
+                k += len(classes)
+    return np.array(out, dtype=np.intp), new
+
+
+def _key_at(lib: Library, row: int, rule: MatchRule) -> _Key:
+    """_node_key of a row."""
+    fp = lib.odd.get(row)
+    if fp is not None:
+        return _node_key(fp, rule)
+    return (
+        int(lib.phash[row]),
+        tuple(lib.variants[row].tolist()) if rule.rotations and lib.turned[row] else (),
+        int(lib.dhash[row]) if rule.two_stage else 0,
+        lib.camera[row].decode("utf-8", "surrogatepass") if rule.bursts_apart else "",
+        lib.taken[row].decode("utf-8", "surrogatepass") if rule.bursts_apart else "",
+        lib.crops[row].tobytes() if rule.crops and lib.has_crops[row] else b"",
+    )
+
+
+def _node_pairs(
+    lib: Library, rep: npt.NDArray[np.int64], rule: MatchRule
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Node pairs (a < b) that match, sorted: found by exact multi-index searches, confirmed on arrays."""
+    count = len(rep)
+    phash = lib.phash[rep]
+    found: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = []
+    turned = lib.turned[rep] if rule.rotations else np.zeros(count, dtype=bool)
+    if turned.any():
+        # Turned matches: any variant of one within the threshold of the other's upright is a candidate. A
+        # rot270 match of a to b is a rot90 match of b to a, so that variant need not be looked up. The upright
+        # pHashes are looked up in the same pass (each pair then comes twice, and each node meets itself).
+        at = np.flatnonzero(turned)
+        ks = [k for k, name in enumerate(TRANSFORMS) if name != "rot270"]
+        queries = np.empty(count + len(ks) * len(at), dtype=np.uint64)
+        queries[:count] = phash
+        rows = rep[at]
+        for j, k in enumerate(ks):  # a variant at a time: the turned pHashes of a million nodes take 48 MiB
+            queries[count + j * len(at) : count + (j + 1) * len(at)] = lib.variants[rows, k]
+        del rows
+        qi, tj = _join(queries, phash, rule.threshold, same=False)
+        del queries
+        upright = qi < count
+        keep = upright & (qi < tj)
+        found.append((qi[keep], tj[keep]))
+        a, b = at[(qi[~upright] - count) % len(at)], tj[~upright]
+        keep = (a != b) & turned[b]
+        found.append((np.minimum(a, b)[keep], np.maximum(a, b)[keep]))
+        del qi, tj, upright, keep, a, b
+    else:
+        found.append(_join(phash, phash, rule.threshold, same=True))
+    if rule.two_stage:
+        # The second opinion indexes the tighter dHash condition; the looser pHash one is confirmed below.
+        dhash = lib.dhash[rep]
+        found.append(_join(dhash, dhash, CONFIRM_DHASH, same=True))
+    cropped = np.zeros(0, dtype=np.int64)
+    has_crops = lib.has_crops[rep] if rule.crops else np.zeros(count, dtype=bool)
+    if has_crops.any():
+        # Every window of each picture is looked up among the whole pictures; a hit is confirmed at once.
+        at = np.flatnonzero(has_crops)
+        cp, cd, cc = _unpack_crops(lib.crops[rep[at]])
+        qi, tj = _join(cp[:, 1:].T.ravel(), cp[:, 0], CROP_PHASH, same=False)
+        window, outer, inner = qi // len(at) + 1, qi % len(at), tj
+        ok = (outer != inner) & _crop_agrees(cd[outer, window], cd[inner, 0], cc[outer, window], cc[inner, 0])
+        x, y = at[np.minimum(outer, inner)[ok]], at[np.maximum(outer, inner)[ok]]
+        found.append((x, y))
+        cropped = np.unique(x.astype(np.int64) * count + y)
+        del cp, cd, cc
+    codes = np.sort(np.concatenate([a.astype(np.int64) * count + b for a, b in found]))
+    del found
+    codes = codes[_run_heads(codes)]
+    a, b = np.divmod(codes, count)
+    ra, rb = rep[a], rep[b]
+    keep = _explain(lib, ra, rb, rule, crops=False, bursts=False).ok
+    if len(cropped):
+        keep |= np.isin(codes, cropped)
+    if rule.bursts_apart:
+        keep &= ~_same_bursts(lib, ra, rb)
+    if lib.odd:
+        for k in _odd_pairs(lib, ra, rb).tolist():
+            keep[k] = match(lib.fingerprint(int(ra[k])), lib.fingerprint(int(rb[k])), rule) is not None
+    return a[keep], b[keep]
+
+
+def _odd_pairs(lib: Library, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+    """Where either row of a pair is odd (see Library.odd)."""
+    odd = np.array(sorted(lib.odd), dtype=np.int64)
+    return np.flatnonzero(np.isin(a, odd) | np.isin(b, odd))
+
+
+def _stars(
+    lib: Library,
+    rep: npt.NDArray[np.int64],
+    a: npt.NDArray[np.int64],
+    b: npt.NDArray[np.int64],
+    best: npt.NDArray[np.int64],
+    rule: MatchRule,
+    cluster_of_node: npt.NDArray[np.int64],
+) -> list[int]:
+    """Stars around references: the best-connected node becomes a reference first; ties go to the node with the
+    best copy (best: the best quality rank of its files), never to input order. Each star takes the linked nodes
+    not yet taken, but never two shots of one burst. Fills cluster_of_node with each star's number; returns the
+    centre of each star."""
+    count = len(rep)
+    src = np.concatenate([a, b])
+    dst = np.concatenate([b, a])
+    degree = np.bincount(src, minlength=count)
+    linked = np.flatnonzero(degree)
+    # A node with no neighbour is its own cluster whatever the order, so only linked nodes are ordered.
+    ranked = linked[np.lexsort((linked, best[linked], -degree[linked]))]
+    burst: dict[int, tuple[bytes, bytes]] = {}  # linked nodes with a camera and a time: both
+    if rule.bursts_apart:
+        rows = rep[linked]
+        timed = np.flatnonzero((lib.camera[rows] != b"") & (lib.taken[rows] != b""))
+        pairs = zip(lib.camera[rows[timed]].tolist(), lib.taken[rows[timed]].tolist(), strict=True)
+        burst = dict(zip(linked[timed].tolist(), pairs, strict=True))
+        for i, r in zip(linked.tolist(), rows.tolist(), strict=True) if lib.odd else ():
+            fp = lib.odd.get(r)
+            if fp is not None:  # its texts as they are
+                burst.pop(i, None)
+                if fp.camera and fp.taken:
+                    burst[i] = (fp.camera.encode("utf-8", "surrogatepass"), fp.taken.encode("utf-8", "surrogatepass"))
+    times = _Times()
+    centre_of = _greedy_stars(src, dst, ranked, count)
+    if centre_of is None or (burst and _bursts_in_stars(centre_of, burst, times)):
+        # The stars one at a time, where a shot of a burst is refused by a star holding another.
+        centre_of = _stars_in_python(src, dst, degree, ranked, burst, times)
+    centres = ranked[centre_of[ranked] == ranked]
+    number = np.full(count, -1, dtype=np.int64)
+    number[centres] = np.arange(len(centres))
+    cluster_of_node[linked] = number[centre_of[linked]]
+    listed: list[int] = centres.tolist()
+    return listed
+
+
+_ROUNDS = 64  # rounds of deciding stars on arrays before they are made one at a time
+
+
+def _greedy_stars(
+    src: npt.NDArray[np.int64], dst: npt.NDArray[np.int64], ranked: npt.NDArray[np.int64], count: int
+) -> npt.NDArray[np.int64] | None:
+    """The centre of each linked node's star (-1 for others) when stars are made in rank order, each taking every
+    neighbour not yet taken: a node is a centre when no neighbour ranked before it is one, and belongs to the first
+    centre among its neighbours otherwise. Decided in rounds on arrays (a node is decided once the neighbours
+    ranked before it are); None when that takes more than _ROUNDS rounds (long chains)."""
+    rank = np.full(count, count, dtype=np.int64)
+    rank[ranked] = np.arange(len(ranked))
+    before = rank[dst] < rank[src]
+    u, v = src[before], dst[before]  # v is ranked before u
+    status = np.zeros(count, dtype=np.int8)  # 1 centre, 2 taken
+    seen_centre = np.full(count, -1, dtype=np.int64)  # the round in which a centre was seen before the node
+    seen_open = np.full(count, -1, dtype=np.int64)  # the round in which an undecided node was seen before it
+    open_nodes = ranked
+    for r in range(_ROUNDS):
+        if not len(open_nodes):
+            break
+        sv = status[v]
+        seen_centre[u[sv == 1]] = r
+        seen_open[u[sv == 0]] = r
+        taken = seen_centre[open_nodes] == r
+        centre = ~taken & (seen_open[open_nodes] != r)
+        status[open_nodes[taken]] = 2
+        status[open_nodes[centre]] = 1
+        open_nodes = open_nodes[~taken & ~centre]
+        keep = status[u] == 0
+        u, v = u[keep], v[keep]
+    else:
+        if len(open_nodes):
+            return None
+    # Each taken node belongs to its first centre.
+    centre_of = np.full(count, -1, dtype=np.int64)
+    centre_of[ranked[status[ranked] == 1]] = ranked[status[ranked] == 1]
+    by = (status[src] == 2) & (status[dst] == 1)
+    x, y = src[by], dst[by]
+    first = np.lexsort((rank[y], x))
+    heads = first[_run_heads(x[first])]
+    centre_of[x[heads]] = y[heads]
+    return centre_of
+
+
+def _bursts_in_stars(centre_of: npt.NDArray[np.int64], burst: dict[int, tuple[bytes, bytes]], times: _Times) -> bool:
+    """Whether any star holds two shots of one burst (one camera, times 0 < dt <= BURST_SECONDS apart)."""
+    nodes = np.fromiter(burst, dtype=np.int64, count=len(burst))
+    star = centre_of[nodes]
+    camera = np.array([burst[i][0] for i in nodes.tolist()], dtype=np.bytes_)
+    taken = np.array([burst[i][1] for i in nodes.tolist()], dtype=np.bytes_)
+    order = np.lexsort((taken, camera, star))
+    star, camera, taken = star[order], camera[order], taken[order]
+    # Runs of one star and camera; those holding more than one time are looked at closely.
+    group = np.cumsum(_run_heads(star) | _run_heads(camera))
+    other = np.flatnonzero((group[1:] == group[:-1]) & (taken[1:] != taken[:-1]))
+    for g in np.unique(group[other]).tolist():
+        shots = sorted(set(taken[group == g].tolist()))
+        if any(times.apart(x, y) for x, y in itertools.combinations(shots, 2)):
+            return True
+    return False
+
+
+def _stars_in_python(
+    src: npt.NDArray[np.int64],
+    dst: npt.NDArray[np.int64],
+    degree: npt.NDArray[np.int64],
+    ranked: npt.NDArray[np.int64],
+    burst: dict[int, tuple[bytes, bytes]],
+    times: _Times,
+) -> npt.NDArray[np.int64]:
+    """_greedy_stars one star at a time, where a star refuses a shot of a burst when it holds another shot of it."""
+    adjacent = dst[np.lexsort((dst, src))].tolist()  # each node's neighbours in node order
+    ends = np.cumsum(degree).tolist()
+    degrees = degree.tolist()
+
+    def same_shot_burst(x: tuple[bytes, bytes], y: tuple[bytes, bytes]) -> bool:
+        return x[0] == y[0] and x[1] != y[1] and times.apart(x[1], y[1])
+
+    centre_of = [-1] * len(degree)
+    for i in ranked.tolist():
+        if centre_of[i] >= 0:
+            continue
+        star = [i]
+        for j in adjacent[ends[i] - degrees[i] : ends[i]]:
+            if centre_of[j] >= 0:
+                continue
+            # Two shots of one burst may each match a copy without a time: still never in one group.
+            fj = burst.get(j)
+            if fj is None or not any(m in burst and same_shot_burst(fj, burst[m]) for m in star):
+                star.append(j)
+        for m in star:
+            centre_of[m] = i
+    return np.array(centre_of, dtype=np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class _Explained:
+    """match on arrays, for pairs of rows: whether each pair matches, and why."""
+
+    ok: npt.NDArray[np.bool_]
+    distance: npt.NDArray[np.int64]
+    transform: npt.NDArray[np.int64]  # by TRANSFORMS, -1 for upright
+    dhash: npt.NDArray[np.int64]  # -1 when not needed
+    crop: npt.NDArray[np.int64]  # 0 CROP, 1 WIDER, -1 when not a crop
+
+
+def _explain(
+    lib: Library,
+    a: npt.NDArray[np.int64],
+    b: npt.NDArray[np.int64],
+    rule: MatchRule,
+    *,
+    crops: bool = True,
+    bursts: bool = True,
+) -> _Explained:
+    """match(a, b) for rows a and b, on arrays (odd rows aside: see Library.odd); without crops or bursts, that
+    part of the rule is left out."""
+    pa, pb = lib.phash[a], lib.phash[b]
+    upright = np.bitwise_count(pa ^ pb).astype(np.int64)
+    best, how = upright, np.full(len(a), -1, dtype=np.int64)
+    if rule.rotations:
+        both = np.flatnonzero(lib.turned[a] & lib.turned[b])
+        if len(both):
+            va, vb = lib.variants[a[both]], lib.variants[b[both]]
+            pa2, pb2 = pa[both], pb[both]
+            sub, subhow = upright[both], how[both]
             for k, back in enumerate(_INVERSE_AT):
-                turned = np.maximum(np.bitwise_count(va[:, k] ^ pb), np.bitwise_count(vb[:, back] ^ pa))
-                better = both & (turned < best)
-                best = np.where(better, turned, best)
-                how = np.where(better, k, how)
-        near = best <= rule.threshold
-        confirm = np.bitwise_count(self.dhash[a] ^ self.dhash[b]).astype(np.int64)
-        second = ~near & (upright <= max(CANDIDATE_PHASH, rule.threshold)) & (confirm <= CONFIRM_DHASH)
-        if not rule.two_stage:
-            second[:] = False
-        crop_d, crop_h, crop_wider = self._crop_distances(a, b, ~near & ~second)
-        fps, rep = self.fps, self.rep
-        out: dict[tuple[int, int], Match] = {}
-        for i, j, d, t, u, c, is_near, is_second, cd, ch, cw in zip(
-            a.tolist(),
-            b.tolist(),
-            best.tolist(),
-            how.tolist(),
-            upright.tolist(),
-            confirm.tolist(),
-            near.tolist(),
-            second.tolist(),
-            crop_d.tolist(),
-            crop_h.tolist(),
-            crop_wider.tolist(),
-            strict=True,
-        ):
-            key = (id(fps[rep[i]]), id(fps[rep[j]]))
-            if is_near:
-                out[key] = Match(d, None if t < 0 else TRANSFORMS[t], None)
-            elif is_second:
-                out[key] = Match(u, None, c)
-            elif cd >= 0:
-                out[key] = Match(cd, None, ch, WIDER if cw else CROP)
-        return out
+                turned = np.maximum(np.bitwise_count(va[:, k] ^ pb2), np.bitwise_count(vb[:, back] ^ pa2))
+                better = turned < sub
+                sub = np.where(better, turned, sub)
+                subhow = np.where(better, k, subhow)
+            best = best.copy()
+            best[both], how[both] = sub, subhow
+    near = best <= rule.threshold
+    confirm = np.bitwise_count(lib.dhash[a] ^ lib.dhash[b]).astype(np.int64)
+    second = ~near & (upright <= max(CANDIDATE_PHASH, rule.threshold)) & (confirm <= CONFIRM_DHASH)
+    if not rule.two_stage:
+        second[:] = False
+    ok = near | second
+    distance = np.where(near, best, upright)
+    dhash = np.where(second, confirm, -1)
+    crop = np.full(len(a), -1, dtype=np.int64)
+    if crops and rule.crops and lib.crops.shape[1]:
+        pick = np.flatnonzero(~ok & lib.has_crops[a] & lib.has_crops[b])
+        if len(pick):
+            crop_d, crop_h, a_wider = _crop_distances(lib.crops[a[pick]], lib.crops[b[pick]])
+            found = crop_d >= 0
+            at = pick[found]
+            ok[at] = True
+            distance[at], dhash[at] = crop_d[found], crop_h[found]
+            crop[at] = np.where(a_wider[found], 1, 0)
+    if bursts and rule.bursts_apart:
+        ok &= ~_same_bursts(lib, a, b)
+    return _Explained(ok, distance, np.where(near, how, -1), dhash, crop)
 
-    def _crop_confirmed(
-        self, outer: npt.NDArray[np.int64], window: npt.NDArray[np.int64], inner: npt.NDArray[np.int64]
-    ) -> npt.NDArray[np.bool_]:
-        """Whether window k of each outer picture agrees with the whole inner picture in dHash and colour."""
-        return _crop_agrees(
-            self.crop_d[outer, window], self.crop_d[inner, 0], self.crop_c[outer, window], self.crop_c[inner, 0]
+
+def _crop_distances(
+    a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """crop_match on arrays of crop signatures: (pHash, dHash) distances, -1 where there is no crop match, and
+    whether a is the wider picture (b a crop of it)."""
+    pa, da, ca = _unpack_crops(a)
+    pb, db, cb = _unpack_crops(b)
+    bests = []
+    for p_out, d_out, c_out, p_in, d_in, c_in in ((pa, da, ca, pb, db, cb), (pb, db, cb, pa, da, ca)):
+        dp = np.bitwise_count(p_out[:, 1:] ^ p_in[:, :1]).astype(np.int64)
+        dd = np.bitwise_count(d_out[:, 1:] ^ d_in[:, :1]).astype(np.int64)
+        ok = (dp <= CROP_PHASH) & _crop_agrees(d_out[:, 1:], d_in[:, :1], c_out[:, 1:], c_in[:, :1])
+        bests.append(np.where(ok, dp * 65 + dd, _NO_CROP).min(axis=1, initial=_NO_CROP))
+    a_wider = bests[0] <= bests[1]  # as crop_match: a tie goes to a being the wider
+    best = np.minimum(bests[0], bests[1])
+    found = best < _NO_CROP
+    dist, dh = np.divmod(best, 65)
+    return np.where(found, dist, -1), np.where(found, dh, -1), a_wider & found
+
+
+def _same_bursts(lib: Library, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """same_burst for pairs of rows."""
+    ca, ta, tb = lib.camera[a], lib.taken[a], lib.taken[b]
+    maybe = np.flatnonzero((ca != b"") & (ca == lib.camera[b]) & (ta != b"") & (tb != b"") & (ta != tb))
+    out = np.zeros(len(a), dtype=bool)
+    if len(maybe):
+        times = _Times()
+        out[maybe] = [times.apart(x, y) for x, y in zip(ta[maybe].tolist(), tb[maybe].tolist(), strict=True)]
+    return out
+
+
+class _Times:
+    """EXIF times (UTF-8) read once each, for telling shots of one burst apart as same_burst does."""
+
+    def __init__(self) -> None:
+        self._read: dict[bytes, datetime | None] = {}
+
+    def apart(self, x: bytes, y: bytes) -> bool:
+        """Whether two different times are 0 < dt <= BURST_SECONDS apart."""
+        a, b = self._get(x), self._get(y)
+        if a is None or b is None:
+            return False
+        return 0 < abs((a - b).total_seconds()) <= BURST_SECONDS
+
+    def _get(self, raw: bytes) -> datetime | None:
+        if raw not in self._read:
+            try:
+                self._read[raw] = datetime.fromisoformat(raw.decode("utf-8", "surrogatepass"))
+            except ValueError:
+                self._read[raw] = None
+        return self._read[raw]
+
+
+def _members(
+    lib: Library,
+    rows: npt.NDArray[np.int64],
+    cluster: npt.NDArray[np.int64],
+    centre_row: npt.NDArray[np.int64],
+    listing: tuple[npt.NDArray[Any], ...],
+    path_rank: npt.NDArray[np.int64],
+    rule: MatchRule,
+) -> Grouping:
+    """The groups of clustered files: each cluster's reference is the best copy among its files that share the
+    centre's key (so that every member matches it); the other files are exact copies, the same image, or matched
+    against the reference (a file that does not match, another shot of the reference's burst, is left out)."""
+    centre = centre_row[cluster]
+    eligible = (centre < 0) | _same_keys(lib, rows, np.maximum(centre, 0), rule)
+    # Quality as in _quality, ties to the first in the cluster's listing.
+    area = lib.width[rows] * lib.height[rows]
+    order = np.lexsort((*listing, path_rank[rows], -lib.size[rows], -area, ~eligible, cluster))
+    firsts = order[_run_heads(cluster[order])]
+    ref_of = np.empty(len(centre_row), dtype=np.int64)
+    ref_of[cluster[firsts]] = rows[firsts]
+    ref = ref_of[cluster]
+    is_ref = rows == ref
+    exact = is_ref | (lib.content[rows] == lib.content[ref])
+    image = ~exact & (lib.image[rows] == lib.image[ref])
+    near = np.flatnonzero(~exact & ~image)
+    kind = np.where(exact, 0, np.where(image, 1, 2)).astype(np.int8)
+    keep = exact | image
+    distance = np.zeros(len(rows), dtype=np.int64)
+    transform = np.full(len(rows), -1, dtype=np.int64)
+    dhash = np.full(len(rows), -1, dtype=np.int64)
+    crop = np.full(len(rows), -1, dtype=np.int64)
+    if len(near):
+        m = _explain(lib, rows[near], ref[near], rule)
+        keep[near], distance[near], transform[near], dhash[near], crop[near] = (
+            m.ok,
+            m.distance,
+            m.transform,
+            m.dhash,
+            m.crop,
         )
+        if lib.odd:
+            for k in _odd_pairs(lib, rows[near], ref[near]).tolist():
+                f = near[k]
+                found = match(lib.fingerprint(int(rows[f])), lib.fingerprint(int(ref[f])), rule)
+                keep[f] = found is not None
+                if found is not None:
+                    distance[f], dhash[f] = found.distance, -1 if found.dhash is None else found.dhash
+                    transform[f] = -1 if found.transform is None else TRANSFORMS.index(found.transform)
+                    crop[f] = -1 if found.crop is None else _CROPS.index(found.crop)
+    # A cluster whose other files all turned out to be other shots of its reference's burst is no group.
+    kept = np.flatnonzero(keep)
+    sizes = np.bincount(cluster[kept], minlength=len(centre_row))
+    kept = kept[sizes[cluster[kept]] > 1]
+    # Groups in the order of their references' paths; the reference first, then exact copies, same images and near
+    # copies, each by distance and path.
+    ref_rank = path_rank[ref_of]
+    cl = cluster[kept]
+    order = np.lexsort(
+        (
+            *(key[kept] for key in listing),
+            path_rank[rows[kept]],
+            distance[kept],
+            kind[kept],
+            ~is_ref[kept],
+            cl,
+            ref_rank[cl],
+        )
+    )
+    chosen = kept[order]
+    cl = cluster[chosen]
+    starts = np.flatnonzero(np.r_[True, cl[1:] != cl[:-1], True]) if len(cl) else np.zeros(1, dtype=np.int64)
+    member_rows = rows[chosen]
+    by_id = np.argsort(lib.ids[member_rows], kind="stable")
+    member = np.empty(len(chosen), dtype=np.int64)
+    member[by_id] = np.arange(len(chosen))  # a file is in one group at most
+    return Grouping(
+        ids=lib.ids[member_rows[by_id]],
+        rows=member_rows[by_id],
+        member=member,
+        starts=starts.astype(np.int64),
+        kind=kind[chosen],
+        distance=distance[chosen],
+        transform=transform[chosen].astype(np.int8),
+        dhash=dhash[chosen],
+        crop=crop[chosen].astype(np.int8),
+    )
 
-    def _crop_distances(
-        self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], wanted: npt.NDArray[np.bool_]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-        """crop_match on arrays for the wanted pairs: (pHash, dHash) distances, -1 where there is no crop match,
-        and whether a is the wider picture (b a crop of it)."""
-        dist = np.full(len(a), -1, dtype=np.int64)
-        dh = np.full(len(a), -1, dtype=np.int64)
-        wider = np.zeros(len(a), dtype=bool)
-        if not self.rule.crops or not len(a):
-            return dist, dh, wider
-        pick = np.flatnonzero(wanted & self.has_crops[a] & self.has_crops[b])
-        bests = []
-        for outer, inner in ((a[pick], b[pick]), (b[pick], a[pick])):
-            best = np.full(len(pick), _NO_CROP, dtype=np.int64)
-            for k in range(1, _WINDOWS):
-                window = np.full(len(pick), k, dtype=np.int64)
-                dp = np.bitwise_count(self.crop_p[outer, k] ^ self.crop_p[inner, 0]).astype(np.int64)
-                dd = np.bitwise_count(self.crop_d[outer, k] ^ self.crop_d[inner, 0]).astype(np.int64)
-                ok = (dp <= CROP_PHASH) & self._crop_confirmed(outer, window, inner)
-                best = np.where(ok, np.minimum(best, dp * 65 + dd), best)
-            bests.append(best)
-        a_wider = bests[0] <= bests[1]  # as crop_match: a tie goes to a being the wider
-        best = np.minimum(bests[0], bests[1])
-        found = best < _NO_CROP
-        dist[pick[found]], dh[pick[found]] = np.divmod(best[found], 65)
-        wider[pick[found]] = a_wider[found]
-        return dist, dh, wider
 
-    def _match(self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-        """Whether node a matches node b under the rule (match, on arrays), bursts aside."""
-        rule = self.rule
-        pa, pb = self.phash[a], self.phash[b]
-        upright = np.bitwise_count(pa ^ pb)
-        best = upright
-        if rule.rotations:
-            both = self.turned[a] & self.turned[b]
-            va, vb = self.variants[a], self.variants[b]
-            for k, back in enumerate(_INVERSE_AT):
-                turned = np.maximum(np.bitwise_count(va[:, k] ^ pb), np.bitwise_count(vb[:, back] ^ pa))
-                best = np.where(both, np.minimum(best, turned), best)
-        ok: npt.NDArray[np.bool_] = best <= rule.threshold
-        if rule.two_stage:
-            confirm = np.bitwise_count(self.dhash[a] ^ self.dhash[b])
-            ok |= (upright <= max(CANDIDATE_PHASH, rule.threshold)) & (confirm <= CONFIRM_DHASH)
-        return ok
+def _same_keys(
+    lib: Library, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], rule: MatchRule
+) -> npt.NDArray[np.bool_]:
+    """Whether rows a and b have the same _node_key."""
+    same: npt.NDArray[np.bool_] = lib.phash[a] == lib.phash[b]
+    if rule.rotations:
+        same &= lib.turned[a] == lib.turned[b]
+        same &= (lib.variants[a] == lib.variants[b]).all(axis=1)
+    if rule.two_stage:
+        same &= lib.dhash[a] == lib.dhash[b]
+    if rule.bursts_apart:
+        same &= (lib.camera[a] == lib.camera[b]) & (lib.taken[a] == lib.taken[b])
+    if rule.crops:
+        same &= lib.has_crops[a] == lib.has_crops[b]
+        if lib.crops.shape[1]:
+            same &= (lib.crops[a] == lib.crops[b]).all(axis=1)
+    if lib.odd:
+        for k in _odd_pairs(lib, a, b).tolist():
+            same[k] = _key_at(lib, int(a[k]), rule) == _key_at(lib, int(b[k]), rule)
+    return same
 
 
 def _join(
@@ -633,10 +1005,11 @@ def _join(
     assert blocks - agree <= threshold
     edges = [round(64 * k / blocks) for k in range(blocks + 1)]
     spans = [(edges[k], edges[k + 1] - edges[k]) for k in range(blocks)]
+    combos = list(itertools.combinations(range(blocks), agree))
+    if not same:
+        return _cross(queries, targets, threshold, spans, combos)
     kind = np.uint16 if max(width for _, width in spans) <= 16 else np.uint64
     tblocks = [((targets >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(kind) for shift, width in spans]
-    qblocks = tblocks if same else [_block(queries, shift, width, kind) for shift, width in spans]
-    combos = list(itertools.combinations(range(blocks), agree))
     found: list[npt.NDArray[np.int64]] = []
     for c, combo in enumerate(combos):
         # A pair belongs to the first choice whose blocks it agrees on: this one (a folded key can meet other
@@ -645,44 +1018,141 @@ def _join(
         earlier = [_combo_mask(spans, e) for e in combos[:c]]
         tkeys, bits = _block_key(tblocks, spans, combo)
         torder = _argsort_keys(tkeys, bits)
-        if same:
-            found.extend(_pairs_within_buckets(targets, tkeys[torder], torder, threshold, own, earlier))
-            continue
-        # Tables by key: how many targets (none, one, several), and where their run starts in key order.
-        sorted_keys = tkeys[torder]
-        del tkeys
-        heads = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-        sizes = np.diff(np.r_[heads, nt])
-        head_keys = sorted_keys[heads]
-        del sorted_keys
-        how_many = np.zeros(1 << bits, dtype=np.int8)
-        how_many[head_keys] = np.minimum(sizes, 2)
-        head_of = np.zeros(1 << bits, dtype=np.int32)
-        head_of[head_keys] = heads
-        qkeys, _ = _block_key(qblocks, spans, combo)
-        kind_of = how_many[qkeys]
-        # Most keys that are there at all hold one target: no bucket to expand.
-        one = np.flatnonzero(kind_of == 1)
-        j = torder[head_of[qkeys[one]]]
-        keep = _confirm(queries[one] ^ targets[j], threshold, own, earlier)
-        found.append(one[keep].astype(np.int64) * nt + j[keep])
-        hit = np.flatnonzero(kind_of == 2)
-        del kind_of, one, j
-        size_of = np.zeros(1 << bits, dtype=np.int32)
-        size_of[head_keys] = sizes
-        qkeys = qkeys[hit]
-        lo = head_of[qkeys].astype(np.int64)
-        counts = size_of[qkeys].astype(np.int64)
-        del qkeys
-        found.extend(_pairs_in_buckets(queries, targets, torder, hit, lo, counts, threshold, own, earlier))
+        found.extend(_pairs_within_buckets(targets, tkeys[torder], torder, threshold, own, earlier))
     if not found:
         return empty, empty
     codes = np.sort(np.concatenate(found))
     return np.divmod(codes, nt)
 
 
-def _block(values: npt.NDArray[np.uint64], shift: int, width: int, kind: type) -> npt.NDArray[np.generic]:
-    return ((values >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(kind)
+_QUERY_SLAB = 1 << 17  # queries looked up at once: their arrays stay in the cache
+_WALK = 4  # positions of a run of targets checked one after another before the rest is expanded at once
+
+
+def _cross(
+    queries: npt.NDArray[np.uint64],
+    targets: npt.NDArray[np.uint64],
+    threshold: int,
+    spans: list[tuple[int, int]],
+    combos: list[tuple[int, ...]],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """_join of queries and other targets. For each choice of blocks the targets are put in tables by key (none, one
+    or several targets; the first one; where their run starts in key order and how long it is); the queries look
+    their keys up a slab at a time, and only keys holding several targets are walked. With much to do, the choices
+    of blocks are shared out between threads (numpy lets go of the GIL while it looks up a slab)."""
+    workers = min(_CROSS_THREADS, len(combos), os.cpu_count() or 1)
+    if workers < 2 or len(queries) * len(combos) < _THREADED_WORK:
+        found = _cross_part(queries, targets, threshold, spans, combos, range(len(combos)))
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="dedupe-join") as pool:
+            shares = [range(k, len(combos), workers) for k in range(workers)]  # widths of keys alike in each
+            parts = pool.map(lambda share: _cross_part(queries, targets, threshold, spans, combos, share), shares)
+            found = [codes for part in parts for codes in part]
+    if not found:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    return np.divmod(np.sort(np.concatenate(found)), len(targets))
+
+
+_CROSS_THREADS = 2  # each holds tables of its own (about 70 MiB at 22-bit keys)
+_THREADED_WORK = 1 << 17  # queries times choices of blocks from which threads pay
+
+
+def _cross_part(
+    queries: npt.NDArray[np.uint64],
+    targets: npt.NDArray[np.uint64],
+    threshold: int,
+    spans: list[tuple[int, int]],
+    combos: list[tuple[int, ...]],
+    share: range,
+) -> list[npt.NDArray[np.int64]]:
+    """_cross for the choices of blocks at these positions of combos: the pairs found, as codes."""
+    nq, nt = len(queries), len(targets)
+    # Keys wider than so many values need are folded: the tables stay small for few.
+    widest = max(sum(spans[k][1] for k in combo) for combo in combos)
+    bits = min(widest, _MAX_KEY_BITS, max(16, max(nq, nt).bit_length()))
+    # Tables reused from one choice of blocks to the next, cleared where they were written.
+    kind_of = np.zeros(1 << bits, dtype=np.int8)
+    first_of = np.zeros(1 << bits, dtype=np.uint64)
+    run_of = np.zeros(1 << bits, dtype=np.int64)  # where the run of a key starts in key order << 32 | its length
+    buffers = (np.empty(min(nq, _QUERY_SLAB), dtype=np.uint64), np.empty(min(nq, _QUERY_SLAB), dtype=np.uint64))
+    target_buffers = (np.empty(nt, dtype=np.uint64), np.empty(nt, dtype=np.uint64))
+    found: list[npt.NDArray[np.int64]] = []
+    for c in share:
+        combo = combos[c]
+        own = _combo_mask(spans, combo)
+        earlier = [_combo_mask(spans, e) for e in combos[:c]]
+        parts = [spans[k] for k in combo]
+        tkeys = _slab_key(targets, parts, *target_buffers, bits)
+        torder = _argsort_keys(tkeys, bits)
+        sorted_keys = tkeys[torder]
+        del tkeys
+        sorted_values = targets[torder]
+        heads = np.nonzero(_run_heads(sorted_keys))[0]
+        sizes = np.diff(heads, append=nt)
+        head_keys = sorted_keys[heads]
+        del sorted_keys
+        kind_of[head_keys] = np.minimum(sizes, 2)
+        first_of[head_keys] = sorted_values[heads]
+        run_of[head_keys] = (heads << 32) | sizes
+        del heads, sizes
+        for start in range(0, nq, _QUERY_SLAB):
+            values = queries[start : start + _QUERY_SLAB]
+            keys = _slab_key(values, parts, buffers[0][: len(values)], buffers[1][: len(values)], bits)
+            kinds = kind_of[keys]
+            hit = np.nonzero(kinds != 0)[0]  # (a bool array is searched several times faster)
+            keys = keys[hit]
+            values = values[hit]
+            keep = _confirm(values ^ first_of[keys], threshold, own, earlier)
+            if len(keep):
+                found.append((hit[keep] + start) * nt + torder[run_of[keys[keep]] >> 32])
+            more = np.nonzero(kinds[hit] == 2)[0]
+            if len(more):
+                # The rest of each run of several targets: a few positions one after another, then what is left
+                # of long runs at once.
+                hit, values, runs = hit[more], values[more], run_of[keys[more]]
+                at = (runs >> 32) + 1
+                stop = at + (runs & 0xFFFFFFFF) - 1
+                for _ in range(_WALK):
+                    keep = _confirm(values ^ sorted_values[at], threshold, own, earlier)
+                    if len(keep):
+                        found.append((hit[keep] + start) * nt + torder[at[keep]])
+                    at += 1
+                    more = np.nonzero(at < stop)[0]
+                    hit, values, at, stop = hit[more], values[more], at[more], stop[more]
+                if len(hit):
+                    rest = _pairs_in_buckets(
+                        queries, targets, torder, hit + start, at, stop - at, threshold, own, earlier
+                    )
+                    found.extend(rest)
+        kind_of[head_keys] = 0
+    return found
+
+
+def _slab_key(
+    values: npt.NDArray[np.uint64],
+    parts: list[tuple[int, int]],
+    out: npt.NDArray[np.uint64],
+    scratch: npt.NDArray[np.uint64],
+    bits: int,
+) -> npt.NDArray[np.int64]:
+    """The key of each value made of the chosen blocks (shift, width), folded to at most bits bits, written into
+    out."""
+    at = 0
+    for shift, width in parts:
+        part = out if at == 0 else scratch
+        np.right_shift(values, np.uint64(shift), out=part)
+        np.bitwise_and(part, np.uint64((1 << width) - 1), out=part)
+        if at:
+            np.left_shift(part, np.uint64(at), out=part)
+            np.bitwise_or(out, part, out=out)
+        at += width
+    if at > bits:
+        np.copyto(scratch, out)
+        for shift in range(bits, at, bits):
+            np.bitwise_xor(out, scratch >> np.uint64(shift), out=out)
+        np.bitwise_and(out, np.uint64((1 << bits) - 1), out=out)
+    return out.view(np.int64)
 
 
 def _join_plan(n: int, threshold: int) -> tuple[int, int]:
@@ -850,6 +1320,7 @@ def match(a: Fingerprint, b: Fingerprint, rule: MatchRule) -> Match | None:
 _NO_CROP = 65 * 65
 CROP = "crop"  # of two pictures, the first is a crop of the second
 WIDER = "wider"  # the first shows more: the second is a crop of it
+_CROPS = (CROP, WIDER)  # Grouping.crop
 
 
 def searches_crops(pictures: int, crops: bool | None) -> bool:
@@ -886,7 +1357,7 @@ def _crop_fits(a: Fingerprint, b: Fingerprint) -> tuple[int, int]:
     crop rule, _NO_CROP where none does."""
     if len(a.crops) != CROP_BYTES or len(b.crops) != CROP_BYTES:
         return _NO_CROP, _NO_CROP
-    p, d, c = _unpack_crops([a.crops, b.crops])
+    p, d, c = _unpack_crops(np.frombuffer(a.crops + b.crops, dtype=np.uint8).reshape(2, CROP_BYTES))
     bests = []
     for outer, inner in ((0, 1), (1, 0)):
         dp = np.bitwise_count(p[outer, 1:] ^ p[inner, 0]).astype(np.int64)
@@ -911,11 +1382,10 @@ def _crop_agrees(
 
 
 def _unpack_crops(
-    blobs: Sequence[bytes],
+    raw: npt.NDArray[np.uint8],
 ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64], npt.NDArray[np.uint8]]:
-    """Crop signatures (fingerprint.crop_signature, each CROP_BYTES long) as arrays: the pHashes and dHashes of
+    """Crop signatures (fingerprint.crop_signature, one CROP_BYTES row each) as arrays: the pHashes and dHashes of
     every window, (signatures, windows), and their colours, (signatures, windows, 3)."""
-    raw = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), CROP_BYTES)
     hashes = 16 * _WINDOWS
     phashes = raw[:, : 8 * _WINDOWS].copy().view(">u8").astype(np.uint64)
     dhashes = raw[:, 8 * _WINDOWS : hashes].copy().view(">u8").astype(np.uint64)
@@ -967,13 +1437,8 @@ def _quality(f: FileRecord) -> tuple[int, int, str]:
     return (-(f.fingerprint.width * f.fingerprint.height), -f.size, f.path)
 
 
-def _make_group(
-    files: list[FileRecord],
-    centre: _Key | None,
-    rule: MatchRule,
-    known: dict[tuple[int, int], Match] | None = None,
-) -> DuplicateGroup:
-    """The group of files around the centre; known: matches already worked out, by ids of the fingerprints."""
+def _make_group(files: list[FileRecord], centre: _Key | None, rule: MatchRule) -> DuplicateGroup:
+    """The group of files around the centre."""
     # The reference is the best copy among the files at the cluster's centre, so that every member matches it.
     ref = min(
         (
@@ -992,9 +1457,7 @@ def _make_group(
         elif f.fingerprint.image_hash == ref.fingerprint.image_hash:
             members.append(GroupMember(f, MatchKind.IMAGE, 0))
         else:
-            m = known.get((id(f.fingerprint), id(ref.fingerprint))) if known else None
-            if m is None:
-                m = match(f.fingerprint, ref.fingerprint, rule)
+            m = match(f.fingerprint, ref.fingerprint, rule)
             if m is None:
                 # A file of an image class whose other files matched, but which is itself another shot of the
                 # reference's burst (same pixels, other camera time): never its duplicate, so left out.
@@ -1008,6 +1471,7 @@ def _make_group(
 
 
 _KIND_ORDER = {MatchKind.EXACT: 0, MatchKind.IMAGE: 1, MatchKind.NEAR: 2}
+_KINDS = (MatchKind.EXACT, MatchKind.IMAGE, MatchKind.NEAR)  # Grouping.kind
 
 
 def split_not_duplicates(

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError, FileSkipped
-from dedupe.group import DEFAULT_THRESHOLD, find_groups, searches_crops, split_not_duplicates
+from dedupe.group import DEFAULT_THRESHOLD, find_groups_in, searches_crops, split_not_duplicates
+from dedupe.library import release_freed_memory
 from dedupe.models import (
     DuplicateGroup,
     Fingerprint,
@@ -518,20 +519,29 @@ def stored_groups(
     Returns the groups, the files that could not be fingerprinted, and the number of images considered.
     """
     real_roots = [os.path.realpath(os.fspath(r)) for r in roots]
-    if crops is None:  # decided by the number of pictures, before loading their window hashes
-        crops = searches_crops(store.count_records_under(real_roots, fingerprint.VERSION), None)
-    records = store.records_under(real_roots, fingerprint.VERSION, crops=crops)
-    skipped = [Skipped(path, reason) for path, reason in store.errors_under(real_roots)]
-    groups = find_groups(
-        records, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart, crops=crops
-    )
+    with store.reading():  # one view of the store, for the files as columns and later the records of the grouped
+        library = store.library_under(real_roots, fingerprint.VERSION, crops=bool(crops))
+        images = len(library)
+        if crops is None:  # decided by the number of pictures: their window hashes are read only when searched
+            crops = searches_crops(images, None)
+            if crops and images:
+                library = store.library_under(real_roots, fingerprint.VERSION, crops=True)
+        grouping = find_groups_in(
+            library, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart, crops=crops
+        )
+        grouped = library.take(grouping.rows)
+        del library  # before the records are made
+        release_freed_memory()
+        records = store.records_of(grouped)
+        skipped = [Skipped(path, reason) for path, reason in store.errors_under(real_roots)]
+        pairs = store.not_duplicate_pairs()
     groups = split_not_duplicates(
-        groups,
-        store.not_duplicate_pairs(),
+        grouping.groups(records),
+        pairs,
         threshold,
         rotations=rotations,
         two_stage=two_stage,
         bursts_apart=bursts_apart,
         crops=crops,
     )
-    return groups, skipped, len(records)
+    return groups, skipped, images

@@ -352,3 +352,18 @@ def test_every_join_plan_is_exact(threshold: int, plan: tuple[int, int] | None) 
     i, j = _join(qarr, arr, threshold, same=False, plan=plan)
     assert list(zip(i.tolist(), j.tolist(), strict=True)) == cross
     assert len(same) > 40 and len(cross) > 20  # near pairs are there to find
+
+
+def test_a_long_chain_of_look_alikes_equals_the_reference() -> None:
+    # Each picture is one bit from the one before (a new bit each time) and a better copy (larger file), so at
+    # threshold 1 the pictures link in a chain and stars are made along it one after another: more steps than are
+    # decided on arrays, the rest is done one star at a time.
+    rng = random.Random(11)
+    phash, records = rng.getrandbits(64), []
+    for k in range(120):
+        fp = Fingerprint(f"c{k}", f"i{k}", "JPEG", 100, 100, phash, rng.getrandbits(64), None, False)
+        records.append(FileRecord(f"/chain/{k:03d}.jpg", 10_000 - k, 0, 1, k, fp))
+        phash ^= 1 << (k % 64)
+    groups = find_groups(records, 1)
+    assert groups == ref_find_groups(records, 1)
+    assert len(groups) == 59 and all(len(g.members) <= 3 for g in groups)
