@@ -291,12 +291,17 @@ class Store:
         return store
 
     def _prepare(self) -> None:
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        # One statement, so one snapshot: another process creating the same new store may commit its first
+        # migration between two reads, and its tables beside version 0 would look like another program's.
+        version, names = self._conn.execute(
+            "SELECT (SELECT user_version FROM pragma_user_version),"
+            " (SELECT group_concat(name, char(0)) FROM sqlite_master WHERE type = 'table')"
+        ).fetchone()
+        tables = set(names.split("\0")) if names else set()
         if version > len(_MIGRATIONS):
             raise StoreError(
                 f"the store at {self.path} was written by a newer dedupe (schema {version}); upgrade dedupe"
             )
-        tables = {row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if (version == 0 and tables) or (version > 0 and "files" not in tables):
             # Another program's database (a typo in --db): adding our tables or WAL mode would change it.
             raise StoreError(f"{self.path} is a database of another program, not a dedupe store: not touched")
