@@ -43,7 +43,7 @@ sys.path.insert(0, REPO)
 
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
-from run import machine, measure  # noqa: E402  (bench/ is this script's folder, first on sys.path)
+from run import compile_package, machine, measure  # noqa: E402  (bench/ is this script's folder, first on sys.path)
 
 from dedupe.library import Library, gc_paused, release_freed_memory  # noqa: E402
 from dedupe.models import FileRecord, Fingerprint  # noqa: E402
@@ -374,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-store", action="store_true")
     a = ap.parse_args(argv)
     repeat = a.repeat or (1 if a.quick else 2)
+    compile_package()
     sizes = [10_000, 100_000] if a.quick else [100_000, 1_000_000]
     rows = [
         "| what | n | seconds (best) | peak MiB | MiB above the input | result |",
