@@ -1136,7 +1136,7 @@ def _chunk_library(row: Sequence[Any], packed: bool, crops: bool) -> _Chunk:
         crops=crop_rows,
         has_crops=has_crops,
     )
-    return _Chunk(library, paths, _texts(image_raw, image_lengths), np.flatnonzero(odd))
+    return _Chunk(library, paths, _keys(image_raw, image_lengths), np.flatnonzero(odd))
 
 
 def _concat(parts: Sequence[_Chunk], crops: bool) -> tuple[Library, npt.NDArray[np.int64]]:
@@ -1300,6 +1300,29 @@ def _texts(raw: bytes, lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.bytes_]
         rows = np.flatnonzero(lengths == width)
         out[rows, :width] = data[starts[rows][:, None] + np.arange(width)]
     return out.view(f"S{widest}").ravel()
+
+
+def _keys(raw: bytes, lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.bytes_]:
+    """Byte strings given one after another, each followed by 0x01, as one array: numpy cuts trailing NULs off
+    its byte strings, which would make b"a" and b"a\x00" one value (two image hashes, two pictures, taken for
+    the same image data). Image hashes are only compared, never read back, so the mark does no harm."""
+    n = len(lengths)
+    if len(raw) != int(lengths.sum()):
+        raise StoreError("the store returned a damaged column of fingerprints")
+    widest = int(lengths.max()) if n else 0
+    out = np.zeros((n, widest + 1), dtype=np.uint8)
+    data = np.frombuffer(raw, dtype=np.uint8)
+    if len(data) == widest * n:  # all of one length (hex hashes): no index arrays
+        out[:, :widest] = data.reshape(n, widest)
+        out[:, widest] = 1
+    else:
+        starts = np.cumsum(lengths) - lengths
+        for width in np.unique(lengths).tolist():
+            rows = np.flatnonzero(lengths == width)
+            if width:
+                out[rows, :width] = data[starts[rows][:, None] + np.arange(width)]
+            out[rows, width] = 1
+    return out.view(f"S{widest + 1}").ravel()
 
 
 def _value_ids(values: npt.NDArray[np.bytes_]) -> npt.NDArray[np.int64]:

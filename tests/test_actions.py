@@ -464,7 +464,7 @@ def test_files_changed_between_scan_and_action_are_skipped(tmp_path: Path, store
         f.write(b"more")
     gone.unlink()
     # Same bytes, but another file: made before the old one goes, so it cannot be given the freed inode again.
-    os.replace(copy(keeper, root / "s4" / "new.jpg"), swapped)
+    copy(keeper, root / "s4" / "new.jpg").replace(swapped)
     relinked.unlink()
     os.link(keeper, relinked)  # now the keeper's own file: never a copy to remove
     result = apply(p, store)

@@ -252,3 +252,19 @@ def test_groups_need_the_record_of_every_grouped_file(tmp_path: Path) -> None:
     assert len(grouping) > 0
     with pytest.raises(ValueError, match="records are needed"):
         grouping.groups(files)
+
+
+@pytest.mark.parametrize(("first", "second"), [("abc", "abc\x00"), ("abc\x00", "abc\x00\x00"), ("", "\x00")])
+def test_image_hashes_differing_in_trailing_nuls_are_other_images(tmp_path: Path, first: str, second: str) -> None:
+    # numpy cuts trailing NULs off byte strings: read naively, these two pictures would be one image class.
+    root = str(tmp_path.resolve() / "lib")
+    a = Fingerprint("c1", first, "JPEG", 100, 100, 0xF0F0F0F0F0F0F0F0, 1, None, False, ())
+    b = Fingerprint("c2", second, "JPEG", 100, 100, 0xF0F0F0F0F0F0F0F0 ^ ((1 << 40) - 1), 2**64 - 1, None, False, ())
+    records = [FileRecord(root + "/a.jpg", 10, 1, 1, 1, a), FileRecord(root + "/b.jpg", 10, 1, 1, 2, b)]
+    with Store.open(tmp_path / "s.sqlite") as store:
+        write(store, records)
+        assert stored_groups(store, [root], 4)[0] == []
+        same = replace(records[1], fingerprint=replace(b, image_hash=first))
+        write(store, [same])
+        (group,) = stored_groups(store, [root], 4)[0]
+        assert [m.match for m in group.members] == [MatchKind.EXACT, MatchKind.IMAGE]
