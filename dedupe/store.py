@@ -1377,7 +1377,10 @@ def _hamming(a: int, b: int) -> int:
 
 
 def _parse_ints(text: str, count: int) -> npt.NDArray[np.int64]:
-    values = np.fromstring(text, dtype=np.int64, sep=",")
+    try:
+        values = np.fromstring(text, dtype=np.int64, sep=",")
+    except ValueError:  # a REAL or a text where dedupe writes integers: a damaged or foreign store
+        raise StoreError("the store returned a damaged column of fingerprints") from None
     if len(values) != count:
         raise StoreError("the store returned a damaged column of fingerprints")
     return values
