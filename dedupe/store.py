@@ -309,7 +309,7 @@ class Store:
             if version < len(_MIGRATIONS):
                 raise StoreError(f"the store at {self.path} is from an older dedupe: run 'dedupe scan' to upgrade it")
             return
-        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._wal()
         self._conn.execute("PRAGMA synchronous = NORMAL")
         for target in range(version + 1, len(_MIGRATIONS) + 1):
             with self.transaction():
@@ -320,6 +320,19 @@ class Store:
                     if statement.strip():
                         self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version = {target}")
+
+    def _wal(self) -> None:
+        """Switch to WAL. Two processes switching one new store at once each hold a read lock and want the other's
+        gone, so SQLite answers one of them "locked" at once instead of waiting: it waits here and tries again."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     # --- life cycle -------------------------------------------------------------------------------------------
 
