@@ -250,9 +250,9 @@ def _webp_reduced(data: bytes, im: Image.Image) -> Image.Image | None:
     if getattr(im, "n_frames", 1) > 1:
         return None
     width, height = im.size
-    scale = WORK_SIZE / max(width, height)
-    fx = int(width / max(1, round(width * scale)) / _REDUCING_GAP) or 1
-    fy = int(height / max(1, round(height * scale)) / _REDUCING_GAP) or 1
+    target_width, target_height = _fitted(im.size, WORK_SIZE)
+    fx = int(width / target_width / _REDUCING_GAP) or 1
+    fy = int(height / target_height / _REDUCING_GAP) or 1
     if fx == fy == 1:
         return None
     size = (-(-width // fx), -(-height // fy))
@@ -395,10 +395,14 @@ def working_image(im: Image.Image, orientation: int = 1) -> Image.Image:
     """A small upright RGB copy with transparency flattened: what perceptual hashes are taken from."""
     im = _normalise_mode(im)
     if max(im.size) > WORK_SIZE:
-        scale = WORK_SIZE / max(im.size)
-        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-        im = im.resize(size, Image.Resampling.BILINEAR, reducing_gap=_REDUCING_GAP)
+        im = im.resize(_fitted(im.size, WORK_SIZE), Image.Resampling.BILINEAR, reducing_gap=_REDUCING_GAP)
     return _flat_upright(im, orientation)
+
+
+def _fitted(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """A picture's size scaled so that its long side is side pixels (each side at least 1)."""
+    scale = side / max(size)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
 def _flat_upright(im: Image.Image, orientation: int) -> Image.Image:
@@ -500,9 +504,7 @@ def crop_signature(work: Image.Image) -> bytes:
     """
     small = work
     if max(small.size) > _CROP_SIDE:
-        scale = _CROP_SIDE / max(small.size)
-        size = (max(1, round(small.width * scale)), max(1, round(small.height * scale)))
-        small = small.resize(size, Image.Resampling.BOX)
+        small = small.resize(_fitted(small.size, _CROP_SIDE), Image.Resampling.BOX)
     rgb = np.asarray(small.convert("RGB"), dtype=np.float64)
     # ITU-R 601-2 luma, as Pillow's convert("L") weighs it.
     grey = (rgb @ np.array([0.299, 0.587, 0.114]))[:, :, None]
