@@ -1149,7 +1149,7 @@ def _chunk_library(row: Sequence[Any], packed: bool, crops: bool) -> _Chunk:
         crops=crop_rows,
         has_crops=has_crops,
     )
-    return _Chunk(library, paths, _keys(image_raw, image_lengths), np.flatnonzero(odd))
+    return _Chunk(library, paths, _texts(image_raw, image_lengths, marked=True), np.flatnonzero(odd))
 
 
 def _concat(parts: Sequence[_Chunk], crops: bool) -> tuple[Library, npt.NDArray[np.int64]]:
@@ -1296,46 +1296,31 @@ def _strings(raw: bytes, lengths: npt.NDArray[np.int64]) -> list[str | None]:
     return found
 
 
-def _texts(raw: bytes, lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.bytes_]:
-    """Byte strings given one after another (lengths in bytes) as one array; b"" where empty."""
+def _texts(raw: bytes, lengths: npt.NDArray[np.int64], *, marked: bool = False) -> npt.NDArray[np.bytes_]:
+    """Byte strings given one after another (lengths in bytes) as one array; b"" where empty. marked: each followed
+    by 0x01, for values that are only compared (image hashes): numpy cuts trailing NULs off its byte strings, which
+    would make b"a" and b"a\x00" one value (two pictures taken for the same image data)."""
     n = len(lengths)
     widest = int(lengths.max()) if n else 0
     if len(raw) != int(lengths.sum()):
         raise StoreError("the store returned a damaged column of fingerprints")
-    if widest == 0:
+    if widest == 0 and not marked:
         return np.zeros(n, dtype="S1")
     data = np.frombuffer(raw, dtype=np.uint8)
-    if len(data) == widest * n:  # all of one length
+    uniform = len(data) == widest * n  # all of one length (hex hashes): no index arrays
+    if uniform and not marked:
         return data.view(f"S{widest}").copy()
-    out = np.zeros((n, widest), dtype=np.uint8)
-    starts = np.cumsum(lengths) - lengths
-    for width in np.unique(lengths[lengths > 0]).tolist():
-        rows = np.flatnonzero(lengths == width)
-        out[rows, :width] = data[starts[rows][:, None] + np.arange(width)]
-    return out.view(f"S{widest}").ravel()
-
-
-def _keys(raw: bytes, lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.bytes_]:
-    """Byte strings given one after another, each followed by 0x01, as one array: numpy cuts trailing NULs off
-    its byte strings, which would make b"a" and b"a\x00" one value (two image hashes, two pictures, taken for
-    the same image data). Image hashes are only compared, never read back, so the mark does no harm."""
-    n = len(lengths)
-    if len(raw) != int(lengths.sum()):
-        raise StoreError("the store returned a damaged column of fingerprints")
-    widest = int(lengths.max()) if n else 0
-    out = np.zeros((n, widest + 1), dtype=np.uint8)
-    data = np.frombuffer(raw, dtype=np.uint8)
-    if len(data) == widest * n:  # all of one length (hex hashes): no index arrays
+    out = np.zeros((n, widest + marked), dtype=np.uint8)
+    if uniform:
         out[:, :widest] = data.reshape(n, widest)
-        out[:, widest] = 1
     else:
         starts = np.cumsum(lengths) - lengths
-        for width in np.unique(lengths).tolist():
+        for width in np.unique(lengths[lengths > 0]).tolist():
             rows = np.flatnonzero(lengths == width)
-            if width:
-                out[rows, :width] = data[starts[rows][:, None] + np.arange(width)]
-            out[rows, width] = 1
-    return out.view(f"S{widest + 1}").ravel()
+            out[rows, :width] = data[starts[rows][:, None] + np.arange(width)]
+    if marked:
+        out[np.arange(n), lengths] = 1
+    return out.view(f"S{widest + marked}").ravel()
 
 
 def _value_ids(values: npt.NDArray[np.bytes_]) -> npt.NDArray[np.int64]:
