@@ -520,6 +520,8 @@ def stored_groups(
     """
     real_roots = [os.path.realpath(os.fspath(r)) for r in roots]
     with store.reading():  # one view of the store, for the files as columns and later the records of the grouped
+        if crops is None and searches_crops(store.count_files_under(real_roots), None):
+            crops = True  # no more pictures than files, so the window hashes are read with the rest, once
         library = store.library_under(real_roots, fingerprint.VERSION, crops=bool(crops))
         images = len(library)
         if crops is None:  # decided by the number of pictures: their window hashes are read only when searched

@@ -705,6 +705,14 @@ class Store:
             ).fetchone()
         return int(row[0])
 
+    def count_files_under(self, roots: Sequence[str]) -> int:
+        """How many files are stored at or below the roots, fingerprinted or not: at least as many as
+        count_records_under, and counted from the paths alone (milliseconds where that join takes a second)."""
+        where, params = self._roots_clause(roots)
+        with self._lock:
+            row = self._conn.execute(f"SELECT count(*) FROM files f WHERE {where}", params).fetchone()
+        return int(row[0])
+
     def errors_under(self, roots: Sequence[str]) -> list[tuple[str, str]]:
         """(path, reason) of the files at or below the roots that could not be fingerprinted."""
         where, params = self._roots_clause(roots)
