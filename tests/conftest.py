@@ -8,10 +8,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
+from dedupe.models import FileRecord, Fingerprint
 from dedupe.store import Store
 
 
@@ -83,3 +85,25 @@ def run_dedupe(*args: str, env: dict[str, str] | None = None, timeout: float = 1
         timeout=timeout,
         check=False,
     )
+
+
+def make_fingerprint(**fields: Any) -> Fingerprint:
+    """A Fingerprint with plain defaults, so a test names only the fields it is about."""
+    values: dict[str, Any] = {
+        "content_hash": "c" * 32,
+        "image_hash": "i" * 32,
+        "format": "JPEG",
+        "width": 400,
+        "height": 300,
+        "phash": 0,
+        "dhash": 0,
+        "taken": None,
+        "low_info": False,
+    }
+    values.update(fields)
+    return Fingerprint(**values)
+
+
+def make_record(path: str, *, size: int = 1000, mtime_ns: int = 0, dev: int = 1, ino: int = 0, **fp: Any) -> FileRecord:
+    """A FileRecord at path; any other keyword goes to make_fingerprint."""
+    return FileRecord(path, size, mtime_ns, dev, ino, make_fingerprint(**fp))
