@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from dedupe import actions
-from dedupe.actions import apply, choose_keeper, parse_rules, plan, plan_script, trash_file, undo
+from dedupe.actions import apply, undo
 from dedupe.errors import DedupeError
+from dedupe.files import Refused
 from dedupe.models import (
     Action,
     DuplicateGroup,
@@ -31,8 +31,11 @@ from dedupe.models import (
     ScanOptions,
     StepState,
 )
+from dedupe.plan import choose_keeper, parse_rules, plan
 from dedupe.scan import scan, stored_groups
+from dedupe.script import plan_script
 from dedupe.store import Store
+from dedupe.trash import trash_file
 from tests.conftest import REPO, draw_photo, save
 
 SMALL = (400, 300)
@@ -296,7 +299,7 @@ def test_no_usable_trash_means_the_file_stays(
     assert r.state is StepState.FAILED and "not deleted" in r.reason and r.path == str(dup)
     assert dup.read_bytes() == keeper.read_bytes()
     assert store.journal(result.run_id)[0].state is JournalState.FAILED
-    with pytest.raises(actions.Refused, match="not deleted"):
+    with pytest.raises(Refused, match="not deleted"):
         trash_file(str(dup))
     assert dup.exists()
 

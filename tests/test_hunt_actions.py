@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dedupe.actions import plan
 from dedupe.cli import cli
 from dedupe.models import Action, DuplicateGroup, FileRecord, Fingerprint, GroupMember, MatchKind
+from dedupe.plan import plan
 from tests.conftest import draw_photo, save
 
 

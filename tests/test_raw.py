@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from dedupe import fingerprint
-from dedupe.actions import RAW_KEPT, TWIN_KEPT, parse_rules, plan, quarantine
+from dedupe.actions import quarantine
 from dedupe.cli import cli
 from dedupe.errors import FileSkipped
 from dedupe.fingerprint import is_raw
@@ -33,6 +33,7 @@ from dedupe.models import (
     ScanOptions,
     StepState,
 )
+from dedupe.plan import RAW_KEPT, TWIN_KEPT, parse_rules, plan
 from dedupe.scan import scan
 from dedupe.store import Store
 from tests.conftest import draw_photo, run_dedupe, save

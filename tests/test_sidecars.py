@@ -11,8 +11,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from dedupe.actions import find_sidecars, sidecar_target
 from dedupe.cli import cli
+from dedupe.sidecars import find_sidecars, sidecar_target
 from tests.conftest import draw_photo, save
 
 SMALL = (400, 300)
