@@ -1,17 +1,25 @@
 """The desktop trash: sending a file there, and finding it again for undo.
 
 The trash never falls back to a permanent delete: where there is no usable trash, the file is left alone.
+
+On macOS and Windows the file goes through send2trash's public function. On freedesktop systems (Linux, BSD)
+this module follows the trash specification itself, in about a hundred lines, because send2trash's public
+function cannot do what undo and the safety rules need: it reads $XDG_DATA_HOME once, at import; it does not say
+where the file went; it copies a file into the home trash when a drive's own trash cannot take it; and it prefers
+GIO when PyGObject is installed. No library offers finding a trashed file again (send2trash has no such API,
+trash-cli is a command without a library API), so the .trashinfo lookup is ours too.
 """
-# ruff: noqa: PTH108, PTH110, PTH111, PTH113, PTH117, PTH118, PTH119, PTH120, PTH122, PTH208
+# ruff: noqa: PTH100, PTH103, PTH104, PTH108, PTH110, PTH111, PTH113, PTH117, PTH118, PTH119, PTH120, PTH122, PTH208
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from dedupe import fingerprint
 from dedupe.files import Refused, error_text, quietly
@@ -37,8 +45,8 @@ def trash_file(path: str) -> str | None:
     """Send a file to the desktop trash. Returns where it is in the trash, when the platform lets us know.
 
     On freedesktop systems (Linux, BSD) the home trash is the one in $XDG_DATA_HOME as set now, and a file on
-    another drive goes to that drive's .Trash/UID or .Trash-UID, as send2trash does. Where no trash can be used,
-    Refused is raised and the file stays: there is never a permanent delete instead.
+    another drive goes to that drive's .Trash/UID or .Trash-UID. Where no trash can be used, Refused is raised
+    and the file stays: there is never a permanent delete instead, nor a copy across drives into the home trash.
     """
     if not freedesktop():
         from send2trash import send2trash
@@ -49,39 +57,95 @@ def trash_file(path: str) -> str | None:
             raise Refused(f"the trash is not available here: {error_text(e)}; not deleted") from None
         return None
 
-    from send2trash import plat_other
-
     st = os.lstat(path)
     home = data_home()
     if st.st_dev == _device(home):
         topdir, trash = home, os.path.join(home, "Trash")
     else:
-        topdir = os.fsdecode(plat_other.find_mount_point(os.fsencode(path)))
+        topdir = _mount_point(path)
         try:
-            trash = os.fsdecode(plat_other.find_ext_volume_trash(os.fsencode(topdir)))
+            trash = _volume_trash(topdir)
         except OSError as e:
             raise Refused(f"no usable trash on the drive at {topdir} ({error_text(e)}); not deleted") from None
     try:
-        plat_other.trash_move(os.fsencode(path), os.fsencode(trash), os.fsencode(topdir))
+        return _move_to_trash(path, trash, topdir)
     except OSError as e:
-        _drop_dangling_info(trash, topdir, path)
         raise Refused(f"cannot move it to the trash at {trash} ({error_text(e)}); not deleted") from None
-    # send2trash names it like the original, or "name N.ext" when taken: follow its choices to our inode
-    # (rename keeps it) instead of reading every .trashinfo of a large trash.
-    base, ext = os.path.splitext(os.path.basename(path))
-    for n in range(1_000_000):
-        name = os.path.basename(path) if n == 0 else f"{base} {n}{ext}"
-        candidate = os.path.join(trash, "files", name)
-        info = os.path.join(trash, "info", name + ".trashinfo")
+
+
+def _mount_point(path: str) -> str:
+    """The top folder of the drive holding path (symbolic links resolved), where its trash lives."""
+    top = os.path.realpath(path)
+    while not os.path.ismount(top):
+        top = os.path.dirname(top)
+    return top
+
+
+def _volume_trash(topdir: str) -> str:
+    """The trash folder of a drive other than the home one: the shared .Trash/UID when the drive has a sticky,
+    real .Trash folder, else .Trash-UID (created, private to the user)."""
+    uid = str(os.getuid())
+    shared = os.path.join(topdir, ".Trash")
+    try:
+        mode = os.lstat(shared).st_mode
+    except OSError:
+        mode = 0
+    if stat.S_ISDIR(mode) and mode & stat.S_ISVTX:
+        mine = os.path.join(shared, uid)
         try:
-            tst = os.lstat(candidate)
+            if not os.path.exists(mine):
+                os.makedirs(mine, 0o700)
+            return mine
         except OSError:
-            if not os.path.lexists(info):
-                break
+            pass  # the spec says: then use .Trash-UID
+    own = os.path.join(topdir, f".Trash-{uid}")
+    if not os.path.exists(own):
+        os.makedirs(own, 0o700)
+    return own
+
+
+def _move_to_trash(path: str, trash: str, topdir: str) -> str:
+    """Move path into trash/files under a free name ("name.ext", then "name N.ext"), with its .trashinfo.
+
+    The .trashinfo is created first with O_EXCL, as the spec asks: that claims the name against another program
+    trashing a file of the same name at the same moment. When the move fails it is removed again.
+    """
+    files, infos = os.path.join(trash, "files"), os.path.join(trash, "info")
+    for folder in (files, infos):
+        if not os.path.exists(folder):
+            os.makedirs(folder, 0o700)
+    name = os.path.basename(path)
+    base, ext = os.path.splitext(name)
+    for n in range(1_000_000):
+        candidate = name if n == 0 else f"{base} {n}{ext}"
+        target = os.path.join(files, candidate)
+        if os.path.lexists(target):
             continue
-        if (tst.st_dev, tst.st_ino) == (st.st_dev, st.st_ino) and os.path.exists(info):
-            return candidate
-    return None
+        info = os.path.join(infos, candidate + ".trashinfo")
+        try:
+            fd = os.open(info, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(_trash_info(path, topdir))
+            os.rename(path, target)
+        except BaseException:
+            with quietly():
+                os.unlink(info)
+            raise
+        return target
+    raise Refused(f"no free name in the trash at {trash}; not deleted")
+
+
+def _trash_info(path: str, topdir: str) -> str:
+    """The .trashinfo text: the original path (relative to topdir when it lies below it, percent-encoded bytes)
+    and the local time of deletion."""
+    top = os.path.realpath(topdir).rstrip(os.sep) + os.sep
+    under = os.path.realpath(path).startswith(top)
+    original = os.path.relpath(path, topdir) if under else os.path.abspath(path)
+    when = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
+    return f"[Trash Info]\nPath={quote_from_bytes(os.fsencode(original))}\nDeletionDate={when}\n"
 
 
 class _TrashEntry:
@@ -120,25 +184,15 @@ def _trash_entries(trash: str, topdir: str) -> Iterator[_TrashEntry]:
             yield _TrashEntry(info, os.path.join(trash, "files", name[: -len(".trashinfo")]), original, deleted)
 
 
-def _drop_dangling_info(trash: str, topdir: str, path: str) -> None:
-    """send2trash writes the .trashinfo before moving the file: remove it when the move failed."""
-    for entry in _trash_entries(trash, topdir):
-        if entry.original == path and not os.path.lexists(entry.file):
-            with quietly():
-                os.unlink(entry.info)
-
-
 def _trash_dirs_for(path: str) -> list[tuple[str, str]]:
     """(trash folder, top folder) pairs where a file trashed from path may be."""
     home = data_home()
     found = [(os.path.join(home, "Trash"), home)]
     if freedesktop():
-        from send2trash import plat_other
-
         parent = os.path.dirname(path)
         while parent and not os.path.exists(parent) and parent != os.path.dirname(parent):
             parent = os.path.dirname(parent)
-        top = os.fsdecode(plat_other.find_mount_point(os.fsencode(parent or os.sep)))
+        top = _mount_point(parent or os.sep)
         uid = str(os.getuid())
         found += [(os.path.join(top, ".Trash", uid), top), (os.path.join(top, f".Trash-{uid}"), top)]
     return found
