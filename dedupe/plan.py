@@ -11,6 +11,7 @@ Planning reads no file; to show each copy's sidecars it lists the copies' folder
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -34,6 +35,8 @@ from dedupe.sidecars import CARRIES_SIDECARS, SidecarFinder
 
 RULE_NAMES = ("resolution", "size", "oldest", "newest", "shortest", "path")
 DEFAULT_RULES_TEXT = "resolution,size,oldest,shortest"
+# What counts as a duplicate when the caller does not say: the grouping's own default.
+DEFAULT_MATCH_RULE = MatchRule()
 
 # --- keeper rules -----------------------------------------------------------------------------------------------
 
@@ -173,6 +176,7 @@ def plan(
     include_near: bool = True,
     keepers: Mapping[int, str] | None = None,
     include_raw: bool = False,
+    match_rule: MatchRule = DEFAULT_MATCH_RULE,
 ) -> Plan:
     """What to do with each group's redundant copies. Reads no file (it lists the folders of the copies, to show
     their sidecars) and changes nothing.
@@ -182,13 +186,16 @@ def plan(
     that are only similar to their keeper. keepers: keeper paths picked by the user, by index into groups.
     include_raw: treat RAW files like any other photo. Without it, a group of a RAW and its developed JPEG(s)
     keeps the best JPEG as its keeper and every RAW beside it ("RAW original kept"); only exact copies of a RAW
-    (the same bytes) are removed, in favour of the best RAW.
+    (the same bytes) are removed, in favour of the best RAW. match_rule: the run's rule of what counts as a
+    duplicate; a copy that may show another part of the picture than its keeper (the group holds crops) goes only
+    when it is a crop of the keeper or a plain near copy of it under this rule, with crops off.
     """
     if action is Action.MOVE and not destination:
         raise DedupeError("a move needs a destination folder (--to DIR)")
     dest = os.path.abspath(destination) if destination else None
     refs = tuple(os.path.abspath(r) for r in references)
     sidecars_of = SidecarFinder()
+    plain = dataclasses.replace(match_rule, crops=False)
     planned: list[GroupPlan] = []
     for i, group in enumerate(groups):
         choice = suggest_keeper(group, rules, refs, include_raw=include_raw)
@@ -205,7 +212,7 @@ def plan(
             )
             continue
         planned.append(
-            _plan_group(group, choice, action, refs, dest, roots, include_near, include_raw, rules, sidecars_of)
+            _plan_group(group, choice, action, refs, dest, roots, include_near, include_raw, rules, plain, sidecars_of)
         )
     return Plan(action, dest, tuple(planned))
 
@@ -247,6 +254,7 @@ def _plan_group(
     include_near: bool,
     include_raw: bool,
     rules: Sequence[KeeperRule],
+    plain: MatchRule,
     sidecars_of: SidecarFinder,
 ) -> GroupPlan:
     keeper = choice.keeper
@@ -283,7 +291,7 @@ def _plan_group(
             reason = VIEW_REASON
         elif kind is MatchKind.NEAR and not include_near:
             reason = f"similar, not identical (distance {m.distance}): acted on only with --include-near or in review"
-        elif kind is MatchKind.NEAR and (why := _crop_keeps(f, k, bool(cropped & {f.path, k.path}))):
+        elif kind is MatchKind.NEAR and (why := _crop_keeps(f, k, bool(cropped & {f.path, k.path}), plain)):
             reason = why
         elif action in (Action.HARDLINK, Action.SYMLINK) and kind is not MatchKind.EXACT:
             reason = "not the same bytes as the keeper: a link would lose what differs"
@@ -302,13 +310,13 @@ def _plan_group(
     return GroupPlan(group, choice, tuple(steps), tuple(left))
 
 
-def _crop_keeps(f: FileRecord, keeper: FileRecord, flagged: bool) -> str | None:
+def _crop_keeps(f: FileRecord, keeper: FileRecord, flagged: bool, plain: MatchRule) -> str | None:
     """Why a near copy must stay because the keeper may not show all of it, or None when it may go.
 
     A copy of which the keeper is a crop shows more than the keeper, also when the crop is small enough to match
     as a plain near copy. When the copy or the keeper is in the group as a crop (flagged), the copy may only go
     when it is a crop of the keeper or a plain near copy of it: two crops of one picture, both in the group
-    through its reference, may show different parts of it.
+    through its reference, may show different parts of it. plain: the run's rule with crops off.
     """
     crop = crop_match(f.fingerprint, keeper.fingerprint)
     direction = None if crop is None else crop[2]
@@ -317,7 +325,7 @@ def _crop_keeps(f: FileRecord, keeper: FileRecord, flagged: bool) -> str | None:
         return "shows more than its keeper (the keeper is a crop of it): kept"
     if not flagged or direction == CROP:
         return None
-    if match(f.fingerprint, keeper.fingerprint, MatchRule(crops=False)) is not None:
+    if match(f.fingerprint, keeper.fingerprint, plain) is not None:
         return None
     return "neither a crop nor a copy of its keeper (two crops may show different parts of one picture): kept"
 
@@ -347,6 +355,7 @@ def move_target(path: str, dest: str, roots: Sequence[str]) -> str:
 
 
 __all__ = [
+    "DEFAULT_MATCH_RULE",
     "DEFAULT_RULES",
     "DEFAULT_RULES_TEXT",
     "RAW_KEPT",
