@@ -15,7 +15,7 @@ from dedupe.models import JournalState, StepState
 from dedupe.plan import parse_rules, plan
 from dedupe.scan import stored_groups
 from dedupe.store import Store
-from dedupe.trash import trash_file
+from dedupe.trash import find_in_trash, trash_file
 from tests.conftest import copy_file, draw_photo, exact_copy, groups_of, invoke, save, scanned
 
 SMALL = (400, 300)
@@ -95,6 +95,51 @@ def test_trash_on_another_drive_goes_to_that_drives_trash_and_comes_back(
     assert not dup.exists() and not trash_home.exists()
     assert "Path=sub/a.jpg" in (drive / f".Trash-{os.getuid()}" / "info" / "a.jpg.trashinfo").read_text()
     assert undo(store).complete and dup.read_bytes() == keeper.read_bytes()
+
+
+def test_the_home_trash_is_the_one_in_xdg_data_home_as_set_now(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$XDG_DATA_HOME is read at each trashing, not once per process."""
+    for n in range(2):
+        home = tmp_path / f"home{n}"
+        monkeypatch.setenv("XDG_DATA_HOME", str(home))
+        f = tmp_path / f"f{n}.jpg"
+        f.write_bytes(b"photo")
+        assert trash_file(str(f)) == str(home / "Trash" / "files" / f.name)
+        assert (home / "Trash" / "files" / f.name).read_bytes() == b"photo" and not f.exists()
+
+
+def test_a_taken_name_in_the_trash_is_never_reused(tmp_path: Path, trash_home: Path) -> None:
+    """A name is taken by a file or by a .trashinfo alone (another program's half-done trashing): the next file
+    of that name goes to "name 2.ext", and what was there stays as it was."""
+    (trash_home / "files").mkdir(parents=True)
+    (trash_home / "info").mkdir()
+    (trash_home / "files" / "a.jpg").write_bytes(b"trashed before")
+    (trash_home / "info" / "a 1.jpg.trashinfo").write_text("[Trash Info]\nPath=/elsewhere/a.jpg\n")
+    f = tmp_path / "p" / "a.jpg"
+    f.parent.mkdir()
+    f.write_bytes(b"photo")
+    where = trash_file(str(f))
+    assert where == str(trash_home / "files" / "a 2.jpg") and Path(where).read_bytes() == b"photo"
+    assert (trash_home / "files" / "a.jpg").read_bytes() == b"trashed before"
+    assert (trash_home / "info" / "a 1.jpg.trashinfo").read_text() == "[Trash Info]\nPath=/elsewhere/a.jpg\n"
+    assert f"Path={f}" in (trash_home / "info" / "a 2.jpg.trashinfo").read_text()
+    assert find_in_trash(str(f), 0, "not its hash") is None
+
+
+def test_a_failed_move_to_the_trash_leaves_no_trashinfo(
+    tmp_path: Path, trash_home: Path, mount_tmpfs: Callable[..., Path]
+) -> None:
+    """A drive whose .Trash-UID cannot take the file (its files folder is a plain file): the photo stays, and no
+    .trashinfo is left behind claiming it was trashed."""
+    drive = mount_tmpfs("usb")
+    trash = drive / f".Trash-{os.getuid()}"
+    (trash / "info").mkdir(parents=True)
+    (trash / "files").write_text("not a folder")
+    f = drive / "a.jpg"
+    f.write_bytes(b"photo")
+    with pytest.raises(Refused, match="not deleted"):
+        trash_file(str(f))
+    assert f.read_bytes() == b"photo" and list((trash / "info").iterdir()) == []
 
 
 def test_a_non_utf8_named_copy_is_trashed_and_restored(tmp_path: Path, trash_home: Path) -> None:
