@@ -27,7 +27,17 @@ from pathlib import Path
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError
-from dedupe.files import Refused, copy_into, error_text, place, quietly, same_bytes, temp_name
+from dedupe.files import (
+    Refused,
+    copy_into,
+    error_text,
+    open_new,
+    place,
+    quietly,
+    removed_on_failure,
+    same_bytes,
+    temp_name,
+)
 from dedupe.group import hamming
 from dedupe.models import (
     Action,
@@ -196,12 +206,8 @@ def _act(step: Step, destination: str | None) -> str | None:
             raise Refused("the keeper changed while linking")
     else:
         os.symlink(k.path, destination)
-    try:
+    with removed_on_failure(destination):
         os.replace(destination, f.path)  # atomic: the path always holds either the copy or the link
-    except BaseException:
-        with quietly():
-            os.unlink(destination)
-        raise
     return None
 
 
@@ -330,17 +336,13 @@ def _undo_entry(e: JournalEntry) -> tuple[StepState, str]:
     if not same_bytes(e.keeper, e.content_hash):
         return StepState.FAILED, f"the keeper {e.keeper} changed: the original bytes are not available"
     restore = temp_name(e.path)
-    fd = os.open(restore, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
+    fd = open_new(restore)
+    with removed_on_failure(restore):
         if copy_into(e.keeper, fd) != e.content_hash:
             raise Refused("the keeper changed while copying it back")
         os.chmod(restore, stat.S_IMODE(e.mode))
         os.utime(restore, ns=(e.mtime_ns, e.mtime_ns))
         os.replace(restore, e.path)
-    except BaseException:
-        with quietly():
-            os.unlink(restore)
-        raise
     return StepState.DONE, "replaced the link by a copy of the original bytes"
 
 

@@ -12,6 +12,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from dedupe import fingerprint
@@ -36,6 +37,22 @@ class quietly:
 
     def __exit__(self, et: object, ev: object, tb: object) -> bool:
         return isinstance(ev, OSError)
+
+
+@contextmanager
+def removed_on_failure(path: str) -> Iterator[None]:
+    """Remove path when the block fails, then let the failure through: a half-made file never stays."""
+    try:
+        yield
+    except BaseException:
+        with quietly():
+            os.unlink(path)
+        raise
+
+
+def open_new(path: str) -> int:
+    """A file descriptor of a new file at path, private to the user; FileExistsError rather than overwriting."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 
 
 def free_names(target: str) -> Iterator[str]:
@@ -97,26 +114,22 @@ def place(src: str, candidates: Iterable[str], expected_hash: str) -> str:
 def _copy_then_remove(src: str, candidates: Sequence[str], expected_hash: str) -> str:
     for candidate in candidates:
         try:
-            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = open_new(candidate)
         except FileExistsError:
             continue
         try:
-            digest = copy_into(src, fd)
-            if digest != expected_hash:
-                raise Refused("the copy does not match the expected bytes; removed the copy, kept the original")
-            os.chmod(candidate, stat.S_IMODE(os.lstat(src).st_mode))
-            st = os.lstat(src)
-            os.utime(candidate, ns=(st.st_atime_ns, st.st_mtime_ns))
-            if fingerprint.hash_file(candidate) != expected_hash:
-                raise Refused("the copy reads back different bytes; removed the copy, kept the original")
-            os.unlink(src)
-        except BaseException as e:
-            with quietly():
-                os.unlink(candidate)
-            if isinstance(e, OSError):
-                why = f"copying to {candidate} failed: {error_text(e)}; the original is kept"
-                raise Refused(why) from None
-            raise
+            with removed_on_failure(candidate):
+                digest = copy_into(src, fd)
+                if digest != expected_hash:
+                    raise Refused("the copy does not match the expected bytes; removed the copy, kept the original")
+                os.chmod(candidate, stat.S_IMODE(os.lstat(src).st_mode))
+                st = os.lstat(src)
+                os.utime(candidate, ns=(st.st_atime_ns, st.st_mtime_ns))
+                if fingerprint.hash_file(candidate) != expected_hash:
+                    raise Refused("the copy reads back different bytes; removed the copy, kept the original")
+                os.unlink(src)
+        except OSError as e:
+            raise Refused(f"copying to {candidate} failed: {error_text(e)}; the original is kept") from None
         return candidate
     raise Refused(f"{candidates[-1]} already exists: not overwritten")
 
@@ -133,4 +146,15 @@ def copy_into(src: str, fd: int) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["Refused", "copy_into", "error_text", "free_names", "place", "quietly", "same_bytes", "temp_name"]
+__all__ = [
+    "Refused",
+    "copy_into",
+    "error_text",
+    "free_names",
+    "open_new",
+    "place",
+    "quietly",
+    "removed_on_failure",
+    "same_bytes",
+    "temp_name",
+]

@@ -9,7 +9,7 @@ where the file went; it copies a file into the home trash when a drive's own tra
 GIO when PyGObject is installed. No library offers finding a trashed file again (send2trash has no such API,
 trash-cli is a command without a library API), so the .trashinfo lookup is ours too.
 """
-# ruff: noqa: PTH100, PTH103, PTH104, PTH108, PTH110, PTH111, PTH113, PTH117, PTH118, PTH119, PTH120, PTH122, PTH208
+# ruff: noqa: PTH100, PTH103, PTH104, PTH110, PTH111, PTH113, PTH117, PTH118, PTH119, PTH120, PTH122, PTH208
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from dedupe import fingerprint
-from dedupe.files import Refused, error_text, quietly
+from dedupe.files import Refused, error_text, open_new, removed_on_failure
 
 
 def freedesktop() -> bool:
@@ -123,17 +123,13 @@ def _move_to_trash(path: str, trash: str, topdir: str) -> str:
             continue
         info = os.path.join(infos, candidate + ".trashinfo")
         try:
-            fd = os.open(info, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = open_new(info)
         except FileExistsError:
             continue
-        try:
+        with removed_on_failure(info):
             with os.fdopen(fd, "w", encoding="ascii") as f:
                 f.write(_trash_info(path, topdir))
             os.rename(path, target)
-        except BaseException:
-            with quietly():
-                os.unlink(info)
-            raise
         return target
     raise Refused(f"no free name in the trash at {trash}; not deleted")
 
