@@ -28,11 +28,11 @@ Image.init()  # every plugin, so that the formats= allow-list below can name the
 # (Camera MPO files open through the JPEG decoder.)
 PHOTO_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "HEIF", "AVIF")
 IMAGE_EXTENSIONS = frozenset(
-    (".jpg .jpeg .jpe .jfif .png .apng .gif .bmp .dib .tif .tiff .webp .heic .heif .hif .avif").split()
+    (".jpg .jpeg .jpe .jfif .png .apng .gif .bmp .dib .tif .tiff .webp .heic .heif .hif .avif").split()  # noqa: SIM905
 )
 # Camera RAW files: recognised by name AND content, fingerprinted from their largest embedded JPEG preview.
 RAW_EXTENSIONS = frozenset(
-    (".cr2 .cr3 .nef .nrw .arw .srf .sr2 .dng .raf .orf .rw2 .pef .srw .x3f .3fr .iiq .erf .kdc .mrw").split()
+    (".cr2 .cr3 .nef .nrw .arw .srf .sr2 .dng .raf .orf .rw2 .pef .srw .x3f .3fr .iiq .erf .kdc .mrw").split()  # noqa: SIM905
 )
 RAW_PREFIX = "RAW:"  # Fingerprint.format of a RAW file is "RAW:<ext>", e.g. "RAW:nef"
 NO_PREVIEW = "RAW file without an embedded preview"
