@@ -25,16 +25,7 @@ Checking uploads against a blocklist, from a web application's threads::
     watch(["/home/me/Downloads"], store, WatchOptions(settle=2.0), on_event=print, stop=stop_event)
 """
 
-from dedupe.actions import (
-    DEFAULT_RULES,
-    apply,
-    choose_keeper,
-    parse_rules,
-    plan,
-    plan_script,
-    suggest_keeper,
-    undo,
-)
+from dedupe.actions import apply, undo
 from dedupe.calibrate import Calibration, calibrate
 from dedupe.errors import DedupeError, FileSkipped, StoreError
 from dedupe.exchange import export_fingerprints, import_fingerprints
@@ -75,8 +66,10 @@ from dedupe.models import (
     WatchEventKind,
     WatchOptions,
 )
+from dedupe.plan import DEFAULT_RULES, choose_keeper, parse_rules, plan, suggest_keeper
 from dedupe.report import render_html, write_html_report
 from dedupe.scan import fingerprint_files, scan, scan_changes, stored_groups
+from dedupe.script import plan_script
 from dedupe.search import SearchIndex, check, find_similar, fingerprint_query
 from dedupe.store import Store, default_store_path
 from dedupe.watch import Watcher, stop_on_signals, watch

@@ -34,16 +34,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dedupe import __version__, fingerprint
-from dedupe.actions import (
-    DEFAULT_RULES_TEXT,
-    apply,
-    in_folder,
-    parse_rules,
-    plan,
-    plan_script,
-    suggest_keeper,
-    undo,
-)
+from dedupe.actions import apply, undo
 from dedupe.calibrate import DEFAULT_SAMPLE, calibrate
 from dedupe.errors import DedupeError, FileSkipped
 from dedupe.exchange import export_fingerprints, import_fingerprints
@@ -67,8 +58,10 @@ from dedupe.models import (
     WatchEventKind,
     WatchOptions,
 )
+from dedupe.plan import DEFAULT_RULES_TEXT, in_folder, parse_rules, plan, suggest_keeper
 from dedupe.report import write_html_report
 from dedupe.scan import scan, stored_groups
+from dedupe.script import plan_script
 from dedupe.search import check, find_similar
 from dedupe.store import Store, default_store_path
 from dedupe.watch import stop_on_signals, watch
