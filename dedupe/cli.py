@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import io
 import json
 import os
 import shlex
@@ -47,6 +44,20 @@ from dedupe.actions import (
 from dedupe.calibrate import DEFAULT_SAMPLE, calibrate
 from dedupe.errors import DedupeError, FileSkipped
 from dedupe.exchange import export_fingerprints, import_fingerprints
+from dedupe.formats import (
+    applied_json,
+    calibration_json,
+    check_json,
+    display_path,
+    groups_csv,
+    groups_json,
+    human_size,
+    no_groups_json,
+    plan_json,
+    run_state,
+    search_json,
+    watch_event_json,
+)
 from dedupe.group import CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, searches_crops, summarize
 from dedupe.models import (
     Action,
@@ -58,7 +69,6 @@ from dedupe.models import (
     Plan,
     ProgressEvent,
     ScanOptions,
-    SearchHit,
     SearchResult,
     Skipped,
     StepState,
@@ -426,7 +436,7 @@ def review_command(
         )
     if not groups:
         if fmt == "json":
-            click.echo(json.dumps({"action": act.value, "dry_run": dry_run, "groups": [], "results": []}))
+            click.echo(json.dumps(no_groups_json(act, dry_run=dry_run)))
         else:
             console.print("No duplicates found.")
         return
@@ -464,14 +474,14 @@ def review_command(
         return
     if not the_plan.steps:
         if fmt == "json":
-            click.echo(json.dumps({**plan_json(the_plan, dry_run=False), "run": None, "results": []}, indent=2))
+            click.echo(json.dumps(applied_json(the_plan, None), indent=2))
         else:
             render_plan(console, the_plan, dry_run=False, steps=False)
             console.print("Nothing to do.")
         return
     result = _apply(store, the_plan)
     if fmt == "json":
-        click.echo(json.dumps({**plan_json(the_plan, dry_run=False), **result_json(result)}, indent=2))
+        click.echo(json.dumps(applied_json(the_plan, result), indent=2))
     else:
         render_plan(console, the_plan, dry_run=False, steps=False)
         render_result(console, result)
@@ -715,60 +725,6 @@ def open_in_viewer(paths: Sequence[str]) -> str:
     return f"Opened {len(paths)} file(s) with {command[0]}."
 
 
-def plan_json(the_plan: Plan, *, dry_run: bool) -> dict[str, Any]:
-    return {
-        "action": the_plan.action.value,
-        "dry_run": dry_run,
-        "destination": the_plan.destination,
-        "groups": [
-            {
-                "keeper": g.choice.keeper.path,
-                "reason": g.choice.reason,
-                "tie": list(g.choice.tied),
-                "skipped": g.skipped,
-                "steps": [
-                    {
-                        "path": s.file.path,
-                        "action": s.action.value,
-                        "match": s.match.value,
-                        "size": s.file.size,
-                        "destination": s.destination,
-                        "sidecars": list(s.sidecars),
-                    }
-                    for s in g.steps
-                ],
-                "left": [{"path": s.path, "reason": s.reason} for s in g.left],
-            }
-            for g in the_plan.groups
-        ],
-        "summary": {"files": len(the_plan.steps), "bytes": the_plan.reclaimable_bytes},
-    }
-
-
-def result_json(result: ApplyResult) -> dict[str, Any]:
-    return {
-        "run": result.run_id,
-        "results": [
-            {
-                "path": r.path,
-                "state": r.state.value,
-                "reason": r.reason,
-                "keeper": r.keeper,
-                "destination": r.destination,
-                "size": r.size,
-                "sidecars": list(r.sidecars),
-            }
-            for r in result.results
-        ],
-        "summary": {
-            "done": result.count(StepState.DONE),
-            "skipped": result.count(StepState.SKIPPED),
-            "failed": result.count(StepState.FAILED),
-            "freed_bytes": result.freed_bytes,
-        },
-    }
-
-
 _VERB = {
     Action.TRASH: ("trash", "trashed"),
     Action.DELETE: ("delete permanently", "deleted"),
@@ -849,12 +805,6 @@ def undo_command(ctx: click.Context, db: str | None, list_runs: bool, run_id: in
         for column in ("Run", "Started", "Action", "Done", "Failed", "Undone", "State"):
             table.add_column(column)
         for r in all_runs:
-            if r.undone is not None:
-                state = "undone"
-            elif r.finished is None:
-                state = "interrupted" if r.counts.get("planned") or r.counts.get("done") else "unfinished"
-            else:
-                state = "finished"
             table.add_row(
                 str(r.id),
                 datetime.fromtimestamp(r.started).strftime("%Y-%m-%d %H:%M:%S"),
@@ -862,7 +812,7 @@ def undo_command(ctx: click.Context, db: str | None, list_runs: bool, run_id: in
                 str(r.counts.get("done", 0)),
                 str(r.counts.get("failed", 0)),
                 str(r.counts.get("undone", 0)),
-                state,
+                run_state(r),
             )
         console.print(table)
         return
@@ -974,20 +924,6 @@ def query_status(errors: int, matched: int) -> int:
     return 2 if errors else 1 if matched else 0
 
 
-def hit_json(hit: SearchHit) -> dict[str, Any]:
-    return {
-        "name": hit.name,
-        "source": hit.source.value,
-        "match": hit.match.value,
-        "reason": hit.reason,
-        "distance": hit.distance,
-        "dhash_distance": hit.dhash_distance,
-        "width": hit.width,
-        "height": hit.height,
-        "content_hash": hit.content_hash,
-    }
-
-
 def search_threshold_option(f: F) -> F:
     return click.option(
         "--threshold",
@@ -1034,14 +970,7 @@ def search_command(
     if fmt == "json":
         click.echo(
             json.dumps(
-                [
-                    {
-                        "image": image,
-                        "error": error,
-                        "matches": [hit_json(h) for h in result.hits] if result else [],
-                    }
-                    for image, result, error in results
-                ],
+                [search_json(image, result, error) for image, result, error in results],
                 indent=2,
             )
         )
@@ -1116,22 +1045,14 @@ def check_command(ctx: click.Context, images: tuple[str, ...], db: str | None, t
             result = check(image, store, threshold=threshold)
         except FileSkipped as e:
             errors += 1
-            report.append({"image": image, "match": None, "distance": None, "error": e.reason, "closest": None})
+            report.append(check_json(image, None, e.reason))
             if fmt == "text":
                 click.echo(f"{display_path(image)}: error: {display_path(e.reason)}", err=True)
             continue
         except DedupeError as e:
             raise QueryError(str(e)) from None
         matched += result.matched
-        report.append(
-            {
-                "image": image,
-                "match": result.matched,
-                "distance": result.distance,
-                "error": None,
-                "closest": None if result.hit is None else hit_json(result.hit),
-            }
-        )
+        report.append(check_json(image, result))
         if fmt == "text":
             if result.hit is None:
                 click.echo(f"{display_path(image)}: no match")
@@ -1234,7 +1155,7 @@ def calibrate_command(dirs: tuple[str, ...], sample: int, seed: int, fmt: str, q
     except DedupeError as e:
         raise click.ClickException(display_path(str(e))) from None
     if fmt == "json":
-        click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        click.echo(json.dumps(calibration_json(result), indent=2))
         return
     console = Console(highlight=False, soft_wrap=True)
     table = Table(title="Distance of edited copies to their photo (pHash bits; turns allowed)")
@@ -1500,44 +1421,7 @@ class WatchRenderer:
             self._live_line = False
 
 
-def watch_event_json(event: WatchEvent) -> dict[str, Any]:
-    """One watch event as a JSON object; paths that are not valid UTF-8 keep their bytes as surrogate escapes."""
-    out: dict[str, Any] = {"event": event.kind.value, "time": datetime.now(UTC).isoformat(timespec="milliseconds")}
-    if event.path is not None:
-        out["path"] = event.path
-    if event.kind in (WatchEventKind.DUPLICATE, WatchEventKind.COMMAND_FAILED):
-        out["existing"] = event.other
-        if event.match is not None:
-            out["match"] = event.match.value
-            out["distance"] = event.distance
-    elif event.other is not None:
-        out["dest"] = event.other
-    if event.kind in (WatchEventKind.SKIPPED, WatchEventKind.COMMAND_FAILED, WatchEventKind.QUARANTINE_FAILED):
-        out["reason"] = event.message
-    elif event.message:
-        out["message"] = event.message
-    return out
-
-
 # --- rendering ------------------------------------------------------------------------------------------------
-
-
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
-
-
-def display_path(path: str) -> str:
-    """A path as it can be printed: bytes that are not UTF-8 and control characters (which would drive the
-    terminal or split a row) shown as \\xNN escapes."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").translate(_CONTROL)
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
 
 
 def _date(taken: str | None, mtime_ns: int) -> str:
@@ -1550,91 +1434,11 @@ def render(
     groups: Sequence[DuplicateGroup], skipped: Sequence[Skipped], summary: Summary, fmt: str, extra: dict[str, int]
 ) -> None:
     if fmt == "json":
-        click.echo(json.dumps(as_json(groups, skipped, summary, extra), indent=2))
+        click.echo(json.dumps(groups_json(groups, skipped, summary, extra), indent=2))
     elif fmt == "csv":
-        click.echo(as_csv(groups), nl=False)
+        click.echo(groups_csv(groups), nl=False)
     else:
         render_table(groups, skipped, summary, extra)
-
-
-def as_json(
-    groups: Sequence[DuplicateGroup], skipped: Sequence[Skipped], summary: Summary, extra: dict[str, int]
-) -> dict[str, Any]:
-    """The JSON report. Paths that are not valid UTF-8 keep their bytes as surrogate escapes (lossless)."""
-    return {
-        "groups": [
-            {
-                "kind": g.kind.value,
-                "files": [
-                    {
-                        "path": m.file.path,
-                        "reference": i == 0,
-                        "match": m.match.value,
-                        "distance": m.distance,
-                        "transform": m.transform,
-                        "dhash": m.dhash,
-                        "cropped": m.cropped,
-                        "crop": m.crop,
-                        "why": m.why,
-                        "size": m.file.size,
-                        "width": m.file.fingerprint.width,
-                        "height": m.file.fingerprint.height,
-                        "format": m.file.fingerprint.format,
-                        "taken": m.file.fingerprint.taken,
-                        "mtime": m.file.mtime_ns / 1e9,
-                        "content_hash": m.file.content_hash,
-                    }
-                    for i, m in enumerate(g.members)
-                ],
-            }
-            for g in groups
-        ],
-        "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
-        "summary": {**dataclasses.asdict(summary), **extra},
-    }
-
-
-CSV_FIELDS = (
-    "group",
-    "kind",
-    "reference",
-    "match",
-    "distance",
-    "transform",
-    "path",
-    "size",
-    "width",
-    "height",
-    "format",
-    "taken",
-)
-
-
-def as_csv(groups: Sequence[DuplicateGroup]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_FIELDS)
-    for n, g in enumerate(groups, start=1):
-        for i, m in enumerate(g.members):
-            fp = m.file.fingerprint
-            writer.writerow(
-                (
-                    n,
-                    g.kind.value,
-                    int(i == 0),
-                    m.match.value,
-                    m.distance,
-                    m.transform or "",
-                    m.why,
-                    display_path(m.file.path),
-                    m.file.size,
-                    fp.width,
-                    fp.height,
-                    fp.format,
-                    fp.taken or "",
-                )
-            )
-    return out.getvalue()
 
 
 _KIND_LABEL = {"exact": "same bytes", "image": "same pixels", "near": "similar"}
