@@ -38,7 +38,6 @@ from dedupe.actions import (
     parse_rules,
     plan,
     plan_script,
-    suggest_keeper,
     undo,
 )
 from dedupe.calibrate import DEFAULT_SAMPLE, calibrate
@@ -78,6 +77,7 @@ from dedupe.models import (
     WatchOptions,
 )
 from dedupe.report import write_html_report
+from dedupe.review import Reply, Review
 from dedupe.scan import scan, stored_groups
 from dedupe.search import check, find_similar
 from dedupe.store import Store, default_store_path
@@ -566,9 +566,6 @@ def group_table(group: DuplicateGroup, choice: KeeperChoice, refs: Sequence[str]
     return table
 
 
-_KEYS = "k keep suggestion · 1-{n} keep that file · a keep all · s skip · o open · b back · q quit"
-
-
 def _interactive_review(
     ctx: click.Context,
     store: Store,
@@ -582,84 +579,39 @@ def _interactive_review(
     include_raw: bool = False,
 ) -> None:
     stream = cast(TextIO, _Input(sys.stdin))
-    choices = [suggest_keeper(g, rules, refs, include_raw=include_raw) for g in groups]
-    keepers: dict[int, str] = {}
-    keep_all: set[int] = set()
-    quit_early = False
-    i = 0
-    while i < len(groups):
-        group, choice = groups[i], choices[i]
+    review = Review(groups, rules, refs, include_raw=include_raw)
+    while not review.done:
+        group, choice = review.current
         console.print()
-        console.print(Text(f"Group {i + 1} of {len(groups)}: {_ROW_MATCH[group.kind.value]}", style="bold"))
+        console.print(Text(f"Group {review.index + 1} of {len(groups)}: {_ROW_MATCH[group.kind.value]}", style="bold"))
         console.print(group_table(group, choice, refs))
         if choice.is_tie:
             console.print(Text(f"{display_path(choice.reason)}: pick the keeper by number.", style="yellow"))
         else:
-            n = next(j for j, m in enumerate(group.members, 1) if m.file.path == choice.keeper.path)
-            console.print(Text(f"Suggested keeper: {n}, {display_path(choice.reason)}"))
+            console.print(Text(f"Suggested keeper: {review.suggested()}, {display_path(choice.reason)}"))
         try:
-            answer = Prompt.ask(
-                _KEYS.format(n=len(group.members)),
-                console=console,
-                stream=stream,
-                default="" if choice.is_tie else "k",
-                show_default=not choice.is_tie,
+            text = Prompt.ask(
+                review.keys(), console=console, stream=stream, default=review.default(), show_default=not choice.is_tie
             )
         except EOFError:
             console.print("\nEnd of input: quitting without changing anything.")
             return
-        answer = answer.strip().lower()
-        if answer == "k" and not choice.is_tie:
-            keepers[i] = choice.keeper.path
-            keep_all.discard(i)
-        elif answer.isdigit() and 1 <= int(answer) <= len(group.members):
-            keepers[i] = group.members[int(answer) - 1].file.path
-            keep_all.discard(i)
-        elif answer == "a":
-            keep_all.add(i)
-            keepers.pop(i, None)
-        elif answer == "s":
-            keepers.pop(i, None)
-            keep_all.discard(i)
-        elif answer == "o":
-            console.print(open_in_viewer([m.file.path for m in group.members]))
-            continue
-        elif answer == "b":
-            i = max(0, i - 1)
-            continue
-        elif answer == "q":
-            quit_early = True
-            break
-        else:
-            hint = "a tie: pick the keeper by number" if answer == "k" else f"not an answer: {answer!r}"
-            console.print(Text(hint, style="red"))
-            continue
-        i += 1
+        answered = review.answer(text)
+        if answered.reply is Reply.OPEN:
+            console.print(open_in_viewer(answered.paths))
+        elif answered.reply is Reply.NOT_UNDERSTOOD:
+            console.print(Text(answered.hint, style="red"))
 
-    if not keepers and not keep_all:
+    if not review.decided:
         console.print("Nothing decided; nothing changed.")
         return
-    chosen = sorted(keepers)
-    try:
-        the_plan = plan(
-            [groups[j] for j in chosen],
-            rules,
-            act,
-            references=refs,
-            destination=destination,
-            roots=roots,
-            include_near=True,
-            keepers={n: keepers[j] for n, j in enumerate(chosen)},
-            include_raw=include_raw,
-        )
-    except DedupeError as e:
-        raise click.ClickException(display_path(str(e))) from None
+    the_plan = review.plan(act, destination=destination, roots=roots)
     console.print()
     render_plan(console, the_plan, dry_run=False)
-    if keep_all:
-        console.print(f"{len(keep_all)} group(s) will be remembered as not duplicates.")
+    if review.keep_all:
+        console.print(f"{len(review.keep_all)} group(s) will be remembered as not duplicates.")
     try:
-        if quit_early:
+        if review.quit_early:
             go = Prompt.ask(
                 "Apply what was decided so far, or discard it?",
                 console=console,
@@ -682,13 +634,9 @@ def _interactive_review(
     if not confirmed:
         console.print("Discarded; nothing changed.")
         return
-    if keep_all:
-        pairs = []
-        for j in sorted(keep_all):
-            hashes = [m.file.content_hash for m in groups[j].members]
-            pairs += [(a, b) for x, a in enumerate(hashes) for b in hashes[x:] if a != b or hashes.count(a) > 1]
-        store.add_not_duplicates(pairs)
-        console.print(f"Remembered {len(keep_all)} group(s) as not duplicates.")
+    if review.keep_all:
+        store.add_not_duplicates(review.not_duplicate_pairs())
+        console.print(f"Remembered {len(review.keep_all)} group(s) as not duplicates.")
     if the_plan.steps:
         result = _apply(store, the_plan)
         render_result(console, result)
