@@ -74,10 +74,39 @@ def test_usage_errors_exit_2_and_run_failures_exit_1(tmp_path: Path) -> None:
 
 def test_every_command_has_help_with_an_example() -> None:
     assert isinstance(cli, click.Group)
-    for name in cli.commands:
+    assert len(cli.commands) == 11
+    for name, command in cli.commands.items():
         result = invoke(name, "--help")
         assert result.exit_code == 0
-        assert "Example:" in result.output, name
+        assert command.get_short_help_str(), name
+        assert "Example:" in result.output and f"dedupe {name}" in result.output.split("Example:")[1], name
+
+
+def test_a_name_with_an_escape_sequence_does_not_reach_the_terminal(tmp_path: Path) -> None:
+    """A file name cannot drive the terminal or split a row: control characters are shown as \\xNN."""
+    root = tmp_path / "photos"
+    keeper = save(draw_photo(3, (300, 200)), root / "a.jpg")
+    for name in ("esc\x1b[2Jclear.jpg", "new\nline.jpg"):
+        (root / name).write_bytes(keeper.read_bytes())
+    db = str(tmp_path / "store.sqlite")
+    for args in (["scan", str(root), "-q"], ["groups"], ["review", "--dry-run", "--keep", f"path:{keeper}"]):
+        result = CliRunner().invoke(cli, [*args, "--db", db])
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.output
+        assert "esc\\x1b[2Jclear.jpg" in result.output
+        assert "new\\x0aline.jpg" in result.output
+
+
+def test_a_library_error_is_one_line_with_the_command_s_exit_status(tmp_path: Path) -> None:
+    """Store errors end every command with one line: exit 1, or 2 for search and check (1 there means a match)."""
+    runner = CliRunner()
+    bad = "/proc/nope/store.sqlite"
+    for args, status in ((["groups"], 1), (["undo"], 1), (["search", str(tmp_path)], 2), (["check", "x.jpg"], 2)):
+        result = runner.invoke(cli, [*args, "--db", bad])
+        assert result.exit_code == status, (args, result.output)
+        assert (
+            result.output.count("\n") == 1 and result.output.startswith("Error: ") and "Traceback" not in result.output
+        )
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "csv"])
