@@ -119,32 +119,11 @@ def match_options(*, full: bool = True, threshold_help: str = GROUP_THRESHOLD_HE
             return f(*args, rule=MatchRule(**fields), **kwargs)
 
         decorated: Callable[..., Any] = with_rule
-        if full:
-            decorated = click.option(
-                "--crops/--no-crops",
-                default=None,
-                help="Also match copies with about 15-20% cut off their edges, or cut to 16:9 or square (confirmed"
-                " by dHash and colour)."
-                f" Default: on for up to {CROP_SEARCH_LIMIT:,} pictures (the search grows slow beyond).",
-            )(decorated)
-            decorated = click.option(
-                "--bursts-apart/--bursts-together",
-                default=True,
-                show_default=True,
-                help="Keep shots of one burst (same camera, EXIF times under 2 s apart) out of each other's groups.",
-            )(decorated)
-            decorated = click.option(
-                "--two-stage/--no-two-stage",
-                default=True,
-                show_default=True,
-                help="Also match when pHash is within 16 bits and dHash confirms within 2 (edited copies, watermarks).",
-            )(decorated)
-            decorated = click.option(
-                "--rotations/--no-rotations",
-                default=True,
-                show_default=True,
-                help="Also match copies turned by 90/180/270 degrees or mirrored in their pixels.",
-            )(decorated)
+        for flags, help_text in reversed(_RULE_FLAGS if full else ()):
+            # --crops has no fixed default: None leaves it to the number of pictures.
+            crops = flags.startswith("--crops")
+            option = click.option(flags, default=None if crops else True, show_default=not crops, help=help_text)
+            decorated = option(decorated)
         decorated = click.option(
             "--threshold",
             type=click.IntRange(0, MAX_THRESHOLD),
@@ -158,6 +137,24 @@ def match_options(*, full: bool = True, threshold_help: str = GROUP_THRESHOLD_HE
 
 
 _RULE_FIELDS = ("threshold", "rotations", "two_stage", "bursts_apart", "crops")
+
+# The switches of MatchRule beside --threshold, in the order --help lists them.
+_RULE_FLAGS = (
+    ("--rotations/--no-rotations", "Also match copies turned by 90/180/270 degrees or mirrored in their pixels."),
+    (
+        "--two-stage/--no-two-stage",
+        "Also match when pHash is within 16 bits and dHash confirms within 2 (edited copies, watermarks).",
+    ),
+    (
+        "--bursts-apart/--bursts-together",
+        "Keep shots of one burst (same camera, EXIF times under 2 s apart) out of each other's groups.",
+    ),
+    (
+        "--crops/--no-crops",
+        "Also match copies with about 15-20% cut off their edges, or cut to 16:9 or square (confirmed by dHash and"
+        f" colour). Default: on for up to {CROP_SEARCH_LIMIT:,} pictures (the search grows slow beyond).",
+    ),
+)
 
 
 def _parse_keep(ctx: click.Context, param: click.Parameter, value: str) -> tuple[KeeperRule, ...]:
