@@ -11,13 +11,11 @@ from tests.conftest import make_record
 
 def three_groups() -> list[DuplicateGroup]:
     """Three exact groups of two files: /a/N.jpg (the shorter path, suggested) and /copies/N.jpg."""
-    records = []
-    for n in range(3):
-        same = {"content_hash": f"{n}" * 32, "image_hash": f"{n}" * 32, "phash": n * 0xFFFF_0000_0000}
-        records += [
-            make_record(f"/a/{n}.jpg", ino=2 * n, **same),
-            make_record(f"/copies/{n}.jpg", ino=2 * n + 1, **same),
-        ]
+    records = [
+        make_record(f"{folder}/{n}.jpg", ino=k, content_hash=f"{n}" * 32, image_hash=f"{n}" * 32, phash=n << 40)
+        for n in range(3)
+        for k, folder in enumerate(("/a", "/copies"), start=2 * n)
+    ]
     groups = find_groups(records, 0)  # identical pictures only: the groups are the content hashes
     assert len(groups) == 3
     return groups
@@ -79,8 +77,7 @@ def test_quit_ends_the_review_with_what_was_decided() -> None:
 
 @pytest.mark.parametrize("answer", ["k", "K", ""])
 def test_a_tie_needs_a_number(answer: str) -> None:
-    same = {"content_hash": "e" * 32, "image_hash": "e" * 32}
-    groups = find_groups([make_record("/x/a.jpg", ino=1, **same), make_record("/y/b.jpg", ino=2, **same)])
+    groups = find_groups([make_record(p, ino=k, content_hash="e" * 32) for k, p in enumerate(("/x/a.jpg", "/y/b.jpg"))])
     r = Review(groups, parse_rules("shortest"))
     assert r.current[1].is_tie and r.default() == ""
     answered = r.answer(answer)
