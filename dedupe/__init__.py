@@ -9,6 +9,7 @@ The command line is a thin layer over this library::
         groups, skipped, images = stored_groups(store, ["/media/backup"])
         result = apply(plan(groups, parse_rules("resolution,oldest"), Action.TRASH), store)
         undo(store)  # puts the files back
+        report = groups_json(groups, skipped, summarize(groups, images, len(skipped)))  # as `--format json`
 
 Checking uploads against a blocklist, from a web application's threads::
 
@@ -92,6 +93,7 @@ from dedupe.models import (
     WatchOptions,
 )
 from dedupe.report import render_html, write_html_report
+from dedupe.review import Review
 from dedupe.scan import fingerprint_files, scan, scan_changes, stored_groups
 from dedupe.search import SearchIndex, check, find_similar, fingerprint_query
 from dedupe.store import Store, default_store_path
@@ -127,6 +129,7 @@ __all__ = [
     "MatchRule",
     "Plan",
     "ProgressEvent",
+    "Review",
     "RunInfo",
     "ScanOptions",
     "ScanReport",
