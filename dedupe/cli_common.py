@@ -42,7 +42,7 @@ class Output:
         self.out = Console(highlight=False, soft_wrap=False)
         if not self.out.is_terminal:
             self.out.width = 400  # piped or tested: never fold a path
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.err = Console(stderr=True, highlight=False)
 
 
 # How a group's member is said to match its reference, in tables.

@@ -374,18 +374,21 @@ class WatchRenderer:
             click.echo(line)
             sys.stdout.flush()
         elif event.kind == WatchEventKind.READY:
-            self._err.print(Text(f"{event.message[:1].upper()}{event.message[1:]}. Press Ctrl-C to stop."))
+            self._say(Text(f"{event.message[:1].upper()}{event.message[1:]}. Press Ctrl-C to stop."))
         elif event.kind == WatchEventKind.WARNING:
-            self._err.print(Text(f"warning: {display_path(event.message)}"))
+            self._say(Text(f"warning: {display_path(event.message)}"))
         elif event.kind == WatchEventKind.SKIPPED:
-            self._err.print(Text(f"skipped {path}: {display_path(event.message)}"))
+            self._say(Text(f"skipped {path}: {display_path(event.message)}"))
         elif event.kind == WatchEventKind.COMMAND_FAILED:
-            self._err.print(Text(f"--exec failed for {path}: {display_path(event.message)}"))
+            self._say(Text(f"--exec failed for {path}: {display_path(event.message)}"))
         elif event.kind == WatchEventKind.QUARANTINED:
             click.echo(f"quarantined: {path} -> {other} ('dedupe undo' puts it back)")
             sys.stdout.flush()
         elif event.kind == WatchEventKind.QUARANTINE_FAILED:
-            self._err.print(Text(f"not quarantined, left in place: {path}: {display_path(event.message)}"))
+            self._say(Text(f"not quarantined, left in place: {path}: {display_path(event.message)}"))
+
+    def _say(self, line: str | Text) -> None:
+        self._err.print(line, soft_wrap=True)  # a log line: never folded, whatever the width
 
     def _show_queue(self, queued: int, in_progress: int) -> None:
         if self._fmt != "text":
@@ -401,7 +404,7 @@ class WatchRenderer:
                 self._clear()
         elif (queued or in_progress) and time.monotonic() - self._last_line >= 5.0:
             self._last_line = time.monotonic()  # a log: a line at most every few seconds while busy
-            self._err.print(text)
+            self._say(text)
 
     def _clear(self) -> None:
         if self._live_line:
