@@ -106,10 +106,10 @@ def render_search(output: Output, results: Sequence[tuple[str, SearchResult | No
             click.echo(f"{display_path(image)}: error: {error}", err=True)
             continue
         if not result.hits:
-            console.print(Text(f"{display_path(image)}: no match"))
+            console.print(Text(f"{display_path(image)}: no match"), soft_wrap=True)
             continue
         n = len(result.hits)
-        console.print(Text(f"{display_path(image)}: {n} {'match' if n == 1 else 'matches'}"))
+        console.print(Text(f"{display_path(image)}: {n} {'match' if n == 1 else 'matches'}"), soft_wrap=True)
         table = Table(pad_edge=False, expand=False)
         for column, justify in (
             ("Match", "left"),
@@ -130,7 +130,7 @@ def render_search(output: Output, results: Sequence[tuple[str, SearchResult | No
                 hit.source.value,
                 Text(display_path(hit.name)),
             )
-        console.print(table)
+        console.print(table, soft_wrap=True)
 
 
 _KIND_LABEL_SEARCH = {"exact": "same bytes", "image": "same image data", "near": "near"}
