@@ -11,6 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from dedupe.cli import cli
+from dedupe.cli_common import match_options
+from dedupe.group import MatchRule
 from tests.conftest import draw_photo, run_dedupe, save
 
 
@@ -131,3 +133,34 @@ def test_real_subprocess_scan_with_undecodable_name(tmp_path: Path) -> None:
     table = run_dedupe("groups", str(root), "--db", str(tmp_path / "s.sqlite"))
     assert table.returncode == 0 and "\\xff\\xfe.jpg" in table.stdout
     assert run_dedupe("scan").returncode == 2
+
+
+def test_the_match_options_reach_the_command_as_one_rule() -> None:
+    """match_options turns --threshold and the match switches into one MatchRule argument, rule."""
+    seen: list[MatchRule] = []
+
+    @click.command()
+    @match_options()
+    def full(rule: MatchRule) -> None:
+        seen.append(rule)
+
+    @click.command()
+    @match_options(full=False)
+    def threshold_only(rule: MatchRule) -> None:
+        seen.append(rule)
+
+    runner = CliRunner()
+    assert runner.invoke(full, ["--threshold", "7", "--no-rotations", "--bursts-together", "--crops"]).exit_code == 0
+    assert runner.invoke(full, []).exit_code == 0
+    assert runner.invoke(threshold_only, ["--threshold", "0"]).exit_code == 0
+    assert runner.invoke(threshold_only, ["--no-rotations"]).exit_code == 2
+    assert seen[0] == MatchRule(7, rotations=False, two_stage=True, bursts_apart=False, crops=True)
+    by_default = seen[1]
+    assert (by_default.threshold, by_default.rotations, by_default.two_stage, by_default.bursts_apart) == (
+        4,
+        True,
+        True,
+        True,
+    )
+    assert by_default.crops is None  # left to the number of pictures
+    assert seen[2] == MatchRule(0)
