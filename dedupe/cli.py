@@ -26,7 +26,6 @@ def cli() -> None:
     """
 
 
-# In the order of the old single module, which is the order `dedupe --help` lists them (alphabetical anyway).
 for _command in (
     scan_command,
     groups_command,
