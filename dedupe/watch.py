@@ -201,25 +201,54 @@ def _limit_message(code: int, root: str, interval: float) -> str:
     )
 
 
-def unwatched_folders(observer: BaseObserver, root: str) -> int | None:
-    """How many folders below root an inotify observer is not watching, or None when it cannot be told.
+def watched_inodes() -> set[int] | None:
+    """The inode numbers of everything this process's inotify instances watch, as the kernel lists them.
 
-    Watchdog skips a subfolder whose watch cannot be added (for instance past max_user_watches) without saying
-    so; this looks at what its inotify emitters hold.
+    proc(5) shows each inotify watch of an instance in /proc/self/fdinfo/FD as a line
+    `inotify wd:.. ino:HEX sdev:HEX ...`. None when there is no such list (no /proc, or no inotify instance open).
     """
-    watched: set[bytes] = set()
-    emitters = list(observer.emitters)
-    if not emitters:
+    fds = Path("/proc/self/fd")
+    try:
+        entries = list(fds.iterdir())
+    except OSError:
         return None
-    for emitter in emitters:
-        group = getattr(emitter, "_inotify", None)
-        paths = getattr(group, "_active_callbacks_by_path", None)
-        if not isinstance(paths, dict):
-            return None
-        watched.update(p for p in paths if isinstance(p, bytes))
+    inodes: set[int] = set()
+    found = False
+    for entry in entries:
+        try:
+            if str(entry.readlink()) != "anon_inode:inotify":
+                continue
+            lines = (fds.parent / "fdinfo" / entry.name).read_text().splitlines()
+        except OSError:
+            continue  # closed meanwhile (listing /proc/self/fd opens a descriptor of its own)
+        found = True
+        for line in lines:
+            if line.startswith("inotify "):
+                fields = dict(f.split(":", 1) for f in line.split()[1:] if ":" in f)
+                with contextlib.suppress(KeyError, ValueError):
+                    inodes.add(int(fields["ino"], 16))
+    return inodes if found else None
+
+
+def unwatched_folders(root: str) -> int | None:
+    """How many folders below root no inotify watch of this process covers, or None when it cannot be told.
+
+    Watchdog's inotify observer skips a subfolder whose watch cannot be added (for instance past
+    max_user_watches) without saying so, and it keeps the list of what it watches to itself; the kernel's own
+    list of watches says the same without reading watchdog's private state. Folders are compared by inode number
+    alone: on btrfs, stat() gives each subvolume a device number of its own that is not the one inotify lists, and
+    a coincidence of inode numbers can only make a missing watch go unnoticed, never invent one.
+    """
+    watched = watched_inodes()
+    if watched is None:
+        return None
     missing = 0
     for folder, _, _ in os.walk(root):
-        if os.fsencode(folder) not in watched and Path(folder).is_dir():
+        try:
+            inode = Path(folder).stat().st_ino
+        except OSError:
+            continue  # gone meanwhile
+        if inode not in watched:
             missing += 1
     return missing
 
@@ -444,19 +473,19 @@ class Watcher:
             return False
         root.observer = observer
         root.identity = identity
-        if not root.polling and self._partly_watched(root, observer):
+        if not root.polling and self._partly_watched(root):
             self._warn(_limit_message(errno.ENOSPC, root.path, interval))
             self._halt(root)
             root.polling = True
             return self._start(root)
         return True
 
-    def _partly_watched(self, root: _Root, observer: BaseObserver) -> bool:
-        missing = unwatched_folders(observer, root.path)
+    def _partly_watched(self, root: _Root) -> bool:
+        missing = unwatched_folders(root.path)
         if not missing:
             return False
         time.sleep(0.5)  # folders created just now get their watch from the observer's own thread
-        return bool(unwatched_folders(observer, root.path))
+        return bool(unwatched_folders(root.path))
 
     def _halt(self, root: _Root) -> None:
         if root.observer is not None:

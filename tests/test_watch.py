@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from watchdog.observers.api import BaseObserver
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers.api import BaseObserver, ObservedWatch
+from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.polling import PollingObserver
 
 from dedupe import fingerprint
@@ -471,8 +473,40 @@ def test_inotify_observer_watches_every_subfolder(root: Path) -> None:
     observer = default_observer(False, 1.0)
     observer.schedule(QueueingHandler(), str(root), recursive=True)
     with observer:
-        # If watchdog's internals change, this says None instead of silently missing the watch limit.
-        assert unwatched_folders(observer, str(root)) == 0
+        assert unwatched_folders(str(root)) == 0
+    shallow = default_observer(False, 1.0)
+    shallow.schedule(QueueingHandler(), str(root), recursive=False)  # the root alone: its three folders are not
+    with shallow:
+        assert unwatched_folders(str(root)) == 3
+
+
+class ShallowObserver(InotifyObserver):
+    """A real inotify observer that watches the root only, as watchdog does past max_user_watches (it skips the
+    subfolders whose watch cannot be added and says nothing)."""
+
+    def schedule(
+        self,
+        event_handler: FileSystemEventHandler,
+        path: str | Path,
+        *,
+        recursive: bool = False,
+        event_filter: list[type[FileSystemEvent]] | None = None,
+        follow_symlink: bool = False,
+    ) -> ObservedWatch:
+        return super().schedule(event_handler, path, recursive=False, event_filter=event_filter)
+
+
+def test_subfolders_inotify_cannot_watch_are_polled(root: Path, db: Path) -> None:
+    (root / "sub").mkdir()
+
+    def factory(polling: bool, interval: float) -> BaseObserver:
+        return PollingObserver(timeout=0.1) if polling else ShallowObserver()
+
+    with watching([root], db, factory=factory) as (rec, store):
+        [warning] = rec.of(K.WARNING)
+        assert "/proc/sys/fs/inotify/max_user_watches" in warning.message and "polling" in warning.message
+        deep = photo(root / "sub" / "deep.jpg", 46)
+        wait_for(lambda: store.get_file(str(deep)) is not None, what="the file in the unwatched subfolder")
 
 
 # --- the command line and other processes ----------------------------------------------------------------------
