@@ -47,7 +47,7 @@ from dedupe.actions import (
 from dedupe.calibrate import DEFAULT_SAMPLE, calibrate
 from dedupe.errors import DedupeError, FileSkipped
 from dedupe.exchange import export_fingerprints, import_fingerprints
-from dedupe.group import CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, searches_crops, summarize
+from dedupe.group import CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, MatchRule, searches_crops, summarize
 from dedupe.models import (
     Action,
     ApplyResult,
@@ -1335,14 +1335,12 @@ def watch_command(
         if not argv:
             raise click.BadParameter("the command is empty", param_hint="--exec")
     store = open_store(ctx, db)
-    options = WatchOptions(
-        threshold=threshold, poll=poll, settle=settle, hidden=hidden, command=argv, quarantine=quarantine
-    )
+    options = WatchOptions(poll=poll, settle=settle, hidden=hidden, command=argv, quarantine=quarantine)
     renderer = WatchRenderer(fmt, Console(stderr=True, highlight=False, soft_wrap=True))
     stop = threading.Event()
     try:
         with stop_on_signals(stop), renderer:
-            watch(dirs, store, options, renderer.on_event, stop)
+            watch(dirs, store, options, renderer.on_event, stop, rule=MatchRule(threshold))
     except KeyboardInterrupt:
         click.echo("Interrupted at once: what was read so far is saved.", err=True)
         ctx.exit(130)

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from dedupe.errors import DedupeError
-from dedupe.group import DEFAULT_THRESHOLD, MatchRule
+from dedupe.group import MatchRule
 from dedupe.models import ProgressEvent, ScanOptions, WatchEvent, WatchEventKind, WatchOptions
 from dedupe.scan import fingerprint_files, resolve_roots, scan_changes, walk
 from dedupe.store import Store, StoredFile
@@ -63,6 +63,7 @@ INLINE_BYTES = 4_000_000
 SUPERVISE_EVERY = 1.0
 ORPHANS_EVERY = 10.0
 TICK = 0.1
+DEFAULT_RULE = MatchRule()  # frozen: one instance serves as every default
 
 EventCallback = Callable[[WatchEvent], None]
 
@@ -117,6 +118,8 @@ class Watcher:
         options: WatchOptions | None = None,
         on_event: EventCallback | None = None,
         observer_factory: ObserverFactory | None = None,
+        *,
+        rule: MatchRule = DEFAULT_RULE,
     ) -> None:
         real, self._options = _checked(roots, options or WatchOptions())
         self._store = store
@@ -125,10 +128,9 @@ class Watcher:
         polling = self._options.poll is not None
         self._wakeup = threading.Event()
         self._roots = [WatchedRoot(r, QueueingHandler(MAX_QUEUED, self._wakeup), polling) for r in real]
-        threshold = DEFAULT_THRESHOLD if self._options.threshold is None else self._options.threshold
         self._reporter = DuplicateReporter(
             store,
-            MatchRule(threshold),
+            rule,
             self._report,
             command=self._options.command,
             quarantine=self._options.quarantine,
@@ -427,6 +429,12 @@ def watch(
     on_event: EventCallback | None = None,
     stop: threading.Event | None = None,
     observer_factory: ObserverFactory | None = None,
+    *,
+    rule: MatchRule = DEFAULT_RULE,
 ) -> None:
-    """Catch up with the roots, then follow them until `stop` is set; events go to on_event."""
-    Watcher(roots, store, options, on_event, observer_factory).run(stop or threading.Event())
+    """Catch up with the roots, then follow them until `stop` is set; events go to on_event.
+
+    A new file is a duplicate when it matches a stored picture under rule (without the crop search, which needs
+    the whole library at once): the same MatchRule a scan groups with.
+    """
+    Watcher(roots, store, options, on_event, observer_factory, rule=rule).run(stop or threading.Event())
