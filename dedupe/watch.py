@@ -23,7 +23,7 @@ from dedupe.errors import DedupeError
 from dedupe.group import MatchRule
 from dedupe.models import ProgressEvent, ScanOptions, WatchEvent, WatchEventKind, WatchOptions
 from dedupe.scan import fingerprint_files, resolve_roots, scan_changes, walk
-from dedupe.store import Store, StoredFile
+from dedupe.store import Store
 from dedupe.watch_events import (
     FALLBACK_POLL,
     MAX_QUEUED,
@@ -45,6 +45,7 @@ from dedupe.watch_settle import Settling, regular, signature
 __all__ = [
     "TEMP_PATTERNS",
     "Change",
+    "ChangeCallback",
     "EventCallback",
     "ObserverFactory",
     "QueueingHandler",
@@ -66,6 +67,7 @@ TICK = 0.1
 DEFAULT_RULE = MatchRule()  # frozen: one instance serves as every default
 
 EventCallback = Callable[[WatchEvent], None]
+ChangeCallback = Callable[[Change], None]
 
 
 @contextlib.contextmanager
@@ -120,21 +122,22 @@ class Watcher:
         observer_factory: ObserverFactory | None = None,
         *,
         rule: MatchRule = DEFAULT_RULE,
+        on_change: ChangeCallback | None = None,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         real, self._options = _checked(roots, options or WatchOptions())
         self._store = store
         self._on_event = on_event
+        self._on_change = on_change
+        self._on_idle = on_idle
+        self._busy = True  # something was done since on_idle was last called
         self._factory = observer_factory or default_observer
         polling = self._options.poll is not None
         self._wakeup = threading.Event()
         self._roots = [WatchedRoot(r, QueueingHandler(MAX_QUEUED, self._wakeup), polling) for r in real]
+        options = self._options
         self._reporter = DuplicateReporter(
-            store,
-            rule,
-            self._report,
-            command=self._options.command,
-            quarantine=self._options.quarantine,
-            roots=real,
+            store, rule, self._report, command=options.command, quarantine=options.quarantine, roots=real
         )
         self._never = frozenset(os.path.realpath(p) for p in store.own_files())
         self._scan_options = ScanOptions(
@@ -186,6 +189,7 @@ class Watcher:
                     self._read_batch()
                 self._forget_orphans(force=False)
                 self._status()
+                self._report_idle()
                 if not self._waiting.ready:
                     self._wait(TICK)
         finally:
@@ -200,6 +204,14 @@ class Watcher:
         """Sleep until a change arrives or the timeout passes (a signal sets stop; the next tick sees it)."""
         self._wakeup.wait(timeout)
         self._wakeup.clear()
+
+    def _report_idle(self) -> None:
+        """Tell on_idle, once per lull, that every change taken so far is done and nothing waits."""
+        if not self._busy or len(self._waiting) or any(not r.handler.empty() or r.rescan for r in self._roots):
+            return
+        self._busy = False
+        if self._on_idle is not None:
+            self._on_idle()
 
     def _report(self, event: WatchEvent) -> None:
         if self._on_event is not None:
@@ -226,6 +238,7 @@ class Watcher:
         """An incremental scan of the roots; reports the duplicates among the files it found new."""
         if not roots:
             return 0
+        self._busy = True
         try:
             report, ingest = scan_changes(
                 roots, self._store, self._scan_options, self._on_progress, should_stop=self._stop.is_set
@@ -289,7 +302,10 @@ class Watcher:
         for root in self._roots:
             changes, overflowed = root.handler.take()
             for change in changes:
+                self._busy = True
                 self._apply(root, change)
+                if self._on_change is not None:
+                    self._on_change(change)
             if overflowed:
                 root.rescan = True
         for root in self._roots:
@@ -299,13 +315,7 @@ class Watcher:
                 self._catch_up([root.path])
 
     def _wanted(self, root: WatchedRoot, path: str) -> bool:
-        """Inside the root and not hidden (unless asked), temporary, nor the store's own file."""
-        if path in self._never or not below(path, root.path) or path == root.path:
-            return False
-        parts = Path(os.path.relpath(path, root.path)).parts
-        if not self._options.hidden and any(p.startswith(".") for p in parts):
-            return False
-        return not any(is_temporary(p) for p in parts)
+        return path not in self._never and root.wants(path, hidden=self._options.hidden)
 
     def _apply(self, root: WatchedRoot, change: Change) -> None:
         kind, src, dest = change.kind, change.path, change.dest
@@ -374,6 +384,7 @@ class Watcher:
     # --- reading --------------------------------------------------------------------------------------------
 
     def _read_batch(self) -> None:
+        self._busy = True
         files = self._waiting.take(BATCH)
         self._in_progress = len(files)
         self._status(force=True)
@@ -395,22 +406,11 @@ class Watcher:
 
     def _report_new(self, added: Sequence[str]) -> None:
         """Report, once, each new file that duplicates an image already in the store."""
-        fresh: list[StoredFile] = []
-        for path in sorted(added):
-            row = self._store.get_file(path)
-            if row is None or row.content_hash is None:
-                continue
-            st = regular(path)
-            if st is None:
-                continue  # gone already
-            if (row.size, row.mtime_ns, row.ino) != signature(st):
-                # It changed while it was read: read it again once it settles, and report then.
-                root = next((r for r in self._roots if below(path, r.path)), None)
-                if root is not None:
-                    self._queue(root, path, closed=False)
-                continue
-            fresh.append(row)
-        self._reporter.report(fresh)
+        for path in self._reporter.report(added):
+            # It changed while it was read: read it again once it settles, and report then.
+            root = next((r for r in self._roots if below(path, r.path)), None)
+            if root is not None:
+                self._queue(root, path, closed=False)
 
     def _forget_orphans(self, *, force: bool) -> None:
         now = time.monotonic()
@@ -431,10 +431,16 @@ def watch(
     observer_factory: ObserverFactory | None = None,
     *,
     rule: MatchRule = DEFAULT_RULE,
+    on_change: ChangeCallback | None = None,
+    on_idle: Callable[[], None] | None = None,
 ) -> None:
     """Catch up with the roots, then follow them until `stop` is set; events go to on_event.
 
     A new file is a duplicate when it matches a stored picture under rule (without the crop search, which needs
-    the whole library at once): the same MatchRule a scan groups with.
+    the whole library at once): the same MatchRule a scan groups with. on_change hears each change the observers
+    reported, once the watcher has acted on it, and on_idle when all is done and nothing waits: a caller that made
+    a change learns from the two when its effects are complete, without guessing a time.
     """
-    Watcher(roots, store, options, on_event, observer_factory, rule=rule).run(stop or threading.Event())
+    Watcher(roots, store, options, on_event, observer_factory, rule=rule, on_change=on_change, on_idle=on_idle).run(
+        stop or threading.Event()
+    )

@@ -240,6 +240,15 @@ class WatchedRoot:
         time.sleep(0.5)  # folders created just now get their watch from the observer's own thread
         return bool(unwatched_folders(self.path))
 
+    def wants(self, path: str, *, hidden: bool) -> bool:
+        """Inside the root, and not hidden (unless asked) nor temporary."""
+        if not below(path, self.path) or path == self.path:
+            return False
+        parts = Path(os.path.relpath(path, self.path)).parts
+        if not hidden and any(p.startswith(".") for p in parts):
+            return False
+        return not any(is_temporary(p) for p in parts)
+
     def halt(self) -> None:
         if self.observer is not None:
             dispose(self.observer)

@@ -19,6 +19,7 @@ from dedupe import actions, fingerprint
 from dedupe.group import CANDIDATE_PHASH, MatchRule, match
 from dedupe.models import Fingerprint, MatchKind, StepState, WatchEvent, WatchEventKind
 from dedupe.store import Store, StoredFile
+from dedupe.watch_settle import regular, signature
 
 COMMAND_TIMEOUT = 120.0
 NEAR_CANDIDATES = 64  # contents compared per new file: the closest ones
@@ -84,10 +85,30 @@ class DuplicateReporter:
         self._quarantine_folder = quarantine
         self._roots = list(roots)
 
-    def report(self, fresh: Sequence[StoredFile]) -> None:
+    def report(self, added: Sequence[str]) -> list[str]:
+        """Report the files just read that hold content new at their path; returns those that changed meanwhile.
+
+        A file that changed while it was read is not reported now: the caller reads it again once it settles.
+        """
+        fresh: list[StoredFile] = []
+        changed: list[str] = []
+        for path in sorted(added):
+            row = self._store.get_file(path)
+            if row is None or row.content_hash is None:
+                continue
+            st = regular(path)
+            if st is None:
+                continue  # gone already
+            if (row.size, row.mtime_ns, row.ino) != signature(st):
+                changed.append(path)
+            else:
+                fresh.append(row)
+        if fresh:
+            self._report_fresh(fresh)
+        return changed
+
+    def _report_fresh(self, fresh: Sequence[StoredFile]) -> None:
         """fresh: the new files in the order they arrived, each read and unchanged since."""
-        if not fresh:
-            return
         index = self._load_index()
         later = {row.path: i for i, row in enumerate(fresh)}
         for i, row in enumerate(fresh):
