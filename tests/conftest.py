@@ -58,7 +58,7 @@ def draw_photo(seed: int, size: tuple[int, int] = (1200, 900)) -> Image.Image:
     return im.filter(ImageFilter.GaussianBlur(2))
 
 
-def save(im: Image.Image, path: Path, **params: object) -> Path:
+def save(im: Image.Image, path: Path, **params: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     im.save(path, **params)
     return path
