@@ -379,6 +379,30 @@ def test_queueing_handler_is_bounded() -> None:
     assert handler.take() == ([], False)
 
 
+def test_settling_waits_for_size_and_mtime_to_hold_still(tmp_path: Path) -> None:
+    from dedupe.watch_settle import CLOSE_GRACE, Settling
+
+    waiting = Settling(settle=2.0, limit=3)
+    growing = tmp_path / "growing.jpg"
+    growing.write_bytes(b"x" * 10)
+    closed = tmp_path / "closed.jpg"
+    closed.write_bytes(b"y" * 10)
+    assert waiting.queue(str(growing), 100.0, closed=False)
+    assert waiting.queue(str(closed), 100.0, closed=True)  # its writer closed it: a short wait is enough
+    waiting.settle(100.0 + CLOSE_GRACE)
+    assert [p for p, _ in waiting.take(10)] == [str(closed)]
+    growing.write_bytes(b"x" * 20)  # still being written when its time comes: it waits once more
+    waiting.settle(102.0)
+    assert not waiting.ready and len(waiting) == 1
+    waiting.settle(104.0)
+    assert [(p, st.st_size) for p, st in waiting.take(10)] == [(str(growing), 20)]
+    for i in range(3):
+        assert waiting.queue(str(tmp_path / f"{i}.jpg"), 0.0, closed=None)
+    assert not waiting.queue(str(tmp_path / "one-more.jpg"), 0.0, closed=None)  # full: the caller rescans
+    waiting.unqueue(str(tmp_path), folder=True)
+    assert len(waiting) == 0
+
+
 # --- duplicates ------------------------------------------------------------------------------------------------
 
 
