@@ -304,14 +304,12 @@ def watch_command(
         if not argv:
             raise click.BadParameter("the command is empty", param_hint="--exec")
     store = open_store(ctx, db)
-    options = WatchOptions(
-        threshold=rule.threshold, poll=poll, settle=settle, hidden=hidden, command=argv, quarantine=quarantine
-    )
+    options = WatchOptions(poll=poll, settle=settle, hidden=hidden, command=argv, quarantine=quarantine)
     renderer = WatchRenderer(fmt, output.err)
     stop = threading.Event()
     try:
         with stop_on_signals(stop), renderer:
-            watch(dirs, store, options, renderer.on_event, stop)
+            watch(dirs, store, options, renderer.on_event, stop, rule=rule)
     except KeyboardInterrupt:
         click.echo("Interrupted at once: what was read so far is saved.", err=True)
         ctx.exit(130)

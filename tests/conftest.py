@@ -6,6 +6,8 @@ import os
 import random
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,26 @@ from dedupe.cli import cli
 from dedupe.models import DuplicateGroup, FileRecord, Fingerprint, ScanOptions
 from dedupe.scan import scan, stored_groups
 from dedupe.store import Store
+
+THREAD_GRACE = 5.0  # seconds a thread that is finishing (an observer being stopped) may take after its test
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Every test ends the threads it started: a thread left running (daemon or not) fails the test.
+
+    A leaked observer keeps reporting into a store that is closed, and a leaked non-daemon thread keeps pytest
+    from exiting; as in watchdog's own tests, each test is checked rather than the session.
+    """
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + THREAD_GRACE
+    for thread in set(threading.enumerate()) - before:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+    if left:
+        names = ", ".join(sorted(f"{t.name}{' (daemon)' if t.daemon else ''}" for t in left))
+        pytest.fail(f"the test left {len(left)} thread(s) running: {names}")
 
 
 def draw_photo(seed: int, size: tuple[int, int] = (1200, 900)) -> Image.Image:
