@@ -22,9 +22,19 @@ import numpy as np
 import numpy.typing as npt
 import pybktree
 
-from dedupe.fingerprint import CROP_BYTES, CROP_WINDOWS
 from dedupe.library import Library, gc_paused
-from dedupe.models import INVERSE, TRANSFORMS, DuplicateGroup, FileRecord, Fingerprint, GroupMember, MatchKind, Summary
+from dedupe.models import (
+    CROP_BYTES,
+    CROP_WINDOWS,
+    INVERSE,
+    TRANSFORMS,
+    DuplicateGroup,
+    FileRecord,
+    Fingerprint,
+    GroupMember,
+    MatchKind,
+    Summary,
+)
 
 DEFAULT_THRESHOLD = 4  # bits of 64 in pHash: the largest with no false pair on the benchmark, see README.md
 MAX_THRESHOLD = 32

@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dedupe.fingerprint import CROP_BYTES
-from dedupe.models import TRANSFORMS, FileRecord, Fingerprint
+from dedupe.models import CROP_BYTES, TRANSFORMS, FileRecord, Fingerprint
 
 _U64 = (1 << 64) - 1
 _TURNS = len(TRANSFORMS)

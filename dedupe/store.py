@@ -24,9 +24,18 @@ import numpy as np
 import numpy.typing as npt
 
 from dedupe.errors import StoreError
-from dedupe.fingerprint import CROP_BYTES
 from dedupe.library import Library, gc_paused
-from dedupe.models import Action, FileRecord, Fingerprint, JournalEntry, JournalState, ListedFingerprint, RunInfo
+from dedupe.models import (
+    CROP_BYTES,
+    Action,
+    FileRecord,
+    Fingerprint,
+    JournalEntry,
+    JournalState,
+    ListedFingerprint,
+    RunInfo,
+    hamming,
+)
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: files and their image fingerprints
@@ -265,7 +274,7 @@ class Store:
         self.path = path
         self.readonly = readonly
         self._lock = threading.RLock()
-        conn.create_function("dedupe_hamming", 2, _hamming, deterministic=True)  # for searches
+        conn.create_function("dedupe_hamming", 2, hamming, deterministic=True)  # for searches
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *, readonly: bool = False) -> Store:
@@ -1376,10 +1385,6 @@ def _listed(row: Sequence[object]) -> ListedFingerprint:
         low_info=bool(low_info),
         label=str(label),
     )
-
-
-def _hamming(a: int, b: int) -> int:
-    return ((a ^ b) & 0xFFFFFFFFFFFFFFFF).bit_count()
 
 
 def _parse_ints(text: str, count: int) -> npt.NDArray[np.int64]:
