@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from PIL import Image
 
 from dedupe import fingerprint
-from dedupe.group import MatchRule, match
+from dedupe.match import MatchRule, match
 from dedupe.models import Fingerprint
 
 # Fractions cut off the left, top, right and bottom.

@@ -39,8 +39,9 @@ from dedupe.calibrate import Calibration, calibrate
 from dedupe.errors import DedupeError, FileSkipped, StoreError
 from dedupe.exchange import export_fingerprints, import_fingerprints
 from dedupe.fingerprint import fingerprint_file
-from dedupe.group import DEFAULT_THRESHOLD, Grouping, MatchRule, find_groups, find_groups_in, match, summarize
+from dedupe.group import Grouping, find_groups, find_groups_in, stored_groups, summarize
 from dedupe.library import Library
+from dedupe.match import DEFAULT_THRESHOLD, MatchRule, match
 from dedupe.models import (
     Action,
     ApplyResult,
@@ -76,7 +77,7 @@ from dedupe.models import (
     WatchOptions,
 )
 from dedupe.report import render_html, write_html_report
-from dedupe.scan import fingerprint_files, scan, scan_changes, stored_groups
+from dedupe.scan import fingerprint_files, scan, scan_changes
 from dedupe.search import SearchIndex, check, find_similar, fingerprint_query
 from dedupe.store import Store, default_store_path
 from dedupe.watch import Watcher, stop_on_signals, watch

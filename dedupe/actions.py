@@ -36,7 +36,7 @@ from urllib.parse import unquote_to_bytes
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError
-from dedupe.group import CROP, WIDER, MatchRule, crop_match, hamming, match, shows_more
+from dedupe.match import CROP, WIDER, MatchRule, crop_match, hamming, match, shows_more
 from dedupe.models import (
     Action,
     ApplyResult,

@@ -47,7 +47,8 @@ from dedupe.actions import (
 from dedupe.calibrate import DEFAULT_SAMPLE, calibrate
 from dedupe.errors import DedupeError, FileSkipped
 from dedupe.exchange import export_fingerprints, import_fingerprints
-from dedupe.group import CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, searches_crops, summarize
+from dedupe.group import stored_groups, summarize
+from dedupe.match import CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, MatchRule, searches_crops
 from dedupe.models import (
     Action,
     ApplyResult,
@@ -68,7 +69,7 @@ from dedupe.models import (
     WatchOptions,
 )
 from dedupe.report import write_html_report
-from dedupe.scan import scan, stored_groups
+from dedupe.scan import scan
 from dedupe.search import check, find_similar
 from dedupe.store import Store, default_store_path
 from dedupe.watch import stop_on_signals, watch
@@ -148,9 +149,7 @@ def _stored_groups(
     crops: bool | None,
 ) -> tuple[list[DuplicateGroup], list[Skipped], int]:
     """stored_groups, saying so on stderr when the default left out the search for cropped copies."""
-    found = stored_groups(
-        store, roots, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart, crops=crops
-    )
+    found = stored_groups(store, roots, MatchRule(threshold, rotations, two_stage, bursts_apart, crops))
     if crops is None and not searches_crops(found[2], None):
         click.echo(
             f"note: cropped copies were not looked for among {found[2]:,} pictures (slow beyond"

@@ -34,7 +34,7 @@ from watchdog.observers.polling import PollingObserver
 
 from dedupe import actions, fingerprint
 from dedupe.errors import DedupeError
-from dedupe.group import CANDIDATE_PHASH, DEFAULT_THRESHOLD, MatchRule, match
+from dedupe.match import CANDIDATE_PHASH, DEFAULT_THRESHOLD, KIND_RANK, MatchRule, match
 from dedupe.models import (
     Fingerprint,
     MatchKind,
@@ -69,8 +69,6 @@ EventCallback = Callable[[WatchEvent], None]
 ObserverFactory = Callable[[bool, float], BaseObserver]
 _Change = tuple[str, str, str, bool]  # event type, path, destination of a move, is a folder
 _Sig = tuple[int, int, int]  # size, mtime_ns, inode: what "has not changed" means
-
-_MATCH_ORDER = {MatchKind.EXACT: 0, MatchKind.IMAGE: 1, MatchKind.NEAR: 2}
 
 
 def default_observer(polling: bool, interval: float) -> BaseObserver:
@@ -772,7 +770,7 @@ class Watcher:
             assert other.content_hash is not None
             kind, distance = relation[other.content_hash]
             # The closest match first; among equals the oldest file, which is likely the original.
-            candidates.append((_MATCH_ORDER[kind], distance, other.mtime_ns, other.path, kind))
+            candidates.append((KIND_RANK[kind], distance, other.mtime_ns, other.path, kind))
         for _, distance, _, path, kind in sorted(candidates):
             if os.path.lexists(path):  # the store may still list a copy deleted while nobody watched
                 return path, kind, distance

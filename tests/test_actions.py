@@ -20,6 +20,7 @@ from PIL import Image
 from dedupe import actions
 from dedupe.actions import apply, choose_keeper, parse_rules, plan, plan_script, trash_file, undo
 from dedupe.errors import DedupeError
+from dedupe.group import stored_groups
 from dedupe.models import (
     Action,
     DuplicateGroup,
@@ -31,7 +32,7 @@ from dedupe.models import (
     ScanOptions,
     StepState,
 )
-from dedupe.scan import scan, stored_groups
+from dedupe.scan import scan
 from dedupe.store import Store
 from tests.conftest import REPO, draw_photo, save
 

@@ -3,27 +3,13 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
-import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedupe.group import (
-    CANDIDATE_PHASH,
-    Match,
-    MatchRule,
-    _plan,
-    _search,
-    cross_pairs,
-    find_groups,
-    hamming,
-    match,
-    match_distance,
-    near_pairs,
-    near_pairs_bktree,
-    same_burst,
-)
-from dedupe.models import FileRecord, Fingerprint, MatchKind
+from dedupe.group import find_groups
+from dedupe.match import CANDIDATE_PHASH, Match, MatchRule, hamming, match, match_distance, same_burst
+from dedupe.models import FileRecord, MatchKind
+from tests.conftest import make_record
 
 _U64 = st.integers(min_value=0, max_value=2**64 - 1)
 
@@ -42,10 +28,12 @@ def record(
     taken: str | None = None,
 ) -> FileRecord:
     content = content or f"c-{path}"
-    fp = Fingerprint(
+    return make_record(
+        path,
+        size=size,
+        ino=ino if ino is not None else abs(hash(path)),
         content_hash=content,
         image_hash=image or f"i-{content}",
-        format="JPEG",
         width=100,
         height=100,
         phash=phash,
@@ -55,7 +43,6 @@ def record(
         low_info=low_info,
         camera=camera,
     )
-    return FileRecord(path, size, 0, 1, ino if ino is not None else abs(hash(path)), fp)
 
 
 def flip(value: int, bits: list[int]) -> int:
@@ -75,21 +62,6 @@ def clustered_hashes(draw: st.DrawFn) -> list[int]:
     return out
 
 
-@settings(max_examples=150, deadline=None)
-@given(clustered_hashes(), st.integers(0, 12))
-def test_fast_pair_search_equals_the_bktree(values: list[int], threshold: int) -> None:
-    distinct = sorted(set(values))
-    assert near_pairs(distinct, threshold) == near_pairs_bktree(distinct, threshold)
-
-
-def test_fast_pair_search_on_random_hashes() -> None:
-    rng = random.Random(4)
-    base = [rng.getrandbits(64) for _ in range(300)]
-    values = sorted({*base, *(flip(v, rng.sample(range(64), rng.randrange(12))) for v in base)})
-    for t in (1, 4, 8, 10):
-        assert near_pairs(values, t) == near_pairs_bktree(values, t)
-
-
 def _records(values: list[int]) -> list[FileRecord]:
     return [record(f"/p/{i:03d}.jpg", v) for i, v in enumerate(values)]
 
@@ -98,7 +70,7 @@ def _records(values: list[int]) -> list[FileRecord]:
 @given(clustered_hashes(), st.integers(0, 12), st.randoms(use_true_random=False))
 def test_grouping_invariants(values: list[int], threshold: int, rnd: random.Random) -> None:
     records = _records(values)
-    groups = find_groups(records, threshold)
+    groups = find_groups(records, MatchRule(threshold))
     # No path appears in two groups, and every group has at least two files.
     paths = [m.file.path for g in groups for m in g.members]
     assert len(paths) == len(set(paths))
@@ -111,7 +83,7 @@ def test_grouping_invariants(values: list[int], threshold: int, rnd: random.Rand
     # Input order does not change the answer.
     shuffled = list(records)
     rnd.shuffle(shuffled)
-    assert find_groups(shuffled, threshold) == groups
+    assert find_groups(shuffled, MatchRule(threshold)) == groups
     # Items with identical hashes always share a group.
     where = {m.file.path: n for n, g in enumerate(groups) for m in g.members}
     for a in records:
@@ -124,11 +96,11 @@ def test_chains_never_join_unlike_photos() -> None:
     a = 0
     b = flip(a, list(range(8)))
     c = flip(b, list(range(8, 16)))  # 16 bits from a
-    groups = find_groups(_records([a, b, c]), threshold=8)
+    groups = find_groups(_records([a, b, c]), MatchRule(8))
     assert len(groups) == 1
     (g,) = groups
     assert g.reference.file.fingerprint.phash == b  # the centre, within 8 of both ends
-    far = find_groups(_records([a, b, c, flip(c, list(range(16, 24)))]), threshold=8)
+    far = find_groups(_records([a, b, c, flip(c, list(range(16, 24)))]), MatchRule(8))
     for g in far:
         assert all(m.distance <= 8 for m in g.members)
 
@@ -182,18 +154,6 @@ def turned(path: str, phash: int, variants: tuple[int, ...], **kw: object) -> Fi
     return FileRecord(r.path, r.size, r.mtime_ns, r.dev, r.ino, replace(r.fingerprint, variants=variants))
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(_U64, max_size=30), st.lists(_U64, max_size=30), st.integers(0, 10))
-def test_cross_pair_search_is_exact(queries: list[int], targets: list[int], threshold: int) -> None:
-    # Close values: make half the queries near some target.
-    queries = [
-        flip(targets[i % len(targets)], [i % 64, (i * 7) % 64]) if targets and i % 2 else q
-        for i, q in enumerate(queries)
-    ]
-    brute = sorted((i, j) for i, q in enumerate(queries) for j, t in enumerate(targets) if hamming(q, t) <= threshold)
-    assert cross_pairs(queries, targets, threshold) == brute
-
-
 @st.composite
 def turned_records(draw: st.DrawFn) -> list[FileRecord]:
     """Pictures with 7 variant hashes; some files are turned copies of others (variant near the other's upright)."""
@@ -220,7 +180,7 @@ def turned_records(draw: st.DrawFn) -> list[FileRecord]:
 @settings(max_examples=200, deadline=None)
 @given(turned_records(), st.integers(0, 10), st.randoms(use_true_random=False))
 def test_grouping_invariants_with_rotations(records: list[FileRecord], threshold: int, rnd: random.Random) -> None:
-    groups = find_groups(records, threshold)
+    groups = find_groups(records, MatchRule(threshold))
     paths = [m.file.path for g in groups for m in g.members]
     assert len(paths) == len(set(paths))
     for g in groups:
@@ -234,7 +194,7 @@ def test_grouping_invariants_with_rotations(records: list[FileRecord], threshold
                 assert m.distance == hamming(m.file.fingerprint.phash, ref.phash)
     shuffled = list(records)
     rnd.shuffle(shuffled)
-    assert find_groups(shuffled, threshold) == groups
+    assert find_groups(shuffled, MatchRule(threshold)) == groups
     # Identical fingerprints always share a group.
     where = {m.file.path: n for n, g in enumerate(groups) for m in g.members}
     for a in records:
@@ -243,7 +203,7 @@ def test_grouping_invariants_with_rotations(records: list[FileRecord], threshold
             if a.path < b.path and (fa.phash, fa.variants) == (fb.phash, fb.variants):
                 assert a.path in where and where[a.path] == where.get(b.path)
     # Without rotations, only upright distances count.
-    for g in find_groups(records, threshold, rotations=False):
+    for g in find_groups(records, MatchRule(threshold, rotations=False)):
         ref = g.reference.file.fingerprint
         assert all(
             m.transform is None and m.distance == hamming(m.file.fingerprint.phash, ref.phash) for m in g.members
@@ -276,16 +236,16 @@ def test_a_turned_copy_matches_through_its_variant_and_says_how() -> None:
     unlike = [flip(2**64 - 1, [k]) for k in range(7)]
     # b turned back (rot270) looks like a: both frames agree, within 1 bit
     copy = turned("/b.jpg", flip(rot90_of_a, [63]), (*unlike[:2], flip(0, [62]), *unlike[3:]), content="b")
-    (g,) = find_groups([original, copy], threshold=4)
+    (g,) = find_groups([original, copy], MatchRule(4))
     member = g.members[1]
     assert member.distance == 1
     # a turned by rot90 is b, so b turned back by rot270 is a (or the other way round, by reference choice)
     assert {g.reference.file.path, member.file.path} == {"/a.jpg", "/b.jpg"}
     assert member.transform == ("rot270" if member.file.path == "/b.jpg" else "rot90")
-    assert find_groups([original, copy], threshold=4, rotations=False) == []
+    assert find_groups([original, copy], MatchRule(4, rotations=False)) == []
     # A match in one frame only (a look-alike that comes close once turned) is no match.
     one_frame = turned("/c.jpg", flip(rot90_of_a, [63]), tuple(unlike), content="c")
-    assert find_groups([original, one_frame], threshold=4) == []
+    assert find_groups([original, one_frame], MatchRule(4)) == []
 
 
 # --- second opinion and bursts ----------------------------------------------------------------------------------
@@ -322,7 +282,7 @@ def test_grouping_invariants_with_second_opinion_and_bursts(
     records: list[FileRecord], threshold: int, two_stage: bool, bursts_apart: bool, rnd: random.Random
 ) -> None:
     rule = MatchRule(threshold, True, two_stage, bursts_apart)
-    groups = find_groups(records, threshold, two_stage=two_stage, bursts_apart=bursts_apart)
+    groups = find_groups(records, rule)
     paths = [m.file.path for g in groups for m in g.members]
     assert len(paths) == len(set(paths))
     for g in groups:
@@ -339,7 +299,7 @@ def test_grouping_invariants_with_second_opinion_and_bursts(
             assert not any(same_burst(a, b) for a in fps for b in fps)
     shuffled = list(records)
     rnd.shuffle(shuffled)
-    assert find_groups(shuffled, threshold, two_stage=two_stage, bursts_apart=bursts_apart) == groups
+    assert find_groups(shuffled, rule) == groups
 
 
 def test_second_opinion_matches_a_farther_phash_only_when_dhash_agrees() -> None:
@@ -349,7 +309,7 @@ def test_second_opinion_matches_a_farther_phash_only_when_dhash_agrees() -> None
     (g,) = find_groups([a, b, c])
     assert [m.file.path for m in g.members] == ["/a.jpg", "/b.jpg"]
     assert (g.members[1].distance, g.members[1].dhash, g.members[1].why) == (10, 1, "phash 10, dhash 1")
-    assert find_groups([a, b, c], two_stage=False) == []
+    assert find_groups([a, b, c], MatchRule(two_stage=False)) == []
 
 
 def test_burst_shots_are_kept_apart_but_copies_of_one_shot_are_not() -> None:
@@ -363,25 +323,10 @@ def test_burst_shots_are_kept_apart_but_copies_of_one_shot_are_not() -> None:
         {"/burst1.jpg", "/burst2.jpg"} <= set(t) for t in together
     )
     assert any({"/burst1.jpg", "/copy_of_1.jpg"} <= set(t) for t in together)
-    assert find_groups([shot1, shot2], bursts_apart=False) != []
+    assert find_groups([shot1, shot2], MatchRule(bursts_apart=False)) != []
     assert find_groups([shot1, shot2]) == []
     other_camera = record("/b2.jpg", flip(0, [1, 2]), camera="Nikon", taken="2024-05-01T10:00:00.750000")
     assert len(find_groups([shot1, other_camera])) == 1
-
-
-@pytest.mark.parametrize(("threshold", "blocks", "errors"), [(4, 3, 1), (3, 4, 0), (8, 3, 2), (6, 4, 1), (12, 13, 0)])
-def test_every_search_plan_equals_the_bktree(threshold: int, blocks: int, errors: int) -> None:
-    # Small inputs always get the cheapest plan; large ones enumerate near keys. Both must be exact.
-    rng = random.Random(threshold * 100 + blocks)
-    base = [rng.getrandbits(64) for _ in range(150)]
-    values = sorted({*base, *(flip(v, rng.sample(range(64), rng.randrange(threshold + 3))) for v in base)})
-    arr = np.array(values, dtype=np.uint64)
-    assert _search(arr, threshold, blocks, errors) == near_pairs_bktree(values, threshold)
-
-
-def test_large_inputs_plan_to_enumerate_near_keys() -> None:
-    assert _plan(1_000_000, 4) == (3, 1)
-    assert _plan(100, 4)[1] == 0
 
 
 def test_a_burst_shot_reached_through_an_image_class_is_left_out_not_a_crash() -> None:

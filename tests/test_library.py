@@ -15,11 +15,10 @@ from hypothesis import strategies as st
 
 from dedupe import fingerprint
 from dedupe.errors import StoreError
-from dedupe.fingerprint import CROP_BYTES, CROP_WINDOWS
-from dedupe.group import find_groups, find_groups_in, searches_crops, split_not_duplicates
+from dedupe.group import find_groups, find_groups_in, split_not_duplicates, stored_groups
 from dedupe.library import Library
-from dedupe.models import FileRecord, Fingerprint, MatchKind
-from dedupe.scan import stored_groups
+from dedupe.match import MatchRule, searches_crops
+from dedupe.models import CROP_BYTES, CROP_WINDOWS, FileRecord, Fingerprint, MatchKind
 from dedupe.store import Store
 from tests.test_group_reference import clustered_library
 
@@ -103,15 +102,13 @@ def test_stored_groups_equal_find_groups_on_the_records(
         hashes = sorted({r.content_hash for r in records})
         store.add_not_duplicates((rng.choice(hashes), rng.choice(hashes)) for _ in range(rng.randrange(4)))
         kw = {"rotations": rotations, "two_stage": two_stage, "bursts_apart": bursts_apart}
-        got, _, images = stored_groups(store, [root], threshold, crops=crops, **kw)
+        got, _, images = stored_groups(store, [root], MatchRule(threshold, crops=crops, **kw))
         stored = store.records_under([root], VERSION, crops=searches_crops(len(records), crops))
         decided = searches_crops(len(stored), crops)
         expected = split_not_duplicates(
-            find_groups(stored, threshold, crops=decided, **kw),
+            find_groups(stored, MatchRule(threshold, crops=decided, **kw)),
             store.not_duplicate_pairs(),
-            threshold,
-            crops=decided,
-            **kw,
+            MatchRule(threshold, crops=decided, **kw),
         )
     assert images == len(records) == len(stored)
     assert got == expected  # members, order, distances, transforms, crop marks and reasons
@@ -123,8 +120,8 @@ def test_the_store_path_meets_every_kind_of_match(tmp_path: Path) -> None:
     records = library_in(root, 5, 1500)
     with Store.open(tmp_path / "store.sqlite") as store:
         write(store, records)
-        groups, _, _ = stored_groups(store, [root], 6)
-        assert groups == find_groups(store.records_under([root], VERSION), 6, crops=True)
+        groups, _, _ = stored_groups(store, [root], MatchRule(6))
+        assert groups == find_groups(store.records_under([root], VERSION), MatchRule(6, crops=True))
     members = [m for g in groups for m in g.members[1:]]
     assert {m.match for m in members} == {MatchKind.EXACT, MatchKind.IMAGE, MatchKind.NEAR}
     assert any(m.transform for m in members) and any(m.dhash is not None and not m.crop for m in members)
@@ -263,8 +260,8 @@ def test_image_hashes_differing_in_trailing_nuls_are_other_images(tmp_path: Path
     records = [FileRecord(root + "/a.jpg", 10, 1, 1, 1, a), FileRecord(root + "/b.jpg", 10, 1, 1, 2, b)]
     with Store.open(tmp_path / "s.sqlite") as store:
         write(store, records)
-        assert stored_groups(store, [root], 4)[0] == []
+        assert stored_groups(store, [root], MatchRule(4))[0] == []
         same = replace(records[1], fingerprint=replace(b, image_hash=first))
         write(store, [same])
-        (group,) = stored_groups(store, [root], 4)[0]
+        (group,) = stored_groups(store, [root], MatchRule(4))[0]
         assert [m.match for m in group.members] == [MatchKind.EXACT, MatchKind.IMAGE]
