@@ -18,15 +18,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from dedupe.errors import StoreError
-from dedupe.library import Library, gc_paused
+from dedupe.library import (
+    PACKED_AT,
+    SEVEN,
+    Library,
+    PathColumn,
+    decode_path,
+    encode_path,
+    gc_paused,
+    library_from_rows,
+    packed_fit,
+    parse_ints,
+    records_from_rows,
+)
 from dedupe.models import (
-    CROP_BYTES,
     Action,
     FileRecord,
     Fingerprint,
@@ -236,18 +247,6 @@ def default_store_path() -> Path:
     else:
         base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return base / "dedupe" / "store.sqlite"
-
-
-_FS_ENCODING = sys.getfilesystemencoding()
-_FS_ERRORS = sys.getfilesystemencodeerrors()
-
-
-def encode_path(path: str) -> bytes:
-    return path.encode(_FS_ENCODING, _FS_ERRORS)  # os.fsencode, without its per-call checks
-
-
-def decode_path(raw: bytes) -> str:
-    return raw.decode(_FS_ENCODING, _FS_ERRORS)  # os.fsdecode, a quarter of its cost on 100k rows
 
 
 def _signed(v: int) -> int:
@@ -565,9 +564,7 @@ class Store:
         read without a Python object per file; Library.ids are the files' rowids (see records_by_id). Without
         crops, the window hashes (about 1 KB a picture) are left out."""
         with self.reading():
-            parts = [_chunk_library(row, packed, crops) for row, packed in self._library_rows(roots, version, crops)]
-            library, odd = _concat(parts, crops)
-            del parts
+            library, odd = library_from_rows(self._library_rows(roots, version, crops), crops)
             if len(odd):
                 # Variants or crop signatures of other lengths, texts ending in NUL (never written by this dedupe):
                 # read them whole.
@@ -599,7 +596,7 @@ class Store:
                     limit = _CROPS_CHUNK if crops else _LIBRARY_CHUNK
                     row = self._conn.execute(sql, (low, *(() if high is None else (high,)), version, limit)).fetchone()
                     packed = lengths is _PACKED_LENGTHS
-                    if not row[0] or not packed or _packed_fit(row[_PACKED_AT], row[0]):
+                    if not row[0] or not packed or packed_fit(row[PACKED_AT], row[0]):
                         break
                 if not row[0]:
                     break
@@ -626,63 +623,7 @@ class Store:
                 images.append(self._conn.execute(_IMAGES_SQL.format(marks=marks), chunk).fetchone())
         if sum(p[0] for p in files) != n or sum(p[0] for p in images) != len(contents):
             raise StoreError(f"files of the grouping are no longer in the store at {self.path}")
-        # The rows come in the store's order: put them in the library's.
-        file_rowids = np.concatenate([_parse_ints(p[1], p[0]) for p in files if p[0]] or [np.zeros(0, np.int64)])
-        mtimes = np.concatenate([_parse_ints(p[2], p[0]) for p in files if p[0]] or [np.zeros(0, np.int64)])
-        place = np.empty(n, dtype=np.int64)
-        place[np.argsort(ids)] = np.argsort(file_rowids)
-        mtime_list = mtimes[place].tolist()
-        texts: list[list[Any]] = [[], [], [], [], []]  # content and image hashes, format, time, camera (or None)
-        image_rowids: list[npt.NDArray[np.int64]] = []
-        for count, *columns in images:
-            if count:
-                image_rowids.append(_parse_ints(columns[0], count))
-                for k, strings in enumerate(texts):
-                    strings.extend(_strings(columns[1 + 2 * k] or b"", _parse_ints(columns[2 + 2 * k], count)))
-        content, image, fmt, taken, camera = texts
-        found = np.concatenate(image_rowids) if image_rowids else np.zeros(0, dtype=np.int64)
-        at = np.empty(len(contents), dtype=np.int64)
-        at[np.argsort(contents)] = np.argsort(found)  # contents are sorted: the fetched rows in their order
-        order = at[of_content].tolist()
-        crops = [b""] * n
-        for k in np.flatnonzero(library.has_crops).tolist():
-            crops[k] = library.crops[k].tobytes()
-        turns = _SEVEN.iter_unpack(library.variants.astype(">u8").tobytes())
-        variants = [v if t else () for v, t in zip(turns, library.turned.tolist(), strict=True)]
-        records: list[FileRecord] = []
-        with gc_paused():
-            for k, (path, size, dev, ino, width, height, phash, dhash, low_info, sig) in enumerate(
-                zip(
-                    library.paths,
-                    library.size.tolist(),
-                    library.dev.tolist(),
-                    library.ino.tolist(),
-                    library.width.tolist(),
-                    library.height.tolist(),
-                    library.phash.tolist(),
-                    library.dhash.tolist(),
-                    library.low_info.tolist(),
-                    crops,
-                    strict=True,
-                )
-            ):
-                j = order[k]
-                fp = library.odd.get(k) or Fingerprint(
-                    content[j],
-                    image[j],
-                    fmt[j],
-                    width,
-                    height,
-                    phash,
-                    dhash,
-                    taken[j],
-                    low_info,
-                    variants[k],
-                    camera[j],
-                    sig,
-                )
-                records.append(FileRecord(path, size, mtime_list[k], dev, ino, fp))
-        return records
+        return records_from_rows(library, files, images, contents, of_content)
 
     def records_by_id(self, ids: Sequence[int], *, crops: bool = True) -> list[FileRecord]:
         """The stored files with these rowids (Library.ids), in that order, as records_under makes them."""
@@ -906,11 +847,11 @@ class Store:
             return _columns_from_rows(rows)
         columns = FingerprintColumns(
             imported=np.full(count, table == "imported", dtype=np.bool_),
-            ident=_parse_ints(ids, count) if table == "imported" else np.zeros(count, dtype=np.int64),
+            ident=parse_ints(ids, count) if table == "imported" else np.zeros(count, dtype=np.int64),
             content_hash=np.frombuffer(content.encode("ascii"), dtype=f"S{_HASH_CHARS}"),
             image_hash=np.frombuffer(image.encode("ascii"), dtype=f"S{_HASH_CHARS}"),
-            phash=_parse_ints(phash, count).view(np.uint64),
-            dhash=_parse_ints(dhash, count).view(np.uint64),
+            phash=parse_ints(phash, count).view(np.uint64),
+            dhash=parse_ints(dhash, count).view(np.uint64),
             low_info=np.frombuffer(low_info.encode("ascii"), dtype="S1") == b"1",
         )
         return columns
@@ -1095,114 +1036,7 @@ _PACKED_LENGTHS = (
 _LENGTHS = (
     "group_concat(lp), group_concat(lh), group_concat(lv), group_concat(lcam), group_concat(ltk), group_concat(low)"
 )
-_PACKED_AT = 10  # the column of packed lengths
 _CROPS_COLUMNS = ", group_concat(coalesce(length(cr), 0)), CAST(group_concat(cr, '') AS BLOB)"
-
-
-@dataclass(frozen=True, slots=True)
-class _Chunk:
-    library: Library  # without image numbers and odd rows
-    paths: PathColumn  # the library's
-    image: npt.NDArray[np.bytes_]  # image hashes
-    odd: npt.NDArray[np.int64]  # rows of variants or crop signatures of other lengths
-
-
-def _packed_fit(text: str, count: int) -> bool:
-    """Whether no packed length of a chunk may have been cut (at 4095)."""
-    lengths = _parse_ints(text, count)
-    return not any((((lengths >> (1 + 12 * k)) & 4095) == 4095).any() for k in range(5))
-
-
-def _chunk_library(row: Sequence[Any], packed: bool, crops: bool) -> _Chunk:
-    """One _LIBRARY_SQL row as columns."""
-    count = int(row[0])
-    ids, size, dev, ino, content, sides, phash, dhash = (_parse_ints(t, count) for t in row[2:_PACKED_AT])
-    at = _PACKED_AT
-    if packed:
-        lengths = _parse_ints(row[at], count)
-        low_info = (lengths & 1).astype(bool)
-        taken_lengths, camera_lengths, variants_lengths, image_lengths, path_lengths = (
-            (lengths >> (1 + 12 * k)) & 4095 for k in range(5)
-        )
-        at += 1
-    else:
-        path_lengths, image_lengths, variants_lengths, camera_lengths, taken_lengths = (
-            _parse_ints(t, count) for t in row[at : at + 5]
-        )
-        low_info = _parse_ints(row[at + 5], count).astype(bool)
-        at += 6
-    paths_raw, image_raw, variants_raw, camera_raw, taken_raw = (r or b"" for r in row[at : at + 5])
-    turned = variants_lengths // 8 == 7
-    variants = np.zeros((count, 7), dtype=np.uint64)
-    variants[turned] = _rows_of(variants_raw, variants_lengths, turned, 56).view(">u8").astype(np.uint64)
-    odd = (variants_lengths // 8 != 0) & ~turned
-    crop_rows = np.zeros((count, CROP_BYTES if crops else 0), dtype=np.uint8)
-    has_crops = np.zeros(count, dtype=bool)
-    if crops:
-        crops_lengths = _parse_ints(row[at + 5], count)
-        has_crops = crops_lengths == CROP_BYTES
-        crop_rows[has_crops] = _rows_of(row[at + 6] or b"", crops_lengths, has_crops, CROP_BYTES)
-        odd |= (crops_lengths != 0) & ~has_crops
-    camera, taken = _texts(camera_raw, camera_lengths), _texts(taken_raw, taken_lengths)
-    odd |= _ends_in_nul(camera_raw, camera_lengths) | _ends_in_nul(taken_raw, taken_lengths)
-    paths = PathColumn(paths_raw, np.cumsum(path_lengths))
-    library = Library(
-        ids=ids,
-        paths=paths,
-        size=size,
-        dev=dev,
-        ino=ino,
-        content=content,
-        image=np.zeros(count, dtype=np.int64),
-        width=sides >> 32,
-        height=sides & 0xFFFFFFFF,
-        phash=phash.view(np.uint64),
-        dhash=dhash.view(np.uint64),
-        low_info=low_info,
-        turned=turned,
-        variants=variants,
-        camera=camera,
-        taken=taken,
-        crops=crop_rows,
-        has_crops=has_crops,
-    )
-    return _Chunk(library, paths, _texts(image_raw, image_lengths, marked=True), np.flatnonzero(odd))
-
-
-def _concat(parts: Sequence[_Chunk], crops: bool) -> tuple[Library, npt.NDArray[np.int64]]:
-    """The chunks as one library (image hashes numbered), and its odd rows."""
-    if not parts:
-        empty = np.zeros(0, dtype=np.int64)
-        return Library(
-            ids=empty,
-            paths=[],
-            size=empty,
-            dev=empty,
-            ino=empty,
-            content=empty,
-            image=empty,
-            width=empty,
-            height=empty,
-            phash=empty.view(np.uint64),
-            dhash=empty.view(np.uint64),
-            low_info=np.zeros(0, dtype=bool),
-            turned=np.zeros(0, dtype=bool),
-            variants=np.zeros((0, 7), dtype=np.uint64),
-            camera=np.zeros(0, dtype="S1"),
-            taken=np.zeros(0, dtype="S1"),
-            crops=np.zeros((0, CROP_BYTES if crops else 0), dtype=np.uint8),
-            has_crops=np.zeros(0, dtype=bool),
-        ), np.zeros(0, dtype=np.int64)
-    fields: dict[str, Any] = {}
-    for name in Library.__slots__:
-        if name == "paths":
-            fields[name] = PathColumn.concat([part.paths for part in parts])
-        elif name not in ("odd", "distinct_paths"):
-            fields[name] = np.concatenate([getattr(part.library, name) for part in parts])
-    fields["image"] = _value_ids(np.concatenate([part.image for part in parts]))
-    starts = np.cumsum([0, *(len(part.library) for part in parts)])
-    odd = np.concatenate([part.odd + start for part, start in zip(parts, starts.tolist(), strict=False)])
-    return Library(**fields), odd
 
 
 def _path_ranges(roots: Sequence[str]) -> list[tuple[bytes, bytes | None]]:
@@ -1223,155 +1057,6 @@ def _path_ranges(roots: Sequence[str]) -> list[tuple[bytes, bytes | None]]:
     return [(low, high) for low, high in merged]
 
 
-class PathColumn(Sequence[str]):
-    """Paths as stored (bytes, one after another) and where each ends: a string is made only when one is read."""
-
-    def __init__(self, raw: bytes, ends: npt.NDArray[np.int64]) -> None:
-        self.raw = raw
-        self.ends = ends
-        self.utf8 = raw.isascii() or _is_utf8(raw)  # then bytes sort as the strings do
-        self._bounds: tuple[list[int], list[int]] | None = None
-        self._text: str | None = None
-
-    @staticmethod
-    def concat(parts: Sequence[PathColumn]) -> PathColumn:
-        starts = np.cumsum([0, *(len(p.raw) for p in parts[:-1])])
-        ends = [p.ends + start for p, start in zip(parts, starts.tolist(), strict=True)]
-        return PathColumn(b"".join(p.raw for p in parts), np.concatenate(ends) if ends else np.zeros(0, np.int64))
-
-    def __len__(self) -> int:
-        return len(self.ends)
-
-    @overload
-    def __getitem__(self, k: int) -> str: ...
-    @overload
-    def __getitem__(self, k: slice) -> list[str]: ...
-    def __getitem__(self, k: int | slice) -> str | list[str]:
-        if isinstance(k, slice):
-            return [self[i] for i in range(*k.indices(len(self)))]
-        if self._bounds is None:
-            ends = self.ends.tolist()
-            self._bounds = ([0, *ends[:-1]], ends)
-            self._text = self.raw.decode("ascii") if self.raw.isascii() else None  # then sliced as it is
-        starts, ends = self._bounds
-        if self._text is not None:
-            return self._text[starts[k] : ends[k]]
-        return decode_path(self.raw[starts[k] : ends[k]])
-
-    def __iter__(self) -> Iterator[str]:
-        ends = self.ends.tolist()
-        raw = self.raw
-        if raw.isascii():
-            text = raw.decode("ascii")
-            return (text[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True))
-        return (decode_path(raw[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True))
-
-
-def _is_utf8(raw: bytes) -> bool:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _rows_of(
-    raw: bytes, lengths: npt.NDArray[np.int64], chosen: npt.NDArray[np.bool_], width: int
-) -> npt.NDArray[np.uint8]:
-    """The first width bytes of the chosen ones of blobs given one after another (lengths in bytes)."""
-    data = np.frombuffer(raw, dtype=np.uint8)
-    if len(raw) != int(lengths.sum()):
-        raise StoreError("the store returned a damaged column of fingerprints")
-    if len(data) == width * int(chosen.sum()):  # the usual case: only rows of exactly width bytes and empty ones
-        return data.reshape(-1, width)
-    starts = np.cumsum(lengths) - lengths
-    rows: npt.NDArray[np.uint8] = data[starts[chosen][:, None] + np.arange(width)]
-    return rows
-
-
-def _ends_in_nul(raw: bytes, lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-    """Which of byte strings given one after another end in NUL: numpy would cut it off (Library.odd)."""
-    if b"\x00" not in raw:
-        return np.zeros(len(lengths), dtype=bool)
-    ends = np.cumsum(lengths) - 1
-    last = np.frombuffer(raw, dtype=np.uint8)[np.maximum(ends, 0)] if len(raw) else np.zeros(len(lengths))
-    found: npt.NDArray[np.bool_] = (lengths > 0) & (last == 0)
-    return found
-
-
-def _strings(raw: bytes, lengths: npt.NDArray[np.int64]) -> list[str | None]:
-    """Strings given as UTF-8 one after another (lengths in bytes, -1 for None)."""
-    ends = np.cumsum(np.maximum(lengths, 0)).tolist()
-    starts = [0, *ends[:-1]]
-    if raw.isascii():
-        text = raw.decode("ascii")
-        found: list[str | None] = [text[a:b] for a, b in zip(starts, ends, strict=True)]
-    else:
-        found = [raw[a:b].decode() for a, b in zip(starts, ends, strict=True)]
-    for k in np.flatnonzero(lengths < 0).tolist():
-        found[k] = None
-    return found
-
-
-def _texts(raw: bytes, lengths: npt.NDArray[np.int64], *, marked: bool = False) -> npt.NDArray[np.bytes_]:
-    """Byte strings given one after another (lengths in bytes) as one array; b"" where empty. marked: each followed
-    by 0x01, for values that are only compared (image hashes): numpy cuts trailing NULs off its byte strings, which
-    would make b"a" and b"a\x00" one value (two pictures taken for the same image data)."""
-    n = len(lengths)
-    widest = int(lengths.max()) if n else 0
-    if len(raw) != int(lengths.sum()):
-        raise StoreError("the store returned a damaged column of fingerprints")
-    if widest == 0 and not marked:
-        return np.zeros(n, dtype="S1")
-    data = np.frombuffer(raw, dtype=np.uint8)
-    uniform = len(data) == widest * n  # all of one length (hex hashes): no index arrays
-    if uniform and not marked:
-        return data.view(f"S{widest}").copy()
-    out = np.zeros((n, widest + marked), dtype=np.uint8)
-    if uniform:
-        out[:, :widest] = data.reshape(n, widest)
-    else:
-        starts = np.cumsum(lengths) - lengths
-        for width in np.unique(lengths[lengths > 0]).tolist():
-            rows = np.flatnonzero(lengths == width)
-            out[rows, :width] = data[starts[rows][:, None] + np.arange(width)]
-    if marked:
-        out[np.arange(n), lengths] = 1
-    return out.view(f"S{widest + marked}").ravel()
-
-
-def _value_ids(values: npt.NDArray[np.bytes_]) -> npt.NDArray[np.int64]:
-    """A number per value, equal for equal values (of one width, so that no two differ only in trailing zeros)."""
-    n = len(values)
-    width = values.dtype.itemsize
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    if width % 8:
-        padded = np.zeros((n, width + 8 - width % 8), dtype=np.uint8)
-        padded[:, :width] = values.view(np.uint8).reshape(n, width)
-        words = padded.view(np.uint64)
-    else:
-        words = np.ascontiguousarray(values).view(np.uint64).reshape(n, width // 8)
-    # Sorted by a 64-bit mix of the words; values that mix alike are compared whole.
-    mixed = words[:, 0].copy()
-    for k in range(1, words.shape[1]):
-        mixed *= np.uint64(0x9E3779B97F4A7C15)
-        mixed ^= mixed >> np.uint64(29)
-        mixed ^= words[:, k]
-    order = np.argsort(mixed, kind="stable")
-    sorted_mixed = mixed[order]
-    heads = np.r_[True, sorted_mixed[1:] != sorted_mixed[:-1]]
-    ids = np.cumsum(heads) - 1
-    alike = np.flatnonzero(~heads)
-    firsts = order[np.flatnonzero(heads)[ids[alike]]]
-    if not (words[order[alike]] == words[firsts]).all():
-        _, inverse = np.unique(values, return_inverse=True)
-        return inverse.astype(np.int64)
-    out = np.empty(n, dtype=np.int64)
-    out[order] = ids
-    return out
-
-
 def _listed(row: Sequence[object]) -> ListedFingerprint:
     content_hash, image_hash, phash, dhash, width, height, low_info, label = row
     assert isinstance(phash, int) and isinstance(dhash, int) and isinstance(width, int) and isinstance(height, int)
@@ -1385,16 +1070,6 @@ def _listed(row: Sequence[object]) -> ListedFingerprint:
         low_info=bool(low_info),
         label=str(label),
     )
-
-
-def _parse_ints(text: str, count: int) -> npt.NDArray[np.int64]:
-    try:
-        values = np.fromstring(text, dtype=np.int64, sep=",")
-    except ValueError:  # a REAL or a text where dedupe writes integers: a damaged or foreign store
-        raise StoreError("the store returned a damaged column of fingerprints") from None
-    if len(values) != count:
-        raise StoreError("the store returned a damaged column of fingerprints")
-    return values
 
 
 def _text(message: str | None) -> str | None:
@@ -1428,7 +1103,7 @@ def _fingerprint(row: Sequence[Any]) -> Fingerprint:
         dhash + _TWO_TO_64 if dhash < 0 else dhash,
         None if taken is None else str(taken),
         bool(low_info),
-        _SEVEN.unpack(packed) if len(packed) == 56 else struct.unpack_from(f">{len(packed) // 8}Q", packed),
+        SEVEN.unpack(packed) if len(packed) == 56 else struct.unpack_from(f">{len(packed) // 8}Q", packed),
         None if camera is None else str(camera),
         crops if type(crops) is bytes else b"",
     )
@@ -1447,7 +1122,6 @@ _IMAGES_SQL = (
     )
     + " FROM images WHERE rowid IN ({marks})"
 )
-_SEVEN = struct.Struct(">7Q")  # the usual variants: all 7 turns
 
 
 class _Transaction:
