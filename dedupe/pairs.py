@@ -309,6 +309,18 @@ def _expand(
     return np.repeat(rows, sizes), np.repeat(lo, sizes) + offsets
 
 
+def _slabs(sizes: npt.NDArray[np.int64]) -> Iterator[tuple[int, int]]:
+    """Consecutive ranges [first, last) of rows whose sizes (candidate pairs) add up to about _SLAB, one row at
+    least: the pairs of one range are expanded at once, so memory stays flat however many there are."""
+    ends = np.cumsum(sizes)
+    first = 0
+    while first < len(sizes):
+        base = ends[first - 1] if first else 0
+        last = max(first + 1, int(np.searchsorted(ends, base + _SLAB, side="right")))
+        yield first, last
+        first = last
+
+
 def _pairs_within_buckets(
     values: npt.NDArray[np.uint64],
     sorted_keys: npt.NDArray[np.signedinteger[Any]],
@@ -325,11 +337,7 @@ def _pairs_within_buckets(
     rows = np.flatnonzero(later)
     if len(rows) == 0:
         return
-    ends = np.cumsum(later[rows])
-    first = 0
-    while first < len(rows):
-        base = ends[first - 1] if first else 0
-        last = max(first + 1, int(np.searchsorted(ends, base + _SLAB, side="right")))
+    for first, last in _slabs(later[rows]):
         part = rows[first:last]
         p, q = _expand(part, later[part], part + 1)
         a, b = order[p], order[q]
@@ -337,7 +345,6 @@ def _pairs_within_buckets(
         a, b = a[keep], b[keep]
         if len(a):
             yield np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b)
-        first = last
 
 
 def _pairs_in_buckets(
@@ -354,18 +361,13 @@ def _pairs_in_buckets(
     """Pairs (as i * len(targets) + j) within the threshold among each query rows[r] and the bucket of target
     positions lo[r] .. lo[r] + counts[r] (in torder)."""
     nt = len(targets)
-    ends = np.cumsum(counts)
-    first = 0
-    while first < len(rows):
-        base = ends[first - 1] if first else 0
-        last = max(first + 1, int(np.searchsorted(ends, base + _SLAB, side="right")))
+    for first, last in _slabs(counts):
         i, at = _expand(rows[first:last], counts[first:last], lo[first:last])
         j = torder[at]
         keep = _confirm(queries[i] ^ targets[j], threshold, own, earlier)
         i, j = i[keep], j[keep]
         if len(i):
             yield i.astype(np.int64) * nt + j
-        first = last
 
 
 def differs(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
