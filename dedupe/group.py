@@ -1,14 +1,19 @@
-"""Pure grouping of fingerprinted files: exact, same-image and near duplicates. No I/O.
+"""The grouping of fingerprinted files: exact, same-image and near duplicates.
 
 Near duplicates are clustered around a reference: every member of a near group matches the group's reference
-itself (see find_groups for the rule: pHash, turned and mirrored pHashes, a dHash second opinion, bursts kept
-apart), so a chain of small steps never joins two unlike photos.
+itself (see find_groups for the rule: pHash, turned and mirrored pHashes, a dHash second opinion, crops, bursts
+kept apart), so a chain of small steps never joins two unlike photos.
+
+The work is done on a Library's columns, in four steps: image classes and nodes (files alike in all the rule
+compares), the matching pairs of nodes (pairs.join, confirmed by match.explain), stars around the best-connected
+nodes, and each star's members. find_groups does it for records; stored_groups for the stored files below some
+roots (reading the store, never a file). The module is about 750 lines, a little over the house's 700: the four
+steps share the node key and its columns, which would have to become public to be split across modules.
 """
 
 from __future__ import annotations
 
 import itertools
-import operator
 import os
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
@@ -126,10 +131,10 @@ def find_groups_in(library: Library, rule: MatchRule = MatchRule()) -> Grouping:
     files are matched with its reference on arrays too.
     """
     lib = library
-    files = _first_paths(lib)
+    files = lib.distinct_files()
     rule = rule.for_count(len(files))
     n = len(lib)
-    path_rank, distinct_paths = (np.arange(n), True) if lib.distinct_paths else _path_ranks(lib.paths)
+    path_rank, distinct_paths = lib.path_ranks()
     # The first file (in path order) of each image class stands for it.
     cls = np.full(n, -1, dtype=np.int64)
     order = files[np.argsort(lib.image[files], kind="stable")]
@@ -186,32 +191,6 @@ def find_groups_in(library: Library, rule: MatchRule = MatchRule()) -> Grouping:
     listing = () if distinct_paths else (rows, cls[rows], node, ~is_centre)
     del take, node, low_cluster, node_of, in_node
     return _members(lib, rows, cluster, centre_row, listing, path_rank, rule)
-
-
-def _first_paths(lib: Library) -> npt.NDArray[np.int64]:
-    """The rows that are distinct files: of the paths reaching one inode, the first."""
-    n = len(lib)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    single = bool((lib.dev == lib.dev[0]).all())
-    order = np.argsort(lib.ino, kind="stable") if single else np.lexsort((lib.ino, lib.dev))
-    same = lib.ino[order[1:]] == lib.ino[order[:-1]]
-    if not single:
-        same &= lib.dev[order[1:]] == lib.dev[order[:-1]]
-    if not same.any():
-        return np.arange(n, dtype=np.int64)
-    keep = np.ones(n, dtype=bool)
-    keep[order[1:][same]] = False  # within one inode the rows are in path order: the first stays
-    return np.flatnonzero(keep)
-
-
-def _path_ranks(paths: Sequence[str]) -> tuple[npt.NDArray[np.int64], bool]:
-    """Each row's rank by path, equal paths ranked alike (rows are in path order); and whether all are distinct."""
-    n = len(paths)
-    same = np.fromiter(map(operator.eq, paths[1:], paths[:-1]), dtype=bool, count=max(n - 1, 0))
-    if not same.any():
-        return np.arange(n, dtype=np.int64), True
-    return np.cumsum(np.r_[False, ~same]).astype(np.int64), False
 
 
 @dataclass(frozen=True, slots=True)

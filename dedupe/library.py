@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import gc
 import itertools
+import operator
 import struct
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -131,6 +132,34 @@ class Library:
             else:
                 fields[name] = value[rows]
         return Library(**fields)
+
+    def distinct_files(self) -> npt.NDArray[np.int64]:
+        """The rows that are distinct files: of the paths reaching one inode, the first."""
+        n = len(self)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        single = bool((self.dev == self.dev[0]).all())
+        order = np.argsort(self.ino, kind="stable") if single else np.lexsort((self.ino, self.dev))
+        same = self.ino[order[1:]] == self.ino[order[:-1]]
+        if not single:
+            same &= self.dev[order[1:]] == self.dev[order[:-1]]
+        if not same.any():
+            return np.arange(n, dtype=np.int64)
+        keep = np.ones(n, dtype=bool)
+        keep[order[1:][same]] = False  # within one inode the rows are in path order: the first stays
+        return np.flatnonzero(keep)
+
+    def path_ranks(self) -> tuple[npt.NDArray[np.int64], bool]:
+        """Each row's rank by path, equal paths ranked alike (rows are in path order); and whether all are
+        distinct."""
+        n = len(self)
+        if self.distinct_paths:
+            return np.arange(n), True
+        paths = self.paths
+        same = np.fromiter(map(operator.eq, paths[1:], paths[:-1]), dtype=bool, count=max(n - 1, 0))
+        if not same.any():
+            return np.arange(n, dtype=np.int64), True
+        return np.cumsum(np.r_[False, ~same]).astype(np.int64), False
 
     def fingerprint(self, row: int) -> Fingerprint:
         """The values of a row that matching reads, as a fingerprint (without its content and image hashes)."""
