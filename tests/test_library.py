@@ -20,6 +20,7 @@ from dedupe.library import Library
 from dedupe.match import MatchRule, searches_crops
 from dedupe.models import CROP_BYTES, CROP_WINDOWS, FileRecord, Fingerprint, MatchKind
 from dedupe.store import Store
+from tests.conftest import make_fingerprint, make_record
 from tests.test_group_reference import clustered_library
 
 VERSION = fingerprint.VERSION
@@ -139,17 +140,14 @@ def odd_records(root: str) -> list[FileRecord]:
     rng = random.Random(7)
 
     def fp(k: int, **kw: object) -> Fingerprint:
-        base = Fingerprint(
-            f"c{k}",
-            f"i{k % 5}",
-            "JPEG",
-            100 + k,
-            80,
-            rng.getrandbits(64),
-            rng.getrandbits(64),
-            None,
-            False,
-            tuple(rng.getrandbits(64) for _ in range(7)),
+        base = make_fingerprint(
+            content_hash=f"c{k}",
+            image_hash=f"i{k % 5}",
+            width=100 + k,
+            height=80,
+            phash=rng.getrandbits(64),
+            dhash=rng.getrandbits(64),
+            variants=tuple(rng.getrandbits(64) for _ in range(7)),
         )
         return replace(base, **kw)
 
@@ -221,7 +219,7 @@ def test_library_under_reads_each_file_below_the_roots_once(tmp_path: Path) -> N
         f"{base}/b.jpg",
     ]
     records = [
-        FileRecord(p, 1, 0, 1, k, Fingerprint(f"c{k}", f"i{k}", "JPEG", 1, 1, k, k, None, False))
+        make_record(p, size=1, ino=k, content_hash=f"c{k}", image_hash=f"i{k}", width=1, height=1, phash=k, dhash=k)
         for k, p in enumerate(paths)
     ]
     with Store.open(tmp_path / "store.sqlite") as store:
@@ -255,8 +253,15 @@ def test_groups_need_the_record_of_every_grouped_file(tmp_path: Path) -> None:
 def test_image_hashes_differing_in_trailing_nuls_are_other_images(tmp_path: Path, first: str, second: str) -> None:
     # numpy cuts trailing NULs off byte strings: read naively, these two pictures would be one image class.
     root = str(tmp_path.resolve() / "lib")
-    a = Fingerprint("c1", first, "JPEG", 100, 100, 0xF0F0F0F0F0F0F0F0, 1, None, False, ())
-    b = Fingerprint("c2", second, "JPEG", 100, 100, 0xF0F0F0F0F0F0F0F0 ^ ((1 << 40) - 1), 2**64 - 1, None, False, ())
+    a = make_fingerprint(content_hash="c1", image_hash=first, width=100, height=100, phash=0xF0F0F0F0F0F0F0F0, dhash=1)
+    b = make_fingerprint(
+        content_hash="c2",
+        image_hash=second,
+        width=100,
+        height=100,
+        phash=0xF0F0F0F0F0F0F0F0 ^ ((1 << 40) - 1),
+        dhash=2**64 - 1,
+    )
     records = [FileRecord(root + "/a.jpg", 10, 1, 1, 1, a), FileRecord(root + "/b.jpg", 10, 1, 1, 2, b)]
     with Store.open(tmp_path / "s.sqlite") as store:
         write(store, records)
