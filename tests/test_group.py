@@ -341,3 +341,29 @@ def test_a_burst_shot_reached_through_an_image_class_is_left_out_not_a_crash() -
             assert not {"/b.jpg", "/a2.jpg"} <= paths
             ref = g.reference.file.fingerprint
             assert all(m.match is not MatchKind.NEAR or match(m.file.fingerprint, ref, MatchRule(4)) for m in g.members)
+
+
+def test_the_engine_needs_no_pillow() -> None:
+    """The grouping and everything it reads (match rule, pair search, library, store) import neither the Pillow
+    module fingerprint nor Pillow: the constants they share live in models."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent.parent / "dedupe"
+    engine = ["group", "match", "pairs", "library", "models", "store", "store_base", "store_journal"]
+    engine += ["store_library", "store_search"]
+    for name in engine:
+        tree = ast.parse((package / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+        assert not {"dedupe.fingerprint", "PIL", "imagehash"} & imported, name
+        assert "fingerprint" not in names or "dedupe" not in imported, name
+        assert all(dep.split(".")[0] in {"dedupe", "numpy", "pybktree"} or dep in _STDLIB for dep in imported), name
+
+
+_STDLIB = {
+    "__future__", "collections", "collections.abc", "concurrent.futures", "contextlib", "ctypes", "dataclasses",
+    "datetime", "enum", "gc", "importlib.metadata", "itertools", "math", "operator", "os", "pathlib", "sqlite3",
+    "struct", "sys", "threading", "time", "types", "typing",
+}  # fmt: skip
