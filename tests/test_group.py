@@ -159,7 +159,8 @@ def turned_records(draw: st.DrawFn) -> list[FileRecord]:
     """Pictures with 7 variant hashes; some files are turned copies of others (variant near the other's upright)."""
     out: list[FileRecord] = []
     for n in range(draw(st.integers(1, 12))):
-        if out and draw(st.booleans()):
+        turned_copy: bool = bool(out) and draw(st.booleans())
+        if turned_copy:
             base = out[draw(st.integers(0, len(out) - 1))].fingerprint
             k = draw(st.integers(0, 6))
             # this file is the other turned by TRANSFORMS[k]: its upright is near the other's variant k

@@ -7,6 +7,7 @@ import random
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -338,10 +339,9 @@ def test_a_long_chain_of_look_alikes_equals_the_reference() -> None:
     rng = random.Random(11)
     phash, records = rng.getrandbits(64), []
     for k in range(120):
-        fp = dict(
-            content_hash=f"c{k}", image_hash=f"i{k}", width=100, height=100, phash=phash, dhash=rng.getrandbits(64)
-        )
-        records.append(make_record(f"/chain/{k:03d}.jpg", size=10_000 - k, ino=k, **fp))
+        path, size, dhash = f"/chain/{k:03d}.jpg", 10_000 - k, rng.getrandbits(64)
+        hashes: dict[str, Any] = {"content_hash": f"c{k}", "image_hash": f"i{k}", "phash": phash, "dhash": dhash}
+        records.append(make_record(path, size=size, ino=k, width=100, height=100, **hashes))
         phash ^= 1 << (k % 64)
     groups = find_groups(records, MatchRule(1))
     assert groups == ref_find_groups(records, 1)

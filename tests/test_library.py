@@ -7,6 +7,7 @@ import random
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -139,7 +140,7 @@ def odd_records(root: str) -> list[FileRecord]:
     strings), non-ASCII text, values this dedupe never writes (3 variants, a short crop signature), two devices."""
     rng = random.Random(7)
 
-    def fp(k: int, **kw: object) -> Fingerprint:
+    def fp(k: int, **kw: Any) -> Fingerprint:
         base = make_fingerprint(
             content_hash=f"c{k}",
             image_hash=f"i{k % 5}",

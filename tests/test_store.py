@@ -123,8 +123,8 @@ def test_count_records_under_agrees_with_records_under(tmp_path: Path) -> None:
                 store.put_fingerprint(fp, version)
                 store.put_file(str(path), path.stat(), name)
         for roots in ([str(tmp_path / "a")], [str(tmp_path)], []):
-            for version in (VERSION, None):
-                assert store.count_records_under(roots, version) == len(store.records_under(roots, version))
+            for wanted in (VERSION, None):
+                assert store.count_records_under(roots, wanted) == len(store.records_under(roots, wanted))
         assert store.count_records_under([str(tmp_path / "a")], VERSION) == 2
 
 
