@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from dedupe import fingerprint
-from dedupe.actions import plan
 from dedupe.cli import cli
 from dedupe.group import find_groups, stored_groups
 from dedupe.match import CROP, CROP_SEARCH_LIMIT, WIDER, MatchRule, crop_match, match, searches_crops, shows_more
 from dedupe.models import FileRecord, Fingerprint, MatchKind, ScanOptions
+from dedupe.plan import plan
 from dedupe.scan import scan
 from dedupe.store import Store
 from tests.conftest import draw_photo, save
