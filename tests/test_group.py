@@ -1,15 +1,24 @@
+"""The grouping (group.py): its invariants under hypothesis (no path in two groups, input order never matters,
+identical pictures share a group), stars around references, the second opinion and bursts, and pictures that
+must not be grouped."""
+
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from dedupe.group import find_groups
 from dedupe.match import CANDIDATE_PHASH, Match, MatchRule, hamming, match, match_distance, same_burst
 from dedupe.models import FileRecord, MatchKind
-from tests.conftest import make_record
+from dedupe.store import Store
+from tests.conftest import copy_file, draw_photo, groups_of, invoke, make_record, save
 
 _U64 = st.integers(min_value=0, max_value=2**64 - 1)
 
@@ -342,6 +351,58 @@ def test_a_burst_shot_reached_through_an_image_class_is_left_out_not_a_crash() -
             assert not {"/b.jpg", "/a2.jpg"} <= paths
             ref = g.reference.file.fingerprint
             assert all(m.match is not MatchKind.NEAR or match(m.file.fingerprint, ref, MatchRule(4)) for m in g.members)
+
+
+# --- pictures that must not be grouped, and pairs marked as not duplicates (through scan) -------------------
+
+SMALL = (400, 300)
+
+
+def photo(path: Path, seed: int, size: tuple[int, int] = SMALL, **params: object) -> Path:
+    return save(draw_photo(seed, size), path, **params)
+
+
+def _gradient(c0: tuple[int, int, int], c1: tuple[int, int, int], vertical: bool, size: tuple[int, int]) -> Image.Image:
+    w, h = size
+    t = np.linspace(0.0, 1.0, h if vertical else w)
+    line = np.array(c0, float)[None, :] * (1 - t[:, None]) + np.array(c1, float)[None, :] * t[:, None]
+    a = np.repeat(line[:, None, :], w, axis=1) if vertical else np.repeat(line[None, :, :], h, axis=0)
+    return Image.fromarray(a.astype(np.uint8))
+
+
+def _groups(root: Path, tmp_path: Path, *extra: str) -> list[list[str]]:
+    db = str(tmp_path / "store.sqlite")
+    code, out = invoke("scan", root, "--db", db, "-q", "--format", "json", *extra)
+    assert code == 0, out
+    return [sorted(Path(f["path"]).name for f in g["files"]) for g in json.loads(out)["groups"]]
+
+
+def test_two_different_gradients_are_not_grouped(tmp_path: Path) -> None:
+    """A black-to-white vertical gradient and a blue-to-yellow horizontal one are not grouped, with
+    --no-rotations --no-two-stage --no-crops neither: the pHash of any smooth gradient is
+    0x8000000000000000 (its rounded DCT is zero outside one row or column, so the median is 0 and one bit is
+    set), so such pictures count as saying nothing to a perceptual hash. (Their dHashes are 0 and all ones.)"""
+    root = tmp_path / "photos"
+    save(_gradient((0, 0, 0), (255, 255, 255), True, (640, 480)), root / "grey_vertical.png")
+    save(_gradient((0, 0, 120), (255, 230, 0), False, (640, 480)), root / "blue_yellow_horizontal.png")
+    assert _groups(root, tmp_path) == []
+    assert _groups(root, tmp_path, "--no-rotations", "--no-two-stage", "--no-crops") == []
+
+
+def test_not_duplicates_are_remembered_by_content_and_survive_renames(tmp_path: Path, store: Store) -> None:
+    """Files the user said are not duplicates stay apart, by content: renaming one keeps it apart."""
+    root = tmp_path / "p"
+    a = photo(root / "a.jpg", 21, quality=95)
+    photo(root / "b.jpg", 21, quality=60)
+    a2 = copy_file(a, root / "c.jpg")
+    (g,) = groups_of(store, root)
+    hashes = {m.file.path: m.file.content_hash for m in g.members}
+    store.add_not_duplicates([(hashes[str(a)], hashes[str(root / "b.jpg")])])
+    (g,) = groups_of(store, root)  # a and its exact copy still group; b is apart now
+    assert {m.file.path for m in g.members} == {str(a), str(a2)}
+    (root / "b.jpg").rename(root / "renamed.jpg")
+    a2.unlink()
+    assert groups_of(store, root) == []
 
 
 def test_the_engine_needs_no_pillow() -> None:
