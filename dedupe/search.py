@@ -8,7 +8,7 @@ hash), the same image data (image hash), or a pHash within the threshold; pictur
 Two ways to search give the same answers:
 
 - straight from a Store, reading only the candidate rows through the pHash block indexes (the pigeonhole
-  principle, as in group.near_pairs): what a one-off `dedupe check` does, in milliseconds at a million
+  principle, as in pairs.join): what a one-off `dedupe check` does, in milliseconds at a million
   fingerprints;
 - from a SearchIndex, an immutable in-memory snapshot of the hashes scanned with numpy: for a long-running
   program (a web application) that checks many uploads, from as many threads as it likes.
