@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError, FileSkipped
-from dedupe.group import MAX_THRESHOLD, match_distance
+from dedupe.match import MAX_THRESHOLD, match_distance
 from dedupe.models import Fingerprint, ProgressEvent, ScanOptions
 from dedupe.scan import resolve_roots, walk
 

@@ -28,7 +28,8 @@ from dedupe.cli_common import (
     reference_option,
 )
 from dedupe.formats import calibration_json, display_path, groups_csv, groups_json, human_size
-from dedupe.group import MatchRule, summarize
+from dedupe.group import summarize
+from dedupe.match import MatchRule
 from dedupe.models import DuplicateGroup, KeeperRule, ScanOptions, Skipped, Summary
 from dedupe.report import write_html_report
 from dedupe.scan import scan

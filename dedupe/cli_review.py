@@ -37,7 +37,7 @@ from dedupe.cli_common import (
     reference_option,
 )
 from dedupe.formats import applied_json, display_path, human_size, no_groups_json, plan_json, run_state
-from dedupe.group import MatchRule
+from dedupe.match import MatchRule
 from dedupe.models import (
     Action,
     ApplyResult,

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError
-from dedupe.group import CROP, WIDER, MatchRule, crop_match, match, shows_more
+from dedupe.match import CROP, WIDER, MatchRule, crop_match, match, shows_more
 from dedupe.models import (
     Action,
     DuplicateGroup,

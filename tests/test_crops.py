@@ -14,20 +14,11 @@ from PIL import Image
 
 from dedupe import fingerprint
 from dedupe.cli import cli
-from dedupe.group import (
-    CROP,
-    CROP_SEARCH_LIMIT,
-    WIDER,
-    MatchRule,
-    crop_match,
-    find_groups,
-    match,
-    searches_crops,
-    shows_more,
-)
+from dedupe.group import find_groups, stored_groups
+from dedupe.match import CROP, CROP_SEARCH_LIMIT, WIDER, MatchRule, crop_match, match, searches_crops, shows_more
 from dedupe.models import FileRecord, Fingerprint, MatchKind, ScanOptions
 from dedupe.plan import plan
-from dedupe.scan import scan, stored_groups
+from dedupe.scan import scan
 from dedupe.store import Store
 from tests.conftest import draw_photo, save
 
@@ -136,7 +127,7 @@ def test_scan_groups_a_cropped_copy_and_says_why(tmp_path: Path) -> None:
         assert paths == ["cropped.png", "original.jpg"]
         member = group.members[1]
         assert member.match is MatchKind.NEAR and member.crop == CROP and member.why.endswith("a crop of the reference")
-        assert stored_groups(store, [str(root)], crops=False)[0] == []
+        assert stored_groups(store, [str(root)], MatchRule(crops=False))[0] == []
 
     out = CliRunner().invoke(cli, ["groups", str(root), "--db", str(db), "--format", "json"])
     assert out.exit_code == 0, out.output

@@ -221,3 +221,13 @@ def test_phash_has_the_same_bits_as_imagehash(tmp_path: Path) -> None:
             pictures.append(photo.convert("RGB").resize((800, 500)))
     for im in pictures:
         assert phash(im) == int(str(imagehash.phash(im, hash_size=8)), 16)
+
+
+def test_version_names_the_imagehash_in_use() -> None:
+    """The fingerprint version, kept in models without Pillow, names the ImageHash that fingerprint.py imports."""
+    import imagehash
+
+    from dedupe import fingerprint, models
+
+    assert fingerprint.VERSION is models.VERSION
+    assert models.VERSION.endswith(f"imagehash={imagehash.__version__}")

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dedupe.errors import DedupeError
-from dedupe.group import MatchRule
+from dedupe.match import MatchRule
 from dedupe.models import Action, DuplicateGroup, FileRecord, GroupMember, MatchKind
 from dedupe.plan import choose_keeper, parse_rules, plan
 from dedupe.store import Store

@@ -12,7 +12,7 @@ from PIL import Image
 
 from dedupe.cli import cli
 from dedupe.fingerprint import VERSION, fingerprint_file
-from dedupe.group import hamming, match_distance
+from dedupe.match import hamming, match_distance
 from dedupe.models import TRANSFORMS
 from dedupe.store import _MIGRATIONS, Store
 from tests.conftest import draw_photo, run_dedupe, save

@@ -14,14 +14,16 @@ from pathlib import Path
 import pytest
 
 from dedupe.errors import DedupeError
+from dedupe.group import stored_groups
+from dedupe.match import MatchRule
 from dedupe.models import MatchKind, ScanOptions
-from dedupe.scan import _context, scan, stored_groups
+from dedupe.scan import _context, scan
 from dedupe.store import Store
 from tests.conftest import REPO, draw_photo, save
 
 
 def group_paths(store: Store, roots: list[Path], threshold: int = 8) -> list[list[str]]:
-    groups, _, _ = stored_groups(store, [str(r) for r in roots], threshold)
+    groups, _, _ = stored_groups(store, [str(r) for r in roots], MatchRule(threshold))
     return [sorted(Path(m.file.path).name for m in g.members) for g in groups]
 
 
