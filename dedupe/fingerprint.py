@@ -233,8 +233,13 @@ def _fingerprint(data: bytes, content_hash: str) -> Fingerprint:
     phash, dhash, low_info, variants, crops = _perceptual(working_image(reduced or im, orientation))
     # A blank picture is only ever grouped by its image hash, so for it that hash is the decoded pixels
     # (the same blank in PNG and BMP is the same picture); for others it is the cheaper data hash.
-    data_hash = None if low_info and fmt not in ("JPEG", "MPO") else image_data_hash(data, fmt, orientation)
-    image_hash = data_hash or _pixel_hash(im, orientation)
+    if getattr(im, "n_frames", 1) > 1:
+        # The perceptual hashes see the first frame only: files with several frames (animations, multi-page TIFFs)
+        # are the same image only when they have the same bytes, so that no frame is lost with a copy.
+        image_hash = hash_bytes(f"frames:{content_hash}".encode())
+    else:
+        data_hash = None if low_info and fmt not in ("JPEG", "MPO") else image_data_hash(data, fmt, orientation)
+        image_hash = data_hash or _pixel_hash(im, orientation)
     return Fingerprint(
         content_hash=content_hash,
         image_hash=image_hash,

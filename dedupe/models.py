@@ -64,7 +64,7 @@ CROP_BYTES = 19 * len(CROP_WINDOWS)
 # fingerprint.py so that the store and the grouping can name it without loading Pillow; the ImageHash version is
 # read from its installed metadata, the same as imagehash.__version__ (a test checks).
 VERSION = (
-    f"8;raw-preview;webp-scaled-decode;dihedral-from-one-resize;gradients;crops={len(CROP_WINDOWS)}x{CROP_SIDE}-area-means;exif-subsec;chunk-essence;numpy-dct;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};"
+    f"9;multi-frame-by-bytes;raw-preview;webp-scaled-decode;dihedral-from-one-resize;gradients;crops={len(CROP_WINDOWS)}x{CROP_SIDE}-area-means;exif-subsec;chunk-essence;numpy-dct;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};"
     f"imagehash={version('ImageHash')}"
 )
 

@@ -231,3 +231,20 @@ def test_version_names_the_imagehash_in_use() -> None:
 
     assert fingerprint.VERSION is models.VERSION
     assert models.VERSION.endswith(f"imagehash={imagehash.__version__}")
+
+
+def test_files_with_several_frames_are_the_same_image_only_with_the_same_bytes(tmp_path: Path) -> None:
+    """Two animations (or multi-page TIFFs) sharing their first frame are never 'the same image': the perceptual
+    hashes see the first frame only, and a copy must not take unique frames with it."""
+    first = draw_photo(7, (320, 240))
+    for ext in ("gif", "tiff"):
+        a = tmp_path / f"a.{ext}"
+        b = tmp_path / f"b.{ext}"
+        first.save(a, save_all=True, append_images=[draw_photo(8, (320, 240))])
+        first.save(b, save_all=True, append_images=[draw_photo(9, (320, 240))])
+        fa, fb = fingerprint_file(a), fingerprint_file(b)
+        assert fa.phash == fb.phash  # the same first frame
+        assert fa.image_hash != fb.image_hash
+        c = tmp_path / f"c.{ext}"
+        c.write_bytes(a.read_bytes())
+        assert fingerprint_file(c).image_hash == fa.image_hash
