@@ -14,7 +14,6 @@ from pathlib import Path
 import imagehash
 import numpy as np
 import numpy.typing as npt
-import pillow_heif
 from PIL import Image, ImageStat, UnidentifiedImageError
 
 from dedupe import webp
@@ -31,12 +30,19 @@ from dedupe.models import (
     hamming,
 )
 
-pillow_heif.register_heif_opener()
+try:
+    import pillow_heif
+except ImportError:  # a broken install: HEIC files are then skipped with the reason, everything else works
+    HEIF_SUPPORT = False
+else:
+    pillow_heif.register_heif_opener()
+    HEIF_SUPPORT = True
 Image.init()  # every plugin, so that the formats= allow-list below can name them all
 
 # Only photo formats reach a decoder: a PSD, EPS or PDF renamed .jpg is refused before any parser sees it.
 # (Camera MPO files open through the JPEG decoder.)
-PHOTO_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "HEIF", "AVIF")
+# Those whose decoder is missing (HEIF without pillow-heif) are left out.
+PHOTO_FORMATS = tuple(f for f in ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "HEIF", "AVIF") if f in Image.OPEN)
 IMAGE_EXTENSIONS = frozenset(
     (".jpg .jpeg .jpe .jfif .png .apng .gif .bmp .dib .tif .tiff .webp .heic .heif .hif .avif").split()  # noqa: SIM905
 )
@@ -190,6 +196,8 @@ def fingerprint_bytes(data: bytes, content_hash: str, *, name: str | os.PathLike
     except MemoryError:
         raise FileSkipped("too large to decode in memory", transient=True) from None
     except UnidentifiedImageError:
+        if not HEIF_SUPPORT and sniff_format(data[:64]) == "HEIF":
+            raise FileSkipped("unsupported format: HEIC/HEIF needs pillow-heif (pip install pillow-heif)") from None
         raise FileSkipped("not a readable photo (format not recognised)") from None
     except OSError as e:
         text = _first_line(e)

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -16,7 +20,7 @@ from dedupe.fingerprint import (
     perceptual_hashes,
     working_image,
 )
-from tests.conftest import draw_photo, save
+from tests.conftest import REPO, draw_photo, save
 
 
 def test_jpeg_fingerprint_records_size_format_and_hashes(tmp_path: Path) -> None:
@@ -248,3 +252,23 @@ def test_files_with_several_frames_are_the_same_image_only_with_the_same_bytes(t
         c = tmp_path / f"c.{ext}"
         c.write_bytes(a.read_bytes())
         assert fingerprint_file(c).image_hash == fa.image_hash
+
+
+def test_without_pillow_heif_heic_files_are_skipped_with_the_reason(tmp_path: Path) -> None:
+    """A broken install without pillow-heif still scans: HEIC files are skipped and say what to install."""
+    save(draw_photo(3, (320, 240)), tmp_path / "p" / "a.heic", quality=90)
+    save(draw_photo(3, (320, 240)), tmp_path / "p" / "b.jpg")
+    code = "import sys; sys.modules['pillow_heif'] = None; from dedupe.cli import main; main()"
+    args = ["scan", str(tmp_path / "p"), "--db", str(tmp_path / "s.sqlite"), "-q", "--format", "json"]
+    r = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    skipped = json.loads(r.stdout)["skipped"]
+    assert [s["path"] for s in skipped] == [str(tmp_path / "p" / "a.heic")]
+    assert "pip install pillow-heif" in skipped[0]["reason"]
