@@ -145,7 +145,13 @@ def review_command(
     destination = os.path.realpath(to) if to else None
     if interactive:
         _interactive_review(
-            ctx, store, output, Review(groups, rules, refs, include_raw=include_raw), act, destination, roots
+            ctx,
+            store,
+            output,
+            Review(groups, rules, refs, include_raw=include_raw, roots=roots, rule=rule),
+            act,
+            destination,
+            roots,
         )
         return
     the_plan = plan(
@@ -157,6 +163,7 @@ def review_command(
         roots=roots,
         include_near=include_near,
         include_raw=include_raw,
+        match_rule=rule,
     )
     if script:
         _write_script(the_plan, script)
