@@ -188,6 +188,7 @@ class ProgressEvent:
     done: int
     total: int | None = None
     path: str | None = None
+    image: bool = False  # with a path: the file is an image, now fingerprinted (not an ignored other file)
     extra: dict[str, int] = field(default_factory=dict)
 
 

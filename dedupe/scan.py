@@ -257,7 +257,7 @@ def fingerprint_files(
             if content is not None and (path not in stored or stored[path].content_hash != content):
                 added.append(path)
             if on_progress:
-                on_progress(ProgressEvent("fingerprint", done, total, path))
+                on_progress(ProgressEvent("fingerprint", done, total, path, image=content is not None))
             if should_stop is not None and done < total and should_stop():
                 stopped = True
                 break

@@ -258,7 +258,8 @@ class Watcher:
     def _on_progress(self, event: ProgressEvent) -> None:
         if event.phase == "fingerprint" and event.path is not None:
             self._read.add(event.path)
-            self._emit(WatchEventKind.FINGERPRINTED, path=event.path)
+            if event.image:  # text files, videos and desktop.ini are read on every start, but are not news
+                self._emit(WatchEventKind.FINGERPRINTED, path=event.path)
 
     # --- supervision ----------------------------------------------------------------------------------------
 

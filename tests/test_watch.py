@@ -251,6 +251,19 @@ def test_ignored_names_and_the_store_itself_are_never_read(root: Path) -> None:
         assert stored_paths(store, root) == {str(marker)}
 
 
+def test_only_images_are_reported_fingerprinted_at_each_start(root: Path, db: Path) -> None:
+    """Files that are not images (notes, desktop.ini, a video) are read at each start but never reported as
+    fingerprinted; the images are, at the start that first reads them."""
+    (root / "notes.txt").write_text("shopping list\n")
+    (root / "desktop.ini").write_text("[.ShellClassInfo]\n")
+    (root / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+    picture = photo(root / "a.jpg", 3)
+    with watching([root], db) as (rec, _):
+        assert {e.path for e in rec.of(K.FINGERPRINTED)} == {str(picture)}
+    with watching([root], db) as (rec, _):
+        assert rec.of(K.FINGERPRINTED) == []
+
+
 def test_hidden_files_are_read_with_hidden(root: Path, db: Path) -> None:
     with watching([root], db, WatchOptions(settle=SETTLE, hidden=True)) as (_, store):
         hidden = photo(root / ".hidden.jpg", 7)
