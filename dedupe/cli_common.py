@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -21,7 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from dedupe.errors import DedupeError
+from dedupe.errors import DedupeError, StoreError
 from dedupe.formats import display_path
 from dedupe.group import stored_groups
 from dedupe.match import CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, MatchRule, searches_crops
@@ -196,8 +197,14 @@ def real(paths: Sequence[str]) -> list[str]:
 # --- the store and the engine ---------------------------------------------------------------------------------
 
 
-def open_store(ctx: click.Context, db: str | None, *, readonly: bool = False) -> Store:
-    """The store, closed when the command ends."""
+def open_store(ctx: click.Context, db: str | None, *, readonly: bool = False, create: bool = False) -> Store:
+    """The store, closed when the command ends. Only a command that fills the store (create: scan, import, watch)
+    makes a new one; any other says where the store was looked for, rather than act on an empty one."""
+    if not create:
+        where = Path(db).expanduser() if db else default_store_path()
+        if not where.exists():
+            # A library error, so that search and check end with their own exit status for failures.
+            raise StoreError(f"no store at {where}: run 'dedupe scan' first")
     return ctx.with_resource(Store.open(db, readonly=readonly))
 
 

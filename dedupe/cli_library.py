@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import click
+from rich.cells import cell_len
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -27,13 +31,26 @@ from dedupe.cli_common import (
     real,
     reference_option,
 )
-from dedupe.formats import calibration_json, display_path, groups_csv, groups_json, human_size
+from dedupe.formats import (
+    calibration_json,
+    copy_labels,
+    display_path,
+    groups_csv,
+    groups_json,
+    groups_paths,
+    human_size,
+)
 from dedupe.group import summarize
 from dedupe.match import MatchRule
-from dedupe.models import DuplicateGroup, KeeperRule, ScanOptions, Skipped, Summary
-from dedupe.plan import keepers_first
+from dedupe.models import DuplicateGroup, KeeperChoice, KeeperRule, ScanOptions, Skipped, Summary
+from dedupe.plan import keepers_chosen, keepers_first
 from dedupe.report import write_html_report
 from dedupe.scan import scan
+
+PATHS_HELP = (
+    "How to print the groups. paths: one path per line, the file review keeps first, a blank line after each"
+    " group (as fdupes), for xargs and grep."
+)
 
 
 @command("scan")
@@ -45,7 +62,7 @@ from dedupe.scan import scan
 @click.option("--min-size", type=click.IntRange(0), default=0, metavar="BYTES", help="Skip files smaller than this.")
 @click.option("--jobs", "-j", type=click.IntRange(1), default=None, help="Worker processes [default: one per core].")
 @match_options()
-@format_option("table", "json", "csv", help="How to print the groups.")
+@format_option("table", "json", "csv", "paths", help=PATHS_HELP)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 @pass_output
@@ -69,9 +86,10 @@ def scan_command(
 
     Example:
 
+    \b
         dedupe scan ~/Pictures /media/backup --exclude '*.tmp'
     """
-    store = open_store(ctx, db)
+    store = open_store(ctx, db, create=True)
     options = ScanOptions(
         exclude=exclude, hidden=hidden, follow_symlinks=follow_symlinks, min_size=min_size, workers=jobs
     )
@@ -84,8 +102,9 @@ def scan_command(
         ctx.exit(130)
     for warning in report.warnings:
         err.print(Text(f"warning: {display_path(warning)}"))
-    groups, _, images = find_stored_groups(store, report.roots, rule)
-    groups = keepers_first(groups, roots=report.roots, rule=rule)
+    found, _, images = find_stored_groups(store, report.roots, rule)
+    chosen = keepers_chosen(found, roots=report.roots, rule=rule)
+    groups = [g for g, _ in chosen]
     summary = summarize(groups, images, len(report.skipped))
     extra = {
         "fingerprinted": report.fingerprinted,
@@ -93,14 +112,23 @@ def scan_command(
         "ignored": report.ignored,
         "pruned": report.pruned,
     }
-    render(output, groups, report.skipped, summary, fmt, extra)
+    render(output, chosen, report.skipped, summary, fmt, extra)
+    if fmt == "table" and groups:
+        where = " ".join(shlex.quote(d) for d in dirs)
+        output.out.print(
+            Text(
+                f"Next: 'dedupe review {where}' to choose what to keep, or 'dedupe report --html dups.html {where}'"
+                " to look at the groups first."
+            ),
+            soft_wrap=True,
+        )
 
 
 @command("groups")
 @click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
 @db_option
 @match_options()
-@format_option("table", "json", "csv", help="How to print the groups.")
+@format_option("table", "json", "csv", "paths", help=PATHS_HELP)
 @click.pass_context
 @pass_output
 def groups_command(
@@ -112,14 +140,15 @@ def groups_command(
 
     Example:
 
+    \b
         dedupe groups ~/Pictures --format json
     """
     store = open_store(ctx, db, readonly=True)
-    groups, skipped, images = find_stored_groups(store, dirs, rule)
-    groups = keepers_first(groups, roots=real(dirs), rule=rule)
+    found, skipped, images = find_stored_groups(store, dirs, rule)
+    chosen = keepers_chosen(found, roots=real(dirs), rule=rule)
     if dirs and images == 0 and not skipped:
         note_no_images(dirs)
-    render(output, groups, skipped, summarize(groups, images, len(skipped)), fmt, {})
+    render(output, chosen, skipped, summarize([g for g, _ in chosen], images, len(skipped)), fmt, {})
 
 
 @command("report")
@@ -154,6 +183,7 @@ def report_command(
 
     Example:
 
+    \b
         dedupe report --html dups.html ~/Pictures
     """
     store = open_store(ctx, db, readonly=True)
@@ -185,6 +215,7 @@ def calibrate_command(output: Output, dirs: tuple[str, ...], sample: int, seed: 
 
     Example:
 
+    \b
         dedupe calibrate ~/Pictures --sample 60
     """
     with progress_bar(output.err, enabled=not quiet and output.err.is_terminal) as on_progress:
@@ -210,6 +241,13 @@ def calibrate_command(output: Output, dirs: tuple[str, ...], sample: int, seed: 
     )
     for d, a, b in result.nearest_unrelated[:3]:
         out.print(Text(f"  {d:2d}  {display_path(a)}  ~  {display_path(b)}"), soft_wrap=True)
+    if result.set_aside:
+        out.print(
+            "Set aside: these look like real duplicates (the default rule groups them), not look-alikes:",
+            soft_wrap=True,
+        )
+        for d, a, b in result.set_aside:
+            out.print(Text(f"  {d:2d}  {display_path(a)}  =  {display_path(b)}"), soft_wrap=True)
     for reason in result.skipped:
         out.print(Text(f"skipped {display_path(reason)}"), soft_wrap=True)
     out.print(
@@ -225,48 +263,83 @@ def calibrate_command(output: Output, dirs: tuple[str, ...], sample: int, seed: 
 
 
 def _date(taken: str | None, mtime_ns: int) -> str:
+    """The date taken, or the file's modification time marked "(file)" when the picture has no date taken."""
     if taken:
         return taken.replace("T", " ")[:16]
-    return datetime.fromtimestamp(mtime_ns / 1e9, UTC).astimezone().strftime("%Y-%m-%d %H:%M")
+    return datetime.fromtimestamp(mtime_ns / 1e9, UTC).astimezone().strftime("%Y-%m-%d %H:%M") + " (file)"
+
+
+def fold_path(path: str, width: int) -> str:
+    """path on lines of at most width cells, broken only after a "/": a folder or file name is never cut (one
+    longer than width has a line of its own)."""
+    parts = path.split("/")
+    lines: list[str] = []
+    line = ""
+    for seg in [p + "/" for p in parts[:-1]] + parts[-1:]:
+        if line and cell_len(line) + cell_len(seg) > width:
+            lines.append(line)
+            line = ""
+        line += seg
+    lines.append(line)
+    return "\n".join(lines)
 
 
 def render(
     output: Output,
-    groups: Sequence[DuplicateGroup],
+    chosen: Sequence[tuple[DuplicateGroup, KeeperChoice]],
     skipped: Sequence[Skipped],
     summary: Summary,
     fmt: str,
     extra: dict[str, int],
 ) -> None:
+    groups = [g for g, _ in chosen]
     if fmt == "json":
-        click.echo(json.dumps(groups_json(groups, skipped, summary, extra), indent=2))
+        reasons = [c.reason for _, c in chosen]
+        click.echo(json.dumps(groups_json(groups, skipped, summary, extra, reasons), indent=2))
     elif fmt == "csv":
         click.echo(groups_csv(groups), nl=False)
+    elif fmt == "paths":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(groups_paths(groups))
+        sys.stdout.buffer.flush()
     else:
-        render_table(output, groups, skipped, summary, extra)
+        render_table(output, chosen, skipped, summary, extra)
+
+
+COLUMNS = ("Group", "Match", "Copies", "Resolution", "Size", "Taken / modified", "Path")
+
+
+# Below this width of the path column, a terminal gets each path on lines of its own under the file's facts.
+NARROW_PATH = 32
+
+
+def _render_lines(out: Console, rows: Sequence[Sequence[Text]], ends: Sequence[bool]) -> None:
+    """The groups table for a narrow terminal: each file's facts on a line, its path folded at "/" below."""
+    for row, end in zip(rows, ends, strict=True):
+        if end:
+            out.print(Text("   ").append(row[-1]))
+            continue
+        if row[0].plain:
+            out.print(Text(f"Group {row[0].plain}", style="bold"))
+        facts = Text("  ").append(row[1]).append("  ").append(Text("  ").join(c for c in row[2:-1] if c.plain))
+        out.print(facts)
+        for line in fold_path(row[-1].plain, out.width - 6).split("\n"):
+            out.print(Text(f"    {line}"), soft_wrap=True)
 
 
 def render_table(
     output: Output,
-    groups: Sequence[DuplicateGroup],
+    chosen: Sequence[tuple[DuplicateGroup, KeeperChoice]],
     skipped: Sequence[Skipped],
     summary: Summary,
     extra: dict[str, int],
 ) -> None:
     out = output.out
-    if groups:
-        table = Table(show_lines=False, pad_edge=False, expand=False)
-        for column, justify in (
-            ("Group", "right"),
-            ("Match", "left"),
-            ("Resolution", "right"),
-            ("Size", "right"),
-            ("Date", "left"),
-            ("Path", "left"),
-        ):
-            table.add_column(column, justify=justify, no_wrap=column != "Path", overflow="fold")  # type: ignore[arg-type]
-        for n, g in enumerate(groups, start=1):
-            for i, m in enumerate(g.members):
+    if chosen:
+        rows: list[list[Text]] = []
+        ends: list[bool] = []
+        for n, (g, choice) in enumerate(chosen, start=1):
+            for i, (m, label) in enumerate(zip(g.members, copy_labels(g), strict=True)):
                 fp = m.file.fingerprint
                 if i == 0:
                     match = Text("reference", style="bold green")
@@ -274,16 +347,41 @@ def render_table(
                     match = Text(f"near d={m.distance}" + m.why.removeprefix(f"phash {m.distance}"), style="yellow")
                 else:
                     match = Text(MATCH_LABEL[m.match.value])
-                table.add_row(
-                    Text(f"{n}" if i == 0 else ""),
-                    match,
-                    f"{fp.width}x{fp.height}",
-                    human_size(m.file.size),
-                    _date(fp.taken, m.file.mtime_ns),
-                    Text(display_path(m.file.path)),
-                    end_section=i == len(g.members) - 1,
+                rows.append(
+                    [
+                        Text(f"{n}" if i == 0 else ""),
+                        match,
+                        Text(label or ""),
+                        Text(f"{fp.width}x{fp.height}"),
+                        Text(human_size(m.file.size)),
+                        Text(_date(fp.taken, m.file.mtime_ns)),
+                        Text(display_path(m.file.path)),
+                    ]
                 )
-        out.print(table, soft_wrap=True)
+                ends.append(False)
+            # Under each group, as review shows it: which keeper rules made its first file the reference.
+            rows.append(
+                [*[Text("")] * (len(COLUMNS) - 1), Text(f"kept by: {display_path(choice.reason)}", style="dim")]
+            )
+            ends.append(True)
+        table = Table(show_lines=False, pad_edge=False, expand=False)
+        for column in COLUMNS:
+            justify = "right" if column in ("Group", "Resolution", "Size") else "left"
+            table.add_column(column, justify=justify, no_wrap=column != "Path", overflow="fold")  # type: ignore[arg-type]
+        if out.is_terminal:
+            # Folded here, at "/", since rich would cut a file name anywhere to fit the column.
+            widths = [max(len(COLUMNS[c]), *(r[c].cell_len for r in rows)) for c in range(len(COLUMNS) - 1)]
+            path_width = out.width - sum(widths) - 3 * len(widths) - 2
+            if path_width < NARROW_PATH:
+                _render_lines(out, rows, ends)
+                rows, ends = [], []
+            for row, end in zip(rows, ends, strict=True):
+                if not end:
+                    row[-1] = Text(fold_path(row[-1].plain, path_width))
+        for row, end in zip(rows, ends, strict=True):
+            table.add_row(*row, end_section=end)
+        if rows:
+            out.print(table, soft_wrap=True)
     else:
         out.print("No duplicates found.", soft_wrap=True)
     if skipped:

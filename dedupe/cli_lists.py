@@ -76,6 +76,7 @@ def search_command(
 
     Example:
 
+    \b
         dedupe search ~/Downloads/photo.jpg --threshold 10 --limit 5
     """
     store = open_query_store(ctx, db)
@@ -151,6 +152,7 @@ def check_command(ctx: click.Context, images: tuple[str, ...], db: str | None, r
 
     Example:
 
+    \b
         dedupe check upload.jpg --db blocklist.sqlite --format json
     """
     store = open_query_store(ctx, db)
@@ -201,6 +203,7 @@ def export_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, ou
 
     Example:
 
+    \b
         dedupe export ~/banned -o blocklist.csv
     """
     store = open_store(ctx, db, readonly=True)
@@ -222,9 +225,10 @@ def import_command(ctx: click.Context, list_file: str, db: str | None, replace: 
 
     Example:
 
+    \b
         dedupe import blocklist.csv --db uploads.sqlite --replace
     """
-    store = open_store(ctx, db)
+    store = open_store(ctx, db, create=True)
     report = import_fingerprints(store, list_file, replace=replace)
     line = f"Imported {report.added} of {report.listed} fingerprints from {report.source}"
     if report.added < report.listed:
@@ -292,6 +296,7 @@ def watch_command(
 
     Example:
 
+    \b
         dedupe watch ~/Downloads ~/Pictures --exec notify-send
         dedupe watch ~/Uploads --quarantine ~/dedupe-quarantine
     """
@@ -303,7 +308,7 @@ def watch_command(
             raise click.BadParameter(f"cannot split {command!r}: {e}", param_hint="--exec") from None
         if not argv:
             raise click.BadParameter("the command is empty", param_hint="--exec")
-    store = open_store(ctx, db)
+    store = open_store(ctx, db, create=True)
     options = WatchOptions(poll=poll, settle=settle, hidden=hidden, command=argv, quarantine=quarantine)
     renderer = WatchRenderer(fmt, output.err)
     stop = threading.Event()

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from dedupe.cli import cli
 from dedupe.cli_common import match_options
+from dedupe.cli_library import fold_path
 from dedupe.match import MatchRule
-from tests.conftest import draw_photo, run_dedupe, save
+from tests.conftest import draw_photo, exact_copy, run_dedupe, save
 
 
 def invoke(*args: str) -> click.testing.Result:
@@ -76,7 +77,7 @@ def test_usage_errors_exit_2_and_run_failures_exit_1(tmp_path: Path) -> None:
 
 def test_every_command_has_help_with_an_example() -> None:
     assert isinstance(cli, click.Group)
-    assert len(cli.commands) == 11
+    assert len(cli.commands) == 13
     for name, command in cli.commands.items():
         result = invoke(name, "--help")
         assert result.exit_code == 0
@@ -164,3 +165,99 @@ def test_the_match_options_reach_the_command_as_one_rule() -> None:
     )
     assert by_default.crops is None  # left to the number of pictures
     assert seen[2] == MatchRule(0)
+
+
+def test_a_group_shows_its_byte_copies_and_the_rule_that_chose_its_reference(tmp_path: Path) -> None:
+    """Members with the same bytes share a copies label (JSON, CSV and table); each group says which keeper rules
+    made its first file the reference, in JSON (keeper_reason) and under the group in the table."""
+    root = tmp_path / "p"
+    a = save(draw_photo(6, (400, 300)), root / "a.jpg")
+    for name in ("b.jpg", "c.jpg"):
+        (root / name).write_bytes(a.read_bytes())
+    save(draw_photo(6, (400, 300)), root / "export.png")
+    db = str(tmp_path / "s.sqlite")
+    report = json.loads(invoke("scan", str(root), "--db", db, "--format", "json").output)
+    (group,) = report["groups"]
+    labels = {Path(f["path"]).name: f["copies"] for f in group["files"]}
+    assert labels == {"a.jpg": "A", "b.jpg": "A", "c.jpg": "A", "export.png": None}
+    assert "camera format (JPEG) over an export" in group["keeper_reason"]
+    rows = list(csv.DictReader(io.StringIO(invoke("groups", "--db", db, "--format", "csv").output)))
+    assert [r["copies"] for r in rows] == ["A", "A", "A", ""]
+    assert all(Path(r["path"]).exists() for r in rows)
+    table = invoke("groups", str(root), "--db", db).output
+    assert f"kept by: {group['keeper_reason']}" in table
+
+
+def test_paths_lists_one_path_per_line_the_keeper_first_and_a_blank_line_after_each_group(
+    photo_dir: Path, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "s.sqlite")
+    report = json.loads(invoke("scan", str(photo_dir), "--db", db, "--format", "json").output)
+    listed = invoke("groups", str(photo_dir), "--db", db, "--format", "paths").output
+    expected = "".join("".join(f["path"] + "\n" for f in g["files"]) + "\n" for g in report["groups"])
+    assert listed == expected
+    assert invoke("scan", str(photo_dir), "--db", db, "--format", "paths").output == expected
+
+
+def test_scan_names_the_next_step_and_the_date_column_says_what_date_it_is(photo_dir: Path, tmp_path: Path) -> None:
+    out = invoke("scan", str(photo_dir), "--db", str(tmp_path / "s.sqlite")).output
+    assert f"Next: 'dedupe review {photo_dir}'" in out and f"'dedupe report --html dups.html {photo_dir}'" in out
+    assert "Taken / modified" in out and "(file)" in out  # the drawn photos have no date taken: file times
+    assert "Next:" not in invoke("groups", str(photo_dir), "--db", str(tmp_path / "s.sqlite")).output
+
+
+def test_help_shows_examples_on_lines_of_their_own_and_whole_summaries_in_80_columns() -> None:
+    listing = CliRunner().invoke(cli, ["--help"], terminal_width=80).output
+    for name, command in cli.commands.items():
+        assert command.short_help and not command.short_help.endswith("..."), name
+        assert f"  {command.short_help}" in listing, name
+    review = CliRunner().invoke(cli, ["help", "review"], terminal_width=80).output
+    assert review == CliRunner().invoke(cli, ["review", "--help"], terminal_width=80).output
+    example = review.split("Example:")[1]
+    assert (
+        "\n      dedupe review /media/backup --yes" in example
+        and "\n      dedupe review ~/Pictures --dry-run" in example
+    )
+    assert "Commands:" in invoke("help").output
+    unknown = CliRunner().invoke(cli, ["help", "nope"])
+    assert unknown.exit_code == 2 and "no command 'nope'" in unknown.output
+
+
+def test_a_terminal_table_folds_paths_at_slashes_and_piped_output_keeps_each_path_on_one_line(tmp_path: Path) -> None:
+    assert fold_path("/media/backup/DCIM/100CANON/IMG_0001_long_name.jpg", 24) == (
+        "/media/backup/DCIM/\n100CANON/\nIMG_0001_long_name.jpg"
+    )
+    root = tmp_path / "a_rather_long_folder_name_for_originals" / "another_long_subfolder_2019"
+    keeper = save(draw_photo(7, (300, 200)), root / "IMG_20190101_a_long_camera_file_name.jpg")
+    exact_copy(keeper, tmp_path / "backup_folder_with_a_long_name" / "IMG_20190101_a_long_camera_file_name.jpg")
+    db = str(tmp_path / "s.sqlite")
+    assert invoke("scan", str(tmp_path), "--db", db, "-q", "--format", "json").exit_code == 0
+    for width in ("80", "120"):
+        shown = run_dedupe("groups", str(tmp_path), "--db", db, env={"FORCE_COLOR": "1", "COLUMNS": width}).stdout
+        assert "IMG_20190101_a_long_camera_file_name.jpg" in shown
+        assert max(len(click.unstyle(line)) for line in shown.splitlines()) <= int(width)
+    piped = run_dedupe("groups", str(tmp_path), "--db", db).stdout
+    assert str(keeper) in piped
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["groups"],
+        ["review"],
+        ["review", "--yes"],
+        ["undo"],
+        ["undo", "--list"],
+        ["forget"],
+        ["export"],
+        ["report", "--html", "r.html"],
+    ],
+)
+def test_a_command_that_reads_the_store_says_to_scan_first_when_there_is_none(tmp_path: Path, args: list[str]) -> None:
+    db = tmp_path / "new.sqlite"
+    r = CliRunner().invoke(cli, [*args, "--db", str(db)])
+    assert r.exit_code == 1 and r.output == f"Error: no store at {db}: run 'dedupe scan' first\n"
+    assert not db.exists()
+    for query in (["search", str(tmp_path)], ["check", str(tmp_path)]):
+        r = CliRunner().invoke(cli, [*query, "--db", str(db)])
+        assert r.exit_code == 2 and "run 'dedupe scan' first" in r.output and not db.exists()
