@@ -115,6 +115,7 @@ def review_command(
 
     Example:
 
+    \b
         dedupe review ~/Pictures --keep resolution,oldest --reference ~/Pictures/Originals
         dedupe review /media/backup --yes --action move --to /media/backup-dups
         dedupe review ~/Pictures --dry-run --format json
@@ -129,6 +130,11 @@ def review_command(
     interactive = not (yes or dry_run or script)
     if interactive and fmt == "json":
         raise click.UsageError("--format json needs --yes, --dry-run or --script")
+    if interactive and include_near:
+        raise click.UsageError(
+            "--include-near is for --yes, --dry-run and --script: the interactive review shows similar copies"
+            " and acts on them once you pick a keeper"
+        )
     refs = real(references)
     roots = real(dirs)
     store = open_store(ctx, db)
@@ -287,6 +293,10 @@ def _interactive_review(
     """Asks about each group of the review and shows what it answers; then plans, confirms and acts."""
     console = output.out
     stream = cast(TextIO, _Input(sys.stdin))
+    # Piped answers (a script's, or `yes`) cannot correct themselves: on a wrong one, or on no answer at all, the
+    # review stops instead of asking again forever.
+    piped = not sys.stdin.isatty()
+    answers = 0
     groups, refs = review.groups, review.references
     while not review.done:
         group, choice = review.current
@@ -297,25 +307,34 @@ def _interactive_review(
             console.print(Text(f"{display_path(choice.reason)}: pick the keeper by number.", style="yellow"))
         else:
             console.print(Text(f"Suggested keeper: {review.suggested()}, {display_path(choice.reason)}"))
+        if (before := review.decision()) is not None:
+            console.print(Text(f"Answered before: {display_path(before)}", style="cyan"))
         try:
             text = Prompt.ask(
                 review.keys(), console=console, stream=stream, default=review.default(), show_default=not choice.is_tie
             )
         except EOFError:
+            if piped and not answers:
+                _not_a_terminal(ctx, "no answer")
             console.print("\nEnd of input: quitting without changing anything.")
             return
+        answers += 1
         answered = review.answer(text)
         if answered.reply is Reply.OPEN:
             console.print(open_in_viewer(answered.paths))
+        elif answered.reply is Reply.NOTE:
+            console.print(Text(answered.hint, style="yellow"))
         elif answered.reply is Reply.NOT_UNDERSTOOD:
             console.print(Text(answered.hint, style="red"))
+            if piped:
+                _not_a_terminal(ctx, answered.hint)
 
     if not review.decided:
         console.print("Nothing decided; nothing changed.")
         return
     the_plan = review.plan(act, destination=destination, roots=roots)
     console.print()
-    render_plan(console, the_plan, dry_run=False)
+    render_plan(console, the_plan, dry_run=False, numbers=review.planned_numbers())
     if review.keep_all:
         console.print(f"{len(review.keep_all)} group(s) will be remembered as not duplicates.")
     try:
@@ -350,6 +369,15 @@ def _interactive_review(
         render_result(console, result)
         if result.count(StepState.FAILED):
             ctx.exit(1)
+
+
+def _not_a_terminal(ctx: click.Context, what: str) -> None:
+    click.echo(
+        f"dedupe review: {what}, and the input is not a terminal to ask again: nothing changed. Without questions,"
+        " use --yes (act), --dry-run (show the plan) or --script FILE (write it).",
+        err=True,
+    )
+    ctx.exit(2)
 
 
 def open_in_viewer(paths: Sequence[str]) -> str:
@@ -390,9 +418,12 @@ _VERB = {
 }
 
 
-def render_plan(console: Console, the_plan: Plan, *, dry_run: bool, steps: bool = True) -> None:
+def render_plan(
+    console: Console, the_plan: Plan, *, dry_run: bool, steps: bool = True, numbers: Sequence[int] = ()
+) -> None:
+    """The plan, group by group; numbers: each planned group's number in the whole review (default 1, 2, ...)."""
     verb = _VERB[the_plan.action][0]
-    for n, g in enumerate(the_plan.groups, start=1):
+    for n, g in zip(numbers or range(1, len(the_plan.groups) + 1), the_plan.groups, strict=True):
         if g.skipped:
             console.print(Text(f"Group {n}: left alone: {display_path(g.skipped)}", style="yellow"))
             continue
@@ -448,6 +479,7 @@ def undo_command(output: Output, ctx: click.Context, db: str | None, list_runs: 
 
     Example:
 
+    \b
         dedupe undo --list
         dedupe undo
     """
@@ -495,3 +527,47 @@ def undo_command(output: Output, ctx: click.Context, db: str | None, list_runs: 
             " fix what is said above and run 'dedupe undo' again."
         )
         ctx.exit(1)
+
+
+@command("forget")
+@click.argument("numbers", nargs=-1, type=click.IntRange(1), metavar="[N]...")
+@db_option
+@click.option("--list", "list_them", is_flag=True, help="List what was said not to be duplicates, numbered.")
+@click.pass_context
+@pass_output
+def forget_command(
+    output: Output, ctx: click.Context, numbers: tuple[int, ...], db: str | None, list_them: bool
+) -> None:
+    """Take back "not duplicates" (answer a in review): those files are grouped again.
+
+    With --list (or no N), each group kept whole is listed with a number; 'dedupe forget N' forgets it.
+
+    Example:
+
+    \b
+        dedupe forget --list
+        dedupe forget 2
+    """
+    store = open_store(ctx, db)
+    sets = store.not_duplicate_sets()
+    console = output.out
+    if list_them or not numbers:
+        if not sets:
+            console.print("Nothing is marked as not duplicates.")
+            return
+        paths = store.paths_of_contents(h for _, hashes in sets for h in hashes)
+        for n, (at, hashes) in enumerate(sets, start=1):
+            when = datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M")
+            console.print(Text(f"{n}  not duplicates since {when}:", style="bold"))
+            for h in hashes:
+                for path in paths[h] or [f"(no file left with content {h[:12]})"]:
+                    console.print(Text(f"  {display_path(path)}"))
+        console.print("'dedupe forget N' takes one back: its files are grouped again.")
+        return
+    for n in numbers:
+        if n > len(sets):
+            raise click.BadParameter(f"there is no {n}: 'dedupe forget --list' numbers them 1 to {len(sets)}")
+    for n in sorted(set(numbers)):
+        at, hashes = sets[n - 1]
+        store.forget_not_duplicates(at, hashes)
+        console.print(f"Forgot {n}: its {len(hashes)} file content(s) are grouped again by 'dedupe groups'.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from dedupe.cli import cli
 from dedupe.store import Store
-from tests.conftest import draw_photo, run_dedupe, save
+from tests.conftest import REPO, draw_photo, run_dedupe, save
 
 SMALL = (400, 300)
 
@@ -113,6 +114,62 @@ def test_quit_then_apply_or_discard_what_was_decided(tmp_path: Path, trash_home:
     assert lib.present() == ALL - {"backup/a.jpg"}
 
 
+def test_back_shows_the_answer_given_and_the_first_group_has_nothing_before_it(lib: Library, trash_home: Path) -> None:
+    r = lib.review(answers="b\n2\nb\nk\nk\ns\ny\n")
+    assert r.exit_code == 0, r.output
+    assert "this is the first group: there is nothing before it" in r.output
+    assert f"Answered before: keep 2 ({lib.a_copy}), the rest go" in r.output
+    assert lib.present() == ALL - {"backup/a.jpg", "backup/b.jpg"}
+
+
+def test_the_plan_numbers_groups_as_the_review_and_scan_do(lib: Library, trash_home: Path) -> None:
+    scan = CliRunner().invoke(cli, ["groups", str(lib.root), "--db", lib.db, "--format", "csv"]).output
+    numbered = {line.split(",")[0] for line in scan.splitlines()[1:] if "b.jpg" in line}
+    assert numbered == {"2"}
+    r = lib.review(answers="s\nk\ns\nn\n")
+    assert f"Group 2: keep {lib.b}" in r.output and "Group 1: keep" not in r.output
+
+
+def test_piped_input_that_cannot_answer_stops_at_once(lib: Library, tmp_path: Path) -> None:
+    """On a stdin that is not a terminal, an answer that is not understood (`yes |`) or no answer at all
+    (`< /dev/null`) ends the review with exit 2 and a pointer to the ways to run without questions."""
+    for answers in ("y\ny\ny\n", ""):
+        r = lib.review(answers=answers)
+        assert r.exit_code == 2, r.output
+        assert "--yes" in r.output and "--dry-run" in r.output and "--script" in r.output
+        assert r.output.count("Group 1 of 3") == 1 and lib.present() == ALL
+    with Path(os.devnull).open() as nothing:
+        proc = subprocess.run(
+            [*run_dedupe_command(), "review", str(lib.root), "--db", lib.db],
+            stdin=nothing,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            check=False,
+        )
+    assert proc.returncode == 2 and "--yes" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_not_duplicates_are_listed_and_forgotten(lib: Library, trash_home: Path) -> None:
+    assert lib.review(answers="s\na\na\n").exit_code == 0
+    listed = CliRunner().invoke(cli, ["forget", "--list", "--db", lib.db])
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.count("not duplicates since") == 2
+    first, second = listed.output.split("not duplicates since")[1:]
+    assert str(lib.b) in first and str(lib.c) in second and str(lib.c_near) in second
+    forgot = CliRunner().invoke(cli, ["forget", "2", "--db", lib.db])
+    assert forgot.exit_code == 0 and "Forgot 2" in forgot.output
+    g = CliRunner().invoke(cli, ["groups", str(lib.root), "--db", lib.db, "--format", "json"])
+    grouped = {Path(f["path"]).name for grp in json.loads(g.output)["groups"] for f in grp["files"]}
+    assert "c-small.jpg" in grouped and "b.jpg" not in grouped
+    assert CliRunner().invoke(cli, ["forget", "5", "--db", lib.db]).exit_code == 2
+
+
+def run_dedupe_command() -> list[str]:
+    return [sys.executable, "-m", "dedupe"]
+
+
 def test_keep_all_is_remembered_as_not_duplicates(lib: Library, trash_home: Path) -> None:
     r = lib.review(answers="s\ns\na\n")
     assert r.exit_code == 0, r.output
@@ -150,7 +207,7 @@ def test_a_tie_must_be_decided_by_number(tmp_path: Path, trash_home: Path) -> No
     db = str(tmp_path / "s.sqlite")
     CliRunner().invoke(cli, ["scan", str(root), "--db", db, "-q"])
     # The default rules end with the path, so they never tie: a rule list without it can.
-    r = CliRunner().invoke(cli, ["review", str(root), "--db", db, "--keep", "resolution,size"], input="k\n2\ny\n")
+    r = CliRunner().invoke(cli, ["review", str(root), "--db", db, "--keep", "resolution,size"], input="2\ny\n")
     assert r.exit_code == 0, r.output
     assert "tie" in r.output and "pick the keeper by number" in r.output and "tie?" in r.output
     assert b.exists() and not a.exists()
@@ -247,6 +304,7 @@ def test_a_failed_file_is_reported_and_counted(lib: Library, tmp_path: Path) -> 
         (["--format", "json"], "--format json needs --yes"),
         (["--script", "x.sh", "--yes"], "do not combine"),
         (["--action", "shred"], "Invalid value for '--action'"),
+        (["--include-near"], "--include-near is for --yes, --dry-run and --script"),
     ],
 )
 def test_bad_command_lines_are_usage_errors(lib: Library, args: list[str], message: str) -> None:
