@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -21,6 +22,8 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
+from rich.text import Text
 
 from dedupe.errors import DedupeError, StoreError
 from dedupe.formats import display_path
@@ -85,6 +88,70 @@ def command(
         return made
 
     return decorate
+
+
+# --- tables of files -----------------------------------------------------------------------------------------
+
+# Below this width left for the path column, a terminal gets each file's facts on a line and its path below.
+NARROW_PATH = 32
+
+
+def fold_path(path: str, width: int) -> str:
+    """path on lines of at most width cells, broken only after a "/": a folder or file name is never cut (one
+    longer than width has a line of its own)."""
+    parts = path.split("/")
+    lines: list[str] = []
+    line = ""
+    for seg in [p + "/" for p in parts[:-1]] + parts[-1:]:
+        if line and cell_len(line) + cell_len(seg) > width:
+            lines.append(line)
+            line = ""
+        line += seg
+    lines.append(line)
+    return "\n".join(lines)
+
+
+def print_files(
+    out: Console,
+    columns: Sequence[str],
+    rows: Sequence[list[Text]],
+    ends: Sequence[bool],
+    *,
+    right: Sequence[str] = (),
+    heading: str | None = None,
+) -> None:
+    """A table of files whose last column is the path. ends: a row that closes a section (a group), holding
+    only a note in the path column. On a terminal, paths fold at "/" (rich would cut a file name anywhere); when
+    the terminal leaves too little room for them, each file's facts go on a line with its path below, and
+    heading (the name of the first column) starts each section. Elsewhere (piped) a path stays on one line."""
+    if out.is_terminal:
+        widths = [max(cell_len(columns[c]), *(r[c].cell_len for r in rows)) for c in range(len(columns) - 1)]
+        path_width = out.width - sum(widths) - 3 * len(widths) - 2
+        if path_width < NARROW_PATH:
+            _print_lines(out, rows, ends, heading)
+            return
+        folded = (Text(fold_path(r[-1].plain, path_width)) for r in rows)
+        rows = [r if end else [*r[:-1], f] for r, end, f in zip(rows, ends, folded, strict=True)]
+    table = Table(show_lines=False, pad_edge=False, expand=False)
+    for column in columns:
+        justify = "right" if column in right else "left"
+        table.add_column(column, justify=justify, no_wrap=column != columns[-1], overflow="fold")  # type: ignore[arg-type]
+    for row, end in zip(rows, ends, strict=True):
+        table.add_row(*row, end_section=end)
+    out.print(table, soft_wrap=True)
+
+
+def _print_lines(out: Console, rows: Sequence[list[Text]], ends: Sequence[bool], heading: str | None) -> None:
+    for row, end in zip(rows, ends, strict=True):
+        if end:
+            out.print(Text("   ").append(row[-1]))
+            continue
+        facts = row[1:-1] if heading else row[:-1]
+        if heading and row[0].plain:
+            out.print(Text(f"{heading} {row[0].plain}", style="bold"))
+        out.print(Text("  ").append(Text("  ").join(c for c in facts if c.plain)))
+        for line in fold_path(row[-1].plain, out.width - 6).split("\n"):
+            out.print(Text(f"    {line}"), soft_wrap=True)
 
 
 # --- shared options -------------------------------------------------------------------------------------------

@@ -9,8 +9,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import click
-from rich.cells import cell_len
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -27,6 +25,7 @@ from dedupe.cli_common import (
     note_no_images,
     open_store,
     pass_output,
+    print_files,
     progress_bar,
     real,
     reference_option,
@@ -269,21 +268,6 @@ def _date(taken: str | None, mtime_ns: int) -> str:
     return datetime.fromtimestamp(mtime_ns / 1e9, UTC).astimezone().strftime("%Y-%m-%d %H:%M") + " (file)"
 
 
-def fold_path(path: str, width: int) -> str:
-    """path on lines of at most width cells, broken only after a "/": a folder or file name is never cut (one
-    longer than width has a line of its own)."""
-    parts = path.split("/")
-    lines: list[str] = []
-    line = ""
-    for seg in [p + "/" for p in parts[:-1]] + parts[-1:]:
-        if line and cell_len(line) + cell_len(seg) > width:
-            lines.append(line)
-            line = ""
-        line += seg
-    lines.append(line)
-    return "\n".join(lines)
-
-
 def render(
     output: Output,
     chosen: Sequence[tuple[DuplicateGroup, KeeperChoice]],
@@ -306,25 +290,7 @@ def render(
         render_table(output, chosen, skipped, summary, extra)
 
 
-COLUMNS = ("Group", "Match", "Copies", "Resolution", "Size", "Taken / modified", "Path")
-
-
-# Below this width of the path column, a terminal gets each path on lines of its own under the file's facts.
-NARROW_PATH = 32
-
-
-def _render_lines(out: Console, rows: Sequence[Sequence[Text]], ends: Sequence[bool]) -> None:
-    """The groups table for a narrow terminal: each file's facts on a line, its path folded at "/" below."""
-    for row, end in zip(rows, ends, strict=True):
-        if end:
-            out.print(Text("   ").append(row[-1]))
-            continue
-        if row[0].plain:
-            out.print(Text(f"Group {row[0].plain}", style="bold"))
-        facts = Text("  ").append(row[1]).append("  ").append(Text("  ").join(c for c in row[2:-1] if c.plain))
-        out.print(facts)
-        for line in fold_path(row[-1].plain, out.width - 6).split("\n"):
-            out.print(Text(f"    {line}"), soft_wrap=True)
+COLUMNS: tuple[str, ...] = ("Group", "Match", "Copies", "Resolution", "Size", "Taken / modified", "Path")
 
 
 def render_table(
@@ -364,24 +330,7 @@ def render_table(
                 [*[Text("")] * (len(COLUMNS) - 1), Text(f"kept by: {display_path(choice.reason)}", style="dim")]
             )
             ends.append(True)
-        table = Table(show_lines=False, pad_edge=False, expand=False)
-        for column in COLUMNS:
-            justify = "right" if column in ("Group", "Resolution", "Size") else "left"
-            table.add_column(column, justify=justify, no_wrap=column != "Path", overflow="fold")  # type: ignore[arg-type]
-        if out.is_terminal:
-            # Folded here, at "/", since rich would cut a file name anywhere to fit the column.
-            widths = [max(len(COLUMNS[c]), *(r[c].cell_len for r in rows)) for c in range(len(COLUMNS) - 1)]
-            path_width = out.width - sum(widths) - 3 * len(widths) - 2
-            if path_width < NARROW_PATH:
-                _render_lines(out, rows, ends)
-                rows, ends = [], []
-            for row, end in zip(rows, ends, strict=True):
-                if not end:
-                    row[-1] = Text(fold_path(row[-1].plain, path_width))
-        for row, end in zip(rows, ends, strict=True):
-            table.add_row(*row, end_section=end)
-        if rows:
-            out.print(table, soft_wrap=True)
+        print_files(out, COLUMNS, rows, ends, right=("Group", "Resolution", "Size"), heading="Group")
     else:
         out.print("No duplicates found.", soft_wrap=True)
     if skipped:

@@ -32,6 +32,7 @@ from dedupe.cli_common import (
     note_no_images,
     open_store,
     pass_output,
+    print_files,
     progress_bar,
     real,
     reference_option,
@@ -236,21 +237,12 @@ def _apply(output: Output, store: Store, the_plan: Plan) -> ApplyResult:
         sys.exit(130)
 
 
-def group_table(group: DuplicateGroup, choice: KeeperChoice, refs: Sequence[str]) -> Table:
+REVIEW_COLUMNS = ("#", "Keep", "Resolution", "Size", "Format", "Taken", "Modified", "Match", "Path")
+
+
+def print_group(console: Console, group: DuplicateGroup, choice: KeeperChoice, refs: Sequence[str]) -> None:
     """The review table of one group: the facts a keeper is chosen by."""
-    table = Table(pad_edge=False, expand=False, show_lines=False)
-    for column, justify in (
-        ("#", "right"),
-        ("Keep", "left"),
-        ("Resolution", "right"),
-        ("Size", "right"),
-        ("Format", "left"),
-        ("Taken", "left"),
-        ("Modified", "left"),
-        ("Match", "left"),
-        ("Path", "left"),
-    ):
-        table.add_column(column, justify=justify, no_wrap=column != "Path", overflow="fold")  # type: ignore[arg-type]
+    rows: list[list[Text]] = []
     for i, m in enumerate(group.members, start=1):
         fp = m.file.fingerprint
         if m.file.path == choice.keeper.path and not choice.is_tie:
@@ -267,18 +259,20 @@ def group_table(group: DuplicateGroup, choice: KeeperChoice, refs: Sequence[str]
             match = f"similar: {m.why}"
         else:
             match = MATCH_LABEL[m.match.value]
-        table.add_row(
-            str(i),
-            mark,
-            f"{fp.width}x{fp.height}",
-            human_size(m.file.size),
-            fp.format,
-            fp.taken.replace("T", " ") if fp.taken else "-",
-            datetime.fromtimestamp(m.file.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M"),
-            match,
-            Text(display_path(m.file.path)),
+        rows.append(
+            [
+                Text(str(i)),
+                mark,
+                Text(f"{fp.width}x{fp.height}"),
+                Text(human_size(m.file.size)),
+                Text(fp.format),
+                Text(fp.taken.replace("T", " ") if fp.taken else "-"),
+                Text(datetime.fromtimestamp(m.file.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M")),
+                Text(match),
+                Text(display_path(m.file.path)),
+            ]
         )
-    return table
+    print_files(console, REVIEW_COLUMNS, rows, [False] * len(rows), right=("#", "Resolution", "Size"))
 
 
 def _interactive_review(
@@ -302,7 +296,7 @@ def _interactive_review(
         group, choice = review.current
         console.print()
         console.print(Text(f"Group {review.index + 1} of {len(groups)}: {MATCH_LABEL[group.kind.value]}", style="bold"))
-        console.print(group_table(group, choice, refs))
+        print_group(console, group, choice, refs)
         if choice.is_tie:
             console.print(Text(f"{display_path(choice.reason)}: pick the keeper by number.", style="yellow"))
         else:

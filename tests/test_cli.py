@@ -11,8 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from dedupe.cli import cli
-from dedupe.cli_common import match_options
-from dedupe.cli_library import fold_path
+from dedupe.cli_common import fold_path, match_options
 from dedupe.match import MatchRule
 from tests.conftest import draw_photo, exact_copy, run_dedupe, save
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
@@ -120,6 +121,16 @@ def test_back_shows_the_answer_given_and_the_first_group_has_nothing_before_it(l
     assert "this is the first group: there is nothing before it" in r.output
     assert f"Answered before: keep 2 ({lib.a_copy}), the rest go" in r.output
     assert lib.present() == ALL - {"backup/a.jpg", "backup/b.jpg"}
+
+
+def test_a_group_fits_80_columns_with_whole_file_names(lib: Library) -> None:
+    r = lib.review(answers="q\n", env={"FORCE_COLOR": "1", "COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    shown = click.unstyle(r.output)
+    assert max(len(line) for line in shown.splitlines()) <= 80
+    path_lines = [line.strip() for line in shown.splitlines() if line.startswith("    ")]  # under the facts
+    assert path_lines and all(line.endswith(("/", ".jpg")) for line in path_lines)
+    assert any(line.endswith("backup/a.jpg") or line == "a.jpg" for line in path_lines)
 
 
 def test_the_plan_numbers_groups_as_the_review_and_scan_do(lib: Library, trash_home: Path) -> None:

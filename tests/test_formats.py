@@ -24,10 +24,21 @@ from dedupe import (
     summarize,
 )
 from dedupe.cli import cli
-from dedupe.formats import applied_json, check_json, human_size, no_groups_json, plan_json, run_json, run_state
-from dedupe.models import CheckResult
-from dedupe.plan import keepers_first
+from dedupe.formats import (
+    applied_json,
+    check_json,
+    copy_labels,
+    groups_paths,
+    human_size,
+    no_groups_json,
+    plan_json,
+    run_json,
+    run_state,
+)
+from dedupe.models import CheckResult, DuplicateGroup, GroupMember, MatchKind
+from dedupe.plan import keepers_chosen, keepers_first
 from dedupe.scan import scan
+from tests.conftest import make_record
 
 
 def test_csv_header_and_rows_have_the_same_columns(photo_dir: Path, store: Store) -> None:
@@ -50,8 +61,10 @@ def test_the_cli_prints_the_library_s_dictionaries(photo_dir: Path, tmp_path: Pa
     with Store.open(db) as store:
         groups, skipped, images = stored_groups(store, [photo_dir])
     # The CLI shows each group from the file review would keep.
-    groups = keepers_first(groups, roots=[os.path.realpath(photo_dir)])
-    built = groups_json(groups, skipped, summarize(groups, images, len(skipped)))
+    chosen = keepers_chosen(groups, roots=[os.path.realpath(photo_dir)])
+    groups = [g for g, _ in chosen]
+    reasons = [c.reason for _, c in chosen]
+    built = groups_json(groups, skipped, summarize(groups, images, len(skipped)), keeper_reasons=reasons)
     report = json.loads(printed.output)
     assert report["groups"] == built["groups"] and report["skipped"] == built["skipped"]
     assert {k: v for k, v in report["summary"].items() if k in built["summary"]} == built["summary"]
@@ -115,3 +128,16 @@ def test_control_characters_in_names_are_shown_escaped() -> None:
 
 def test_sizes_are_shown_in_decimal_units() -> None:
     assert [human_size(n) for n in (999, 1000, 1_500_000, 10**13)] == ["999 B", "1.0 KB", "1.5 MB", "10.0 TB"]
+
+
+def test_copies_are_labelled_per_set_of_equal_bytes_and_paths_keep_their_bytes() -> None:
+    """Each set of members with the same bytes shares a letter (AA after Z); a file without a byte copy has
+    none. groups_paths writes each path's exact bytes, the reference first, a blank line after each group."""
+    files = [make_record(f"/p/{n}.jpg", content_hash=f"{n // 2:032d}") for n in range(56)]
+    files.append(make_record("/p/\udcff.jpg", content_hash="f" * 32))
+    group = DuplicateGroup(MatchKind.EXACT, tuple(GroupMember(f, MatchKind.EXACT, 0) for f in files))
+    labels = copy_labels(group)
+    assert labels[:4] == ["A", "A", "B", "B"] and labels[52:56] == ["AA", "AA", "AB", "AB"] and labels[56] is None
+    listed = groups_paths([group, group])
+    assert listed.split(b"\n\n")[0].split(b"\n")[0] == b"/p/0.jpg"
+    assert listed.count(b"\n\n") == 2 and b"/p/\xff.jpg\n" in listed
