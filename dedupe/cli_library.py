@@ -241,10 +241,7 @@ def calibrate_command(output: Output, dirs: tuple[str, ...], sample: int, seed: 
     for d, a, b in result.nearest_unrelated[:3]:
         out.print(Text(f"  {d:2d}  {display_path(a)}  ~  {display_path(b)}"), soft_wrap=True)
     if result.set_aside:
-        out.print(
-            "Set aside: these look like real duplicates (the default rule groups them), not look-alikes:",
-            soft_wrap=True,
-        )
+        out.print("Set aside: these look like real duplicates (the default rule groups them):", soft_wrap=True)
         for d, a, b in result.set_aside:
             out.print(Text(f"  {d:2d}  {display_path(a)}  =  {display_path(b)}"), soft_wrap=True)
     for reason in result.skipped:

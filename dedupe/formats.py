@@ -334,4 +334,8 @@ def watch_event_json(event: WatchEvent) -> dict[str, Any]:
 
 
 def calibration_json(result: Calibration) -> dict[str, Any]:
-    return dataclasses.asdict(result)
+    """The calibration; set_aside: the sampled pairs that look like real duplicates (the default rule groups
+    them), left out of the different photos, each as {"distance", "paths"}."""
+    out = dataclasses.asdict(result)
+    out["set_aside"] = [{"distance": d, "paths": [a, b]} for d, a, b in result.set_aside]
+    return out
