@@ -241,8 +241,10 @@ def keep_option(f: F) -> F:
         show_default=True,
         metavar="RULES",
         callback=_parse_keep,
-        help="Ordered keeper rules, comma-separated: resolution, size, oldest, newest (date taken, then mtime),"
-        " shortest (path), path:FOLDER (prefer files in FOLDER). Later rules break ties of earlier ones.",
+        help="Ordered keeper rules, comma-separated; later rules break ties of earlier ones: resolution, metadata"
+        " (camera's EXIF), format (camera format over an export), taken (earliest date taken), order (folder named"
+        " first), size, oldest, newest (date taken, then mtime), shortest (path), name (path order), path:FOLDER"
+        " (prefer files in FOLDER). See README.",
     )(f)
 
 
