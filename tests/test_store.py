@@ -177,8 +177,11 @@ def test_an_empty_sqlite_file_still_becomes_a_store(tmp_path: Path) -> None:
 
 def test_processes_creating_the_same_new_store_at_once_all_succeed(tmp_path: Path) -> None:
     """Several processes opening one new store at once all succeed: one migrates, the others wait for it."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
     for attempt in range(3):
         db = str(tmp_path / f"new{attempt}" / "store.sqlite")
         with ThreadPoolExecutor(4) as pool:
-            procs = list(pool.map(lambda d: run_dedupe("undo", "--list", "--db", d), [db] * 4))
+            # scan makes a store (undo, like every command that only reads one, refuses a missing store).
+            procs = list(pool.map(lambda d: run_dedupe("scan", str(empty), "-q", "--db", d), [db] * 4))
         assert all(p.returncode == 0 for p in procs), [p.stderr for p in procs]
