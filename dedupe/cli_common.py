@@ -124,14 +124,17 @@ def print_files(
     only a note in the path column. On a terminal, paths fold at "/" (rich would cut a file name anywhere); when
     the terminal leaves too little room for them, each file's facts go on a line with its path below, and
     heading (the name of the first column) starts each section. Elsewhere (piped) a path stays on one line."""
+    widths = [max(cell_len(columns[c]), *(r[c].cell_len for r in rows)) for c in range(len(columns))]
     if out.is_terminal:
-        widths = [max(cell_len(columns[c]), *(r[c].cell_len for r in rows)) for c in range(len(columns) - 1)]
-        path_width = out.width - sum(widths) - 3 * len(widths) - 2
+        path_width = out.width - sum(widths[:-1]) - 3 * (len(widths) - 1) - 2
         if path_width < NARROW_PATH:
             _print_lines(out, rows, ends, heading)
             return
         folded = (Text(fold_path(r[-1].plain, path_width)) for r in rows)
         rows = [r if end else [*r[:-1], f] for r, end, f in zip(rows, ends, folded, strict=True)]
+    else:
+        # As wide as the longest path (rich caps a table at the console's width): a path is never folded.
+        out.width = max(out.width, sum(widths) + 3 * len(widths) + 1)
     table = Table(show_lines=False, pad_edge=False, expand=False)
     for column in columns:
         justify = "right" if column in right else "left"

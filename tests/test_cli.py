@@ -260,3 +260,13 @@ def test_a_command_that_reads_the_store_says_to_scan_first_when_there_is_none(tm
     for query in (["search", str(tmp_path)], ["check", str(tmp_path)]):
         r = CliRunner().invoke(cli, [*query, "--db", str(db)])
         assert r.exit_code == 2 and "run 'dedupe scan' first" in r.output and not db.exists()
+
+
+def test_piped_tables_keep_a_path_longer_than_any_screen_on_one_line(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*[f"a_folder_with_a_rather_long_name_{i:02d}" for i in range(14)])
+    keeper = save(draw_photo(8, (300, 200)), deep / "photo.jpg")
+    exact_copy(keeper, tmp_path / "photo.jpg")
+    assert len(str(keeper)) > 450
+    db = str(tmp_path / "s.sqlite")
+    out = invoke("scan", str(tmp_path), "--db", db).output
+    assert str(keeper) in out
