@@ -37,7 +37,7 @@ from dedupe.cli_common import (
     real,
     reference_option,
 )
-from dedupe.formats import applied_json, display_path, human_size, no_groups_json, plan_json, run_state
+from dedupe.formats import applied_json, copy_labels, display_path, human_size, no_groups_json, plan_json, run_state
 from dedupe.match import MatchRule
 from dedupe.models import (
     Action,
@@ -237,13 +237,13 @@ def _apply(output: Output, store: Store, the_plan: Plan) -> ApplyResult:
         sys.exit(130)
 
 
-REVIEW_COLUMNS = ("#", "Keep", "Resolution", "Size", "Format", "Taken", "Modified", "Match", "Path")
+REVIEW_COLUMNS = ("#", "Keep", "Resolution", "Size", "Format", "Taken", "Modified", "Match", "Copies", "Path")
 
 
 def print_group(console: Console, group: DuplicateGroup, choice: KeeperChoice, refs: Sequence[str]) -> None:
     """The review table of one group: the facts a keeper is chosen by."""
     rows: list[list[Text]] = []
-    for i, m in enumerate(group.members, start=1):
+    for i, (m, label) in enumerate(zip(group.members, copy_labels(group), strict=True), start=1):
         fp = m.file.fingerprint
         if m.file.path == choice.keeper.path and not choice.is_tie:
             mark = Text("★ keep", style="bold green")
@@ -269,6 +269,7 @@ def print_group(console: Console, group: DuplicateGroup, choice: KeeperChoice, r
                 Text(fp.taken.replace("T", " ") if fp.taken else "-"),
                 Text(datetime.fromtimestamp(m.file.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M")),
                 Text(match),
+                Text(label or ""),
                 Text(display_path(m.file.path)),
             ]
         )

@@ -123,6 +123,14 @@ def test_back_shows_the_answer_given_and_the_first_group_has_nothing_before_it(l
     assert lib.present() == ALL - {"backup/a.jpg", "backup/b.jpg"}
 
 
+def test_a_group_shows_which_members_are_byte_copies(lib: Library) -> None:
+    r = lib.review(answers="q\n")
+    assert r.exit_code == 0, r.output
+    table = r.output.split("Group 1 of 3")[1].split("Suggested keeper")[0]
+    assert "Copies" in table
+    assert [line.split("│")[-3].strip() for line in table.splitlines() if str(lib.root) in line] == ["A", "A"]
+
+
 def test_a_group_fits_80_columns_with_whole_file_names(lib: Library) -> None:
     r = lib.review(answers="q\n", env={"FORCE_COLOR": "1", "COLUMNS": "80"})
     assert r.exit_code == 0, r.output
