@@ -257,7 +257,8 @@ def fingerprint_files(
             if content is not None and (path not in stored or stored[path].content_hash != content):
                 added.append(path)
             if on_progress:
-                on_progress(ProgressEvent("fingerprint", done, total, path, image=content is not None))
+                image = not (isinstance(result, FileSkipped) and result.ignorable)
+                on_progress(ProgressEvent("fingerprint", done, total, path, image=image))
             if should_stop is not None and done < total and should_stop():
                 stopped = True
                 break
