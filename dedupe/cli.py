@@ -45,6 +45,7 @@ from dedupe.actions import (
     undo,
 )
 from dedupe.calibrate import DEFAULT_SAMPLE, calibrate
+from dedupe.cli_serve import serve_command
 from dedupe.errors import DedupeError, FileSkipped
 from dedupe.exchange import export_fingerprints, import_fingerprints
 from dedupe.group import CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, searches_crops, summarize
@@ -71,6 +72,7 @@ from dedupe.report import write_html_report
 from dedupe.scan import scan, stored_groups
 from dedupe.search import check, find_similar
 from dedupe.store import Store, default_store_path
+from dedupe.store_pg import PostgresStore, open_any
 from dedupe.watch import stop_on_signals, watch
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -954,9 +956,20 @@ class QueryError(click.ClickException):
     exit_code = 2
 
 
-def open_query_store(ctx: click.Context, db: str | None) -> Store:
+def open_list_store(ctx: click.Context, db: str | None, *, readonly: bool = False) -> Store | PostgresStore:
+    """A store for the commands that read or write fingerprint lists: SQLite, or postgresql://."""
     try:
-        store = ctx.with_resource(Store.open(db, readonly=True))
+        store = open_any(db, readonly=readonly)
+    except DedupeError as e:
+        raise click.ClickException(display_path(str(e))) from None
+    ctx.call_on_close(store.close)
+    return store
+
+
+def open_query_store(ctx: click.Context, db: str | None) -> Store | PostgresStore:
+    try:
+        store = open_any(db, readonly=True)
+        ctx.call_on_close(store.close)
         stale = store.stale_imported(fingerprint.VERSION)
     except DedupeError as e:
         raise QueryError(str(e)) from None
@@ -985,6 +998,7 @@ def hit_json(hit: SearchHit) -> dict[str, Any]:
         "width": hit.width,
         "height": hit.height,
         "content_hash": hit.content_hash,
+        "hash": hit.hash,
     }
 
 
@@ -1146,6 +1160,41 @@ def check_command(ctx: click.Context, images: tuple[str, ...], db: str | None, t
     ctx.exit(query_status(errors, matched))
 
 
+def list_format_option(f: F) -> F:
+    return click.option(
+        "--format",
+        "list_format",
+        type=click.Choice(["dedupe", "pdq"]),
+        default="dedupe",
+        show_default=True,
+        help="dedupe's fingerprint list, or PDQ hashes (64 hex digits, then ',label' or ',quality,label').",
+    )(f)
+
+
+def export_pdq(store: Store | PostgresStore, output: str, dirs: Sequence[str]) -> int:
+    from dedupe import pdq
+
+    def skipped(path: str, reason: str) -> None:
+        click.echo(f"{display_path(path)}: skipped: {reason}", err=True)
+
+    return pdq.export_list(store, sys.stdout if output == "-" else output, dirs, on_skip=skipped)
+
+
+def import_pdq(store: Store | PostgresStore, list_file: str, *, replace: bool) -> None:
+    from dedupe import pdq
+
+    try:
+        listed, added, replaced = pdq.import_list(store, list_file, replace=replace)
+    except DedupeError as e:
+        raise click.ClickException(display_path(str(e))) from None
+    line = f"Imported {added} of {listed} PDQ hashes from {'<stdin>' if list_file == '-' else list_file}"
+    if added < listed:
+        line += f" ({listed - added} already imported)"
+    if replace:
+        line += f"; dropped {replaced} imported before"
+    click.echo(line + ".")
+
+
 @cli.command("export")
 @click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
 @db_option
@@ -1156,8 +1205,9 @@ def check_command(ctx: click.Context, images: tuple[str, ...], db: str | None, t
     default="-",
     help="Write the list to this file [default: standard output].",
 )
+@list_format_option
 @click.pass_context
-def export_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, output: str) -> None:
+def export_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, output: str, list_format: str) -> None:
     """Write the fingerprints of the stored images below DIRS as a shareable CSV list.
 
     With no DIRS, every stored image and every imported fingerprint is listed. The first line names the
@@ -1168,9 +1218,11 @@ def export_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, ou
 
         dedupe export ~/banned -o blocklist.csv
     """
-    store = open_store(ctx, db, readonly=True)
+    store = open_list_store(ctx, db, readonly=True)
     try:
-        if output == "-":
+        if list_format == "pdq":
+            count = export_pdq(store, output, dirs)
+        elif output == "-":
             count = export_fingerprints(store, sys.stdout, dirs)
         else:
             count = export_fingerprints(store, output, dirs)
@@ -1183,8 +1235,9 @@ def export_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, ou
 @click.argument("list_file", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True, path_type=str))
 @db_option
 @click.option("--replace", is_flag=True, help="Drop the fingerprints imported before, keeping only this list.")
+@list_format_option
 @click.pass_context
-def import_command(ctx: click.Context, list_file: str, db: str | None, replace: bool) -> None:
+def import_command(ctx: click.Context, list_file: str, db: str | None, replace: bool, list_format: str) -> None:
     """Add the fingerprints of a list made by `dedupe export` to the store ("-" reads standard input).
 
     Imported fingerprints need no image on disk: search and check match them, and scans never prune them.
@@ -1195,7 +1248,10 @@ def import_command(ctx: click.Context, list_file: str, db: str | None, replace: 
 
         dedupe import blocklist.csv --db uploads.sqlite --replace
     """
-    store = open_store(ctx, db)
+    store = open_list_store(ctx, db)
+    if list_format == "pdq":
+        import_pdq(store, list_file, replace=replace)
+        return
     try:
         report = import_fingerprints(store, list_file, replace=replace)
     except DedupeError as e:
@@ -1350,6 +1406,9 @@ def watch_command(
         raise click.ClickException(display_path(str(e))) from None
     if fmt == "text":
         click.echo("Stopped.", err=True)
+
+
+cli.add_command(serve_command)
 
 
 def main() -> None:
