@@ -1105,8 +1105,11 @@ class Store:
 
     def add_pdq(self, items: Sequence[PdqEntry], source: str) -> int:
         """Add PDQ hashes from an industry list; one already there (same hash) is kept as it was. Its table is made
-        on first use, so that a store without PDQ lists keeps the schema every dedupe version knows."""
-        with self.transaction():
+        on first use, so that a store without PDQ lists keeps the schema every dedupe version knows.
+
+        Call it inside transaction() to add a list all or none.
+        """
+        with self._lock:
             self._conn.execute(_PDQ_TABLE)
             before = self._conn.total_changes
             self._conn.executemany(
@@ -1116,7 +1119,7 @@ class Store:
             return self._conn.total_changes - before
 
     def forget_pdq(self) -> int:
-        with self.transaction():
+        with self._lock:
             if not self._has_table("pdq"):
                 return 0
             return self._conn.execute("DELETE FROM pdq").rowcount
