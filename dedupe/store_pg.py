@@ -175,6 +175,8 @@ class PostgresStore:
         if self.readonly:
             raise StoreError(f"the store at {self.path} was opened read-only")
         with self._lock:
+            if not self._depth:
+                self._revive()
             try:
                 with self._conn.transaction():
                     self._depth += 1
@@ -194,6 +196,7 @@ class PostgresStore:
             if self._depth:
                 yield
                 return
+            self._revive()
             try:
                 with self._conn.transaction():
                     self._depth += 1
@@ -204,6 +207,18 @@ class PostgresStore:
                         self._depth -= 1
             except psycopg.Error as e:
                 raise StoreError(f"cannot read the store at {self.path}: {_first_line(e)}") from None
+
+    def _revive(self) -> None:
+        """Connect again when the connection broke (the database restarted, or dropped an idle client): the
+        request that found it broken failed with a StoreError, the next one is served."""
+        import psycopg
+
+        if not self._conn.broken:
+            return
+        try:
+            self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as e:
+            raise StoreError(f"cannot reach the store at {self.path}: {_first_line(e)}") from None
 
     def own_files(self) -> tuple[Path, ...]:
         return ()

@@ -182,3 +182,20 @@ def test_export_from_postgresql_gives_back_the_list(photos: dict[str, Path], pos
     original = photos["list"].read_text().splitlines()
     exported = [line for line in output.splitlines() if not line.startswith("Exported")]
     assert exported == original
+
+
+def test_a_broken_connection_is_made_again_after_one_error(postgres: Postgres) -> None:
+    import psycopg
+
+    url = postgres.new_database()
+    with PostgresStore.open(url) as store:
+        assert store.count_imported() == 0
+        with psycopg.connect(url, autocommit=True) as admin:
+            # What a database restart does to its clients.
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        with pytest.raises(StoreError, match="cannot read the store"):
+            store.count_imported()
+        assert store.count_imported() == 0
