@@ -180,6 +180,7 @@ class Service:
             "refreshed_at": datetime.fromtimestamp(state.refreshed_at, UTC).isoformat(timespec="milliseconds"),
             "refreshes": state.refreshes,
             "threshold": self.options.threshold,
+            "process": os.getpid(),  # which worker answered (--workers): each holds its own index
         }
 
 

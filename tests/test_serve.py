@@ -374,3 +374,22 @@ def test_serve_without_its_extra_names_the_install_command(tmp_path: Path) -> No
         "Error: dedupe serve needs Starlette and uvicorn: pip install 'photo-dedupe[serve]'"
     ]
     assert "Traceback" not in result.stderr
+
+
+def test_several_workers_all_see_a_ban_added_through_one(tmp_path: Path) -> None:
+    body = jpeg(draw_photo(90))
+    seen: dict[int, int] = {}
+
+    def every_worker_has_it() -> bool:
+        # Each new connection goes to whichever worker accepts it: ask until both have answered with the ban.
+        with server.client() as client:
+            status = client.get("/v1/status").json()
+        seen[status["process"]] = status["fingerprints"]
+        return len(seen) == 2 and all(n == 1 for n in seen.values())
+
+    with serving(tmp_path / "bans.sqlite", "--workers", "2", tokens=token_file(tmp_path)) as server:
+        with server.client(TOKEN) as moderator:
+            added = moderator.post("/v1/fingerprints", content=body, headers={"Content-Type": "image/jpeg"})
+        assert added.status_code == 201
+        wait_for(every_worker_has_it, what="both workers holding the ban")
+        assert check(server, jpeg(draw_photo(90).resize((700, 525)), quality=70)).json()["match"] is True
