@@ -393,3 +393,18 @@ def test_several_workers_all_see_a_ban_added_through_one(tmp_path: Path) -> None
         assert added.status_code == 201
         wait_for(every_worker_has_it, what="both workers holding the ban")
         assert check(server, jpeg(draw_photo(90).resize((700, 525)), quality=70)).json()["match"] is True
+
+
+def test_a_port_in_use_or_a_bad_token_file_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = run_dedupe("serve", "--db", str(tmp_path / "s.sqlite"), "--port", port)
+    empty = tmp_path / "empty-tokens.txt"
+    empty.write_text("# nobody yet\n")
+    no_tokens = run_dedupe("serve", "--db", str(tmp_path / "s.sqlite"), "--token-file", str(empty))
+    for result, words in ((busy, f"cannot listen on 127.0.0.1:{port}"), (no_tokens, "holds no token")):
+        assert result.returncode == 1
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert words in result.stderr

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from dedupe.exchange import read_list
 from dedupe.models import ListedFingerprint, PdqEntry
 from dedupe.search import SearchIndex, check, find_similar
 from dedupe.store_pg import PostgresStore, open_any
-from tests.conftest import draw_photo, run_dedupe, save
+from tests.conftest import REPO, draw_photo, run_dedupe, save
 from tests.serving import TOKEN, Postgres, postgres_bin, postgres_server, serving, token_file, wait_for
 
 pytest.importorskip("psycopg", reason="the PostgreSQL store needs psycopg: pip install -e '.[test]'")
@@ -199,3 +202,21 @@ def test_a_broken_connection_is_made_again_after_one_error(postgres: Postgres) -
         with pytest.raises(StoreError, match="cannot read the store"):
             store.count_imported()
         assert store.count_imported() == 0
+
+
+def test_a_postgresql_store_without_psycopg_names_the_install_command(tmp_path: Path) -> None:
+    blocked = (
+        "import sys; sys.modules['psycopg'] = None;"
+        "from dedupe.cli import main; sys.argv = ['dedupe', 'check', sys.argv[1], '--db', sys.argv[2]]; main()"
+    )
+    photo = save(draw_photo(1), tmp_path / "a.jpg")
+    result = subprocess.run(
+        [sys.executable, "-c", blocked, str(photo), "postgresql://nobody@/nowhere"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "Error: a postgresql:// store needs psycopg: pip install 'photo-dedupe[postgres]'"
