@@ -146,7 +146,10 @@ def find_similar(
     if limit is None or len(hits) < limit:
         pdq = where.pdq if isinstance(where, SearchIndex) else _pdq_of(where)
         if len(pdq) and not isinstance(query, Fingerprint):
-            data = bytes(query) if isinstance(query, bytes) else fingerprint.read_image_bytes(os.fspath(query))
+            if isinstance(query, bytes | bytearray | memoryview):
+                data = bytes(query)
+            else:
+                data = fingerprint.read_image_bytes(os.fspath(query))
             value, _ = hash_pdq(data)
             hits += pdq.search(value, PDQ_THRESHOLD, None if limit is None else limit - len(hits))
     return SearchResult(query=name, fingerprint=fp, hits=tuple(hits))
