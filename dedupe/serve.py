@@ -205,15 +205,17 @@ def hit_json(hit: SearchHit) -> dict[str, Any]:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request's body, refused with 413 as soon as it passes the limit (never buffered whole first)."""
+    # Connection: close, or the server would go on reading (and throwing away) whatever the client sends.
+    close = {"Connection": "close"}
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"the body is {int(declared):,} bytes; the limit is {limit:,}")
+        raise ApiError(413, f"the body is {int(declared):,} bytes; the limit is {limit:,}", close)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
+            raise ApiError(413, f"the body is over the limit of {limit:,} bytes", close)
         chunks.append(chunk)
     return b"".join(chunks)
 
