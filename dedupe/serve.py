@@ -62,6 +62,23 @@ IMAGE_TYPES = (
     "image/avif",
     "application/octet-stream",  # bytes of any of those: the content decides
 )
+# Image formats the scan's decoder allow-list refuses, recognised by their first bytes so that the answer can be
+# "unsupported type" (415) rather than "not an image" (400). None of them reaches a decoder.
+_REFUSED_FORMATS = (
+    (b"8BPS", "Photoshop (PSD)"),
+    (b"%PDF", "PDF"),
+    (b"%!PS", "PostScript"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"\x00\x00\x01\x00", "Windows icon"),
+    (b"<svg", "SVG"),
+    (b"<?xml", "SVG/XML"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"\xff\x0a", "JPEG XL"),
+    (b"\x00\x00\x00\x0cJXL ", "JPEG XL"),
+    (b"qoif", "QOI"),
+    (b"gimp xcf", "GIMP (XCF)"),
+)
 _LOOPBACK_NAMES = ("localhost",)
 _OPTIONS_ENV = "DEDUPE_SERVE_OPTIONS"
 
@@ -271,6 +288,9 @@ def vet_image(data: bytes, max_pixels: int) -> None:
     if not data:
         raise ApiError(400, "the body is empty: send an image")
     if fingerprint.sniff_format(data[:64]) is None:
+        for signature, name in _REFUSED_FORMATS:
+            if data.lstrip()[: len(signature)].lower() == signature.lower():
+                raise ApiError(415, f"unsupported image type ({name}): send a JPEG, PNG, GIF, BMP, TIFF, WebP or HEIF")
         raise ApiError(400, "not an image (unrecognised content): send a JPEG, PNG, GIF, BMP, TIFF, WebP or HEIF")
     try:
         im = fingerprint.open_image(data)  # the header only

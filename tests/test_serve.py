@@ -167,9 +167,11 @@ def test_search_lists_the_closest_matches(server: Server) -> None:
         (jpeg(draw_photo(7)), "text/plain", 415, "unsupported content type"),
         (b"8BPS\x00\x01" + b"\x00" * 100, "image/vnd.adobe.photoshop", 415, "unsupported content type"),
         (jpeg(draw_photo(7)), "", 415, "none given"),
+        (b"8BPS\x00\x01" + b"\x00" * 100, "application/octet-stream", 415, "unsupported image type (Photoshop"),
+        (b'<svg xmlns="http://www.w3.org/2000/svg"/>', "image/png", 415, "unsupported image type (SVG"),
         (os.urandom(MAX_BYTES + 1), "image/jpeg", 413, "limit"),
     ],
-    ids=["text", "empty", "truncated", "bomb", "pixels", "text-type", "psd-type", "no-type", "too-large"],
+    ids=["text", "empty", "truncated", "bomb", "pixels", "text-type", "psd-type", "no-type", "psd", "svg", "too-large"],
 )
 def test_bad_uploads_get_their_status_and_a_json_error(
     server: Server, body: bytes, content_type: str, status: int, words: str
