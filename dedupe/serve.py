@@ -37,6 +37,7 @@ from dedupe.exchange import read_list
 from dedupe.group import DEFAULT_THRESHOLD, MAX_THRESHOLD
 from dedupe.models import ListedFingerprint, SearchHit
 from dedupe.search import SearchIndex, check, find_similar
+from dedupe.serve_openapi import openapi
 from dedupe.store import Store
 from dedupe.store_pg import PostgresStore, is_postgres, open_any
 
@@ -479,7 +480,7 @@ def create_app(options: ServeOptions, service: Service | None = None) -> Starlet
         return JSONResponse({"ok": True})
 
     async def openapi_endpoint(request: Request) -> Response:
-        return JSONResponse(openapi(options))
+        return JSONResponse(openapi(options.threshold, options.max_bytes, IMAGE_TYPES))
 
     def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
         return JSONResponse({"error": message}, status_code=status, headers=headers)
@@ -533,147 +534,6 @@ def create_app(options: ServeOptions, service: Service | None = None) -> Starlet
         Exception: internal_error,
     }
     return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
-
-
-def openapi(options: ServeOptions) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the API."""
-    image_body: dict[str, Any] = {
-        "required": True,
-        "content": {
-            **{t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_TYPES},
-            "multipart/form-data": {
-                "schema": {"type": "object", "properties": {"image": {"type": "string", "format": "binary"}}}
-            },
-        },
-    }
-    error_schema = {"$ref": "#/components/schemas/Error"}
-    error = {"description": "error", "content": {"application/json": {"schema": error_schema}}}
-    errors = {
-        "400": error | {"description": "not an image, truncated or corrupt; a bad parameter"},
-        "401": error | {"description": "a token is needed"},
-        "403": error | {"description": "the token is refused, or writes are turned off"},
-        "413": error | {"description": f"the body is over the limit ({options.max_bytes:,} bytes)"},
-        "415": error | {"description": "unsupported content type"},
-        "422": error | {"description": "a decompression bomb, or over the pixel limit"},
-    }
-    threshold = {
-        "name": "threshold",
-        "in": "query",
-        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_THRESHOLD, "default": options.threshold},
-        "description": "largest pHash distance (bits of 64) that counts as a match; PDQ hashes match within 31",
-    }
-    hit = {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string"},
-            "source": {"enum": ["file", "imported"]},
-            "match": {"enum": ["exact", "image", "near"]},
-            "reason": {"type": "string"},
-            "distance": {"type": "integer"},
-            "dhash_distance": {"type": "integer"},
-            "width": {"type": "integer"},
-            "height": {"type": "integer"},
-            "content_hash": {"type": "string"},
-            "hash": {"enum": ["phash", "pdq"]},
-        },
-    }
-
-    def ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"description": description}
-        if schema is not None:
-            body["content"] = {"application/json": {"schema": schema}}
-        return body
-
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "dedupe serve", "version": "1", "description": "Check uploads against a ban list."},
-        "components": {
-            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "string"}}}, "Hit": hit},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-        "paths": {
-            "/v1/check": {
-                "post": {
-                    "summary": "Does the image match the list? The closest match.",
-                    "parameters": [threshold],
-                    "requestBody": image_body,
-                    "responses": {
-                        "200": ok(
-                            "the answer",
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "match": {"type": "boolean"},
-                                    "distance": {"type": ["integer", "null"]},
-                                    "hash": {"enum": ["phash", "pdq", None]},
-                                    "reason": {"type": "string"},
-                                    "closest": {"oneOf": [{"$ref": "#/components/schemas/Hit"}, {"type": "null"}]},
-                                },
-                            },
-                        ),
-                        **errors,
-                    },
-                }
-            },
-            "/v1/search": {
-                "post": {
-                    "summary": "The closest matches of the image, closest first.",
-                    "parameters": [
-                        threshold,
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
-                    ],
-                    "requestBody": image_body,
-                    "responses": {
-                        "200": ok(
-                            "the matches",
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "matches": {"type": "array", "items": {"$ref": "#/components/schemas/Hit"}}
-                                },
-                            },
-                        ),
-                        **errors,
-                    },
-                }
-            },
-            "/v1/fingerprints": {
-                "post": {
-                    "summary": "Ban an image (its fingerprint is kept, not the image), or import a list (text/csv).",
-                    "security": [{"bearer": []}],
-                    "parameters": [{"name": "label", "in": "query", "schema": {"type": "string"}}],
-                    "requestBody": {
-                        "required": True,
-                        "content": {**image_body["content"], "text/csv": {"schema": {"type": "string"}}},
-                    },
-                    "responses": {
-                        "201": ok("added: its id (an image) or how many (a list)"),
-                        "200": ok("already on the list: its id"),
-                        **errors,
-                    },
-                },
-                "get": {
-                    "summary": "The fingerprints on the list (only those with this label, when given).",
-                    "parameters": [
-                        {"name": "label", "in": "query", "schema": {"type": "string"}},
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-                        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                    ],
-                    "responses": {"200": ok("the fingerprints")},
-                },
-            },
-            "/v1/fingerprints/{id}": {
-                "delete": {
-                    "summary": "Take a fingerprint off the list.",
-                    "security": [{"bearer": []}],
-                    "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
-                    "responses": {"204": ok("removed"), "404": error | {"description": "no such fingerprint"}},
-                }
-            },
-            "/v1/status": {"get": {"summary": "Fingerprints, algorithm, last refresh.", "responses": {"200": ok("")}}},
-            "/healthz": {"get": {"summary": "For load balancers.", "responses": {"200": ok("serving")}}},
-        },
-    }
 
 
 # --- serving --------------------------------------------------------------------------------------------------
@@ -758,7 +618,6 @@ __all__ = [
     "Service",
     "create_app",
     "is_loopback",
-    "openapi",
     "read_tokens",
     "run",
 ]

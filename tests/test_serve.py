@@ -280,7 +280,9 @@ def test_status_health_and_openapi(server: Server) -> None:
     assert status["algorithm"].startswith("8;")
     assert health.json() == {"ok": True}
     assert set(api["paths"]) >= {"/v1/check", "/v1/search", "/v1/fingerprints", "/v1/fingerprints/{id}"}
-    assert api["paths"]["/v1/check"]["post"]["responses"]["413"]
+    check_api = api["paths"]["/v1/check"]["post"]
+    assert str(MAX_BYTES // 1000) in check_api["responses"]["413"]["description"].replace(",", "")
+    assert check_api["parameters"][0]["schema"]["default"] == status["threshold"] == 4
 
 
 def test_an_import_by_another_process_is_seen_by_the_running_server(tmp_path: Path) -> None:
