@@ -220,3 +220,21 @@ def test_a_postgresql_store_without_psycopg_names_the_install_command(tmp_path: 
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "Error: a postgresql:// store needs psycopg: pip install 'photo-dedupe[postgres]'"
+
+
+def test_both_backends_keep_the_first_of_repeated_fingerprints_in_list_order(db: str) -> None:
+    def listed(content: str, label: str) -> ListedFingerprint:
+        return ListedFingerprint(content * 32, "e" * 32, 7, 9, 10, 10, False, label)
+
+    items = [listed("c", "third"), listed("a", "first"), listed("c", "again"), listed("b", "second")]
+    with open_any(db) as store:
+        with store.transaction():
+            added = store.add_imported(items, fingerprint.VERSION, "list")
+        with store.transaction():
+            added_again = store.add_imported(items[:2], fingerprint.VERSION, "list")
+        assert (added, added_again) == (3, 0)
+        assert [e.label for e in store.imported()] == ["third", "first", "second"]
+        pdq_entries = [PdqEntry("1" * 64, "one"), PdqEntry("1" * 64, "one again"), PdqEntry("2" * 64, "two")]
+        with store.transaction():
+            assert store.add_pdq(pdq_entries, "list.pdq") == 2
+        assert [e.label for _, e in store.pdq_entries()] == ["one", "two"]
