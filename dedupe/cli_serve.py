@@ -6,11 +6,11 @@ import sys
 
 import click
 
-from dedupe.errors import DedupeError
-from dedupe.group import DEFAULT_THRESHOLD, MAX_THRESHOLD
+from dedupe.cli_common import command
+from dedupe.match import DEFAULT_THRESHOLD, MAX_THRESHOLD
 
 
-@click.command("serve")
+@command("serve")
 @click.option(
     "--db",
     envvar="DEDUPE_DB",
@@ -79,28 +79,25 @@ def serve_command(
         from dedupe import serve
     except ImportError as e:  # a part of the serve extra is missing
         raise click.ClickException(f"dedupe serve needs {e.name}: pip install 'photo-dedupe[serve]'") from None
-    try:
-        serve._uvicorn()
-        tokens = serve.read_tokens(token_file) if token_file else ()
-        if not serve.is_loopback(host) and not tokens and not public_reads:
-            raise click.UsageError(
-                f"serving on {host} needs --token-file (reads need a token off 127.0.0.1) or --public-reads"
-            )
-        options = serve.ServeOptions(
-            db=db,
-            host=host,
-            port=port,
-            tokens=tokens,
-            threshold=threshold,
-            max_bytes=max_bytes,
-            max_pixels=max_pixels or serve.DEFAULT_MAX_PIXELS,
-            public_reads=public_reads,
-            refresh=refresh,
-            workers=workers,
+    serve._uvicorn()
+    tokens = serve.read_tokens(token_file) if token_file else ()
+    if not serve.is_loopback(host) and not tokens and not public_reads:
+        raise click.UsageError(
+            f"serving on {host} needs --token-file (reads need a token off 127.0.0.1) or --public-reads"
         )
-        serve.run(options, on_ready=_announce)
-    except DedupeError as e:
-        raise click.ClickException(str(e)) from None
+    options = serve.ServeOptions(
+        db=db,
+        host=host,
+        port=port,
+        tokens=tokens,
+        threshold=threshold,
+        max_bytes=max_bytes,
+        max_pixels=max_pixels or serve.DEFAULT_MAX_PIXELS,
+        public_reads=public_reads,
+        refresh=refresh,
+        workers=workers,
+    )
+    serve.run(options, on_ready=_announce)
 
 
 def _announce(url: str) -> None:

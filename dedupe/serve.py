@@ -34,8 +34,9 @@ from PIL import Image
 from dedupe import fingerprint
 from dedupe.errors import DedupeError, FileSkipped
 from dedupe.exchange import read_list
-from dedupe.group import DEFAULT_THRESHOLD, MAX_THRESHOLD
-from dedupe.models import ListedFingerprint, SearchHit
+from dedupe.formats import hit_json
+from dedupe.match import DEFAULT_THRESHOLD, MAX_THRESHOLD
+from dedupe.models import ListedFingerprint
 from dedupe.search import SearchIndex, check, find_similar
 from dedupe.serve_openapi import openapi
 from dedupe.store import Store
@@ -203,22 +204,6 @@ class Service:
 
 
 # --- requests -------------------------------------------------------------------------------------------------
-
-
-def hit_json(hit: SearchHit) -> dict[str, Any]:
-    """A match as `dedupe check --format json` writes its "closest", with the hash that matched."""
-    return {
-        "name": hit.name,
-        "source": hit.source.value,
-        "match": hit.match.value,
-        "reason": hit.reason,
-        "distance": hit.distance,
-        "dhash_distance": hit.dhash_distance,
-        "width": hit.width,
-        "height": hit.height,
-        "content_hash": hit.content_hash,
-        "hash": hit.hash,
-    }
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dedupe.group import MAX_THRESHOLD
+from dedupe.match import MAX_THRESHOLD
 
 
 def openapi(threshold: int, max_bytes: int, image_types: Sequence[str]) -> dict[str, Any]:

@@ -22,7 +22,8 @@ import numpy as np
 
 from dedupe.errors import StoreError
 from dedupe.models import ListedFingerprint, PdqEntry
-from dedupe.store import FingerprintColumns, Store
+from dedupe.store import Store
+from dedupe.store_search import FingerprintColumns
 
 if TYPE_CHECKING:
     import psycopg
@@ -112,7 +113,10 @@ def _display(url: str) -> str:
 
 
 class PostgresStore:
-    """Imported fingerprints and PDQ hashes in PostgreSQL. Safe to share between threads; a context manager."""
+    """Imported fingerprints and PDQ hashes in PostgreSQL. Safe to share between threads; a context manager.
+
+    One class of somewhat over 300 lines, on purpose: it answers every method of Store's SearchSQL and PdqSQL parts
+    (store_search.py) that search, exchange and serve call, so that either backend can be handed to them."""
 
     def __init__(self, conn: psycopg.Connection[Any], url: str, readonly: bool) -> None:
         self._conn = conn

@@ -40,7 +40,7 @@ from dedupe.cli import cli
 from dedupe.exchange import HEADER
 from dedupe.fingerprint import VERSION
 from dedupe.search import _within
-from dedupe.store import PHASH_BLOCKS, _block_expr
+from dedupe.store_search import PHASH_BLOCKS, _block_expr
 from tests.conftest import draw_photo, run_dedupe, save
 
 BANNED = (0, 1, 2)
@@ -542,13 +542,6 @@ def test_an_older_store_is_upgraded_by_import_and_refused_read_only(tmp_path: Pa
     assert "older dedupe" in result.stderr
     with Store.open(db) as store:
         assert store.count_imported() == 0  # upgraded: the imported table exists
-
-
-def test_every_new_command_has_help_with_an_example() -> None:
-    for command in ("search", "check", "export", "import"):
-        result = CliRunner().invoke(cli, [command, "--help"])
-        assert result.exit_code == 0
-        assert "Example:" in result.output
 
 
 def test_check_in_a_real_process(photos: Photos, blocklist: Path) -> None:

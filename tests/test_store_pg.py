@@ -87,9 +87,9 @@ def test_check_and_search_give_the_same_answers_on_sqlite_and_postgresql(
         answers.append((checked, searched))
     sqlite_answers, postgres_answers = answers
     assert sqlite_answers == postgres_answers
-    (code, checked), _ = postgres_answers
+    (code, check_output), _ = postgres_answers
     assert code == 1
-    matched = {Path(r["image"]).stem: r["match"] for r in json.loads(checked)}
+    matched = {Path(r["image"]).stem: r["match"] for r in json.loads(check_output)}
     assert matched == {**{f"r{s}": True for s in range(4)}, **{f"p{s}": True for s in range(4)}} | {
         f"o{s}": False for s in range(200, 203)
     }
