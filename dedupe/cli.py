@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -369,6 +369,10 @@ class _Input:
 )
 @threshold_option
 @match_options
+@click.option("--web", is_flag=True, help="Review in the browser: a local page to compare, decide, apply and undo.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="With --web: the port [default: a free one].")
+@click.option("--host", default="127.0.0.1", show_default=True, help="With --web: the address to listen on.")
+@click.option("--no-browser", is_flag=True, help="With --web: print the address, do not open a browser.")
 @click.pass_context
 def review_command(
     ctx: click.Context,
@@ -389,6 +393,10 @@ def review_command(
     two_stage: bool,
     bursts_apart: bool,
     crops: bool | None,
+    web: bool,
+    port: int,
+    host: str,
+    no_browser: bool,
 ) -> None:
     """Review the duplicate groups and deal with the redundant copies.
 
@@ -403,6 +411,7 @@ def review_command(
         dedupe review ~/Pictures --keep resolution,oldest --reference ~/Pictures/Originals
         dedupe review /media/backup --yes --action move --to /media/backup-dups
         dedupe review ~/Pictures --dry-run --format json
+        dedupe review ~/Pictures --web
     """
     act = Action(action)
     if act is Action.MOVE and not to:
@@ -418,6 +427,23 @@ def review_command(
     refs = _real(references)
     roots = _real(dirs)
     store = open_store(ctx, db)
+    if web:
+        if yes or dry_run or script:
+            raise click.UsageError("--web reviews in the browser: do not combine it with --yes, --dry-run or --script")
+        from dedupe.web import serve_review  # the optional 'web' extra: says how to install it when missing
+
+        def planner(chosen: Sequence[DuplicateGroup], keepers: Mapping[int, str]) -> Plan:
+            return plan(chosen, rules, act, references=refs, destination=os.path.realpath(to) if to else None,
+                        roots=roots, include_near=True, keepers=keepers, include_raw=include_raw)  # fmt: skip
+
+        def load() -> list[DuplicateGroup]:
+            return _stored_groups(store, roots, threshold, rotations, two_stage, bursts_apart, crops)[0]
+
+        try:
+            serve_review(store, load, planner, action=act, host=host, port=port, open_browser=not no_browser)
+        except DedupeError as e:
+            raise click.ClickException(display_path(str(e))) from None
+        return
     groups, _, images = _stored_groups(store, roots, threshold, rotations, two_stage, bursts_apart, crops)
     console = _console()
     if dirs and images == 0:
