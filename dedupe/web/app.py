@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -57,6 +58,7 @@ HEADERS = [
     (b"cross-origin-resource-policy", b"same-origin"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 PAGE = 100  # groups per page of the group list
 PREFETCH = 3  # groups ahead whose thumbnails are made while the user looks at one
 
@@ -367,13 +369,20 @@ def serve_review(
     try:
         state = ReviewState(store, load, planner, action)
         app = create_app(state, thumbs, token, hosts, port if wildcard else None)
-        url_host = "127.0.0.1" if wildcard else shown_host
-        url = f"http://{url_host}:{port}/?token={token}"
-        print(f"Review at {url}", file=out, flush=True)
-        if open_browser:
-            threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        uvicorn.Server(config).run(sockets=[sock])
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+        # Ctrl-C or SIGTERM from the moment the address is out: a stop, not a traceback or a kill. uvicorn puts
+        # its own handlers in while it runs, and raises what it caught again with ours back in place.
+        previous = {s: signal.signal(s, lambda *_: setattr(server, "should_exit", True)) for s in _STOP_SIGNALS}
+        try:
+            url_host = "127.0.0.1" if wildcard else shown_host
+            url = f"http://{url_host}:{port}/?token={token}"
+            print(f"Review at {url}", file=out, flush=True)
+            if open_browser:
+                threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+            server.run(sockets=[sock])
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
     finally:
         thumbs.close()
         sock.close()

@@ -118,7 +118,13 @@ class Thumbnails:
             self._running.pop(key, None)
 
     async def get(self, f: FileRecord, side: int = THUMB_SIDE) -> bytes | None:
-        return await asyncio.wrap_future(self.submit(f, side))
+        data = await asyncio.wrap_future(self.submit(f, side))
+        # A job already running (a prefetch) may have read the file before it was replaced: check it again.
+        fd = open_checked(f) if data is not None else None
+        if fd is None:
+            return None
+        os.close(fd)
+        return data
 
     def prefetch(self, files: Iterable[FileRecord]) -> None:
         for f in files:
