@@ -176,7 +176,7 @@ function renderGroup(g) {
   const verdict = g.tie
     ? h("p", { class: "rule tie" }, `The keeper rules tie: ${g.reason}. Click a picture or press its number to keep it.`)
     : h("p", { class: "rule" }, h("strong", {}, g.chosen ? "Keeper chosen by you: " : "Suggested keeper: "),
-      h("code", {}, g.keeper), h("span", { class: "why" }, ` — ${g.reason}`));
+      h("code", {}, g.keeper), g.chosen ? null : h("span", { class: "why" }, ` — chosen by the rules: ${g.reason}`));
   const decision = h("p", { class: `decision-line decision-${g.decision}` },
     { undecided: "Undecided: Enter accepts what is shown.", accepted: `Accepted: ${g.verb} ${plural(g.steps, "file")} (${g.bytes_text}) when you apply.`,
       not_duplicates: "Not duplicates: remembered when you apply; nothing is acted on.", skipped: "Skipped: left as it is." }[g.decision]);
@@ -188,8 +188,8 @@ function renderGroup(g) {
     h("button", { type: "button", onclick: () => step(1), disabled: g.index + 1 >= g.total }, "Next →"));
   show(h("section", { class: "group", dataset: { index: String(g.index) } },
     h("h1", {}, `Group ${g.index + 1} of ${g.total.toLocaleString()}: ${g.match}, ${plural(g.members.length, "file")}`),
-    verdict, decision, g.skipped ? h("p", { class: "warn" }, g.skipped) : null,
-    h("div", { class: "members" }, ...cards), buttons,
+    verdict, decision, g.skipped ? h("p", { class: "warn" }, g.skipped) : null, buttons,
+    h("div", { class: "members" }, ...cards),
     h("p", { class: "hint" }, "Click a picture or press 1–9 to keep it; Shift+number keeps it too; Space for full size; ? for keys.")));
 }
 
@@ -208,7 +208,7 @@ function memberCard(g, m) {
     h("figcaption", {},
       h("p", { class: "head" }, h("span", { class: "num" }, String(m.index + 1)), h("span", { class: `badge ${role}` }, badge),
         h("span", { class: "name", title: m.path }, m.name)),
-      h("p", { class: "note" }, m.note), m.sidecars && m.sidecars.length ? h("p", { class: "dim" }, `with ${m.sidecars.join(", ")}`) : null,
+      role === "act" && m.note === badge.toLowerCase() ? null : h("p", { class: "note" }, m.note), m.sidecars && m.sidecars.length ? h("p", { class: "dim" }, `with ${m.sidecars.join(", ")}`) : null,
       facts,
       h("p", { class: "why" }, `Matched: ${m.why}`),
       h("p", { class: "card-actions" },
