@@ -163,10 +163,7 @@ const LABELS = { resolution: "Resolution", size: "Size", format: "Format", taken
 const ROLE = { keep: "KEEP", act: null, leave: "LEAVE", "keep-too": "KEEP TOO", tie: "TIE" };
 
 async function showGroup(n) {
-  const g = await get(`/api/group/${n - 1}`);
-  renderGroup(g);
-  const o = await get("/api/overview");
-  refreshUndo(o.last_run);
+  renderGroup(await get(`/api/group/${n - 1}`));
 }
 
 function renderGroup(g) {
