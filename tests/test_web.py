@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO, draw_photo, save
+from dedupe import DedupeError, DuplicateGroup, GroupMember, MatchKind, Store, plan
+from dedupe.web.state import KEPT_BY_YOU, Decision, ReviewState
+from tests.conftest import REPO, draw_photo, make_record, save
 from tests.webserver import ReviewServer, make_library, snapshot
 
 pytest.importorskip("starlette", reason="the web extra is not installed: pip install -e '.[test]'")
@@ -344,3 +346,66 @@ def test_apply_trashes_the_copies_and_undo_restores_the_tree(
     status, _, body = server.request("POST", "/api/undo")
     assert status == 400
     assert json.loads(body)["error"] == "nothing to undo"
+
+
+# --- ReviewState, without HTTP ---------------------------------------------------------------------------------
+
+
+def _state(store: Store, groups: list[DuplicateGroup]) -> ReviewState:
+    return ReviewState(store, lambda: groups, lambda gs, keepers: plan(gs, keepers=keepers, include_near=True))
+
+
+def _pair(name: str, *, tie: bool = False, near: bool = False) -> DuplicateGroup:
+    """Two members: a keeper the rules prefer (bigger) and a copy; with tie, the rules cannot choose."""
+    a = make_record(f"/x/{name}/a.jpg", size=2000, ino=1, content_hash=f"{name}-a", image_hash=f"{name}-i")
+    b = make_record(
+        f"/x/{name}/b.jpg",
+        size=2000 if tie else 1000,
+        ino=2,
+        content_hash=f"{name}-a" if not near else f"{name}-b",
+        image_hash=f"{name}-i" if not near else f"{name}-j",
+    )
+    kind = MatchKind.NEAR if near else MatchKind.EXACT
+    return DuplicateGroup(kind, (GroupMember(a, MatchKind.EXACT, 0), GroupMember(b, kind, 2 if near else 0)))
+
+
+def test_accepting_a_kind_leaves_ties_and_decided_groups_alone(store: Store) -> None:
+    state = _state(store, [_pair("p"), _pair("t", tie=True), _pair("d"), _pair("n", near=True)])
+    state.decide(2, Decision.SKIPPED)
+    assert state.accept_all("exact") == 1
+    assert state.decisions[0].state is Decision.ACCEPTED
+    assert 1 not in state.decisions  # a tie needs a person to choose
+    assert state.decisions[2].state is Decision.SKIPPED
+    assert 3 not in state.decisions  # near groups are accepted separately
+    the_plan, accepted, _ = state.plan()
+    assert accepted == [0]
+    assert [s.file.path for s in the_plan.steps] == ["/x/p/b.jpg"]
+
+
+def test_a_tie_is_accepted_only_with_a_keeper_chosen(store: Store) -> None:
+    state = _state(store, [_pair("t", tie=True)])
+    with pytest.raises(DedupeError, match="choose the keeper"):
+        state.decide(0, Decision.ACCEPTED)
+    state.decide(0, Decision.ACCEPTED, keeper=1)
+    the_plan, _, _ = state.plan()
+    assert [s.file.path for s in the_plan.steps] == ["/x/t/a.jpg"]
+    assert the_plan.groups[0].choice.reason == "chosen by you"
+
+
+def test_members_kept_too_leave_the_plan_with_the_reason(store: Store) -> None:
+    state = _state(store, [_pair("p")])
+    state.decide(0, Decision.ACCEPTED, keep_too=[1])
+    the_plan, _, _ = state.plan()
+    assert the_plan.steps == ()
+    assert [(s.path, s.reason) for s in the_plan.groups[0].left] == [("/x/p/b.jpg", KEPT_BY_YOU)]
+
+
+def test_the_plan_id_changes_with_the_decisions(store: Store) -> None:
+    state = _state(store, [_pair("p"), _pair("q")])
+    state.decide(0, Decision.ACCEPTED)
+    first = state.plan_view()["id"]
+    assert state.plan_view()["id"] == first
+    state.decide(1, Decision.NOT_DUPLICATES)
+    assert state.plan_view()["id"] != first
+    with pytest.raises(DedupeError, match="look at it again"):
+        state.apply(first)

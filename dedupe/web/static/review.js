@@ -427,6 +427,10 @@ document.addEventListener("keydown", (e) => {
 });
 
 document.getElementById("full-close").addEventListener("click", closeFull);
+document.getElementById("full-prev").addEventListener("click", () => showFull(Math.max(fullAt - 1, 0)));
+document.getElementById("full-next").addEventListener("click", () => showFull(Math.min(fullAt + 1, current.members.length - 1)));
+document.getElementById("full-swap").addEventListener("click", () => showFull(fullLast));
+document.getElementById("full-fit").addEventListener("click", () => fullStage.classList.toggle("fit"));
 document.getElementById("keys-close").addEventListener("click", () => keysDialog.close());
 document.getElementById("nav-keys").addEventListener("click", () => keysDialog.showModal());
 document.getElementById("nav-overview").addEventListener("click", () => go("#/"));
