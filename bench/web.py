@@ -149,6 +149,7 @@ def bench_thumbs(n: int, work: Path) -> list[tuple[str, str]]:
     if not records:
         return [("thumbnails", "no photos: apt-get install gnome-backgrounds mate-backgrounds")]
     size = sum(r.size for r in records)
+    jpegs = sum(Path(r.path).suffix.lower() in (".jpg", ".jpeg") for r in records)
     thumbs = Thumbnails(work / "thumbs-real")
     rows = []
     for label in ("made (empty cache)", "served from the cache"):
@@ -158,7 +159,7 @@ def bench_thumbs(n: int, work: Path) -> list[tuple[str, str]]:
         dt = time.perf_counter() - t0
         rows.append(
             (
-                f"thumbnails {label}: {made} of {len(records)} photos, {size / 1e6:.0f} MB",
+                f"thumbnails {label}: {made} of {len(records)} photos ({jpegs} JPEG, others PNG), {size / 1e6:.0f} MB",
                 f"{len(records) / dt:.1f} photos/s ({dt:.2f} s)",
             )
         )
