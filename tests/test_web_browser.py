@@ -88,6 +88,7 @@ def test_a_review_in_chromium_from_the_first_page_to_undo(browser: Any, tmp_path
         page.wait_for_selector("#accept-exact")
         assert "4 groups" in page.inner_text(".accept-exact")
         assert "trash 4 files" in page.inner_text(".accept-exact")
+        page.wait_for_selector("#group-list tbody tr")  # the list comes a page at a time, after the overview
         assert page.locator("#group-list tbody tr").count() == 5
 
         # One group at a time with the keys: j to the near pair, its thumbnails load, 2 (or 1) keeps the PNG.
