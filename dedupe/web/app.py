@@ -35,7 +35,7 @@ from starlette.staticfiles import StaticFiles
 from dedupe import DedupeError, Store, __version__
 from dedupe.models import Action
 from dedupe.web.state import Decision, GroupLoader, Planner, ReviewState, StalePlan, result_view
-from dedupe.web.thumbs import BROWSER_FORMATS, VIEW_SIDE, Thumbnails, read_checked
+from dedupe.web.thumbs import BROWSER_FORMATS, VIEW_SIDE, Thumbnails, read_checked, thumbnail_folder
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -318,11 +318,6 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def thumbnail_folder(store: Store) -> Path:
-    """Where the thumbnails of a store are cached: beside it, named after it."""
-    return Path(f"{store.path}-thumbs")
-
-
 def serve_review(
     store: Store,
     load: GroupLoader,
@@ -366,7 +361,7 @@ def serve_review(
         )
     wildcard = host in ("0.0.0.0", "::")
     token = secrets.token_urlsafe(24)
-    thumbs = Thumbnails(thumbnail_folder(store))
+    thumbs = Thumbnails(thumbnail_folder(store.path))
     try:
         state = ReviewState(store, load, planner, action)
         app = create_app(state, thumbs, token, hosts, port if wildcard else None)

@@ -35,17 +35,32 @@ _BACKGROUND = (128, 128, 128)
 
 def open_checked(f: FileRecord) -> int | None:
     """A read descriptor of the file the scan saw at f.path, or None when it is no longer that regular file."""
+    try:
+        return open_or_say(f)
+    except FileSkipped:
+        return None
+
+
+def open_or_say(f: FileRecord) -> int:
+    """open_checked, raising FileSkipped with the reason when the file is gone or not the one the scan saw."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(f.path, flags)
-    except OSError:
-        return None
+    except FileNotFoundError:
+        raise FileSkipped("vanished since the scan") from None
+    except OSError as e:
+        raise FileSkipped(f"cannot be read: {e.strerror or e}") from None
     st = os.fstat(fd)
     same = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == (f.dev, f.ino, f.size, f.mtime_ns)
     if not stat.S_ISREG(st.st_mode) or not same:
         os.close(fd)
-        return None
+        raise FileSkipped("changed since the scan")
     return fd
+
+
+def thumbnail_folder(store_path: str | os.PathLike[str]) -> Path:
+    """Where the thumbnails of a store are cached: beside it, named after it (the page and the report share it)."""
+    return Path(f"{os.fspath(store_path)}-thumbs")
 
 
 def read_checked(f: FileRecord) -> bytes | None:
@@ -80,7 +95,7 @@ def render(data: bytes, name: str, side: int, quality: int = 82) -> bytes:
     except FileSkipped:
         raise
     except Exception as e:  # Pillow's parsers raise many types on hostile input
-        raise FileSkipped(f"no preview: {type(e).__name__}") from None
+        raise FileSkipped(f"cannot be decoded: {type(e).__name__}") from None
 
 
 class Thumbnails:
@@ -91,7 +106,7 @@ class Thumbnails:
         self.limit = limit
         self._pool = ThreadPoolExecutor(workers or os.cpu_count() or 2, thread_name_prefix="dedupe-thumb")
         self._lock = threading.Lock()
-        self._running: dict[str, Future[bytes | None]] = {}
+        self._running: dict[str, Future[bytes]] = {}
         self._used = -1  # bytes in the cache; counted on first write
 
     def close(self) -> None:
@@ -101,8 +116,9 @@ class Thumbnails:
         h = f.content_hash
         return self.folder / h[:2] / f"{h}-{side}.jpg"
 
-    def submit(self, f: FileRecord, side: int = THUMB_SIDE) -> Future[bytes | None]:
-        """The thumbnail of f, made once however many ask for it at the same time."""
+    def submit(self, f: FileRecord, side: int = THUMB_SIDE) -> Future[bytes]:
+        """The thumbnail of f (FileSkipped with the reason when there is none), made once however many ask for it
+        at the same time."""
         key = f"{f.path}\0{side}"
         with self._lock:
             running = self._running.get(key)
@@ -118,9 +134,13 @@ class Thumbnails:
             self._running.pop(key, None)
 
     async def get(self, f: FileRecord, side: int = THUMB_SIDE) -> bytes | None:
-        data = await asyncio.wrap_future(self.submit(f, side))
+        """The thumbnail, or None when the file changed since the scan or cannot be decoded."""
+        try:
+            data = await asyncio.wrap_future(self.submit(f, side))
+        except FileSkipped:
+            return None
         # A job already running (a prefetch) may have read the file before it was replaced: check it again.
-        fd = open_checked(f) if data is not None else None
+        fd = open_checked(f)
         if fd is None:
             return None
         os.close(fd)
@@ -130,12 +150,10 @@ class Thumbnails:
         for f in files:
             self.submit(f)
 
-    def make(self, f: FileRecord, side: int = THUMB_SIDE) -> bytes | None:
-        """The thumbnail from the cache, or made from the checked file; None when the file changed or has none."""
+    def make(self, f: FileRecord, side: int = THUMB_SIDE) -> bytes:
+        """The thumbnail from the cache, or made from the checked file; FileSkipped says why there is none."""
         cached = self._path(f, side)
-        fd = open_checked(f)  # also for a cached one: a file gone or replaced since the scan is not shown
-        if fd is None:
-            return None
+        fd = open_or_say(f)  # also for a cached one: a file gone or replaced since the scan is not shown
         try:
             with contextlib.suppress(OSError):
                 data = cached.read_bytes()
@@ -145,10 +163,7 @@ class Thumbnails:
                 original = stream.read()
         finally:
             os.close(fd)
-        try:
-            data = render(original, f.path, side)
-        except FileSkipped:
-            return None
+        data = render(original, f.path, side)
         self._store(cached, data)
         return data
 
