@@ -961,8 +961,19 @@ def report_command(
     groups, _, _ = _stored_groups(store, _real(dirs), threshold, rotations, two_stage, bursts_apart, crops)
     err = Console(stderr=True)
     try:
+        from dedupe.web.report import write_review_report  # with the web extra: review's overview and wording
+    except ImportError:
+        write_review_report = None  # type: ignore[assignment]
+
+    def planner(chosen: Sequence[DuplicateGroup], keepers: Mapping[int, str]) -> Plan:
+        return plan(chosen, rules, references=_real(references), roots=_real(dirs), include_near=True, keepers=keepers)
+
+    try:
         with progress_bar(err, enabled=err.is_terminal) as on_progress:
-            missing = write_html_report(html_file, groups, rules, _real(references), on_progress)
+            if write_review_report is not None:
+                missing = write_review_report(html_file, store, groups, planner, on_progress=on_progress)
+            else:
+                missing = write_html_report(html_file, groups, rules, _real(references), on_progress)
     except DedupeError as e:
         raise click.ClickException(display_path(str(e))) from None
     line = f"Wrote {display_path(html_file)}: {len(groups)} group(s), {sum(len(g.members) for g in groups)} files."

@@ -244,13 +244,18 @@ class ReviewState:
 
     def overview(self) -> dict[str, Any]:
         with self._lock:
-            kinds = {k.value: {"groups": 0, "files": 0, "steps": 0, "bytes": 0} for k in MatchKind}
+            kinds: dict[str, dict[str, Any]] = {
+                k.value: {"groups": 0, "files": 0, "steps": 0, "bytes": 0} for k in MatchKind
+            }
             for g, gp in zip(self.groups, self.suggested, strict=True):
                 row = kinds[g.kind.value]
                 row["groups"] += 1
                 row["files"] += len(g.members)
                 row["steps"] += len(gp.steps)
                 row["bytes"] += sum(s.file.size for s in gp.steps)
+            for row in kinds.values():
+                row["bytes_text"] = human_size(row["bytes"])
+            freed = sum(s.file.size for gp in self.suggested for s in gp.steps)
             decided = {d.value: 0 for d in Decision}
             for d in self.decisions.values():
                 decided[d.state.value] += 1
@@ -263,6 +268,8 @@ class ReviewState:
                 "action": self.action.value,
                 "verb": VERBS[self.action][0],
                 "kinds": kinds,
+                "steps": sum(len(gp.steps) for gp in self.suggested),
+                "bytes_text": human_size(freed),
                 "decided": decided,
                 "accept": {k: self._accept_totals(k) for k in KIND_CLASSES},
                 "last_run": None
