@@ -9,6 +9,7 @@ The command line is a thin layer over this library::
         groups, skipped, images = stored_groups(store, ["/media/backup"])
         result = apply(plan(groups, parse_rules("resolution,oldest"), Action.TRASH), store)
         undo(store)  # puts the files back
+        report = groups_json(groups, skipped, summarize(groups, images, len(skipped)))  # as `--format json`
 
 Checking uploads against a blocklist, from a web application's threads::
 
@@ -25,20 +26,27 @@ Checking uploads against a blocklist, from a web application's threads::
     watch(["/home/me/Downloads"], store, WatchOptions(settle=2.0), on_event=print, stop=stop_event)
 """
 
-from dedupe.actions import (
-    DEFAULT_RULES,
-    apply,
-    choose_keeper,
-    parse_rules,
-    plan,
-    plan_script,
-    suggest_keeper,
-    undo,
-)
+from dedupe.actions import apply, undo
 from dedupe.calibrate import Calibration, calibrate
 from dedupe.errors import DedupeError, FileSkipped, StoreError
 from dedupe.exchange import export_fingerprints, import_fingerprints
 from dedupe.fingerprint import fingerprint_file
+from dedupe.formats import (
+    GROUP_CSV_FIELDS,
+    applied_json,
+    calibration_json,
+    check_json,
+    display_path,
+    group_csv_rows,
+    groups_csv,
+    groups_json,
+    hit_json,
+    plan_json,
+    result_json,
+    run_json,
+    search_json,
+    watch_event_json,
+)
 from dedupe.group import DEFAULT_THRESHOLD, Grouping, MatchRule, find_groups, find_groups_in, match, summarize
 from dedupe.library import Library
 from dedupe.models import (
@@ -75,8 +83,11 @@ from dedupe.models import (
     WatchEventKind,
     WatchOptions,
 )
+from dedupe.plan import DEFAULT_RULES, choose_keeper, parse_rules, plan, suggest_keeper
 from dedupe.report import render_html, write_html_report
+from dedupe.review import Review
 from dedupe.scan import fingerprint_files, scan, scan_changes, stored_groups
+from dedupe.script import plan_script
 from dedupe.search import SearchIndex, check, find_similar, fingerprint_query
 from dedupe.store import Store, default_store_path
 from dedupe.watch import Watcher, stop_on_signals, watch
@@ -86,6 +97,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_RULES",
     "DEFAULT_THRESHOLD",
+    "GROUP_CSV_FIELDS",
     "Action",
     "ApplyResult",
     "Calibration",
@@ -110,6 +122,7 @@ __all__ = [
     "MatchRule",
     "Plan",
     "ProgressEvent",
+    "Review",
     "RunInfo",
     "ScanOptions",
     "ScanReport",
@@ -128,11 +141,15 @@ __all__ = [
     "WatchEventKind",
     "WatchOptions",
     "Watcher",
+    "applied_json",
     "apply",
     "calibrate",
+    "calibration_json",
     "check",
+    "check_json",
     "choose_keeper",
     "default_store_path",
+    "display_path",
     "export_fingerprints",
     "find_groups",
     "find_groups_in",
@@ -140,19 +157,28 @@ __all__ = [
     "fingerprint_file",
     "fingerprint_files",
     "fingerprint_query",
+    "group_csv_rows",
+    "groups_csv",
+    "groups_json",
+    "hit_json",
     "import_fingerprints",
     "match",
     "parse_rules",
     "plan",
+    "plan_json",
     "plan_script",
     "render_html",
+    "result_json",
+    "run_json",
     "scan",
     "scan_changes",
+    "search_json",
     "stop_on_signals",
     "stored_groups",
     "suggest_keeper",
     "summarize",
     "undo",
     "watch",
+    "watch_event_json",
     "write_html_report",
 ]

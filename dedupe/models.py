@@ -390,7 +390,6 @@ class IngestReport:
 
 @dataclass(frozen=True, slots=True)
 class WatchOptions:
-    threshold: int | None = None  # None: dedupe.group.DEFAULT_THRESHOLD
     poll: float | None = None  # seconds between polls; None: the operating system's change notifications
     settle: float = 2.0  # a file is read once its size and mtime have not changed for this long
     hidden: bool = False

@@ -10,9 +10,9 @@ from datetime import datetime
 from pathlib import Path
 
 from dedupe import fingerprint
-from dedupe.actions import DEFAULT_RULES, choose_keeper, in_folder
 from dedupe.errors import DedupeError, FileSkipped
 from dedupe.models import DuplicateGroup, GroupMember, KeeperRule, MatchKind, ProgressEvent
+from dedupe.plan import DEFAULT_RULES, choose_keeper, in_folder
 
 ProgressCallback = Callable[[ProgressEvent], None]
 

@@ -6,15 +6,40 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from PIL import Image, ImageDraw, ImageFilter
 
-from dedupe.models import FileRecord, Fingerprint
+from dedupe.cli import cli
+from dedupe.models import DuplicateGroup, FileRecord, Fingerprint, ScanOptions
+from dedupe.scan import scan, stored_groups
 from dedupe.store import Store
+
+THREAD_GRACE = 5.0  # seconds a thread that is finishing (an observer being stopped) may take after its test
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Every test ends the threads it started: a thread left running (daemon or not) fails the test.
+
+    A leaked observer keeps reporting into a store that is closed, and a leaked non-daemon thread keeps pytest
+    from exiting; as in watchdog's own tests, each test is checked rather than the session.
+    """
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + THREAD_GRACE
+    for thread in set(threading.enumerate()) - before:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+    if left:
+        names = ", ".join(sorted(f"{t.name}{' (daemon)' if t.daemon else ''}" for t in left))
+        pytest.fail(f"the test left {len(left)} thread(s) running: {names}")
 
 
 def draw_photo(seed: int, size: tuple[int, int] = (1200, 900)) -> Image.Image:
@@ -36,7 +61,7 @@ def draw_photo(seed: int, size: tuple[int, int] = (1200, 900)) -> Image.Image:
     return im.filter(ImageFilter.GaussianBlur(2))
 
 
-def save(im: Image.Image, path: Path, **params: object) -> Path:
+def save(im: Image.Image, path: Path, **params: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     im.save(path, **params)
     return path
@@ -107,3 +132,60 @@ def make_fingerprint(**fields: Any) -> Fingerprint:
 def make_record(path: str, *, size: int = 1000, mtime_ns: int = 0, dev: int = 1, ino: int = 0, **fp: Any) -> FileRecord:
     """A FileRecord at path; any other keyword goes to make_fingerprint."""
     return FileRecord(path, size, mtime_ns, dev, ino, make_fingerprint(**fp))
+
+
+def copy_file(src: Path, dst: Path, mtime: float | None = None) -> Path:
+    """A byte-for-byte copy of src at dst, with the given mtime when one is given."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(src.read_bytes())
+    if mtime is not None:
+        os.utime(dst, (mtime, mtime))
+    return dst
+
+
+def groups_of(store: Store, *roots: Path) -> list[DuplicateGroup]:
+    """Scan the roots into the store (one worker) and return their groups."""
+    scan([str(r) for r in roots], store, ScanOptions(workers=1))
+    groups, _, _ = stored_groups(store, [str(r) for r in roots])
+    return groups
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """Mount a small real tmpfs (another device) under tmp_path; skipped where mounting is not allowed."""
+    mounted: list[Path] = []
+
+    def mount(name: str, size: str = "4m", readonly: bool = False) -> Path:
+        where = tmp_path / name
+        where.mkdir()
+        opts = f"size={size}" + (",ro" if readonly else "")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): {r.stderr.strip()}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        subprocess.run(["umount", str(where)], check=True)
+
+
+def invoke(*args: object) -> tuple[int, str]:
+    r = CliRunner().invoke(cli, [str(a) for a in args])
+    crash = f"\n{type(r.exception).__name__}: {r.exception}" if r.exception and r.exit_code != 0 else ""
+    return r.exit_code, r.output + crash
+
+
+def exact_copy(keeper: Path, copy: Path) -> Path:
+    """An exact copy, newer than its keeper, so the default rules keep the original and act on the copy."""
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_bytes(keeper.read_bytes())
+    os.utime(copy, (2_000_000_000, 2_000_000_000))
+    return copy
+
+
+def scanned(root: Path, tmp_path: Path) -> str:
+    db = str(tmp_path / "store.sqlite")
+    code, out = invoke("scan", root, "--db", db, "-q")
+    assert code == 0, out
+    return db

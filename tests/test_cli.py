@@ -11,6 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from dedupe.cli import cli
+from dedupe.cli_common import match_options
+from dedupe.group import MatchRule
 from tests.conftest import draw_photo, run_dedupe, save
 
 
@@ -74,10 +76,39 @@ def test_usage_errors_exit_2_and_run_failures_exit_1(tmp_path: Path) -> None:
 
 def test_every_command_has_help_with_an_example() -> None:
     assert isinstance(cli, click.Group)
-    for name in cli.commands:
+    assert len(cli.commands) == 11
+    for name, command in cli.commands.items():
         result = invoke(name, "--help")
         assert result.exit_code == 0
-        assert "Example:" in result.output, name
+        assert command.get_short_help_str(), name
+        assert "Example:" in result.output and f"dedupe {name}" in result.output.split("Example:")[1], name
+
+
+def test_a_name_with_an_escape_sequence_does_not_reach_the_terminal(tmp_path: Path) -> None:
+    """A file name cannot drive the terminal or split a row: control characters are shown as \\xNN."""
+    root = tmp_path / "photos"
+    keeper = save(draw_photo(3, (300, 200)), root / "a.jpg")
+    for name in ("esc\x1b[2Jclear.jpg", "new\nline.jpg"):
+        (root / name).write_bytes(keeper.read_bytes())
+    db = str(tmp_path / "store.sqlite")
+    for args in (["scan", str(root), "-q"], ["groups"], ["review", "--dry-run", "--keep", f"path:{keeper}"]):
+        result = CliRunner().invoke(cli, [*args, "--db", db])
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.output
+        assert "esc\\x1b[2Jclear.jpg" in result.output
+        assert "new\\x0aline.jpg" in result.output
+
+
+def test_a_library_error_is_one_line_with_the_command_s_exit_status(tmp_path: Path) -> None:
+    """Store errors end every command with one line: exit 1, or 2 for search and check (1 there means a match)."""
+    runner = CliRunner()
+    bad = "/proc/nope/store.sqlite"
+    for args, status in ((["groups"], 1), (["undo"], 1), (["search", str(tmp_path)], 2), (["check", "x.jpg"], 2)):
+        result = runner.invoke(cli, [*args, "--db", bad])
+        assert result.exit_code == status, (args, result.output)
+        assert (
+            result.output.count("\n") == 1 and result.output.startswith("Error: ") and "Traceback" not in result.output
+        )
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "csv"])
@@ -102,3 +133,34 @@ def test_real_subprocess_scan_with_undecodable_name(tmp_path: Path) -> None:
     table = run_dedupe("groups", str(root), "--db", str(tmp_path / "s.sqlite"))
     assert table.returncode == 0 and "\\xff\\xfe.jpg" in table.stdout
     assert run_dedupe("scan").returncode == 2
+
+
+def test_the_match_options_reach_the_command_as_one_rule() -> None:
+    """match_options turns --threshold and the match switches into one MatchRule argument, rule."""
+    seen: list[MatchRule] = []
+
+    @click.command()
+    @match_options()
+    def full(rule: MatchRule) -> None:
+        seen.append(rule)
+
+    @click.command()
+    @match_options(full=False)
+    def threshold_only(rule: MatchRule) -> None:
+        seen.append(rule)
+
+    runner = CliRunner()
+    assert runner.invoke(full, ["--threshold", "7", "--no-rotations", "--bursts-together", "--crops"]).exit_code == 0
+    assert runner.invoke(full, []).exit_code == 0
+    assert runner.invoke(threshold_only, ["--threshold", "0"]).exit_code == 0
+    assert runner.invoke(threshold_only, ["--no-rotations"]).exit_code == 2
+    assert seen[0] == MatchRule(7, rotations=False, two_stage=True, bursts_apart=False, crops=True)
+    by_default = seen[1]
+    assert (by_default.threshold, by_default.rotations, by_default.two_stage, by_default.bursts_apart) == (
+        4,
+        True,
+        True,
+        True,
+    )
+    assert by_default.crops is None  # left to the number of pictures
+    assert seen[2] == MatchRule(0)

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from dedupe import fingerprint
-from dedupe.actions import plan
 from dedupe.cli import cli
 from dedupe.group import (
     CROP,
@@ -27,6 +26,7 @@ from dedupe.group import (
     shows_more,
 )
 from dedupe.models import FileRecord, Fingerprint, MatchKind, ScanOptions
+from dedupe.plan import plan
 from dedupe.scan import scan, stored_groups
 from dedupe.store import Store
 from tests.conftest import draw_photo, save

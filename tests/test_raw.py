@@ -19,23 +19,22 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from dedupe import fingerprint
-from dedupe.actions import RAW_KEPT, TWIN_KEPT, parse_rules, plan, quarantine
+from dedupe.actions import quarantine
 from dedupe.cli import cli
 from dedupe.errors import FileSkipped
 from dedupe.fingerprint import is_raw
 from dedupe.models import (
     Action,
     DuplicateGroup,
-    FileRecord,
-    Fingerprint,
     GroupMember,
     MatchKind,
     ScanOptions,
     StepState,
 )
+from dedupe.plan import RAW_KEPT, TWIN_KEPT, parse_rules, plan
 from dedupe.scan import scan
 from dedupe.store import Store
-from tests.conftest import draw_photo, run_dedupe, save
+from tests.conftest import draw_photo, make_record, run_dedupe, save
 
 
 def jpeg_bytes(im: Image.Image, **params: object) -> bytes:
@@ -182,18 +181,18 @@ def raw_groups(draw: st.DrawFn) -> DuplicateGroup:
     for i in range(n):
         fmt = draw(st.sampled_from(_FORMATS))
         content = draw(st.sampled_from(["h1", "h2", "h3"]))
-        fp = Fingerprint(
+        width = draw(st.sampled_from([160, 1200, 6000]))
+        rec = make_record(
+            f"/p/{i}.{fmt[-3:].lower()}",
+            size=draw(st.sampled_from([1000, 9000])),
+            mtime_ns=10**18,
+            ino=100 + i,
             content_hash=f"{fmt}:{content}",  # the same bytes are the same format
             image_hash=f"i{fmt}:{content}",
             format=fmt,
-            width=draw(st.sampled_from([160, 1200, 6000])),
+            width=width,
             height=100,
-            phash=0,
-            dhash=0,
-            taken=None,
-            low_info=False,
         )
-        rec = FileRecord(f"/p/{i}.{fmt[-3:].lower()}", draw(st.sampled_from([1000, 9000])), 10**18, 1, 100 + i, fp)
         members.append(GroupMember(rec, MatchKind.NEAR, 3))
     return DuplicateGroup(MatchKind.NEAR, tuple(members))
 

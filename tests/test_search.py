@@ -544,13 +544,6 @@ def test_an_older_store_is_upgraded_by_import_and_refused_read_only(tmp_path: Pa
         assert store.count_imported() == 0  # upgraded: the imported table exists
 
 
-def test_every_new_command_has_help_with_an_example() -> None:
-    for command in ("search", "check", "export", "import"):
-        result = CliRunner().invoke(cli, [command, "--help"])
-        assert result.exit_code == 0
-        assert "Example:" in result.output
-
-
 def test_check_in_a_real_process(photos: Photos, blocklist: Path) -> None:
     dirty = run_dedupe("check", str(photos.edits[(0, "resized")]), "--db", str(blocklist))
     assert dirty.returncode == 1, dirty.stderr

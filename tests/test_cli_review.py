@@ -264,12 +264,6 @@ def test_no_groups_and_a_missing_store(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "nothing to undo" in r.output
 
 
-def test_every_command_has_help_with_an_example() -> None:
-    for name in ("review", "undo", "report"):
-        r = CliRunner().invoke(cli, [name, "--help"])
-        assert r.exit_code == 0 and "Example:" in r.output
-
-
 def test_review_and_undo_in_a_real_process(tmp_path: Path) -> None:
     root = tmp_path / "p"
     a = save(draw_photo(5, SMALL), root / "a.jpg")

@@ -1,0 +1,277 @@
+"""What every command shares: the consoles, library errors turned into click errors, the common options, the
+one adapter to the grouping engine, and the progress bar."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from dedupe.errors import DedupeError
+from dedupe.formats import display_path
+from dedupe.group import CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, MatchRule, searches_crops
+from dedupe.models import DuplicateGroup, KeeperRule, ProgressEvent, Skipped
+from dedupe.plan import DEFAULT_RULES_TEXT, parse_rules
+from dedupe.scan import stored_groups
+from dedupe.store import Store, default_store_path
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# --- output and errors ----------------------------------------------------------------------------------------
+
+
+class Output:
+    """The consoles of one command: out for what it reports (stdout), err for progress, notes and warnings."""
+
+    def __init__(self) -> None:
+        self.out = Console(highlight=False, soft_wrap=False)
+        if not self.out.is_terminal:
+            self.out.width = 400  # piped or tested: never fold a path
+        self.err = Console(stderr=True, highlight=False)
+
+
+# How a group's member is said to match its reference, in tables.
+MATCH_LABEL = {"exact": "same bytes", "image": "same pixels", "near": "similar"}
+
+# Made once per command, on first use (click keeps it in the context).
+pass_output = click.make_pass_decorator(Output, ensure=True)
+
+
+class QueryError(click.ClickException):
+    """A failure of search or check: exit status 2, since 1 means that an image matched."""
+
+    exit_code = 2
+
+
+class DedupeCommand(click.Command):
+    """A command whose library errors (DedupeError) end the run as one readable line: the one place where they
+    become click errors (error: ClickException, exit status 1, or QueryError)."""
+
+    def __init__(self, *args: Any, error: type[click.ClickException] = click.ClickException, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.error = error
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DedupeError as e:
+            raise self.error(display_path(str(e))) from None
+
+
+def command(
+    name: str, *, error: type[click.ClickException] = click.ClickException
+) -> Callable[[Callable[..., Any]], DedupeCommand]:
+    """click.command for dedupe's commands: see DedupeCommand."""
+
+    def decorate(f: Callable[..., Any]) -> DedupeCommand:
+        made = click.command(name, cls=DedupeCommand, error=error)(f)
+        assert isinstance(made, DedupeCommand)
+        return made
+
+    return decorate
+
+
+# --- shared options -------------------------------------------------------------------------------------------
+
+
+def db_option(f: F) -> F:
+    return click.option(
+        "--db",
+        type=click.Path(dir_okay=False, path_type=str),
+        envvar="DEDUPE_DB",
+        show_envvar=True,
+        help=f"The fingerprint store [default: {default_store_path()}].",
+    )(f)
+
+
+def format_option(*choices: str, help: str = "Output.") -> Callable[[F], F]:
+    """--format (as the argument fmt): one of choices, the first by default."""
+    return click.option("--format", "fmt", type=click.Choice(choices), default=choices[0], show_default=True, help=help)
+
+
+GROUP_THRESHOLD_HELP = "Largest perceptual distance (bits of 64) for a near duplicate; 0 finds only identical pictures."
+QUERY_THRESHOLD_HELP = "Largest pHash distance (bits of 64) that counts as a match; 0 matches only identical pictures."
+
+
+def match_options(*, full: bool = True, threshold_help: str = GROUP_THRESHOLD_HELP) -> Callable[[F], F]:
+    """The match options, handed to the command as one argument, rule: MatchRule. full=False: --threshold only
+    (the other fields keep their defaults)."""
+
+    def decorate(f: F) -> F:
+        @functools.wraps(f)
+        def with_rule(*args: Any, **kwargs: Any) -> Any:
+            fields = {name: kwargs.pop(name) for name in _RULE_FIELDS if name in kwargs}
+            return f(*args, rule=MatchRule(**fields), **kwargs)
+
+        decorated: Callable[..., Any] = with_rule
+        for flags, help_text in reversed(_RULE_FLAGS if full else ()):
+            # --crops has no fixed default: None leaves it to the number of pictures.
+            crops = flags.startswith("--crops")
+            option = click.option(flags, default=None if crops else True, show_default=not crops, help=help_text)
+            decorated = option(decorated)
+        decorated = click.option(
+            "--threshold",
+            type=click.IntRange(0, MAX_THRESHOLD),
+            default=DEFAULT_THRESHOLD,
+            show_default=True,
+            help=threshold_help,
+        )(decorated)
+        return decorated  # type: ignore[return-value]
+
+    return decorate
+
+
+_RULE_FIELDS = ("threshold", "rotations", "two_stage", "bursts_apart", "crops")
+
+# The switches of MatchRule beside --threshold, in the order --help lists them.
+_RULE_FLAGS = (
+    ("--rotations/--no-rotations", "Also match copies turned by 90/180/270 degrees or mirrored in their pixels."),
+    (
+        "--two-stage/--no-two-stage",
+        "Also match when pHash is within 16 bits and dHash confirms within 2 (edited copies, watermarks).",
+    ),
+    (
+        "--bursts-apart/--bursts-together",
+        "Keep shots of one burst (same camera, EXIF times under 2 s apart) out of each other's groups.",
+    ),
+    (
+        "--crops/--no-crops",
+        "Also match copies with about 15-20% cut off their edges, or cut to 16:9 or square (confirmed by dHash and"
+        f" colour). Default: on for up to {CROP_SEARCH_LIMIT:,} pictures (the search grows slow beyond).",
+    ),
+)
+
+
+def _parse_keep(ctx: click.Context, param: click.Parameter, value: str) -> tuple[KeeperRule, ...]:
+    try:
+        return parse_rules(value)
+    except DedupeError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
+
+
+def keep_option(f: F) -> F:
+    """--keep, handed to the command as rules: the parsed keeper rules."""
+    return click.option(
+        "--keep",
+        "rules",
+        default=DEFAULT_RULES_TEXT,
+        show_default=True,
+        metavar="RULES",
+        callback=_parse_keep,
+        help="Ordered keeper rules, comma-separated: resolution, size, oldest, newest (date taken, then mtime),"
+        " shortest (path), path:FOLDER (prefer files in FOLDER). Later rules break ties of earlier ones.",
+    )(f)
+
+
+def reference_option(f: F) -> F:
+    return click.option(
+        "--reference",
+        "references",
+        multiple=True,
+        metavar="DIR",
+        type=click.Path(exists=True, file_okay=False, path_type=str),
+        help="A folder whose files always win and are never touched (repeatable).",
+    )(f)
+
+
+def real(paths: Sequence[str]) -> list[str]:
+    return [os.path.realpath(p) for p in paths]
+
+
+# --- the store and the engine ---------------------------------------------------------------------------------
+
+
+def open_store(ctx: click.Context, db: str | None, *, readonly: bool = False) -> Store:
+    """The store, closed when the command ends."""
+    return ctx.with_resource(Store.open(db, readonly=readonly))
+
+
+def find_stored_groups(
+    store: Store, roots: Sequence[str], rule: MatchRule
+) -> tuple[list[DuplicateGroup], list[Skipped], int]:
+    """stored_groups under the run's rule, saying so on stderr when the default left out the search for
+    cropped copies."""
+    # The engine takes the rule's fields as keywords here; it is to take the rule itself (stored_groups(store,
+    # roots, rule)).
+    found = stored_groups(
+        store,
+        roots,
+        rule.threshold,
+        rotations=rule.rotations,
+        two_stage=rule.two_stage,
+        bursts_apart=rule.bursts_apart,
+        crops=rule.crops,
+    )
+    if rule.crops is None and not searches_crops(found[2], None):
+        click.echo(
+            f"note: cropped copies were not looked for among {found[2]:,} pictures (slow beyond"
+            f" {CROP_SEARCH_LIMIT:,}); add --crops to look for them too",
+            err=True,
+        )
+    return found
+
+
+def note_no_images(dirs: Sequence[str]) -> None:
+    click.echo(f"No images stored below {', '.join(map(display_path, dirs))}: run 'dedupe scan' on it first.", err=True)
+
+
+# --- progress -------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def progress_bar(console: Console, *, enabled: bool) -> Iterator[Callable[[ProgressEvent], None] | None]:
+    if not enabled:
+        yield None
+        return
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        # Redrawn as events come, not by a thread of its own: a scan forks its workers only when this process
+        # runs no other thread (see scan._context).
+        auto_refresh=False,
+    )
+    task = progress.add_task("Walking folders", total=None, rate="")
+    drawn = 0.0
+
+    def on_progress(event: ProgressEvent) -> None:
+        nonlocal drawn
+        if event.phase == "walk":
+            progress.update(task, description="Walking folders")
+        else:
+            elapsed = progress.tasks[0].elapsed or 0.0
+            rate = f"{event.done / elapsed:.0f} files/s" if elapsed > 0.5 else ""
+            progress.update(
+                task,
+                description="Calibrating" if event.phase == "calibrate" else "Fingerprinting",
+                completed=event.done,
+                total=event.total,
+                rate=rate,
+            )
+        now = time.monotonic()
+        if now - drawn >= 0.1 or event.done == event.total:
+            drawn = now
+            progress.refresh()
+
+    with progress:
+        yield on_progress

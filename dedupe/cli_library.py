@@ -1,0 +1,306 @@
+"""Commands that look at the library: scan, groups, report and calibrate."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from dedupe.calibrate import DEFAULT_SAMPLE, calibrate
+from dedupe.cli_common import (
+    MATCH_LABEL,
+    Output,
+    command,
+    db_option,
+    find_stored_groups,
+    format_option,
+    keep_option,
+    match_options,
+    note_no_images,
+    open_store,
+    pass_output,
+    progress_bar,
+    real,
+    reference_option,
+)
+from dedupe.formats import calibration_json, display_path, groups_csv, groups_json, human_size
+from dedupe.group import MatchRule, summarize
+from dedupe.models import DuplicateGroup, KeeperRule, Plan, ScanOptions, Skipped, Summary
+from dedupe.plan import plan
+from dedupe.report import write_html_report
+from dedupe.scan import scan
+
+
+@command("scan")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
+@db_option
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files and folders matching GLOB (repeatable).")
+@click.option("--hidden", is_flag=True, help="Also scan hidden files and folders (names starting with a dot).")
+@click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (loops are detected).")
+@click.option("--min-size", type=click.IntRange(0), default=0, metavar="BYTES", help="Skip files smaller than this.")
+@click.option("--jobs", "-j", type=click.IntRange(1), default=None, help="Worker processes [default: one per core].")
+@match_options()
+@format_option("table", "json", "csv", help="How to print the groups.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+@pass_output
+def scan_command(
+    output: Output,
+    ctx: click.Context,
+    dirs: tuple[str, ...],
+    db: str | None,
+    exclude: tuple[str, ...],
+    hidden: bool,
+    follow_symlinks: bool,
+    min_size: int,
+    jobs: int | None,
+    rule: MatchRule,
+    fmt: str,
+    quiet: bool,
+) -> None:
+    """Fingerprint the images below DIRS and report exact and near duplicates.
+
+    Images are recognised by their content. Files already fingerprinted and unchanged are not read again.
+
+    Example:
+
+        dedupe scan ~/Pictures /media/backup --exclude '*.tmp'
+    """
+    store = open_store(ctx, db)
+    options = ScanOptions(
+        exclude=exclude, hidden=hidden, follow_symlinks=follow_symlinks, min_size=min_size, workers=jobs
+    )
+    err = output.err
+    try:
+        with progress_bar(err, enabled=not quiet and err.is_terminal) as on_progress:
+            report = scan(dirs, store, options, on_progress)
+    except KeyboardInterrupt:
+        err.print("Interrupted: what was fingerprinted so far is saved; scan again to continue.")
+        ctx.exit(130)
+    for warning in report.warnings:
+        err.print(Text(f"warning: {display_path(warning)}"))
+    groups, _, images = find_stored_groups(store, report.roots, rule)
+    summary = summarize(groups, images, len(report.skipped))
+    extra = {
+        "fingerprinted": report.fingerprinted,
+        "reused": report.reused,
+        "ignored": report.ignored,
+        "pruned": report.pruned,
+    }
+    render(output, groups, report.skipped, summary, fmt, extra)
+
+
+@command("groups")
+@click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
+@db_option
+@match_options()
+@format_option("table", "json", "csv", help="How to print the groups.")
+@click.pass_context
+@pass_output
+def groups_command(
+    output: Output, ctx: click.Context, dirs: tuple[str, ...], db: str | None, rule: MatchRule, fmt: str
+) -> None:
+    """List the duplicate groups again from the store, without reading any file.
+
+    With no DIRS, every folder in the store is covered.
+
+    Example:
+
+        dedupe groups ~/Pictures --format json
+    """
+    store = open_store(ctx, db, readonly=True)
+    groups, skipped, images = find_stored_groups(store, dirs, rule)
+    if dirs and images == 0 and not skipped:
+        note_no_images(dirs)
+    render(output, groups, skipped, summarize(groups, images, len(skipped)), fmt, {})
+
+
+@command("report")
+@click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
+@click.option(
+    "--html",
+    "html_file",
+    required=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Where to write the page.",
+)
+@db_option
+@keep_option
+@reference_option
+@match_options()
+@click.pass_context
+@pass_output
+def report_command(
+    output: Output,
+    ctx: click.Context,
+    dirs: tuple[str, ...],
+    html_file: str,
+    db: str | None,
+    rules: tuple[KeeperRule, ...],
+    references: tuple[str, ...],
+    rule: MatchRule,
+) -> None:
+    """Write one self-contained HTML page showing each group side by side, the suggested keeper framed.
+
+    Thumbnails are embedded in the page; it loads nothing from the network. Nothing is changed on disk.
+
+    Example:
+
+        dedupe report --html dups.html ~/Pictures
+    """
+    store = open_store(ctx, db, readonly=True)
+    groups, _, _ = find_stored_groups(store, real(dirs), rule)
+    try:
+        from dedupe.web.report import write_review_report  # with the web extra: review's overview and wording
+    except ImportError:
+        write_review_report = None  # type: ignore[assignment]
+
+    def planner(chosen: Sequence[DuplicateGroup], keepers: Mapping[int, str]) -> Plan:
+        return plan(chosen, rules, references=real(references), roots=real(dirs), include_near=True, keepers=keepers)
+
+    with progress_bar(output.err, enabled=output.err.is_terminal) as on_progress:
+        if write_review_report is not None:
+            missing = write_review_report(html_file, store, groups, planner, on_progress=on_progress)
+        else:
+            missing = write_html_report(html_file, groups, rules, real(references), on_progress)
+    line = f"Wrote {display_path(html_file)}: {len(groups)} group(s), {sum(len(g.members) for g in groups)} files."
+    if missing:
+        line += f" {missing} file(s) could not be previewed (shown as text)."
+    output.out.print(Text(line))
+
+
+@command("calibrate")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
+@click.option(
+    "--sample", type=click.IntRange(2, 2000), default=DEFAULT_SAMPLE, show_default=True, help="Photos to sample."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random sample.")
+@format_option("table", "json", help="How to print the recommendation.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@pass_output
+def calibrate_command(output: Output, dirs: tuple[str, ...], sample: int, seed: int, fmt: str, quiet: bool) -> None:
+    """Recommend a --threshold from your own photos.
+
+    Samples photos below DIRS, makes edited copies of each in a temporary folder (half size, JPEG quality 60,
+    PNG, 20% brighter, 5% cropped, turned 90 degrees, mirrored), and compares how far the copies are from their
+    photo with how close different photos come to each other. Nothing below DIRS is changed.
+
+    Example:
+
+        dedupe calibrate ~/Pictures --sample 60
+    """
+    with progress_bar(output.err, enabled=not quiet and output.err.is_terminal) as on_progress:
+        result = calibrate(dirs, sample, seed, on_progress)
+    if fmt == "json":
+        click.echo(json.dumps(calibration_json(result), indent=2))
+        return
+    out = output.out
+    table = Table(title="Distance of edited copies to their photo (pHash bits; turns allowed)")
+    for column in ("edit", "median", "max"):
+        table.add_column(column, justify="left" if column == "edit" else "right")
+    for name, (median, most) in result.by_edit.items():
+        table.add_row(name, str(median), str(most))
+    out.print(table, soft_wrap=True)
+    rows = Table(title=f"{result.copies} copies, {result.unrelated} pairs of different photos")
+    for column in ("threshold", "copies found", "different photos paired"):
+        rows.add_column(column, justify="right")
+    for r in result.table:
+        rows.add_row(str(r.threshold), f"{100 * r.copies_found / max(1, result.copies):.0f}%", str(r.unrelated_pairs))
+    out.print(rows, soft_wrap=True)
+    out.print(
+        "Closest different photos (if these are in fact copies, the recommendation is too strict):", soft_wrap=True
+    )
+    for d, a, b in result.nearest_unrelated[:3]:
+        out.print(Text(f"  {d:2d}  {display_path(a)}  ~  {display_path(b)}"), soft_wrap=True)
+    for reason in result.skipped:
+        out.print(Text(f"skipped {display_path(reason)}"), soft_wrap=True)
+    out.print(
+        f"Recommended: --threshold {result.recommended}: finds {100 * result.recall:.0f}% of the edited copies;"
+        f" {100 * result.false_pair_rate:.2f}% of the sampled photo pairs fell within it (at most"
+        f" {100 * result.false_pair_bound:.2f}% at 95% confidence, from {result.photos} photos); expected false pairs"
+        f" among your {result.library} images: {result.expected_false_pairs:.2g}.",
+        soft_wrap=True,
+    )
+
+
+# --- the groups table -----------------------------------------------------------------------------------------
+
+
+def _date(taken: str | None, mtime_ns: int) -> str:
+    if taken:
+        return taken.replace("T", " ")[:16]
+    return datetime.fromtimestamp(mtime_ns / 1e9, UTC).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def render(
+    output: Output,
+    groups: Sequence[DuplicateGroup],
+    skipped: Sequence[Skipped],
+    summary: Summary,
+    fmt: str,
+    extra: dict[str, int],
+) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(groups_json(groups, skipped, summary, extra), indent=2))
+    elif fmt == "csv":
+        click.echo(groups_csv(groups), nl=False)
+    else:
+        render_table(output, groups, skipped, summary, extra)
+
+
+def render_table(
+    output: Output,
+    groups: Sequence[DuplicateGroup],
+    skipped: Sequence[Skipped],
+    summary: Summary,
+    extra: dict[str, int],
+) -> None:
+    out = output.out
+    if groups:
+        table = Table(show_lines=False, pad_edge=False, expand=False)
+        for column, justify in (
+            ("Group", "right"),
+            ("Match", "left"),
+            ("Resolution", "right"),
+            ("Size", "right"),
+            ("Date", "left"),
+            ("Path", "left"),
+        ):
+            table.add_column(column, justify=justify, no_wrap=column != "Path", overflow="fold")  # type: ignore[arg-type]
+        for n, g in enumerate(groups, start=1):
+            for i, m in enumerate(g.members):
+                fp = m.file.fingerprint
+                if i == 0:
+                    match = Text("reference", style="bold green")
+                elif m.match.value == "near":
+                    match = Text(f"near d={m.distance}" + m.why.removeprefix(f"phash {m.distance}"), style="yellow")
+                else:
+                    match = Text(MATCH_LABEL[m.match.value])
+                table.add_row(
+                    Text(f"{n}" if i == 0 else ""),
+                    match,
+                    f"{fp.width}x{fp.height}",
+                    human_size(m.file.size),
+                    _date(fp.taken, m.file.mtime_ns),
+                    Text(display_path(m.file.path)),
+                    end_section=i == len(g.members) - 1,
+                )
+        out.print(table, soft_wrap=True)
+    else:
+        out.print("No duplicates found.", soft_wrap=True)
+    if skipped:
+        out.print(f"Skipped {len(skipped)} file(s):", soft_wrap=True)
+        for s in skipped:
+            out.print(Text(f"  {display_path(s.path)}: {display_path(s.reason)}"), soft_wrap=True)
+    line = (
+        f"{summary.images} images, {summary.groups} groups, {summary.duplicate_files} duplicate files,"
+        f" {human_size(summary.reclaimable_bytes)} reclaimable, {summary.skipped} skipped"
+    )
+    if extra:
+        line += f" ({extra['fingerprinted']} fingerprinted, {extra['reused']} already known)"
+    out.print(line, soft_wrap=True)

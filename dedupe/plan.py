@@ -1,0 +1,374 @@
+"""Choosing the keeper and planning what to do with each group's redundant copies: pure, nothing is changed.
+
+A plan never touches a group's keeper, a file in a reference folder, or the keeper's own file reached by another
+path (a hard link, a bind mount, a symlinked folder, another mount's view): a group always keeps at least one copy.
+A RAW file is an original, not a copy of its developed JPEG or HEIC twin: without include_raw, a plan removes a RAW
+only in favour of a RAW with the same bytes, and never removes a JPEG/HEIC in favour of a RAW.
+
+Planning reads no file; to show each copy's sidecars it lists the copies' folders, through sidecars.py.
+"""
+# ruff: noqa: PTH100, PTH111, PTH118, PTH120
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+
+from dedupe import fingerprint
+from dedupe.errors import DedupeError
+from dedupe.group import CROP, WIDER, MatchRule, crop_match, match, shows_more
+from dedupe.models import (
+    Action,
+    DuplicateGroup,
+    FileRecord,
+    GroupPlan,
+    KeeperChoice,
+    KeeperRule,
+    MatchKind,
+    Plan,
+    Skipped,
+    Step,
+)
+from dedupe.sidecars import CARRIES_SIDECARS, SidecarFinder
+
+RULE_NAMES = ("resolution", "size", "oldest", "newest", "shortest", "path")
+DEFAULT_RULES_TEXT = "resolution,size,oldest,shortest"
+# What counts as a duplicate when the caller does not say: the grouping's own default.
+DEFAULT_MATCH_RULE = MatchRule()
+
+# --- keeper rules -----------------------------------------------------------------------------------------------
+
+
+def parse_rules(text: str) -> tuple[KeeperRule, ...]:
+    """An ordered rule list such as "resolution,size,oldest,path:/mnt/photos"."""
+    rules: list[KeeperRule] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, arg = part.partition(":")
+        name = name.strip().lower()
+        if name not in RULE_NAMES:
+            raise DedupeError(f"unknown keeper rule {part!r}: use {', '.join(RULE_NAMES[:-1])} or path:FOLDER")
+        if name == "path":
+            if not sep or not arg.strip():
+                raise DedupeError("the path rule needs a folder, e.g. path:/mnt/photos")
+            rules.append(KeeperRule("path", os.path.abspath(os.path.expanduser(arg.strip()))))
+        elif sep:
+            raise DedupeError(f"the keeper rule {name!r} takes no argument")
+        else:
+            rules.append(KeeperRule(name))
+    if not rules:
+        raise DedupeError("no keeper rules given")
+    return tuple(rules)
+
+
+DEFAULT_RULES = parse_rules(DEFAULT_RULES_TEXT)
+
+
+def in_folder(path: str, folder: str) -> bool:
+    folder = folder.rstrip(os.sep) or os.sep
+    return path == folder or path.startswith(folder if folder.endswith(os.sep) else folder + os.sep)
+
+
+def _date_value(taken: str | None) -> int | None:
+    if not taken:
+        return None
+    try:
+        d = datetime.fromisoformat(taken)
+    except ValueError:
+        return None
+    return d.toordinal() * 86400 + d.hour * 3600 + d.minute * 60 + d.second
+
+
+def _rule_key(rule: KeeperRule) -> Callable[[FileRecord], tuple[int, ...]]:
+    """Smaller is better."""
+    if rule.name == "resolution":
+        return lambda f: (-(f.fingerprint.width * f.fingerprint.height),)
+    if rule.name == "size":
+        return lambda f: (-f.size,)
+    if rule.name == "shortest":
+        return lambda f: (len(f.path),)
+    if rule.name == "path":
+        folder = rule.arg or os.sep
+        return lambda f: (0 if in_folder(f.path, folder) else 1,)
+
+    sign = 1 if rule.name == "oldest" else -1
+
+    def by_date(f: FileRecord) -> tuple[int, ...]:
+        taken = _date_value(f.fingerprint.taken)
+        # A known date taken wins over none; then the date taken, then the file's mtime.
+        return (0, sign * taken, sign * f.mtime_ns) if taken is not None else (1, 0, sign * f.mtime_ns)
+
+    return by_date
+
+
+def _describe(rule: KeeperRule, f: FileRecord) -> str:
+    fp = f.fingerprint
+    if rule.name == "resolution":
+        return f"largest resolution ({fp.width}x{fp.height})"
+    if rule.name == "size":
+        return f"largest file ({f.size} bytes)"
+    if rule.name == "shortest":
+        return "shortest path"
+    if rule.name == "path":
+        return f"in preferred folder {rule.arg}"
+    when = f"taken {fp.taken.replace('T', ' ')}" if fp.taken else f"modified {_mtime_text(f.mtime_ns)}"
+    return f"{rule.name} ({when})"
+
+
+def _mtime_text(mtime_ns: int) -> str:
+    return datetime.fromtimestamp(mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def choose_keeper(
+    group: DuplicateGroup, rules: Sequence[KeeperRule] = DEFAULT_RULES, references: Sequence[str] = ()
+) -> KeeperChoice:
+    """The member to keep. Files in reference folders always win; a tie the rules cannot break is flagged."""
+    candidates = sorted((m.file for m in group.members), key=lambda f: f.path)
+    reasons: list[str] = []
+    in_refs = [f for f in candidates if any(in_folder(f.path, r) for r in references)]
+    if in_refs:
+        candidates = in_refs
+        reasons.append("in a reference folder")
+    for rule in rules:
+        if len(candidates) == 1:
+            break
+        key = _rule_key(rule)
+        best = min(key(f) for f in candidates)
+        narrowed = [f for f in candidates if key(f) == best]
+        if len(narrowed) < len(candidates):
+            reasons.append(_describe(rule, narrowed[0]))
+            candidates = narrowed
+    keeper = candidates[0]
+    if len(candidates) > 1 and in_refs:
+        # Every file in a reference folder is kept anyway: which of them is called the keeper changes nothing.
+        return KeeperChoice(keeper, "; ".join(reasons))
+    if len(candidates) > 1:
+        names = ", ".join(f.path for f in candidates)
+        why = f" after {'; '.join(reasons)}" if reasons else ""
+        reason = f"tie{why}: the rules cannot choose between {names}"
+        return KeeperChoice(keeper, reason, tuple(c.path for c in candidates))
+    return KeeperChoice(keeper, "; ".join(reasons) or "the only candidate")
+
+
+def relation(f: FileRecord, keeper: FileRecord) -> MatchKind:
+    if f.content_hash == keeper.content_hash:
+        return MatchKind.EXACT
+    if f.fingerprint.image_hash == keeper.fingerprint.image_hash:
+        return MatchKind.IMAGE
+    return MatchKind.NEAR
+
+
+# --- planning (pure) ---------------------------------------------------------------------------------------------
+
+
+def plan(
+    groups: Sequence[DuplicateGroup],
+    rules: Sequence[KeeperRule] = DEFAULT_RULES,
+    action: Action = Action.TRASH,
+    *,
+    references: Sequence[str] = (),
+    destination: str | None = None,
+    roots: Sequence[str] = (),
+    include_near: bool = True,
+    keepers: Mapping[int, str] | None = None,
+    include_raw: bool = False,
+    match_rule: MatchRule = DEFAULT_MATCH_RULE,
+) -> Plan:
+    """What to do with each group's redundant copies. Reads no file (it lists the folders of the copies, to show
+    their sidecars) and changes nothing.
+
+    references: absolute real folders whose files always win and are never touched. destination: the folder of
+    a move. roots: the scanned folders, so that a move keeps paths relative to them. include_near: act on copies
+    that are only similar to their keeper. keepers: keeper paths picked by the user, by index into groups.
+    include_raw: treat RAW files like any other photo. Without it, a group of a RAW and its developed JPEG(s)
+    keeps the best JPEG as its keeper and every RAW beside it ("RAW original kept"); only exact copies of a RAW
+    (the same bytes) are removed, in favour of the best RAW. match_rule: the run's rule of what counts as a
+    duplicate; a copy that may show another part of the picture than its keeper (the group holds crops) goes only
+    when it is a crop of the keeper or a plain near copy of it under this rule, with crops off.
+    """
+    if action is Action.MOVE and not destination:
+        raise DedupeError("a move needs a destination folder (--to DIR)")
+    dest = os.path.abspath(destination) if destination else None
+    refs = tuple(os.path.abspath(r) for r in references)
+    sidecars_of = SidecarFinder()
+    plain = dataclasses.replace(match_rule, crops=False)
+    planned: list[GroupPlan] = []
+    for i, group in enumerate(groups):
+        choice = suggest_keeper(group, rules, refs, include_raw=include_raw)
+        picked = (keepers or {}).get(i)
+        if picked is not None:
+            chosen = next((m.file for m in group.members if m.file.path == picked), None)
+            if chosen is None:
+                raise DedupeError(f"{picked} is not a member of group {i + 1}")
+            if chosen.path != choice.keeper.path or choice.is_tie:
+                choice = KeeperChoice(chosen, "chosen by you")
+        elif choice.is_tie:
+            planned.append(
+                GroupPlan(group, choice, (), (), f"{choice.reason}; pick the keeper in 'dedupe review' or add a rule")
+            )
+            continue
+        planned.append(
+            _plan_group(group, choice, action, refs, dest, roots, include_near, include_raw, rules, plain, sidecars_of)
+        )
+    return Plan(action, dest, tuple(planned))
+
+
+RAW_KEPT = "RAW original kept: a RAW is removed only as an exact copy of another RAW (or with --include-raw)"
+TWIN_KEPT = "developed twin of the RAW keeper kept: acted on only with --include-raw"
+
+
+def is_raw(f: FileRecord) -> bool:
+    return fingerprint.is_raw(f.fingerprint)
+
+
+def suggest_keeper(
+    group: DuplicateGroup,
+    rules: Sequence[KeeperRule] = DEFAULT_RULES,
+    references: Sequence[str] = (),
+    *,
+    include_raw: bool = False,
+) -> KeeperChoice:
+    """The keeper a plan would choose: without include_raw, a JPEG/HEIC twin rather than the RAW beside it."""
+    return choose_keeper(group if include_raw else _developed(group), rules, references)
+
+
+def _developed(group: DuplicateGroup) -> DuplicateGroup:
+    """The group's non-RAW members, when it has both kinds: the keeper is chosen among them."""
+    developed = tuple(m for m in group.members if not is_raw(m.file))
+    if not developed or len(developed) == len(group.members):
+        return group
+    return DuplicateGroup(group.kind, developed)
+
+
+def _plan_group(
+    group: DuplicateGroup,
+    choice: KeeperChoice,
+    action: Action,
+    refs: Sequence[str],
+    dest: str | None,
+    roots: Sequence[str],
+    include_near: bool,
+    include_raw: bool,
+    rules: Sequence[KeeperRule],
+    plain: MatchRule,
+    sidecars_of: SidecarFinder,
+) -> GroupPlan:
+    keeper = choice.keeper
+    steps: list[Step] = []
+    left: list[Skipped] = []
+    raw_keeper = keeper
+    if not include_raw and not is_raw(keeper):
+        raws = tuple(m for m in group.members if is_raw(m.file))
+        if raws:
+            # Exact copies of a RAW are still redundant: they go in favour of the best RAW, which itself stays.
+            raw_keeper = choose_keeper(DuplicateGroup(group.kind, raws), rules, refs).keeper
+    cropped = {m.file.path for m in group.members if m.crop is not None}
+    for m in group.members:
+        f = m.file
+        if f.path == keeper.path:
+            continue
+        k = keeper
+        reason = None
+        if not include_raw:
+            if is_raw(f):
+                k = raw_keeper
+                if f.path == k.path or f.content_hash != k.content_hash:
+                    left.append(Skipped(f.path, RAW_KEPT))
+                    continue
+            elif is_raw(keeper):
+                left.append(Skipped(f.path, TWIN_KEPT))
+                continue
+        kind = relation(f, k)
+        if any(in_folder(f.path, r) for r in refs):
+            reason = "in a reference folder: never touched"
+        elif (f.dev, f.ino) == (k.dev, k.ino):
+            reason = "the keeper's own file (a hard link or another path to it)"
+        elif looks_like_a_view(f.dev, f.ino, f.size, f.mtime_ns, k.dev, k.ino, k.size, k.mtime_ns):
+            reason = VIEW_REASON
+        elif kind is MatchKind.NEAR and not include_near:
+            reason = f"similar, not identical (distance {m.distance}): acted on only with --include-near or in review"
+        elif kind is MatchKind.NEAR and (why := _crop_keeps(f, k, bool(cropped & {f.path, k.path}), plain)):
+            reason = why
+        elif action in (Action.HARDLINK, Action.SYMLINK) and kind is not MatchKind.EXACT:
+            reason = "not the same bytes as the keeper: a link would lose what differs"
+        elif action is Action.HARDLINK and f.dev != k.dev:
+            reason = "on another file system than the keeper: a hard link is impossible"
+        elif dest is not None and in_folder(f.path, dest):
+            reason = "already in the destination folder"
+        if reason:
+            left.append(Skipped(f.path, reason))
+            continue
+        target = move_target(f.path, dest, roots) if action is Action.MOVE and dest else None
+        sidecars = sidecars_of(f.path) if action in CARRIES_SIDECARS else ()
+        steps.append(Step(f, k, action, kind, target, sidecars))
+    # The heart of the matter: the keeper stays, so a group never loses its last copy.
+    assert all(s.file.path not in (keeper.path, raw_keeper.path) for s in steps) and len(steps) < len(group.members)
+    return GroupPlan(group, choice, tuple(steps), tuple(left))
+
+
+def _crop_keeps(f: FileRecord, keeper: FileRecord, flagged: bool, plain: MatchRule) -> str | None:
+    """Why a near copy must stay because the keeper may not show all of it, or None when it may go.
+
+    A copy of which the keeper is a crop shows more than the keeper, also when the crop is small enough to match
+    as a plain near copy. When the copy or the keeper is in the group as a crop (flagged), the copy may only go
+    when it is a crop of the keeper or a plain near copy of it: two crops of one picture, both in the group
+    through its reference, may show different parts of it. plain: the run's rule with crops off.
+    """
+    crop = crop_match(f.fingerprint, keeper.fingerprint)
+    direction = None if crop is None else crop[2]
+    # Unflagged, only a window that fits strictly better one way tells a small crop from a resized copy.
+    if direction == WIDER and (flagged or shows_more(f.fingerprint, keeper.fingerprint)):
+        return "shows more than its keeper (the keeper is a crop of it): kept"
+    if not flagged or direction == CROP:
+        return None
+    if match(f.fingerprint, keeper.fingerprint, plain) is not None:
+        return None
+    return "neither a crop nor a copy of its keeper (two crops may show different parts of one picture): kept"
+
+
+VIEW_REASON = (
+    "looks like the keeper's own file seen through another mount (same inode number, size and time on another"
+    " device: an overlay, NFS or SMB view): left alone"
+)
+
+
+def looks_like_a_view(
+    dev: int, ino: int, size: int, mtime_ns: int, kdev: int, kino: int, ksize: int, kmtime: int
+) -> bool:
+    """Overlay, NFS and SMB show a file under another device number but its own inode number: acting on one
+    path would remove the other. A real copy on another drive almost never has the same inode number and time."""
+    return dev != kdev and (ino, size, mtime_ns) == (kino, ksize, kmtime)
+
+
+def move_target(path: str, dest: str, roots: Sequence[str]) -> str:
+    """Where a move puts a file: its path relative to the folder holding its scanned root, under dest."""
+    for root in sorted(roots, key=len, reverse=True):
+        if in_folder(path, root):
+            base = os.path.dirname(root.rstrip(os.sep)) or os.sep
+            return os.path.join(dest, os.path.relpath(path, base))
+    drive, rest = os.path.splitdrive(path)
+    return os.path.join(dest, drive.replace(":", ""), rest.lstrip(os.sep))
+
+
+__all__ = [
+    "DEFAULT_MATCH_RULE",
+    "DEFAULT_RULES",
+    "DEFAULT_RULES_TEXT",
+    "RAW_KEPT",
+    "RULE_NAMES",
+    "TWIN_KEPT",
+    "VIEW_REASON",
+    "choose_keeper",
+    "in_folder",
+    "is_raw",
+    "looks_like_a_view",
+    "move_target",
+    "parse_rules",
+    "plan",
+    "relation",
+    "suggest_keeper",
+]

@@ -1,0 +1,129 @@
+"""The interactive review's decisions, one group at a time, without a terminal.
+
+The caller shows `current`, asks the person, hands the answer to `answer` and shows what it returns, until `done`.
+Then `plan` gives what to do with the groups decided, and `not_duplicate_pairs` what to remember.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from dedupe.models import Action, DuplicateGroup, KeeperChoice, KeeperRule, Plan
+from dedupe.plan import plan, suggest_keeper
+
+KEYS = "k keep suggestion · 1-{n} keep that file · a keep all · s skip · o open · b back · q quit"
+
+
+class Reply(StrEnum):
+    MOVED = "moved"  # the review is on another group now (or done): show it
+    OPEN = "open"  # open the current group's files in a viewer, then ask again
+    NOT_UNDERSTOOD = "not understood"  # show the hint, then ask again
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    reply: Reply
+    hint: str = ""
+    paths: tuple[str, ...] = ()  # with OPEN: the files to open
+
+
+class Review:
+    """Which keeper, if any, the person chose for each group; answers as in KEYS."""
+
+    def __init__(
+        self,
+        groups: Sequence[DuplicateGroup],
+        rules: Sequence[KeeperRule],
+        references: Sequence[str] = (),
+        *,
+        include_raw: bool = False,
+    ) -> None:
+        self.groups = list(groups)
+        self.rules = tuple(rules)
+        self.references = tuple(references)
+        self.include_raw = include_raw
+        self.choices = [suggest_keeper(g, rules, references, include_raw=include_raw) for g in self.groups]
+        self.index = 0
+        self.keepers: dict[int, str] = {}  # group index -> the path to keep
+        self.keep_all: set[int] = set()  # group indexes that are not duplicates
+        self.quit_early = False
+
+    @property
+    def done(self) -> bool:
+        return self.quit_early or self.index >= len(self.groups)
+
+    @property
+    def current(self) -> tuple[DuplicateGroup, KeeperChoice]:
+        return self.groups[self.index], self.choices[self.index]
+
+    def keys(self) -> str:
+        """The prompt for the current group."""
+        return KEYS.format(n=len(self.groups[self.index].members))
+
+    def default(self) -> str:
+        """The answer an empty line stands for: the suggestion, unless the keeper is a tie."""
+        return "" if self.choices[self.index].is_tie else "k"
+
+    def suggested(self) -> int:
+        """The number (from 1) of the suggested keeper in the current group."""
+        group, choice = self.current
+        return next(j for j, m in enumerate(group.members, 1) if m.file.path == choice.keeper.path)
+
+    def answer(self, text: str) -> Answered:
+        group, choice = self.current
+        i = self.index
+        answer = text.strip().lower()
+        if answer == "k" and not choice.is_tie:
+            self.keepers[i] = choice.keeper.path
+            self.keep_all.discard(i)
+        elif answer.isdigit() and 1 <= int(answer) <= len(group.members):
+            self.keepers[i] = group.members[int(answer) - 1].file.path
+            self.keep_all.discard(i)
+        elif answer == "a":
+            self.keep_all.add(i)
+            self.keepers.pop(i, None)
+        elif answer == "s":
+            self.keepers.pop(i, None)
+            self.keep_all.discard(i)
+        elif answer == "o":
+            return Answered(Reply.OPEN, paths=tuple(m.file.path for m in group.members))
+        elif answer == "b":
+            self.index = max(0, i - 1)
+            return Answered(Reply.MOVED)
+        elif answer == "q":
+            self.quit_early = True
+            return Answered(Reply.MOVED)
+        else:
+            hint = "a tie: pick the keeper by number" if answer == "k" else f"not an answer: {answer!r}"
+            return Answered(Reply.NOT_UNDERSTOOD, hint)
+        self.index += 1
+        return Answered(Reply.MOVED)
+
+    @property
+    def decided(self) -> bool:
+        return bool(self.keepers or self.keep_all)
+
+    def plan(self, action: Action, *, destination: str | None = None, roots: Sequence[str] = ()) -> Plan:
+        """What to do with the groups whose keeper was chosen (similar copies included: the person saw them)."""
+        chosen = sorted(self.keepers)
+        return plan(
+            [self.groups[j] for j in chosen],
+            self.rules,
+            action,
+            references=self.references,
+            destination=destination,
+            roots=roots,
+            include_near=True,
+            keepers={n: self.keepers[j] for n, j in enumerate(chosen)},
+            include_raw=self.include_raw,
+        )
+
+    def not_duplicate_pairs(self) -> list[tuple[str, str]]:
+        """The content-hash pairs of the groups kept whole, for Store.add_not_duplicates."""
+        pairs: list[tuple[str, str]] = []
+        for j in sorted(self.keep_all):
+            hashes = [m.file.content_hash for m in self.groups[j].members]
+            pairs += [(a, b) for x, a in enumerate(hashes) for b in hashes[x:] if a != b or hashes.count(a) > 1]
+        return pairs

@@ -1,0 +1,114 @@
+"""The output schemas: the same dictionaries and rows for a Python caller as for `dedupe ... --format`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from dedupe import (
+    GROUP_CSV_FIELDS,
+    Action,
+    RunInfo,
+    Store,
+    display_path,
+    groups_csv,
+    groups_json,
+    parse_rules,
+    plan,
+    stored_groups,
+    summarize,
+)
+from dedupe.cli import cli
+from dedupe.formats import applied_json, check_json, human_size, no_groups_json, plan_json, run_json, run_state
+from dedupe.models import CheckResult
+from dedupe.scan import scan
+
+
+def test_csv_header_and_rows_have_the_same_columns(photo_dir: Path, store: Store) -> None:
+    scan([photo_dir], store)
+    groups, _, _ = stored_groups(store, [photo_dir])
+    rows = list(csv.DictReader(io.StringIO(groups_csv(groups))))
+    assert len(rows) == sum(len(g.members) for g in groups) == 6
+    for row in rows:
+        assert tuple(row) == GROUP_CSV_FIELDS
+        assert None not in row and None not in row.values()  # no row longer or shorter than the header
+        assert Path(row["path"]).is_file()
+    assert [r["reference"] for r in rows if r["group"] == "1"] == ["1", "0"]
+    assert all(r["why"] for r in rows if r["reference"] == "0")  # why a copy is in its group has a column
+
+
+def test_the_cli_prints_the_library_s_dictionaries(photo_dir: Path, tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite"
+    printed = CliRunner().invoke(cli, ["scan", str(photo_dir), "--db", str(db), "--format", "json", "-q"])
+    assert printed.exit_code == 0, printed.output
+    with Store.open(db) as store:
+        groups, skipped, images = stored_groups(store, [photo_dir])
+    built = groups_json(groups, skipped, summarize(groups, images, len(skipped)))
+    report = json.loads(printed.output)
+    assert report["groups"] == built["groups"] and report["skipped"] == built["skipped"]
+    assert {k: v for k, v in report["summary"].items() if k in built["summary"]} == built["summary"]
+    csv_out = CliRunner().invoke(cli, ["groups", "--db", str(db), "--format", "csv"]).output
+    assert csv_out == groups_csv(groups)
+
+
+def test_a_plan_in_json_names_keeper_steps_and_summary(photo_dir: Path, store: Store) -> None:
+    scan([photo_dir], store)
+    groups, _, _ = stored_groups(store, [photo_dir])
+    the_plan = plan(groups, parse_rules("resolution"), Action.TRASH, include_near=True)
+    out = plan_json(the_plan, dry_run=True)
+    assert out["action"] == "trash" and out["dry_run"] is True
+    assert out["summary"]["files"] == len(the_plan.steps) == sum(len(g["steps"]) for g in out["groups"])
+    assert applied_json(the_plan, None) == {**plan_json(the_plan, dry_run=False), "run": None, "results": []}
+    assert no_groups_json(Action.MOVE, dry_run=False) == {
+        "action": "move",
+        "dry_run": False,
+        "groups": [],
+        "results": [],
+    }
+
+
+def test_a_run_is_interrupted_when_it_journaled_acts_but_never_finished() -> None:
+    def run(finished: float | None, undone: float | None, **counts: int) -> RunInfo:
+        return RunInfo(1, Action.TRASH, 10.0, finished, undone, counts)
+
+    assert run_state(run(None, None, done=2)) == "interrupted"
+    assert run_state(run(None, None)) == "unfinished"
+    assert run_state(run(11.0, None, done=2)) == "finished"
+    assert run_state(run(11.0, 12.0, done=2)) == "undone"
+    assert run_json(run(11.0, None, done=2, failed=1)) == {
+        "run": 1,
+        "started": 10.0,
+        "action": "trash",
+        "done": 2,
+        "failed": 1,
+        "undone": 0,
+        "state": "finished",
+    }
+
+
+def test_an_image_that_could_not_be_checked_has_an_error_and_no_match() -> None:
+    assert check_json("x.jpg", None, "not an image file") == {
+        "image": "x.jpg",
+        "match": None,
+        "distance": None,
+        "error": "not an image file",
+        "closest": None,
+    }
+    clean = check_json("y.jpg", CheckResult("y.jpg", False, None))
+    assert clean["match"] is False and clean["closest"] is None and clean["error"] is None
+
+
+def test_control_characters_in_names_are_shown_escaped() -> None:
+    assert display_path("/p/esc\x1b]0;pwned\x07.jpg") == "/p/esc\\x1b]0;pwned\\x07.jpg"
+    assert display_path("/p/new\nline\r.jpg") == "/p/new\\x0aline\\x0d.jpg"
+    assert display_path("/p/c1\x9b31m.jpg") == "/p/c1\\x9b31m.jpg"
+    assert display_path("/p/bad" + os.fsdecode(b"\xff") + "é.jpg") == "/p/bad\\xffé.jpg"
+
+
+def test_sizes_are_shown_in_decimal_units() -> None:
+    assert [human_size(n) for n in (999, 1000, 1_500_000, 10**13)] == ["999 B", "1.0 KB", "1.5 MB", "10.0 TB"]

@@ -1,0 +1,237 @@
+"""Keeper rules and planning: pure, on records and on real scanned files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dedupe.errors import DedupeError
+from dedupe.group import MatchRule
+from dedupe.models import Action, DuplicateGroup, FileRecord, GroupMember, MatchKind
+from dedupe.plan import choose_keeper, parse_rules, plan
+from dedupe.store import Store
+from tests.conftest import copy_file, draw_photo, groups_of, make_record, save
+
+SMALL = (400, 300)
+
+
+def photo(path: Path, seed: int, size: tuple[int, int] = SMALL, **params: object) -> Path:
+    return save(draw_photo(seed, size), path, **params)
+
+
+# --- keeper rules -----------------------------------------------------------------------------------------------
+
+
+def test_parse_rules_reads_an_ordered_list_and_refuses_nonsense() -> None:
+    rules = parse_rules("resolution, size,oldest,path:/mnt/photos,shortest")
+    assert [str(r) for r in rules] == ["resolution", "size", "oldest", "path:/mnt/photos", "shortest"]
+    with pytest.raises(DedupeError, match="unknown keeper rule 'biggest'"):
+        parse_rules("biggest")
+    with pytest.raises(DedupeError, match="needs a folder"):
+        parse_rules("path:")
+    with pytest.raises(DedupeError, match="takes no argument"):
+        parse_rules("size:3")
+
+
+def test_keeper_rules_on_real_files(tmp_path: Path, store: Store) -> None:
+    root = tmp_path / "p"
+    big = photo(root / "deep" / "folder" / "big.png", 1, (800, 600))
+    small = save(draw_photo(1, (800, 600)).resize((400, 300)), root / "small.png")
+    groups = groups_of(store, root)
+    assert len(groups) == 1
+    choice = choose_keeper(groups[0], parse_rules("resolution"))
+    assert choice.keeper.path == str(big) and choice.reason == "largest resolution (800x600)"
+    choice = choose_keeper(groups[0], parse_rules("shortest,resolution"))
+    assert choice.keeper.path == str(small) and choice.reason == "shortest path"
+    choice = choose_keeper(groups[0], parse_rules(f"path:{root / 'deep'},shortest"))
+    assert choice.keeper.path == str(big) and "preferred folder" in choice.reason
+
+
+def test_oldest_and_newest_use_mtime_when_no_date_taken(tmp_path: Path, store: Store) -> None:
+    root = tmp_path / "p"
+    a = photo(root / "a.jpg", 2)
+    b = copy_file(a, root / "b.jpg", mtime=1_000_000_000)
+    os.utime(a, (1_500_000_000, 1_500_000_000))
+    (group,) = groups_of(store, root)
+    assert choose_keeper(group, parse_rules("oldest")).keeper.path == str(b)
+    assert choose_keeper(group, parse_rules("newest")).keeper.path == str(a)
+
+
+def test_an_unbreakable_tie_is_flagged_and_its_group_left_alone(tmp_path: Path, store: Store) -> None:
+    root = tmp_path / "p"
+    a = photo(root / "a.jpg", 3)
+    b = copy_file(a, root / "b.jpg")
+    os.utime(b, ns=(a.stat().st_atime_ns, a.stat().st_mtime_ns))
+    (group,) = groups_of(store, root)
+    choice = choose_keeper(group, parse_rules("resolution,size,oldest,shortest"))
+    assert choice.is_tie and set(choice.tied) == {str(a), str(b)}
+    p = plan([group], parse_rules("resolution,size,oldest,shortest"))
+    assert p.steps == () and p.groups[0].skipped is not None and "tie" in p.groups[0].skipped
+    # A keeper picked by the user breaks the tie.
+    p = plan([group], parse_rules("size"), keepers={0: str(b)})
+    assert [s.file.path for s in p.steps] == [str(a)] and p.groups[0].choice.reason == "chosen by you"
+
+
+def test_reference_folders_always_win_and_are_never_touched(tmp_path: Path, store: Store) -> None:
+    ref, other = tmp_path / "ref", tmp_path / "other"
+    small = save(draw_photo(4, (800, 600)).resize((400, 300)), ref / "small.png")
+    save(draw_photo(4, (800, 600)), other / "big.png")
+    copy_file(small, ref / "again" / "small.png")
+    groups = groups_of(store, ref, other)
+    p = plan(groups, parse_rules("resolution"), references=[str(ref)])
+    (g,) = p.groups
+    assert g.choice.keeper.path.startswith(str(ref)) and "reference folder" in g.choice.reason
+    assert [s.file.path for s in g.steps] == [str(other / "big.png")]
+    assert [s.path for s in g.left] == [str(ref / "small.png")] or [s.path for s in g.left] == [
+        str(ref / "again" / "small.png")
+    ]
+    assert all("reference folder" in s.reason for s in g.left)
+
+
+def test_near_copies_need_include_near_and_links_need_identical_bytes(tmp_path: Path, store: Store) -> None:
+    root = tmp_path / "p"
+    best = photo(root / "best.jpg", 5, (800, 600), quality=95)
+    same = copy_file(best, root / "copy-of-best.jpg")
+    worse = photo(root / "worse.jpg", 5, (800, 600), quality=40)
+    (group,) = groups_of(store, root)
+    assert group.kind is MatchKind.NEAR
+    rules = parse_rules("size,shortest")
+    p = plan([group], rules, include_near=False)
+    assert p.groups[0].choice.keeper.path == str(best)
+    assert [s.file.path for s in p.steps] == [str(same)]
+    assert [s.path for s in p.groups[0].left] == [str(worse)] and "--include-near" in p.groups[0].left[0].reason
+    p = plan([group], rules, include_near=True)
+    assert sorted(s.file.path for s in p.steps) == sorted([str(same), str(worse)])
+    p = plan([group], rules, Action.HARDLINK, include_near=True)
+    assert [s.file.path for s in p.steps] == [str(same)]
+    assert [s.path for s in p.groups[0].left] == [str(worse)] and "link would lose" in p.groups[0].left[0].reason
+
+
+def test_a_move_needs_a_destination() -> None:
+    with pytest.raises(DedupeError, match="--to"):
+        plan([], action=Action.MOVE)
+
+
+# --- the keeper's own file is never its copy --------------------------------------------------------------------
+
+
+def record(path: str, dev: int, ino: int) -> FileRecord:
+    return make_record(path, size=9000, mtime_ns=1_700_000_000_000_000_000, dev=dev, ino=ino, phash=1, dhash=2)
+
+
+def test_same_inode_size_and_time_on_another_device_is_left_alone() -> None:
+    """An overlay, NFS or SMB view of a folder shows its files with the same inode number, size and time on
+    another device: such a file is the keeper's own file, never its copy."""
+    keeper = record("/mnt/view/x.jpg", 39, 1234)
+    view = record("/data/photos/x.jpg", 65024, 1234)
+    group = DuplicateGroup(
+        MatchKind.EXACT, (GroupMember(keeper, MatchKind.EXACT, 0), GroupMember(view, MatchKind.EXACT, 0))
+    )
+    for action in (Action.TRASH, Action.DELETE, Action.SYMLINK):
+        p = plan([group], action=action, keepers={0: keeper.path})
+        assert p.steps == ()
+        assert "another mount" in p.groups[0].left[0].reason
+
+
+def test_a_real_copy_on_another_device_is_still_acted_on() -> None:
+    """A real copy on another device (another inode number) is acted on."""
+    keeper = record("/mnt/a/x.jpg", 39, 1234)
+    copy = record("/mnt/b/x.jpg", 40, 5678)
+    group = DuplicateGroup(
+        MatchKind.EXACT, (GroupMember(keeper, MatchKind.EXACT, 0), GroupMember(copy, MatchKind.EXACT, 0))
+    )
+    assert [s.file.path for s in plan([group], keepers={0: keeper.path}).steps] == ["/mnt/b/x.jpg"]
+
+
+# --- the run's match rule ---------------------------------------------------------------------------------------
+
+
+def test_the_runs_threshold_decides_whether_a_copy_beside_crops_is_a_plain_near_copy_file() -> None:
+    """A copy in a group with crops goes only when it is a near copy of its keeper under the run's own rule: at
+    --threshold 2, a copy 3 bits away is not one, though the default threshold (4) would call it one."""
+    keeper = make_record("/p/keeper.jpg", ino=1, content_hash="k" * 32, image_hash="K" * 32, phash=0, dhash=0)
+    # Three pHash bits from the keeper, and a dHash far off, so that only the pHash threshold can match them.
+    near = make_record("/p/near.jpg", ino=2, content_hash="n" * 32, image_hash="N" * 32, phash=0b111, dhash=2**64 - 1)
+    group = DuplicateGroup(
+        MatchKind.NEAR,
+        (GroupMember(keeper, MatchKind.EXACT, 0), GroupMember(near, MatchKind.NEAR, 3, crop="crop")),
+    )
+    by_default = plan([group], keepers={0: keeper.path})
+    assert [s.file.path for s in by_default.steps] == [near.path]
+    strict = plan([group], keepers={0: keeper.path}, match_rule=MatchRule(threshold=2))
+    assert strict.steps == ()
+    assert "neither a crop nor a copy of its keeper" in strict.groups[0].left[0].reason
+    loose = plan([group], keepers={0: keeper.path}, match_rule=MatchRule(threshold=8, crops=True))
+    assert [s.file.path for s in loose.steps] == [near.path]
+
+
+# --- hypothesis: the plan's invariants --------------------------------------------------------------------------
+
+
+@st.composite
+def groups(draw: st.DrawFn) -> tuple[DuplicateGroup, list[str]]:
+    n = draw(st.integers(2, 6))
+    names = draw(st.lists(st.sampled_from(["a", "bb", "ref/c", "ref/dd", "x/y/e", "f"]), min_size=n, max_size=n))
+    paths = [f"/p/{name}{i}.jpg" for i, name in enumerate(names)]
+    hashes = draw(st.lists(st.sampled_from(["h1", "h2", "h3"]), min_size=n, max_size=n))
+    members = []
+    for i, path in enumerate(paths):
+        width = draw(st.sampled_from([100, 200]))
+        phash = draw(st.integers(0, 3))
+        taken = draw(st.sampled_from([None, "2019-01-01T10:00:00", "2020-05-05T10:00:00"]))
+        rec = make_record(
+            path,
+            size=draw(st.sampled_from([1000, 2000])),
+            mtime_ns=draw(st.sampled_from([1, 2])) * 10**18,
+            dev=draw(st.sampled_from([1, 2])),
+            ino=draw(st.integers(1, 4)) if draw(st.booleans()) else 100 + i,
+            content_hash=hashes[i],
+            image_hash="i" + hashes[i],
+            width=width,
+            height=100,
+            phash=phash,
+            taken=taken,
+        )
+        kind = MatchKind.EXACT if i == 0 or hashes[i] == hashes[0] else MatchKind.NEAR
+        members.append(GroupMember(rec, kind, 0 if kind is MatchKind.EXACT else 3))
+    refs = draw(st.sampled_from([[], ["/p/ref"]]))
+    return DuplicateGroup(MatchKind.NEAR, tuple(members)), refs
+
+
+rule_lists = st.lists(
+    st.sampled_from(["resolution", "size", "oldest", "newest", "shortest", "path:/p/x"]), min_size=1, max_size=4
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(groups(), rule_lists, st.sampled_from(list(Action)), st.booleans(), st.randoms())
+def test_the_keeper_is_a_member_and_a_group_never_loses_its_last_copy_file(
+    gr: tuple[DuplicateGroup, list[str]], rules: list[str], action: Action, near: bool, rnd: object
+) -> None:
+    group, refs = gr
+    parsed = parse_rules(",".join(rules))
+    choice = choose_keeper(group, parsed, refs)
+    paths = [m.file.path for m in group.members]
+    assert choice.keeper.path in paths
+    if refs and any(p.startswith("/p/ref/") for p in paths):
+        assert choice.keeper.path.startswith("/p/ref/")
+    p = plan([group], parsed, action, references=refs, destination="/moved", include_near=near)
+    (g,) = p.groups
+    touched = [s.file.path for s in g.steps]
+    assert choice.keeper.path not in touched or g.choice.keeper.path != choice.keeper.path
+    assert g.choice.keeper.path not in touched
+    assert len(touched) < len(paths) and len(set(touched)) == len(touched)
+    if refs:
+        assert not any(t.startswith("/p/ref/") for t in touched)
+    assert all((s.file.dev, s.file.ino) != (s.keeper.dev, s.keeper.ino) for s in g.steps)
+    if choice.is_tie:
+        assert touched == []
+    # Member order never changes the choice.
+    shuffled = list(group.members)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    again = choose_keeper(DuplicateGroup(group.kind, tuple(shuffled)), parsed, refs)
+    assert again.keeper.path == choice.keeper.path and again.tied == choice.tied

@@ -1,0 +1,57 @@
+"""The POSIX shell script of a plan: every path quoted, every step checked first, sidecars carried along."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from dedupe.cli import cli
+from dedupe.models import Action
+from dedupe.plan import parse_rules, plan
+from dedupe.script import plan_script
+from dedupe.store import Store
+from tests.conftest import copy_file, draw_photo, groups_of, save
+from tests.test_sidecars import XMP, library, touch
+
+SMALL = (400, 300)
+
+
+def photo(path: Path, seed: int, size: tuple[int, int] = SMALL, **params: object) -> Path:
+    return save(draw_photo(seed, size), path, **params)
+
+
+def test_plan_script_is_quoted_and_checks_the_keeper(tmp_path: Path, store: Store) -> None:
+    root = tmp_path / "p"
+    keeper = photo(root / "it's a photo.jpg", 22)
+    dups = [copy_file(keeper, root / "$(touch pwned)" / f"copy {i}.jpg") for i in range(2)]
+    p = plan(groups_of(store, root), parse_rules("shortest"), Action.DELETE)
+    script = tmp_path / "plan.sh"
+    script.write_text(plan_script(p, "plan.sh"))
+    assert "rm -f -- " in script.read_text()
+    r = subprocess.run(["sh", str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert not any(d.exists() for d in dups) and keeper.exists() and not (tmp_path / "pwned").exists()
+    # The same script again, now with the keeper changed: nothing is touched.
+    for d in dups:
+        copy_file(keeper, d)
+    with keeper.open("ab") as f:
+        f.write(b"x")
+    r = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=30)
+    assert all(d.exists() for d in dups) and "keeper" in r.stderr and "2 step(s) skipped" in r.stderr
+
+
+def test_the_script_carries_the_sidecar(tmp_path: Path) -> None:
+    root, db, _keeper, copy = library(tmp_path)
+    xmp = touch(copy.with_suffix(".xmp"))
+    dest = tmp_path / "moved"
+    script = tmp_path / "plan.sh"
+    args = ["review", str(root), "--db", db, "--action", "move", "--to", str(dest), "--script", str(script)]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    done = subprocess.run(["sh", str(script)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert not copy.exists() and not xmp.exists()
+    assert (dest / "photos" / "backup" / "a.jpg").exists()
+    assert (dest / "photos" / "backup" / "a.xmp").read_bytes() == XMP
