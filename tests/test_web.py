@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from dedupe import DedupeError, DuplicateGroup, GroupMember, MatchKind, Store, plan
+from dedupe import DedupeError, DuplicateGroup, FileRecord, GroupMember, MatchKind, Store, plan
+from dedupe.fingerprint import hash_file
 from dedupe.web.state import KEPT_BY_YOU, Decision, ReviewState
-from tests.conftest import REPO, draw_photo, make_record, save
+from dedupe.web.thumbs import Thumbnails
+from tests.conftest import REPO, draw_photo, make_fingerprint, make_record, save
 from tests.webserver import ReviewServer, make_library, snapshot
 
 pytest.importorskip("starlette", reason="the web extra is not installed: pip install -e '.[test]'")
@@ -409,3 +413,53 @@ def test_the_plan_id_changes_with_the_decisions(store: Store) -> None:
     assert state.plan_view()["id"] != first
     with pytest.raises(DedupeError, match="look at it again"):
         state.apply(first)
+
+
+def test_the_browser_is_opened_at_the_printed_address(library: tuple[Path, Path], tmp_path: Path) -> None:
+    """Without --no-browser, the address goes to the browser ($BROWSER here: a script writing it down)."""
+    root, db = library
+    opened = tmp_path / "opened.txt"
+    script = tmp_path / "browser.py"
+    script.write_text(f"import sys, pathlib; pathlib.Path({str(opened)!r}).write_text(sys.argv[1])\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BROWSER": f"{sys.executable} {script} %s"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dedupe", "review", str(root), "--db", str(db), "--web"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        url = line.removeprefix("Review at ").strip()
+        for _ in range(600):  # the browser starts on a thread of its own: wait for it, up to a minute
+            if opened.exists() and opened.read_text():
+                break
+            assert process.poll() is None, "the server stopped"
+            time.sleep(0.1)
+        assert opened.read_text() == url
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+    assert process.returncode == 0
+
+
+def test_the_thumbnail_cache_stays_under_its_limit(tmp_path: Path) -> None:
+    """Least recently used thumbnails go first once the cache passes its size limit."""
+    records = []
+    for i in range(6):
+        path = save(draw_photo(i, (600, 450)), tmp_path / "p" / f"{i}.jpg")
+        st = path.stat()
+        fp = make_fingerprint(content_hash=hash_file(path))
+        records.append(FileRecord(str(path), st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, fp))
+    cache = tmp_path / "cache"
+    thumbs = Thumbnails(cache, limit=60_000, workers=1)
+    try:
+        sizes = [len(thumbs.submit(r).result()) for r in records]
+    finally:
+        thumbs.close()
+    assert sum(sizes) > 60_000  # more was made than the cache may hold
+    kept = sum(p.stat().st_size for p in cache.rglob("*.jpg"))
+    assert 0 < kept <= 60_000
+    assert (cache / records[-1].content_hash[:2] / f"{records[-1].content_hash}-480.jpg").exists()  # the newest stays
