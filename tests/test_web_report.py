@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 import subprocess
 import sys
@@ -9,8 +11,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
+from dedupe import Store, plan, stored_groups
 from dedupe.cli import cli
+from dedupe.web.report import render_review_report
+from dedupe.web.thumbs import Thumbnails
 from tests.conftest import REPO
 from tests.webserver import make_library
 
@@ -54,6 +60,35 @@ def test_the_report_shares_the_review_pages_thumbnail_cache(tmp_path: Path) -> N
     cached = sorted(Path(f"{db}-thumbs").rglob("*-240.jpg"))
     assert len(cached) == 6  # 10 files, 6 contents: a byte copy shares its original's thumbnail
     assert text.count('src="data:image/jpeg;base64,') == 10
+
+
+def test_the_report_makes_its_thumbnails_from_the_pages(tmp_path: Path) -> None:
+    """A report after a review page was opened reads the page's thumbnails, not the photos."""
+    root, db = make_library(tmp_path)
+    store = Store.open(db, readonly=True)
+    try:
+        groups, _, _ = stored_groups(store, [root])
+        thumbs = Thumbnails(Path(f"{db}-thumbs"))
+        try:
+            for m in groups[0].members:
+                thumbs.submit(m.file).result()  # what the page made
+        finally:
+            thumbs.close()
+        page_thumb = next(Path(f"{db}-thumbs").rglob("*-480.jpg"))
+        page_thumb.write_bytes(_solid_jpeg((480, 360)))  # so that a thumbnail made from it can be told apart
+        page, _ = render_review_report(store, groups[:1], lambda gs, k: plan(gs, keepers=k, include_near=True))
+    finally:
+        store.close()
+    images = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', page)
+    with Image.open(io.BytesIO(base64.b64decode(images[0]))) as im:
+        assert im.size == (240, 180)
+        assert im.getpixel((120, 90)) == pytest.approx((250, 0, 250), abs=8)  # the page's thumbnail, made smaller
+
+
+def _solid_jpeg(size: tuple[int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (250, 0, 250)).save(out, "JPEG", quality=95)
+    return out.getvalue()
 
 
 def test_without_the_web_extra_the_plain_report_is_written(tmp_path: Path) -> None:

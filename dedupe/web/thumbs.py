@@ -159,11 +159,17 @@ class Thumbnails:
                 data = cached.read_bytes()
                 os.utime(cached)  # the cache drops the least recently used first
                 return data
-            with os.fdopen(os.dup(fd), "rb") as stream:
-                original = stream.read()
+            larger = self._path(f, THUMB_SIDE)
+            source, name = None, f.path
+            if side < THUMB_SIDE:  # the report's small ones come from the page's, upright already: no photo decode
+                with contextlib.suppress(OSError):
+                    source, name = larger.read_bytes(), "thumbnail.jpg"
+            if source is None:
+                with os.fdopen(os.dup(fd), "rb") as stream:
+                    source = stream.read()
         finally:
             os.close(fd)
-        data = render(original, f.path, side)
+        data = render(source, name, side)
         self._store(cached, data)
         return data
 
