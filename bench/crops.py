@@ -4,7 +4,7 @@ Usage:
     python bench/crops.py [--mixed DIR] [--out FILE]
 
 Takes the originals of the benchmark's mixed folder (built by `python bench/run.py`, by default under
-/tmp/dedupe-bench/mixed), cuts each in several ways, saves every cut as a JPEG in memory, and asks `group.match`
+/tmp/dedupe-bench/mixed), cuts each in several ways, saves every cut as a JPEG in memory, and asks `match.match`
 (the default rule) whether it matches its original. Every cut is also matched against every other original and
 every look-alike, which must never match. Runs on all cores.
 """
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from PIL import Image
 
 from dedupe import fingerprint
-from dedupe.group import MatchRule, match
+from dedupe.match import MatchRule, match
 from dedupe.models import Fingerprint
 
 # Fractions cut off the left, top, right and bottom.

@@ -140,8 +140,10 @@ def record_of(i: int, h: list[int], crops: Callable[[], bytes] | None) -> FileRe
 
 def _child_group(kind: str, n: int) -> None:
     """In a fresh process: time one grouping step and print JSON."""
-    from dedupe.fingerprint import CROP_BYTES
-    from dedupe.group import DEFAULT_THRESHOLD, find_groups, find_groups_in, near_pairs
+    from dedupe.group import find_groups, find_groups_in
+    from dedupe.match import DEFAULT_THRESHOLD, MatchRule
+    from dedupe.models import CROP_BYTES
+    from dedupe.pairs import near_pairs
 
     columns = synthetic_columns(n)
     input_mib = 0.0
@@ -156,7 +158,7 @@ def _child_group(kind: str, n: int) -> None:
         library = synthetic_library(columns)
         input_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         start = time.perf_counter()
-        grouping = find_groups_in(library, DEFAULT_THRESHOLD)
+        grouping = find_groups_in(library, MatchRule(DEFAULT_THRESHOLD))
         grouped = time.perf_counter() - start
         del library  # as stored_groups does, before the records are made
         release_freed_memory()
@@ -171,7 +173,7 @@ def _child_group(kind: str, n: int) -> None:
         del columns
         input_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         start = time.perf_counter()
-        groups = find_groups(records, DEFAULT_THRESHOLD, crops=True if crops else None)
+        groups = find_groups(records, MatchRule(DEFAULT_THRESHOLD, crops=True if crops else None))
         result = {"seconds": time.perf_counter() - start, "groups": len(groups), "values": n}
     result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["input_mib"] = input_mib  # the peak before the measured call: making the input
@@ -180,7 +182,7 @@ def _child_group(kind: str, n: int) -> None:
 
 def _child_store(db: str) -> None:
     """In a fresh process: group the synthetic store's files (as `dedupe groups` does) and print JSON."""
-    from dedupe.scan import stored_groups
+    from dedupe.group import stored_groups
     from dedupe.store import Store
 
     with Store.open(db, readonly=True) as store:

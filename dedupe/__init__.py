@@ -47,8 +47,9 @@ from dedupe.formats import (
     search_json,
     watch_event_json,
 )
-from dedupe.group import DEFAULT_THRESHOLD, Grouping, MatchRule, find_groups, find_groups_in, match, summarize
+from dedupe.group import Grouping, find_groups, find_groups_in, stored_groups, summarize
 from dedupe.library import Library
+from dedupe.match import DEFAULT_THRESHOLD, MatchRule, match
 from dedupe.models import (
     Action,
     ApplyResult,
@@ -86,7 +87,7 @@ from dedupe.models import (
 from dedupe.plan import DEFAULT_RULES, choose_keeper, parse_rules, plan, suggest_keeper
 from dedupe.report import render_html, write_html_report
 from dedupe.review import Review
-from dedupe.scan import fingerprint_files, scan, scan_changes, stored_groups
+from dedupe.scan import fingerprint_files, scan, scan_changes
 from dedupe.script import plan_script
 from dedupe.search import SearchIndex, check, find_similar, fingerprint_query
 from dedupe.store import Store, default_store_path

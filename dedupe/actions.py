@@ -38,7 +38,7 @@ from dedupe.files import (
     same_bytes,
     temp_name,
 )
-from dedupe.group import hamming
+from dedupe.match import hamming
 from dedupe.models import (
     Action,
     ApplyResult,

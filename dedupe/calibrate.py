@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError, FileSkipped
-from dedupe.group import MAX_THRESHOLD, match_distance
+from dedupe.match import MAX_THRESHOLD, MatchRule, match, match_distance
 from dedupe.models import Fingerprint, ProgressEvent, ScanOptions
 from dedupe.scan import resolve_roots, walk
 
@@ -50,6 +50,9 @@ class Calibration:
     library: int  # image files below the folders
     expected_false_pairs: float  # in the whole library at the recommended threshold, from a normal fit
     skipped: tuple[str, ...]
+    # Pairs of sampled photos that the default rule already groups (real duplicates in the library, such as an
+    # original and its upscale): set aside, since they are no evidence of look-alikes. (distance, path, path)
+    set_aside: tuple[tuple[int, str, str], ...] = ()
 
 
 def calibrate(
@@ -103,7 +106,17 @@ def calibrate(
             if on_progress:
                 on_progress(ProgressEvent("calibrate", n, len(photos), path))
 
-    unrelated = sorted((match_distance(a[1], b[1])[0], a[0], b[0]) for a, b in combinations(photos, 2))
+    unrelated: list[tuple[int, str, str]] = []
+    set_aside: list[tuple[int, str, str]] = []
+    for a, b in combinations(photos, 2):
+        pair = (match_distance(a[1], b[1])[0], a[0], b[0])
+        (set_aside if match(a[1], b[1], MatchRule()) is not None else unrelated).append(pair)
+    unrelated.sort()
+    if not unrelated:
+        raise DedupeError(
+            f"the {len(photos)} sampled photos are all duplicates of each other: there is no pair of different photos"
+            " to measure against (sample more photos, or a folder with other pictures)"
+        )
     copy_distances = [d for ds in distances.values() for d in ds]
     table = tuple(
         ThresholdRow(t, sum(d <= t for d in copy_distances), sum(u[0] <= t for u in unrelated)) for t in range(0, 17)
@@ -139,6 +152,7 @@ def calibrate(
         library=library,
         expected_false_pairs=expected(recommended),
         skipped=tuple(skipped),
+        set_aside=tuple(sorted(set_aside)),
     )
 
 

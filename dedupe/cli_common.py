@@ -23,10 +23,10 @@ from rich.progress import (
 
 from dedupe.errors import DedupeError
 from dedupe.formats import display_path
-from dedupe.group import CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, MatchRule, searches_crops
+from dedupe.group import stored_groups
+from dedupe.match import CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, MatchRule, searches_crops
 from dedupe.models import DuplicateGroup, KeeperRule, ProgressEvent, Skipped
 from dedupe.plan import DEFAULT_RULES_TEXT, parse_rules
-from dedupe.scan import stored_groups
 from dedupe.store import Store, default_store_path
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -206,17 +206,7 @@ def find_stored_groups(
 ) -> tuple[list[DuplicateGroup], list[Skipped], int]:
     """stored_groups under the run's rule, saying so on stderr when the default left out the search for
     cropped copies."""
-    # The engine takes the rule's fields as keywords here; it is to take the rule itself (stored_groups(store,
-    # roots, rule)).
-    found = stored_groups(
-        store,
-        roots,
-        rule.threshold,
-        rotations=rule.rotations,
-        two_stage=rule.two_stage,
-        bursts_apart=rule.bursts_apart,
-        crops=rule.crops,
-    )
+    found = stored_groups(store, roots, rule)
     if rule.crops is None and not searches_crops(found[2], None):
         click.echo(
             f"note: cropped copies were not looked for among {found[2]:,} pictures (slow beyond"

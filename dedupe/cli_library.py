@@ -28,9 +28,10 @@ from dedupe.cli_common import (
     reference_option,
 )
 from dedupe.formats import calibration_json, display_path, groups_csv, groups_json, human_size
-from dedupe.group import MatchRule, summarize
+from dedupe.group import summarize
+from dedupe.match import MatchRule
 from dedupe.models import DuplicateGroup, KeeperRule, Plan, ScanOptions, Skipped, Summary
-from dedupe.plan import plan
+from dedupe.plan import keepers_first, plan
 from dedupe.report import write_html_report
 from dedupe.scan import scan
 
@@ -84,6 +85,7 @@ def scan_command(
     for warning in report.warnings:
         err.print(Text(f"warning: {display_path(warning)}"))
     groups, _, images = find_stored_groups(store, report.roots, rule)
+    groups = keepers_first(groups, roots=report.roots, rule=rule)
     summary = summarize(groups, images, len(report.skipped))
     extra = {
         "fingerprinted": report.fingerprinted,
@@ -114,6 +116,7 @@ def groups_command(
     """
     store = open_store(ctx, db, readonly=True)
     groups, skipped, images = find_stored_groups(store, dirs, rule)
+    groups = keepers_first(groups, roots=real(dirs), rule=rule)
     if dirs and images == 0 and not skipped:
         note_no_images(dirs)
     render(output, groups, skipped, summarize(groups, images, len(skipped)), fmt, {})
@@ -155,19 +158,21 @@ def report_command(
     """
     store = open_store(ctx, db, readonly=True)
     groups, _, _ = find_stored_groups(store, real(dirs), rule)
+    groups = keepers_first(groups, rules, real(references), roots=real(dirs), rule=rule)
     try:
         from dedupe.web.report import write_review_report  # with the web extra: review's overview and wording
     except ImportError:
         write_review_report = None  # type: ignore[assignment]
 
     def planner(chosen: Sequence[DuplicateGroup], keepers: Mapping[int, str]) -> Plan:
-        return plan(chosen, rules, references=real(references), roots=real(dirs), include_near=True, keepers=keepers)
+        return plan(chosen, rules, references=real(references), roots=real(dirs), include_near=True,
+                    keepers=keepers, match_rule=rule)  # fmt: skip
 
     with progress_bar(output.err, enabled=output.err.is_terminal) as on_progress:
         if write_review_report is not None:
             missing = write_review_report(html_file, store, groups, planner, on_progress=on_progress)
         else:
-            missing = write_html_report(html_file, groups, rules, real(references), on_progress)
+            missing = write_html_report(html_file, groups, rules, real(references), on_progress, roots=real(dirs))
     line = f"Wrote {display_path(html_file)}: {len(groups)} group(s), {sum(len(g.members) for g in groups)} files."
     if missing:
         line += f" {missing} file(s) could not be previewed (shown as text)."

@@ -30,7 +30,7 @@ from dedupe.cli_common import (
 from dedupe.errors import FileSkipped
 from dedupe.exchange import export_fingerprints, import_fingerprints
 from dedupe.formats import check_json, display_path, search_json, watch_event_json
-from dedupe.group import MatchRule
+from dedupe.match import MatchRule
 from dedupe.models import MatchKind, SearchResult, WatchEvent, WatchEventKind, WatchOptions
 from dedupe.search import check, find_similar
 from dedupe.store import Store

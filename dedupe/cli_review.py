@@ -37,7 +37,7 @@ from dedupe.cli_common import (
     reference_option,
 )
 from dedupe.formats import applied_json, display_path, human_size, no_groups_json, plan_json, run_state
-from dedupe.group import MatchRule
+from dedupe.match import MatchRule
 from dedupe.models import (
     Action,
     ApplyResult,
@@ -47,7 +47,7 @@ from dedupe.models import (
     Plan,
     StepState,
 )
-from dedupe.plan import in_folder, plan
+from dedupe.plan import in_folder, keepers_first, plan
 from dedupe.review import Reply, Review
 from dedupe.script import plan_script
 from dedupe.store import Store
@@ -148,11 +148,15 @@ def review_command(
 
         def planner(chosen: Sequence[DuplicateGroup], keepers: Mapping[int, str]) -> Plan:
             return plan(chosen, rules, act, references=refs, destination=os.path.realpath(to) if to else None,
-                        roots=roots, include_near=True, keepers=keepers, include_raw=include_raw)  # fmt: skip
+                        roots=roots, include_near=True, keepers=keepers, include_raw=include_raw,
+                        match_rule=rule)  # fmt: skip
+
+        def load() -> list[DuplicateGroup]:  # each group from the file it would keep, as the terminal review
+            found = find_stored_groups(store, roots, rule)[0]
+            return keepers_first(found, rules, refs, roots=roots, rule=rule, include_raw=include_raw)
 
         serve_review(
-            store, lambda: find_stored_groups(store, roots, rule)[0], planner,
-            action=act, host=host, port=port, open_browser=not no_browser,
+            store, load, planner, action=act, host=host, port=port, open_browser=not no_browser
         )  # fmt: skip
         return
     groups, _, images = find_stored_groups(store, roots, rule)
@@ -168,7 +172,13 @@ def review_command(
     destination = os.path.realpath(to) if to else None
     if interactive:
         _interactive_review(
-            ctx, store, output, Review(groups, rules, refs, include_raw=include_raw), act, destination, roots
+            ctx,
+            store,
+            output,
+            Review(groups, rules, refs, include_raw=include_raw, roots=roots, rule=rule),
+            act,
+            destination,
+            roots,
         )
         return
     the_plan = plan(
@@ -180,6 +190,7 @@ def review_command(
         roots=roots,
         include_near=include_near,
         include_raw=include_raw,
+        match_rule=rule,
     )
     if script:
         _write_script(the_plan, script)

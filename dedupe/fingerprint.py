@@ -14,19 +14,35 @@ from pathlib import Path
 import imagehash
 import numpy as np
 import numpy.typing as npt
-import pillow_heif
 from PIL import Image, ImageStat, UnidentifiedImageError
 
 from dedupe import webp
 from dedupe.errors import FileSkipped
-from dedupe.models import TRANSFORMS, Fingerprint
+from dedupe.models import (
+    CROP_BYTES,
+    CROP_SIDE,
+    CROP_WINDOWS,
+    HASH_SIZE,
+    TRANSFORMS,
+    VERSION,
+    WORK_SIZE,
+    Fingerprint,
+    hamming,
+)
 
-pillow_heif.register_heif_opener()
+try:
+    import pillow_heif
+except ImportError:  # a broken install: HEIC files are then skipped with the reason, everything else works
+    HEIF_SUPPORT = False
+else:
+    pillow_heif.register_heif_opener()
+    HEIF_SUPPORT = True
 Image.init()  # every plugin, so that the formats= allow-list below can name them all
 
 # Only photo formats reach a decoder: a PSD, EPS or PDF renamed .jpg is refused before any parser sees it.
 # (Camera MPO files open through the JPEG decoder.)
-PHOTO_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "HEIF", "AVIF")
+# Those whose decoder is missing (HEIF without pillow-heif) are left out.
+PHOTO_FORMATS = tuple(f for f in ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "HEIF", "AVIF") if f in Image.OPEN)
 IMAGE_EXTENSIONS = frozenset(
     (".jpg .jpeg .jpe .jfif .png .apng .gif .bmp .dib .tif .tiff .webp .heic .heif .hif .avif").split()  # noqa: SIM905
 )
@@ -36,8 +52,6 @@ RAW_EXTENSIONS = frozenset(
 )
 RAW_PREFIX = "RAW:"  # Fingerprint.format of a RAW file is "RAW:<ext>", e.g. "RAW:nef"
 NO_PREVIEW = "RAW file without an embedded preview"
-HASH_SIZE = 8  # 64-bit perceptual hashes
-WORK_SIZE = 256  # perceptual hashes are taken from a copy this small (long side)
 _REDUCING_GAP = 2.0  # working_image first reduces by a whole factor to at least twice WORK_SIZE (Image.resize)
 LOW_INFO_STDDEV = 3.0  # a grey-level spread below this is a blank or nearly uniform picture
 BACKGROUND = (128, 128, 128)  # transparent pixels are flattened onto mid-grey: white or black art stays visible
@@ -182,6 +196,8 @@ def fingerprint_bytes(data: bytes, content_hash: str, *, name: str | os.PathLike
     except MemoryError:
         raise FileSkipped("too large to decode in memory", transient=True) from None
     except UnidentifiedImageError:
+        if not HEIF_SUPPORT and sniff_format(data[:64]) == "HEIF":
+            raise FileSkipped("unsupported format: HEIC/HEIF needs pillow-heif (pip install pillow-heif)") from None
         raise FileSkipped("not a readable photo (format not recognised)") from None
     except OSError as e:
         text = _first_line(e)
@@ -225,8 +241,13 @@ def _fingerprint(data: bytes, content_hash: str) -> Fingerprint:
     phash, dhash, low_info, variants, crops = _perceptual(working_image(reduced or im, orientation))
     # A blank picture is only ever grouped by its image hash, so for it that hash is the decoded pixels
     # (the same blank in PNG and BMP is the same picture); for others it is the cheaper data hash.
-    data_hash = None if low_info and fmt not in ("JPEG", "MPO") else image_data_hash(data, fmt, orientation)
-    image_hash = data_hash or _pixel_hash(im, orientation)
+    if getattr(im, "n_frames", 1) > 1:
+        # The perceptual hashes see the first frame only: files with several frames (animations, multi-page TIFFs)
+        # are the same image only when they have the same bytes, so that no frame is lost with a copy.
+        image_hash = hash_bytes(f"frames:{content_hash}".encode())
+    else:
+        data_hash = None if low_info and fmt not in ("JPEG", "MPO") else image_data_hash(data, fmt, orientation)
+        image_hash = data_hash or _pixel_hash(im, orientation)
     return Fingerprint(
         content_hash=content_hash,
         image_hash=image_hash,
@@ -466,28 +487,6 @@ def _dihedral_phashes(pixels: npt.NDArray[np.float64]) -> tuple[int, ...]:
     return tuple(int(h) for h in _phash_bits(stack))
 
 
-# Windows for finding cropped copies, as (left, top, width, height) fractions of the picture: the whole picture
-# first; 5 x 5 windows of 85% and 3 x 3 of 93% and of 80% of each side, evenly spread from one edge to the other;
-# and the common changes of shape: the full width at 75% of the height (4:3 to 16:9), the full height at 75% of
-# the width (4:3 to square), each at the top, middle and bottom (left, middle, right). A copy with up to about
-# 20% cut off its edges, or cut to another shape, looks like one of its original's windows. Measured on the
-# benchmark (README.md).
-CROP_WINDOWS: tuple[tuple[float, float, float, float], ...] = (
-    (0.0, 0.0, 1.0, 1.0),
-    *((0.15 * i / 4, 0.15 * j / 4, 0.85, 0.85) for j in range(5) for i in range(5)),
-    *((0.07 * i / 2, 0.07 * j / 2, 0.93, 0.93) for j in range(3) for i in range(3)),
-    *((0.2 * i / 2, 0.2 * j / 2, 0.8, 0.8) for j in range(3) for i in range(3)),
-    *((0.0, 0.25 * j / 2, 1.0, 0.75) for j in range(3)),
-    *((0.25 * i / 2, 0.0, 0.75, 1.0) for i in range(3)),
-)
-_CROP_SIDE = 128  # windows are measured on a grey copy this small (long side)
-# A crop signature: a pHash and a dHash (8 bytes each) and a colour (3 bytes) for each window.
-CROP_BYTES = 19 * len(CROP_WINDOWS)
-# Stored beside every fingerprint: a store made with another version is fingerprinted again.
-VERSION = (
-    f"8;raw-preview;webp-scaled-decode;dihedral-from-one-resize;gradients;crops={len(CROP_WINDOWS)}x{_CROP_SIDE}-area-means;exif-subsec;chunk-essence;numpy-dct;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};"
-    f"imagehash={imagehash.__version__}"
-)
 _BIT_WEIGHTS = np.uint64(1) << np.arange(63, -1, -1, dtype=np.uint64)
 
 
@@ -503,8 +502,8 @@ def crop_signature(work: Image.Image) -> bytes:
     the time of a scan on 2 cores.
     """
     small = work
-    if max(small.size) > _CROP_SIDE:
-        small = small.resize(_fitted(small.size, _CROP_SIDE), Image.Resampling.BOX)
+    if max(small.size) > CROP_SIDE:
+        small = small.resize(_fitted(small.size, CROP_SIDE), Image.Resampling.BOX)
     rgb = np.asarray(small.convert("RGB"), dtype=np.float64)
     # ITU-R 601-2 luma, as Pillow's convert("L") weighs it.
     grey = (rgb @ np.array([0.299, 0.587, 0.114]))[:, :, None]
@@ -747,10 +746,6 @@ def edited_copies(data: bytes) -> dict[str, tuple[str, bytes]]:
     return out
 
 
-def hamming(a: int, b: int) -> int:
-    return (a ^ b).bit_count()
-
-
 def thumbnail_jpeg(path: str | os.PathLike[str], size: int = 256, quality: int = 80) -> bytes:
     """A small upright JPEG of a photo, for the HTML report; raises FileSkipped when it cannot be read."""
     data = read_image_bytes(path)
@@ -777,11 +772,15 @@ def thumbnail_jpeg(path: str | os.PathLike[str], size: int = 256, quality: int =
 
 __all__ = [
     "CALIBRATION_EDITS",
+    "CROP_BYTES",
+    "CROP_WINDOWS",
+    "HASH_SIZE",
     "IMAGE_EXTENSIONS",
     "NO_PREVIEW",
     "PHOTO_FORMATS",
     "RAW_EXTENSIONS",
     "VERSION",
+    "WORK_SIZE",
     "dihedral_hashes",
     "edited_copies",
     "fingerprint_bytes",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from importlib.metadata import version
 
 
 class MatchKind(StrEnum):
@@ -39,6 +40,40 @@ class Fingerprint:
 # "rot90" turns counter-clockwise.
 TRANSFORMS = ("rot90", "rot180", "rot270", "mirror", "flip", "transpose", "transverse")
 INVERSE = {"rot90": "rot270", "rot270": "rot90"}
+
+HASH_SIZE = 8  # 64-bit perceptual hashes
+WORK_SIZE = 256  # perceptual hashes are taken from a copy this small (long side)
+# Windows for finding cropped copies, as (left, top, width, height) fractions of the picture: the whole picture
+# first; 5 x 5 windows of 85% and 3 x 3 of 93% and of 80% of each side, evenly spread from one edge to the other;
+# and the common changes of shape: the full width at 75% of the height (4:3 to 16:9), the full height at 75% of
+# the width (4:3 to square), each at the top, middle and bottom (left, middle, right). A copy with up to about
+# 20% cut off its edges, or cut to another shape, looks like one of its original's windows. Measured on the
+# benchmark (README.md).
+CROP_WINDOWS: tuple[tuple[float, float, float, float], ...] = (
+    (0.0, 0.0, 1.0, 1.0),
+    *((0.15 * i / 4, 0.15 * j / 4, 0.85, 0.85) for j in range(5) for i in range(5)),
+    *((0.07 * i / 2, 0.07 * j / 2, 0.93, 0.93) for j in range(3) for i in range(3)),
+    *((0.2 * i / 2, 0.2 * j / 2, 0.8, 0.8) for j in range(3) for i in range(3)),
+    *((0.0, 0.25 * j / 2, 1.0, 0.75) for j in range(3)),
+    *((0.25 * i / 2, 0.0, 0.75, 1.0) for i in range(3)),
+)
+CROP_SIDE = 128  # windows are measured on a grey copy this small (long side)
+# A crop signature: a pHash and a dHash (8 bytes each) and a colour (3 bytes) for each window.
+CROP_BYTES = 19 * len(CROP_WINDOWS)
+# Stored beside every fingerprint: a store made with another version is fingerprinted again. Here rather than in
+# fingerprint.py so that the store and the grouping can name it without loading Pillow; the ImageHash version is
+# read from its installed metadata, the same as imagehash.__version__ (a test checks).
+VERSION = (
+    f"9;multi-frame-by-bytes;raw-preview;webp-scaled-decode;dihedral-from-one-resize;gradients;crops={len(CROP_WINDOWS)}x{CROP_SIDE}-area-means;exif-subsec;chunk-essence;numpy-dct;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};"
+    f"imagehash={version('ImageHash')}"
+)
+
+_BITS_64 = (1 << 64) - 1
+
+
+def hamming(a: int, b: int) -> int:
+    """The bits in which two 64-bit hashes differ, whether they are held signed (as SQLite keeps them) or not."""
+    return ((a ^ b) & _BITS_64).bit_count()
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,11 +18,12 @@ from datetime import datetime
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError
-from dedupe.group import CROP, WIDER, MatchRule, crop_match, match, shows_more
+from dedupe.match import CROP, KIND_RANK, WIDER, MatchRule, crop_match, match, match_distance, shows_more
 from dedupe.models import (
     Action,
     DuplicateGroup,
     FileRecord,
+    GroupMember,
     GroupPlan,
     KeeperChoice,
     KeeperRule,
@@ -33,8 +34,27 @@ from dedupe.models import (
 )
 from dedupe.sidecars import CARRIES_SIDECARS, SidecarFinder
 
-RULE_NAMES = ("resolution", "size", "oldest", "newest", "shortest", "path")
-DEFAULT_RULES_TEXT = "resolution,size,oldest,shortest"
+RULE_NAMES = (
+    "resolution",
+    "metadata",
+    "format",
+    "taken",
+    "order",
+    "size",
+    "oldest",
+    "newest",
+    "shortest",
+    "name",
+    "path",
+)
+# The original first: the most pixels; then the file holding the camera's own metadata; a camera format over an
+# export made from it (a PNG or WebP of a JPEG is not better for being bigger); the earliest date taken; the folder
+# named first; the largest file (among copies of one image, the one with the most metadata); the oldest file; and
+# last the path, so that the default never ties.
+DEFAULT_RULES_TEXT = "resolution,metadata,format,taken,order,size,oldest,name"
+# Formats a camera or phone writes; others (PNG, WebP, GIF, BMP, AVIF) are exports made from a photo.
+CAMERA_FORMATS = frozenset({"JPEG", "HEIF", "TIFF"})
+
 # What counts as a duplicate when the caller does not say: the grouping's own default.
 DEFAULT_MATCH_RULE = MatchRule()
 
@@ -83,10 +103,18 @@ def _date_value(taken: str | None) -> int | None:
     return d.toordinal() * 86400 + d.hour * 3600 + d.minute * 60 + d.second
 
 
-def _rule_key(rule: KeeperRule) -> Callable[[FileRecord], tuple[int, ...]]:
+def _rule_key(rule: KeeperRule, roots: Sequence[str] = ()) -> Callable[[FileRecord], tuple[int, ...]]:
     """Smaller is better."""
     if rule.name == "resolution":
         return lambda f: (-(f.fingerprint.width * f.fingerprint.height),)
+    if rule.name == "metadata":
+        return lambda f: (-_metadata(f),)
+    if rule.name == "format":
+        return lambda f: (0 if _camera_format(f) else 1,)
+    if rule.name == "taken":
+        return lambda f: (0, taken) if (taken := _date_value(f.fingerprint.taken)) is not None else (1, 0)
+    if rule.name == "order":
+        return lambda f: (_named_at(f.path, roots),)
     if rule.name == "size":
         return lambda f: (-f.size,)
     if rule.name == "shortest":
@@ -105,14 +133,40 @@ def _rule_key(rule: KeeperRule) -> Callable[[FileRecord], tuple[int, ...]]:
     return by_date
 
 
-def _describe(rule: KeeperRule, f: FileRecord) -> str:
+def _metadata(f: FileRecord) -> int:
+    """How much of the camera's own metadata the file carries: the date taken and the camera's make and model."""
+    return (f.fingerprint.taken is not None) + (f.fingerprint.camera is not None)
+
+
+def _camera_format(f: FileRecord) -> bool:
+    return f.fingerprint.format in CAMERA_FORMATS or is_raw(f)
+
+
+def _named_at(path: str, roots: Sequence[str]) -> int:
+    """The position of the first named folder that holds path; after all of them when none does."""
+    return next((i for i, root in enumerate(roots) if in_folder(path, root)), len(roots))
+
+
+def _describe(rule: KeeperRule, f: FileRecord, roots: Sequence[str] = ()) -> str:
     fp = f.fingerprint
     if rule.name == "resolution":
         return f"largest resolution ({fp.width}x{fp.height})"
+    if rule.name == "metadata":
+        held = [what for what, value in (("date taken", fp.taken), ("camera", fp.camera)) if value is not None]
+        return f"camera metadata ({' and '.join(held)})" if held else "camera metadata"
+    if rule.name == "format":
+        return f"camera format ({fp.format.removeprefix(fingerprint.RAW_PREFIX)}) over an export"
+    if rule.name == "taken":
+        return f"earliest date taken ({fp.taken.replace('T', ' ')})" if fp.taken else "earliest date taken"
+    if rule.name == "order":
+        at = _named_at(f.path, roots)
+        return f"in the folder named first ({roots[at]})" if at < len(roots) else "in a folder named earlier"
     if rule.name == "size":
         return f"largest file ({f.size} bytes)"
     if rule.name == "shortest":
         return "shortest path"
+    if rule.name == "name":
+        return "first path in alphabetical order"
     if rule.name == "path":
         return f"in preferred folder {rule.arg}"
     when = f"taken {fp.taken.replace('T', ' ')}" if fp.taken else f"modified {_mtime_text(f.mtime_ns)}"
@@ -124,10 +178,23 @@ def _mtime_text(mtime_ns: int) -> str:
 
 
 def choose_keeper(
-    group: DuplicateGroup, rules: Sequence[KeeperRule] = DEFAULT_RULES, references: Sequence[str] = ()
+    group: DuplicateGroup,
+    rules: Sequence[KeeperRule] = DEFAULT_RULES,
+    references: Sequence[str] = (),
+    *,
+    roots: Sequence[str] = (),
 ) -> KeeperChoice:
-    """The member to keep. Files in reference folders always win; a tie the rules cannot break is flagged."""
-    candidates = sorted((m.file for m in group.members), key=lambda f: f.path)
+    """The member to keep. Files in reference folders always win; a tie the rules cannot break is flagged.
+
+    roots: the folders in the order the user named them, for the rule "order" (the first named wins).
+    """
+    return _choose(sorted((m.file for m in group.members), key=lambda f: f.path), rules, references, roots)
+
+
+def _choose(
+    candidates: list[FileRecord], rules: Sequence[KeeperRule], references: Sequence[str], roots: Sequence[str]
+) -> KeeperChoice:
+    """choose_keeper among candidates sorted by path."""
     reasons: list[str] = []
     in_refs = [f for f in candidates if any(in_folder(f.path, r) for r in references)]
     if in_refs:
@@ -136,11 +203,14 @@ def choose_keeper(
     for rule in rules:
         if len(candidates) == 1:
             break
-        key = _rule_key(rule)
-        best = min(key(f) for f in candidates)
-        narrowed = [f for f in candidates if key(f) == best]
+        if rule.name == "name":
+            narrowed = candidates[:1]
+        else:
+            key = _rule_key(rule, roots)
+            best = min(key(f) for f in candidates)
+            narrowed = [f for f in candidates if key(f) == best]
         if len(narrowed) < len(candidates):
-            reasons.append(_describe(rule, narrowed[0]))
+            reasons.append(_describe(rule, narrowed[0], roots))
             candidates = narrowed
     keeper = candidates[0]
     if len(candidates) > 1 and in_refs:
@@ -160,6 +230,49 @@ def relation(f: FileRecord, keeper: FileRecord) -> MatchKind:
     if f.fingerprint.image_hash == keeper.fingerprint.image_hash:
         return MatchKind.IMAGE
     return MatchKind.NEAR
+
+
+def keeper_first(group: DuplicateGroup, keeper: FileRecord, rule: MatchRule | None = None) -> DuplicateGroup:
+    """The group as seen from the file a plan keeps: the keeper first, then every other member with its relation
+    to the keeper (same bytes, same image data, or how near it is), so that what a listing calls the reference is
+    what review keeps. A member that matched the group only through another member keeps its plain distance."""
+    if group.reference.file.path == keeper.path:
+        return group
+    rule = rule or DEFAULT_MATCH_RULE
+    rest: list[GroupMember] = []
+    for m in group.members:
+        f = m.file
+        if f.path == keeper.path:
+            continue
+        kind = relation(f, keeper)
+        if kind is not MatchKind.NEAR:
+            rest.append(GroupMember(f, kind, 0))
+        elif (found := match(f.fingerprint, keeper.fingerprint, rule)) is not None:
+            rest.append(GroupMember(f, kind, found.distance, found.transform, found.dhash, found.crop))
+        else:
+            distance, transform = match_distance(f.fingerprint, keeper.fingerprint)
+            rest.append(GroupMember(f, kind, distance, transform if rule.rotations else None))
+    rest.sort(key=lambda m: (KIND_RANK[m.match], m.distance, m.file.path))
+    first = GroupMember(keeper, MatchKind.EXACT, 0)
+    weakest = max((m.match for m in rest), key=KIND_RANK.__getitem__)
+    return DuplicateGroup(weakest, (first, *rest))
+
+
+def keepers_first(
+    groups: Sequence[DuplicateGroup],
+    rules: Sequence[KeeperRule] = DEFAULT_RULES,
+    references: Sequence[str] = (),
+    *,
+    roots: Sequence[str] = (),
+    rule: MatchRule | None = None,
+    include_raw: bool = False,
+) -> list[DuplicateGroup]:
+    """Every group with the file a plan would keep (suggest_keeper) first: see keeper_first."""
+    refs = tuple(os.path.abspath(r) for r in references)
+    return [
+        keeper_first(g, suggest_keeper(g, rules, refs, include_raw=include_raw, roots=roots).keeper, rule)
+        for g in groups
+    ]
 
 
 # --- planning (pure) ---------------------------------------------------------------------------------------------
@@ -195,10 +308,10 @@ def plan(
     dest = os.path.abspath(destination) if destination else None
     refs = tuple(os.path.abspath(r) for r in references)
     sidecars_of = SidecarFinder()
-    plain = dataclasses.replace(match_rule, crops=False)
     planned: list[GroupPlan] = []
+    context = _Context(action, refs, dest, roots, include_near, include_raw, rules, match_rule, sidecars_of)
     for i, group in enumerate(groups):
-        choice = suggest_keeper(group, rules, refs, include_raw=include_raw)
+        choice = suggest_keeper(group, rules, refs, include_raw=include_raw, roots=roots)
         picked = (keepers or {}).get(i)
         if picked is not None:
             chosen = next((m.file for m in group.members if m.file.path == picked), None)
@@ -206,15 +319,23 @@ def plan(
                 raise DedupeError(f"{picked} is not a member of group {i + 1}")
             if chosen.path != choice.keeper.path or choice.is_tie:
                 choice = KeeperChoice(chosen, "chosen by you")
-        elif choice.is_tie:
-            planned.append(
-                GroupPlan(group, choice, (), (), f"{choice.reason}; pick the keeper in 'dedupe review' or add a rule")
-            )
-            continue
-        planned.append(
-            _plan_group(group, choice, action, refs, dest, roots, include_near, include_raw, rules, plain, sidecars_of)
-        )
+        planned.append(_plan_group(group, choice, context))
     return Plan(action, dest, tuple(planned))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Context:
+    """What a plan's groups share: the run's choices."""
+
+    action: Action
+    refs: Sequence[str]
+    dest: str | None
+    roots: Sequence[str]
+    include_near: bool
+    include_raw: bool
+    rules: Sequence[KeeperRule]
+    match_rule: MatchRule
+    sidecars_of: SidecarFinder
 
 
 RAW_KEPT = "RAW original kept: a RAW is removed only as an exact copy of another RAW (or with --include-raw)"
@@ -231,9 +352,10 @@ def suggest_keeper(
     references: Sequence[str] = (),
     *,
     include_raw: bool = False,
+    roots: Sequence[str] = (),
 ) -> KeeperChoice:
     """The keeper a plan would choose: without include_raw, a JPEG/HEIC twin rather than the RAW beside it."""
-    return choose_keeper(group if include_raw else _developed(group), rules, references)
+    return choose_keeper(group if include_raw else _developed(group), rules, references, roots=roots)
 
 
 def _developed(group: DuplicateGroup) -> DuplicateGroup:
@@ -244,36 +366,36 @@ def _developed(group: DuplicateGroup) -> DuplicateGroup:
     return DuplicateGroup(group.kind, developed)
 
 
-def _plan_group(
-    group: DuplicateGroup,
-    choice: KeeperChoice,
-    action: Action,
-    refs: Sequence[str],
-    dest: str | None,
-    roots: Sequence[str],
-    include_near: bool,
-    include_raw: bool,
-    rules: Sequence[KeeperRule],
-    plain: MatchRule,
-    sidecars_of: SidecarFinder,
-) -> GroupPlan:
+def _plan_group(group: DuplicateGroup, choice: KeeperChoice, c: _Context) -> GroupPlan:
+    """The steps of one group. Copies of one image (the same bytes, or the same image data with other metadata)
+    are always cut to one file, the best of them by the keeper rules, whatever the group's keeper is; copies that
+    are only similar go in favour of the group's keeper, and only with include_near. A tie the rules cannot break
+    leaves the group's similar copies alone, and copies of one image whose own best is a tie."""
     keeper = choice.keeper
+    decided = not choice.is_tie
     steps: list[Step] = []
     left: list[Skipped] = []
     raw_keeper = keeper
-    if not include_raw and not is_raw(keeper):
+    if not c.include_raw and not is_raw(keeper):
         raws = tuple(m for m in group.members if is_raw(m.file))
         if raws:
             # Exact copies of a RAW are still redundant: they go in favour of the best RAW, which itself stays.
-            raw_keeper = choose_keeper(DuplicateGroup(group.kind, raws), rules, refs).keeper
+            raw_keeper = choose_keeper(DuplicateGroup(group.kind, raws), c.rules, c.refs, roots=c.roots).keeper
+    # Crops as the grouping found them: two crops of one picture are in the group through the wider one.
     cropped = {m.file.path for m in group.members if m.crop is not None}
+    group = keeper_first(group, keeper, c.match_rule)
+    plain = dataclasses.replace(c.match_rule, crops=False)
+    image_sets: dict[str, list[FileRecord]] = {}
+    for m in sorted(group.members, key=lambda m: m.file.path):
+        image_sets.setdefault(m.file.fingerprint.image_hash, []).append(m.file)
+    set_choices: dict[str, KeeperChoice] = {}
     for m in group.members:
         f = m.file
         if f.path == keeper.path:
             continue
         k = keeper
         reason = None
-        if not include_raw:
+        if not c.include_raw:
             if is_raw(f):
                 k = raw_keeper
                 if f.path == k.path or f.content_hash != k.content_hash:
@@ -282,32 +404,49 @@ def _plan_group(
             elif is_raw(keeper):
                 left.append(Skipped(f.path, TWIN_KEPT))
                 continue
+        image = f.fingerprint.image_hash
+        if not decided or (relation(f, k) is MatchKind.NEAR and not c.include_near):
+            same = image_sets[image]
+            if image not in set_choices:
+                set_choices[image] = _choose(same, c.rules, c.refs, c.roots)
+            best = set_choices[image]
+            if len(same) == 1 or f.path == best.keeper.path:
+                held = choice.reason if not decided else f"similar, not identical (distance {m.distance})"
+                left.append(Skipped(f.path, f"{held}: acted on only with --include-near or in review"))
+                continue
+            if best.is_tie:
+                left.append(Skipped(f.path, f"{best.reason}; pick the keeper in 'dedupe review' or add a rule"))
+                continue
+            k = best.keeper
         kind = relation(f, k)
-        if any(in_folder(f.path, r) for r in refs):
+        if any(in_folder(f.path, r) for r in c.refs):
             reason = "in a reference folder: never touched"
         elif (f.dev, f.ino) == (k.dev, k.ino):
             reason = "the keeper's own file (a hard link or another path to it)"
         elif looks_like_a_view(f.dev, f.ino, f.size, f.mtime_ns, k.dev, k.ino, k.size, k.mtime_ns):
             reason = VIEW_REASON
-        elif kind is MatchKind.NEAR and not include_near:
-            reason = f"similar, not identical (distance {m.distance}): acted on only with --include-near or in review"
         elif kind is MatchKind.NEAR and (why := _crop_keeps(f, k, bool(cropped & {f.path, k.path}), plain)):
             reason = why
-        elif action in (Action.HARDLINK, Action.SYMLINK) and kind is not MatchKind.EXACT:
+        elif c.action in (Action.HARDLINK, Action.SYMLINK) and kind is not MatchKind.EXACT:
             reason = "not the same bytes as the keeper: a link would lose what differs"
-        elif action is Action.HARDLINK and f.dev != k.dev:
+        elif c.action is Action.HARDLINK and f.dev != k.dev:
             reason = "on another file system than the keeper: a hard link is impossible"
-        elif dest is not None and in_folder(f.path, dest):
+        elif c.dest is not None and in_folder(f.path, c.dest):
             reason = "already in the destination folder"
         if reason:
             left.append(Skipped(f.path, reason))
             continue
-        target = move_target(f.path, dest, roots) if action is Action.MOVE and dest else None
-        sidecars = sidecars_of(f.path) if action in CARRIES_SIDECARS else ()
-        steps.append(Step(f, k, action, kind, target, sidecars))
-    # The heart of the matter: the keeper stays, so a group never loses its last copy.
-    assert all(s.file.path not in (keeper.path, raw_keeper.path) for s in steps) and len(steps) < len(group.members)
-    return GroupPlan(group, choice, tuple(steps), tuple(left))
+        target = move_target(f.path, c.dest, c.roots) if c.action is Action.MOVE and c.dest else None
+        sidecars = c.sidecars_of(f.path) if c.action in CARRIES_SIDECARS else ()
+        steps.append(Step(f, k, c.action, kind, target, sidecars))
+    # The heart of the matter: every file a step keeps stays, so a group never loses its last copy.
+    gone = {s.file.path for s in steps}
+    assert not gone & ({keeper.path, raw_keeper.path} | {s.keeper.path for s in steps})
+    assert len(steps) < len(group.members)
+    skipped = None
+    if not decided:
+        skipped = f"{choice.reason}; pick the keeper in 'dedupe review' or add a rule"
+    return GroupPlan(group, choice, tuple(steps), tuple(left), skipped)
 
 
 def _crop_keeps(f: FileRecord, keeper: FileRecord, flagged: bool, plain: MatchRule) -> str | None:

@@ -45,9 +45,12 @@ def write_html_report(
     rules: Sequence[KeeperRule] = DEFAULT_RULES,
     references: Sequence[str] = (),
     on_progress: ProgressCallback | None = None,
+    *,
+    roots: Sequence[str] = (),
 ) -> int:
-    """Write the report page; returns the number of thumbnails that could not be made."""
-    page, missing = render_html(groups, rules, references, on_progress)
+    """Write the report page; returns the number of thumbnails that could not be made. roots: the folders in the
+    order the user named them, for the keeper rule "order"."""
+    page, missing = render_html(groups, rules, references, on_progress, roots=roots)
     try:
         Path(path).write_text(page, encoding="utf-8")
     except OSError as e:
@@ -60,6 +63,8 @@ def render_html(
     rules: Sequence[KeeperRule] = DEFAULT_RULES,
     references: Sequence[str] = (),
     on_progress: ProgressCallback | None = None,
+    *,
+    roots: Sequence[str] = (),
 ) -> tuple[str, int]:
     """The report page, and the number of thumbnails that could not be made."""
     total = sum(len(g.members) for g in groups)
@@ -77,7 +82,7 @@ def render_html(
         " The suggested keeper of each group has a green frame.</p>",
     ]
     for n, group in enumerate(groups, start=1):
-        choice = choose_keeper(group, rules, references)
+        choice = choose_keeper(group, rules, references, roots=roots)
         kind = _MATCH[group.kind]
         parts.append(f'<section class="group" id="group-{n}" data-kind="{group.kind.value}">')
         parts.append(f"<h2>Group {n}: {len(group.members)} files, {kind}</h2>")

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from dedupe.match import MatchRule
 from dedupe.models import Action, DuplicateGroup, KeeperChoice, KeeperRule, Plan
-from dedupe.plan import plan, suggest_keeper
+from dedupe.plan import DEFAULT_MATCH_RULE, keeper_first, plan, suggest_keeper
 
 KEYS = "k keep suggestion · 1-{n} keep that file · a keep all · s skip · o open · b back · q quit"
 
@@ -39,12 +40,16 @@ class Review:
         references: Sequence[str] = (),
         *,
         include_raw: bool = False,
+        roots: Sequence[str] = (),
+        rule: MatchRule = DEFAULT_MATCH_RULE,
     ) -> None:
-        self.groups = list(groups)
         self.rules = tuple(rules)
         self.references = tuple(references)
         self.include_raw = include_raw
-        self.choices = [suggest_keeper(g, rules, references, include_raw=include_raw) for g in self.groups]
+        self.rule = rule
+        self.choices = [suggest_keeper(g, rules, references, include_raw=include_raw, roots=roots) for g in groups]
+        # Each group is shown from the file it would keep (see keeper_first).
+        self.groups = [keeper_first(g, c.keeper, rule) for g, c in zip(groups, self.choices, strict=True)]
         self.index = 0
         self.keepers: dict[int, str] = {}  # group index -> the path to keep
         self.keep_all: set[int] = set()  # group indexes that are not duplicates
@@ -118,6 +123,7 @@ class Review:
             include_near=True,
             keepers={n: self.keepers[j] for n, j in enumerate(chosen)},
             include_raw=self.include_raw,
+            match_rule=self.rule,
         )
 
     def not_duplicate_pairs(self) -> list[tuple[str, str]]:

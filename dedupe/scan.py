@@ -19,10 +19,7 @@ from pathlib import Path
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError, FileSkipped
-from dedupe.group import DEFAULT_THRESHOLD, find_groups_in, searches_crops, split_not_duplicates
-from dedupe.library import release_freed_memory
 from dedupe.models import (
-    DuplicateGroup,
     Fingerprint,
     IngestReport,
     ProgressEvent,
@@ -500,50 +497,3 @@ def _prune(store: Store, roots: Sequence[str], found: _Walk, stored: dict[str, S
             store.forget_files(gone)
             store.forget_orphan_images()
     return len(gone), warnings
-
-
-def stored_groups(
-    store: Store,
-    roots: Sequence[str | os.PathLike[str]],
-    threshold: int = DEFAULT_THRESHOLD,
-    *,
-    rotations: bool = True,
-    two_stage: bool = True,
-    bursts_apart: bool = True,
-    crops: bool | None = None,
-) -> tuple[list[DuplicateGroup], list[Skipped], int]:
-    """The duplicate groups among the stored files below the roots, without reading any file.
-
-    Files the user said are not duplicates (see Store.add_not_duplicates) are never grouped together.
-
-    Returns the groups, the files that could not be fingerprinted, and the number of images considered.
-    """
-    real_roots = [os.path.realpath(os.fspath(r)) for r in roots]
-    with store.reading():  # one view of the store, for the files as columns and later the records of the grouped
-        if crops is None and searches_crops(store.count_files_under(real_roots), None):
-            crops = True  # no more pictures than files, so the window hashes are read with the rest, once
-        library = store.library_under(real_roots, fingerprint.VERSION, crops=bool(crops))
-        images = len(library)
-        if crops is None:  # decided by the number of pictures: their window hashes are read only when searched
-            crops = searches_crops(images, None)
-            if crops and images:
-                library = store.library_under(real_roots, fingerprint.VERSION, crops=True)
-        grouping = find_groups_in(
-            library, threshold, rotations=rotations, two_stage=two_stage, bursts_apart=bursts_apart, crops=crops
-        )
-        grouped = library.take(grouping.rows)
-        del library  # before the records are made
-        release_freed_memory()
-        records = store.records_of(grouped)
-        skipped = [Skipped(path, reason) for path, reason in store.errors_under(real_roots)]
-        pairs = store.not_duplicate_pairs()
-    groups = split_not_duplicates(
-        grouping.groups(records),
-        pairs,
-        threshold,
-        rotations=rotations,
-        two_stage=two_stage,
-        bursts_apart=bursts_apart,
-        crops=crops,
-    )
-    return groups, skipped, images

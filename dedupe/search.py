@@ -8,7 +8,7 @@ hash), the same image data (image hash), or a pHash within the threshold; pictur
 Two ways to search give the same answers:
 
 - straight from a Store, reading only the candidate rows through the pHash block indexes (the pigeonhole
-  principle, as in group.near_pairs): what a one-off `dedupe check` does, in milliseconds at a million
+  principle, as in pairs.join): what a one-off `dedupe check` does, in milliseconds at a million
   fingerprints;
 - from a SearchIndex, an immutable in-memory snapshot of the hashes scanned with numpy: for a long-running
   program (a web application) that checks many uploads, from as many threads as it likes.
@@ -26,7 +26,7 @@ import numpy as np
 
 from dedupe import fingerprint
 from dedupe.errors import FileSkipped
-from dedupe.group import DEFAULT_THRESHOLD
+from dedupe.match import DEFAULT_THRESHOLD, KINDS
 from dedupe.models import CheckResult, Fingerprint, HitSource, MatchKind, SearchHit, SearchResult
 from dedupe.store import PHASH_BLOCK_BITS, PHASH_BLOCKS, FingerprintColumns, Store
 
@@ -37,7 +37,6 @@ MAX_SEARCH_THRESHOLD = 64
 # Above this radius per block (thresholds of 20 and more), the block indexes would hand over a good part of a
 # large store: reading the hash columns whole is then faster (measured with bench/check_bench.py --structures).
 _MAX_BLOCK_RADIUS = 4
-_KIND_ORDER = (MatchKind.EXACT, MatchKind.IMAGE, MatchKind.NEAR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +201,7 @@ def _rank(columns: FingerprintColumns, fp: Fingerprint, threshold: int) -> list[
             imported=bool(imported[i]),
             ident=int(ident[i]),
             content_hash=bytes(content[i]).decode("ascii"),
-            match=_KIND_ORDER[int(kind[i])],
+            match=KINDS[int(kind[i])],
             distance=int(pd[i]),
             dhash_distance=int(dd[i]),
         )

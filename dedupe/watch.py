@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from dedupe.errors import DedupeError
-from dedupe.group import MatchRule
+from dedupe.match import MatchRule
 from dedupe.models import ProgressEvent, ScanOptions, WatchEvent, WatchEventKind, WatchOptions
 from dedupe.scan import fingerprint_files, resolve_roots, scan_changes, walk
 from dedupe.store import Store

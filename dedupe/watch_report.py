@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dedupe import actions, fingerprint
-from dedupe.group import CANDIDATE_PHASH, MatchRule, match
+from dedupe.match import CANDIDATE_PHASH, KIND_RANK, MatchRule, match
 from dedupe.models import Fingerprint, MatchKind, StepState, WatchEvent, WatchEventKind
 from dedupe.store import Store, StoredFile
 from dedupe.watch_settle import regular, signature
@@ -24,7 +24,6 @@ from dedupe.watch_settle import regular, signature
 COMMAND_TIMEOUT = 120.0
 NEAR_CANDIDATES = 64  # contents compared per new file: the closest ones
 
-_MATCH_ORDER = {MatchKind.EXACT: 0, MatchKind.IMAGE: 1, MatchKind.NEAR: 2}
 
 
 def run_command(command: Sequence[str], event: WatchEvent) -> str | None:
@@ -78,8 +77,9 @@ class DuplicateReporter:
         roots: Sequence[str] = (),
     ) -> None:
         self._store = store
-        # Crops are not looked for live: the index below finds candidates by pHash alone.
-        self._rule = dataclasses.replace(rule, crops=False)
+        # The live search finds candidates by pHash alone (no crops); at threshold 0 only identical pictures match,
+        # as in a scan.
+        self._rule = dataclasses.replace(rule, crops=False).for_count(0)
         self._emit = emit
         self._command = tuple(command)
         self._quarantine_folder = quarantine
@@ -192,7 +192,7 @@ class DuplicateReporter:
             assert other.content_hash is not None
             kind, distance = relation[other.content_hash]
             # The closest match first; among equals the oldest file, which is likely the original.
-            candidates.append((_MATCH_ORDER[kind], distance, other.mtime_ns, other.path, kind))
+            candidates.append((KIND_RANK[kind], distance, other.mtime_ns, other.path, kind))
         for _, distance, _, path, kind in sorted(candidates):
             if os.path.lexists(path):  # the store may still list a copy deleted while nobody watched
                 return path, kind, distance

@@ -17,8 +17,9 @@ from click.testing import CliRunner
 from PIL import Image, ImageDraw, ImageFilter
 
 from dedupe.cli import cli
+from dedupe.group import stored_groups
 from dedupe.models import DuplicateGroup, FileRecord, Fingerprint, ScanOptions
-from dedupe.scan import scan, stored_groups
+from dedupe.scan import scan
 from dedupe.store import Store
 
 THREAD_GRACE = 5.0  # seconds a thread that is finishing (an observer being stopped) may take after its test

@@ -18,9 +18,10 @@ from PIL import Image
 
 from dedupe.actions import apply, undo
 from dedupe.cli import cli
+from dedupe.group import stored_groups
 from dedupe.models import Action, JournalState, ScanOptions, StepState
 from dedupe.plan import parse_rules, plan
-from dedupe.scan import scan, stored_groups
+from dedupe.scan import scan
 from dedupe.store import Store
 from dedupe.trash import trash_file
 from tests.conftest import REPO, copy_file, draw_photo, exact_copy, groups_of, invoke, save, scanned

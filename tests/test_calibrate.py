@@ -45,3 +45,14 @@ def test_calibrate_command_table_json_and_bad_input(tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "need at least 2" in bad.output and "Traceback" not in bad.output
     usage = CliRunner().invoke(cli, ["calibrate", str(root), "--sample", "1"])
     assert usage.exit_code == 2
+
+
+def test_a_real_duplicate_pair_is_set_aside_not_counted_as_different_photos(tmp_path: Path) -> None:
+    """An original and its 2x upscale are one photo: they are set aside, named, and do not pull the threshold
+    down to 0."""
+    root = _photos(tmp_path / "photos", 4)
+    save(draw_photo(20, (800, 600)).resize((1600, 1200)), root / "p0_upscaled.jpg", quality=90)
+    result = calibrate([root], sample=5)
+    assert [sorted(pair[1:]) for pair in result.set_aside] == [[str(root / "p0.jpg"), str(root / "p0_upscaled.jpg")]]
+    assert result.unrelated == 9 and result.nearest_unrelated[0][0] > MARGIN
+    assert result.recommended > 0

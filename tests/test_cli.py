@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from dedupe.cli import cli
 from dedupe.cli_common import match_options
-from dedupe.group import MatchRule
+from dedupe.match import MatchRule
 from tests.conftest import draw_photo, run_dedupe, save
 
 

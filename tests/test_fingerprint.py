@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from dedupe.errors import FileSkipped
 from dedupe.fingerprint import (
@@ -16,7 +20,7 @@ from dedupe.fingerprint import (
     perceptual_hashes,
     working_image,
 )
-from tests.conftest import draw_photo, save
+from tests.conftest import REPO, draw_photo, save
 
 
 def test_jpeg_fingerprint_records_size_format_and_hashes(tmp_path: Path) -> None:
@@ -168,7 +172,7 @@ def test_a_real_100_megapixel_photo_is_fingerprinted(tmp_path: Path) -> None:
 def test_open_image_refuses_formats_that_are_not_photos() -> None:
     buf = io.BytesIO()
     Image.new("RGB", (10, 10)).save(buf, "PCX")
-    with pytest.raises(Image.UnidentifiedImageError):
+    with pytest.raises(UnidentifiedImageError):
         open_image(buf.getvalue())
 
 
@@ -221,3 +225,50 @@ def test_phash_has_the_same_bits_as_imagehash(tmp_path: Path) -> None:
             pictures.append(photo.convert("RGB").resize((800, 500)))
     for im in pictures:
         assert phash(im) == int(str(imagehash.phash(im, hash_size=8)), 16)
+
+
+def test_version_names_the_imagehash_in_use() -> None:
+    """The fingerprint version, kept in models without Pillow, names the ImageHash that fingerprint.py imports."""
+    import imagehash
+
+    from dedupe import fingerprint, models
+
+    assert fingerprint.VERSION is models.VERSION
+    assert models.VERSION.endswith(f"imagehash={imagehash.__version__}")
+
+
+def test_files_with_several_frames_are_the_same_image_only_with_the_same_bytes(tmp_path: Path) -> None:
+    """Two animations (or multi-page TIFFs) sharing their first frame are never 'the same image': the perceptual
+    hashes see the first frame only, and a copy must not take unique frames with it."""
+    first = draw_photo(7, (320, 240))
+    for ext in ("gif", "tiff"):
+        a = tmp_path / f"a.{ext}"
+        b = tmp_path / f"b.{ext}"
+        first.save(a, save_all=True, append_images=[draw_photo(8, (320, 240))])
+        first.save(b, save_all=True, append_images=[draw_photo(9, (320, 240))])
+        fa, fb = fingerprint_file(a), fingerprint_file(b)
+        assert fa.phash == fb.phash  # the same first frame
+        assert fa.image_hash != fb.image_hash
+        c = tmp_path / f"c.{ext}"
+        c.write_bytes(a.read_bytes())
+        assert fingerprint_file(c).image_hash == fa.image_hash
+
+
+def test_without_pillow_heif_heic_files_are_skipped_with_the_reason(tmp_path: Path) -> None:
+    """A broken install without pillow-heif still scans: HEIC files are skipped and say what to install."""
+    save(draw_photo(3, (320, 240)), tmp_path / "p" / "a.heic", quality=90)
+    save(draw_photo(3, (320, 240)), tmp_path / "p" / "b.jpg")
+    code = "import sys; sys.modules['pillow_heif'] = None; from dedupe.cli import main; main()"
+    args = ["scan", str(tmp_path / "p"), "--db", str(tmp_path / "s.sqlite"), "-q", "--format", "json"]
+    r = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    skipped = json.loads(r.stdout)["skipped"]
+    assert [s["path"] for s in skipped] == [str(tmp_path / "p" / "a.heic")]
+    assert "pip install pillow-heif" in skipped[0]["reason"]

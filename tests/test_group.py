@@ -1,29 +1,24 @@
+"""The grouping (group.py): its invariants under hypothesis (no path in two groups, input order never matters,
+identical pictures share a group), stars around references, the second opinion and bursts, and pictures that
+must not be grouped."""
+
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
-from dedupe.group import (
-    CANDIDATE_PHASH,
-    Match,
-    MatchRule,
-    _plan,
-    _search,
-    cross_pairs,
-    find_groups,
-    hamming,
-    match,
-    match_distance,
-    near_pairs,
-    near_pairs_bktree,
-    same_burst,
-)
-from dedupe.models import FileRecord, Fingerprint, MatchKind
+from dedupe.group import find_groups
+from dedupe.match import CANDIDATE_PHASH, Match, MatchRule, hamming, match, match_distance, same_burst
+from dedupe.models import FileRecord, MatchKind
+from dedupe.store import Store
+from tests.conftest import copy_file, draw_photo, groups_of, invoke, make_record, save
 
 _U64 = st.integers(min_value=0, max_value=2**64 - 1)
 
@@ -42,10 +37,12 @@ def record(
     taken: str | None = None,
 ) -> FileRecord:
     content = content or f"c-{path}"
-    fp = Fingerprint(
+    return make_record(
+        path,
+        size=size,
+        ino=ino if ino is not None else abs(hash(path)),
         content_hash=content,
         image_hash=image or f"i-{content}",
-        format="JPEG",
         width=100,
         height=100,
         phash=phash,
@@ -55,7 +52,6 @@ def record(
         low_info=low_info,
         camera=camera,
     )
-    return FileRecord(path, size, 0, 1, ino if ino is not None else abs(hash(path)), fp)
 
 
 def flip(value: int, bits: list[int]) -> int:
@@ -75,21 +71,6 @@ def clustered_hashes(draw: st.DrawFn) -> list[int]:
     return out
 
 
-@settings(max_examples=150, deadline=None)
-@given(clustered_hashes(), st.integers(0, 12))
-def test_fast_pair_search_equals_the_bktree(values: list[int], threshold: int) -> None:
-    distinct = sorted(set(values))
-    assert near_pairs(distinct, threshold) == near_pairs_bktree(distinct, threshold)
-
-
-def test_fast_pair_search_on_random_hashes() -> None:
-    rng = random.Random(4)
-    base = [rng.getrandbits(64) for _ in range(300)]
-    values = sorted({*base, *(flip(v, rng.sample(range(64), rng.randrange(12))) for v in base)})
-    for t in (1, 4, 8, 10):
-        assert near_pairs(values, t) == near_pairs_bktree(values, t)
-
-
 def _records(values: list[int]) -> list[FileRecord]:
     return [record(f"/p/{i:03d}.jpg", v) for i, v in enumerate(values)]
 
@@ -98,7 +79,7 @@ def _records(values: list[int]) -> list[FileRecord]:
 @given(clustered_hashes(), st.integers(0, 12), st.randoms(use_true_random=False))
 def test_grouping_invariants(values: list[int], threshold: int, rnd: random.Random) -> None:
     records = _records(values)
-    groups = find_groups(records, threshold)
+    groups = find_groups(records, MatchRule(threshold))
     # No path appears in two groups, and every group has at least two files.
     paths = [m.file.path for g in groups for m in g.members]
     assert len(paths) == len(set(paths))
@@ -111,7 +92,7 @@ def test_grouping_invariants(values: list[int], threshold: int, rnd: random.Rand
     # Input order does not change the answer.
     shuffled = list(records)
     rnd.shuffle(shuffled)
-    assert find_groups(shuffled, threshold) == groups
+    assert find_groups(shuffled, MatchRule(threshold)) == groups
     # Items with identical hashes always share a group.
     where = {m.file.path: n for n, g in enumerate(groups) for m in g.members}
     for a in records:
@@ -124,11 +105,11 @@ def test_chains_never_join_unlike_photos() -> None:
     a = 0
     b = flip(a, list(range(8)))
     c = flip(b, list(range(8, 16)))  # 16 bits from a
-    groups = find_groups(_records([a, b, c]), threshold=8)
+    groups = find_groups(_records([a, b, c]), MatchRule(8))
     assert len(groups) == 1
     (g,) = groups
     assert g.reference.file.fingerprint.phash == b  # the centre, within 8 of both ends
-    far = find_groups(_records([a, b, c, flip(c, list(range(16, 24)))]), threshold=8)
+    far = find_groups(_records([a, b, c, flip(c, list(range(16, 24)))]), MatchRule(8))
     for g in far:
         assert all(m.distance <= 8 for m in g.members)
 
@@ -182,24 +163,13 @@ def turned(path: str, phash: int, variants: tuple[int, ...], **kw: object) -> Fi
     return FileRecord(r.path, r.size, r.mtime_ns, r.dev, r.ino, replace(r.fingerprint, variants=variants))
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(_U64, max_size=30), st.lists(_U64, max_size=30), st.integers(0, 10))
-def test_cross_pair_search_is_exact(queries: list[int], targets: list[int], threshold: int) -> None:
-    # Close values: make half the queries near some target.
-    queries = [
-        flip(targets[i % len(targets)], [i % 64, (i * 7) % 64]) if targets and i % 2 else q
-        for i, q in enumerate(queries)
-    ]
-    brute = sorted((i, j) for i, q in enumerate(queries) for j, t in enumerate(targets) if hamming(q, t) <= threshold)
-    assert cross_pairs(queries, targets, threshold) == brute
-
-
 @st.composite
 def turned_records(draw: st.DrawFn) -> list[FileRecord]:
     """Pictures with 7 variant hashes; some files are turned copies of others (variant near the other's upright)."""
     out: list[FileRecord] = []
     for n in range(draw(st.integers(1, 12))):
-        if out and draw(st.booleans()):
+        turned_copy: bool = bool(out) and draw(st.booleans())
+        if turned_copy:
             base = out[draw(st.integers(0, len(out) - 1))].fingerprint
             k = draw(st.integers(0, 6))
             # this file is the other turned by TRANSFORMS[k]: its upright is near the other's variant k
@@ -220,7 +190,7 @@ def turned_records(draw: st.DrawFn) -> list[FileRecord]:
 @settings(max_examples=200, deadline=None)
 @given(turned_records(), st.integers(0, 10), st.randoms(use_true_random=False))
 def test_grouping_invariants_with_rotations(records: list[FileRecord], threshold: int, rnd: random.Random) -> None:
-    groups = find_groups(records, threshold)
+    groups = find_groups(records, MatchRule(threshold))
     paths = [m.file.path for g in groups for m in g.members]
     assert len(paths) == len(set(paths))
     for g in groups:
@@ -234,7 +204,7 @@ def test_grouping_invariants_with_rotations(records: list[FileRecord], threshold
                 assert m.distance == hamming(m.file.fingerprint.phash, ref.phash)
     shuffled = list(records)
     rnd.shuffle(shuffled)
-    assert find_groups(shuffled, threshold) == groups
+    assert find_groups(shuffled, MatchRule(threshold)) == groups
     # Identical fingerprints always share a group.
     where = {m.file.path: n for n, g in enumerate(groups) for m in g.members}
     for a in records:
@@ -243,7 +213,7 @@ def test_grouping_invariants_with_rotations(records: list[FileRecord], threshold
             if a.path < b.path and (fa.phash, fa.variants) == (fb.phash, fb.variants):
                 assert a.path in where and where[a.path] == where.get(b.path)
     # Without rotations, only upright distances count.
-    for g in find_groups(records, threshold, rotations=False):
+    for g in find_groups(records, MatchRule(threshold, rotations=False)):
         ref = g.reference.file.fingerprint
         assert all(
             m.transform is None and m.distance == hamming(m.file.fingerprint.phash, ref.phash) for m in g.members
@@ -276,16 +246,16 @@ def test_a_turned_copy_matches_through_its_variant_and_says_how() -> None:
     unlike = [flip(2**64 - 1, [k]) for k in range(7)]
     # b turned back (rot270) looks like a: both frames agree, within 1 bit
     copy = turned("/b.jpg", flip(rot90_of_a, [63]), (*unlike[:2], flip(0, [62]), *unlike[3:]), content="b")
-    (g,) = find_groups([original, copy], threshold=4)
+    (g,) = find_groups([original, copy], MatchRule(4))
     member = g.members[1]
     assert member.distance == 1
     # a turned by rot90 is b, so b turned back by rot270 is a (or the other way round, by reference choice)
     assert {g.reference.file.path, member.file.path} == {"/a.jpg", "/b.jpg"}
     assert member.transform == ("rot270" if member.file.path == "/b.jpg" else "rot90")
-    assert find_groups([original, copy], threshold=4, rotations=False) == []
+    assert find_groups([original, copy], MatchRule(4, rotations=False)) == []
     # A match in one frame only (a look-alike that comes close once turned) is no match.
     one_frame = turned("/c.jpg", flip(rot90_of_a, [63]), tuple(unlike), content="c")
-    assert find_groups([original, one_frame], threshold=4) == []
+    assert find_groups([original, one_frame], MatchRule(4)) == []
 
 
 # --- second opinion and bursts ----------------------------------------------------------------------------------
@@ -322,7 +292,7 @@ def test_grouping_invariants_with_second_opinion_and_bursts(
     records: list[FileRecord], threshold: int, two_stage: bool, bursts_apart: bool, rnd: random.Random
 ) -> None:
     rule = MatchRule(threshold, True, two_stage, bursts_apart)
-    groups = find_groups(records, threshold, two_stage=two_stage, bursts_apart=bursts_apart)
+    groups = find_groups(records, rule)
     paths = [m.file.path for g in groups for m in g.members]
     assert len(paths) == len(set(paths))
     for g in groups:
@@ -339,7 +309,7 @@ def test_grouping_invariants_with_second_opinion_and_bursts(
             assert not any(same_burst(a, b) for a in fps for b in fps)
     shuffled = list(records)
     rnd.shuffle(shuffled)
-    assert find_groups(shuffled, threshold, two_stage=two_stage, bursts_apart=bursts_apart) == groups
+    assert find_groups(shuffled, rule) == groups
 
 
 def test_second_opinion_matches_a_farther_phash_only_when_dhash_agrees() -> None:
@@ -349,7 +319,7 @@ def test_second_opinion_matches_a_farther_phash_only_when_dhash_agrees() -> None
     (g,) = find_groups([a, b, c])
     assert [m.file.path for m in g.members] == ["/a.jpg", "/b.jpg"]
     assert (g.members[1].distance, g.members[1].dhash, g.members[1].why) == (10, 1, "phash 10, dhash 1")
-    assert find_groups([a, b, c], two_stage=False) == []
+    assert find_groups([a, b, c], MatchRule(two_stage=False)) == []
 
 
 def test_burst_shots_are_kept_apart_but_copies_of_one_shot_are_not() -> None:
@@ -363,25 +333,10 @@ def test_burst_shots_are_kept_apart_but_copies_of_one_shot_are_not() -> None:
         {"/burst1.jpg", "/burst2.jpg"} <= set(t) for t in together
     )
     assert any({"/burst1.jpg", "/copy_of_1.jpg"} <= set(t) for t in together)
-    assert find_groups([shot1, shot2], bursts_apart=False) != []
+    assert find_groups([shot1, shot2], MatchRule(bursts_apart=False)) != []
     assert find_groups([shot1, shot2]) == []
     other_camera = record("/b2.jpg", flip(0, [1, 2]), camera="Nikon", taken="2024-05-01T10:00:00.750000")
     assert len(find_groups([shot1, other_camera])) == 1
-
-
-@pytest.mark.parametrize(("threshold", "blocks", "errors"), [(4, 3, 1), (3, 4, 0), (8, 3, 2), (6, 4, 1), (12, 13, 0)])
-def test_every_search_plan_equals_the_bktree(threshold: int, blocks: int, errors: int) -> None:
-    # Small inputs always get the cheapest plan; large ones enumerate near keys. Both must be exact.
-    rng = random.Random(threshold * 100 + blocks)
-    base = [rng.getrandbits(64) for _ in range(150)]
-    values = sorted({*base, *(flip(v, rng.sample(range(64), rng.randrange(threshold + 3))) for v in base)})
-    arr = np.array(values, dtype=np.uint64)
-    assert _search(arr, threshold, blocks, errors) == near_pairs_bktree(values, threshold)
-
-
-def test_large_inputs_plan_to_enumerate_near_keys() -> None:
-    assert _plan(1_000_000, 4) == (3, 1)
-    assert _plan(100, 4)[1] == 0
 
 
 def test_a_burst_shot_reached_through_an_image_class_is_left_out_not_a_crash() -> None:
@@ -396,3 +351,81 @@ def test_a_burst_shot_reached_through_an_image_class_is_left_out_not_a_crash() -
             assert not {"/b.jpg", "/a2.jpg"} <= paths
             ref = g.reference.file.fingerprint
             assert all(m.match is not MatchKind.NEAR or match(m.file.fingerprint, ref, MatchRule(4)) for m in g.members)
+
+
+# --- pictures that must not be grouped, and pairs marked as not duplicates (through scan) -------------------
+
+SMALL = (400, 300)
+
+
+def photo(path: Path, seed: int, size: tuple[int, int] = SMALL, **params: object) -> Path:
+    return save(draw_photo(seed, size), path, **params)
+
+
+def _gradient(c0: tuple[int, int, int], c1: tuple[int, int, int], vertical: bool, size: tuple[int, int]) -> Image.Image:
+    w, h = size
+    t = np.linspace(0.0, 1.0, h if vertical else w)
+    line = np.array(c0, float)[None, :] * (1 - t[:, None]) + np.array(c1, float)[None, :] * t[:, None]
+    a = np.repeat(line[:, None, :], w, axis=1) if vertical else np.repeat(line[None, :, :], h, axis=0)
+    return Image.fromarray(a.astype(np.uint8))
+
+
+def _groups(root: Path, tmp_path: Path, *extra: str) -> list[list[str]]:
+    db = str(tmp_path / "store.sqlite")
+    code, out = invoke("scan", root, "--db", db, "-q", "--format", "json", *extra)
+    assert code == 0, out
+    return [sorted(Path(f["path"]).name for f in g["files"]) for g in json.loads(out)["groups"]]
+
+
+def test_two_different_gradients_are_not_grouped(tmp_path: Path) -> None:
+    """A black-to-white vertical gradient and a blue-to-yellow horizontal one are not grouped, with
+    --no-rotations --no-two-stage --no-crops neither: the pHash of any smooth gradient is
+    0x8000000000000000 (its rounded DCT is zero outside one row or column, so the median is 0 and one bit is
+    set), so such pictures count as saying nothing to a perceptual hash. (Their dHashes are 0 and all ones.)"""
+    root = tmp_path / "photos"
+    save(_gradient((0, 0, 0), (255, 255, 255), True, (640, 480)), root / "grey_vertical.png")
+    save(_gradient((0, 0, 120), (255, 230, 0), False, (640, 480)), root / "blue_yellow_horizontal.png")
+    assert _groups(root, tmp_path) == []
+    assert _groups(root, tmp_path, "--no-rotations", "--no-two-stage", "--no-crops") == []
+
+
+def test_not_duplicates_are_remembered_by_content_and_survive_renames(tmp_path: Path, store: Store) -> None:
+    """Files the user said are not duplicates stay apart, by content: renaming one keeps it apart."""
+    root = tmp_path / "p"
+    a = photo(root / "a.jpg", 21, quality=95)
+    photo(root / "b.jpg", 21, quality=60)
+    a2 = copy_file(a, root / "c.jpg")
+    (g,) = groups_of(store, root)
+    hashes = {m.file.path: m.file.content_hash for m in g.members}
+    store.add_not_duplicates([(hashes[str(a)], hashes[str(root / "b.jpg")])])
+    (g,) = groups_of(store, root)  # a and its exact copy still group; b is apart now
+    assert {m.file.path for m in g.members} == {str(a), str(a2)}
+    (root / "b.jpg").rename(root / "renamed.jpg")
+    a2.unlink()
+    assert groups_of(store, root) == []
+
+
+def test_the_engine_needs_no_pillow() -> None:
+    """The grouping and everything it reads (match rule, pair search, library, store) import neither the Pillow
+    module fingerprint nor Pillow: the constants they share live in models."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent.parent / "dedupe"
+    engine = ["group", "match", "pairs", "library", "models", "store", "store_base", "store_journal"]
+    engine += ["store_library", "store_search"]
+    for name in engine:
+        tree = ast.parse((package / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+        assert not {"dedupe.fingerprint", "PIL", "imagehash"} & imported, name
+        assert "fingerprint" not in names or "dedupe" not in imported, name
+        assert all(dep.split(".")[0] in {"dedupe", "numpy", "pybktree"} or dep in _STDLIB for dep in imported), name
+
+
+_STDLIB = {
+    "__future__", "collections", "collections.abc", "concurrent.futures", "contextlib", "ctypes", "dataclasses",
+    "datetime", "enum", "gc", "importlib.metadata", "itertools", "math", "operator", "os", "pathlib", "sqlite3",
+    "struct", "sys", "threading", "time", "types", "typing",
+}  # fmt: skip

@@ -7,26 +7,16 @@ import random
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from typing import Any
 
-import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dedupe.group import (
-    CANDIDATE_PHASH,
-    CONFIRM_DHASH,
-    DEFAULT_THRESHOLD,
-    Match,
-    MatchRule,
-    _join,
-    cross_pairs,
-    find_groups,
-    hamming,
-    near_pairs,
-    same_burst,
-)
+from dedupe.group import find_groups
+from dedupe.match import CANDIDATE_PHASH, CONFIRM_DHASH, DEFAULT_THRESHOLD, Match, MatchRule, hamming, same_burst
 from dedupe.models import INVERSE, TRANSFORMS, DuplicateGroup, FileRecord, Fingerprint, GroupMember, MatchKind
+from dedupe.pairs import cross_pairs, near_pairs
+from tests.conftest import make_fingerprint, make_record
 
 _Key = tuple[int, tuple[int, ...], int, str, str]
 
@@ -153,7 +143,18 @@ def ref_neighbours(keys: Sequence[_Key], bare: Sequence[Fingerprint], rule: Matc
 
 def ref_bare(key: _Key) -> Fingerprint:
     """A fingerprint holding only a node's hashes, camera and time, for match."""
-    return Fingerprint("", "", "", 0, 0, key[0], key[2], key[4] or None, False, key[1], key[3] or None)
+    return make_fingerprint(
+        content_hash="",
+        image_hash="",
+        format="",
+        width=0,
+        height=0,
+        phash=key[0],
+        dhash=key[2],
+        taken=key[4] or None,
+        variants=key[1],
+        camera=key[3] or None,
+    )
 
 
 def ref_distinct_files(records: Iterable[FileRecord]) -> list[FileRecord]:
@@ -265,36 +266,37 @@ def clustered_library(seed: int, n: int) -> list[FileRecord]:
             variants = [_flip(v, rng, 3) for v in base.variants]
             if turn is not None:  # turned back, it looks like the original
                 variants[TRANSFORMS.index(INVERSE.get(TRANSFORMS[turn], TRANSFORMS[turn]))] = _flip(base.phash, rng, 4)
-            fp = Fingerprint(
-                f"c{k}",
-                f"i{k}",
-                "JPEG",
-                rng.choice([100, 200]),
-                100,
-                upright if rng.random() < 0.1 else _flip(upright, rng, 6),
-                base.dhash if rng.random() < 0.2 else _flip(base.dhash, rng, 4),
-                taken if rng.random() < 0.7 else base.taken,
-                rng.random() < 0.03,
-                tuple(variants),
-                camera if rng.random() < 0.5 else base.camera,
+            fp = make_fingerprint(  # keyword by keyword in the order the random draws were made
+                content_hash=f"c{k}",
+                image_hash=f"i{k}",
+                format="JPEG",
+                width=rng.choice([100, 200]),
+                height=100,
+                phash=upright if rng.random() < 0.1 else _flip(upright, rng, 6),
+                dhash=base.dhash if rng.random() < 0.2 else _flip(base.dhash, rng, 4),
+                taken=taken if rng.random() < 0.7 else base.taken,
+                low_info=rng.random() < 0.03,
+                variants=tuple(variants),
+                camera=camera if rng.random() < 0.5 else base.camera,
             )
         else:
-            fp = Fingerprint(
-                f"c{k}",
-                f"i{k}",
-                "PNG",
-                rng.choice([100, 200]),
-                rng.choice([100, 300]),
-                rng.getrandbits(64) if rng.random() < 0.8 else rng.getrandbits(8),
-                rng.getrandbits(64),
-                taken,
-                rng.random() < 0.05,
-                tuple(rng.getrandbits(64) for _ in range(7)) if rng.random() < 0.85 else (),
-                camera,
+            fp = make_fingerprint(
+                content_hash=f"c{k}",
+                image_hash=f"i{k}",
+                format="PNG",
+                width=rng.choice([100, 200]),
+                height=rng.choice([100, 300]),
+                phash=rng.getrandbits(64) if rng.random() < 0.8 else rng.getrandbits(8),
+                dhash=rng.getrandbits(64),
+                taken=taken,
+                low_info=rng.random() < 0.05,
+                variants=tuple(rng.getrandbits(64) for _ in range(7)) if rng.random() < 0.85 else (),
+                camera=camera,
             )
         fps.append(fp)
         ino = rng.randrange(n) if rng.random() < 0.05 else n + k  # some hardlinks
-        out.append(FileRecord(f"/p/{rng.randrange(10**6):06d}-{k}.jpg", rng.choice([10, 20, 30]), 0, 1, ino, fp))
+        path, size = f"/p/{rng.randrange(10**6):06d}-{k}.jpg", rng.choice([10, 20, 30])
+        out.append(FileRecord(path, size, 0, 1, ino, fp))
     rng.shuffle(out)
     return out
 
@@ -315,43 +317,19 @@ def test_fast_grouping_equals_the_reference(
     kw = {"rotations": rotations, "two_stage": two_stage, "bursts_apart": bursts_apart}
     # Since the reference was frozen, threshold 0 means identical pictures only: no two-stage rule there.
     ref_kw = {**kw, "two_stage": two_stage and threshold > 0}
-    assert find_groups(records, threshold, **kw) == ref_find_groups(records, threshold, **ref_kw)
+    assert find_groups(records, MatchRule(threshold, **kw)) == ref_find_groups(records, threshold, **ref_kw)
 
 
 def test_fast_grouping_equals_the_reference_on_a_larger_library() -> None:
     records = clustered_library(3, 2500)  # threshold 0: identical pictures only (see above)
-    assert find_groups(records, 0) == ref_find_groups(records, 0, two_stage=False)
+    assert find_groups(records, MatchRule(0)) == ref_find_groups(records, 0, two_stage=False)
     for seed, threshold in ((1, 4), (2, 8), (3, 6)):
         records = clustered_library(seed, 2500)
-        groups = find_groups(records, threshold)
+        groups = find_groups(records, MatchRule(threshold))
         assert groups == ref_find_groups(records, threshold)
         assert sum(g.kind is MatchKind.NEAR for g in groups) > 20  # the case is not trivial
         assert any(m.transform for g in groups for m in g.members)
         assert any(m.dhash is not None for g in groups for m in g.members)
-
-
-@pytest.mark.parametrize(
-    ("threshold", "plan"), [(4, (5, 1)), (4, (6, 2)), (4, (7, 3)), (2, (3, 1)), (0, (1, 1)), (9, None)]
-)
-def test_every_join_plan_is_exact(threshold: int, plan: tuple[int, int] | None) -> None:
-    # Large inputs choose keys of two blocks and more (folded into the table when wider): all must be exact.
-    rng = random.Random(threshold)
-    base = [rng.getrandbits(64) for _ in range(120)]
-    values = [*base, *(_flip(v, rng, threshold + 2) for v in base for _ in range(2)), base[0]]
-    queries = [_flip(v, rng, threshold + 2) for v in values[::3]]
-    arr, qarr = np.array(values, dtype=np.uint64), np.array(queries, dtype=np.uint64)
-    same = [
-        (i, j)
-        for i in range(len(values))
-        for j in range(i + 1, len(values))
-        if hamming(values[i], values[j]) <= threshold
-    ]
-    cross = [(i, j) for i, q in enumerate(queries) for j, v in enumerate(values) if hamming(q, v) <= threshold]
-    i, j = _join(arr, arr, threshold, same=True, plan=plan)
-    assert list(zip(i.tolist(), j.tolist(), strict=True)) == same
-    i, j = _join(qarr, arr, threshold, same=False, plan=plan)
-    assert list(zip(i.tolist(), j.tolist(), strict=True)) == cross
-    assert len(same) > 40 and len(cross) > 20  # near pairs are there to find
 
 
 def test_a_long_chain_of_look_alikes_equals_the_reference() -> None:
@@ -361,9 +339,10 @@ def test_a_long_chain_of_look_alikes_equals_the_reference() -> None:
     rng = random.Random(11)
     phash, records = rng.getrandbits(64), []
     for k in range(120):
-        fp = Fingerprint(f"c{k}", f"i{k}", "JPEG", 100, 100, phash, rng.getrandbits(64), None, False)
-        records.append(FileRecord(f"/chain/{k:03d}.jpg", 10_000 - k, 0, 1, k, fp))
+        path, size, dhash = f"/chain/{k:03d}.jpg", 10_000 - k, rng.getrandbits(64)
+        hashes: dict[str, Any] = {"content_hash": f"c{k}", "image_hash": f"i{k}", "phash": phash, "dhash": dhash}
+        records.append(make_record(path, size=size, ino=k, width=100, height=100, **hashes))
         phash ^= 1 << (k % 64)
-    groups = find_groups(records, 1)
+    groups = find_groups(records, MatchRule(1))
     assert groups == ref_find_groups(records, 1)
     assert len(groups) == 59 and all(len(g.members) <= 3 for g in groups)

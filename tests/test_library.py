@@ -7,6 +7,7 @@ import random
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,12 +16,12 @@ from hypothesis import strategies as st
 
 from dedupe import fingerprint
 from dedupe.errors import StoreError
-from dedupe.fingerprint import CROP_BYTES, CROP_WINDOWS
-from dedupe.group import find_groups, find_groups_in, searches_crops, split_not_duplicates
+from dedupe.group import find_groups, find_groups_in, split_not_duplicates, stored_groups
 from dedupe.library import Library
-from dedupe.models import FileRecord, Fingerprint, MatchKind
-from dedupe.scan import stored_groups
+from dedupe.match import MatchRule, searches_crops
+from dedupe.models import CROP_BYTES, CROP_WINDOWS, FileRecord, Fingerprint, MatchKind
 from dedupe.store import Store
+from tests.conftest import make_fingerprint, make_record
 from tests.test_group_reference import clustered_library
 
 VERSION = fingerprint.VERSION
@@ -103,15 +104,13 @@ def test_stored_groups_equal_find_groups_on_the_records(
         hashes = sorted({r.content_hash for r in records})
         store.add_not_duplicates((rng.choice(hashes), rng.choice(hashes)) for _ in range(rng.randrange(4)))
         kw = {"rotations": rotations, "two_stage": two_stage, "bursts_apart": bursts_apart}
-        got, _, images = stored_groups(store, [root], threshold, crops=crops, **kw)
+        got, _, images = stored_groups(store, [root], MatchRule(threshold, crops=crops, **kw))
         stored = store.records_under([root], VERSION, crops=searches_crops(len(records), crops))
         decided = searches_crops(len(stored), crops)
         expected = split_not_duplicates(
-            find_groups(stored, threshold, crops=decided, **kw),
+            find_groups(stored, MatchRule(threshold, crops=decided, **kw)),
             store.not_duplicate_pairs(),
-            threshold,
-            crops=decided,
-            **kw,
+            MatchRule(threshold, crops=decided, **kw),
         )
     assert images == len(records) == len(stored)
     assert got == expected  # members, order, distances, transforms, crop marks and reasons
@@ -123,8 +122,8 @@ def test_the_store_path_meets_every_kind_of_match(tmp_path: Path) -> None:
     records = library_in(root, 5, 1500)
     with Store.open(tmp_path / "store.sqlite") as store:
         write(store, records)
-        groups, _, _ = stored_groups(store, [root], 6)
-        assert groups == find_groups(store.records_under([root], VERSION), 6, crops=True)
+        groups, _, _ = stored_groups(store, [root], MatchRule(6))
+        assert groups == find_groups(store.records_under([root], VERSION), MatchRule(6, crops=True))
     members = [m for g in groups for m in g.members[1:]]
     assert {m.match for m in members} == {MatchKind.EXACT, MatchKind.IMAGE, MatchKind.NEAR}
     assert any(m.transform for m in members) and any(m.dhash is not None and not m.crop for m in members)
@@ -141,18 +140,15 @@ def odd_records(root: str) -> list[FileRecord]:
     strings), non-ASCII text, values this dedupe never writes (3 variants, a short crop signature), two devices."""
     rng = random.Random(7)
 
-    def fp(k: int, **kw: object) -> Fingerprint:
-        base = Fingerprint(
-            f"c{k}",
-            f"i{k % 5}",
-            "JPEG",
-            100 + k,
-            80,
-            rng.getrandbits(64),
-            rng.getrandbits(64),
-            None,
-            False,
-            tuple(rng.getrandbits(64) for _ in range(7)),
+    def fp(k: int, **kw: Any) -> Fingerprint:
+        base = make_fingerprint(
+            content_hash=f"c{k}",
+            image_hash=f"i{k % 5}",
+            width=100 + k,
+            height=80,
+            phash=rng.getrandbits(64),
+            dhash=rng.getrandbits(64),
+            variants=tuple(rng.getrandbits(64) for _ in range(7)),
         )
         return replace(base, **kw)
 
@@ -224,7 +220,7 @@ def test_library_under_reads_each_file_below_the_roots_once(tmp_path: Path) -> N
         f"{base}/b.jpg",
     ]
     records = [
-        FileRecord(p, 1, 0, 1, k, Fingerprint(f"c{k}", f"i{k}", "JPEG", 1, 1, k, k, None, False))
+        make_record(p, size=1, ino=k, content_hash=f"c{k}", image_hash=f"i{k}", width=1, height=1, phash=k, dhash=k)
         for k, p in enumerate(paths)
     ]
     with Store.open(tmp_path / "store.sqlite") as store:
@@ -258,13 +254,20 @@ def test_groups_need_the_record_of_every_grouped_file(tmp_path: Path) -> None:
 def test_image_hashes_differing_in_trailing_nuls_are_other_images(tmp_path: Path, first: str, second: str) -> None:
     # numpy cuts trailing NULs off byte strings: read naively, these two pictures would be one image class.
     root = str(tmp_path.resolve() / "lib")
-    a = Fingerprint("c1", first, "JPEG", 100, 100, 0xF0F0F0F0F0F0F0F0, 1, None, False, ())
-    b = Fingerprint("c2", second, "JPEG", 100, 100, 0xF0F0F0F0F0F0F0F0 ^ ((1 << 40) - 1), 2**64 - 1, None, False, ())
+    a = make_fingerprint(content_hash="c1", image_hash=first, width=100, height=100, phash=0xF0F0F0F0F0F0F0F0, dhash=1)
+    b = make_fingerprint(
+        content_hash="c2",
+        image_hash=second,
+        width=100,
+        height=100,
+        phash=0xF0F0F0F0F0F0F0F0 ^ ((1 << 40) - 1),
+        dhash=2**64 - 1,
+    )
     records = [FileRecord(root + "/a.jpg", 10, 1, 1, 1, a), FileRecord(root + "/b.jpg", 10, 1, 1, 2, b)]
     with Store.open(tmp_path / "s.sqlite") as store:
         write(store, records)
-        assert stored_groups(store, [root], 4)[0] == []
+        assert stored_groups(store, [root], MatchRule(4))[0] == []
         same = replace(records[1], fingerprint=replace(b, image_hash=first))
         write(store, [same])
-        (group,) = stored_groups(store, [root], 4)[0]
+        (group,) = stored_groups(store, [root], MatchRule(4))[0]
         assert [m.match for m in group.members] == [MatchKind.EXACT, MatchKind.IMAGE]

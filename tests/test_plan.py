@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
+from dedupe.cli import cli
 from dedupe.errors import DedupeError
-from dedupe.group import MatchRule
+from dedupe.match import MatchRule
 from dedupe.models import Action, DuplicateGroup, FileRecord, GroupMember, MatchKind
 from dedupe.plan import choose_keeper, parse_rules, plan
 from dedupe.store import Store
@@ -228,10 +233,107 @@ def test_the_keeper_is_a_member_and_a_group_never_loses_its_last_copy_file(
     if refs:
         assert not any(t.startswith("/p/ref/") for t in touched)
     assert all((s.file.dev, s.file.ino) != (s.keeper.dev, s.keeper.ino) for s in g.steps)
+    # Every file a step keeps stays; a tie leaves only the similar copies alone.
+    assert not set(touched) & {s.keeper.path for s in g.steps}
     if choice.is_tie:
-        assert touched == []
+        assert all(s.match is not MatchKind.NEAR for s in g.steps)
     # Member order never changes the choice.
     shuffled = list(group.members)
     rnd.shuffle(shuffled)  # type: ignore[attr-defined]
     again = choose_keeper(DuplicateGroup(group.kind, tuple(shuffled)), parsed, refs)
     assert again.keeper.path == choice.keeper.path and again.tied == choice.tied
+
+
+# --- a photographer's backup drive, end to end through the CLI ----------------------------------------------------
+
+PHOTOS = 3
+
+
+def _exif(i: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    exif[0x0110] = "EOS 80D"
+    exif.get_ifd(0x8769)[36867] = f"2019:05:0{i + 1} 10:00:00"
+    return exif.tobytes()
+
+
+def _with_comment(data: bytes, text: bytes) -> bytes:
+    """The same JPEG with a comment segment after SOI: other metadata, the same image data."""
+    return data[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + data[2:]
+
+
+def build_drive(root: Path) -> dict[str, list[Path]]:
+    """Per photo: the camera original, a byte-identical backup, a copy with a shorter path, a phone-dump copy with
+    more metadata, a larger re-encode without EXIF, PNG and WebP exports and a half-size copy."""
+    layout: dict[str, list[Path]] = {"original": [], "same": [], "near": []}
+    for i in range(PHOTOS):
+        im = draw_photo(100 + i, (1200, 800))
+        original = save(im, root / "DCIM" / f"IMG_{i:04}.JPG", quality=90, exif=_exif(i))
+        data = original.read_bytes()
+        backup = root / "Backup_2019" / "DCIM" / f"IMG_{i:04}.JPG"
+        backup.parent.mkdir(parents=True, exist_ok=True)
+        backup.write_bytes(data)
+        short = root / "p" / f"{i}.jpg"
+        short.parent.mkdir(parents=True, exist_ok=True)
+        short.write_bytes(data)
+        phone = root / "Phone" / f"IMG_{i:04}.JPG"
+        phone.parent.mkdir(parents=True, exist_ok=True)
+        phone.write_bytes(_with_comment(data, b"phone dump: GPS 52.37N 4.89E, album Holidays"))
+        layout["original"].append(original)
+        layout["same"] += [backup, short, phone]
+        layout["near"] += [
+            save(im, root / "Exports" / f"IMG_{i:04}_q97.jpg", quality=97),
+            save(im, root / "Exports" / f"IMG_{i:04}.png"),
+            save(im, root / "Exports" / f"IMG_{i:04}.webp", quality=90),
+            save(im.resize((600, 400)), root / "WhatsApp" / f"IMG-{i:04}-WA.jpg", quality=80),
+        ]
+    return layout
+
+
+def _review_plan(root: Path, db: str, *extra: str) -> dict[str, object]:
+    r = CliRunner().invoke(cli, ["review", str(root), "--db", db, "--dry-run", "--format", "json", *extra])
+    assert r.exit_code == 0, r.output
+    out: dict[str, object] = json.loads(r.output)
+    return out
+
+
+def _acted(plan: dict[str, object]) -> set[str]:
+    groups = plan["groups"]
+    assert isinstance(groups, list)
+    return {step["path"] for g in groups for step in g["steps"]}
+
+
+def test_a_backup_drive_keeps_the_camera_original(tmp_path: Path) -> None:
+    root = tmp_path / "drive"
+    layout = build_drive(root)
+    db = str(tmp_path / "s.sqlite")
+    r = CliRunner().invoke(cli, ["scan", str(root), "--db", db, "-q", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    groups = json.loads(r.output)["groups"]
+    assert len(groups) == PHOTOS
+    # Plain edits are never taken for crops.
+    assert not [f["path"] for g in groups for f in g["files"] if f["cropped"]]
+    originals = {str(p) for p in layout["original"]}
+    same = {str(p) for p in layout["same"]}
+    near = {str(p) for p in layout["near"]}
+
+    # --yes alone cuts every set of byte or same-image copies to one file, whatever the group's keeper is: the
+    # one with the most metadata (the phone dump's copy; its camera EXIF is the original's, and more).
+    phones = {str(p) for p in layout["same"] if p.parent.name == "Phone"}
+    acted = _acted(_review_plan(root, db))
+    assert acted == (same | originals) - phones and not acted & near
+
+    # With --include-near, exactly that copy of each camera original is left: no re-encode, export or resize.
+    acted = _acted(_review_plan(root, db, "--include-near"))
+    assert acted == (same | originals | near) - phones
+
+    # Folders named first win over a file's size: naming DCIM first keeps the camera's own files.
+    r = CliRunner().invoke(
+        cli, ["review", str(root / "DCIM"), str(root), "--db", db, "--dry-run", "--format", "json", "--include-near"]
+    )
+    assert r.exit_code == 0, r.output
+    assert _acted(json.loads(r.output)) == same | near
+
+    # The reasons never call a plain edit a crop.
+    text = CliRunner().invoke(cli, ["review", str(root), "--db", db, "--dry-run", "--include-near"]).output
+    assert "crop" not in text

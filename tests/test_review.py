@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dedupe import Action, DuplicateGroup, find_groups, parse_rules
+from dedupe import Action, DuplicateGroup, MatchRule, find_groups, parse_rules
 from dedupe.review import Reply, Review
 from tests.conftest import make_record
 
@@ -16,7 +16,7 @@ def three_groups() -> list[DuplicateGroup]:
         for n in range(3)
         for k, folder in enumerate(("/a", "/copies"), start=2 * n)
     ]
-    groups = find_groups(records, 0)  # identical pictures only: the groups are the content hashes
+    groups = find_groups(records, MatchRule(0))  # identical pictures only: the groups are the content hashes
     assert len(groups) == 3
     return groups
 

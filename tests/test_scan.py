@@ -14,14 +14,16 @@ from pathlib import Path
 import pytest
 
 from dedupe.errors import DedupeError
+from dedupe.group import stored_groups
+from dedupe.match import MatchRule
 from dedupe.models import MatchKind, ScanOptions
-from dedupe.scan import _context, scan, stored_groups
+from dedupe.scan import _context, scan
 from dedupe.store import Store
 from tests.conftest import REPO, draw_photo, save
 
 
 def group_paths(store: Store, roots: list[Path], threshold: int = 8) -> list[list[str]]:
-    groups, _, _ = stored_groups(store, [str(r) for r in roots], threshold)
+    groups, _, _ = stored_groups(store, [str(r) for r in roots], MatchRule(threshold))
     return [sorted(Path(m.file.path).name for m in g.members) for g in groups]
 
 
@@ -111,7 +113,10 @@ def test_options_hidden_exclude_min_size(tmp_path: Path, store: Store) -> None:
     save(draw_photo(1), root / ".b.jpg")
     save(draw_photo(1), root / "skip" / "a.jpg")
     save(draw_photo(1, (40, 30)), root / "tiny.jpg")
-    names = lambda: sorted(os.path.relpath(r.path, root) for r in store.records_under([str(root)]))  # noqa: E731
+
+    def names() -> list[str]:
+        return sorted(os.path.relpath(r.path, root) for r in store.records_under([str(root)]))
+
     scan([root], store, ScanOptions(exclude=("skip",), min_size=2000))
     assert names() == ["a.jpg"]
     scan([root], store, ScanOptions(hidden=True, exclude=("skip/*", ".hidden")))

@@ -40,7 +40,7 @@ from dedupe.cli import cli
 from dedupe.exchange import HEADER
 from dedupe.fingerprint import VERSION
 from dedupe.search import _within
-from dedupe.store import PHASH_BLOCKS, _block_expr
+from dedupe.store_search import PHASH_BLOCKS, _block_expr
 from tests.conftest import draw_photo, run_dedupe, save
 
 BANNED = (0, 1, 2)

@@ -1,23 +1,38 @@
+"""The fingerprint store: round trips of fingerprints and paths, roots, transactions, schema versions, and never
+writing into a database that is not its own."""
+
 from __future__ import annotations
 
 import os
 import sqlite3
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dedupe.cli import cli
 from dedupe.errors import StoreError
 from dedupe.models import Fingerprint
 from dedupe.store import Store, default_store_path
+from tests.conftest import draw_photo, make_fingerprint, run_dedupe, save
 
 VERSION = "test-version"
 
 
 def fingerprint(content: str, phash: int = 2**64 - 1, dhash: int = 2**63) -> Fingerprint:
-    return Fingerprint(content, "img-" + content, "JPEG", 4000, 3000, phash, dhash, "2020-01-02T03:04:05", False)
+    return make_fingerprint(
+        content_hash=content,
+        image_hash="img-" + content,
+        width=4000,
+        height=3000,
+        phash=phash,
+        dhash=dhash,
+        taken="2020-01-02T03:04:05",
+    )
 
 
 def test_fingerprints_round_trip_with_the_top_bit_set(store: Store, tmp_path: Path) -> None:
@@ -103,11 +118,67 @@ def test_count_records_under_agrees_with_records_under(tmp_path: Path) -> None:
             path = tmp_path / name
             path.parent.mkdir(exist_ok=True)
             path.write_bytes(name.encode())
-            fp = Fingerprint(name, name, "JPEG", 10, 10, 1, 2, None, False)
+            fp = make_fingerprint(content_hash=name, image_hash=name, width=10, height=10, phash=1, dhash=2)
             with store.transaction():
                 store.put_fingerprint(fp, version)
                 store.put_file(str(path), path.stat(), name)
         for roots in ([str(tmp_path / "a")], [str(tmp_path)], []):
-            for version in (VERSION, None):
-                assert store.count_records_under(roots, version) == len(store.records_under(roots, version))
+            for wanted in (VERSION, None):
+                assert store.count_records_under(roots, wanted) == len(store.records_under(roots, wanted))
         assert store.count_records_under([str(tmp_path / "a")], VERSION) == 2
+
+
+# --- a store never writes into a database that is not its own --------------------------------------------------
+
+
+def _foreign_db(path: Path, user_version: int = 0) -> bytes:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE bookmarks (url TEXT)")
+    conn.execute("INSERT INTO bookmarks VALUES ('https://example.org')")
+    conn.execute(f"PRAGMA user_version = {user_version}")
+    conn.commit()
+    conn.close()
+    return path.read_bytes()
+
+
+def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    """A database of another program given as --db is refused with a clear message and left byte for byte as it
+    was, with no WAL file beside it."""
+    save(draw_photo(1, (200, 150)), tmp_path / "photos" / "a.jpg")
+    for version in (0, 1, 2):
+        db = tmp_path / f"places{version}.sqlite"
+        before = _foreign_db(db, version)
+        result = CliRunner().invoke(cli, ["scan", str(tmp_path / "photos"), "--db", str(db), "-q"])
+        assert result.exit_code == 1, result.output
+        assert "not a dedupe store" in result.output
+        assert db.read_bytes() == before
+        assert not Path(f"{db}-wal").exists()
+
+
+def test_another_programs_database_refused_in_a_subprocess(tmp_path: Path) -> None:
+    """From the command line too: exit status 1, one clear line, no traceback, the database unchanged."""
+    db = tmp_path / "app.db"
+    before = _foreign_db(db)
+    proc = run_dedupe("undo", "--list", "--db", str(db))
+    assert proc.returncode == 1
+    assert "not a dedupe store" in proc.stderr and "Traceback" not in proc.stderr
+    assert db.read_bytes() == before
+
+
+def test_an_empty_sqlite_file_still_becomes_a_store(tmp_path: Path) -> None:
+    """An empty SQLite file is no other program's database: it becomes a store."""
+    db = tmp_path / "empty.sqlite"
+    sqlite3.connect(db).close()
+    save(draw_photo(1, (200, 150)), tmp_path / "photos" / "a.jpg")
+    result = CliRunner().invoke(cli, ["scan", str(tmp_path / "photos"), "--db", str(db), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "1 images" in result.output
+
+
+def test_processes_creating_the_same_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """Several processes opening one new store at once all succeed: one migrates, the others wait for it."""
+    for attempt in range(3):
+        db = str(tmp_path / f"new{attempt}" / "store.sqlite")
+        with ThreadPoolExecutor(4) as pool:
+            procs = list(pool.map(lambda d: run_dedupe("undo", "--list", "--db", d), [db] * 4))
+        assert all(p.returncode == 0 for p in procs), [p.stderr for p in procs]

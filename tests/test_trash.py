@@ -11,9 +11,9 @@ import pytest
 from dedupe.actions import apply, undo
 from dedupe.errors import DedupeError
 from dedupe.files import Refused
+from dedupe.group import stored_groups
 from dedupe.models import JournalState, StepState
 from dedupe.plan import parse_rules, plan
-from dedupe.scan import stored_groups
 from dedupe.store import Store
 from dedupe.trash import find_in_trash, trash_file
 from tests.conftest import copy_file, draw_photo, exact_copy, groups_of, invoke, save, scanned

@@ -28,7 +28,7 @@ from watchdog.observers.polling import PollingObserver
 
 from dedupe import fingerprint
 from dedupe.cli import cli
-from dedupe.group import MatchRule
+from dedupe.match import MatchRule
 from dedupe.models import MatchKind, WatchEvent, WatchEventKind, WatchOptions
 from dedupe.store import Store
 from dedupe.watch import Change, QueueingHandler, default_observer, is_temporary, unwatched_folders, watch

@@ -10,11 +10,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
-from dedupe import DedupeError, DuplicateGroup, FileRecord, GroupMember, MatchKind, Store, plan
+from dedupe import DedupeError, DuplicateGroup, FileRecord, GroupMember, MatchKind, Store, parse_rules, plan
 from dedupe.fingerprint import hash_file
 from dedupe.web.state import KEPT_BY_YOU, Decision, ReviewState
 from dedupe.web.thumbs import Thumbnails
@@ -42,7 +43,7 @@ def _trash(tmp_path: Path) -> list[str]:
     return sorted(p.name for p in files.iterdir()) if files.is_dir() else []
 
 
-def _find(server: ReviewServer, name: str) -> tuple[int, int, dict[str, object]]:
+def _find(server: ReviewServer, name: str) -> tuple[int, int, dict[str, Any]]:
     """The group and member number of the file at photos/NAME, and the group."""
     total = server.json("GET", "/api/overview")["groups"]
     for i in range(total):
@@ -373,27 +374,29 @@ def _pair(name: str, *, tie: bool = False, near: bool = False) -> DuplicateGroup
     return DuplicateGroup(kind, (GroupMember(a, MatchKind.EXACT, 0), GroupMember(b, kind, 2 if near else 0)))
 
 
-def test_accepting_a_kind_leaves_ties_and_decided_groups_alone(store: Store) -> None:
-    state = _state(store, [_pair("p"), _pair("t", tie=True), _pair("d"), _pair("n", near=True)])
+def test_accepting_a_kind_leaves_decided_groups_and_other_kinds_alone(store: Store) -> None:
+    state = _state(store, [_pair("p"), _pair("q"), _pair("d"), _pair("n", near=True)])
     state.decide(2, Decision.SKIPPED)
-    assert state.accept_all("exact") == 1
-    assert state.decisions[0].state is Decision.ACCEPTED
-    assert 1 not in state.decisions  # a tie needs a person to choose
-    assert state.decisions[2].state is Decision.SKIPPED
+    assert state.accept_all("exact") == 2
+    assert [state.decisions[i].state for i in (0, 1, 2)] == [Decision.ACCEPTED, Decision.ACCEPTED, Decision.SKIPPED]
     assert 3 not in state.decisions  # near groups are accepted separately
     the_plan, accepted, _ = state.plan()
-    assert accepted == [0]
-    assert [s.file.path for s in the_plan.steps] == ["/x/p/b.jpg"]
+    assert accepted == [0, 1]
+    assert [s.file.path for s in the_plan.steps] == ["/x/p/b.jpg", "/x/q/b.jpg"]
 
 
-def test_a_tie_is_accepted_only_with_a_keeper_chosen(store: Store) -> None:
-    state = _state(store, [_pair("t", tie=True)])
-    with pytest.raises(DedupeError, match="choose the keeper"):
-        state.decide(0, Decision.ACCEPTED)
+def test_a_tie_shows_the_tied_members_until_a_keeper_is_chosen(store: Store) -> None:
+    """With rules that cannot choose (resolution alone, two files alike), the page says so; a pick decides."""
+    rules = parse_rules("resolution")
+    group = _pair("t", tie=True, near=True)
+    state = ReviewState(store, lambda: [group], lambda gs, keepers: plan(gs, rules, keepers=keepers))
+    assert [m["role"] for m in state.describe(0)["members"]] == ["tie", "tie"]
     state.decide(0, Decision.ACCEPTED, keeper=1)
+    view = state.describe(0)
+    assert [m["role"] for m in view["members"]] == ["act", "keep"]
+    assert view["reason"] == "chosen by you"
     the_plan, _, _ = state.plan()
     assert [s.file.path for s in the_plan.steps] == ["/x/t/a.jpg"]
-    assert the_plan.groups[0].choice.reason == "chosen by you"
 
 
 def test_members_kept_too_leave_the_plan_with_the_reason(store: Store) -> None:

@@ -187,8 +187,6 @@ class ReviewState:
             if any(not 0 <= m < len(members) for m in [*picks, *keep_too]):
                 raise IndexError("no such member")
             path = members[keeper].file.path if keeper is not None else None
-            if state is Decision.ACCEPTED and path is None and self.suggested[i].choice.is_tie:
-                raise DedupeError("the keeper rules tie in this group: choose the keeper")
             too = frozenset(members[m].file.path for m in keep_too) - {path or ""}
             self.decisions[i] = GroupDecision(state, path, too)
 
@@ -352,8 +350,6 @@ class ReviewState:
                 }
                 if path == gp.choice.keeper.path and not gp.choice.is_tie:
                     entry["role"], entry["note"] = "keep", gp.choice.reason
-                elif gp.choice.is_tie and path in gp.choice.tied:
-                    entry["role"], entry["note"] = "tie", "the rules cannot choose: pick the keeper"
                 elif path in steps:
                     s = steps[path]
                     entry["role"] = "act"
@@ -361,6 +357,8 @@ class ReviewState:
                     if s.keeper.path != gp.choice.keeper.path:
                         entry["note"] += f" (in favour of {text(_name(s.keeper.path))})"
                     entry["sidecars"] = [text(_name(c)) for c in s.sidecars]
+                elif gp.choice.is_tie and path in gp.choice.tied:
+                    entry["role"], entry["note"] = "tie", "the rules cannot choose: pick the keeper"
                 elif path in left:
                     entry["role"] = "keep-too" if left[path] == KEPT_BY_YOU else "leave"
                     entry["note"] = text(left[path])

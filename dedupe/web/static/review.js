@@ -247,15 +247,11 @@ async function toggleKeepToo(i) {
   if (m.role === "keep") return;
   let too = keepTooOf(current);
   too = too.includes(i) ? too.filter((x) => x !== i) : [...too, i];
-  await sendDecision(current.tie && keeperOf(current) === null ? "undecided" : "accepted", keeperOf(current), too);
+  await sendDecision("accepted", keeperOf(current), too);
 }
 
 async function decide(state) {
   if (!current) return;
-  if (state === "accepted" && current.tie && keeperOf(current) === null) {
-    fail(new Error("The rules tie here: choose the keeper first (click it or press its number)."));
-    return;
-  }
   const g = await sendDecision(state, state === "accepted" ? keeperOf(current) : null, state === "accepted" ? keepTooOf(current) : []);
   if (g && g.index + 1 < g.total) step(1);
 }

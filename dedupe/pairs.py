@@ -1,0 +1,381 @@
+"""The pair search over 64-bit hashes: every pair of values within a number of differing bits, exactly.
+
+One engine (join): the 64 bits are cut into blocks, and two values within t bits agree on all but t of them, so
+every such pair shares a key made of some choice of blocks; each choice is one table lookup. near_pairs and
+cross_pairs are its plain-list forms; near_pairs_bktree answers as near_pairs does, from a BK-tree, and is the
+reference the fast path is tested against.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pybktree
+
+from dedupe.models import hamming
+
+_MAX_KEY_BITS = 22  # block keys index a dense table of 2**bits bucket starts (16 MiB at 22 bits)
+
+
+_SLAB = 4_000_000  # candidate pairs examined at once, to keep memory flat
+
+
+def near_pairs(values: Sequence[int], threshold: int) -> list[tuple[int, int]]:
+    """All index pairs (i < j) whose values differ in 1..threshold bits, sorted (equal values are no pair)."""
+    if len(values) < 2 or threshold <= 0:
+        return []
+    arr = as_hashes(values)
+    i, j = join(arr, arr, threshold, same=True)
+    keep = arr[i] != arr[j]
+    return list(zip(i[keep].tolist(), j[keep].tolist(), strict=True))
+
+
+def cross_pairs(queries: Sequence[int], targets: Sequence[int], threshold: int) -> list[tuple[int, int]]:
+    """All (query index, target index) pairs within the threshold (0 included), sorted."""
+    i, j = join(as_hashes(queries), as_hashes(targets), threshold, same=False)
+    return list(zip(i.tolist(), j.tolist(), strict=True))
+
+
+def as_hashes(values: Sequence[int]) -> npt.NDArray[np.uint64]:
+    """64-bit hashes, held signed or not, as an unsigned array."""
+    return np.fromiter((v & 0xFFFFFFFFFFFFFFFF for v in values), dtype=np.uint64, count=len(values))
+
+
+def near_pairs_bktree(values: Sequence[int], threshold: int) -> list[tuple[int, int]]:
+    """The same answer as near_pairs, from a BK-tree: the reference the fast path is tested against."""
+    tree = pybktree.BKTree(lambda a, b: hamming(a[0], b[0]), [(v, i) for i, v in enumerate(values)])
+    pairs = set()
+    for i, v in enumerate(values):
+        for d, (_, j) in tree.find((v, i), threshold):
+            if d > 0 and i < j:
+                pairs.add((i, j))
+    return sorted(pairs)
+
+
+def join(
+    queries: npt.NDArray[np.uint64],
+    targets: npt.NDArray[np.uint64],
+    threshold: int,
+    *,
+    same: bool,
+    plan: tuple[int, int] | None = None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """All (query index, target index) pairs within the threshold (0 included), sorted; with same (queries is
+    targets) only i < j. Exact: split the 64 bits into m blocks; two values within t bits agree exactly on at
+    least m - t blocks, so every pair shares the key made of some m - t blocks (each such choice is one table
+    lookup, and a pair is kept only by the first choice that finds it)."""
+    nq, nt = len(queries), len(targets)
+    empty = np.zeros(0, dtype=np.int64)
+    if threshold < 0 or nq == 0 or nt == 0:
+        return empty, empty
+    threshold = min(threshold, 64)
+    if threshold == 64:
+        i, j = np.divmod(np.arange(nq * nt, dtype=np.int64), nt)
+        keep = i < j if same else np.ones(len(i), dtype=bool)
+        return i[keep], j[keep]
+    blocks, agree = plan or _join_plan(max(nq, nt), threshold)
+    assert blocks - agree <= threshold
+    edges = [round(64 * k / blocks) for k in range(blocks + 1)]
+    spans = [(edges[k], edges[k + 1] - edges[k]) for k in range(blocks)]
+    combos = list(itertools.combinations(range(blocks), agree))
+    if not same:
+        return _cross(queries, targets, threshold, spans, combos)
+    kind = np.uint16 if max(width for _, width in spans) <= 16 else np.uint64
+    tblocks = [((targets >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(kind) for shift, width in spans]
+    found: list[npt.NDArray[np.int64]] = []
+    for c, combo in enumerate(combos):
+        # A pair belongs to the first choice whose blocks it agrees on: this one (a folded key can meet other
+        # values too) and no earlier one.
+        own = _combo_mask(spans, combo)
+        earlier = [_combo_mask(spans, e) for e in combos[:c]]
+        tkeys, bits = _block_key(tblocks, spans, combo)
+        torder = _argsort_keys(tkeys, bits)
+        found.extend(_pairs_within_buckets(targets, tkeys[torder], torder, threshold, own, earlier))
+    if not found:
+        return empty, empty
+    codes = np.sort(np.concatenate(found))
+    return np.divmod(codes, nt)
+
+
+_QUERY_SLAB = 1 << 17  # queries looked up at once: their arrays stay in the cache
+
+
+_WALK = 4  # positions of a run of targets checked one after another before the rest is expanded at once
+
+
+def _cross(
+    queries: npt.NDArray[np.uint64],
+    targets: npt.NDArray[np.uint64],
+    threshold: int,
+    spans: list[tuple[int, int]],
+    combos: list[tuple[int, ...]],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """join of queries and other targets. For each choice of blocks the targets are put in tables by key (none, one
+    or several targets; the first one; where their run starts in key order and how long it is); the queries look
+    their keys up a slab at a time, and only keys holding several targets are walked. With much to do, the choices
+    of blocks are shared out between threads (numpy lets go of the GIL while it looks up a slab)."""
+    workers = min(_CROSS_THREADS, len(combos), os.cpu_count() or 1)
+    if workers < 2 or len(queries) * len(combos) < _THREADED_WORK:
+        found = _cross_part(queries, targets, threshold, spans, combos, range(len(combos)))
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="dedupe-join") as pool:
+            shares = [range(k, len(combos), workers) for k in range(workers)]  # widths of keys alike in each
+            parts = pool.map(lambda share: _cross_part(queries, targets, threshold, spans, combos, share), shares)
+            found = [codes for part in parts for codes in part]
+    if not found:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    return np.divmod(np.sort(np.concatenate(found)), len(targets))
+
+
+_CROSS_THREADS = 2  # each holds tables of its own (about 70 MiB at 22-bit keys)
+
+
+_THREADED_WORK = 1 << 17  # queries times choices of blocks from which threads pay
+
+
+def _cross_part(
+    queries: npt.NDArray[np.uint64],
+    targets: npt.NDArray[np.uint64],
+    threshold: int,
+    spans: list[tuple[int, int]],
+    combos: list[tuple[int, ...]],
+    share: range,
+) -> list[npt.NDArray[np.int64]]:
+    """_cross for the choices of blocks at these positions of combos: the pairs found, as codes."""
+    nq, nt = len(queries), len(targets)
+    # Keys wider than so many values need are folded: the tables stay small for few.
+    widest = max(sum(spans[k][1] for k in combo) for combo in combos)
+    bits = min(widest, _MAX_KEY_BITS, max(16, max(nq, nt).bit_length()))
+    # Tables reused from one choice of blocks to the next, cleared where they were written.
+    kind_of = np.zeros(1 << bits, dtype=np.int8)
+    first_of = np.zeros(1 << bits, dtype=np.uint64)
+    run_of = np.zeros(1 << bits, dtype=np.int64)  # where the run of a key starts in key order << 32 | its length
+    buffers = (np.empty(min(nq, _QUERY_SLAB), dtype=np.uint64), np.empty(min(nq, _QUERY_SLAB), dtype=np.uint64))
+    target_buffers = (np.empty(nt, dtype=np.uint64), np.empty(nt, dtype=np.uint64))
+    found: list[npt.NDArray[np.int64]] = []
+    for c in share:
+        combo = combos[c]
+        own = _combo_mask(spans, combo)
+        earlier = [_combo_mask(spans, e) for e in combos[:c]]
+        parts = [spans[k] for k in combo]
+        tkeys = _slab_key(targets, parts, *target_buffers, bits)
+        torder = _argsort_keys(tkeys, bits)
+        sorted_keys = tkeys[torder]
+        del tkeys
+        sorted_values = targets[torder]
+        heads = np.nonzero(run_heads(sorted_keys))[0]
+        sizes = np.diff(heads, append=nt)
+        head_keys = sorted_keys[heads]
+        del sorted_keys
+        kind_of[head_keys] = np.minimum(sizes, 2)
+        first_of[head_keys] = sorted_values[heads]
+        run_of[head_keys] = (heads << 32) | sizes
+        del heads, sizes
+        for start in range(0, nq, _QUERY_SLAB):
+            values = queries[start : start + _QUERY_SLAB]
+            keys = _slab_key(values, parts, buffers[0][: len(values)], buffers[1][: len(values)], bits)
+            kinds = kind_of[keys]
+            hit = np.nonzero(kinds != 0)[0]  # (a bool array is searched several times faster)
+            keys = keys[hit]
+            values = values[hit]
+            keep = _confirm(values ^ first_of[keys], threshold, own, earlier)
+            if len(keep):
+                found.append((hit[keep] + start) * nt + torder[run_of[keys[keep]] >> 32])
+            more = np.nonzero(kinds[hit] == 2)[0]
+            if len(more):
+                # The rest of each run of several targets: a few positions one after another, then what is left
+                # of long runs at once.
+                hit, values, runs = hit[more], values[more], run_of[keys[more]]
+                at = (runs >> 32) + 1
+                stop = at + (runs & 0xFFFFFFFF) - 1
+                for _ in range(_WALK):
+                    keep = _confirm(values ^ sorted_values[at], threshold, own, earlier)
+                    if len(keep):
+                        found.append((hit[keep] + start) * nt + torder[at[keep]])
+                    at += 1
+                    more = np.nonzero(at < stop)[0]
+                    hit, values, at, stop = hit[more], values[more], at[more], stop[more]
+                if len(hit):
+                    rest = _pairs_in_buckets(
+                        queries, targets, torder, hit + start, at, stop - at, threshold, own, earlier
+                    )
+                    found.extend(rest)
+        kind_of[head_keys] = 0
+    return found
+
+
+def _slab_key(
+    values: npt.NDArray[np.uint64],
+    parts: list[tuple[int, int]],
+    out: npt.NDArray[np.uint64],
+    scratch: npt.NDArray[np.uint64],
+    bits: int,
+) -> npt.NDArray[np.int64]:
+    """The key of each value made of the chosen blocks (shift, width), folded to at most bits bits, written into
+    out."""
+    at = 0
+    for shift, width in parts:
+        part = out if at == 0 else scratch
+        np.right_shift(values, np.uint64(shift), out=part)
+        np.bitwise_and(part, np.uint64((1 << width) - 1), out=part)
+        if at:
+            np.left_shift(part, np.uint64(at), out=part)
+            np.bitwise_or(out, part, out=out)
+        at += width
+    if at > bits:
+        np.copyto(scratch, out)
+        for shift in range(bits, at, bits):
+            np.bitwise_xor(out, scratch >> np.uint64(shift), out=out)
+        np.bitwise_and(out, np.uint64((1 << bits) - 1), out=out)
+    return out.view(np.int64)
+
+
+def _join_plan(n: int, threshold: int) -> tuple[int, int]:
+    """The number of blocks and of blocks that must agree with the least estimated work for n values."""
+    best: tuple[float, int, int] | None = None
+    for blocks in range(threshold + 1, 65):
+        agree = blocks - threshold
+        combos = math.comb(blocks, agree)
+        bits = min(64 * agree / blocks, _MAX_KEY_BITS)
+        cost = combos * (2 * n + (1 << int(bits)) / 8 + n * n / 2**bits)
+        if best is None or cost < best[0]:
+            best = (cost, blocks, agree)
+        if combos > 1000:
+            break
+    assert best is not None
+    return best[1], best[2]
+
+
+def _block_key(
+    blocks: list[npt.NDArray[np.generic]], spans: list[tuple[int, int]], combo: tuple[int, ...]
+) -> tuple[npt.NDArray[np.signedinteger[Any]], int]:
+    """The key of each value made of the chosen blocks, folded to at most _MAX_KEY_BITS bits; and its bits."""
+    width = sum(spans[k][1] for k in combo)
+    if width <= _MAX_KEY_BITS:
+        key = blocks[combo[0]].astype(np.int32)
+        for k in combo[1:]:
+            key <<= spans[k][1]
+            key |= blocks[k].astype(np.int32)
+        return key, width
+    wide = np.zeros(len(blocks[0]), dtype=np.uint64)
+    for k in combo:
+        wide = (wide << np.uint64(spans[k][1])) | blocks[k].astype(np.uint64)
+    folded = wide
+    for shift in range(_MAX_KEY_BITS, 64, _MAX_KEY_BITS):
+        folded = folded ^ (wide >> np.uint64(shift))
+    return (folded & np.uint64((1 << _MAX_KEY_BITS) - 1)).astype(np.int64), _MAX_KEY_BITS
+
+
+def _argsort_keys(keys: npt.NDArray[np.signedinteger[Any]], bits: int) -> npt.NDArray[np.intp]:
+    """A stable argsort of keys below 2**bits: two 16-bit radix passes when that is enough."""
+    if bits > 32:
+        return np.argsort(keys, kind="stable")
+    order = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    if bits > 16:
+        order = order[np.argsort((keys[order] >> 16).astype(np.uint16), kind="stable")]
+    return order
+
+
+def _combo_mask(spans: list[tuple[int, int]], combo: tuple[int, ...]) -> int:
+    return sum(((1 << bits) - 1) << shift for shift, bits in (spans[k] for k in combo))
+
+
+def _confirm(x: npt.NDArray[np.uint64], threshold: int, own: int, earlier: list[int]) -> npt.NDArray[np.intp]:
+    """Where the differences are within the threshold, zero under own and not left to an earlier choice of blocks."""
+    keep = np.flatnonzero(np.bitwise_count(x) <= threshold)
+    if len(keep):
+        near = x[keep]
+        mine = (near & np.uint64(own)) == 0
+        for mask in earlier:
+            mine &= (near & np.uint64(mask)) != 0
+        keep = keep[mine]
+    return keep
+
+
+def _expand(
+    rows: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64], lo: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Each row repeated sizes times, beside the positions lo .. lo + size - 1."""
+    total = int(sizes.sum())
+    offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return np.repeat(rows, sizes), np.repeat(lo, sizes) + offsets
+
+
+def _slabs(sizes: npt.NDArray[np.int64]) -> Iterator[tuple[int, int]]:
+    """Consecutive ranges [first, last) of rows whose sizes (candidate pairs) add up to about _SLAB, one row at
+    least: the pairs of one range are expanded at once, so memory stays flat however many there are."""
+    ends = np.cumsum(sizes)
+    first = 0
+    while first < len(sizes):
+        base = ends[first - 1] if first else 0
+        last = max(first + 1, int(np.searchsorted(ends, base + _SLAB, side="right")))
+        yield first, last
+        first = last
+
+
+def _pairs_within_buckets(
+    values: npt.NDArray[np.uint64],
+    sorted_keys: npt.NDArray[np.signedinteger[Any]],
+    order: npt.NDArray[np.intp],
+    threshold: int,
+    own: int,
+    earlier: list[int],
+) -> Iterator[npt.NDArray[np.int64]]:
+    """Pairs (as i * n + j, i < j) within the threshold among values of one key (values[order] in key order)."""
+    n = len(values)
+    # Each position pairs with the later positions of its bucket.
+    stops = np.searchsorted(sorted_keys, sorted_keys, side="right")
+    later = stops - np.arange(n) - 1
+    rows = np.flatnonzero(later)
+    if len(rows) == 0:
+        return
+    for first, last in _slabs(later[rows]):
+        part = rows[first:last]
+        p, q = _expand(part, later[part], part + 1)
+        a, b = order[p], order[q]
+        keep = _confirm(values[a] ^ values[b], threshold, own, earlier)
+        a, b = a[keep], b[keep]
+        if len(a):
+            yield np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b)
+
+
+def _pairs_in_buckets(
+    queries: npt.NDArray[np.uint64],
+    targets: npt.NDArray[np.uint64],
+    torder: npt.NDArray[np.intp],
+    rows: npt.NDArray[np.int64],
+    lo: npt.NDArray[np.int64],
+    counts: npt.NDArray[np.int64],
+    threshold: int,
+    own: int,
+    earlier: list[int],
+) -> Iterator[npt.NDArray[np.int64]]:
+    """Pairs (as i * len(targets) + j) within the threshold among each query rows[r] and the bucket of target
+    positions lo[r] .. lo[r] + counts[r] (in torder)."""
+    nt = len(targets)
+    for first, last in _slabs(counts):
+        i, at = _expand(rows[first:last], counts[first:last], lo[first:last])
+        j = torder[at]
+        keep = _confirm(queries[i] ^ targets[j], threshold, own, earlier)
+        i, j = i[keep], j[keep]
+        if len(i):
+            yield i.astype(np.int64) * nt + j
+
+
+def differs(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    out: npt.NDArray[np.bool_] = values[1:] != values[:-1]
+    return out
+
+
+def run_heads(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """Where each run of equal values starts."""
+    heads: npt.NDArray[np.bool_] = np.r_[len(values) > 0, differs(values)][: len(values)]
+    return heads

@@ -1,0 +1,246 @@
+"""Reading stored files below some folders: as records, or as a Library of columns without a Python object per
+file (the decoding of what SQLite hands over is library.py's)."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from dedupe.errors import StoreError
+from dedupe.library import (
+    PACKED_AT,
+    Library,
+    PathColumn,
+    decode_path,
+    encode_path,
+    gc_paused,
+    library_from_rows,
+    packed_fit,
+    records_from_rows,
+)
+from dedupe.models import FileRecord
+from dedupe.store_base import _IMAGE_COLUMNS, StoreBase, _chunks, _fingerprint, _prefix_bounds
+
+
+class LibraryReads(StoreBase):
+    """The fingerprinted files below some roots, and how many there are."""
+
+    def records_under(
+        self, roots: Sequence[str], version: str | None = None, *, crops: bool = True
+    ) -> list[FileRecord]:
+        """Fingerprinted files at or below the roots (all files when roots is empty), sorted by path. Without
+        crops, the window hashes (about 1 KB a picture) are left out."""
+        where, params = self._roots_clause(roots)
+        if version is not None:
+            where += " AND i.version = ?"
+            params.append(version)
+        columns = _IMAGE_COLUMNS if crops else _IMAGE_COLUMNS.replace("i.crops", "NULL")
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT f.path, f.size, f.mtime_ns, f.dev, f.ino, {columns}"
+                f" FROM files f JOIN images i ON i.content_hash = f.content_hash WHERE {where} ORDER BY f.path",
+                params,
+            ).fetchall()
+        return [FileRecord(decode_path(r[0]), r[1], r[2], r[3], r[4], _fingerprint(r[5:])) for r in rows]
+
+    def library_under(self, roots: Sequence[str], version: str, *, crops: bool = False) -> Library:
+        """Fingerprinted files at or below the roots (all files when roots is empty) as columns, sorted by path,
+        read without a Python object per file; Library.ids are the files' rowids (see records_by_id). Without
+        crops, the window hashes (about 1 KB a picture) are left out."""
+        with self.reading():
+            library, odd = library_from_rows(self._library_rows(roots, version, crops), crops)
+            if len(odd):
+                # Variants or crop signatures of other lengths, texts ending in NUL (never written by this dedupe):
+                # read them whole.
+                found = self.records_by_id(library.ids[odd].tolist(), crops=crops)
+                library = replace(library, odd=dict(zip(odd.tolist(), (r.fingerprint for r in found), strict=True)))
+        paths = library.paths
+        if isinstance(paths, PathColumn) and not paths.utf8:
+            # Names that are not UTF-8 can sort otherwise as bytes than as strings.
+            names = list(paths)
+            if not all(map(operator.lt, names, names[1:])):
+                order = np.array(sorted(range(len(names)), key=names.__getitem__), dtype=np.int64)
+                library = replace(library, paths=names).take(order)
+        return replace(library, distinct_paths=True)  # the store's key
+
+    def _library_rows(self, roots: Sequence[str], version: str, crops: bool) -> Iterator[tuple[Any, bool]]:
+        """The files below the roots a chunk at a time, each chunk one row of _LIBRARY_SQL, and whether its
+        lengths are packed."""
+        for low, high in _path_ranges(roots):
+            while True:
+                # group_concat hands over each column of many rows as one string, several times faster than
+                # fetching rows.
+                for lengths in (_PACKED_LENGTHS, _LENGTHS):
+                    sql = _LIBRARY_SQL.format(
+                        lengths=lengths,
+                        crops_columns=_CROPS_COLUMNS if crops else "",
+                        crops="CASE WHEN typeof(i.crops) = 'blob' THEN i.crops END" if crops else "NULL",
+                        high="" if high is None else "AND f.path < ?",
+                    )
+                    limit = _CROPS_CHUNK if crops else _LIBRARY_CHUNK
+                    row = self._conn.execute(sql, (low, *(() if high is None else (high,)), version, limit)).fetchone()
+                    packed = lengths is _PACKED_LENGTHS
+                    if not row[0] or not packed or packed_fit(row[PACKED_AT], row[0]):
+                        break
+                if not row[0]:
+                    break
+                yield row, packed
+                low = row[1] + b"\x00"  # the next path after the last one read
+
+    def records_of(self, library: Library) -> list[FileRecord]:
+        """The records of a library's files (one from library_under, or part of one: Library.take), in row order, as
+        records_under makes them (with crop signatures when the library holds them): what the library holds is
+        taken from it, the rest (times, hashes as text, format, camera and time as stored) read by rowid. Call it
+        inside the same reading() as library_under: rowids name other rows once the store has changed."""
+        ids = library.ids
+        n = len(ids)
+        # The images by their rowids (Library.content), each once: files of one content share them.
+        contents, of_content = np.unique(library.content, return_inverse=True)
+        files: list[tuple[Any, ...]] = []
+        images: list[tuple[Any, ...]] = []
+        with self.reading():
+            for chunk in _chunks(ids.tolist(), _IDS_AT_ONCE):
+                marks = ",".join("?" * len(chunk))
+                files.append(self._conn.execute(_FILES_SQL.format(marks=marks), chunk).fetchone())
+            for chunk in _chunks(contents.tolist(), _IDS_AT_ONCE):
+                marks = ",".join("?" * len(chunk))
+                images.append(self._conn.execute(_IMAGES_SQL.format(marks=marks), chunk).fetchone())
+        if sum(p[0] for p in files) != n or sum(p[0] for p in images) != len(contents):
+            raise StoreError(f"files of the grouping are no longer in the store at {self.path}")
+        return records_from_rows(library, files, images, contents, of_content)
+
+    def records_by_id(self, ids: Sequence[int], *, crops: bool = True) -> list[FileRecord]:
+        """The stored files with these rowids (Library.ids), in that order, as records_under makes them."""
+        columns = _IMAGE_COLUMNS if crops else _IMAGE_COLUMNS.replace("i.crops", "NULL")
+        found: dict[int, FileRecord] = {}
+        with self.reading(), gc_paused():
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                for r in self._conn.execute(
+                    f"SELECT f.rowid, f.path, f.size, f.mtime_ns, f.dev, f.ino, {columns}"
+                    f" FROM files f JOIN images i ON i.content_hash = f.content_hash WHERE f.rowid IN ({marks})",
+                    chunk,
+                ):
+                    found[r[0]] = FileRecord(decode_path(r[1]), r[2], r[3], r[4], r[5], _fingerprint(r[6:]))
+        try:
+            return [found[i] for i in ids]
+        except KeyError as e:
+            raise StoreError(f"the file with rowid {e} is no longer in the store at {self.path}") from None
+
+    def count_records_under(self, roots: Sequence[str], version: str | None = None) -> int:
+        """How many files records_under would return, without building them."""
+        where, params = self._roots_clause(roots)
+        if version is not None:
+            where += " AND i.version = ?"
+            params.append(version)
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT count(*) FROM files f JOIN images i ON i.content_hash = f.content_hash WHERE {where}", params
+            ).fetchone()
+        return int(row[0])
+
+    def count_files_under(self, roots: Sequence[str]) -> int:
+        """How many files are stored at or below the roots, fingerprinted or not: at least as many as
+        count_records_under, and counted from the paths alone (milliseconds where that join takes a second)."""
+        where, params = self._roots_clause(roots)
+        with self._lock:
+            row = self._conn.execute(f"SELECT count(*) FROM files f WHERE {where}", params).fetchone()
+        return int(row[0])
+
+    def errors_under(self, roots: Sequence[str]) -> list[tuple[str, str]]:
+        """(path, reason) of the files at or below the roots that could not be fingerprinted."""
+        where, params = self._roots_clause(roots)
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT f.path, f.error FROM files f WHERE f.error IS NOT NULL AND {where} ORDER BY f.path",
+                params,
+            ).fetchall()
+        return [(decode_path(r[0]), r[1]) for r in rows]
+
+    def count_files(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM files").fetchone()[0])
+
+
+# Rows of files read at once into columns, and fewer with crop signatures (about 1 KB each).
+_LIBRARY_CHUNK = 1 << 17
+
+
+_CROPS_CHUNK = 1 << 14
+
+
+_LIBRARY_SQL = """
+SELECT count(*), max(p), group_concat(r), group_concat(size), group_concat(dev), group_concat(ino), group_concat(c),
+    group_concat(w * 4294967296 + ht), group_concat(ph), group_concat(dh), {lengths},
+    CAST(group_concat(p, '') AS BLOB), CAST(group_concat(h, '') AS BLOB), CAST(group_concat(v, '') AS BLOB),
+    CAST(group_concat(cam, '') AS BLOB), CAST(group_concat(tk, '') AS BLOB) {crops_columns}
+FROM (
+    SELECT p, r, size, dev, ino, c, w, ht, ph, dh, low, h, v, cam, tk, cr, length(p) lp, coalesce(length(h), 0) lh,
+        coalesce(length(v), 0) lv, coalesce(length(cam), 0) lcam, coalesce(length(tk), 0) ltk
+    FROM (
+        SELECT f.path p, f.rowid r, f.size, f.dev, f.ino, i.rowid c, i.width w, i.height ht, i.phash ph,
+            i.dhash dh, i.low_info != 0 low, CAST(i.image_hash AS BLOB) h,
+            CASE WHEN typeof(i.variants) = 'blob' THEN i.variants END v, CAST(i.camera AS BLOB) cam,
+            CAST(i.taken AS BLOB) tk, {crops} cr
+        FROM files f JOIN images i ON i.content_hash = f.content_hash
+        WHERE f.path >= ? {high} AND i.version = ?
+        ORDER BY f.path LIMIT ?
+    )
+)
+"""
+
+
+# The lengths of the path, image hash, variants, camera and time and the low-information flag, packed into one
+# number (each aggregate costs); any of 4095 bytes or more and the chunk is read again with them one by one.
+_PACKED_LENGTHS = (
+    "group_concat(((((min(lp, 4095) * 4096 + min(lh, 4095)) * 4096 + min(lv, 4095)) * 4096 + min(lcam, 4095)) * 4096"
+    " + min(ltk, 4095)) * 2 + low)"
+)
+
+
+_LENGTHS = (
+    "group_concat(lp), group_concat(lh), group_concat(lv), group_concat(lcam), group_concat(ltk), group_concat(low)"
+)
+
+
+_CROPS_COLUMNS = ", group_concat(coalesce(length(cr), 0)), CAST(group_concat(cr, '') AS BLOB)"
+
+
+def _path_ranges(roots: Sequence[str]) -> list[tuple[bytes, bytes | None]]:
+    """Byte ranges [low, high) of the paths at or below the roots (everything when there is none), in order, apart."""
+    if not roots:
+        return [(b"", None)]
+    ranges: list[tuple[bytes, bytes]] = []
+    for root in roots:
+        raw = encode_path(root)
+        ranges.append((raw, raw + b"\x00"))  # the root itself
+        ranges.append(_prefix_bounds(root))
+    merged: list[tuple[bytes, bytes]] = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return [(low, high) for low, high in merged]
+
+
+_IDS_AT_ONCE = 999  # rowids in one IN (...): the least limit of SQLite builds
+
+
+# What records_of reads: the files' times, and their images' texts as UTF-8 one after another, each with its length
+# (-1 for NULL).
+_FILES_SQL = "SELECT count(*), group_concat(rowid), group_concat(mtime_ns) FROM files WHERE rowid IN ({marks})"
+
+
+_IMAGES_SQL = (
+    "SELECT count(*), group_concat(rowid)"
+    + "".join(
+        f", CAST(group_concat(CAST({c} AS BLOB), '') AS BLOB), group_concat(coalesce(length(CAST({c} AS BLOB)), -1))"
+        for c in ("content_hash", "image_hash", "format", "taken", "camera")
+    )
+    + " FROM images WHERE rowid IN ({marks})"
+)

@@ -1,0 +1,103 @@
+"""The match rule (match.py): MatchRule in force for a number of pictures, the one hamming and kind ranking, and
+match on two fingerprints agreeing with the rule on columns (explain) that the grouping uses."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dedupe.library import Library
+from dedupe.match import (
+    CANDIDATE_PHASH,
+    CROP_SEARCH_LIMIT,
+    KIND_RANK,
+    KINDS,
+    MatchRule,
+    explain,
+    hamming,
+    match,
+    searches_crops,
+)
+from dedupe.models import TRANSFORMS, FileRecord, MatchKind
+from tests.conftest import make_record
+
+
+def test_a_rule_in_force_decides_crops_by_the_number_of_pictures() -> None:
+    """crops None is on up to CROP_SEARCH_LIMIT pictures and off beyond; True and False stay as asked."""
+    assert MatchRule().for_count(CROP_SEARCH_LIMIT).crops is True
+    assert MatchRule().for_count(CROP_SEARCH_LIMIT + 1).crops is False
+    assert MatchRule(crops=True).for_count(10**9).crops is True
+    assert MatchRule(crops=False).for_count(2).crops is False
+    for pictures in (0, 2, CROP_SEARCH_LIMIT + 1):
+        assert MatchRule().for_count(pictures).crops is searches_crops(pictures, None)
+
+
+def test_at_threshold_zero_only_identical_pictures_match() -> None:
+    """At threshold 0 the rule in force has neither the second opinion nor crops; the rest is kept."""
+    rule = MatchRule(0, rotations=False, bursts_apart=False, crops=True).for_count(5)
+    assert rule == MatchRule(0, rotations=False, two_stage=False, bursts_apart=False, crops=False)
+    assert MatchRule(5).for_count(5) == MatchRule(5, crops=True)
+    a = make_record("/a.jpg", phash=0, dhash=0).fingerprint
+    b = make_record("/b.jpg", content_hash="b", phash=(1 << 10) - 1, dhash=1).fingerprint
+    assert match(a, b, MatchRule(0).for_count(2)) is None
+    assert match(a, b, MatchRule(4).for_count(2)) is not None  # by the second opinion
+
+
+def test_hamming_counts_differing_bits_of_signed_and_unsigned_hashes() -> None:
+    """One hamming for hashes held unsigned (fingerprints) or signed (SQLite): the same 64 bits."""
+    assert hamming(0, 2**64 - 1) == 64
+    assert hamming(-1, 0) == 64
+    assert hamming(-1, 2**64 - 1) == 0
+    assert hamming(0b1011, 0b0001) == 2
+
+
+def test_match_kinds_rank_from_strongest_to_weakest() -> None:
+    assert KINDS == (MatchKind.EXACT, MatchKind.IMAGE, MatchKind.NEAR)
+    assert sorted(MatchKind, key=KIND_RANK.__getitem__) == list(KINDS)
+
+
+def _fingerprinted(rng: random.Random, n: int) -> list[FileRecord]:
+    """Pictures near one another in pHash and dHash, some turned, some shots of one burst."""
+    base = rng.getrandbits(64)
+    out = []
+    for k in range(n):
+        flips = sum(1 << b for b in rng.sample(range(64), rng.randrange(CANDIDATE_PHASH + 4)))
+        variants = tuple(base ^ (1 << (k % 64)) ^ (1 << t) for t in range(len(TRANSFORMS))) if k % 3 else ()
+        out.append(
+            make_record(
+                f"/p/{k:03d}.jpg",
+                ino=k,
+                content_hash=f"c{k}",
+                image_hash=f"i{k}",
+                phash=base ^ flips,
+                dhash=rng.getrandbits(3),
+                variants=variants,
+                camera=rng.choice([None, "Pixel 7"]),
+                taken=rng.choice([None, "2024-05-01T10:00:00", "2024-05-01T10:00:01.500000"]),
+            )
+        )
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10**6), st.integers(0, 12), st.booleans(), st.booleans(), st.booleans())
+def test_match_on_columns_is_match_on_fingerprints(
+    seed: int, threshold: int, rotations: bool, two_stage: bool, bursts_apart: bool
+) -> None:
+    """explain (the rule on a Library's columns) says what match says of every pair, and why."""
+    records = _fingerprinted(random.Random(seed), 12)
+    lib = Library.from_records(records)
+    rule = MatchRule(threshold, rotations, two_stage, bursts_apart, crops=False)
+    n = len(records)
+    a, b = (x.ravel().astype(np.int64) for x in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    got = explain(lib, a, b, rule)
+    for k, (i, j) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
+        m = match(records[i].fingerprint, records[j].fingerprint, rule)
+        assert bool(got.ok[k]) is (m is not None)
+        if m is not None:
+            transform = None if got.transform[k] < 0 else TRANSFORMS[got.transform[k]]
+            dhash = None if got.dhash[k] < 0 else int(got.dhash[k])
+            assert (int(got.distance[k]), transform, dhash) == (m.distance, m.transform, m.dhash)

@@ -1,0 +1,95 @@
+"""The pair search (pairs.py): exact, the same answer as a BK-tree and as comparing every pair."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dedupe.models import hamming
+from dedupe.pairs import cross_pairs, join, near_pairs, near_pairs_bktree
+
+_U64 = st.integers(min_value=0, max_value=2**64 - 1)
+
+
+def flip(value: int, bits: list[int]) -> int:
+    for b in bits:
+        value ^= 1 << b
+    return value
+
+
+def _flip_some(value: int, rng: random.Random, most: int) -> int:
+    return flip(value, rng.sample(range(64), rng.randrange(most + 1)))
+
+
+@st.composite
+def clustered_hashes(draw: st.DrawFn) -> list[int]:
+    """Hashes in tight clusters, with exact repeats: the hard case for the search."""
+    centres = draw(st.lists(_U64, min_size=1, max_size=6))
+    out: list[int] = []
+    for c in centres:
+        for _ in range(draw(st.integers(1, 6))):
+            out.append(flip(c, draw(st.lists(st.integers(0, 63), max_size=7))))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(clustered_hashes(), st.integers(0, 12))
+def test_fast_pair_search_equals_the_bktree(values: list[int], threshold: int) -> None:
+    distinct = sorted(set(values))
+    assert near_pairs(distinct, threshold) == near_pairs_bktree(distinct, threshold)
+
+
+def test_fast_pair_search_on_random_hashes() -> None:
+    rng = random.Random(4)
+    base = [rng.getrandbits(64) for _ in range(300)]
+    values = sorted({*base, *(flip(v, rng.sample(range(64), rng.randrange(12))) for v in base)})
+    for t in (1, 4, 8, 10):
+        assert near_pairs(values, t) == near_pairs_bktree(values, t)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_U64, max_size=30), st.lists(_U64, max_size=30), st.integers(0, 10))
+def test_cross_pair_search_is_exact(queries: list[int], targets: list[int], threshold: int) -> None:
+    # Close values: make half the queries near some target.
+    queries = [
+        flip(targets[i % len(targets)], [i % 64, (i * 7) % 64]) if targets and i % 2 else q
+        for i, q in enumerate(queries)
+    ]
+    brute = sorted((i, j) for i, q in enumerate(queries) for j, t in enumerate(targets) if hamming(q, t) <= threshold)
+    assert cross_pairs(queries, targets, threshold) == brute
+
+
+@pytest.mark.parametrize(
+    ("threshold", "plan"), [(4, (5, 1)), (4, (6, 2)), (4, (7, 3)), (2, (3, 1)), (0, (1, 1)), (9, None)]
+)
+def test_every_join_plan_is_exact(threshold: int, plan: tuple[int, int] | None) -> None:
+    # Large inputs choose keys of two blocks and more (folded into the table when wider): all must be exact.
+    rng = random.Random(threshold)
+    base = [rng.getrandbits(64) for _ in range(120)]
+    values = [*base, *(_flip_some(v, rng, threshold + 2) for v in base for _ in range(2)), base[0]]
+    queries = [_flip_some(v, rng, threshold + 2) for v in values[::3]]
+    arr, qarr = np.array(values, dtype=np.uint64), np.array(queries, dtype=np.uint64)
+    same = [
+        (i, j)
+        for i in range(len(values))
+        for j in range(i + 1, len(values))
+        if hamming(values[i], values[j]) <= threshold
+    ]
+    cross = [(i, j) for i, q in enumerate(queries) for j, v in enumerate(values) if hamming(q, v) <= threshold]
+    i, j = join(arr, arr, threshold, same=True, plan=plan)
+    assert list(zip(i.tolist(), j.tolist(), strict=True)) == same
+    i, j = join(qarr, arr, threshold, same=False, plan=plan)
+    assert list(zip(i.tolist(), j.tolist(), strict=True)) == cross
+    assert len(same) > 40 and len(cross) > 20  # near pairs are there to find
+
+
+def test_near_pairs_leave_out_equal_values_and_read_signed_hashes() -> None:
+    """Equal values are no near pair; a hash held signed (as SQLite keeps it) is the same hash."""
+    values = [0, 0, 1, -1, 2**64 - 1]
+    assert near_pairs(values, 2) == [(0, 2), (1, 2)]
+    assert near_pairs(values, 64) == near_pairs_bktree([v & (2**64 - 1) for v in values], 64)
+    assert cross_pairs([-1], [2**64 - 1, 0], 0) == [(0, 0)]
