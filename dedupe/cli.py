@@ -1,7 +1,7 @@
 """The command line: click commands and rich output, over the dedupe library.
 
-The commands live by what they work on: cli_library (scan, groups, report, calibrate), cli_review (review, undo)
-and cli_lists (search, check, export, import, watch); cli_common holds what they share.
+The commands live by what they work on: cli_library (scan, groups, report, calibrate), cli_review (review, undo),
+cli_lists (search, check, export, import, watch) and cli_serve (serve); cli_common holds what they share.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dedupe import __version__
 from dedupe.cli_library import calibrate_command, groups_command, report_command, scan_command
 from dedupe.cli_lists import check_command, export_command, import_command, search_command, watch_command
 from dedupe.cli_review import forget_command, review_command, undo_command
+from dedupe.cli_serve import serve_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -65,6 +66,7 @@ SUMMARIES = {
     import_command: "Add the fingerprints of an exported list.",
     calibrate_command: "Recommend a --threshold from your own photos.",
     watch_command: "Watch folders; report each new duplicate.",
+    serve_command: "Answer check and search requests over HTTP.",
     help_command: "Show the guide to a command, or to dedupe.",
 }
 for _command, _summary in SUMMARIES.items():

@@ -32,6 +32,7 @@ from dedupe.match import CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, Ma
 from dedupe.models import DuplicateGroup, KeeperRule, ProgressEvent, Skipped
 from dedupe.plan import DEFAULT_RULES_TEXT, parse_rules
 from dedupe.store import Store, default_store_path
+from dedupe.store_pg import PostgresStore, open_any
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -278,6 +279,14 @@ def open_store(ctx: click.Context, db: str | None, *, readonly: bool = False, cr
             # A library error, so that search and check end with their own exit status for failures.
             raise StoreError(f"no store at {where}: run 'dedupe scan' first")
     return ctx.with_resource(Store.open(db, readonly=readonly))
+
+
+def open_list_store(ctx: click.Context, db: str | None, *, readonly: bool = False) -> Store | PostgresStore:
+    """The store of the commands that read or write fingerprint lists: SQLite, or postgresql://; closed when the
+    command ends."""
+    store = open_any(db, readonly=readonly)
+    ctx.call_on_close(store.close)
+    return store
 
 
 def find_stored_groups(

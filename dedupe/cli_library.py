@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import click
@@ -41,8 +41,8 @@ from dedupe.formats import (
 )
 from dedupe.group import summarize
 from dedupe.match import MatchRule
-from dedupe.models import DuplicateGroup, KeeperChoice, KeeperRule, ScanOptions, Skipped, Summary
-from dedupe.plan import keepers_chosen, keepers_first
+from dedupe.models import DuplicateGroup, KeeperChoice, KeeperRule, Plan, ScanOptions, Skipped, Summary
+from dedupe.plan import keepers_chosen, keepers_first, plan
 from dedupe.report import write_html_report
 from dedupe.scan import scan
 
@@ -188,8 +188,20 @@ def report_command(
     store = open_store(ctx, db, readonly=True)
     groups, _, _ = find_stored_groups(store, real(dirs), rule)
     groups = keepers_first(groups, rules, real(references), roots=real(dirs), rule=rule)
+    try:
+        from dedupe.web.report import write_review_report  # with the web extra: review's overview and wording
+    except ImportError:
+        write_review_report = None  # type: ignore[assignment]
+
+    def planner(chosen: Sequence[DuplicateGroup], keepers: Mapping[int, str]) -> Plan:
+        return plan(chosen, rules, references=real(references), roots=real(dirs), include_near=True,
+                    keepers=keepers, match_rule=rule)  # fmt: skip
+
     with progress_bar(output.err, enabled=output.err.is_terminal) as on_progress:
-        missing = write_html_report(html_file, groups, rules, real(references), on_progress, roots=real(dirs))
+        if write_review_report is not None:
+            missing = write_review_report(html_file, store, groups, planner, on_progress=on_progress)
+        else:
+            missing = write_html_report(html_file, groups, rules, real(references), on_progress, roots=real(dirs))
     line = f"Wrote {display_path(html_file)}: {len(groups)} group(s), {sum(len(g.members) for g in groups)} files."
     if missing:
         line += f" {missing} file(s) could not be previewed (shown as text)."

@@ -24,6 +24,7 @@ from dedupe.cli_common import (
     db_option,
     format_option,
     match_options,
+    open_list_store,
     open_store,
     pass_output,
 )
@@ -34,12 +35,13 @@ from dedupe.match import MatchRule
 from dedupe.models import MatchKind, SearchResult, WatchEvent, WatchEventKind, WatchOptions
 from dedupe.search import check, find_similar
 from dedupe.store import Store
+from dedupe.store_pg import PostgresStore
 from dedupe.watch import stop_on_signals, watch
 
 
-def open_query_store(ctx: click.Context, db: str | None) -> Store:
-    """The store to search, warning of imported fingerprints that cannot be searched."""
-    store = open_store(ctx, db, readonly=True)
+def open_query_store(ctx: click.Context, db: str | None) -> Store | PostgresStore:
+    """The store to search (SQLite or postgresql://), warning of imported fingerprints that cannot be searched."""
+    store = open_list_store(ctx, db, readonly=True)
     stale = store.stale_imported(fingerprint.VERSION)
     if stale:
         click.echo(
@@ -183,6 +185,30 @@ def check_command(ctx: click.Context, images: tuple[str, ...], db: str | None, r
     ctx.exit(query_status(errors, matched))
 
 
+LIST_FORMAT_HELP = "dedupe's fingerprint list, or PDQ hashes (64 hex digits, then ',label' or ',quality,label')."
+
+
+def export_pdq(store: Store | PostgresStore, output: str, dirs: Sequence[str]) -> int:
+    from dedupe import pdq
+
+    def skipped(path: str, reason: str) -> None:
+        click.echo(f"{display_path(path)}: skipped: {reason}", err=True)
+
+    return pdq.export_list(store, sys.stdout if output == "-" else output, dirs, on_skip=skipped)
+
+
+def import_pdq(store: Store | PostgresStore, list_file: str, *, replace: bool) -> None:
+    from dedupe import pdq
+
+    listed, added, replaced = pdq.import_list(store, list_file, replace=replace)
+    line = f"Imported {added} of {listed} PDQ hashes from {'<stdin>' if list_file == '-' else list_file}"
+    if added < listed:
+        line += f" ({listed - added} already imported)"
+    if replace:
+        line += f"; dropped {replaced} imported before"
+    click.echo(line + ".")
+
+
 @command("export")
 @click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
 @db_option
@@ -193,8 +219,9 @@ def check_command(ctx: click.Context, images: tuple[str, ...], db: str | None, r
     default="-",
     help="Write the list to this file [default: standard output].",
 )
+@format_option("dedupe", "pdq", help=LIST_FORMAT_HELP)
 @click.pass_context
-def export_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, output: str) -> None:
+def export_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, output: str, fmt: str) -> None:
     """Write the fingerprints of the stored images below DIRS as a shareable CSV list.
 
     With no DIRS, every stored image and every imported fingerprint is listed. The first line names the
@@ -206,8 +233,11 @@ def export_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, ou
     \b
         dedupe export ~/banned -o blocklist.csv
     """
-    store = open_store(ctx, db, readonly=True)
-    count = export_fingerprints(store, sys.stdout if output == "-" else output, dirs)
+    store = open_list_store(ctx, db, readonly=True)
+    if fmt == "pdq":
+        count = export_pdq(store, output, dirs)
+    else:
+        count = export_fingerprints(store, sys.stdout if output == "-" else output, dirs)
     click.echo(f"Exported {count} fingerprints{'' if output == '-' else f' to {output}'}.", err=True)
 
 
@@ -215,8 +245,9 @@ def export_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, ou
 @click.argument("list_file", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True, path_type=str))
 @db_option
 @click.option("--replace", is_flag=True, help="Drop the fingerprints imported before, keeping only this list.")
+@format_option("dedupe", "pdq", help=LIST_FORMAT_HELP)
 @click.pass_context
-def import_command(ctx: click.Context, list_file: str, db: str | None, replace: bool) -> None:
+def import_command(ctx: click.Context, list_file: str, db: str | None, replace: bool, fmt: str) -> None:
     """Add the fingerprints of a list made by `dedupe export` to the store ("-" reads standard input).
 
     Imported fingerprints need no image on disk: search and check match them, and scans never prune them.
@@ -228,7 +259,10 @@ def import_command(ctx: click.Context, list_file: str, db: str | None, replace: 
     \b
         dedupe import blocklist.csv --db uploads.sqlite --replace
     """
-    store = open_store(ctx, db, create=True)
+    store = open_list_store(ctx, db)
+    if fmt == "pdq":
+        import_pdq(store, list_file, replace=replace)
+        return
     report = import_fingerprints(store, list_file, replace=replace)
     line = f"Imported {report.added} of {report.listed} fingerprints from {report.source}"
     if report.added < report.listed:

@@ -8,7 +8,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO, cast
@@ -48,7 +48,7 @@ from dedupe.models import (
     Plan,
     StepState,
 )
-from dedupe.plan import in_folder, plan
+from dedupe.plan import in_folder, keepers_first, plan
 from dedupe.review import Reply, Review
 from dedupe.script import plan_script
 from dedupe.store import Store
@@ -87,6 +87,10 @@ from dedupe.store import Store
     help="Write the plan as a shell script to read and run yourself, instead of acting.",
 )
 @match_options()
+@click.option("--web", is_flag=True, help="Review in the browser: a local page to compare, decide, apply and undo.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="With --web: the port [default: a free one].")
+@click.option("--host", default="127.0.0.1", show_default=True, help="With --web: the address to listen on.")
+@click.option("--no-browser", is_flag=True, help="With --web: print the address, do not open a browser.")
 @click.pass_context
 @pass_output
 def review_command(
@@ -105,6 +109,10 @@ def review_command(
     fmt: str,
     script: str | None,
     rule: MatchRule,
+    web: bool,
+    port: int,
+    host: str,
+    no_browser: bool,
 ) -> None:
     """Review the duplicate groups and deal with the redundant copies.
 
@@ -120,6 +128,7 @@ def review_command(
         dedupe review ~/Pictures --keep resolution,oldest --reference ~/Pictures/Originals
         dedupe review /media/backup --yes --action move --to /media/backup-dups
         dedupe review ~/Pictures --dry-run --format json
+        dedupe review ~/Pictures --web
     """
     act = Action(action)
     if act is Action.MOVE and not to:
@@ -139,6 +148,24 @@ def review_command(
     refs = real(references)
     roots = real(dirs)
     store = open_store(ctx, db)
+    if web:
+        if yes or dry_run or script:
+            raise click.UsageError("--web reviews in the browser: do not combine it with --yes, --dry-run or --script")
+        from dedupe.web import serve_review  # the optional 'web' extra: says how to install it when missing
+
+        def planner(chosen: Sequence[DuplicateGroup], keepers: Mapping[int, str]) -> Plan:
+            return plan(chosen, rules, act, references=refs, destination=os.path.realpath(to) if to else None,
+                        roots=roots, include_near=True, keepers=keepers, include_raw=include_raw,
+                        match_rule=rule)  # fmt: skip
+
+        def load() -> list[DuplicateGroup]:  # each group from the file it would keep, as the terminal review
+            found = find_stored_groups(store, roots, rule)[0]
+            return keepers_first(found, rules, refs, roots=roots, rule=rule, include_raw=include_raw)
+
+        serve_review(
+            store, load, planner, action=act, host=host, port=port, open_browser=not no_browser
+        )  # fmt: skip
+        return
     groups, _, images = find_stored_groups(store, roots, rule)
     console = output.out
     if dirs and images == 0:

@@ -22,12 +22,15 @@ import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError
 from dedupe.models import ImportReport, ListedFingerprint
 from dedupe.store import Store
+
+if TYPE_CHECKING:
+    from dedupe.store_pg import PostgresStore
 
 HEADER = "# dedupe fingerprints; algorithm="
 COLUMNS = ("content_hash", "image_hash", "phash", "dhash", "width", "height", "low_info", "label")
@@ -37,7 +40,7 @@ _HASH64 = re.compile(r"[0-9a-f]{16}")
 
 
 def export_fingerprints(
-    store: Store, out: str | os.PathLike[str] | TextIO, roots: Sequence[str | os.PathLike[str]] = ()
+    store: Store | PostgresStore, out: str | os.PathLike[str] | TextIO, roots: Sequence[str | os.PathLike[str]] = ()
 ) -> int:
     """Write the fingerprints of the stored images below the roots as a list; returns how many.
 
@@ -160,7 +163,9 @@ def _parse_row(row: dict[str | None, str | None], source: str, line: int) -> Lis
     )
 
 
-def import_fingerprints(store: Store, source: str | os.PathLike[str], *, replace: bool = False) -> ImportReport:
+def import_fingerprints(
+    store: Store | PostgresStore, source: str | os.PathLike[str], *, replace: bool = False
+) -> ImportReport:
     """Add the fingerprints of a list to the store ("-" reads standard input), all or none.
 
     With replace, the fingerprints imported before are dropped first, so the store holds exactly this list.

@@ -280,6 +280,7 @@ def run_json(run: RunInfo) -> dict[str, Any]:
 
 
 def hit_json(hit: SearchHit) -> dict[str, Any]:
+    """A match of search or check (and of `dedupe serve`), with the hash that matched: "phash" or "pdq"."""
     return {
         "name": hit.name,
         "source": hit.source.value,
@@ -290,6 +291,7 @@ def hit_json(hit: SearchHit) -> dict[str, Any]:
         "width": hit.width,
         "height": hit.height,
         "content_hash": hit.content_hash,
+        "hash": hit.hash,
     }
 
 

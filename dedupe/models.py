@@ -371,12 +371,16 @@ class SearchHit:
     match: MatchKind  # EXACT: the same bytes; IMAGE: the same image data; NEAR: pHash within the threshold
     distance: int  # pHash distance in bits (of 64)
     dhash_distance: int  # dHash distance in bits: a second opinion, not used to decide
-    content_hash: str
+    content_hash: str  # "" for a PDQ hit: a PDQ list holds no content hash
     width: int
     height: int
+    # The hash that matched: "phash" (distance of 64 bits), or "pdq" (distance of 256 bits; dhash_distance is 0)
+    hash: str = "phash"
 
     @property
     def reason(self) -> str:
+        if self.hash == "pdq":
+            return f"PDQ distance {self.distance}"
         if self.match is MatchKind.EXACT:
             return "same bytes"
         if self.match is MatchKind.IMAGE:
@@ -402,6 +406,15 @@ class CheckResult:
     @property
     def distance(self) -> int | None:
         return None if self.hit is None else self.hit.distance
+
+
+@dataclass(frozen=True, slots=True)
+class PdqEntry:
+    """A PDQ hash (256 bits as 64 hex digits) as an industry hash list holds it."""
+
+    hash: str
+    label: str
+    quality: int | None = None  # PDQ's quality score (0-100), when the list gives it
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,7 +29,12 @@ from dedupe import fingerprint
 from dedupe.errors import FileSkipped
 from dedupe.match import DEFAULT_THRESHOLD, KINDS
 from dedupe.models import CheckResult, Fingerprint, HitSource, MatchKind, SearchHit, SearchResult
+from dedupe.pdq import PDQ_THRESHOLD, PdqIndex
+from dedupe.pdq import hash_bytes as hash_pdq
 from dedupe.store import PHASH_BLOCK_BITS, PHASH_BLOCKS, FingerprintColumns, Store
+
+if TYPE_CHECKING:
+    from dedupe.store_pg import PostgresStore
 
 # A query image: a path, the image's bytes (an upload), or a fingerprint already taken.
 Query = str | os.PathLike[str] | bytes | Fingerprint
@@ -59,21 +65,28 @@ class SearchIndex:
     index does not see later changes to the store: load a new one after a scan or an import.
     """
 
-    def __init__(self, store: Store, columns: FingerprintColumns) -> None:
+    def __init__(self, store: Store | PostgresStore, columns: FingerprintColumns, pdq: PdqIndex | None = None) -> None:
         for name in FingerprintColumns.__slots__:
             getattr(columns, name).flags.writeable = False
         self._store = store
         self._columns = columns
+        self.pdq = pdq if pdq is not None else PdqIndex.of([])
 
     @classmethod
-    def load(cls, store: Store) -> SearchIndex:
-        return cls(store, store.fingerprint_columns(fingerprint.VERSION))
+    def load(cls, store: Store | PostgresStore, *, source: Store | PostgresStore | None = None) -> SearchIndex:
+        """The index of a store's fingerprints (and PDQ hashes). With source, they are read through that
+        connection instead, so that loading a new index never holds up queries made with the one in use."""
+        reader = source or store
+        with reader.reading():
+            columns = reader.fingerprint_columns(fingerprint.VERSION)
+            pdq = PdqIndex.load(reader) if reader.count_pdq() else None
+        return cls(store, columns, pdq)
 
     def __len__(self) -> int:
-        return len(self._columns)
+        return len(self._columns) + len(self.pdq)
 
     @property
-    def store(self) -> Store:
+    def store(self) -> Store | PostgresStore:
         return self._store
 
     def find_similar(
@@ -104,7 +117,7 @@ def fingerprint_query(query: Query) -> tuple[str, Fingerprint]:
 
 def find_similar(
     query: Query,
-    where: Store | SearchIndex,
+    where: Store | PostgresStore | SearchIndex,
     *,
     threshold: int = DEFAULT_THRESHOLD,
     limit: int | None = None,
@@ -113,6 +126,8 @@ def find_similar(
 
     Closest means: the same bytes, then the same image data, then by pHash distance, then by dHash distance.
     A stored image that several files hold gives one hit per file. limit caps the number of hits (None: all).
+    When the store holds PDQ hashes, the query's PDQ hash is taken too (not for a Fingerprint query), and the
+    listed hashes within PDQ_THRESHOLD follow, closest first, with hash "pdq".
     """
     _check_threshold(threshold)
     if limit is not None and limit < 0:
@@ -127,10 +142,25 @@ def find_similar(
         with where.reading():
             entries = _rank(_store_candidates(where, fp, threshold), fp, threshold)
             hits = _describe(where, entries, limit)
+    if limit is None or len(hits) < limit:
+        pdq = where.pdq if isinstance(where, SearchIndex) else _pdq_of(where)
+        if len(pdq) and not isinstance(query, Fingerprint):
+            if isinstance(query, bytes | bytearray | memoryview):
+                data = bytes(query)
+            else:
+                data = fingerprint.read_image_bytes(os.fspath(query))
+            value, _ = hash_pdq(data)
+            hits += pdq.search(value, PDQ_THRESHOLD, None if limit is None else limit - len(hits))
     return SearchResult(query=name, fingerprint=fp, hits=tuple(hits))
 
 
-def check(query: Query, where: Store | SearchIndex, *, threshold: int = DEFAULT_THRESHOLD) -> CheckResult:
+def _pdq_of(store: Store | PostgresStore) -> PdqIndex:
+    return PdqIndex.load(store) if store.count_pdq() else PdqIndex.of([])
+
+
+def check(
+    query: Query, where: Store | PostgresStore | SearchIndex, *, threshold: int = DEFAULT_THRESHOLD
+) -> CheckResult:
     """Whether a query image matches any stored image or imported fingerprint, and the closest match.
 
     For an upload hook: pass the uploaded bytes and a SearchIndex (or a Store, read-only is enough). An image
@@ -146,7 +176,7 @@ def _check_threshold(threshold: int) -> None:
         raise ValueError(f"threshold must be between 0 and {MAX_SEARCH_THRESHOLD}, not {threshold}")
 
 
-def _store_candidates(store: Store, fp: Fingerprint, threshold: int) -> FingerprintColumns:
+def _store_candidates(store: Store | PostgresStore, fp: Fingerprint, threshold: int) -> FingerprintColumns:
     """A superset of the store's fingerprints that can match, read through the indexes when that pays.
 
     Split 64 bits into 4 blocks: two hashes within the threshold differ in at most threshold // 4 bits in some
@@ -209,7 +239,7 @@ def _rank(columns: FingerprintColumns, fp: Fingerprint, threshold: int) -> list[
     ]
 
 
-def _describe(store: Store, entries: Sequence[_Entry], limit: int | None) -> list[SearchHit]:
+def _describe(store: Store | PostgresStore, entries: Sequence[_Entry], limit: int | None) -> list[SearchHit]:
     """Hits with their paths or labels, in the entries' order; entries gone from the store are passed over."""
     hits: list[SearchHit] = []
     if limit == 0:

@@ -23,7 +23,7 @@ from dedupe.store_library import LibraryReads
 from dedupe.store_search import PHASH_BLOCK_BITS as PHASH_BLOCK_BITS
 from dedupe.store_search import PHASH_BLOCKS as PHASH_BLOCKS
 from dedupe.store_search import FingerprintColumns as FingerprintColumns
-from dedupe.store_search import SearchSQL
+from dedupe.store_search import PdqSQL, SearchSQL
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: files and their image fingerprints
@@ -166,12 +166,12 @@ def default_store_path() -> Path:
     return base / "dedupe" / "store.sqlite"
 
 
-class Store(LibraryReads, SearchSQL, JournalSQL):
+class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
     """A SQLite fingerprint store. Safe to share between threads; use as a context manager.
 
     Made of parts with a job each: StoreBase (store_base.py: the connection, transactions, reads), LibraryReads
-    (store_library.py), SearchSQL (store_search.py) and JournalSQL (store_journal.py); here opening and migrating,
-    and the files and fingerprints a scan writes."""
+    (store_library.py), SearchSQL and PdqSQL (store_search.py) and JournalSQL (store_journal.py); here opening and
+    migrating, and the files and fingerprints a scan writes."""
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *, readonly: bool = False) -> Store:

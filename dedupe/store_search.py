@@ -1,4 +1,4 @@
-"""Searching the store: the pHash block indexes, fingerprints as searchable columns, and imported lists."""
+"""Searching the store: the pHash block indexes, fingerprints as searchable columns, imported lists, and PDQ lists."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dedupe.library import decode_path, parse_ints
-from dedupe.models import ListedFingerprint
+from dedupe.models import ListedFingerprint, PdqEntry
 from dedupe.store_base import StoreBase, _chunks, _signed, _unsigned
 
 # pHash split into blocks of this many bits, each indexed (migration 2), for searching by the pigeonhole principle.
@@ -256,6 +256,101 @@ class SearchSQL(StoreBase):
                 [version, *params],
             ).fetchall()
         return [_listed((*r[:7], decode_path(r[7]))) for r in rows]
+
+    # --- the check service (issue 16) ---------------------------------------------------------------------------
+
+    def data_version(self) -> int:
+        """A number that changes when another connection commits to the store (PRAGMA data_version), so that a
+        long-running reader can tell when to load its index again without reading the tables."""
+        with self._lock:
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def add_one_imported(self, item: ListedFingerprint, version: str, source: str) -> tuple[int, bool]:
+        """Import one fingerprint: its id, and whether it is new (one with its content hash is kept as it was)."""
+        with self.transaction():
+            added = self.add_imported([item], version, source)
+            row = self._conn.execute("SELECT id FROM imported WHERE content_hash = ?", (item.content_hash,)).fetchone()
+        return int(row[0]), added > 0
+
+    def forget_imported_ids(self, ids: Sequence[int]) -> int:
+        with self.transaction():
+            return self._conn.executemany("DELETE FROM imported WHERE id = ?", ((i,) for i in ids)).rowcount
+
+    def imported_entries(
+        self, version: str | None = None, label: str | None = None
+    ) -> list[tuple[int, ListedFingerprint, str, float]]:
+        """Imported fingerprints with their ids, sources and import times, in the order imported; only those
+        with this exact label, when given."""
+        clauses, params = [], []
+        if version is not None:
+            clauses.append("version = ?")
+            params.append(version)
+        if label is not None:
+            clauses.append("label = ?")
+            params.append(label)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT content_hash, image_hash, phash, dhash, width, height, low_info, label, id, source,"
+                f" imported_at FROM imported {where} ORDER BY id",
+                params,
+            ).fetchall()
+        return [(int(r[8]), _listed(r[:8]), str(r[9]), float(r[10])) for r in rows]
+
+
+class PdqSQL(StoreBase):
+    """PDQ hashes from industry lists (pdq.py). Their table is made on first use, so that a store without PDQ
+    lists keeps the schema every dedupe version knows."""
+
+    def add_pdq(self, items: Sequence[PdqEntry], source: str) -> int:
+        """Add PDQ hashes from an industry list; one already there (same hash) is kept as it was.
+
+        Call it inside transaction() to add a list all or none.
+        """
+        with self._lock:
+            self._conn.execute(_PDQ_TABLE)
+            before = self._conn.total_changes
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO pdq (hash, label, quality, source, imported_at) VALUES (?, ?, ?, ?, ?)",
+                ((e.hash, e.label, e.quality, source, time.time()) for e in items),
+            )
+            return self._conn.total_changes - before
+
+    def forget_pdq(self) -> int:
+        with self._lock:
+            if not self._has_table("pdq"):
+                return 0
+            return self._conn.execute("DELETE FROM pdq").rowcount
+
+    def pdq_entries(self) -> list[tuple[int, PdqEntry]]:
+        """The PDQ hashes imported, with their ids, in the order imported."""
+        with self._lock:
+            if not self._has_table("pdq"):
+                return []
+            rows = self._conn.execute("SELECT id, hash, label, quality FROM pdq ORDER BY id").fetchall()
+        return [(int(r[0]), PdqEntry(str(r[1]), str(r[2]), None if r[3] is None else int(r[3]))) for r in rows]
+
+    def count_pdq(self) -> int:
+        with self._lock:
+            if not self._has_table("pdq"):
+                return 0
+            return int(self._conn.execute("SELECT count(*) FROM pdq").fetchone()[0])
+
+    def _has_table(self, name: str) -> bool:
+        row = self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        return row is not None
+
+
+_PDQ_TABLE = """
+CREATE TABLE IF NOT EXISTS pdq (
+    id INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    label TEXT NOT NULL,
+    quality INTEGER,
+    source TEXT NOT NULL,
+    imported_at REAL NOT NULL
+)
+"""
 
 
 def _listed(row: Sequence[object]) -> ListedFingerprint:

@@ -76,7 +76,7 @@ def test_usage_errors_exit_2_and_run_failures_exit_1(tmp_path: Path) -> None:
 
 def test_every_command_has_help_with_an_example() -> None:
     assert isinstance(cli, click.Group)
-    assert len(cli.commands) == 13
+    assert len(cli.commands) == 14
     for name, command in cli.commands.items():
         result = invoke(name, "--help")
         assert result.exit_code == 0

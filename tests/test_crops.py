@@ -59,13 +59,17 @@ def test_crop_signature_has_every_window() -> None:
 )
 def test_window_cells_are_exact_area_means(width: int, height: int, seed: int, across: int, down: int) -> None:
     import numpy as np
+    import numpy.typing as npt
 
     values = np.random.default_rng(seed).uniform(0, 255, (height, width, 2))
     means = fingerprint._cell_means(values, across, down)
     assert means.shape == (len(fingerprint.CROP_WINDOWS), down, across, 2)
 
-    def cover(lo: float, hi: float, n: int) -> np.ndarray:  # how much of each pixel lies in [lo, hi]
-        return np.clip(np.minimum(np.arange(n) + 1, hi) - np.maximum(np.arange(n), lo), 0, None)
+    def cover(lo: float, hi: float, n: int) -> npt.NDArray[np.float64]:  # how much of each pixel lies in [lo, hi]
+        covered: npt.NDArray[np.float64] = np.clip(
+            np.minimum(np.arange(n) + 1, hi) - np.maximum(np.arange(n), lo), 0, None
+        )
+        return covered
 
     for k in random.Random(seed).sample(range(len(fingerprint.CROP_WINDOWS)), 4):
         x0, y0, dx, dy = fingerprint.CROP_WINDOWS[k]

@@ -10,7 +10,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from dedupe.errors import FileSkipped
 from dedupe.fingerprint import (
@@ -172,7 +172,7 @@ def test_a_real_100_megapixel_photo_is_fingerprinted(tmp_path: Path) -> None:
 def test_open_image_refuses_formats_that_are_not_photos() -> None:
     buf = io.BytesIO()
     Image.new("RGB", (10, 10)).save(buf, "PCX")
-    with pytest.raises(Image.UnidentifiedImageError):
+    with pytest.raises(UnidentifiedImageError):
         open_image(buf.getvalue())
 
 

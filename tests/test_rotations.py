@@ -41,7 +41,9 @@ def test_turned_hash_pixels_are_pillows_transposes() -> None:
 
     pixels = np.random.default_rng(7).integers(0, 256, (32, 32)).astype(np.uint8)
     for transpose, turn in zip(fingerprint._DIHEDRAL, fingerprint._ARRAY_DIHEDRAL, strict=True):
-        assert (turn(pixels) == np.asarray(Image.fromarray(pixels).transpose(transpose))).all(), transpose
+        assert (turn(pixels.astype(np.float64)) == np.asarray(Image.fromarray(pixels).transpose(transpose))).all(), (
+            transpose
+        )
 
 
 def test_variants_are_the_hashes_of_the_turned_pictures(tmp_path: Path) -> None:

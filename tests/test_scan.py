@@ -113,7 +113,10 @@ def test_options_hidden_exclude_min_size(tmp_path: Path, store: Store) -> None:
     save(draw_photo(1), root / ".b.jpg")
     save(draw_photo(1), root / "skip" / "a.jpg")
     save(draw_photo(1, (40, 30)), root / "tiny.jpg")
-    names = lambda: sorted(os.path.relpath(r.path, root) for r in store.records_under([str(root)]))  # noqa: E731
+
+    def names() -> list[str]:
+        return sorted(os.path.relpath(r.path, root) for r in store.records_under([str(root)]))
+
     scan([root], store, ScanOptions(exclude=("skip",), min_size=2000))
     assert names() == ["a.jpg"]
     scan([root], store, ScanOptions(hidden=True, exclude=("skip/*", ".hidden")))
