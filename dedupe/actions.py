@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dedupe import fingerprint
-from dedupe.errors import DedupeError
+from dedupe.errors import DedupeError, StoreError
 from dedupe.files import (
     Refused,
     copy_into,
@@ -104,21 +104,54 @@ def check_file(f: FileRecord, role: str = "") -> str | None:
 
 def apply(plan: Plan, store: Store, *, on_progress: ProgressCallback | None = None) -> ApplyResult:
     """Carry out a plan, checking every copy and its keeper right before touching it, and journaling each act."""
-    _clear_in_flight(store)
-    run_id = store.start_run(plan.action)
     keepers = {g.choice.keeper.path for g in plan.groups} | {s.keeper.path for s in plan.steps}
     # Files the plan itself names are never carried along as somebody's sidecar.
     named = keepers | {s.file.path for s in plan.steps}
     touched: set[str] = set()
     results: list[StepResult] = []
     steps = plan.steps
-    for n, step in enumerate(steps, start=1):
-        results.append(_apply_step(step, store, run_id, keepers, touched, named))
-        touched.add(step.file.path)
-        if on_progress:
-            on_progress(ProgressEvent("apply", n, len(steps), step.file.path))
-    store.finish_run(run_id)
+    try:
+        _clear_in_flight(store)
+        run_id = store.start_run(plan.action)
+        for n, step in enumerate(steps, start=1):
+            results.append(_apply_step(step, store, run_id, keepers, touched, named))
+            touched.add(step.file.path)
+            if on_progress:
+                on_progress(ProgressEvent("apply", n, len(steps), step.file.path))
+        store.finish_run(run_id)
+    except Exception as e:
+        if isinstance(e, _StoppedAfterAct):
+            results.append(e.result)
+            e = e.cause
+        failed = store.failure(e)
+        if failed is None:
+            raise
+        raise StoreError(_stopped(failed, plan.action, results, len(steps))) from None
     return ApplyResult(run_id, plan.action, tuple(results))
+
+
+class _StoppedAfterAct(Exception):
+    """The store failed right after an act: the act's result, and the store's failure."""
+
+    def __init__(self, result: StepResult, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.result, self.cause = result, cause
+
+
+def _stopped(failed: StoreError, action: Action, results: Sequence[StepResult], planned: int) -> str:
+    """What a run that the store stopped did and did not do, and how to reverse it."""
+    done = sum(r.state is StepState.DONE for r in results)
+    untouched = planned - len(results)
+    if not done:
+        return f"{failed}. Nothing was changed: the run stopped before its first act"
+    if action is Action.DELETE:
+        reverse = "permanent deletes cannot be undone"
+    else:
+        reverse = "'dedupe undo' reverses them once the store can be written"
+    return (
+        f"{failed}. The run stopped after {done} of {planned} file(s) were done ({reverse});"
+        f" {untouched} were not touched"
+    )
 
 
 def _clear_in_flight(store: Store) -> None:
@@ -192,8 +225,14 @@ def _apply_step(
         store.journal_update(entry, JournalState.FAILED, reason=why)
         return result(StepState.FAILED, why)
     fault("acted")
-    store.journal_update(entry, JournalState.DONE, destination=where)
-    _record_after(store, step, f)
+    try:
+        store.journal_update(entry, JournalState.DONE, destination=where)
+        _record_after(store, step, f)
+    except Exception as e:
+        if store.failure(e) is None:
+            raise
+        # The act happened (undo finds it on disk from the planned entry): it counts as done.
+        raise _StoppedAfterAct(result(StepState.DONE, "", where), e) from None
     carried, problems = carry_sidecars(step, found, where, store, run_id, named)
     return result(StepState.DONE, "; ".join(problems), where, carried)
 

@@ -15,6 +15,9 @@ from dedupe import __version__
 from dedupe.cli_library import calibrate_command, groups_command, report_command, scan_command
 from dedupe.cli_lists import check_command, export_command, import_command, search_command, watch_command
 from dedupe.cli_review import review_command, undo_command
+from dedupe.cli_store import store_group
+from dedupe.store import default_store_path
+from dedupe.store import failure as store_failure
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -38,6 +41,7 @@ for _command in (
     import_command,
     calibrate_command,
     watch_command,
+    store_group,
 ):
     cli.add_command(_command)
 
@@ -46,6 +50,10 @@ def main() -> None:
     try:
         cli(prog_name="dedupe")
     except Exception as e:  # a bug of ours: still one readable line, not a traceback
+        failed = store_failure(e, default_store_path())
+        if failed is not None:  # the store failing outside a command's own handling: not a bug
+            click.echo(f"Error: {failed}", err=True)
+            sys.exit(1)
         if os.environ.get("DEDUPE_DEBUG"):
             raise
         click.echo(f"dedupe: internal error: {type(e).__name__}: {e} (set DEDUPE_DEBUG=1 for details)", err=True)

@@ -28,6 +28,7 @@ from dedupe.match import CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, Ma
 from dedupe.models import DuplicateGroup, KeeperRule, ProgressEvent, Skipped
 from dedupe.plan import DEFAULT_RULES_TEXT, parse_rules
 from dedupe.store import Store, default_store_path
+from dedupe.store import failure as store_failure
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,6 +72,13 @@ class DedupeCommand(click.Command):
             return super().invoke(ctx)
         except DedupeError as e:
             raise self.error(display_path(str(e))) from None
+        except Exception as e:
+            # SQLite failing under the command (damaged, locked, full, read-only) is the store's, not a bug.
+            store = ctx.meta.get(STORE_PATH) or default_store_path()
+            failed = store_failure(e, store)
+            if failed is None:
+                raise
+            raise self.error(display_path(str(failed))) from None
 
 
 def command(
@@ -196,9 +204,14 @@ def real(paths: Sequence[str]) -> list[str]:
 # --- the store and the engine ---------------------------------------------------------------------------------
 
 
+STORE_PATH = "dedupe.store"
+
+
 def open_store(ctx: click.Context, db: str | None, *, readonly: bool = False) -> Store:
     """The store, closed when the command ends."""
-    return ctx.with_resource(Store.open(db, readonly=readonly))
+    store = ctx.with_resource(Store.open(db, readonly=readonly))
+    ctx.meta[STORE_PATH] = store.path
+    return store
 
 
 def find_stored_groups(

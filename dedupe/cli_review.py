@@ -424,7 +424,11 @@ def render_result(console: Console, result: ApplyResult) -> None:
     console.print(
         f"{result.count(StepState.DONE)} {_VERB[result.action][1]} ({human_size(result.freed_bytes)}),"
         f" {result.count(StepState.SKIPPED)} skipped, {result.count(StepState.FAILED)} failed."
-        f" Run {result.run_id}: 'dedupe undo' reverses it."
+        + (
+            f" Run {result.run_id}: permanent deletes cannot be undone."
+            if result.action is Action.DELETE
+            else f" Run {result.run_id}: 'dedupe undo' reverses it."
+        )
     )
 
 

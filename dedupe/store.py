@@ -17,7 +17,9 @@ from pathlib import Path
 from dedupe.errors import StoreError
 from dedupe.library import decode_path, encode_path
 from dedupe.models import Fingerprint
-from dedupe.store_base import _IMAGE_COLUMNS, _fingerprint, _prefix_bounds, _signed, _text
+from dedupe.store_base import _IMAGE_COLUMNS, _fingerprint, _prefix_bounds, _signed, _text, explain
+from dedupe.store_base import RESET_COMMAND as RESET_COMMAND
+from dedupe.store_base import failure as failure
 from dedupe.store_journal import JournalSQL
 from dedupe.store_library import LibraryReads
 from dedupe.store_search import PHASH_BLOCK_BITS as PHASH_BLOCK_BITS
@@ -166,6 +168,27 @@ def default_store_path() -> Path:
     return base / "dedupe" / "store.sqlite"
 
 
+def reset_store(path: str | os.PathLike[str] | None = None) -> Path:
+    """Move a (damaged) store aside, with its -wal and -shm files, so that the next open starts a new one.
+    Returns where the old store now is: PATH.damaged-YYYYMMDD-HHMMSS (nothing is deleted)."""
+    db = (Path(path) if path is not None else default_store_path()).expanduser()
+    if not db.exists():
+        raise StoreError(f"no store at {db}: nothing to reset")
+    aside = db.with_name(f"{db.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    n = 1
+    while aside.exists():
+        aside = db.with_name(f"{db.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        n += 1
+    try:
+        for suffix in ("-wal", "-shm", "-journal", ""):
+            part = Path(f"{db}{suffix}")
+            if part.exists():
+                part.rename(f"{aside}{suffix}")
+    except OSError as e:
+        raise StoreError(f"cannot move the store at {db} aside: {e.strerror or e}") from None
+    return aside
+
+
 class Store(LibraryReads, SearchSQL, JournalSQL):
     """A SQLite fingerprint store. Safe to share between threads; use as a context manager.
 
@@ -175,6 +198,10 @@ class Store(LibraryReads, SearchSQL, JournalSQL):
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *, readonly: bool = False) -> Store:
+        """Open (or create) the store. readonly: never written, for the commands that only read; it opens on a
+        read-only file system or in a folder the user cannot write too.
+
+        Only the default store's folder is created: a --db in a missing folder is a typo, not a wish."""
         db = Path(path) if path is not None else default_store_path()
         db = db.expanduser()
         try:
@@ -183,18 +210,44 @@ class Store(LibraryReads, SearchSQL, JournalSQL):
             if readonly:
                 if not db.exists():
                     raise StoreError(f"no store at {db}: run 'dedupe scan' first")
-                conn = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False)
-            else:
+                return cls._open_readonly(db)
+            if path is None or os.environ.get("DEDUPE_DB") == str(path):
                 db.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout = 30000")
+            elif not db.parent.is_dir():
+                raise StoreError(f"no folder {db.parent} for the store {db}: create it first, or correct --db")
+            conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
             store = cls(conn, db.absolute(), readonly)
+            store._busy_timeout()
             store._prepare()
         except StoreError:
             raise
         except (sqlite3.Error, OSError) as e:
-            raise StoreError(f"cannot open the store at {db}: {e}") from None
+            raise StoreError(explain(e, db.absolute())) from None
         return store
+
+    @classmethod
+    def _open_readonly(cls, db: Path) -> Store:
+        """mode=ro; where that cannot work (a WAL store needs its -shm file, which a read-only folder cannot
+        hold), immutable=1: SQLite then takes no locks and reads the file as it is."""
+        uri = db.absolute().as_uri()
+        first: sqlite3.Error | None = None
+        for query in ("mode=ro", "mode=ro&immutable=1"):
+            conn = sqlite3.connect(f"{uri}?{query}", uri=True, check_same_thread=False)
+            store = cls(conn, db.absolute(), True)
+            try:
+                store._busy_timeout()
+                store._prepare()
+                return store
+            except sqlite3.Error as e:
+                conn.close()
+                first = first or e
+        assert first is not None
+        raise first
+
+    def _busy_timeout(self) -> None:
+        """How long to wait for another process's write: $DEDUPE_BUSY_TIMEOUT seconds (30 by default)."""
+        seconds = float(os.environ.get("DEDUPE_BUSY_TIMEOUT") or 30)
+        self._conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
 
     def _prepare(self) -> None:
         # One statement, so one snapshot: another process creating the same new store may commit its first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -18,7 +19,7 @@ from PIL import Image
 
 from dedupe.actions import apply, undo
 from dedupe.cli import cli
-from dedupe.errors import DedupeError
+from dedupe.errors import DedupeError, StoreError
 from dedupe.group import stored_groups
 from dedupe.models import Action, JournalState, ScanOptions, StepState
 from dedupe.plan import parse_rules, plan
@@ -518,3 +519,39 @@ def test_undo_escapes_control_characters_in_the_trash_path(tmp_path: Path, trash
     assert code == 0, out
     assert copy.exists()
     assert "\x1b" not in out, repr(out)
+
+
+def fill(drive: Path) -> None:
+    """Fill a drive to the last byte."""
+    fd = os.open(drive / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for chunk in (65536, 4096, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * chunk)
+    finally:
+        os.close(fd)
+
+
+def test_a_full_disk_under_the_store_stops_the_run_and_says_what_was_done(
+    tmp_path: Path, mount_tmpfs: Callable[..., Path], trash_home: Path
+) -> None:
+    """When the store's disk fills up during a run, the run stops with a StoreError that says how many files were
+    done (and journaled, so undo reverses them) and how many were not touched; undo then restores them."""
+    root = tmp_path / "p"
+    keeper = photo(root / "a.jpg", 26)
+    dups = [copy_file(keeper, root / f"s{i}" / "a.jpg") for i in range(3)]
+    drive = mount_tmpfs("store", size="2m")
+    with Store.open(drive / "store.sqlite") as store:
+        the_plan = plan(groups_of(store, root), parse_rules("shortest"), Action.TRASH)
+    with Store.open(drive / "store.sqlite") as store:
+        with pytest.raises(StoreError) as stopped:
+            apply(the_plan, store, on_progress=lambda e: fill(drive) if e.done == 1 else None)
+        message = str(stopped.value)
+        assert message.startswith(f"cannot write to the store at {drive / 'store.sqlite'}: the disk is full")
+        assert "stopped after 1 of 3 file(s) were done ('dedupe undo' reverses them" in message
+        assert "2 were not touched" in message
+        assert sum(not d.exists() for d in dups) == 1
+        (drive / "filler").unlink()
+        assert undo(store).complete
+    assert all(d.read_bytes() == keeper.read_bytes() for d in dups)
