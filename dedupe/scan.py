@@ -215,6 +215,8 @@ def fingerprint_files(
         for path, st in files:
             row = stored.get(path)
             if row is not None and _unchanged(row, st):
+                if row.ctime_ns is None:
+                    store.set_ctime(path, st.st_ctime_ns)
                 if row.error is not None and row.error_version == version:
                     # The same bytes failed with this version of dedupe: no need to try them again.
                     skipped.append(Skipped(path, row.error))
@@ -222,7 +224,9 @@ def fingerprint_files(
                 if row.content_hash in known:
                     reused += 1
                     continue
-            moved = store.content_hash_by_inode(st)
+            # The same inode at the same path with another ctime was rewritten in place, not renamed.
+            rewritten = row is not None and (row.dev, row.ino) == (st.st_dev, st.st_ino)
+            moved = None if rewritten else store.content_hash_by_inode(st)
             if moved is not None and moved in known:
                 # A rename, a move within the drive or a hardlink: same inode, size and mtime.
                 store.put_file(path, st, moved)
@@ -275,7 +279,10 @@ def fingerprint_files(
 
 
 def _unchanged(row: StoredFile, st: os.stat_result) -> bool:
-    return (row.size, row.mtime_ns, row.dev, row.ino) == (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+    """Size, mtime, inode and ctime as stored: a rewrite that puts the mtime back still changes the ctime (as
+    fdupes and jdupes see it). A row from before ctimes were kept is judged without it."""
+    same = (row.size, row.mtime_ns, row.dev, row.ino) == (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+    return same and row.ctime_ns in (None, st.st_ctime_ns)
 
 
 class _Batch:

@@ -137,6 +137,10 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE images ADD COLUMN crops BLOB
     """,
+    # 7: the ctime a scan saw: a same-size rewrite with its mtime put back still changes it (NULL: not yet seen)
+    """
+    ALTER TABLE files ADD COLUMN ctime_ns INTEGER
+    """,
 )
 
 
@@ -152,6 +156,27 @@ class StoredFile:
     content_hash: str | None
     error: str | None
     error_version: str | None
+    ctime_ns: int | None = None  # None: stored by a dedupe before ctimes were kept
+
+
+_FILE_COLUMNS = "path, size, mtime_ns, dev, ino, content_hash, error, error_version, ctime_ns"
+
+
+def _stored(row: Sequence[object]) -> StoredFile:
+    raw, size, mtime_ns, dev, ino, content_hash, error, error_version, ctime_ns = row
+    assert isinstance(raw, bytes) and isinstance(size, int) and isinstance(mtime_ns, int)
+    assert isinstance(dev, int) and isinstance(ino, int)
+    return StoredFile(
+        decode_path(raw),
+        size,
+        mtime_ns,
+        dev,
+        ino,
+        None if content_hash is None else str(content_hash),
+        None if error is None else str(error),
+        None if error_version is None else str(error_version),
+        ctime_ns if isinstance(ctime_ns, int) else None,
+    )
 
 
 def default_store_path() -> Path:
@@ -302,18 +327,17 @@ class Store(LibraryReads, SearchSQL, JournalSQL):
     def files_under(self, roots: Sequence[str]) -> Iterator[StoredFile]:
         """Every stored row at or below the given absolute paths."""
         with self._lock:
-            rows: list[tuple[bytes, int, int, int, int, str | None, str | None, str | None]] = []
+            rows: list[tuple[object, ...]] = []
             for root in roots:
                 low, high = _prefix_bounds(root)
                 rows.extend(
                     self._conn.execute(
-                        "SELECT path, size, mtime_ns, dev, ino, content_hash, error, error_version FROM files"
-                        " WHERE path = ? OR (path >= ? AND path < ?)",
+                        f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ? OR (path >= ? AND path < ?)",
                         (encode_path(root), low, high),
                     ).fetchall()
                 )
-        for raw, size, mtime_ns, dev, ino, content_hash, error, error_version in rows:
-            yield StoredFile(decode_path(raw), size, mtime_ns, dev, ino, content_hash, error, error_version)
+        for row in rows:
+            yield _stored(row)
 
     def put_file(
         self,
@@ -326,11 +350,12 @@ class Store(LibraryReads, SearchSQL, JournalSQL):
         """Record what a scan saw at a path: its content hash, or why it could not be fingerprinted."""
         with self._lock:
             self._conn.execute(
-                "INSERT INTO files (path, size, mtime_ns, dev, ino, content_hash, error, error_version, scanned_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO files (path, size, mtime_ns, dev, ino, content_hash, error, error_version, scanned_at,"
+                " ctime_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,"
                 " dev = excluded.dev, ino = excluded.ino, content_hash = excluded.content_hash,"
-                " error = excluded.error, error_version = excluded.error_version, scanned_at = excluded.scanned_at",
+                " error = excluded.error, error_version = excluded.error_version, scanned_at = excluded.scanned_at,"
+                " ctime_ns = excluded.ctime_ns",
                 (
                     encode_path(path),
                     st.st_size,
@@ -341,7 +366,15 @@ class Store(LibraryReads, SearchSQL, JournalSQL):
                     _text(error),
                     error_version,
                     time.time(),
+                    st.st_ctime_ns,
                 ),
+            )
+
+    def set_ctime(self, path: str, ctime_ns: int) -> None:
+        """Fill in the ctime of a row stored before ctimes were kept (its file found unchanged otherwise)."""
+        with self._lock:
+            self._conn.execute(
+                "UPDATE files SET ctime_ns = ? WHERE path = ? AND ctime_ns IS NULL", (ctime_ns, encode_path(path))
             )
 
     def forget_files(self, paths: Iterable[str]) -> int:
@@ -353,28 +386,21 @@ class Store(LibraryReads, SearchSQL, JournalSQL):
         """The stored row at exactly this path."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT path, size, mtime_ns, dev, ino, content_hash, error, error_version FROM files WHERE path = ?",
-                (encode_path(path),),
+                f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?", (encode_path(path),)
             ).fetchone()
-        if row is None:
-            return None
-        raw, size, mtime_ns, dev, ino, content_hash, error, error_version = row
-        return StoredFile(decode_path(raw), size, mtime_ns, dev, ino, content_hash, error, error_version)
+        return None if row is None else _stored(row)
 
     def files_with_content(self, content_hashes: Iterable[str]) -> list[StoredFile]:
         """Every stored file holding one of these contents, sorted by path."""
-        rows: list[tuple[bytes, int, int, int, int, str | None, str | None, str | None]] = []
+        rows: list[tuple[object, ...]] = []
         with self._lock:
             for content_hash in sorted(set(content_hashes)):
                 rows.extend(
                     self._conn.execute(
-                        "SELECT path, size, mtime_ns, dev, ino, content_hash, error, error_version FROM files"
-                        " WHERE content_hash = ?",
-                        (content_hash,),
+                        f"SELECT {_FILE_COLUMNS} FROM files WHERE content_hash = ?", (content_hash,)
                     ).fetchall()
                 )
-        found = [StoredFile(decode_path(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
-        return sorted(found, key=lambda f: f.path)
+        return sorted((_stored(r) for r in rows), key=lambda f: f.path)
 
     def rename_file(self, src: str, dest: str) -> bool:
         """Move a stored entry to a new path, as a rename on disk does: no decoding. False when src is not stored."""

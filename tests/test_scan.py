@@ -44,19 +44,41 @@ def test_scan_finds_exact_and_near_groups_and_skips_bad_files(photo_dir: Path, s
 
 def test_rescan_does_not_read_unchanged_files(photo_dir: Path, store: Store) -> None:
     scan([photo_dir], store)
-    target = photo_dir / "original3.jpg"
-    before = target.stat()
-    # Overwrite the bytes in place but keep size and mtime: a scan that read the file would notice.
-    other = draw_photo(99, (1200, 900))
-    data = target.read_bytes()
-    other_bytes = save(other, photo_dir.parent / "other.jpg", quality=92).read_bytes()
-    target.write_bytes((other_bytes + data)[: len(data)])
-    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
-    assert target.stat().st_ino == before.st_ino
     report = scan([photo_dir], store)
     assert report.fingerprinted == 0
     assert report.reused == 7
     assert report.skipped[0].path.endswith("notes.jpg")  # bad files are reported again, without reading
+
+
+def test_a_same_size_rewrite_with_its_mtime_put_back_is_read_again(photo_dir: Path, store: Store) -> None:
+    """A file rewritten in place with the same size and its mtime put back is a changed file: its ctime moved,
+    so the re-scan reads it and no stale "same bytes" group is left."""
+    scan([photo_dir], store)
+    target = photo_dir / "backup" / "original0.jpg"  # an exact copy of original0.jpg
+    before = target.stat()
+    data = target.read_bytes()
+    other_bytes = save(draw_photo(99, (1200, 900)), photo_dir.parent / "other.jpg", quality=92).read_bytes()
+    target.write_bytes((other_bytes + data)[: len(data)])
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = target.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert after.st_ctime_ns != before.st_ctime_ns
+    report = scan([photo_dir], store)
+    assert report.reused == 6
+    stored = store.get_file(str(target))
+    original = store.get_file(str(photo_dir / "original0.jpg"))
+    assert stored is not None and original is not None and stored.content_hash != original.content_hash
+    assert ["original0.jpg", "original0.jpg"] not in group_paths(store, [photo_dir], threshold=0)
+
+
+def test_a_store_from_before_ctimes_fills_them_in_without_reading(photo_dir: Path, store: Store) -> None:
+    """Rows stored before ctimes were kept (NULL) are judged without one and get theirs on the next scan."""
+    scan([photo_dir], store)
+    with store.transaction():
+        store._conn.execute("UPDATE files SET ctime_ns = NULL")
+    assert scan([photo_dir], store).fingerprinted == 0
+    row = store.get_file(str(photo_dir / "original0.jpg"))
+    assert row is not None and row.ctime_ns == (photo_dir / "original0.jpg").stat().st_ctime_ns
 
 
 def test_moved_and_copied_files_are_not_decoded_again(photo_dir: Path, store: Store) -> None:
