@@ -32,17 +32,35 @@ from dedupe.group import summarize
 from dedupe.match import MatchRule
 from dedupe.models import DuplicateGroup, KeeperRule, ScanOptions, Skipped, Summary
 from dedupe.report import write_html_report
-from dedupe.scan import scan
+from dedupe.scan import JOBS_PER_CORE, max_jobs, scan
+
+
+def _check_jobs(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and value > max_jobs():
+        raise click.BadParameter(
+            f"{value} is more than {max_jobs()} ({JOBS_PER_CORE} per core): more workers only compete for the"
+            " cores and memory",
+            ctx,
+            param,
+        )
+    return value
 
 
 @command("scan")
-@click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=str))
 @db_option
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files and folders matching GLOB (repeatable).")
 @click.option("--hidden", is_flag=True, help="Also scan hidden files and folders (names starting with a dot).")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (loops are detected).")
 @click.option("--min-size", type=click.IntRange(0), default=0, metavar="BYTES", help="Skip files smaller than this.")
-@click.option("--jobs", "-j", type=click.IntRange(1), default=None, help="Worker processes [default: one per core].")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1),
+    default=None,
+    callback=_check_jobs,
+    help=f"Worker processes [default: one per core; at most {JOBS_PER_CORE} per core].",
+)
 @match_options()
 @format_option("table", "json", "csv", help="How to print the groups.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -95,7 +113,7 @@ def scan_command(
 
 
 @command("groups")
-@click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
+@click.argument("dirs", nargs=-1, type=click.Path(exists=True, path_type=str))
 @db_option
 @match_options()
 @format_option("table", "json", "csv", help="How to print the groups.")
@@ -120,7 +138,7 @@ def groups_command(
 
 
 @command("report")
-@click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
+@click.argument("dirs", nargs=-1, type=click.Path(exists=True, path_type=str))
 @click.option(
     "--html",
     "html_file",
@@ -154,7 +172,9 @@ def report_command(
         dedupe report --html dups.html ~/Pictures
     """
     store = open_store(ctx, db, readonly=True)
-    groups, _, _ = find_stored_groups(store, real(dirs), rule)
+    groups, _, images = find_stored_groups(store, real(dirs), rule)
+    if dirs and images == 0:
+        note_no_images(dirs)
     with progress_bar(output.err, enabled=output.err.is_terminal) as on_progress:
         missing = write_html_report(html_file, groups, rules, real(references), on_progress)
     line = f"Wrote {display_path(html_file)}: {len(groups)} group(s), {sum(len(g.members) for g in groups)} files."

@@ -54,7 +54,7 @@ from dedupe.store import Store
 
 
 @command("review")
-@click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
+@click.argument("dirs", nargs=-1, type=click.Path(exists=True, path_type=str))
 @db_option
 @click.option(
     "--action",

@@ -33,6 +33,19 @@ ProgressCallback = Callable[[ProgressEvent], None]
 
 _COMMIT_EVERY = 2.0  # seconds between commits: a killed scan loses at most this much work
 _INLINE_BELOW = 8  # so few files are done in this process rather than starting workers
+JOBS_PER_CORE = 4  # more workers than this per core only compete for the cores and memory
+
+
+def max_jobs() -> int:
+    """The most worker processes a scan starts, whatever is asked: JOBS_PER_CORE per core."""
+    return JOBS_PER_CORE * (os.cpu_count() or 1)
+
+
+def workers_for(requested: int | None, files: int) -> int:
+    """How many workers to start for this many files to read: as asked (one per core by default), but never
+    more than the files nor max_jobs() (-j 100000 on 200 files once forked thousands and ran out of memory)."""
+    wanted = requested or os.cpu_count() or 1
+    return max(1, min(wanted, files, max_jobs()))
 
 
 @dataclass
@@ -337,7 +350,7 @@ def _fingerprint_all(
     todo: list[tuple[str, os.stat_result]], known: set[str], workers: int | None
 ) -> Generator[tuple[str, os.stat_result, _Result], None, None]:
     """Fingerprint files on all cores, yielding results as they finish."""
-    workers = workers or os.cpu_count() or 1
+    workers = workers_for(workers, len(todo))
     if workers <= 1 or len(todo) < _INLINE_BELOW:
         fingerprinted: set[str] = set()
         for path, st in todo:

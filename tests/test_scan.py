@@ -17,7 +17,7 @@ from dedupe.errors import DedupeError
 from dedupe.group import stored_groups
 from dedupe.match import MatchRule
 from dedupe.models import MatchKind, ScanOptions
-from dedupe.scan import _context, scan
+from dedupe.scan import JOBS_PER_CORE, _context, max_jobs, scan, workers_for
 from dedupe.store import Store
 from tests.conftest import REPO, draw_photo, save
 
@@ -299,3 +299,12 @@ def test_permission_errors_are_reported_and_the_run_goes_on(tmp_path: Path) -> N
             shutil.rmtree(base, ignore_errors=True)
         else:
             (tmp_path / "r" / "locked").chmod(0o755)
+
+
+def test_workers_are_capped_by_the_files_to_read_and_the_cores() -> None:
+    """A scan never starts more workers than files to read, nor more than JOBS_PER_CORE per core."""
+    cores = os.cpu_count() or 1
+    assert workers_for(100_000, 200) == min(200, max_jobs()) == min(200, JOBS_PER_CORE * cores)
+    assert workers_for(64, 3) == 3
+    assert workers_for(None, 1000) == cores
+    assert workers_for(5, 0) == 1
