@@ -263,7 +263,7 @@ def fingerprint_files(
                 else:
                     skipped.append(Skipped(path, result.reason))
                     if not result.transient:
-                        batch.put(path, st, None, result.reason)
+                        batch.put(path, st, result.content_hash, result.reason)
             elif isinstance(result, str):
                 batch.put(path, st, result, None)
                 reused += 1
@@ -479,7 +479,11 @@ def _work(path: str, known: AbstractSet[str], copies: AbstractSet[str] = frozens
         content_hash = fingerprint.hash_bytes(data)
         if content_hash in known or content_hash in copies:
             return content_hash
-        return fingerprint.fingerprint_bytes(data, content_hash, name=path)
+        try:
+            return fingerprint.fingerprint_bytes(data, content_hash, name=path)
+        except FileSkipped as e:
+            e.content_hash = content_hash  # read but not decoded: its byte copies are still exact duplicates
+            raise
     except FileSkipped as e:
         return e
     except MemoryError:
