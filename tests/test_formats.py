@@ -25,8 +25,9 @@ from dedupe import (
 )
 from dedupe.cli import cli
 from dedupe.formats import applied_json, check_json, human_size, no_groups_json, plan_json, run_json, run_state
-from dedupe.models import CheckResult
+from dedupe.models import CheckResult, DuplicateGroup, GroupMember, MatchKind
 from dedupe.scan import scan
+from tests.conftest import make_record
 
 
 def test_csv_header_and_rows_have_the_same_columns(photo_dir: Path, store: Store) -> None:
@@ -108,6 +109,20 @@ def test_control_characters_in_names_are_shown_escaped() -> None:
     assert display_path("/p/new\nline\r.jpg") == "/p/new\\x0aline\\x0d.jpg"
     assert display_path("/p/c1\x9b31m.jpg") == "/p/c1\\x9b31m.jpg"
     assert display_path("/p/bad" + os.fsdecode(b"\xff") + "é.jpg") == "/p/bad\\xffé.jpg"
+
+
+def test_a_backslash_in_a_name_is_shown_doubled() -> None:
+    """A literal backslash in a name is shown as two, so that a name holding the text \\x0a is told apart from a
+    name holding a newline."""
+    assert display_path("/p/lit\\x0a.jpg") == "/p/lit\\\\x0a.jpg"
+    assert display_path("/p/lit\\x0a.jpg") != display_path("/p/lit\n.jpg")
+
+
+def test_groups_csv_paths_never_start_a_spreadsheet_formula(tmp_path: Path) -> None:
+    """A path starting with = + - @ tab or CR is written to the groups CSV with a single quote in front."""
+    member = GroupMember(make_record("=cmd|' /C calc'!A0.jpg"), MatchKind.EXACT, 0)
+    (row,) = list(csv.DictReader(io.StringIO(groups_csv([DuplicateGroup(MatchKind.EXACT, (member,))]))))
+    assert row["path"] == "'=cmd|' /C calc'!A0.jpg"
 
 
 def test_sizes_are_shown_in_decimal_units() -> None:
