@@ -24,7 +24,7 @@ from rich.progress import (
 from dedupe.errors import DedupeError
 from dedupe.formats import display_path
 from dedupe.group import stored_groups
-from dedupe.match import CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, MatchRule, searches_crops
+from dedupe.match import CANDIDATE_PHASH, CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, MatchRule, searches_crops
 from dedupe.models import DuplicateGroup, KeeperRule, ProgressEvent, Skipped
 from dedupe.plan import DEFAULT_RULES_TEXT, parse_rules
 from dedupe.store import Store, default_store_path
@@ -112,6 +112,10 @@ def format_option(*choices: str, help: str = "Output.") -> Callable[[F], F]:
     return click.option("--format", "fmt", type=click.Choice(choices), default=choices[0], show_default=True, help=help)
 
 
+# The largest pHash distance the benchmark measured as safe (with the dHash second opinion, see match.py); above
+# it most near pairs are different pictures.
+SAFE_THRESHOLD = CANDIDATE_PHASH
+
 GROUP_THRESHOLD_HELP = "Largest perceptual distance (bits of 64) for a near duplicate; 0 finds only identical pictures."
 QUERY_THRESHOLD_HELP = "Largest pHash distance (bits of 64) that counts as a match; 0 matches only identical pictures."
 
@@ -124,7 +128,14 @@ def match_options(*, full: bool = True, threshold_help: str = GROUP_THRESHOLD_HE
         @functools.wraps(f)
         def with_rule(*args: Any, **kwargs: Any) -> Any:
             fields = {name: kwargs.pop(name) for name in _RULE_FIELDS if name in kwargs}
-            return f(*args, rule=MatchRule(**fields), **kwargs)
+            rule = MatchRule(**fields)
+            if rule.threshold > SAFE_THRESHOLD:
+                click.echo(
+                    f"warning: --threshold {rule.threshold} is above the measured safe range (up to"
+                    f" {SAFE_THRESHOLD}): at this distance different pictures match",
+                    err=True,
+                )
+            return f(*args, rule=rule, **kwargs)
 
         decorated: Callable[..., Any] = with_rule
         for flags, help_text in reversed(_RULE_FLAGS if full else ()):

@@ -314,3 +314,17 @@ def test_a_full_disk_under_the_store_during_review_is_one_clear_line(
     assert r.stderr.startswith(f"Error: cannot write to the store at {db}: the disk is full"), r.stderr
     assert "free some space" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert (root / "b.jpg").exists()
+
+
+def test_a_threshold_above_the_safe_range_warns_and_near_acts_need_a_yes(lib: Library, trash_home: Path) -> None:
+    """--threshold above 16 warns; a --yes run acting on near matches at such a threshold still asks, and
+    changes nothing unless the answer is yes."""
+    g = CliRunner().invoke(cli, ["groups", str(lib.root), "--db", lib.db, "--threshold", "20"])
+    assert g.exit_code == 0 and "warning: --threshold 20 is above the measured safe range (up to 16)" in g.output
+    r = lib.review("--yes", "--include-near", "--threshold", "20")
+    assert r.exit_code == 1 and "near match(es), which may be different pictures. Go ahead?" in r.output
+    assert lib.present() == ALL
+    r = lib.review("--yes", "--include-near", "--threshold", "20", answers="y\n")
+    assert r.exit_code == 0, r.output
+    assert not lib.c_near.exists() or not lib.c.exists()
+    assert lib.intact()
