@@ -457,7 +457,27 @@ _THREADS_AT_IMPORT = _os_threads()  # after numpy's import (through fingerprint)
 _worker_known: set[str] = set()
 
 
+def _die_with_parent() -> None:
+    """Have the kernel kill this worker when the process that started it dies (kill -9 of a scan would
+    otherwise leave its workers sleeping with the store open). Linux only; elsewhere the pool's own pipes end
+    idle workers."""
+    if sys.platform != "linux":
+        return
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
+
+
 def _init_worker(known: set[str]) -> None:
+    _die_with_parent()
     # Ctrl-C goes to the whole process group; the parent alone decides what happens then.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A forked worker inherits the parent's output as the progress bar redirected it: a warning printed here

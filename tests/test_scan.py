@@ -308,3 +308,51 @@ def test_workers_are_capped_by_the_files_to_read_and_the_cores() -> None:
     assert workers_for(64, 3) == 3
     assert workers_for(None, 1000) == cores
     assert workers_for(5, 0) == 1
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return set()
+    return {int(c) for c in text.split()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_scan_workers_exit_when_the_scan_is_killed(tmp_path: Path) -> None:
+    """kill -9 of a scan takes its worker processes with it: none is left holding the store open."""
+    root = tmp_path / "many"
+    for i in range(40):
+        save(draw_photo(i, (1600, 1200)), root / f"{i:03d}.png")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    db = tmp_path / "store.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dedupe", "scan", str(root), "--db", str(db), "-q", "-j", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        workers: set[int] = set()
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            workers = _children(proc.pid)
+            time.sleep(0.02)
+        assert len(workers) >= 2, "the scan started no workers"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(w) for w in workers)
+    finally:
+        proc.kill()
+        proc.wait()
