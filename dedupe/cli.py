@@ -1,7 +1,7 @@
 """The command line: click commands and rich output, over the dedupe library.
 
-The commands live by what they work on: cli_library (scan, groups, report, calibrate), cli_review (review, undo)
-and cli_lists (search, check, export, import, watch); cli_common holds what they share.
+The commands live by what they work on: cli_library (scan, groups, report, calibrate), cli_review (review, undo),
+cli_lists (search, check, export, import, watch) and cli_store (store reset); cli_common holds what they share.
 """
 
 from __future__ import annotations
