@@ -4,7 +4,7 @@
 Usage:
     python bench/faults.py [--trials N] [--work DIR] [--seed S] [--out FILE]
 
-A tree of photos (small JPEGs and a few large noise PNGs, each with two byte copies in backup folders) is built
+A tree of photos (small JPEGs and a few large noise PNGs, each with three byte copies in backup folders) is built
 in --work, with a store and a trash ($XDG_DATA_HOME) beside it, and its sha256 manifest (path -> hash) taken.
 Each trial picks a kind and runs `dedupe` in a real process that is killed with SIGKILL:
 
@@ -61,11 +61,11 @@ FAULTS = {
 
 
 def build_tree(photos: Path, seed: int) -> None:
-    """Six originals (four small JPEGs, two ~5 MB noise PNGs so that copies across drives take a while), each with
-    two byte copies in backup folders."""
+    """Fifteen originals (twelve small JPEGs, three ~5 MB noise PNGs so that copies across drives take a while),
+    each with three byte copies in backup folders: 45 acts per review."""
     rng = random.Random(seed)
-    for i in range(6):
-        if i < 4:
+    for i in range(15):
+        if i < 12:
             im = Image.new("RGB", (800, 600), (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
             draw = ImageDraw.Draw(im)
             for _ in range(30):
@@ -78,7 +78,7 @@ def build_tree(photos: Path, seed: int) -> None:
         original = photos / name
         original.parent.mkdir(parents=True, exist_ok=True)
         im.save(original, quality=90)
-        for backup in ("backup1", "backup2/old"):
+        for backup in ("backup1", "backup2/old", "backup3"):
             copy = photos / backup / name
             copy.parent.mkdir(parents=True, exist_ok=True)
             copy.write_bytes(original.read_bytes())
