@@ -227,6 +227,12 @@ def fingerprint_files(
     with store.transaction():
         for path, st in files:
             row = stored.get(path)
+            if row is not None and _only_ctime_moved(row, st, version):
+                # A known failure whose ctime moved (chmod, a new hard link): the same bytes fail the same way.
+                store.set_ctime(path, st.st_ctime_ns)
+                assert row.error is not None
+                skipped.append(Skipped(path, row.error))
+                continue
             if row is not None and _unchanged(row, st):
                 if row.ctime_ns is None:
                     store.set_ctime(path, st.st_ctime_ns)
@@ -263,7 +269,7 @@ def fingerprint_files(
                 else:
                     skipped.append(Skipped(path, result.reason))
                     if not result.transient:
-                        batch.put(path, st, result.content_hash, result.reason)
+                        batch.put(path, st, None, result.reason, result.content_hash)
             elif isinstance(result, str):
                 batch.put(path, st, result, None)
                 reused += 1
@@ -291,6 +297,21 @@ def fingerprint_files(
     )
 
 
+def _only_ctime_moved(row: StoredFile, st: os.stat_result, version: str) -> bool:
+    """Whether a file that failed with this version has another ctime but the same stat otherwise and, read
+    again (only hashed), the same bytes."""
+    if row.error is None or row.error_version != version or row.undecoded_hash is None:
+        return False
+    if (row.size, row.mtime_ns, row.dev, row.ino) != (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino):
+        return False
+    if row.ctime_ns == st.st_ctime_ns:
+        return False  # wholly unchanged: the usual path
+    try:
+        return fingerprint.hash_file(row.path) == row.undecoded_hash
+    except OSError:
+        return False
+
+
 def _unchanged(row: StoredFile, st: os.stat_result) -> bool:
     """Size, mtime, inode and ctime as stored: a rewrite that puts the mtime back still changes the ctime (as
     fdupes and jdupes see it). A row from before ctimes were kept is judged without it."""
@@ -305,23 +326,30 @@ class _Batch:
         self._store = store
         self._version = version
         self._known = known
-        self._pending: list[tuple[str, os.stat_result | None, Fingerprint | str | None, str | None]] = []
+        self._pending: list[tuple[str, os.stat_result | None, Fingerprint | str | None, str | None, str | None]] = []
         self._last = time.monotonic()
         self.fingerprinted = 0
 
-    def put(self, path: str, st: os.stat_result, result: Fingerprint | str | None, error: str | None) -> None:
-        self._pending.append((path, st, result, error))
+    def put(
+        self,
+        path: str,
+        st: os.stat_result,
+        result: Fingerprint | str | None,
+        error: str | None,
+        undecoded_hash: str | None = None,
+    ) -> None:
+        self._pending.append((path, st, result, error, undecoded_hash))
         if time.monotonic() - self._last >= _COMMIT_EVERY:
             self.commit()
 
     def forget(self, path: str) -> None:
-        self._pending.append((path, None, None, None))
+        self._pending.append((path, None, None, None, None))
 
     def commit(self) -> None:
         if not self._pending:
             return
         with self._store.transaction():
-            for path, st, result, error in self._pending:
+            for path, st, result, error, undecoded in self._pending:
                 if st is None:
                     self._store.forget_files([path])
                     continue
@@ -332,7 +360,7 @@ class _Batch:
                         self.fingerprinted += 1
                     self._store.put_file(path, st, result.content_hash)
                 else:
-                    self._store.put_file(path, st, result, error, self._version if error else None)
+                    self._store.put_file(path, st, result, error, self._version if error else None, undecoded)
         self._pending.clear()
         self._last = time.monotonic()
 

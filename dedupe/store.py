@@ -137,9 +137,11 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE images ADD COLUMN crops BLOB
     """,
-    # 7: the ctime a scan saw: a same-size rewrite with its mtime put back still changes it (NULL: not yet seen)
+    # 7: the ctime a scan saw (a same-size rewrite with its mtime put back still changes it; NULL: not yet seen),
+    # and the hash of the bytes of a file that was read but could not be decoded (its byte copies are duplicates)
     """
-    ALTER TABLE files ADD COLUMN ctime_ns INTEGER
+    ALTER TABLE files ADD COLUMN ctime_ns INTEGER;
+    ALTER TABLE files ADD COLUMN undecoded_hash TEXT
     """,
 )
 
@@ -157,13 +159,14 @@ class StoredFile:
     error: str | None
     error_version: str | None
     ctime_ns: int | None = None  # None: stored by a dedupe before ctimes were kept
+    undecoded_hash: str | None = None  # the bytes' hash of a file read but not decoded (error is then set)
 
 
-_FILE_COLUMNS = "path, size, mtime_ns, dev, ino, content_hash, error, error_version, ctime_ns"
+_FILE_COLUMNS = "path, size, mtime_ns, dev, ino, content_hash, error, error_version, ctime_ns, undecoded_hash"
 
 
 def _stored(row: Sequence[object]) -> StoredFile:
-    raw, size, mtime_ns, dev, ino, content_hash, error, error_version, ctime_ns = row
+    raw, size, mtime_ns, dev, ino, content_hash, error, error_version, ctime_ns, undecoded = row
     assert isinstance(raw, bytes) and isinstance(size, int) and isinstance(mtime_ns, int)
     assert isinstance(dev, int) and isinstance(ino, int)
     return StoredFile(
@@ -176,6 +179,7 @@ def _stored(row: Sequence[object]) -> StoredFile:
         None if error is None else str(error),
         None if error_version is None else str(error_version),
         ctime_ns if isinstance(ctime_ns, int) else None,
+        None if undecoded is None else str(undecoded),
     )
 
 
@@ -346,16 +350,18 @@ class Store(LibraryReads, SearchSQL, JournalSQL):
         content_hash: str | None,
         error: str | None = None,
         error_version: str | None = None,
+        undecoded_hash: str | None = None,
     ) -> None:
-        """Record what a scan saw at a path: its content hash, or why it could not be fingerprinted."""
+        """Record what a scan saw at a path: its content hash, or why it could not be fingerprinted (and then the
+        hash of its bytes, when they were read)."""
         with self._lock:
             self._conn.execute(
                 "INSERT INTO files (path, size, mtime_ns, dev, ino, content_hash, error, error_version, scanned_at,"
-                " ctime_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ctime_ns, undecoded_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,"
                 " dev = excluded.dev, ino = excluded.ino, content_hash = excluded.content_hash,"
                 " error = excluded.error, error_version = excluded.error_version, scanned_at = excluded.scanned_at,"
-                " ctime_ns = excluded.ctime_ns",
+                " ctime_ns = excluded.ctime_ns, undecoded_hash = excluded.undecoded_hash",
                 (
                     encode_path(path),
                     st.st_size,
@@ -367,15 +373,15 @@ class Store(LibraryReads, SearchSQL, JournalSQL):
                     error_version,
                     time.time(),
                     st.st_ctime_ns,
+                    undecoded_hash,
                 ),
             )
 
     def set_ctime(self, path: str, ctime_ns: int) -> None:
-        """Fill in the ctime of a row stored before ctimes were kept (its file found unchanged otherwise)."""
+        """Record the ctime of a file found unchanged otherwise (a row from before ctimes were kept, or a file
+        whose ctime moved while its bytes stayed)."""
         with self._lock:
-            self._conn.execute(
-                "UPDATE files SET ctime_ns = ? WHERE path = ? AND ctime_ns IS NULL", (ctime_ns, encode_path(path))
-            )
+            self._conn.execute("UPDATE files SET ctime_ns = ? WHERE path = ?", (ctime_ns, encode_path(path)))
 
     def forget_files(self, paths: Iterable[str]) -> int:
         with self._lock:

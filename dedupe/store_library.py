@@ -167,10 +167,8 @@ class LibraryReads(StoreBase):
         where, params = self._roots_clause(roots)
         with self._lock:
             rows = self._conn.execute(
-                "SELECT f.path, f.size, f.mtime_ns, f.dev, f.ino, f.content_hash FROM files f"
-                f" WHERE f.error IS NOT NULL AND f.content_hash IS NOT NULL AND {where}"
-                " AND f.content_hash NOT IN (SELECT content_hash FROM images)"
-                " ORDER BY f.content_hash, f.path",
+                "SELECT f.path, f.size, f.mtime_ns, f.dev, f.ino, f.undecoded_hash FROM files f"
+                f" WHERE f.undecoded_hash IS NOT NULL AND {where} ORDER BY f.undecoded_hash, f.path",
                 params,
             ).fetchall()
         by_content: dict[str, list[tuple[str, int, int, int, int, str]]] = {}

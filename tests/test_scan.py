@@ -356,3 +356,14 @@ def test_scan_workers_exit_when_the_scan_is_killed(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_changed_ctime_alone_reads_the_bytes_but_decodes_nothing(photo_dir: Path, store: Store) -> None:
+    """A chmod moves the ctime only: the re-scan hashes the file again, finds the bytes it knows, and decodes
+    nothing; a known failure stays a failure without being decoded again."""
+    scan([photo_dir], store)
+    (photo_dir / "original0.jpg").chmod(0o600)
+    (photo_dir / "notes.jpg").chmod(0o600)
+    report = scan([photo_dir], store)
+    assert report.fingerprinted == 0 and report.reused == 7
+    assert [Path(s.path).name for s in report.skipped] == ["notes.jpg"]
