@@ -1,7 +1,8 @@
 """The command line: click commands and rich output, over the dedupe library.
 
 The commands live by what they work on: cli_library (scan, groups, report, calibrate), cli_review (review, undo),
-cli_lists (search, check, export, import, watch) and cli_serve (serve); cli_common holds what they share.
+cli_lists (search, check, export, import, watch), cli_serve (serve) and cli_store (store reset); cli_common holds
+what they share.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from dedupe.cli_library import calibrate_command, groups_command, report_command
 from dedupe.cli_lists import check_command, export_command, import_command, search_command, watch_command
 from dedupe.cli_review import forget_command, review_command, undo_command
 from dedupe.cli_serve import serve_command
+from dedupe.cli_store import store_group
+from dedupe.store import default_store_path
+from dedupe.store import failure as store_failure
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -67,6 +71,7 @@ SUMMARIES = {
     calibrate_command: "Recommend a --threshold from your own photos.",
     watch_command: "Watch folders; report each new duplicate.",
     serve_command: "Answer check and search requests over HTTP.",
+    store_group: "Look after the store: move a damaged one aside.",
     help_command: "Show the guide to a command, or to dedupe.",
 }
 for _command, _summary in SUMMARIES.items():
@@ -78,6 +83,10 @@ def main() -> None:
     try:
         cli(prog_name="dedupe")
     except Exception as e:  # a bug of ours: still one readable line, not a traceback
+        failed = store_failure(e, default_store_path())
+        if failed is not None:  # the store failing outside a command's own handling: not a bug
+            click.echo(f"Error: {failed}", err=True)
+            sys.exit(1)
         if os.environ.get("DEDUPE_DEBUG"):
             raise
         click.echo(f"dedupe: internal error: {type(e).__name__}: {e} (set DEDUPE_DEBUG=1 for details)", err=True)

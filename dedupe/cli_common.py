@@ -28,10 +28,11 @@ from rich.text import Text
 from dedupe.errors import DedupeError, StoreError
 from dedupe.formats import display_path
 from dedupe.group import stored_groups
-from dedupe.match import CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, MatchRule, searches_crops
+from dedupe.match import CANDIDATE_PHASH, CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, MatchRule, searches_crops
 from dedupe.models import DuplicateGroup, KeeperRule, ProgressEvent, Skipped
 from dedupe.plan import DEFAULT_RULES_TEXT, parse_rules
 from dedupe.store import Store, default_store_path
+from dedupe.store import failure as store_failure
 from dedupe.store_pg import PostgresStore, open_any
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,6 +77,13 @@ class DedupeCommand(click.Command):
             return super().invoke(ctx)
         except DedupeError as e:
             raise self.error(display_path(str(e))) from None
+        except Exception as e:
+            # SQLite failing under the command (damaged, locked, full, read-only) is the store's, not a bug.
+            store = ctx.meta.get(STORE_PATH) or default_store_path()
+            failed = store_failure(e, store)
+            if failed is None:
+                raise
+            raise self.error(display_path(str(failed))) from None
 
 
 def command(
@@ -176,6 +184,10 @@ def format_option(*choices: str, help: str = "Output.") -> Callable[[F], F]:
     return click.option("--format", "fmt", type=click.Choice(choices), default=choices[0], show_default=True, help=help)
 
 
+# The largest pHash distance the benchmark measured as safe (with the dHash second opinion, see match.py); above
+# it most near pairs are different pictures.
+SAFE_THRESHOLD = CANDIDATE_PHASH
+
 GROUP_THRESHOLD_HELP = "Largest perceptual distance (bits of 64) for a near duplicate; 0 finds only identical pictures."
 QUERY_THRESHOLD_HELP = "Largest pHash distance (bits of 64) that counts as a match; 0 matches only identical pictures."
 
@@ -188,7 +200,14 @@ def match_options(*, full: bool = True, threshold_help: str = GROUP_THRESHOLD_HE
         @functools.wraps(f)
         def with_rule(*args: Any, **kwargs: Any) -> Any:
             fields = {name: kwargs.pop(name) for name in _RULE_FIELDS if name in kwargs}
-            return f(*args, rule=MatchRule(**fields), **kwargs)
+            rule = MatchRule(**fields)
+            if rule.threshold > SAFE_THRESHOLD:
+                click.echo(
+                    f"warning: --threshold {rule.threshold} is above the measured safe range (up to"
+                    f" {SAFE_THRESHOLD}): at this distance different pictures match",
+                    err=True,
+                )
+            return f(*args, rule=rule, **kwargs)
 
         decorated: Callable[..., Any] = with_rule
         for flags, help_text in reversed(_RULE_FLAGS if full else ()):
@@ -270,6 +289,9 @@ def real(paths: Sequence[str]) -> list[str]:
 # --- the store and the engine ---------------------------------------------------------------------------------
 
 
+STORE_PATH = "dedupe.store"
+
+
 def open_store(ctx: click.Context, db: str | None, *, readonly: bool = False, create: bool = False) -> Store:
     """The store, closed when the command ends. Only a command that fills the store (create: scan, import, watch)
     makes a new one; any other says where the store was looked for, rather than act on an empty one."""
@@ -278,7 +300,9 @@ def open_store(ctx: click.Context, db: str | None, *, readonly: bool = False, cr
         if not where.exists():
             # A library error, so that search and check end with their own exit status for failures.
             raise StoreError(f"no store at {where}: run 'dedupe scan' first")
-    return ctx.with_resource(Store.open(db, readonly=readonly))
+    store = ctx.with_resource(Store.open(db, readonly=readonly))
+    ctx.meta[STORE_PATH] = store.path
+    return store
 
 
 def open_list_store(ctx: click.Context, db: str | None, *, readonly: bool = False) -> Store | PostgresStore:
@@ -286,6 +310,8 @@ def open_list_store(ctx: click.Context, db: str | None, *, readonly: bool = Fals
     command ends."""
     store = open_any(db, readonly=readonly)
     ctx.call_on_close(store.close)
+    if isinstance(store, Store):
+        ctx.meta[STORE_PATH] = store.path
     return store
 
 

@@ -44,7 +44,19 @@ from dedupe.match import MatchRule
 from dedupe.models import DuplicateGroup, KeeperChoice, KeeperRule, Plan, ScanOptions, Skipped, Summary
 from dedupe.plan import keepers_chosen, keepers_first, plan
 from dedupe.report import write_html_report
-from dedupe.scan import scan
+from dedupe.scan import JOBS_PER_CORE, max_jobs, scan
+
+
+def _check_jobs(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and value > max_jobs():
+        raise click.BadParameter(
+            f"{value} is more than {max_jobs()} ({JOBS_PER_CORE} per core): more workers only compete for the"
+            " cores and memory",
+            ctx,
+            param,
+        )
+    return value
+
 
 PATHS_HELP = (
     "How to print the groups. paths: one path per line, the file review keeps first, a blank line after each"
@@ -53,13 +65,20 @@ PATHS_HELP = (
 
 
 @command("scan")
-@click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=str))
 @db_option
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files and folders matching GLOB (repeatable).")
 @click.option("--hidden", is_flag=True, help="Also scan hidden files and folders (names starting with a dot).")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (loops are detected).")
 @click.option("--min-size", type=click.IntRange(0), default=0, metavar="BYTES", help="Skip files smaller than this.")
-@click.option("--jobs", "-j", type=click.IntRange(1), default=None, help="Worker processes [default: one per core].")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1),
+    default=None,
+    callback=_check_jobs,
+    help=f"Worker processes [default: one per core; at most {JOBS_PER_CORE} per core].",
+)
 @match_options()
 @format_option("table", "json", "csv", "paths", help=PATHS_HELP)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -124,7 +143,7 @@ def scan_command(
 
 
 @command("groups")
-@click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
+@click.argument("dirs", nargs=-1, type=click.Path(exists=True, path_type=str))
 @db_option
 @match_options()
 @format_option("table", "json", "csv", "paths", help=PATHS_HELP)
@@ -151,7 +170,7 @@ def groups_command(
 
 
 @command("report")
-@click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
+@click.argument("dirs", nargs=-1, type=click.Path(exists=True, path_type=str))
 @click.option(
     "--html",
     "html_file",
@@ -186,7 +205,9 @@ def report_command(
         dedupe report --html dups.html ~/Pictures
     """
     store = open_store(ctx, db, readonly=True)
-    groups, _, _ = find_stored_groups(store, real(dirs), rule)
+    groups, _, images = find_stored_groups(store, real(dirs), rule)
+    if dirs and images == 0:
+        note_no_images(dirs)
     groups = keepers_first(groups, rules, real(references), roots=real(dirs), rule=rule)
     try:
         from dedupe.web.report import write_review_report  # with the web extra: review's overview and wording

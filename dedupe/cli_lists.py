@@ -24,6 +24,7 @@ from dedupe.cli_common import (
     db_option,
     format_option,
     match_options,
+    note_no_images,
     open_list_store,
     open_store,
     pass_output,
@@ -210,7 +211,7 @@ def import_pdq(store: Store | PostgresStore, list_file: str, *, replace: bool) -
 
 
 @command("export")
-@click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
+@click.argument("dirs", nargs=-1, type=click.Path(exists=True, path_type=str))
 @db_option
 @click.option(
     "--output",
@@ -238,6 +239,8 @@ def export_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, ou
         count = export_pdq(store, output, dirs)
     else:
         count = export_fingerprints(store, sys.stdout if output == "-" else output, dirs)
+    if dirs and count == 0:
+        note_no_images(dirs)
     click.echo(f"Exported {count} fingerprints{'' if output == '-' else f' to {output}'}.", err=True)
 
 

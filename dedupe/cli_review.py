@@ -22,6 +22,7 @@ from rich.text import Text
 from dedupe.actions import apply, undo
 from dedupe.cli_common import (
     MATCH_LABEL,
+    SAFE_THRESHOLD,
     Output,
     command,
     db_option,
@@ -45,6 +46,7 @@ from dedupe.models import (
     DuplicateGroup,
     KeeperChoice,
     KeeperRule,
+    MatchKind,
     Plan,
     StepState,
 )
@@ -55,7 +57,7 @@ from dedupe.store import Store
 
 
 @command("review")
-@click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
+@click.argument("dirs", nargs=-1, type=click.Path(exists=True, path_type=str))
 @db_option
 @click.option(
     "--action",
@@ -221,6 +223,15 @@ def review_command(
             render_plan(console, the_plan, dry_run=False, steps=False)
             console.print("Nothing to do.")
         return
+    near = sum(s.match is MatchKind.NEAR for s in the_plan.steps)
+    if near and rule.threshold > SAFE_THRESHOLD:
+        # Even with --yes: at such distances most near matches are other pictures.
+        click.confirm(
+            f"--threshold {rule.threshold} is above the measured safe range (up to {SAFE_THRESHOLD}) and the plan"
+            f" acts on {near} near match(es), which may be different pictures. Go ahead?",
+            abort=True,
+            err=True,
+        )
     result = _apply(output, store, the_plan)
     if fmt == "json":
         click.echo(json.dumps(applied_json(the_plan, result), indent=2))
@@ -484,7 +495,11 @@ def render_result(console: Console, result: ApplyResult) -> None:
     console.print(
         f"{result.count(StepState.DONE)} {_VERB[result.action][1]} ({human_size(result.freed_bytes)}),"
         f" {result.count(StepState.SKIPPED)} skipped, {result.count(StepState.FAILED)} failed."
-        f" Run {result.run_id}: 'dedupe undo' reverses it."
+        + (
+            f" Run {result.run_id}: permanent deletes cannot be undone."
+            if result.action is Action.DELETE
+            else f" Run {result.run_id}: 'dedupe undo' reverses it."
+        )
     )
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dedupe.calibrate import Calibration
+from dedupe.exchange import spreadsheet_safe
 from dedupe.models import (
     Action,
     ApplyResult,
@@ -37,7 +38,9 @@ _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 def display_path(path: str) -> str:
     """A path as it can be printed: bytes that are not UTF-8 and control characters (which would drive the
-    terminal or split a row) shown as \\xNN escapes."""
+    terminal or split a row) shown as \\xNN escapes, and a backslash of the name as two."""
+    if os.sep != "\\":  # a backslash in a POSIX name is doubled, so that "\\x0a" never looks like an escape
+        path = path.replace("\\", "\\\\")
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").translate(_CONTROL)
 
 
@@ -156,7 +159,7 @@ def group_csv_rows(groups: Sequence[DuplicateGroup]) -> list[dict[str, str | int
                     "distance": m.distance,
                     "transform": m.transform or "",
                     "why": m.why,
-                    "path": display_path(m.file.path),
+                    "path": spreadsheet_safe(display_path(m.file.path)),
                     "size": m.file.size,
                     "width": fp.width,
                     "height": fp.height,

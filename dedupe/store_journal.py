@@ -99,6 +99,16 @@ class JournalSQL(StoreBase):
             for r in rows
         ]
 
+    def in_flight(self) -> list[tuple[str, str | None]]:
+        """(path, destination) of every act written down as planned and never marked, in runs not undone: where a
+        killed run may have left a temporary file."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT j.path, j.destination FROM journal j JOIN runs r ON r.id = j.run_id"
+                " WHERE j.state = 'planned' AND r.undone IS NULL ORDER BY j.id"
+            ).fetchall()
+        return [(decode_path(p), None if d is None else decode_path(d)) for p, d in rows]
+
     def runs(self) -> list[RunInfo]:
         """Every run, newest first, with the number of journal entries in each state."""
         with self._lock:

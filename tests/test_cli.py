@@ -69,14 +69,14 @@ def test_usage_errors_exit_2_and_run_failures_exit_1(tmp_path: Path) -> None:
     assert runner.invoke(cli, ["scan", str(tmp_path), "--threshold", "99"]).exit_code == 2
     assert runner.invoke(cli, ["scan", str(tmp_path), "--format", "xml"]).exit_code == 2
     bad = runner.invoke(cli, ["scan", str(tmp_path), "--db", "/proc/nope/store.sqlite"])
-    assert bad.exit_code == 1 and "cannot open the store" in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code == 1 and "no folder /proc/nope for the store" in bad.output and "Traceback" not in bad.output
     missing = runner.invoke(cli, ["groups", "--db", str(tmp_path / "none.sqlite")])
     assert missing.exit_code == 1 and "no store" in missing.output
 
 
 def test_every_command_has_help_with_an_example() -> None:
     assert isinstance(cli, click.Group)
-    assert len(cli.commands) == 14
+    assert len(cli.commands) == 15
     for name, command in cli.commands.items():
         result = invoke(name, "--help")
         assert result.exit_code == 0
@@ -270,3 +270,46 @@ def test_piped_tables_keep_a_path_longer_than_any_screen_on_one_line(tmp_path: P
     db = str(tmp_path / "s.sqlite")
     out = invoke("scan", str(tmp_path), "--db", db).output
     assert str(keeper) in out
+
+
+def test_absurd_jobs_are_a_usage_error(tmp_path: Path) -> None:
+    """-j beyond JOBS_PER_CORE workers per core is refused as a usage error (exit 2) with the reason."""
+    r = CliRunner().invoke(cli, ["scan", str(tmp_path), "-j", "100000", "--db", str(tmp_path / "s.sqlite")])
+    assert r.exit_code == 2 and "more workers only compete for the cores" in r.output
+    assert not (tmp_path / "s.sqlite").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["groups", "{missing}"],
+        ["review", "{missing}", "--yes"],
+        ["report", "{missing}", "--html", "{tmp}/r.html"],
+        ["export", "{missing}"],
+        ["scan", "{missing}"],
+        ["scan", "{file}"],
+    ],
+)
+def test_a_folder_that_does_not_exist_or_a_file_is_a_usage_error(
+    photo_dir: Path, tmp_path: Path, args: list[str]
+) -> None:
+    """A missing folder (or, for scan, a file) is a usage error naming the reason, never 'No duplicates found.'."""
+    db = str(tmp_path / "s.sqlite")
+    assert invoke("scan", str(photo_dir), "--db", db, "-q").exit_code == 0
+    filled = [a.format(missing=tmp_path / "nope", file=photo_dir / "original0.jpg", tmp=tmp_path) for a in args]
+    r = CliRunner().invoke(cli, [*filled, "--db", db])
+    assert r.exit_code == 2, r.output
+    assert "does not exist" in r.output or "is a file" in r.output
+
+
+@pytest.mark.parametrize("command", ["groups", "review", "report", "export"])
+def test_a_folder_never_scanned_says_so(photo_dir: Path, tmp_path: Path, command: str) -> None:
+    """A folder that exists but holds nothing the store knows says that it was not scanned."""
+    db = str(tmp_path / "s.sqlite")
+    assert invoke("scan", str(photo_dir), "--db", db, "-q").exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    extra = {"review": ["--yes"], "report": ["--html", str(tmp_path / "r.html")]}.get(command, [])
+    r = CliRunner().invoke(cli, [command, str(elsewhere), "--db", db, *extra])
+    assert r.exit_code == 0, r.output
+    assert f"No images stored below {elsewhere}: run 'dedupe scan' on it first." in r.output

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -356,3 +358,51 @@ def test_review_and_undo_in_a_real_process(tmp_path: Path) -> None:
     r = run_dedupe("undo", env=env)
     assert r.returncode == 0, r.stderr
     assert dup.read_bytes() == a.read_bytes()
+
+
+def test_a_delete_run_says_it_cannot_be_undone_and_undo_passes_over_it(lib: Library) -> None:
+    """review --action delete ends by saying that permanent deletes cannot be undone, and plain undo then has
+    nothing to do instead of failing on that run."""
+    r = lib.review("--yes", "--action", "delete")
+    assert r.exit_code == 0, r.output
+    assert "permanent deletes cannot be undone" in r.output and "'dedupe undo' reverses" not in r.output
+    u = CliRunner().invoke(cli, ["undo", "--db", lib.db])
+    assert u.exit_code == 1 and "Error: nothing to undo" in u.output
+
+
+def test_a_full_disk_under_the_store_during_review_is_one_clear_line(
+    tmp_path: Path, mount_tmpfs: Callable[..., Path], trash_home: Path
+) -> None:
+    """A review whose store's disk is full ends with one Error: line that says the disk is full (SQLite may say
+    only "disk I/O error"); never an internal error, and nothing is changed."""
+    root = tmp_path / "p"
+    save(draw_photo(1, SMALL), root / "a.jpg")
+    (root / "b.jpg").write_bytes((root / "a.jpg").read_bytes())
+    drive = mount_tmpfs("store", size="1m")
+    db = str(drive / "store.sqlite")
+    assert CliRunner().invoke(cli, ["scan", str(root), "--db", db, "-q"]).exit_code == 0
+    fd = os.open(drive / "filler", os.O_WRONLY | os.O_CREAT)
+    for chunk in (65536, 4096, 1):
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * chunk)
+    os.close(fd)
+    r = run_dedupe("review", str(root), "--yes", "--db", db, env={"XDG_DATA_HOME": str(trash_home.parent)})
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith(f"Error: cannot write to the store at {db}: the disk is full"), r.stderr
+    assert "free some space" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert (root / "b.jpg").exists()
+
+
+def test_a_threshold_above_the_safe_range_warns_and_near_acts_need_a_yes(lib: Library, trash_home: Path) -> None:
+    """--threshold above 16 warns; a --yes run acting on near matches at such a threshold still asks, and
+    changes nothing unless the answer is yes."""
+    g = CliRunner().invoke(cli, ["groups", str(lib.root), "--db", lib.db, "--threshold", "20"])
+    assert g.exit_code == 0 and "warning: --threshold 20 is above the measured safe range (up to 16)" in g.output
+    r = lib.review("--yes", "--include-near", "--threshold", "20")
+    assert r.exit_code == 1 and "near match(es), which may be different pictures. Go ahead?" in r.output
+    assert lib.present() == ALL
+    r = lib.review("--yes", "--include-near", "--threshold", "20", answers="y\n")
+    assert r.exit_code == 0, r.output
+    assert not lib.c_near.exists() or not lib.c.exists()
+    assert lib.intact()

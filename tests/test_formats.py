@@ -126,6 +126,20 @@ def test_control_characters_in_names_are_shown_escaped() -> None:
     assert display_path("/p/bad" + os.fsdecode(b"\xff") + "é.jpg") == "/p/bad\\xffé.jpg"
 
 
+def test_a_backslash_in_a_name_is_shown_doubled() -> None:
+    """A literal backslash in a name is shown as two, so that a name holding the text \\x0a is told apart from a
+    name holding a newline."""
+    assert display_path("/p/lit\\x0a.jpg") == "/p/lit\\\\x0a.jpg"
+    assert display_path("/p/lit\\x0a.jpg") != display_path("/p/lit\n.jpg")
+
+
+def test_groups_csv_paths_never_start_a_spreadsheet_formula(tmp_path: Path) -> None:
+    """A path starting with = + - @ tab or CR is written to the groups CSV with a single quote in front."""
+    member = GroupMember(make_record("=cmd|' /C calc'!A0.jpg"), MatchKind.EXACT, 0)
+    (row,) = list(csv.DictReader(io.StringIO(groups_csv([DuplicateGroup(MatchKind.EXACT, (member,))]))))
+    assert row["path"] == "'=cmd|' /C calc'!A0.jpg"
+
+
 def test_sizes_are_shown_in_decimal_units() -> None:
     assert [human_size(n) for n in (999, 1000, 1_500_000, 10**13)] == ["999 B", "1.0 KB", "1.5 MB", "10.0 TB"]
 

@@ -533,6 +533,7 @@ def test_dead_observer_is_restarted_and_catches_up(root: Path, db: Path) -> None
 
 
 def test_inotify_watch_limit_falls_back_to_polling(root: Path, db: Path) -> None:
+    """An inotify limit makes the folder polled, and the ready line says polling."""
     # The kernel limit itself cannot be lowered here without changing the whole machine; this observer refuses
     # to start the way watchdog's inotify observer does when inotify_add_watch fails with ENOSPC.
     class FullObserver(PollingObserver):
@@ -545,6 +546,8 @@ def test_inotify_watch_limit_falls_back_to_polling(root: Path, db: Path) -> None
     with watching([root], db, factory=factory) as (rec, store):
         [warning] = rec.of(K.WARNING)
         assert "/proc/sys/fs/inotify/max_user_watches" in warning.message and "polling" in warning.message
+        [ready] = rec.of(K.READY)
+        assert ready.message.endswith("; polling every 5 s"), ready.message  # not "live events"
         new = photo(root / "polled.jpg", 45)
         wait_for(lambda: store.get_file(str(new)) is not None, what="the file seen by polling")
 
