@@ -244,6 +244,8 @@ def _fingerprint(data: bytes, content_hash: str) -> Fingerprint:
     if reduced is None:
         im.load()
     phash, dhash, low_info, variants, crops = _perceptual(working_image(reduced or im, orientation))
+    if not low_info:
+        variants += colour_reading(reduced or im, orientation)
     # A blank picture is only ever grouped by its image hash, so for it that hash is the decoded pixels
     # (the same blank in PNG and BMP is the same picture); for others it is the cheaper data hash.
     if getattr(im, "n_frames", 1) > 1:
@@ -415,6 +417,21 @@ def _perceptual(work: Image.Image) -> tuple[int, int, bool, tuple[int, ...], byt
     dhash = _dhash(work)
     low_info = is_low_info(work) or degenerate(phash)
     return phash, dhash, low_info, tuple(variants), b"" if low_info else crop_signature(work)
+
+
+def colour_reading(im: Image.Image, orientation: int = 1) -> tuple[int, ...]:
+    """The second reading of a picture with transparency (see models.ALPHA_VARIANTS): the pHash, dHash and turned
+    pHashes of its colour channels alone, which is what a copy shows when a tool drops the alpha channel (Pillow's
+    convert("RGB"), most converters). () for a picture with no transparent pixel, and when the colours alone say
+    nothing (a blank colour layer: the picture is in its alpha)."""
+    im = _normalise_mode(im)
+    if im.mode != "RGBA" or im.getchannel("A").getextrema()[0] == 255:
+        return ()
+    colour = working_image(im.convert("RGB"), orientation)
+    phash, *turns = _dihedral_phashes(_phash_pixels(colour))
+    if is_low_info(colour) or degenerate(phash):
+        return ()
+    return (phash, _dhash(colour), *turns)
 
 
 def working_image(im: Image.Image, orientation: int = 1) -> Image.Image:
@@ -786,6 +803,7 @@ __all__ = [
     "RAW_EXTENSIONS",
     "VERSION",
     "WORK_SIZE",
+    "colour_reading",
     "dihedral_hashes",
     "edited_copies",
     "fingerprint_bytes",

@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from dedupe.library import Library, gc_paused, release_freed_memory
 from dedupe.match import (
+    CANDIDATE_PHASH,
     CONFIRM_DHASH,
     CROP_PHASH,
     CROPS,
@@ -35,6 +36,7 @@ from dedupe.match import (
     crop_agrees,
     explain,
     match,
+    readings,
     same_bursts,
     searches_crops,
     unpack_crops,
@@ -334,6 +336,8 @@ def _node_pairs(
         found.append((x, y))
         cropped = np.unique(x.astype(np.int64) * count + y)
         del cp, cd, cc
+    if lib.odd:
+        found.append(_colour_reading_pairs(lib, rep, rule))
     codes = np.sort(np.concatenate([a.astype(np.int64) * count + b for a, b in found]))
     del found
     codes = codes[run_heads(codes)]
@@ -348,6 +352,28 @@ def _node_pairs(
         for k in _odd_pairs(lib, ra, rb).tolist():
             keep[k] = match(lib.fingerprint(int(ra[k])), lib.fingerprint(int(rb[k])), rule) is not None
     return a[keep], b[keep]
+
+
+def _colour_reading_pairs(
+    lib: Library, rep: npt.NDArray[np.int64], rule: MatchRule
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Candidate node pairs (a < b) by the second reading of pictures with transparency (match.readings), which
+    no index holds: such pictures are few (and odd rows), so each reading is compared with every node's pHash.
+    match confirms them, as every pair with an odd row."""
+    phash = lib.phash[rep]
+    radius = max(rule.threshold, CANDIDATE_PHASH if rule.two_stage else 0)
+    pairs: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = [(np.zeros(0, np.int64), np.zeros(0, np.int64))]
+    for i in np.flatnonzero(np.isin(rep, np.fromiter(lib.odd, dtype=np.int64))).tolist():
+        read = readings(lib.odd[int(rep[i])])
+        if len(read) < 2:
+            continue
+        colour = read[1]
+        queries = np.array([colour.phash, *(colour.variants if rule.rotations else ())], dtype=np.uint64)
+        near = (np.bitwise_count(phash[:, None] ^ queries[None, :]) <= radius).any(axis=1)
+        near[i] = False
+        j = np.flatnonzero(near).astype(np.int64)
+        pairs.append((np.minimum(i, j), np.maximum(i, j)))
+    return np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs])
 
 
 def _odd_pairs(lib: Library, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:

@@ -40,6 +40,11 @@ class Fingerprint:
 # "rot90" turns counter-clockwise.
 TRANSFORMS = ("rot90", "rot180", "rot270", "mirror", "flip", "transpose", "transverse")
 INVERSE = {"rot90": "rot270", "rot270": "rot90"}
+# A picture with transparent pixels is read two ways: flattened onto grey (its pHash, dHash, turns and windows), and
+# as its colour channels alone, which is what its copies show when a tool drops the alpha channel. The second
+# reading's pHash, dHash and 7 turned pHashes follow the 7 turns in Fingerprint.variants, which then holds
+# ALPHA_VARIANTS values (match.readings splits them).
+ALPHA_VARIANTS = 2 * len(TRANSFORMS) + 2
 
 HASH_SIZE = 8  # 64-bit perceptual hashes
 WORK_SIZE = 256  # perceptual hashes are taken from a copy this small (long side)
@@ -64,7 +69,7 @@ CROP_BYTES = 19 * len(CROP_WINDOWS)
 # fingerprint.py so that the store and the grouping can name it without loading Pillow; the ImageHash version is
 # read from its installed metadata, the same as imagehash.__version__ (a test checks).
 VERSION = (
-    f"9;multi-frame-by-bytes;raw-preview;webp-scaled-decode;dihedral-from-one-resize;gradients;crops={len(CROP_WINDOWS)}x{CROP_SIDE}-area-means;exif-subsec;chunk-essence;numpy-dct;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};"
+    f"10;alpha-colour-reading;multi-frame-by-bytes;raw-preview;webp-scaled-decode;dihedral-from-one-resize;gradients;crops={len(CROP_WINDOWS)}x{CROP_SIDE}-area-means;exif-subsec;chunk-essence;numpy-dct;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};"
     f"imagehash={version('ImageHash')}"
 )
 
