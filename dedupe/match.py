@@ -37,7 +37,7 @@ BURST_SECONDS = 2.0  # shots of one camera this close in time are a burst, not c
 CROP_PHASH = 6
 
 
-CROP_DHASH = 8
+CROP_DHASH = 10
 
 
 CROP_CHROMA = 8
