@@ -96,6 +96,17 @@ def test_a_picture_with_transparency_is_also_read_by_its_colours_alone(tmp_path:
     assert len(fingerprint_file(save(white, tmp_path / "white.png")).variants) == len(TRANSFORMS)
 
 
+def test_a_nearly_transparent_picture_is_read_by_its_colours_alone(tmp_path: Path) -> None:
+    """A picture so transparent everywhere that flattened it says nothing is fingerprinted by its colours alone,
+    like its copies that drop the alpha channel, instead of being left to match only its own image data."""
+    rgba = draw_photo(6, (600, 400)).convert("RGBA")
+    rgba.putalpha(3)
+    fp = fingerprint_file(save(rgba, tmp_path / "faint.png"))
+    colour = fingerprint_file(save(rgba.convert("RGB"), tmp_path / "colour.jpg", quality=95))
+    assert not fp.low_info and len(fp.variants) == len(TRANSFORMS) and len(fp.crops) == len(colour.crops)
+    assert hamming(fp.phash, colour.phash) <= 2
+
+
 @pytest.mark.parametrize(
     ("name", "params"),
     [
