@@ -6,8 +6,9 @@ Usage:
 Takes the originals of the benchmark's mixed folder (built by `python bench/run.py`, by default under
 /tmp/dedupe-bench/mixed), cuts each in several ways, saves every cut as a JPEG in memory, and asks `match.match`
 (the default rule) whether it matches its original. Besides the fixed cuts of CUTS, each original is cut
-RANDOM_CUTS times for each range of RANDOM, the cut split at random between opposite borders. Every cut is also matched against every other original and
-every look-alike, which must never match; those that do are named on stderr. Runs on all cores.
+RANDOM_CUTS times for each range of RANDOM, the cut split at random between opposite borders. Every cut is also
+matched against every other original and every look-alike, which must never match; those that do are named on
+stderr. Runs on all cores.
 """
 
 from __future__ import annotations

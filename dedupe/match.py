@@ -46,9 +46,9 @@ CROP_CHROMA = 8
 CROP_LUMA = 20
 
 
-# Above this many pictures the search for crops is skipped unless asked for: grouping 200,000 random fingerprints
-# with their 92 windows each took 10.4 s (5.8 s with 49 windows), and the lookup grows faster than linearly
-# (34 windows at 1,000,000: 84 s).
+# Above this many pictures the search for crops is skipped unless asked for: grouping 100,000 random fingerprints
+# with their 101 windows each took 10.6 s on a loaded machine (5.4 s with 49 windows), and the lookup grows faster
+# than linearly (34 windows at 1,000,000: 84 s).
 CROP_SEARCH_LIMIT = 200_000
 
 

@@ -55,8 +55,8 @@ WORK_SIZE = 256  # perceptual hashes are taken from a copy this small (long side
 # (left, middle, right). A copy with up to about 25% cut off its edges, split in any way between opposite borders,
 # or cut to another shape, looks like one of its original's windows: a window fits when its edges are within about
 # 1% of the picture's of the cut (docs/matching.md). 95% windows take 5% cuts, 87.5% windows 10-15% cuts, 80% and
-# 76% windows 20-25% cuts; the positions are as sparse as that measured recall allows.
-_CROP_GRID = ((0.95, 3), (0.875, 5), (0.8, 6), (0.76, 4))
+# 77% windows 20-25% cuts; the positions are as sparse as measured recall allows.
+_CROP_GRID = ((0.95, 3), (0.875, 5), (0.8, 5), (0.77, 6))
 CROP_WINDOWS: tuple[tuple[float, float, float, float], ...] = (
     (0.0, 0.0, 1.0, 1.0),
     *(
