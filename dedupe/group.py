@@ -25,7 +25,6 @@ import numpy.typing as npt
 
 from dedupe.library import Library, gc_paused, release_freed_memory
 from dedupe.match import (
-    CANDIDATE_PHASH,
     CONFIRM_DHASH,
     CROP_PHASH,
     CROPS,
@@ -357,23 +356,32 @@ def _node_pairs(
 def _colour_reading_pairs(
     lib: Library, rep: npt.NDArray[np.int64], rule: MatchRule
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Candidate node pairs (a < b) by the second reading of pictures with transparency (match.readings), which
-    no index holds: such pictures are few (and odd rows), so each reading is compared with every node's pHash.
-    match confirms them, as every pair with an odd row."""
-    phash = lib.phash[rep]
-    radius = max(rule.threshold, CANDIDATE_PHASH if rule.two_stage else 0)
-    pairs: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = [(np.zeros(0, np.int64), np.zeros(0, np.int64))]
-    for i in np.flatnonzero(np.isin(rep, np.fromiter(lib.odd, dtype=np.int64))).tolist():
-        read = readings(lib.odd[int(rep[i])])
-        if len(read) < 2:
-            continue
-        colour = read[1]
-        queries = np.array([colour.phash, *(colour.variants if rule.rotations else ())], dtype=np.uint64)
-        near = (np.bitwise_count(phash[:, None] ^ queries[None, :]) <= radius).any(axis=1)
-        near[i] = False
-        j = np.flatnonzero(near).astype(np.int64)
-        pairs.append((np.minimum(i, j), np.maximum(i, j)))
-    return np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs])
+    """Candidate node pairs (a < b) by the second reading of pictures with transparency (match.readings), found as
+    the first readings are: its pHash and turned pHashes within the threshold of a node's pHash, and with the second
+    opinion its dHash within CONFIRM_DHASH of a node's dHash. These rows are odd, so match confirms each pair."""
+    at: list[int] = []
+    colours: list[Fingerprint] = []
+    for node in np.flatnonzero(np.isin(rep, np.fromiter(lib.odd, dtype=np.int64))).tolist():
+        read = readings(lib.odd[int(rep[node])])
+        if len(read) > 1:
+            at.append(node)
+            colours.append(read[1])
+    empty = np.zeros(0, dtype=np.int64)
+    if not at:
+        return empty, empty
+    nodes = np.array(at, dtype=np.int64)
+    found = []
+    turns = len(TRANSFORMS) if rule.rotations else 0
+    queries = np.array([[c.phash, *c.variants[:turns]] for c in colours], dtype=np.uint64)
+    qi, tj = join(queries.ravel(), lib.phash[rep], rule.threshold, same=False)
+    found.append((nodes[qi // (1 + turns)], tj))
+    if rule.two_stage:
+        qi, tj = join(np.array([c.dhash for c in colours], dtype=np.uint64), lib.dhash[rep], CONFIRM_DHASH, same=False)
+        found.append((nodes[qi], tj))
+    a = np.concatenate([x for x, _ in found]).astype(np.int64)
+    b = np.concatenate([y for _, y in found]).astype(np.int64)
+    keep = a != b
+    return np.minimum(a, b)[keep], np.maximum(a, b)[keep]
 
 
 def _odd_pairs(lib: Library, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
