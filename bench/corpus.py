@@ -12,7 +12,8 @@ Layout of OUT_DIR (normal mode):
     originals/   one file per distinct picture, a byte copy of the wallpaper
     copies/      edited copies of the originals (one file per edit kind)
     lookalikes/  different pictures that look alike (light/dark variants,
-                 series of similar designs, two crops of one photo, dark photos)
+                 series of similar designs, two crops of one photo, dark photos,
+                 two transparent logos cut from one colour layer)
     junk/        files a tool must survive (truncated, not an image, empty, ...)
     truth.json   {"originals": [path, ...],
                   "copies": [{"path", "original", "edit", ...}, ...],
@@ -72,7 +73,11 @@ EDITS = [
     "webp",
     "crop5",
     "crop15",
+    "crop5_uneven",
+    "crop12_uneven",
+    "crop22_uneven",
     "bright20",
+    "alpha",
     "watermark",
     "gray",
     "exif_rot90",
@@ -82,6 +87,43 @@ EDITS = [
 # Crop boxes as fractions removed from (left, top, right, bottom); asymmetric like a
 # person's crop.  "crop5" removes 5% of the width and 5% of the height in total.
 CROPS = {"crop5": (0.02, 0.03, 0.03, 0.02), "crop15": (0.10, 0.06, 0.05, 0.09)}
+# Cuts split at random between opposite borders (4% + 1%, 5% + 0%, ...): the fraction of the width and of the
+# height removed in total is drawn from the range, each split at random, per original and seed.
+UNEVEN = {"crop5_uneven": (0.05, 0.05), "crop12_uneven": (0.10, 0.15), "crop22_uneven": (0.20, 0.25)}
+
+
+def uneven_cut(name: str, seed: int, edit: str) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) fractions of an UNEVEN cut, the same for one original, seed and edit."""
+    low, high = UNEVEN[edit]
+    rng = random.Random(f"{seed}:{name}:{edit}")
+    across, down = rng.uniform(low, high), rng.uniform(low, high)
+    left, top = across * rng.random(), down * rng.random()
+    return (round(left, 4), round(top, 4), round(across - left, 4), round(down - top, 4))
+
+
+def semi_transparent(im: Image.Image) -> Image.Image:
+    """The picture flattened, then given an alpha channel that leaves every pixel partly transparent, its colours
+    unchanged, as some wallpapers and overlays are made: the brighter a pixel, the more opaque (9% to 86%)."""
+    rgba = flatten(im).convert("RGBA")
+    rgba.putalpha(rgba.convert("L").point(lambda v: 24 + v * 196 // 255))
+    return rgba
+
+
+def transparent_logo(im: Image.Image, ring: bool) -> Image.Image:
+    """A logo cut by its alpha from the picture as a colour layer: the background 35% opaque, the shape (a ring
+    or a cross) 94%. Two logos from one layer differ only in their alpha."""
+    rgba = flatten(im).convert("RGBA")
+    w, h = rgba.size
+    alpha = Image.new("L", rgba.size, 90)
+    draw = ImageDraw.Draw(alpha)
+    if ring:
+        draw.ellipse((w // 4, h // 6, 3 * w // 4, 5 * h // 6), fill=240)
+        draw.ellipse((3 * w // 8, h // 3, 5 * w // 8, 2 * h // 3), fill=90)
+    else:
+        draw.rectangle((w // 8, 2 * h // 5, 7 * w // 8, 3 * h // 5), fill=240)
+        draw.rectangle((2 * w // 5, h // 8, 3 * w // 5, 7 * h // 8), fill=240)
+    rgba.putalpha(alpha)
+    return rgba
 
 
 # ----------------------------------------------------------------------------- sources
@@ -485,6 +527,23 @@ def make_copies(job: dict) -> list[dict]:
                     "height_removed": round(fr[1] + fr[3], 4),
                 },
             )
+        elif edit in UNEVEN:
+            fr = uneven_cut(name, job["seed"], edit)
+            add(
+                edit,
+                encode(im.crop(crop_box(im.size, fr)), fmt_out),
+                ext,
+                crop={
+                    "left": fr[0],
+                    "top": fr[1],
+                    "right": fr[2],
+                    "bottom": fr[3],
+                    "width_removed": round(fr[0] + fr[2], 4),
+                    "height_removed": round(fr[1] + fr[3], 4),
+                },
+            )
+        elif edit == "alpha":
+            add(edit, encode(semi_transparent(im), "PNG"), ".png")
         elif edit == "bright20":
             base = flatten(im) if alpha else im
             add(edit, encode(ImageEnhance.Brightness(base).enhance(1.2), fmt_out), ext, factor=1.2)
@@ -551,6 +610,10 @@ def make_synthetic_lookalikes(out_dir: str, crop_srcs: list[Picture], dark_srcs:
         write(os.path.join(out_dir, a), encode(im.crop((0, 0, round(w * 0.45), h)), "JPEG"))
         write(os.path.join(out_dir, b), encode(im.crop((w - round(w * 0.45), 0, w, h)), "JPEG"))
         pairs.append({"a": a, "b": b, "kind": "crops_of_one_photo", "source": p.path})
+        a, b = f"lookalikes/{n}__logo_ring.png", f"lookalikes/{n}__logo_cross.png"
+        write(os.path.join(out_dir, a), encode(transparent_logo(im, True), "PNG"))
+        write(os.path.join(out_dir, b), encode(transparent_logo(im, False), "PNG"))
+        pairs.append({"a": a, "b": b, "kind": "transparent_logos_one_layer", "source": p.path})
     for p, q in zip(dark_srcs[0::2], dark_srcs[1::2], strict=False):
         rels = []
         for s in (p, q):
@@ -663,6 +726,7 @@ def main(argv=None) -> int:
                 "src": p.path,
                 "name": name,
                 "index": i,
+                "seed": a.seed,
                 "orig": f"originals/{name}{os.path.splitext(p.path)[1].lower()}",
             }
         )

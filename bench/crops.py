@@ -5,8 +5,10 @@ Usage:
 
 Takes the originals of the benchmark's mixed folder (built by `python bench/run.py`, by default under
 /tmp/dedupe-bench/mixed), cuts each in several ways, saves every cut as a JPEG in memory, and asks `match.match`
-(the default rule) whether it matches its original. Every cut is also matched against every other original and
-every look-alike, which must never match. Runs on all cores.
+(the default rule) whether it matches its original. Besides the fixed cuts of CUTS, each original is cut
+RANDOM_CUTS times for each range of RANDOM, the cut split at random between opposite borders. Every cut is also
+matched against every other original and every look-alike, which must never match; those that do are named on
+stderr. Runs on all cores.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import io
 import json
 import os
+import random
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -38,6 +41,29 @@ CUTS = {
     "25%, uneven (15/10/10/15)": (0.15, 0.10, 0.10, 0.15),
 }
 
+# Random uneven cuts: this fraction (a range) of the width and of the height removed in all, each split at random
+# between the opposite borders (4% + 1%, 5% + 0%, ...), RANDOM_CUTS of each per original, the same for every run.
+RANDOM = {
+    "5%, split at random": (0.05, 0.05),
+    "10-15%, split at random": (0.10, 0.15),
+    "20-25%, split at random": (0.20, 0.25),
+}
+RANDOM_CUTS = 3
+
+
+def random_cuts(seed: str) -> dict[str, list[tuple[float, float, float, float]]]:
+    """RANDOM_CUTS (left, top, right, bottom) fractions for each of RANDOM, drawn from a seed (the file's name)."""
+    rng = random.Random(seed)
+    out: dict[str, list[tuple[float, float, float, float]]] = {}
+    for name, (low, high) in RANDOM.items():
+        boxes = []
+        for _ in range(RANDOM_CUTS):
+            across, down = rng.uniform(low, high), rng.uniform(low, high)
+            left, top = across * rng.random(), down * rng.random()
+            boxes.append((left, top, across - left, down - top))
+        out[name] = boxes
+    return out
+
 
 def _jpeg(im: Image.Image) -> Fingerprint:
     out = io.BytesIO()
@@ -46,15 +72,19 @@ def _jpeg(im: Image.Image) -> Fingerprint:
     return fingerprint.fingerprint_bytes(data, fingerprint.hash_bytes(data))
 
 
-def _cuts(path: str) -> tuple[str, Fingerprint, dict[str, Fingerprint]]:
+def _cuts(path: str) -> tuple[str, Fingerprint, dict[str, list[Fingerprint]]]:
     original = fingerprint.fingerprint_file(path)
     with Image.open(path) as im:
         # Full size, transparency flattened as dedupe flattens it (onto its grey), so the cut shows the same.
         rgb = fingerprint._flat_upright(fingerprint._normalise_mode(im), 1)
     w, h = rgb.size
+    boxes = {name: [box] for name, box in CUTS.items()} | random_cuts(Path(path).name)
     cut = {
-        name: _jpeg(rgb.crop((round(left * w), round(top * h), round(w - right * w), round(h - bottom * h))))
-        for name, (left, top, right, bottom) in CUTS.items()
+        name: [
+            _jpeg(rgb.crop((round(left * w), round(top * h), round(w - right * w), round(h - bottom * h))))
+            for left, top, right, bottom in each
+        ]
+        for name, each in boxes.items()
     }
     return path, original, cut
 
@@ -82,14 +112,19 @@ def main() -> int:
         "| cut | found | of | cropped matches | false matches (other originals, look-alikes) |",
         "|---|---|---|---|---|",
     ]
-    for name in CUTS:
-        found = cropped = false = 0
+    for name in [*CUTS, *RANDOM]:
+        found = cropped = false = count = 0
         for path, original, cut in results:
-            m = match(cut[name], original, rule)
-            found += m is not None
-            cropped += m is not None and m.crop is not None
-            false += sum(match(cut[name], fp, rule) is not None for p, fp in everyone if p != path)
-        lines.append(f"| {name} | {found} | {len(results)} | {cropped} | {false} |")
+            for each in cut[name]:
+                m = match(each, original, rule)
+                count += 1
+                found += m is not None
+                cropped += m is not None and m.crop is not None
+                wrong = [p for p, fp in everyone if p != path and match(each, fp, rule) is not None]
+                false += len(wrong)
+                for p in wrong:
+                    print(f"false match: {name}, a cut of {Path(path).name} with {Path(p).name}", file=sys.stderr)
+        lines.append(f"| {name} | {found} | {count} | {cropped} | {false} |")
     text = "\n".join(lines) + "\n"
     print(text)
     Path(a.out).write_text(text)

@@ -243,7 +243,11 @@ def _fingerprint(data: bytes, content_hash: str) -> Fingerprint:
     reduced = _webp_reduced(data, im) if fmt == "WEBP" else None
     if reduced is None:
         im.load()
-    phash, dhash, low_info, variants, crops = _perceptual(working_image(reduced or im, orientation))
+    perceptual = _perceptual(working_image(reduced or im, orientation))
+    colour = colour_image(reduced or im, orientation)
+    if colour is not None:
+        perceptual = _with_colour_reading(colour, perceptual)
+    phash, dhash, low_info, variants, crops = perceptual
     # A blank picture is only ever grouped by its image hash, so for it that hash is the decoded pixels
     # (the same blank in PNG and BMP is the same picture); for others it is the cheaper data hash.
     if getattr(im, "n_frames", 1) > 1:
@@ -407,7 +411,11 @@ def _fingerprint_raw(data: bytes, content_hash: str, ext: str) -> Fingerprint:
     )
 
 
-def _perceptual(work: Image.Image) -> tuple[int, int, bool, tuple[int, ...], bytes]:
+# pHash, dHash, low-information, turned pHashes, crop signature
+Perceptual = tuple[int, int, bool, tuple[int, ...], bytes]
+
+
+def _perceptual(work: Image.Image) -> Perceptual:
     """The perceptual part of a fingerprint, from the working image: pHash, dHash, whether it is low-information
     (blank, nearly uniform or a degenerate pHash), the turned and mirrored pHashes, and the crop signature (none
     for a low-information picture, which only groups by its image data)."""
@@ -415,6 +423,30 @@ def _perceptual(work: Image.Image) -> tuple[int, int, bool, tuple[int, ...], byt
     dhash = _dhash(work)
     low_info = is_low_info(work) or degenerate(phash)
     return phash, dhash, low_info, tuple(variants), b"" if low_info else crop_signature(work)
+
+
+def colour_image(im: Image.Image, orientation: int = 1) -> Image.Image | None:
+    """The working image of a picture's colour channels alone, when it has transparent pixels (else None): what a
+    copy shows when a tool drops the alpha channel (Pillow's convert("RGB"), most converters)."""
+    im = _normalise_mode(im)
+    if im.mode != "RGBA" or im.getchannel("A").getextrema()[0] == 255:
+        return None
+    return working_image(im.convert("RGB"), orientation)
+
+
+def _with_colour_reading(colour: Image.Image, flattened: Perceptual) -> Perceptual:
+    """The perceptual part of a picture with transparency, from its flattened one (see _perceptual) and the
+    working image of its colours alone: the colour reading's pHash, dHash and turned pHashes follow the 7 turns
+    (models.ALPHA_VARIANTS). A reading that says nothing is left out: a blank colour layer (the picture is in its
+    alpha) leaves the flattened reading alone, and a flattened picture that says nothing (nearly transparent
+    everywhere) is read by its colours alone."""
+    phash, dhash, low_info, variants, crops = flattened
+    colour_phash, *turns = _dihedral_phashes(_phash_pixels(colour))
+    if is_low_info(colour) or degenerate(colour_phash):
+        return phash, dhash, low_info, variants, crops
+    if low_info:
+        return _perceptual(colour)
+    return phash, dhash, low_info, (*variants, colour_phash, _dhash(colour), *turns), crops
 
 
 def working_image(im: Image.Image, orientation: int = 1) -> Image.Image:
@@ -786,6 +818,7 @@ __all__ = [
     "RAW_EXTENSIONS",
     "VERSION",
     "WORK_SIZE",
+    "colour_image",
     "dihedral_hashes",
     "edited_copies",
     "fingerprint_bytes",

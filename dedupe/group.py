@@ -35,6 +35,7 @@ from dedupe.match import (
     crop_agrees,
     explain,
     match,
+    readings,
     same_bursts,
     searches_crops,
     unpack_crops,
@@ -334,6 +335,8 @@ def _node_pairs(
         found.append((x, y))
         cropped = np.unique(x.astype(np.int64) * count + y)
         del cp, cd, cc
+    if lib.odd:
+        found.append(_colour_reading_pairs(lib, rep, rule))
     codes = np.sort(np.concatenate([a.astype(np.int64) * count + b for a, b in found]))
     del found
     codes = codes[run_heads(codes)]
@@ -348,6 +351,37 @@ def _node_pairs(
         for k in _odd_pairs(lib, ra, rb).tolist():
             keep[k] = match(lib.fingerprint(int(ra[k])), lib.fingerprint(int(rb[k])), rule) is not None
     return a[keep], b[keep]
+
+
+def _colour_reading_pairs(
+    lib: Library, rep: npt.NDArray[np.int64], rule: MatchRule
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Candidate node pairs (a < b) by the second reading of pictures with transparency (match.readings), found as
+    the first readings are: its pHash and turned pHashes within the threshold of a node's pHash, and with the second
+    opinion its dHash within CONFIRM_DHASH of a node's dHash. These rows are odd, so match confirms each pair."""
+    at: list[int] = []
+    colours: list[Fingerprint] = []
+    for node in np.flatnonzero(np.isin(rep, np.fromiter(lib.odd, dtype=np.int64))).tolist():
+        read = readings(lib.odd[int(rep[node])])
+        if len(read) > 1:
+            at.append(node)
+            colours.append(read[1])
+    empty = np.zeros(0, dtype=np.int64)
+    if not at:
+        return empty, empty
+    nodes = np.array(at, dtype=np.int64)
+    found = []
+    turns = len(TRANSFORMS) if rule.rotations else 0
+    queries = np.array([[c.phash, *c.variants[:turns]] for c in colours], dtype=np.uint64)
+    qi, tj = join(queries.ravel(), lib.phash[rep], rule.threshold, same=False)
+    found.append((nodes[qi // (1 + turns)], tj))
+    if rule.two_stage:
+        qi, tj = join(np.array([c.dhash for c in colours], dtype=np.uint64), lib.dhash[rep], CONFIRM_DHASH, same=False)
+        found.append((nodes[qi], tj))
+    a = np.concatenate([x for x, _ in found]).astype(np.int64)
+    b = np.concatenate([y for _, y in found]).astype(np.int64)
+    keep = a != b
+    return np.minimum(a, b)[keep], np.maximum(a, b)[keep]
 
 
 def _odd_pairs(lib: Library, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:

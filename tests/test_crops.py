@@ -234,3 +234,17 @@ def test_a_resized_copy_is_never_taken_for_a_wider_picture() -> None:
         or shows_more(fp(im.resize((600, 450))), fp(im))
     ]
     assert wider == []
+
+
+# Cuts split unevenly between opposite borders: 5% of each side all off one border, 12% and 22-23% split unevenly.
+UNEVEN_CUTS = [(0.05, 0.0, 1.0, 0.95), (0.12, 0.02, 1.0, 0.90), (0.20, 0.03, 0.98, 0.81)]
+
+
+def test_cuts_split_unevenly_between_borders_are_found() -> None:
+    """A copy cut by 5%, 12% or 22-23% of each side, split unevenly between the opposite borders (all off one, or
+    most of it) and saved again as JPEG, matches its original: a window fits it on both axes."""
+    for seed in (2, 3, 4):
+        im = draw_photo(seed, SIZE)
+        original = fp(im)
+        for box in UNEVEN_CUTS:
+            assert match(fp(crop(im, box)), original, MatchRule()) is not None, (seed, box)

@@ -20,6 +20,7 @@ from dedupe.fingerprint import (
     perceptual_hashes,
     working_image,
 )
+from dedupe.models import ALPHA_VARIANTS, TRANSFORMS
 from tests.conftest import REPO, draw_photo, save
 
 
@@ -78,6 +79,32 @@ def test_transparent_image_is_flattened_onto_a_fixed_background(tmp_path: Path) 
     a = fingerprint_file(save(rgba, tmp_path / "alpha.png"))
     b = fingerprint_file(save(flat, tmp_path / "flat.png"))
     assert hamming(a.phash, b.phash) <= 2
+
+
+def test_a_picture_with_transparency_is_also_read_by_its_colours_alone(tmp_path: Path) -> None:
+    """A picture with partly transparent pixels carries a second reading, its colour channels alone, after its 7
+    turns; an opaque one, and one whose colour layer is blank (the picture is in its alpha), carry none."""
+    rgba = draw_photo(4, (600, 400)).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize((600, 400)))
+    fp = fingerprint_file(save(rgba, tmp_path / "alpha.png"))
+    colour = fingerprint_file(save(rgba.convert("RGB"), tmp_path / "colour.png"))
+    assert len(fp.variants) == ALPHA_VARIANTS
+    assert fp.variants[7:9] == (colour.phash, colour.dhash) and fp.variants[9:] == colour.variants
+    assert len(fingerprint_file(save(rgba.convert("RGB"), tmp_path / "opaque.png")).variants) == len(TRANSFORMS)
+    white = Image.new("RGBA", (600, 400), (255, 255, 255, 0))
+    white.putalpha(draw_photo(5, (600, 400)).convert("L"))
+    assert len(fingerprint_file(save(white, tmp_path / "white.png")).variants) == len(TRANSFORMS)
+
+
+def test_a_nearly_transparent_picture_is_read_by_its_colours_alone(tmp_path: Path) -> None:
+    """A picture so transparent everywhere that flattened it says nothing is fingerprinted by its colours alone,
+    like its copies that drop the alpha channel, instead of being left to match only its own image data."""
+    rgba = draw_photo(6, (600, 400)).convert("RGBA")
+    rgba.putalpha(3)
+    fp = fingerprint_file(save(rgba, tmp_path / "faint.png"))
+    colour = fingerprint_file(save(rgba.convert("RGB"), tmp_path / "colour.jpg", quality=95))
+    assert not fp.low_info and len(fp.variants) == len(TRANSFORMS) and len(fp.crops) == len(colour.crops)
+    assert hamming(fp.phash, colour.phash) <= 2
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from dedupe.fingerprint import fingerprint_file
 from dedupe.group import find_groups, stored_groups
 from dedupe.match import CANDIDATE_PHASH, Match, MatchRule, hamming, match, match_distance, same_burst
 from dedupe.models import Action, FileRecord, MatchKind
@@ -449,3 +450,21 @@ def test_a_truncated_photo_and_its_byte_copy_are_an_exact_group(tmp_path: Path, 
     assert {Path(s.path).name for s in skipped} == {"a.jpg", "other.jpg"} and len(skipped) == 3
     (step,) = plan([group], parse_rules("shortest"), Action.TRASH).steps
     assert step.file.path == str(twin) and step.keeper.path == str(cut)
+
+
+def test_turned_copies_without_alpha_group_with_the_transparent_original(tmp_path: Path) -> None:
+    """The second reading of a transparent picture is looked up as the first is: a copy that dropped the alpha
+    channel and was turned, and one re-encoded at low quality, group with the transparent original among others."""
+    pic = draw_photo(21, (900, 600)).convert("RGBA")
+    pic.putalpha(pic.convert("L").point(lambda v: 24 + v * 196 // 255))
+    paths = [save(pic, tmp_path / "overlay.png")]
+    rgb = pic.convert("RGB")
+    paths.append(save(rgb.transpose(Image.Transpose.ROTATE_90), tmp_path / "turned.jpg", quality=90))
+    paths.append(save(rgb, tmp_path / "low.jpg", quality=40))
+    paths += [save(draw_photo(30 + k, (900, 600)), tmp_path / f"other{k}.jpg", quality=90) for k in range(5)]
+    records = [FileRecord(str(p), 1000 + k, 0, 1, k + 1, fingerprint_file(p)) for k, p in enumerate(paths)]
+    groups = find_groups(records)
+    assert [sorted(Path(m.file.path).name for m in g.members) for g in groups] == [
+        ["low.jpg", "overlay.png", "turned.jpg"]
+    ]
+    assert {Path(m.file.path).name: m.transform is not None for m in groups[0].members}["turned.jpg"]

@@ -4,11 +4,15 @@ match on two fingerprints agreeing with the rule on columns (explain) that the g
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image, ImageDraw
 
+from dedupe.fingerprint import fingerprint_file
+from dedupe.group import stored_groups
 from dedupe.library import Library
 from dedupe.match import (
     CANDIDATE_PHASH,
@@ -19,10 +23,13 @@ from dedupe.match import (
     explain,
     hamming,
     match,
+    readings,
     searches_crops,
 )
-from dedupe.models import TRANSFORMS, FileRecord, MatchKind
-from tests.conftest import make_record
+from dedupe.models import TRANSFORMS, FileRecord, MatchKind, ScanOptions
+from dedupe.scan import scan
+from dedupe.store import Store
+from tests.conftest import draw_photo, make_record, save
 
 
 def test_a_rule_in_force_decides_crops_by_the_number_of_pictures() -> None:
@@ -101,3 +108,58 @@ def test_match_on_columns_is_match_on_fingerprints(
             transform = None if got.transform[k] < 0 else TRANSFORMS[got.transform[k]]
             dhash = None if got.dhash[k] < 0 else int(got.dhash[k])
             assert (int(got.distance[k]), transform, dhash) == (m.distance, m.transform, m.dhash)
+
+
+def _semi_transparent(seed: int) -> Image.Image:
+    """A picture whose every pixel is partly transparent, more so towards the top."""
+    im = draw_photo(seed, (900, 600)).convert("RGBA")
+    im.putalpha(Image.linear_gradient("L").rotate(90).resize(im.size).point(lambda v: 20 + v * 200 // 255))
+    return im
+
+
+def test_copies_that_drop_the_alpha_channel_group_with_the_transparent_original(tmp_path: Path) -> None:
+    """A semi-transparent PNG groups with its copies converted to JPEG, WebP and PNG or resized by a tool that drops
+    the alpha channel (they show the colours under it), while its flattened reading alone matches none of them."""
+    root = tmp_path / "photos"
+    original = save(_semi_transparent(7), root / "overlay.png")
+    rgb = _semi_transparent(7).convert("RGB")
+    save(rgb, root / "copy.jpg", quality=85)
+    save(rgb, root / "copy.webp", quality=80)
+    save(rgb, root / "copy.png")
+    save(rgb.resize((450, 300)), root / "half.jpg", quality=90)
+    save(draw_photo(8, (900, 600)), root / "other.jpg", quality=90)
+    flattened = readings(fingerprint_file(original))[0]
+    assert all(match(flattened, fingerprint_file(root / n), MatchRule()) is None for n in ("copy.jpg", "half.jpg"))
+    with Store.open(tmp_path / "store.sqlite") as store:
+        scan([str(root)], store, ScanOptions(workers=1))
+        groups, _, _ = stored_groups(store, [str(root)])
+    assert [sorted(Path(m.file.path).name for m in g.members) for g in groups] == [
+        ["copy.jpg", "copy.png", "copy.webp", "half.jpg", "overlay.png"]
+    ]
+
+
+def _logo(seed: int, ring: bool) -> Image.Image:
+    """A logo on a half-transparent background: one colour layer for every seed's shape, the shape in the alpha."""
+    im = draw_photo(seed, (800, 600)).convert("RGBA")
+    alpha = Image.new("L", im.size, 90)
+    draw = ImageDraw.Draw(alpha)
+    if ring:
+        draw.ellipse((200, 100, 600, 500), fill=240)
+    else:
+        draw.rectangle((100, 250, 700, 350), fill=240)
+        draw.rectangle((350, 50, 450, 550), fill=240)
+    im.putalpha(alpha)
+    return im
+
+
+def test_two_transparent_logos_on_one_background_do_not_group(tmp_path: Path) -> None:
+    """Two different logos cut by their alpha from one colour layer read alike by their colours alone, but two
+    pictures with transparency are compared flattened, and do not group."""
+    root = tmp_path / "logos"
+    ring = fingerprint_file(save(_logo(8, True), root / "ring.png"))
+    cross = fingerprint_file(save(_logo(8, False), root / "cross.png"))
+    assert readings(ring)[1].phash == readings(cross)[1].phash
+    assert match(ring, cross, MatchRule()) is None
+    with Store.open(tmp_path / "store.sqlite") as store:
+        scan([str(root)], store, ScanOptions(workers=1))
+        assert stored_groups(store, [str(root)])[0] == []
