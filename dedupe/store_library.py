@@ -161,6 +161,23 @@ class LibraryReads(StoreBase):
             ).fetchall()
         return [(decode_path(r[0]), r[1]) for r in rows]
 
+    def change_token(self) -> int:
+        """A number that every change to the stored files and fingerprints replaces (by triggers, whoever writes):
+        what a copy of the columns is checked against (see column_cache). Read it inside the reading() that
+        reads the rest."""
+        with self._lock:
+            return int(self._conn.execute("SELECT token FROM changes WHERE id = 1").fetchone()[0])
+
+    def table_marks(self) -> list[int]:
+        """The rows and largest rowid of the files and images tables: a VACUUM may number rows anew without any
+        trigger firing, and then these change too (it closes the gaps that renumbering needs)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT (SELECT count(*) FROM files), (SELECT max(rowid) FROM files),"
+                " (SELECT count(*) FROM images), (SELECT max(rowid) FROM images)"
+            ).fetchone()
+        return [int(v or 0) for v in row]
+
     def count_files(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT count(*) FROM files").fetchone()[0])
