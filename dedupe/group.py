@@ -758,6 +758,8 @@ def stored_groups(
         del library  # before the records are made
         release_freed_memory()
         records = store.records_of(grouped)
+        del grouped  # the records hold what groups need
+        release_freed_memory()
         skipped = [Skipped(path, reason) for path, reason in store.errors_under(real_roots)]
         pairs = store.not_duplicate_pairs()
     return split_not_duplicates(grouping.groups(records), pairs, rule), skipped, images

@@ -21,6 +21,7 @@ from dedupe.library import (
     library_from_rows,
     packed_fit,
     records_from_rows,
+    release_freed_memory,
 )
 from dedupe.models import FileRecord
 from dedupe.store_base import _IMAGE_COLUMNS, StoreBase, _chunks, _fingerprint, _prefix_bounds
@@ -111,6 +112,7 @@ class LibraryReads(StoreBase):
                 images.append(self._conn.execute(_IMAGES_SQL.format(marks=marks), chunk).fetchone())
         if sum(p[0] for p in files) != n or sum(p[0] for p in images) != len(contents):
             raise StoreError(f"files of the grouping are no longer in the store at {self.path}")
+        release_freed_memory()  # what SQLite's reads left behind, before the records take their place
         return records_from_rows(library, files, images, contents, of_content)
 
     def records_by_id(self, ids: Sequence[int], *, crops: bool = True) -> list[FileRecord]:
