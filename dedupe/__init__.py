@@ -36,10 +36,12 @@ from dedupe.formats import (
     applied_json,
     calibration_json,
     check_json,
+    copy_labels,
     display_path,
     group_csv_rows,
     groups_csv,
     groups_json,
+    groups_paths,
     hit_json,
     plan_json,
     result_json,
@@ -84,7 +86,7 @@ from dedupe.models import (
     WatchEventKind,
     WatchOptions,
 )
-from dedupe.plan import DEFAULT_RULES, choose_keeper, parse_rules, plan, suggest_keeper
+from dedupe.plan import DEFAULT_RULES, choose_keeper, keepers_chosen, parse_rules, plan, suggest_keeper
 from dedupe.report import render_html, write_html_report
 from dedupe.review import Review
 from dedupe.scan import fingerprint_files, scan, scan_changes
@@ -149,6 +151,7 @@ __all__ = [
     "check",
     "check_json",
     "choose_keeper",
+    "copy_labels",
     "default_store_path",
     "display_path",
     "export_fingerprints",
@@ -161,8 +164,10 @@ __all__ = [
     "group_csv_rows",
     "groups_csv",
     "groups_json",
+    "groups_paths",
     "hit_json",
     "import_fingerprints",
+    "keepers_chosen",
     "match",
     "parse_rules",
     "plan",

@@ -26,14 +26,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dedupe import fingerprint
-from dedupe.errors import DedupeError
+from dedupe.errors import DedupeError, StoreError
 from dedupe.files import (
     Refused,
     copy_into,
     error_text,
+    fault,
+    is_prefix_of,
     open_new,
     place,
     quietly,
+    remove_leftovers,
     removed_on_failure,
     same_bytes,
     temp_name,
@@ -101,20 +104,60 @@ def check_file(f: FileRecord, role: str = "") -> str | None:
 
 def apply(plan: Plan, store: Store, *, on_progress: ProgressCallback | None = None) -> ApplyResult:
     """Carry out a plan, checking every copy and its keeper right before touching it, and journaling each act."""
-    run_id = store.start_run(plan.action)
     keepers = {g.choice.keeper.path for g in plan.groups} | {s.keeper.path for s in plan.steps}
     # Files the plan itself names are never carried along as somebody's sidecar.
     named = keepers | {s.file.path for s in plan.steps}
     touched: set[str] = set()
     results: list[StepResult] = []
     steps = plan.steps
-    for n, step in enumerate(steps, start=1):
-        results.append(_apply_step(step, store, run_id, keepers, touched, named))
-        touched.add(step.file.path)
-        if on_progress:
-            on_progress(ProgressEvent("apply", n, len(steps), step.file.path))
-    store.finish_run(run_id)
+    try:
+        _clear_in_flight(store)
+        run_id = store.start_run(plan.action)
+        for n, step in enumerate(steps, start=1):
+            results.append(_apply_step(step, store, run_id, keepers, touched, named))
+            touched.add(step.file.path)
+            if on_progress:
+                on_progress(ProgressEvent("apply", n, len(steps), step.file.path))
+        store.finish_run(run_id)
+    except Exception as e:
+        if isinstance(e, _StoppedAfterAct):
+            results.append(e.result)
+            e = e.cause
+        failed = store.failure(e)
+        if failed is None:
+            raise
+        raise StoreError(_stopped(failed, plan.action, results, len(steps))) from None
     return ApplyResult(run_id, plan.action, tuple(results))
+
+
+class _StoppedAfterAct(Exception):
+    """The store failed right after an act: the act's result, and the store's failure."""
+
+    def __init__(self, result: StepResult, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.result, self.cause = result, cause
+
+
+def _stopped(failed: StoreError, action: Action, results: Sequence[StepResult], planned: int) -> str:
+    """What a run that the store stopped did and did not do, and how to reverse it."""
+    done = sum(r.state is StepState.DONE for r in results)
+    untouched = planned - len(results)
+    if not done:
+        return f"{failed}. Nothing was changed: the run stopped before its first act"
+    if action is Action.DELETE:
+        reverse = "permanent deletes cannot be undone"
+    else:
+        reverse = "'dedupe undo' reverses them once the store can be written"
+    return (
+        f"{failed}. The run stopped after {done} of {planned} file(s) were done ({reverse});"
+        f" {untouched} were not touched"
+    )
+
+
+def _clear_in_flight(store: Store) -> None:
+    """Remove the temporary files that killed runs left beside the paths their journal shows in flight."""
+    for path, destination in store.in_flight():
+        remove_leftovers(path, destination)
 
 
 def quarantine(copy: FileRecord, keeper: FileRecord, folder: str, roots: Sequence[str], store: Store) -> StepResult:
@@ -174,14 +217,22 @@ def _apply_step(
     except Refused as e:
         return result(StepState.FAILED, str(e))
     entry = store.journal_planned(run_id, step.action, f.path, k.path, f.content_hash, st, destination)
+    fault("planned")
     try:
         where = _act(step, destination)
     except (Refused, OSError) as e:
         why = error_text(e)
         store.journal_update(entry, JournalState.FAILED, reason=why)
         return result(StepState.FAILED, why)
-    store.journal_update(entry, JournalState.DONE, destination=where)
-    _record_after(store, step, f)
+    fault("acted")
+    try:
+        store.journal_update(entry, JournalState.DONE, destination=where)
+        _record_after(store, step, f)
+    except Exception as e:
+        if store.failure(e) is None:
+            raise
+        # The act happened (undo finds it on disk from the planned entry): it counts as done.
+        raise _StoppedAfterAct(result(StepState.DONE, "", where), e) from None
     carried, problems = carry_sidecars(step, found, where, store, run_id, named)
     return result(StepState.DONE, "; ".join(problems), where, carried)
 
@@ -236,7 +287,12 @@ def undo(store: Store, run_id: int | None = None, *, on_progress: ProgressCallba
     """
     all_runs = store.runs()
     if run_id is None:
-        live = (r for r in all_runs if r.undone is None and (r.counts.get("done") or r.counts.get("planned")))
+        # A run of permanent deletes has nothing to reverse: it never stands in the way of the runs before it.
+        live = (
+            r
+            for r in all_runs
+            if r.undone is None and r.action is not Action.DELETE and (r.counts.get("done") or r.counts.get("planned"))
+        )
         run = next(live, None)
         if run is None:
             raise DedupeError("nothing to undo")
@@ -246,10 +302,14 @@ def undo(store: Store, run_id: int | None = None, *, on_progress: ProgressCallba
             raise DedupeError(f"no run {run_id}: see 'dedupe undo --list'")
         if run.undone is not None:
             raise DedupeError(f"run {run_id} was already undone")
+        if run.action is Action.DELETE:
+            raise DedupeError(f"run {run_id} deleted files permanently: a delete cannot be undone")
     entries = [e for e in reversed(store.journal(run.id)) if e.state in (JournalState.PLANNED, JournalState.DONE)]
     results: list[StepResult] = []
     for n, e in enumerate(entries, start=1):
         try:
+            # What a killed run or undo left in flight: temporary copies and links beside the path and the target.
+            remove_leftovers(e.path, e.destination)
             state, reason = _undo_entry(e)
         except (Refused, OSError) as err:
             state, reason = StepState.FAILED, error_text(err)
@@ -278,15 +338,17 @@ def _undo_entry(e: JournalEntry) -> tuple[StepState, str]:
         return StepState.FAILED, "deleted permanently: cannot be restored"
 
     if e.action is Action.TRASH:
-        if os.path.lexists(e.path):
-            if same_bytes(e.path, e.content_hash):
-                return never if planned else (StepState.DONE, "already back in place")
-            return StepState.FAILED, "another file is at its path now; the trashed copy was left in the trash"
         found: tuple[str, str | None] | None = None
         if e.destination and same_bytes(e.destination, e.content_hash):
             found = (e.destination, info_for(e.destination))
-        else:
+        elif not same_bytes(e.path, e.content_hash):
             found = find_in_trash(e.path, e.at, e.content_hash)
+        if os.path.lexists(e.path):
+            if same_bytes(e.path, e.content_hash):
+                return never if planned else (StepState.DONE, "already back in place")
+            if found is None or not is_prefix_of(e.path, found[0]):
+                return StepState.FAILED, "another file is at its path now; the trashed copy was left in the trash"
+            os.unlink(e.path)  # the beginning of the trashed file: a restore killed half-way (older dedupe)
         if found is None:
             if not freedesktop():
                 return StepState.FAILED, "restore it from the system trash (this platform does not say where it is)"
@@ -303,18 +365,24 @@ def _undo_entry(e: JournalEntry) -> tuple[StepState, str]:
         dest = e.destination
         if dest is None:
             return never if planned else (StepState.FAILED, "the journal does not say where it was moved")
+        if os.path.lexists(e.path) and is_prefix_of(e.path, dest) and same_bytes(dest, e.content_hash):
+            os.unlink(e.path)  # the beginning of the moved file: a move back killed half-way (older dedupe)
         if os.path.lexists(e.path):
             if not same_bytes(e.path, e.content_hash):
                 return StepState.FAILED, f"another file is at its path now; the moved copy is still at {dest}"
-            if (
-                planned
-                and os.path.lexists(dest)
-                and not os.path.samefile(dest, e.path)
-                and same_bytes(dest, e.content_hash)
-            ):
-                # Interrupted between copying and removing the original: drop the copy, the original is here.
+            if os.path.lexists(dest) and os.path.samefile(dest, e.path):
+                os.unlink(dest)  # killed between linking the new name and removing the old: one file, two names
+                return StepState.DONE, "already back in place"
+            if os.path.lexists(dest) and same_bytes(dest, e.content_hash):
+                # Interrupted between copying and removing the source (the move, or an earlier undo's move
+                # back): the same bytes are at the original path, so the copy at the destination goes.
                 os.unlink(dest)
-                return StepState.DONE, f"interrupted move: removed the copy at {dest}"
+                if planned:
+                    return StepState.DONE, f"interrupted move: removed the copy at {dest}"
+                return StepState.DONE, f"already back in place; removed the moved copy at {dest}"
+            if planned and os.path.lexists(dest) and is_prefix_of(dest, e.path):
+                os.unlink(dest)  # a move killed half-way by an older dedupe: its partial copy
+                return StepState.DONE, f"interrupted move: removed the partial copy at {dest}"
             return never if planned else (StepState.DONE, "already back in place")
         if not same_bytes(dest, e.content_hash):
             return StepState.FAILED, f"the moved file is missing or changed at {dest}"
@@ -342,6 +410,7 @@ def _undo_entry(e: JournalEntry) -> tuple[StepState, str]:
             raise Refused("the keeper changed while copying it back")
         os.chmod(restore, stat.S_IMODE(e.mode))
         os.utime(restore, ns=(e.mtime_ns, e.mtime_ns))
+        fault("restored")
         os.replace(restore, e.path)
     return StepState.DONE, "replaced the link by a copy of the original bytes"
 

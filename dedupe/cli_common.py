@@ -8,9 +8,11 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -20,14 +22,17 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
+from rich.text import Text
 
-from dedupe.errors import DedupeError
+from dedupe.errors import DedupeError, StoreError
 from dedupe.formats import display_path
 from dedupe.group import stored_groups
-from dedupe.match import CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, MatchRule, searches_crops
+from dedupe.match import CANDIDATE_PHASH, CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, MatchRule, searches_crops
 from dedupe.models import DuplicateGroup, KeeperRule, ProgressEvent, Skipped
 from dedupe.plan import DEFAULT_RULES_TEXT, parse_rules
 from dedupe.store import Store, default_store_path
+from dedupe.store import failure as store_failure
 from dedupe.store_pg import PostgresStore, open_any
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,6 +77,13 @@ class DedupeCommand(click.Command):
             return super().invoke(ctx)
         except DedupeError as e:
             raise self.error(display_path(str(e))) from None
+        except Exception as e:
+            # SQLite failing under the command (damaged, locked, full, read-only) is the store's, not a bug.
+            store = ctx.meta.get(STORE_PATH) or default_store_path()
+            failed = store_failure(e, store)
+            if failed is None:
+                raise
+            raise self.error(display_path(str(failed))) from None
 
 
 def command(
@@ -85,6 +97,73 @@ def command(
         return made
 
     return decorate
+
+
+# --- tables of files -----------------------------------------------------------------------------------------
+
+# Below this width left for the path column, a terminal gets each file's facts on a line and its path below.
+NARROW_PATH = 32
+
+
+def fold_path(path: str, width: int) -> str:
+    """path on lines of at most width cells, broken only after a "/": a folder or file name is never cut (one
+    longer than width has a line of its own)."""
+    parts = path.split("/")
+    lines: list[str] = []
+    line = ""
+    for seg in [p + "/" for p in parts[:-1]] + parts[-1:]:
+        if line and cell_len(line) + cell_len(seg) > width:
+            lines.append(line)
+            line = ""
+        line += seg
+    lines.append(line)
+    return "\n".join(lines)
+
+
+def print_files(
+    out: Console,
+    columns: Sequence[str],
+    rows: Sequence[list[Text]],
+    ends: Sequence[bool],
+    *,
+    right: Sequence[str] = (),
+    heading: str | None = None,
+) -> None:
+    """A table of files whose last column is the path. ends: a row that closes a section (a group), holding
+    only a note in the path column. On a terminal, paths fold at "/" (rich would cut a file name anywhere); when
+    the terminal leaves too little room for them, each file's facts go on a line with its path below, and
+    heading (the name of the first column) starts each section. Elsewhere (piped) a path stays on one line."""
+    widths = [max(cell_len(columns[c]), *(r[c].cell_len for r in rows)) for c in range(len(columns))]
+    if out.is_terminal:
+        path_width = out.width - sum(widths[:-1]) - 3 * (len(widths) - 1) - 2
+        if path_width < NARROW_PATH:
+            _print_lines(out, rows, ends, heading)
+            return
+        folded = (Text(fold_path(r[-1].plain, path_width)) for r in rows)
+        rows = [r if end else [*r[:-1], f] for r, end, f in zip(rows, ends, folded, strict=True)]
+    else:
+        # As wide as the longest path (rich caps a table at the console's width): a path is never folded.
+        out.width = max(out.width, sum(widths) + 3 * len(widths) + 1)
+    table = Table(show_lines=False, pad_edge=False, expand=False)
+    for column in columns:
+        justify = "right" if column in right else "left"
+        table.add_column(column, justify=justify, no_wrap=column != columns[-1], overflow="fold")  # type: ignore[arg-type]
+    for row, end in zip(rows, ends, strict=True):
+        table.add_row(*row, end_section=end)
+    out.print(table, soft_wrap=True)
+
+
+def _print_lines(out: Console, rows: Sequence[list[Text]], ends: Sequence[bool], heading: str | None) -> None:
+    for row, end in zip(rows, ends, strict=True):
+        if end:
+            out.print(Text("   ").append(row[-1]))
+            continue
+        facts = row[1:-1] if heading else row[:-1]
+        if heading and row[0].plain:
+            out.print(Text(f"{heading} {row[0].plain}", style="bold"))
+        out.print(Text("  ").append(Text("  ").join(c for c in facts if c.plain)))
+        for line in fold_path(row[-1].plain, out.width - 6).split("\n"):
+            out.print(Text(f"    {line}"), soft_wrap=True)
 
 
 # --- shared options -------------------------------------------------------------------------------------------
@@ -105,6 +184,10 @@ def format_option(*choices: str, help: str = "Output.") -> Callable[[F], F]:
     return click.option("--format", "fmt", type=click.Choice(choices), default=choices[0], show_default=True, help=help)
 
 
+# The largest pHash distance the benchmark measured as safe (with the dHash second opinion, see match.py); above
+# it most near pairs are different pictures.
+SAFE_THRESHOLD = CANDIDATE_PHASH
+
 GROUP_THRESHOLD_HELP = "Largest perceptual distance (bits of 64) for a near duplicate; 0 finds only identical pictures."
 QUERY_THRESHOLD_HELP = "Largest pHash distance (bits of 64) that counts as a match; 0 matches only identical pictures."
 
@@ -117,7 +200,14 @@ def match_options(*, full: bool = True, threshold_help: str = GROUP_THRESHOLD_HE
         @functools.wraps(f)
         def with_rule(*args: Any, **kwargs: Any) -> Any:
             fields = {name: kwargs.pop(name) for name in _RULE_FIELDS if name in kwargs}
-            return f(*args, rule=MatchRule(**fields), **kwargs)
+            rule = MatchRule(**fields)
+            if rule.threshold > SAFE_THRESHOLD:
+                click.echo(
+                    f"warning: --threshold {rule.threshold} is above the measured safe range (up to"
+                    f" {SAFE_THRESHOLD}): at this distance different pictures match",
+                    err=True,
+                )
+            return f(*args, rule=rule, **kwargs)
 
         decorated: Callable[..., Any] = with_rule
         for flags, help_text in reversed(_RULE_FLAGS if full else ()):
@@ -174,8 +264,10 @@ def keep_option(f: F) -> F:
         show_default=True,
         metavar="RULES",
         callback=_parse_keep,
-        help="Ordered keeper rules, comma-separated: resolution, size, oldest, newest (date taken, then mtime),"
-        " shortest (path), path:FOLDER (prefer files in FOLDER). Later rules break ties of earlier ones.",
+        help="Ordered keeper rules, comma-separated; later rules break ties of earlier ones: resolution, metadata"
+        " (camera's EXIF), format (camera format over an export), taken (earliest date taken), order (folder named"
+        " first), size, oldest, newest (date taken, then mtime), shortest (path), name (path order), path:FOLDER"
+        " (prefer files in FOLDER). See README.",
     )(f)
 
 
@@ -197,9 +289,20 @@ def real(paths: Sequence[str]) -> list[str]:
 # --- the store and the engine ---------------------------------------------------------------------------------
 
 
-def open_store(ctx: click.Context, db: str | None, *, readonly: bool = False) -> Store:
-    """The store, closed when the command ends."""
-    return ctx.with_resource(Store.open(db, readonly=readonly))
+STORE_PATH = "dedupe.store"
+
+
+def open_store(ctx: click.Context, db: str | None, *, readonly: bool = False, create: bool = False) -> Store:
+    """The store, closed when the command ends. Only a command that fills the store (create: scan, import, watch)
+    makes a new one; any other says where the store was looked for, rather than act on an empty one."""
+    if not create:
+        where = Path(db).expanduser() if db else default_store_path()
+        if not where.exists():
+            # A library error, so that search and check end with their own exit status for failures.
+            raise StoreError(f"no store at {where}: run 'dedupe scan' first")
+    store = ctx.with_resource(Store.open(db, readonly=readonly))
+    ctx.meta[STORE_PATH] = store.path
+    return store
 
 
 def open_list_store(ctx: click.Context, db: str | None, *, readonly: bool = False) -> Store | PostgresStore:
@@ -207,6 +310,8 @@ def open_list_store(ctx: click.Context, db: str | None, *, readonly: bool = Fals
     command ends."""
     store = open_any(db, readonly=readonly)
     ctx.call_on_close(store.close)
+    if isinstance(store, Store):
+        ctx.meta[STORE_PATH] = store.path
     return store
 
 

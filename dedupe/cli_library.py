@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -23,29 +25,62 @@ from dedupe.cli_common import (
     note_no_images,
     open_store,
     pass_output,
+    print_files,
     progress_bar,
     real,
     reference_option,
 )
-from dedupe.formats import calibration_json, display_path, groups_csv, groups_json, human_size
+from dedupe.formats import (
+    calibration_json,
+    copy_labels,
+    display_path,
+    groups_csv,
+    groups_json,
+    groups_paths,
+    human_size,
+)
 from dedupe.group import summarize
 from dedupe.match import MatchRule
-from dedupe.models import DuplicateGroup, KeeperRule, Plan, ScanOptions, Skipped, Summary
-from dedupe.plan import keepers_first, plan
+from dedupe.models import DuplicateGroup, KeeperChoice, KeeperRule, Plan, ScanOptions, Skipped, Summary
+from dedupe.plan import keepers_chosen, keepers_first, plan
 from dedupe.report import write_html_report
-from dedupe.scan import scan
+from dedupe.scan import JOBS_PER_CORE, max_jobs, scan
+
+
+def _check_jobs(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and value > max_jobs():
+        raise click.BadParameter(
+            f"{value} is more than {max_jobs()} ({JOBS_PER_CORE} per core): more workers only compete for the"
+            " cores and memory",
+            ctx,
+            param,
+        )
+    return value
+
+
+PATHS_HELP = (
+    "How to print the groups. paths: one path per line, the file review keeps first, a blank line after each"
+    " group (as fdupes), for xargs and grep."
+)
 
 
 @command("scan")
-@click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=str))
 @db_option
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files and folders matching GLOB (repeatable).")
 @click.option("--hidden", is_flag=True, help="Also scan hidden files and folders (names starting with a dot).")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (loops are detected).")
 @click.option("--min-size", type=click.IntRange(0), default=0, metavar="BYTES", help="Skip files smaller than this.")
-@click.option("--jobs", "-j", type=click.IntRange(1), default=None, help="Worker processes [default: one per core].")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1),
+    default=None,
+    callback=_check_jobs,
+    help=f"Worker processes [default: one per core; at most {JOBS_PER_CORE} per core].",
+)
 @match_options()
-@format_option("table", "json", "csv", help="How to print the groups.")
+@format_option("table", "json", "csv", "paths", help=PATHS_HELP)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 @pass_output
@@ -69,9 +104,10 @@ def scan_command(
 
     Example:
 
+    \b
         dedupe scan ~/Pictures /media/backup --exclude '*.tmp'
     """
-    store = open_store(ctx, db)
+    store = open_store(ctx, db, create=True)
     options = ScanOptions(
         exclude=exclude, hidden=hidden, follow_symlinks=follow_symlinks, min_size=min_size, workers=jobs
     )
@@ -84,8 +120,9 @@ def scan_command(
         ctx.exit(130)
     for warning in report.warnings:
         err.print(Text(f"warning: {display_path(warning)}"))
-    groups, _, images = find_stored_groups(store, report.roots, rule)
-    groups = keepers_first(groups, roots=report.roots, rule=rule)
+    found, _, images = find_stored_groups(store, report.roots, rule)
+    chosen = keepers_chosen(found, roots=report.roots, rule=rule)
+    groups = [g for g, _ in chosen]
     summary = summarize(groups, images, len(report.skipped))
     extra = {
         "fingerprinted": report.fingerprinted,
@@ -93,14 +130,23 @@ def scan_command(
         "ignored": report.ignored,
         "pruned": report.pruned,
     }
-    render(output, groups, report.skipped, summary, fmt, extra)
+    render(output, chosen, report.skipped, summary, fmt, extra)
+    if fmt == "table" and groups:
+        where = " ".join(shlex.quote(d) for d in dirs)
+        output.out.print(
+            Text(
+                f"Next: 'dedupe review {where}' to choose what to keep, or 'dedupe report --html dups.html {where}'"
+                " to look at the groups first."
+            ),
+            soft_wrap=True,
+        )
 
 
 @command("groups")
-@click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
+@click.argument("dirs", nargs=-1, type=click.Path(exists=True, path_type=str))
 @db_option
 @match_options()
-@format_option("table", "json", "csv", help="How to print the groups.")
+@format_option("table", "json", "csv", "paths", help=PATHS_HELP)
 @click.pass_context
 @pass_output
 def groups_command(
@@ -112,18 +158,19 @@ def groups_command(
 
     Example:
 
+    \b
         dedupe groups ~/Pictures --format json
     """
     store = open_store(ctx, db, readonly=True)
-    groups, skipped, images = find_stored_groups(store, dirs, rule)
-    groups = keepers_first(groups, roots=real(dirs), rule=rule)
+    found, skipped, images = find_stored_groups(store, dirs, rule)
+    chosen = keepers_chosen(found, roots=real(dirs), rule=rule)
     if dirs and images == 0 and not skipped:
         note_no_images(dirs)
-    render(output, groups, skipped, summarize(groups, images, len(skipped)), fmt, {})
+    render(output, chosen, skipped, summarize([g for g, _ in chosen], images, len(skipped)), fmt, {})
 
 
 @command("report")
-@click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
+@click.argument("dirs", nargs=-1, type=click.Path(exists=True, path_type=str))
 @click.option(
     "--html",
     "html_file",
@@ -154,10 +201,13 @@ def report_command(
 
     Example:
 
+    \b
         dedupe report --html dups.html ~/Pictures
     """
     store = open_store(ctx, db, readonly=True)
-    groups, _, _ = find_stored_groups(store, real(dirs), rule)
+    groups, _, images = find_stored_groups(store, real(dirs), rule)
+    if dirs and images == 0:
+        note_no_images(dirs)
     groups = keepers_first(groups, rules, real(references), roots=real(dirs), rule=rule)
     try:
         from dedupe.web.report import write_review_report  # with the web extra: review's overview and wording
@@ -197,6 +247,7 @@ def calibrate_command(output: Output, dirs: tuple[str, ...], sample: int, seed: 
 
     Example:
 
+    \b
         dedupe calibrate ~/Pictures --sample 60
     """
     with progress_bar(output.err, enabled=not quiet and output.err.is_terminal) as on_progress:
@@ -222,6 +273,10 @@ def calibrate_command(output: Output, dirs: tuple[str, ...], sample: int, seed: 
     )
     for d, a, b in result.nearest_unrelated[:3]:
         out.print(Text(f"  {d:2d}  {display_path(a)}  ~  {display_path(b)}"), soft_wrap=True)
+    if result.set_aside:
+        out.print("Set aside: these look like real duplicates (the default rule groups them):", soft_wrap=True)
+        for d, a, b in result.set_aside:
+            out.print(Text(f"  {d:2d}  {display_path(a)}  =  {display_path(b)}"), soft_wrap=True)
     for reason in result.skipped:
         out.print(Text(f"skipped {display_path(reason)}"), soft_wrap=True)
     out.print(
@@ -237,48 +292,50 @@ def calibrate_command(output: Output, dirs: tuple[str, ...], sample: int, seed: 
 
 
 def _date(taken: str | None, mtime_ns: int) -> str:
+    """The date taken, or the file's modification time marked "(file)" when the picture has no date taken."""
     if taken:
         return taken.replace("T", " ")[:16]
-    return datetime.fromtimestamp(mtime_ns / 1e9, UTC).astimezone().strftime("%Y-%m-%d %H:%M")
+    return datetime.fromtimestamp(mtime_ns / 1e9, UTC).astimezone().strftime("%Y-%m-%d %H:%M") + " (file)"
 
 
 def render(
     output: Output,
-    groups: Sequence[DuplicateGroup],
+    chosen: Sequence[tuple[DuplicateGroup, KeeperChoice]],
     skipped: Sequence[Skipped],
     summary: Summary,
     fmt: str,
     extra: dict[str, int],
 ) -> None:
+    groups = [g for g, _ in chosen]
     if fmt == "json":
-        click.echo(json.dumps(groups_json(groups, skipped, summary, extra), indent=2))
+        reasons = [c.reason for _, c in chosen]
+        click.echo(json.dumps(groups_json(groups, skipped, summary, extra, reasons), indent=2))
     elif fmt == "csv":
         click.echo(groups_csv(groups), nl=False)
+    elif fmt == "paths":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(groups_paths(groups))
+        sys.stdout.buffer.flush()
     else:
-        render_table(output, groups, skipped, summary, extra)
+        render_table(output, chosen, skipped, summary, extra)
+
+
+COLUMNS: tuple[str, ...] = ("Group", "Match", "Copies", "Resolution", "Size", "Taken / modified", "Path")
 
 
 def render_table(
     output: Output,
-    groups: Sequence[DuplicateGroup],
+    chosen: Sequence[tuple[DuplicateGroup, KeeperChoice]],
     skipped: Sequence[Skipped],
     summary: Summary,
     extra: dict[str, int],
 ) -> None:
     out = output.out
-    if groups:
-        table = Table(show_lines=False, pad_edge=False, expand=False)
-        for column, justify in (
-            ("Group", "right"),
-            ("Match", "left"),
-            ("Resolution", "right"),
-            ("Size", "right"),
-            ("Date", "left"),
-            ("Path", "left"),
-        ):
-            table.add_column(column, justify=justify, no_wrap=column != "Path", overflow="fold")  # type: ignore[arg-type]
-        for n, g in enumerate(groups, start=1):
-            for i, m in enumerate(g.members):
+    if chosen:
+        rows: list[list[Text]] = []
+        ends: list[bool] = []
+        for n, (g, choice) in enumerate(chosen, start=1):
+            for i, (m, label) in enumerate(zip(g.members, copy_labels(g), strict=True)):
                 fp = m.file.fingerprint
                 if i == 0:
                     match = Text("reference", style="bold green")
@@ -286,16 +343,24 @@ def render_table(
                     match = Text(f"near d={m.distance}" + m.why.removeprefix(f"phash {m.distance}"), style="yellow")
                 else:
                     match = Text(MATCH_LABEL[m.match.value])
-                table.add_row(
-                    Text(f"{n}" if i == 0 else ""),
-                    match,
-                    f"{fp.width}x{fp.height}",
-                    human_size(m.file.size),
-                    _date(fp.taken, m.file.mtime_ns),
-                    Text(display_path(m.file.path)),
-                    end_section=i == len(g.members) - 1,
+                rows.append(
+                    [
+                        Text(f"{n}" if i == 0 else ""),
+                        match,
+                        Text(label or ""),
+                        Text(f"{fp.width}x{fp.height}"),
+                        Text(human_size(m.file.size)),
+                        Text(_date(fp.taken, m.file.mtime_ns)),
+                        Text(display_path(m.file.path)),
+                    ]
                 )
-        out.print(table, soft_wrap=True)
+                ends.append(False)
+            # Under each group, as review shows it: which keeper rules made its first file the reference.
+            rows.append(
+                [*[Text("")] * (len(COLUMNS) - 1), Text(f"kept by: {display_path(choice.reason)}", style="dim")]
+            )
+            ends.append(True)
+        print_files(out, COLUMNS, rows, ends, right=("Group", "Resolution", "Size"), heading="Group")
     else:
         out.print("No duplicates found.", soft_wrap=True)
     if skipped:

@@ -24,6 +24,7 @@ from dedupe.cli_common import (
     db_option,
     format_option,
     match_options,
+    note_no_images,
     open_list_store,
     open_store,
     pass_output,
@@ -78,6 +79,7 @@ def search_command(
 
     Example:
 
+    \b
         dedupe search ~/Downloads/photo.jpg --threshold 10 --limit 5
     """
     store = open_query_store(ctx, db)
@@ -153,6 +155,7 @@ def check_command(ctx: click.Context, images: tuple[str, ...], db: str | None, r
 
     Example:
 
+    \b
         dedupe check upload.jpg --db blocklist.sqlite --format json
     """
     store = open_query_store(ctx, db)
@@ -208,7 +211,7 @@ def import_pdq(store: Store | PostgresStore, list_file: str, *, replace: bool) -
 
 
 @command("export")
-@click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
+@click.argument("dirs", nargs=-1, type=click.Path(exists=True, path_type=str))
 @db_option
 @click.option(
     "--output",
@@ -228,6 +231,7 @@ def export_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, ou
 
     Example:
 
+    \b
         dedupe export ~/banned -o blocklist.csv
     """
     store = open_list_store(ctx, db, readonly=True)
@@ -235,6 +239,8 @@ def export_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, ou
         count = export_pdq(store, output, dirs)
     else:
         count = export_fingerprints(store, sys.stdout if output == "-" else output, dirs)
+    if dirs and count == 0:
+        note_no_images(dirs)
     click.echo(f"Exported {count} fingerprints{'' if output == '-' else f' to {output}'}.", err=True)
 
 
@@ -253,6 +259,7 @@ def import_command(ctx: click.Context, list_file: str, db: str | None, replace: 
 
     Example:
 
+    \b
         dedupe import blocklist.csv --db uploads.sqlite --replace
     """
     store = open_list_store(ctx, db)
@@ -326,6 +333,7 @@ def watch_command(
 
     Example:
 
+    \b
         dedupe watch ~/Downloads ~/Pictures --exec notify-send
         dedupe watch ~/Uploads --quarantine ~/dedupe-quarantine
     """
@@ -337,7 +345,7 @@ def watch_command(
             raise click.BadParameter(f"cannot split {command!r}: {e}", param_hint="--exec") from None
         if not argv:
             raise click.BadParameter("the command is empty", param_hint="--exec")
-    store = open_store(ctx, db)
+    store = open_store(ctx, db, create=True)
     options = WatchOptions(poll=poll, settle=settle, hidden=hidden, command=argv, quarantine=quarantine)
     renderer = WatchRenderer(fmt, output.err)
     stop = threading.Event()

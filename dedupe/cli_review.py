@@ -22,6 +22,7 @@ from rich.text import Text
 from dedupe.actions import apply, undo
 from dedupe.cli_common import (
     MATCH_LABEL,
+    SAFE_THRESHOLD,
     Output,
     command,
     db_option,
@@ -32,11 +33,12 @@ from dedupe.cli_common import (
     note_no_images,
     open_store,
     pass_output,
+    print_files,
     progress_bar,
     real,
     reference_option,
 )
-from dedupe.formats import applied_json, display_path, human_size, no_groups_json, plan_json, run_state
+from dedupe.formats import applied_json, copy_labels, display_path, human_size, no_groups_json, plan_json, run_state
 from dedupe.match import MatchRule
 from dedupe.models import (
     Action,
@@ -44,6 +46,7 @@ from dedupe.models import (
     DuplicateGroup,
     KeeperChoice,
     KeeperRule,
+    MatchKind,
     Plan,
     StepState,
 )
@@ -54,7 +57,7 @@ from dedupe.store import Store
 
 
 @command("review")
-@click.argument("dirs", nargs=-1, type=click.Path(path_type=str))
+@click.argument("dirs", nargs=-1, type=click.Path(exists=True, path_type=str))
 @db_option
 @click.option(
     "--action",
@@ -123,6 +126,7 @@ def review_command(
 
     Example:
 
+    \b
         dedupe review ~/Pictures --keep resolution,oldest --reference ~/Pictures/Originals
         dedupe review /media/backup --yes --action move --to /media/backup-dups
         dedupe review ~/Pictures --dry-run --format json
@@ -138,6 +142,11 @@ def review_command(
     interactive = not (yes or dry_run or script)
     if interactive and fmt == "json":
         raise click.UsageError("--format json needs --yes, --dry-run or --script")
+    if interactive and include_near:
+        raise click.UsageError(
+            "--include-near is for --yes, --dry-run and --script: the interactive review shows similar copies"
+            " and acts on them once you pick a keeper"
+        )
     refs = real(references)
     roots = real(dirs)
     store = open_store(ctx, db)
@@ -214,6 +223,15 @@ def review_command(
             render_plan(console, the_plan, dry_run=False, steps=False)
             console.print("Nothing to do.")
         return
+    near = sum(s.match is MatchKind.NEAR for s in the_plan.steps)
+    if near and rule.threshold > SAFE_THRESHOLD:
+        # Even with --yes: at such distances most near matches are other pictures.
+        click.confirm(
+            f"--threshold {rule.threshold} is above the measured safe range (up to {SAFE_THRESHOLD}) and the plan"
+            f" acts on {near} near match(es), which may be different pictures. Go ahead?",
+            abort=True,
+            err=True,
+        )
     result = _apply(output, store, the_plan)
     if fmt == "json":
         click.echo(json.dumps(applied_json(the_plan, result), indent=2))
@@ -257,22 +275,13 @@ def _apply(output: Output, store: Store, the_plan: Plan) -> ApplyResult:
         sys.exit(130)
 
 
-def group_table(group: DuplicateGroup, choice: KeeperChoice, refs: Sequence[str]) -> Table:
+REVIEW_COLUMNS = ("#", "Keep", "Resolution", "Size", "Format", "Taken", "Modified", "Match", "Copies", "Path")
+
+
+def print_group(console: Console, group: DuplicateGroup, choice: KeeperChoice, refs: Sequence[str]) -> None:
     """The review table of one group: the facts a keeper is chosen by."""
-    table = Table(pad_edge=False, expand=False, show_lines=False)
-    for column, justify in (
-        ("#", "right"),
-        ("Keep", "left"),
-        ("Resolution", "right"),
-        ("Size", "right"),
-        ("Format", "left"),
-        ("Taken", "left"),
-        ("Modified", "left"),
-        ("Match", "left"),
-        ("Path", "left"),
-    ):
-        table.add_column(column, justify=justify, no_wrap=column != "Path", overflow="fold")  # type: ignore[arg-type]
-    for i, m in enumerate(group.members, start=1):
+    rows: list[list[Text]] = []
+    for i, (m, label) in enumerate(zip(group.members, copy_labels(group), strict=True), start=1):
         fp = m.file.fingerprint
         if m.file.path == choice.keeper.path and not choice.is_tie:
             mark = Text("★ keep", style="bold green")
@@ -288,18 +297,21 @@ def group_table(group: DuplicateGroup, choice: KeeperChoice, refs: Sequence[str]
             match = f"similar: {m.why}"
         else:
             match = MATCH_LABEL[m.match.value]
-        table.add_row(
-            str(i),
-            mark,
-            f"{fp.width}x{fp.height}",
-            human_size(m.file.size),
-            fp.format,
-            fp.taken.replace("T", " ") if fp.taken else "-",
-            datetime.fromtimestamp(m.file.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M"),
-            match,
-            Text(display_path(m.file.path)),
+        rows.append(
+            [
+                Text(str(i)),
+                mark,
+                Text(f"{fp.width}x{fp.height}"),
+                Text(human_size(m.file.size)),
+                Text(fp.format),
+                Text(fp.taken.replace("T", " ") if fp.taken else "-"),
+                Text(datetime.fromtimestamp(m.file.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M")),
+                Text(match),
+                Text(label or ""),
+                Text(display_path(m.file.path)),
+            ]
         )
-    return table
+    print_files(console, REVIEW_COLUMNS, rows, [False] * len(rows), right=("#", "Resolution", "Size"))
 
 
 def _interactive_review(
@@ -314,35 +326,48 @@ def _interactive_review(
     """Asks about each group of the review and shows what it answers; then plans, confirms and acts."""
     console = output.out
     stream = cast(TextIO, _Input(sys.stdin))
+    # Piped answers (a script's, or `yes`) cannot correct themselves: on a wrong one, or on no answer at all, the
+    # review stops instead of asking again forever.
+    piped = not sys.stdin.isatty()
+    answers = 0
     groups, refs = review.groups, review.references
     while not review.done:
         group, choice = review.current
         console.print()
         console.print(Text(f"Group {review.index + 1} of {len(groups)}: {MATCH_LABEL[group.kind.value]}", style="bold"))
-        console.print(group_table(group, choice, refs))
+        print_group(console, group, choice, refs)
         if choice.is_tie:
             console.print(Text(f"{display_path(choice.reason)}: pick the keeper by number.", style="yellow"))
         else:
             console.print(Text(f"Suggested keeper: {review.suggested()}, {display_path(choice.reason)}"))
+        if (before := review.decision()) is not None:
+            console.print(Text(f"Answered before: {display_path(before)}", style="cyan"))
         try:
             text = Prompt.ask(
                 review.keys(), console=console, stream=stream, default=review.default(), show_default=not choice.is_tie
             )
         except EOFError:
+            if piped and not answers:
+                _not_a_terminal(ctx, "no answer")
             console.print("\nEnd of input: quitting without changing anything.")
             return
+        answers += 1
         answered = review.answer(text)
         if answered.reply is Reply.OPEN:
             console.print(open_in_viewer(answered.paths))
+        elif answered.reply is Reply.NOTE:
+            console.print(Text(answered.hint, style="yellow"))
         elif answered.reply is Reply.NOT_UNDERSTOOD:
             console.print(Text(answered.hint, style="red"))
+            if piped:
+                _not_a_terminal(ctx, answered.hint)
 
     if not review.decided:
         console.print("Nothing decided; nothing changed.")
         return
     the_plan = review.plan(act, destination=destination, roots=roots)
     console.print()
-    render_plan(console, the_plan, dry_run=False)
+    render_plan(console, the_plan, dry_run=False, numbers=review.planned_numbers())
     if review.keep_all:
         console.print(f"{len(review.keep_all)} group(s) will be remembered as not duplicates.")
     try:
@@ -377,6 +402,15 @@ def _interactive_review(
         render_result(console, result)
         if result.count(StepState.FAILED):
             ctx.exit(1)
+
+
+def _not_a_terminal(ctx: click.Context, what: str) -> None:
+    click.echo(
+        f"dedupe review: {what}, and the input is not a terminal to ask again: nothing changed. Without questions,"
+        " use --yes (act), --dry-run (show the plan) or --script FILE (write it).",
+        err=True,
+    )
+    ctx.exit(2)
 
 
 def open_in_viewer(paths: Sequence[str]) -> str:
@@ -417,9 +451,12 @@ _VERB = {
 }
 
 
-def render_plan(console: Console, the_plan: Plan, *, dry_run: bool, steps: bool = True) -> None:
+def render_plan(
+    console: Console, the_plan: Plan, *, dry_run: bool, steps: bool = True, numbers: Sequence[int] = ()
+) -> None:
+    """The plan, group by group; numbers: each planned group's number in the whole review (default 1, 2, ...)."""
     verb = _VERB[the_plan.action][0]
-    for n, g in enumerate(the_plan.groups, start=1):
+    for n, g in zip(numbers or range(1, len(the_plan.groups) + 1), the_plan.groups, strict=True):
         if g.skipped:
             console.print(Text(f"Group {n}: left alone: {display_path(g.skipped)}", style="yellow"))
             continue
@@ -458,7 +495,11 @@ def render_result(console: Console, result: ApplyResult) -> None:
     console.print(
         f"{result.count(StepState.DONE)} {_VERB[result.action][1]} ({human_size(result.freed_bytes)}),"
         f" {result.count(StepState.SKIPPED)} skipped, {result.count(StepState.FAILED)} failed."
-        f" Run {result.run_id}: 'dedupe undo' reverses it."
+        + (
+            f" Run {result.run_id}: permanent deletes cannot be undone."
+            if result.action is Action.DELETE
+            else f" Run {result.run_id}: 'dedupe undo' reverses it."
+        )
     )
 
 
@@ -475,6 +516,7 @@ def undo_command(output: Output, ctx: click.Context, db: str | None, list_runs: 
 
     Example:
 
+    \b
         dedupe undo --list
         dedupe undo
     """
@@ -522,3 +564,47 @@ def undo_command(output: Output, ctx: click.Context, db: str | None, list_runs: 
             " fix what is said above and run 'dedupe undo' again."
         )
         ctx.exit(1)
+
+
+@command("forget")
+@click.argument("numbers", nargs=-1, type=click.IntRange(1), metavar="[N]...")
+@db_option
+@click.option("--list", "list_them", is_flag=True, help="List what was said not to be duplicates, numbered.")
+@click.pass_context
+@pass_output
+def forget_command(
+    output: Output, ctx: click.Context, numbers: tuple[int, ...], db: str | None, list_them: bool
+) -> None:
+    """Take back "not duplicates" (answer a in review): those files are grouped again.
+
+    With --list (or no N), each group kept whole is listed with a number; 'dedupe forget N' forgets it.
+
+    Example:
+
+    \b
+        dedupe forget --list
+        dedupe forget 2
+    """
+    store = open_store(ctx, db)
+    sets = store.not_duplicate_sets()
+    console = output.out
+    if list_them or not numbers:
+        if not sets:
+            console.print("Nothing is marked as not duplicates.")
+            return
+        paths = store.paths_of_contents(h for _, hashes in sets for h in hashes)
+        for n, (at, hashes) in enumerate(sets, start=1):
+            when = datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M")
+            console.print(Text(f"{n}  not duplicates since {when}:", style="bold"))
+            for h in hashes:
+                for path in paths[h] or [f"(no file left with content {h[:12]})"]:
+                    console.print(Text(f"  {display_path(path)}"))
+        console.print("'dedupe forget N' takes one back: its files are grouped again.")
+        return
+    for n in numbers:
+        if n > len(sets):
+            raise click.BadParameter(f"there is no {n}: 'dedupe forget --list' numbers them 1 to {len(sets)}")
+    for n in sorted(set(numbers)):
+        at, hashes = sets[n - 1]
+        store.forget_not_duplicates(at, hashes)
+        console.print(f"Forgot {n}: its {len(hashes)} file content(s) are grouped again by 'dedupe groups'.")

@@ -73,6 +73,7 @@ def serve_command(
 
     Example:
 
+    \b
         dedupe serve --db bans.sqlite --token-file tokens.txt --port 8765
     """
     try:

@@ -2,7 +2,7 @@
 them through SQLite takes seconds at a million files.
 
 The copy is used only when it is current: it names the store's change token (which triggers replace on every
-change to the files and fingerprints, whichever program writes: see store migration 7), the rows and largest
+change to the files and fingerprints, whichever program writes: see store migration 8), the rows and largest
 rowids of both tables (a VACUUM may number rows anew without a trigger firing), the roots, the fingerprint version
 and whether it holds crop signatures. Anything else, or any doubt (a damaged or foreign file), and the columns are
 read from the store as before and the copy written again. The copy is only ever a cache: deleting it is always

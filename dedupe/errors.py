@@ -23,3 +23,6 @@ class FileSkipped(DedupeError):
         # A file that is plainly not an image (a video, a text file) and not named like one is
         # ignored quietly instead of filling the skipped list.
         self.ignorable = ignorable
+        # The hash of the bytes when they were read but not decoded (a truncated photo): byte copies of it are
+        # still exact duplicates.
+        self.content_hash: str | None = None

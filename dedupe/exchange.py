@@ -73,6 +73,20 @@ def _write_file(path: Path, items: Sequence[ListedFingerprint]) -> None:
         raise DedupeError(f"cannot write {path}: {e.strerror or e}") from None
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula (OWASP CSV injection): a value
+    starting with = + - @ tab or CR gets a single quote in front."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def _unquote_cell(text: str) -> str:
+    """spreadsheet_safe undone, so that a label survives export and import unchanged."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_STARTS) else text
+
+
 def write_list(items: Iterable[ListedFingerprint], out: TextIO) -> None:
     out.write(f"{HEADER}{fingerprint.VERSION}\n")
     writer = csv.writer(out, lineterminator="\n")
@@ -89,7 +103,7 @@ def write_list(items: Iterable[ListedFingerprint], out: TextIO) -> None:
                 f.width,
                 f.height,
                 int(f.low_info),
-                label,
+                spreadsheet_safe(label),
             )
         )
 
@@ -159,7 +173,7 @@ def _parse_row(row: dict[str | None, str | None], source: str, line: int) -> Lis
         width=sizes[0],
         height=sizes[1],
         low_info=low_info in ("1", "true"),
-        label=field("label") or content_hash,
+        label=_unquote_cell(field("label")) or content_hash,
     )
 
 

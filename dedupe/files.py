@@ -3,13 +3,15 @@
 Paths are plain strings (undecodable bytes kept as surrogate escapes, as in the store) handed to the os-level
 calls whose exact semantics matter here (link without following, O_EXCL), so pathlib is not used.
 """
-# ruff: noqa: PTH101, PTH108, PTH118, PTH122
+# ruff: noqa: PTH101, PTH104, PTH108, PTH118, PTH120, PTH122, PTH208
 
 from __future__ import annotations
 
 import errno
 import hashlib
 import os
+import re
+import signal
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -66,13 +68,78 @@ def free_names(target: str) -> Iterator[str]:
 
 
 def temp_name(path: str) -> str:
-    """A free hidden name beside path, for a link or a restored copy that then replaces path atomically."""
+    """A free hidden name beside path, for a link or a copy that then takes path's name: .NAME.dedupe-PID-N.tmp.
+
+    The name says whose it is, so that a later run can find and remove what a killed one left (leftovers)."""
     folder, name = os.path.split(path)
     for n in range(1000):
         candidate = os.path.join(folder, f".{name}.dedupe-{os.getpid()}-{n}.tmp")
         if not os.path.lexists(candidate):
             return candidate
     raise Refused("no free temporary name in its folder")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process is not writing it now: whoever named it with our pid is gone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process: alive
+    return True
+
+
+def leftovers(path: str) -> list[str]:
+    """The temporary files beside path (temp_name's) whose process is gone: a copy or link a killed run left."""
+    folder, name = os.path.split(path)
+    pattern = re.compile(rf"\.{re.escape(name)}\.dedupe-(\d+)-\d+\.tmp")
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return []
+    found = []
+    for candidate in sorted(names):
+        m = pattern.fullmatch(candidate)
+        if m and not _alive(int(m.group(1))):
+            found.append(os.path.join(folder, candidate))
+    return found
+
+
+def remove_leftovers(*paths: str | None) -> list[str]:
+    """Remove the leftovers beside each path (see leftovers); returns what was removed."""
+    removed = []
+    for path in paths:
+        if not path:
+            continue
+        for left in leftovers(path):
+            with quietly():
+                os.unlink(left)
+                removed.append(left)
+    return removed
+
+
+def fault(point: str) -> None:
+    """Die at once (SIGKILL, no clean-up) when $DEDUPE_FAULT names this point: how the tests and
+    bench/faults.py interrupt a run at an exact place instead of at a random moment."""
+    if os.environ.get("DEDUPE_FAULT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def is_prefix_of(partial: str, full: str) -> bool:
+    """Whether partial is a regular file holding a strict beginning of full's bytes: an interrupted copy."""
+    try:
+        pst, fst = os.lstat(partial), os.lstat(full)
+        if not (stat.S_ISREG(pst.st_mode) and stat.S_ISREG(fst.st_mode)) or pst.st_size >= fst.st_size:
+            return False
+        with Path(partial).open("rb") as a, Path(full).open("rb") as b:
+            while block := a.read(1 << 20):
+                if b.read(len(block)) != block:
+                    return False
+        return True
+    except OSError:
+        return False
 
 
 def same_bytes(path: str, content_hash: str) -> bool:
@@ -112,26 +179,64 @@ def place(src: str, candidates: Iterable[str], expected_hash: str) -> str:
 
 
 def _copy_then_remove(src: str, candidates: Sequence[str], expected_hash: str) -> str:
+    """The copy is written under a temporary name beside its target, synced, read back, and only then given the
+    target's name (by a link, which never replaces a file): a kill leaves at most a temporary file that
+    remove_leftovers recognises, never a partial file under a real name."""
     for candidate in candidates:
-        try:
-            fd = open_new(candidate)
-        except FileExistsError:
+        if os.path.lexists(candidate):
             continue
+        tmp = temp_name(candidate)
         try:
-            with removed_on_failure(candidate):
+            fd = open_new(tmp)
+            with removed_on_failure(tmp):
                 digest = copy_into(src, fd)
                 if digest != expected_hash:
                     raise Refused("the copy does not match the expected bytes; removed the copy, kept the original")
-                os.chmod(candidate, stat.S_IMODE(os.lstat(src).st_mode))
                 st = os.lstat(src)
-                os.utime(candidate, ns=(st.st_atime_ns, st.st_mtime_ns))
-                if fingerprint.hash_file(candidate) != expected_hash:
+                os.chmod(tmp, stat.S_IMODE(st.st_mode))
+                os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+                if fingerprint.hash_file(tmp) != expected_hash:
                     raise Refused("the copy reads back different bytes; removed the copy, kept the original")
-                os.unlink(src)
+                fault("copied")
+                if not _name(tmp, candidate):
+                    os.unlink(tmp)
+                    continue
+            fault("named")
+            with quietly():
+                os.unlink(tmp)
+            _sync_folder(candidate)
+            os.unlink(src)
         except OSError as e:
             raise Refused(f"copying to {candidate} failed: {error_text(e)}; the original is kept") from None
         return candidate
     raise Refused(f"{candidates[-1]} already exists: not overwritten")
+
+
+def _name(tmp: str, target: str) -> bool:
+    """Give the finished file at tmp the name target, never replacing a file there; False when target is taken.
+    A link keeps tmp too (removed after); where the file system has no links, a rename after a last check."""
+    try:
+        os.link(tmp, target, follow_symlinks=False)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            raise
+    if os.path.lexists(target):
+        return False
+    os.rename(tmp, target)
+    return True
+
+
+def _sync_folder(path: str) -> None:
+    """Make a new name durable: fsync of the folder holding it (where the platform allows)."""
+    with quietly():
+        fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def copy_into(src: str, fd: int) -> str:
@@ -141,6 +246,9 @@ def copy_into(src: str, fd: int) -> str:
         while block := inp.read(1 << 20):
             digest.update(block)
             out.write(block)
+            if os.environ.get("DEDUPE_FAULT") == "copying":  # a half-written copy on disk, then killed
+                out.flush()
+                fault("copying")
         out.flush()
         os.fsync(out.fileno())
     return digest.hexdigest()
@@ -150,10 +258,14 @@ __all__ = [
     "Refused",
     "copy_into",
     "error_text",
+    "fault",
     "free_names",
+    "is_prefix_of",
+    "leftovers",
     "open_new",
     "place",
     "quietly",
+    "remove_leftovers",
     "removed_on_failure",
     "same_bytes",
     "temp_name",

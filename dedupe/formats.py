@@ -10,11 +10,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from dedupe.calibrate import Calibration
+from dedupe.exchange import spreadsheet_safe
 from dedupe.models import (
     Action,
     ApplyResult,
@@ -36,7 +38,9 @@ _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 def display_path(path: str) -> str:
     """A path as it can be printed: bytes that are not UTF-8 and control characters (which would drive the
-    terminal or split a row) shown as \\xNN escapes."""
+    terminal or split a row) shown as \\xNN escapes, and a backslash of the name as two."""
+    if os.sep != "\\":  # a backslash in a POSIX name is doubled, so that "\\x0a" never looks like an escape
+        path = path.replace("\\", "\\\\")
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").translate(_CONTROL)
 
 
@@ -52,21 +56,50 @@ def human_size(n: int) -> str:
 # --- groups (scan, groups) ------------------------------------------------------------------------------------
 
 
+def copy_labels(group: DuplicateGroup) -> list[str | None]:
+    """Per member, a label ("A", "B", ...) shared by the members with the same bytes, None for a file with no
+    byte copy in the group: which files are copies of each other, whatever their relation to the reference."""
+    counts: dict[str, int] = {}
+    for m in group.members:
+        counts[m.file.content_hash] = counts.get(m.file.content_hash, 0) + 1
+    names: dict[str, str] = {}
+    for m in group.members:
+        h = m.file.content_hash
+        if counts[h] > 1 and h not in names:
+            names[h] = _letters(len(names))
+    return [names.get(m.file.content_hash) for m in group.members]
+
+
+def _letters(n: int) -> str:
+    """A, B, ..., Z, AA, AB, ...: as spreadsheet columns."""
+    text = ""
+    n += 1
+    while n:
+        n, r = divmod(n - 1, 26)
+        text = chr(ord("A") + r) + text
+    return text
+
+
 def groups_json(
     groups: Sequence[DuplicateGroup],
     skipped: Sequence[Skipped],
     summary: Summary,
     extra: dict[str, int] | None = None,
+    keeper_reasons: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """The groups report; extra adds counts of the scan (fingerprinted, reused, ...) to the summary."""
+    """The groups report; extra adds counts of the scan (fingerprinted, reused, ...) to the summary;
+    keeper_reasons: per group, which keeper rules chose its reference (KeeperChoice.reason)."""
+    reasons = list(keeper_reasons) if keeper_reasons is not None else [None] * len(groups)
     return {
         "groups": [
             {
                 "kind": g.kind.value,
+                "keeper_reason": reason,
                 "files": [
                     {
                         "path": m.file.path,
                         "reference": i == 0,
+                        "copies": label,
                         "match": m.match.value,
                         "distance": m.distance,
                         "transform": m.transform,
@@ -82,10 +115,10 @@ def groups_json(
                         "mtime": m.file.mtime_ns / 1e9,
                         "content_hash": m.file.content_hash,
                     }
-                    for i, m in enumerate(g.members)
+                    for i, (m, label) in enumerate(zip(g.members, copy_labels(g), strict=True))
                 ],
             }
-            for g in groups
+            for g, reason in zip(groups, reasons, strict=True)
         ],
         "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
         "summary": {**dataclasses.asdict(summary), **(extra or {})},
@@ -96,6 +129,7 @@ GROUP_CSV_FIELDS = (
     "group",
     "kind",
     "reference",
+    "copies",
     "match",
     "distance",
     "transform",
@@ -113,18 +147,19 @@ def group_csv_rows(groups: Sequence[DuplicateGroup]) -> list[dict[str, str | int
     """A row per file, keyed by GROUP_CSV_FIELDS; groups are numbered from 1 as in the table."""
     rows: list[dict[str, str | int]] = []
     for n, g in enumerate(groups, start=1):
-        for i, m in enumerate(g.members):
+        for i, (m, label) in enumerate(zip(g.members, copy_labels(g), strict=True)):
             fp = m.file.fingerprint
             rows.append(
                 {
                     "group": n,
                     "kind": g.kind.value,
                     "reference": int(i == 0),
+                    "copies": label or "",
                     "match": m.match.value,
                     "distance": m.distance,
                     "transform": m.transform or "",
                     "why": m.why,
-                    "path": display_path(m.file.path),
+                    "path": spreadsheet_safe(display_path(m.file.path)),
                     "size": m.file.size,
                     "width": fp.width,
                     "height": fp.height,
@@ -142,6 +177,12 @@ def groups_csv(groups: Sequence[DuplicateGroup]) -> str:
     writer.writeheader()
     writer.writerows(group_csv_rows(groups))
     return out.getvalue()
+
+
+def groups_paths(groups: Sequence[DuplicateGroup]) -> bytes:
+    """One path per line, the reference (the file review keeps) first, a blank line after each group, as fdupes
+    prints them; paths keep their exact bytes, for xargs and grep."""
+    return b"".join(b"".join(os.fsencode(m.file.path) + b"\n" for m in g.members) + b"\n" for g in groups)
 
 
 # --- review: plans and what applying them did ----------------------------------------------------------------
@@ -298,4 +339,8 @@ def watch_event_json(event: WatchEvent) -> dict[str, Any]:
 
 
 def calibration_json(result: Calibration) -> dict[str, Any]:
-    return dataclasses.asdict(result)
+    """The calibration; set_aside: the sampled pairs that look like real duplicates (the default rule groups
+    them), left out of the different photos, each as {"distance", "paths"}."""
+    out = dataclasses.asdict(result)
+    out["set_aside"] = [{"distance": d, "paths": [a, b]} for d, a, b in result.set_aside]
+    return out

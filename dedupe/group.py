@@ -762,4 +762,19 @@ def stored_groups(
         release_freed_memory()
         skipped = [Skipped(path, reason) for path, reason in store.errors_under(real_roots)]
         pairs = store.not_duplicate_pairs()
-    return split_not_duplicates(grouping.groups(records), pairs, rule), skipped, images
+        undecoded = [_undecoded_group(files) for files in store.undecoded_copies_under(real_roots)]
+    return split_not_duplicates(grouping.groups(records), pairs, rule) + undecoded, skipped, images
+
+
+def _undecoded_group(files: Sequence[tuple[str, int, int, int, int, str]]) -> DuplicateGroup:
+    """Byte copies of a file that could not be decoded (a truncated photo): exact duplicates all the same, since
+    byte identity needs no decoding. Their fingerprint holds only the content hash."""
+    members = tuple(
+        GroupMember(
+            FileRecord(path, size, mtime_ns, dev, ino, Fingerprint(h, h, "undecodable", 0, 0, 0, 0, None, True)),
+            MatchKind.EXACT,
+            0,
+        )
+        for path, size, mtime_ns, dev, ino, h in files
+    )
+    return DuplicateGroup(MatchKind.EXACT, members)

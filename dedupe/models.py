@@ -188,6 +188,8 @@ class ProgressEvent:
     done: int
     total: int | None = None
     path: str | None = None
+    # With a path: the file is an image (or named like one and broken), not one of the other files a scan ignores.
+    image: bool = False
     extra: dict[str, int] = field(default_factory=dict)
 
 

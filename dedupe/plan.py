@@ -268,11 +268,26 @@ def keepers_first(
     include_raw: bool = False,
 ) -> list[DuplicateGroup]:
     """Every group with the file a plan would keep (suggest_keeper) first: see keeper_first."""
+    chosen = keepers_chosen(groups, rules, references, roots=roots, rule=rule, include_raw=include_raw)
+    return [g for g, _ in chosen]
+
+
+def keepers_chosen(
+    groups: Sequence[DuplicateGroup],
+    rules: Sequence[KeeperRule] = DEFAULT_RULES,
+    references: Sequence[str] = (),
+    *,
+    roots: Sequence[str] = (),
+    rule: MatchRule | None = None,
+    include_raw: bool = False,
+) -> list[tuple[DuplicateGroup, KeeperChoice]]:
+    """keepers_first with each group's KeeperChoice, whose reason says which rules decided."""
     refs = tuple(os.path.abspath(r) for r in references)
-    return [
-        keeper_first(g, suggest_keeper(g, rules, refs, include_raw=include_raw, roots=roots).keeper, rule)
-        for g in groups
-    ]
+    chosen: list[tuple[DuplicateGroup, KeeperChoice]] = []
+    for g in groups:
+        choice = suggest_keeper(g, rules, refs, include_raw=include_raw, roots=roots)
+        chosen.append((keeper_first(g, choice.keeper, rule), choice))
+    return chosen
 
 
 # --- planning (pure) ---------------------------------------------------------------------------------------------

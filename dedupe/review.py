@@ -21,6 +21,7 @@ class Reply(StrEnum):
     MOVED = "moved"  # the review is on another group now (or done): show it
     OPEN = "open"  # open the current group's files in a viewer, then ask again
     NOT_UNDERSTOOD = "not understood"  # show the hint, then ask again
+    NOTE = "note"  # understood, but nothing to do: show the hint, then ask again
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ class Review:
         self.index = 0
         self.keepers: dict[int, str] = {}  # group index -> the path to keep
         self.keep_all: set[int] = set()  # group indexes that are not duplicates
+        self.skipped: set[int] = set()  # group indexes passed over with s
         self.quit_early = False
 
     @property
@@ -81,21 +83,23 @@ class Review:
         i = self.index
         answer = text.strip().lower()
         if answer == "k" and not choice.is_tie:
+            self._forget(i)
             self.keepers[i] = choice.keeper.path
-            self.keep_all.discard(i)
         elif answer.isdigit() and 1 <= int(answer) <= len(group.members):
+            self._forget(i)
             self.keepers[i] = group.members[int(answer) - 1].file.path
-            self.keep_all.discard(i)
         elif answer == "a":
+            self._forget(i)
             self.keep_all.add(i)
-            self.keepers.pop(i, None)
         elif answer == "s":
-            self.keepers.pop(i, None)
-            self.keep_all.discard(i)
+            self._forget(i)
+            self.skipped.add(i)
         elif answer == "o":
             return Answered(Reply.OPEN, paths=tuple(m.file.path for m in group.members))
         elif answer == "b":
-            self.index = max(0, i - 1)
+            if i == 0:
+                return Answered(Reply.NOTE, "this is the first group: there is nothing before it")
+            self.index = i - 1
             return Answered(Reply.MOVED)
         elif answer == "q":
             self.quit_early = True
@@ -105,6 +109,24 @@ class Review:
             return Answered(Reply.NOT_UNDERSTOOD, hint)
         self.index += 1
         return Answered(Reply.MOVED)
+
+    def _forget(self, i: int) -> None:
+        self.keepers.pop(i, None)
+        self.keep_all.discard(i)
+        self.skipped.discard(i)
+
+    def decision(self) -> str | None:
+        """What was answered for the current group before (it was gone back to), or None."""
+        i = self.index
+        if i in self.keepers:
+            group = self.groups[i]
+            n = next(j for j, m in enumerate(group.members, 1) if m.file.path == self.keepers[i])
+            return f"keep {n} ({self.keepers[i]}), the rest go"
+        if i in self.keep_all:
+            return "keep all: not duplicates"
+        if i in self.skipped:
+            return "skipped"
+        return None
 
     @property
     def decided(self) -> bool:
@@ -125,6 +147,10 @@ class Review:
             include_raw=self.include_raw,
             match_rule=self.rule,
         )
+
+    def planned_numbers(self) -> list[int]:
+        """The group numbers (from 1, as shown) of the groups plan() covers, in its order."""
+        return [j + 1 for j in sorted(self.keepers)]
 
     def not_duplicate_pairs(self) -> list[tuple[str, str]]:
         """The content-hash pairs of the groups kept whole, for Store.add_not_duplicates."""

@@ -33,6 +33,19 @@ ProgressCallback = Callable[[ProgressEvent], None]
 
 _COMMIT_EVERY = 2.0  # seconds between commits: a killed scan loses at most this much work
 _INLINE_BELOW = 8  # so few files are done in this process rather than starting workers
+JOBS_PER_CORE = 4  # more workers than this per core only compete for the cores and memory
+
+
+def max_jobs() -> int:
+    """The most worker processes a scan starts, whatever is asked: JOBS_PER_CORE per core."""
+    return JOBS_PER_CORE * (os.cpu_count() or 1)
+
+
+def workers_for(requested: int | None, files: int) -> int:
+    """How many workers to start for this many files to read: as asked (one per core by default), but never
+    more than the files nor max_jobs() (-j 100000 on 200 files once forked thousands and ran out of memory)."""
+    wanted = requested or os.cpu_count() or 1
+    return max(1, min(wanted, files, max_jobs()))
 
 
 @dataclass
@@ -214,7 +227,15 @@ def fingerprint_files(
     with store.transaction():
         for path, st in files:
             row = stored.get(path)
+            if row is not None and _only_ctime_moved(row, st, version):
+                # A known failure whose ctime moved (chmod, a new hard link): the same bytes fail the same way.
+                store.set_ctime(path, st.st_ctime_ns)
+                assert row.error is not None
+                skipped.append(Skipped(path, row.error))
+                continue
             if row is not None and _unchanged(row, st):
+                if row.ctime_ns is None:
+                    store.set_ctime(path, st.st_ctime_ns)
                 if row.error is not None and row.error_version == version:
                     # The same bytes failed with this version of dedupe: no need to try them again.
                     skipped.append(Skipped(path, row.error))
@@ -222,7 +243,9 @@ def fingerprint_files(
                 if row.content_hash in known:
                     reused += 1
                     continue
-            moved = store.content_hash_by_inode(st)
+            # The same inode at the same path with another ctime was rewritten in place, not renamed.
+            rewritten = row is not None and (row.dev, row.ino) == (st.st_dev, st.st_ino)
+            moved = None if rewritten else store.content_hash_by_inode(st)
             if moved is not None and moved in known:
                 # A rename, a move within the drive or a hardlink: same inode, size and mtime.
                 store.put_file(path, st, moved)
@@ -246,7 +269,7 @@ def fingerprint_files(
                 else:
                     skipped.append(Skipped(path, result.reason))
                     if not result.transient:
-                        batch.put(path, st, None, result.reason)
+                        batch.put(path, st, None, result.reason, result.content_hash)
             elif isinstance(result, str):
                 batch.put(path, st, result, None)
                 reused += 1
@@ -257,7 +280,8 @@ def fingerprint_files(
             if content is not None and (path not in stored or stored[path].content_hash != content):
                 added.append(path)
             if on_progress:
-                on_progress(ProgressEvent("fingerprint", done, total, path))
+                image = not (isinstance(result, FileSkipped) and result.ignorable)
+                on_progress(ProgressEvent("fingerprint", done, total, path, image=image))
             if should_stop is not None and done < total and should_stop():
                 stopped = True
                 break
@@ -274,8 +298,26 @@ def fingerprint_files(
     )
 
 
+def _only_ctime_moved(row: StoredFile, st: os.stat_result, version: str) -> bool:
+    """Whether a file that failed with this version has another ctime but the same stat otherwise and, read
+    again (only hashed), the same bytes."""
+    if row.error is None or row.error_version != version or row.undecoded_hash is None:
+        return False
+    if (row.size, row.mtime_ns, row.dev, row.ino) != (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino):
+        return False
+    if row.ctime_ns == st.st_ctime_ns:
+        return False  # wholly unchanged: the usual path
+    try:
+        return fingerprint.hash_file(row.path) == row.undecoded_hash
+    except OSError:
+        return False
+
+
 def _unchanged(row: StoredFile, st: os.stat_result) -> bool:
-    return (row.size, row.mtime_ns, row.dev, row.ino) == (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+    """Size, mtime, inode and ctime as stored: a rewrite that puts the mtime back still changes the ctime (as
+    fdupes and jdupes see it). A row from before ctimes were kept is judged without it."""
+    same = (row.size, row.mtime_ns, row.dev, row.ino) == (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+    return same and row.ctime_ns in (None, st.st_ctime_ns)
 
 
 class _Batch:
@@ -285,23 +327,30 @@ class _Batch:
         self._store = store
         self._version = version
         self._known = known
-        self._pending: list[tuple[str, os.stat_result | None, Fingerprint | str | None, str | None]] = []
+        self._pending: list[tuple[str, os.stat_result | None, Fingerprint | str | None, str | None, str | None]] = []
         self._last = time.monotonic()
         self.fingerprinted = 0
 
-    def put(self, path: str, st: os.stat_result, result: Fingerprint | str | None, error: str | None) -> None:
-        self._pending.append((path, st, result, error))
+    def put(
+        self,
+        path: str,
+        st: os.stat_result,
+        result: Fingerprint | str | None,
+        error: str | None,
+        undecoded_hash: str | None = None,
+    ) -> None:
+        self._pending.append((path, st, result, error, undecoded_hash))
         if time.monotonic() - self._last >= _COMMIT_EVERY:
             self.commit()
 
     def forget(self, path: str) -> None:
-        self._pending.append((path, None, None, None))
+        self._pending.append((path, None, None, None, None))
 
     def commit(self) -> None:
         if not self._pending:
             return
         with self._store.transaction():
-            for path, st, result, error in self._pending:
+            for path, st, result, error, undecoded in self._pending:
                 if st is None:
                     self._store.forget_files([path])
                     continue
@@ -312,7 +361,7 @@ class _Batch:
                         self.fingerprinted += 1
                     self._store.put_file(path, st, result.content_hash)
                 else:
-                    self._store.put_file(path, st, result, error, self._version if error else None)
+                    self._store.put_file(path, st, result, error, self._version if error else None, undecoded)
         self._pending.clear()
         self._last = time.monotonic()
 
@@ -330,7 +379,7 @@ def _fingerprint_all(
     todo: list[tuple[str, os.stat_result]], known: set[str], workers: int | None
 ) -> Generator[tuple[str, os.stat_result, _Result], None, None]:
     """Fingerprint files on all cores, yielding results as they finish."""
-    workers = workers or os.cpu_count() or 1
+    workers = workers_for(workers, len(todo))
     if workers <= 1 or len(todo) < _INLINE_BELOW:
         fingerprinted: set[str] = set()
         for path, st in todo:
@@ -437,7 +486,27 @@ _THREADS_AT_IMPORT = _os_threads()  # after numpy's import (through fingerprint)
 _worker_known: set[str] = set()
 
 
+def _die_with_parent() -> None:
+    """Have the kernel kill this worker when the process that started it dies (kill -9 of a scan would
+    otherwise leave its workers sleeping with the store open). Linux only; elsewhere the pool's own pipes end
+    idle workers."""
+    if sys.platform != "linux":
+        return
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
+
+
 def _init_worker(known: set[str]) -> None:
+    _die_with_parent()
     # Ctrl-C goes to the whole process group; the parent alone decides what happens then.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A forked worker inherits the parent's output as the progress bar redirected it: a warning printed here
@@ -459,7 +528,11 @@ def _work(path: str, known: AbstractSet[str], copies: AbstractSet[str] = frozens
         content_hash = fingerprint.hash_bytes(data)
         if content_hash in known or content_hash in copies:
             return content_hash
-        return fingerprint.fingerprint_bytes(data, content_hash, name=path)
+        try:
+            return fingerprint.fingerprint_bytes(data, content_hash, name=path)
+        except FileSkipped as e:
+            e.content_hash = content_hash  # read but not decoded: its byte copies are still exact duplicates
+            raise
     except FileSkipped as e:
         return e
     except MemoryError:

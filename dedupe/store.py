@@ -17,7 +17,9 @@ from pathlib import Path
 from dedupe.errors import StoreError
 from dedupe.library import decode_path, encode_path
 from dedupe.models import Fingerprint
-from dedupe.store_base import _IMAGE_COLUMNS, _fingerprint, _prefix_bounds, _signed, _text
+from dedupe.store_base import _IMAGE_COLUMNS, _fingerprint, _prefix_bounds, _signed, _text, explain
+from dedupe.store_base import RESET_COMMAND as RESET_COMMAND
+from dedupe.store_base import failure as failure
 from dedupe.store_journal import JournalSQL
 from dedupe.store_library import LibraryReads
 from dedupe.store_search import PHASH_BLOCK_BITS as PHASH_BLOCK_BITS
@@ -135,7 +137,13 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE images ADD COLUMN crops BLOB
     """,
-    # 7: a token that every change to what the grouping reads replaces (files and images, by triggers, whichever
+    # 7: the ctime a scan saw (a same-size rewrite with its mtime put back still changes it; NULL: not yet seen),
+    # and the hash of the bytes of a file that was read but could not be decoded (its byte copies are duplicates)
+    """
+    ALTER TABLE files ADD COLUMN ctime_ns INTEGER;
+    ALTER TABLE files ADD COLUMN undecoded_hash TEXT
+    """,
+    # 8: a token that every change to what the grouping reads replaces (files and images, by triggers, whichever
     # program writes), so that a copy of the columns kept beside the store (column_cache.py) is known to be current
     """
     CREATE TABLE changes (id INTEGER PRIMARY KEY CHECK (id = 1), token INTEGER NOT NULL);
@@ -178,6 +186,29 @@ class StoredFile:
     content_hash: str | None
     error: str | None
     error_version: str | None
+    ctime_ns: int | None = None  # None: stored by a dedupe before ctimes were kept
+    undecoded_hash: str | None = None  # the bytes' hash of a file read but not decoded (error is then set)
+
+
+_FILE_COLUMNS = "path, size, mtime_ns, dev, ino, content_hash, error, error_version, ctime_ns, undecoded_hash"
+
+
+def _stored(row: Sequence[object]) -> StoredFile:
+    raw, size, mtime_ns, dev, ino, content_hash, error, error_version, ctime_ns, undecoded = row
+    assert isinstance(raw, bytes) and isinstance(size, int) and isinstance(mtime_ns, int)
+    assert isinstance(dev, int) and isinstance(ino, int)
+    return StoredFile(
+        decode_path(raw),
+        size,
+        mtime_ns,
+        dev,
+        ino,
+        None if content_hash is None else str(content_hash),
+        None if error is None else str(error),
+        None if error_version is None else str(error_version),
+        ctime_ns if isinstance(ctime_ns, int) else None,
+        None if undecoded is None else str(undecoded),
+    )
 
 
 def default_store_path() -> Path:
@@ -194,6 +225,27 @@ def default_store_path() -> Path:
     return base / "dedupe" / "store.sqlite"
 
 
+def reset_store(path: str | os.PathLike[str] | None = None) -> Path:
+    """Move a (damaged) store aside, with its -wal and -shm files, so that the next open starts a new one.
+    Returns where the old store now is: PATH.damaged-YYYYMMDD-HHMMSS (nothing is deleted)."""
+    db = (Path(path) if path is not None else default_store_path()).expanduser()
+    if not db.exists():
+        raise StoreError(f"no store at {db}: nothing to reset")
+    aside = db.with_name(f"{db.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    n = 1
+    while aside.exists():
+        aside = db.with_name(f"{db.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        n += 1
+    try:
+        for suffix in ("-wal", "-shm", "-journal", ""):
+            part = Path(f"{db}{suffix}")
+            if part.exists():
+                part.rename(f"{aside}{suffix}")
+    except OSError as e:
+        raise StoreError(f"cannot move the store at {db} aside: {e.strerror or e}") from None
+    return aside
+
+
 class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
     """A SQLite fingerprint store. Safe to share between threads; use as a context manager.
 
@@ -203,6 +255,10 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *, readonly: bool = False) -> Store:
+        """Open (or create) the store. readonly: never written, for the commands that only read; it opens on a
+        read-only file system or in a folder the user cannot write too.
+
+        Only the default store's folder is created: a --db in a missing folder is a typo, not a wish."""
         db = Path(path) if path is not None else default_store_path()
         db = db.expanduser()
         try:
@@ -211,18 +267,44 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
             if readonly:
                 if not db.exists():
                     raise StoreError(f"no store at {db}: run 'dedupe scan' first")
-                conn = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False)
-            else:
+                return cls._open_readonly(db)
+            if path is None or os.environ.get("DEDUPE_DB") == str(path):
                 db.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout = 30000")
+            elif not db.parent.is_dir():
+                raise StoreError(f"no folder {db.parent} for the store {db}: create it first, or correct --db")
+            conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
             store = cls(conn, db.absolute(), readonly)
+            store._busy_timeout()
             store._prepare()
         except StoreError:
             raise
         except (sqlite3.Error, OSError) as e:
-            raise StoreError(f"cannot open the store at {db}: {e}") from None
+            raise StoreError(explain(e, db.absolute())) from None
         return store
+
+    @classmethod
+    def _open_readonly(cls, db: Path) -> Store:
+        """mode=ro; where that cannot work (a WAL store needs its -shm file, which a read-only folder cannot
+        hold), immutable=1: SQLite then takes no locks and reads the file as it is."""
+        uri = db.absolute().as_uri()
+        first: sqlite3.Error | None = None
+        for query in ("mode=ro", "mode=ro&immutable=1"):
+            conn = sqlite3.connect(f"{uri}?{query}", uri=True, check_same_thread=False)
+            store = cls(conn, db.absolute(), True)
+            try:
+                store._busy_timeout()
+                store._prepare()
+                return store
+            except sqlite3.Error as e:
+                conn.close()
+                first = first or e
+        assert first is not None
+        raise first
+
+    def _busy_timeout(self) -> None:
+        """How long to wait for another process's write: $DEDUPE_BUSY_TIMEOUT seconds (30 by default)."""
+        seconds = float(os.environ.get("DEDUPE_BUSY_TIMEOUT") or 30)
+        self._conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
 
     def _prepare(self) -> None:
         # One statement, so one snapshot: another process creating the same new store may commit its first
@@ -276,18 +358,17 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
     def files_under(self, roots: Sequence[str]) -> Iterator[StoredFile]:
         """Every stored row at or below the given absolute paths."""
         with self._lock:
-            rows: list[tuple[bytes, int, int, int, int, str | None, str | None, str | None]] = []
+            rows: list[tuple[object, ...]] = []
             for root in roots:
                 low, high = _prefix_bounds(root)
                 rows.extend(
                     self._conn.execute(
-                        "SELECT path, size, mtime_ns, dev, ino, content_hash, error, error_version FROM files"
-                        " WHERE path = ? OR (path >= ? AND path < ?)",
+                        f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ? OR (path >= ? AND path < ?)",
                         (encode_path(root), low, high),
                     ).fetchall()
                 )
-        for raw, size, mtime_ns, dev, ino, content_hash, error, error_version in rows:
-            yield StoredFile(decode_path(raw), size, mtime_ns, dev, ino, content_hash, error, error_version)
+        for row in rows:
+            yield _stored(row)
 
     def put_file(
         self,
@@ -296,15 +377,18 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
         content_hash: str | None,
         error: str | None = None,
         error_version: str | None = None,
+        undecoded_hash: str | None = None,
     ) -> None:
-        """Record what a scan saw at a path: its content hash, or why it could not be fingerprinted."""
+        """Record what a scan saw at a path: its content hash, or why it could not be fingerprinted (and then the
+        hash of its bytes, when they were read)."""
         with self._lock:
             self._conn.execute(
-                "INSERT INTO files (path, size, mtime_ns, dev, ino, content_hash, error, error_version, scanned_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO files (path, size, mtime_ns, dev, ino, content_hash, error, error_version, scanned_at,"
+                " ctime_ns, undecoded_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,"
                 " dev = excluded.dev, ino = excluded.ino, content_hash = excluded.content_hash,"
-                " error = excluded.error, error_version = excluded.error_version, scanned_at = excluded.scanned_at",
+                " error = excluded.error, error_version = excluded.error_version, scanned_at = excluded.scanned_at,"
+                " ctime_ns = excluded.ctime_ns, undecoded_hash = excluded.undecoded_hash",
                 (
                     encode_path(path),
                     st.st_size,
@@ -315,8 +399,16 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
                     _text(error),
                     error_version,
                     time.time(),
+                    st.st_ctime_ns,
+                    undecoded_hash,
                 ),
             )
+
+    def set_ctime(self, path: str, ctime_ns: int) -> None:
+        """Record the ctime of a file found unchanged otherwise (a row from before ctimes were kept, or a file
+        whose ctime moved while its bytes stayed)."""
+        with self._lock:
+            self._conn.execute("UPDATE files SET ctime_ns = ? WHERE path = ?", (ctime_ns, encode_path(path)))
 
     def forget_files(self, paths: Iterable[str]) -> int:
         with self._lock:
@@ -327,28 +419,21 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
         """The stored row at exactly this path."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT path, size, mtime_ns, dev, ino, content_hash, error, error_version FROM files WHERE path = ?",
-                (encode_path(path),),
+                f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?", (encode_path(path),)
             ).fetchone()
-        if row is None:
-            return None
-        raw, size, mtime_ns, dev, ino, content_hash, error, error_version = row
-        return StoredFile(decode_path(raw), size, mtime_ns, dev, ino, content_hash, error, error_version)
+        return None if row is None else _stored(row)
 
     def files_with_content(self, content_hashes: Iterable[str]) -> list[StoredFile]:
         """Every stored file holding one of these contents, sorted by path."""
-        rows: list[tuple[bytes, int, int, int, int, str | None, str | None, str | None]] = []
+        rows: list[tuple[object, ...]] = []
         with self._lock:
             for content_hash in sorted(set(content_hashes)):
                 rows.extend(
                     self._conn.execute(
-                        "SELECT path, size, mtime_ns, dev, ino, content_hash, error, error_version FROM files"
-                        " WHERE content_hash = ?",
-                        (content_hash,),
+                        f"SELECT {_FILE_COLUMNS} FROM files WHERE content_hash = ?", (content_hash,)
                     ).fetchall()
                 )
-        found = [StoredFile(decode_path(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
-        return sorted(found, key=lambda f: f.path)
+        return sorted((_stored(r) for r in rows), key=lambda f: f.path)
 
     def rename_file(self, src: str, dest: str) -> bool:
         """Move a stored entry to a new path, as a rename on disk does: no decoding. False when src is not stored."""

@@ -4,6 +4,7 @@ helpers several parts use. Store (store.py) is made of the parts built on StoreB
 from __future__ import annotations
 
 import os
+import shlex
 import sqlite3
 import struct
 import threading
@@ -16,6 +17,69 @@ from typing import Any, Self
 from dedupe.errors import StoreError
 from dedupe.library import SEVEN, encode_path
 from dedupe.models import Fingerprint, hamming
+
+RESET_COMMAND = "dedupe store reset"
+
+
+def explain(e: sqlite3.Error | OSError, path: Path | str) -> str:
+    """A failure of the store as one sentence that says what happened, where, and what to do."""
+    text = str(e)
+    low = text.lower()
+    reset = (
+        f"run '{RESET_COMMAND} --db {shlex.quote(str(path))}' to move it aside and start a new one, then"
+        " 'dedupe scan' to rebuild the fingerprints; past reviews can then no longer be undone (their journal"
+        " stays in the damaged file)"
+    )
+    if isinstance(e, sqlite3.DatabaseError) and "not a database" in low:
+        return f"{path} is not a SQLite database ({text}): check --db; if it is the damaged store, {reset}"
+    if isinstance(e, sqlite3.DatabaseError) and ("malformed" in low or "corrupt" in low):
+        return f"the store at {path} is damaged ({text}): {reset}"
+    if "locked" in low or "busy" in low:
+        return (
+            f"the store at {path} is busy: another dedupe (or program) is writing to it; wait until it is done,"
+            " then run the command again"
+        )
+    if "full" in low or _no_space(Path(path)):
+        return f"cannot write to the store at {path}: the disk is full; free some space, then run the command again"
+    unwritable = "readonly" in low or "read-only" in low or "unable to open" in low
+    reason = _why_not_writable(Path(path)) if unwritable else ""
+    if reason:
+        return f"cannot use the store at {path}: {reason}"
+    return f"cannot use the store at {path}: {text}"
+
+
+def _no_space(path: Path) -> bool:
+    """Whether the drive holding path has no free space left (SQLite then often says only "disk I/O error")."""
+    try:
+        return os.statvfs(path.parent).f_bavail == 0
+    except OSError:
+        return False
+
+
+def _why_not_writable(path: Path) -> str:
+    """Why the store or its folder cannot be written ("read-only file system", "permission denied"), or ""."""
+    folder = path.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except OSError as e:
+        return f"its folder cannot be used ({e.strerror or e})"
+    for where in (path, folder):
+        if where.exists() and not os.access(where, os.W_OK):
+            return f"permission denied (cannot write {where})"
+    if not path.exists() and not os.access(folder, os.R_OK | os.X_OK):
+        return f"permission denied (cannot read {folder})"
+    return ""
+
+
+def failure(e: BaseException, path: Path | str) -> StoreError | None:
+    """The StoreError that e is (a failure of SQLite or of the store), or None when it is something else."""
+    if isinstance(e, StoreError):
+        return e
+    if isinstance(e, sqlite3.Error):
+        return StoreError(explain(e, path))
+    return None
+
 
 _IMAGE_COLUMNS = (
     "i.content_hash, i.image_hash, i.format, i.width, i.height, i.phash, i.dhash, i.taken, i.low_info,"
@@ -32,6 +96,10 @@ class StoreBase:
         self.readonly = readonly
         self._lock = threading.RLock()
         conn.create_function("dedupe_hamming", 2, hamming, deterministic=True)  # for searches
+
+    def failure(self, e: BaseException) -> StoreError | None:
+        """The StoreError that e is, naming this store, or None when e is no failure of the store."""
+        return failure(e, self.path)
 
     def close(self) -> None:
         with self._lock:
@@ -61,7 +129,7 @@ class StoreBase:
                 finally:
                     self._conn.execute("COMMIT")
             except sqlite3.Error as e:
-                raise StoreError(f"cannot read the store at {self.path}: {e}") from None
+                raise StoreError(explain(e, self.path)) from None
 
     @staticmethod
     def _roots_clause(roots: Sequence[str]) -> tuple[str, list[object]]:
@@ -142,7 +210,7 @@ class _Transaction:
             self._store._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
             self._store._lock.release()
-            raise StoreError(f"cannot write to the store at {self._store.path}: {e}") from None
+            raise StoreError(explain(e, self._store.path)) from None
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         try:
@@ -152,6 +220,6 @@ class _Transaction:
                 self._store._conn.execute("ROLLBACK")
         except sqlite3.Error as e:
             if et is None:
-                raise StoreError(f"cannot write to the store at {self._store.path}: {e}") from None
+                raise StoreError(explain(e, self._store.path)) from None
         finally:
             self._store._lock.release()

@@ -99,6 +99,16 @@ class JournalSQL(StoreBase):
             for r in rows
         ]
 
+    def in_flight(self) -> list[tuple[str, str | None]]:
+        """(path, destination) of every act written down as planned and never marked, in runs not undone: where a
+        killed run may have left a temporary file."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT j.path, j.destination FROM journal j JOIN runs r ON r.id = j.run_id"
+                " WHERE j.state = 'planned' AND r.undone IS NULL ORDER BY j.id"
+            ).fetchall()
+        return [(decode_path(p), None if d is None else decode_path(d)) for p, d in rows]
+
     def runs(self) -> list[RunInfo]:
         """Every run, newest first, with the number of journal entries in each state."""
         with self._lock:
@@ -127,3 +137,51 @@ class JournalSQL(StoreBase):
         """The remembered pairs of content hashes, each as (smaller, larger)."""
         with self._lock:
             return {(a, b) for a, b in self._conn.execute("SELECT hash_a, hash_b FROM not_duplicates")}
+
+    def not_duplicate_sets(self) -> list[tuple[float, tuple[str, ...]]]:
+        """What was said not to be duplicates, one entry per group kept whole: (when, its content hashes), oldest
+        first. The pairs of one answer share their time; the groups of one review are told apart by which hashes
+        are linked."""
+        with self._lock:
+            rows = self._conn.execute("SELECT decided_at, hash_a, hash_b FROM not_duplicates").fetchall()
+        linked: dict[float, dict[str, set[str]]] = {}
+        for at, a, b in rows:
+            edges = linked.setdefault(at, {})
+            edges.setdefault(a, set()).add(b)
+            edges.setdefault(b, set()).add(a)
+        sets: list[tuple[float, tuple[str, ...]]] = []
+        for at, edges in linked.items():
+            seen: set[str] = set()
+            for start in sorted(edges):
+                if start in seen:
+                    continue
+                part, todo = set(), [start]
+                while todo:
+                    h = todo.pop()
+                    if h not in part:
+                        part.add(h)
+                        todo += edges[h] - part
+                seen |= part
+                sets.append((at, tuple(sorted(part))))
+        return sorted(sets)
+
+    def forget_not_duplicates(self, decided_at: float, hashes: Iterable[str]) -> int:
+        """Forget the pairs among these content hashes said at that time; how many pairs were forgotten."""
+        wanted = sorted(set(hashes))
+        pairs = [(a, b) for i, a in enumerate(wanted) for b in wanted[i:]]
+        with self._lock:
+            before = self._conn.total_changes
+            self._conn.executemany(
+                "DELETE FROM not_duplicates WHERE decided_at = ? AND hash_a = ? AND hash_b = ?",
+                ((decided_at, a, b) for a, b in pairs),
+            )
+            return self._conn.total_changes - before
+
+    def paths_of_contents(self, hashes: Iterable[str]) -> dict[str, list[str]]:
+        """The stored paths of each content hash, sorted (a hash with no file left has none)."""
+        found: dict[str, list[str]] = {h: [] for h in hashes}
+        with self._lock:
+            for h in found:
+                rows = self._conn.execute("SELECT path FROM files WHERE content_hash = ? ORDER BY path", (h,))
+                found[h] = [decode_path(r[0]) for r in rows]
+        return found

@@ -163,6 +163,21 @@ class LibraryReads(StoreBase):
             ).fetchall()
         return [(decode_path(r[0]), r[1]) for r in rows]
 
+    def undecoded_copies_under(self, roots: Sequence[str]) -> list[list[tuple[str, int, int, int, int, str]]]:
+        """Files below the roots that were read but not decoded (a truncated photo) and share their bytes with
+        another such file: (path, size, mtime_ns, dev, ino, content_hash) lists, one per content, by path."""
+        where, params = self._roots_clause(roots)
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT f.path, f.size, f.mtime_ns, f.dev, f.ino, f.undecoded_hash FROM files f"
+                f" WHERE f.undecoded_hash IS NOT NULL AND {where} ORDER BY f.undecoded_hash, f.path",
+                params,
+            ).fetchall()
+        by_content: dict[str, list[tuple[str, int, int, int, int, str]]] = {}
+        for raw, size, mtime_ns, dev, ino, content_hash in rows:
+            by_content.setdefault(content_hash, []).append((decode_path(raw), size, mtime_ns, dev, ino, content_hash))
+        return [files for files in by_content.values() if len(files) > 1]
+
     def change_token(self) -> int:
         """A number that every change to the stored files and fingerprints replaces (by triggers, whoever writes):
         what a copy of the columns is checked against (see column_cache). Read it inside the reading() that

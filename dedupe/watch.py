@@ -158,6 +158,16 @@ class Watcher:
 
     # --- the loop -------------------------------------------------------------------------------------------
 
+    def _how(self) -> str:
+        """How the folders are followed, as they are now: a folder may have fallen back to polling."""
+        interval = self._options.poll or FALLBACK_POLL
+        polled = sum(r.polling for r in self._roots)
+        if polled == len(self._roots):
+            return f"polling every {interval:g} s"
+        if polled:
+            return f"live events, polling {polled} of {len(self._roots)} folder(s) every {interval:g} s"
+        return "live events"
+
     def run(self, stop: threading.Event) -> None:
         """Catch up with what changed while not watching, then follow changes until `stop` is set."""
         self._stop = stop
@@ -172,10 +182,7 @@ class Watcher:
             if not stop.is_set():
                 self._emit(
                     WatchEventKind.READY,
-                    message=(
-                        f"watching {len(self._roots)} folder(s) holding {scanned} image(s);"
-                        f" {f'polling every {self._options.poll:g} s' if self._options.poll else 'live events'}"
-                    ),
+                    message=f"watching {len(self._roots)} folder(s) holding {scanned} image(s); {self._how()}",
                 )
             next_supervise = time.monotonic() + SUPERVISE_EVERY
             while not stop.is_set():
@@ -258,7 +265,8 @@ class Watcher:
     def _on_progress(self, event: ProgressEvent) -> None:
         if event.phase == "fingerprint" and event.path is not None:
             self._read.add(event.path)
-            self._emit(WatchEventKind.FINGERPRINTED, path=event.path)
+            if event.image:  # text files, videos and desktop.ini are read on every start, but are not news
+                self._emit(WatchEventKind.FINGERPRINTED, path=event.path)
 
     # --- supervision ----------------------------------------------------------------------------------------
 

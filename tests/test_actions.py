@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -18,6 +19,7 @@ from PIL import Image
 
 from dedupe.actions import apply, undo
 from dedupe.cli import cli
+from dedupe.errors import DedupeError, StoreError
 from dedupe.group import stored_groups
 from dedupe.models import Action, JournalState, ScanOptions, StepState
 from dedupe.plan import parse_rules, plan
@@ -36,15 +38,23 @@ def photo(path: Path, seed: int, size: tuple[int, int] = SMALL, **params: object
 # --- delete, move, links ----------------------------------------------------------------------------------------
 
 
-def test_delete_is_permanent_and_undo_says_so(tmp_path: Path, store: Store) -> None:
+def test_delete_is_permanent_and_undo_passes_over_it_to_earlier_runs(
+    tmp_path: Path, store: Store, trash_home: Path
+) -> None:
+    """A run of permanent deletes is no undo's business: plain undo reverses the run before it, and naming the
+    delete run says that a delete cannot be undone."""
     root = tmp_path / "p"
     keeper = photo(root / "a.jpg", 9)
+    trashed = copy_file(keeper, root / "t" / "a.jpg")
+    trashing = apply(plan(groups_of(store, root), parse_rules("shortest"), Action.TRASH), store)
+    assert not trashed.exists()
     dup = copy_file(keeper, root / "z" / "a.jpg")
     result = apply(plan(groups_of(store, root), parse_rules("shortest"), Action.DELETE), store)
     assert result.count(StepState.DONE) == 1 and not dup.exists() and keeper.exists()
     back = undo(store)
-    assert not back.complete and back.results[0].state is StepState.FAILED
-    assert "permanently" in back.results[0].reason
+    assert back.run_id == trashing.run_id and back.complete and trashed.read_bytes() == keeper.read_bytes()
+    with pytest.raises(DedupeError, match="deleted files permanently: a delete cannot be undone"):
+        undo(store, result.run_id)
 
 
 def test_move_keeps_relative_paths_never_overwrites_and_undoes(tmp_path: Path, store: Store) -> None:
@@ -313,6 +323,128 @@ def test_a_run_killed_half_way_is_understood_by_undo(tmp_path: Path, trash_home:
     assert all(d.read_bytes() == keeper.read_bytes() for d in dups)
 
 
+def killed_at(fault: str, program: str, env: dict[str, str] | None = None) -> None:
+    """Run program in a real process that kills itself (SIGKILL, no clean-up) at the named fault point."""
+    full = {**os.environ, "PYTHONPATH": str(REPO), "DEDUPE_FAULT": fault, **(env or {})}
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(program)], env=full, capture_output=True, text=True)
+    assert r.returncode == -9, r.stderr
+
+
+def temporaries(*folders: Path) -> list[str]:
+    return sorted(p.name for folder in folders for p in folder.rglob("*") if p.name.endswith(".tmp"))
+
+
+APPLY_MOVE = """
+    from dedupe import Action, Store, apply, parse_rules, plan, stored_groups
+    with Store.open({db!r}) as store:
+        groups, _, _ = stored_groups(store, [{root!r}])
+        apply(plan(groups, parse_rules("shortest"), Action.MOVE, destination={dest!r}, roots=[{root!r}]), store)
+"""
+
+UNDO = """
+    from dedupe import Store, undo
+    with Store.open({db!r}) as store:
+        undo(store)
+"""
+
+
+@pytest.mark.parametrize("fault", ["copying", "copied", "named"])
+def test_a_cross_drive_move_killed_half_way_leaves_no_partial_file_and_undo_clears_it(
+    tmp_path: Path, mount_tmpfs: Callable[..., Path], fault: str
+) -> None:
+    """A move across drives killed while copying, after copying or after naming the copy leaves at most a
+    .NAME.dedupe-PID-N.tmp file in the target folder, never a partial file under the real name; undo removes it
+    and the original stays."""
+    root, db = tmp_path / "p", tmp_path / "store.sqlite"
+    keeper = photo(root / "a.jpg", 21)
+    dup = copy_file(keeper, root / "s" / "a.jpg")
+    drive = mount_tmpfs("other")
+    with Store.open(db) as s:
+        groups_of(s, root)
+    killed_at(fault, APPLY_MOVE.format(db=str(db), root=str(root), dest=str(drive)))
+    target = drive / "p" / "s"
+    named = (target / "a.jpg").exists()
+    assert named == (fault == "named") and dup.read_bytes() == keeper.read_bytes()
+    assert len(temporaries(drive)) == 1 and temporaries(drive)[0].startswith(".a.jpg.dedupe-")
+    with Store.open(db) as store:
+        assert undo(store).complete
+    assert dup.read_bytes() == keeper.read_bytes() and temporaries(drive) == [] and not (target / "a.jpg").exists()
+
+
+@pytest.mark.parametrize("fault", ["copying", "copied", "named"])
+def test_an_undo_killed_while_moving_back_across_drives_is_finished_by_the_next_undo(
+    tmp_path: Path, mount_tmpfs: Callable[..., Path], fault: str
+) -> None:
+    """An undo killed while copying a moved file back across drives leaves no file at the original path (only
+    its own temporary file beside it), so the next undo is not blocked: it removes the leftover and finishes."""
+    root, db = tmp_path / "p", tmp_path / "store.sqlite"
+    keeper = photo(root / "a.jpg", 22)
+    dup = copy_file(keeper, root / "s" / "a.jpg")
+    drive = mount_tmpfs("other")
+    with Store.open(db) as store:
+        groups = groups_of(store, root)
+        p = plan(groups, parse_rules("shortest"), Action.MOVE, destination=str(drive), roots=[str(root)])
+        assert apply(p, store).count(StepState.DONE) == 1
+    killed_at(fault, UNDO.format(db=str(db)))
+    assert dup.exists() == (fault == "named")
+    assert len(temporaries(root)) == 1
+    with Store.open(db) as store:
+        back = undo(store)
+    assert back.complete, back.results
+    assert dup.read_bytes() == keeper.read_bytes() and temporaries(root, drive) == []
+    assert not (drive / "p" / "s" / "a.jpg").exists()
+
+
+def test_an_undo_of_a_link_run_killed_mid_restore_leaves_no_temporary_copy(tmp_path: Path) -> None:
+    """An undo of a hardlink run killed after writing the restored copy under its temporary name: the next undo
+    removes that full-size .NAME.dedupe-PID-N.tmp and restores the file."""
+    root, db = tmp_path / "p", tmp_path / "store.sqlite"
+    keeper = photo(root / "a.jpg", 23)
+    dup = copy_file(keeper, root / "s" / "a.jpg")
+    with Store.open(db) as store:
+        assert apply(plan(groups_of(store, root), parse_rules("shortest"), Action.HARDLINK), store).results
+    killed_at("restored", UNDO.format(db=str(db)))
+    assert len(temporaries(root)) == 1 and dup.stat().st_ino == keeper.stat().st_ino
+    with Store.open(db) as store:
+        assert undo(store).complete
+    assert temporaries(root) == [] and dup.stat().st_ino != keeper.stat().st_ino
+    assert dup.read_bytes() == keeper.read_bytes()
+
+
+def test_a_review_clears_what_a_killed_run_left_in_flight(
+    tmp_path: Path, mount_tmpfs: Callable[..., Path], trash_home: Path
+) -> None:
+    """A new review removes the temporary files that a killed run's planned acts left behind."""
+    root, db = tmp_path / "p", tmp_path / "store.sqlite"
+    keeper = photo(root / "a.jpg", 24)
+    copy_file(keeper, root / "s" / "a.jpg")
+    drive = mount_tmpfs("other")
+    with Store.open(db) as s:
+        groups_of(s, root)
+    killed_at("copied", APPLY_MOVE.format(db=str(db), root=str(root), dest=str(drive)))
+    assert len(temporaries(drive)) == 1
+    with Store.open(db) as store:
+        apply(plan(groups_of(store, root), parse_rules("shortest"), Action.TRASH), store)
+    assert temporaries(drive) == []
+
+
+def test_a_partial_file_an_older_undo_left_at_the_original_path_is_replaced(
+    tmp_path: Path, store: Store, mount_tmpfs: Callable[..., Path]
+) -> None:
+    """A file at the original path holding only the beginning of the moved file (what an older dedupe's undo
+    left when killed) is recognised as that undo's partial copy: undo replaces it by the whole file."""
+    root = tmp_path / "p"
+    keeper = photo(root / "a.jpg", 25)
+    dup = copy_file(keeper, root / "s" / "a.jpg")
+    drive = mount_tmpfs("other")
+    p = plan(groups_of(store, root), parse_rules("shortest"), Action.MOVE, destination=str(drive), roots=[str(root)])
+    assert apply(p, store).count(StepState.DONE) == 1
+    dup.write_bytes(keeper.read_bytes()[:1000])
+    dup.chmod(0o600)
+    assert undo(store).complete
+    assert dup.read_bytes() == keeper.read_bytes()
+
+
 def test_acts_written_as_planned_but_never_marked_are_found_on_disk(
     tmp_path: Path, store: Store, trash_home: Path
 ) -> None:
@@ -387,3 +519,39 @@ def test_undo_escapes_control_characters_in_the_trash_path(tmp_path: Path, trash
     assert code == 0, out
     assert copy.exists()
     assert "\x1b" not in out, repr(out)
+
+
+def fill(drive: Path) -> None:
+    """Fill a drive to the last byte."""
+    fd = os.open(drive / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for chunk in (65536, 4096, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * chunk)
+    finally:
+        os.close(fd)
+
+
+def test_a_full_disk_under_the_store_stops_the_run_and_says_what_was_done(
+    tmp_path: Path, mount_tmpfs: Callable[..., Path], trash_home: Path
+) -> None:
+    """When the store's disk fills up during a run, the run stops with a StoreError that says how many files were
+    done (and journaled, so undo reverses them) and how many were not touched; undo then restores them."""
+    root = tmp_path / "p"
+    keeper = photo(root / "a.jpg", 26)
+    dups = [copy_file(keeper, root / f"s{i}" / "a.jpg") for i in range(3)]
+    drive = mount_tmpfs("store", size="2m")
+    with Store.open(drive / "store.sqlite") as store:
+        the_plan = plan(groups_of(store, root), parse_rules("shortest"), Action.TRASH)
+    with Store.open(drive / "store.sqlite") as store:
+        with pytest.raises(StoreError) as stopped:
+            apply(the_plan, store, on_progress=lambda e: fill(drive) if e.done == 1 else None)
+        message = str(stopped.value)
+        assert message.startswith(f"cannot write to the store at {drive / 'store.sqlite'}: the disk is full")
+        assert "stopped after 1 of 3 file(s) were done ('dedupe undo' reverses them" in message
+        assert "2 were not touched" in message
+        assert sum(not d.exists() for d in dups) == 1
+        (drive / "filler").unlink()
+        assert undo(store).complete
+    assert all(d.read_bytes() == keeper.read_bytes() for d in dups)

@@ -56,3 +56,11 @@ def test_a_real_duplicate_pair_is_set_aside_not_counted_as_different_photos(tmp_
     assert [sorted(pair[1:]) for pair in result.set_aside] == [[str(root / "p0.jpg"), str(root / "p0_upscaled.jpg")]]
     assert result.unrelated == 9 and result.nearest_unrelated[0][0] > MARGIN
     assert result.recommended > 0
+    shown = CliRunner().invoke(cli, ["calibrate", str(root), "--sample", "5"])
+    assert shown.exit_code == 0, shown.output
+    aside = shown.output.split("Set aside: these look like real duplicates")[1]
+    line = aside.splitlines()[1]
+    assert str(root / "p0.jpg  =") in line or str(root / "p0.jpg") == line.rsplit("  =  ", 1)[1]
+    assert str(root / "p0_upscaled.jpg") in line
+    js = json.loads(CliRunner().invoke(cli, ["calibrate", str(root), "--sample", "5", "--format", "json"]).output)
+    assert [sorted(p["paths"]) for p in js["set_aside"]] == [[str(root / "p0.jpg"), str(root / "p0_upscaled.jpg")]]

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from dedupe.cli import cli
-from dedupe.cli_common import match_options
+from dedupe.cli_common import fold_path, match_options
 from dedupe.match import MatchRule
-from tests.conftest import draw_photo, run_dedupe, save
+from tests.conftest import draw_photo, exact_copy, run_dedupe, save
 
 
 def invoke(*args: str) -> click.testing.Result:
@@ -69,14 +69,14 @@ def test_usage_errors_exit_2_and_run_failures_exit_1(tmp_path: Path) -> None:
     assert runner.invoke(cli, ["scan", str(tmp_path), "--threshold", "99"]).exit_code == 2
     assert runner.invoke(cli, ["scan", str(tmp_path), "--format", "xml"]).exit_code == 2
     bad = runner.invoke(cli, ["scan", str(tmp_path), "--db", "/proc/nope/store.sqlite"])
-    assert bad.exit_code == 1 and "cannot open the store" in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code == 1 and "no folder /proc/nope for the store" in bad.output and "Traceback" not in bad.output
     missing = runner.invoke(cli, ["groups", "--db", str(tmp_path / "none.sqlite")])
     assert missing.exit_code == 1 and "no store" in missing.output
 
 
 def test_every_command_has_help_with_an_example() -> None:
     assert isinstance(cli, click.Group)
-    assert len(cli.commands) == 12
+    assert len(cli.commands) == 15
     for name, command in cli.commands.items():
         result = invoke(name, "--help")
         assert result.exit_code == 0
@@ -164,3 +164,152 @@ def test_the_match_options_reach_the_command_as_one_rule() -> None:
     )
     assert by_default.crops is None  # left to the number of pictures
     assert seen[2] == MatchRule(0)
+
+
+def test_a_group_shows_its_byte_copies_and_the_rule_that_chose_its_reference(tmp_path: Path) -> None:
+    """Members with the same bytes share a copies label (JSON, CSV and table); each group says which keeper rules
+    made its first file the reference, in JSON (keeper_reason) and under the group in the table."""
+    root = tmp_path / "p"
+    a = save(draw_photo(6, (400, 300)), root / "a.jpg")
+    for name in ("b.jpg", "c.jpg"):
+        (root / name).write_bytes(a.read_bytes())
+    save(draw_photo(6, (400, 300)), root / "export.png")
+    db = str(tmp_path / "s.sqlite")
+    report = json.loads(invoke("scan", str(root), "--db", db, "--format", "json").output)
+    (group,) = report["groups"]
+    labels = {Path(f["path"]).name: f["copies"] for f in group["files"]}
+    assert labels == {"a.jpg": "A", "b.jpg": "A", "c.jpg": "A", "export.png": None}
+    assert "camera format (JPEG) over an export" in group["keeper_reason"]
+    rows = list(csv.DictReader(io.StringIO(invoke("groups", "--db", db, "--format", "csv").output)))
+    assert [r["copies"] for r in rows] == ["A", "A", "A", ""]
+    assert all(Path(r["path"]).exists() for r in rows)
+    table = invoke("groups", str(root), "--db", db).output
+    assert f"kept by: {group['keeper_reason']}" in table
+
+
+def test_paths_lists_one_path_per_line_the_keeper_first_and_a_blank_line_after_each_group(
+    photo_dir: Path, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "s.sqlite")
+    report = json.loads(invoke("scan", str(photo_dir), "--db", db, "--format", "json").output)
+    listed = invoke("groups", str(photo_dir), "--db", db, "--format", "paths").output
+    expected = "".join("".join(f["path"] + "\n" for f in g["files"]) + "\n" for g in report["groups"])
+    assert listed == expected
+    assert invoke("scan", str(photo_dir), "--db", db, "--format", "paths").output == expected
+
+
+def test_scan_names_the_next_step_and_the_date_column_says_what_date_it_is(photo_dir: Path, tmp_path: Path) -> None:
+    out = invoke("scan", str(photo_dir), "--db", str(tmp_path / "s.sqlite")).output
+    assert f"Next: 'dedupe review {photo_dir}'" in out and f"'dedupe report --html dups.html {photo_dir}'" in out
+    assert "Taken / modified" in out and "(file)" in out  # the drawn photos have no date taken: file times
+    assert "Next:" not in invoke("groups", str(photo_dir), "--db", str(tmp_path / "s.sqlite")).output
+
+
+def test_help_shows_examples_on_lines_of_their_own_and_whole_summaries_in_80_columns() -> None:
+    listing = CliRunner().invoke(cli, ["--help"], terminal_width=80).output
+    for name, command in cli.commands.items():
+        assert command.short_help and not command.short_help.endswith("..."), name
+        assert f"  {command.short_help}" in listing, name
+    review = CliRunner().invoke(cli, ["help", "review"], terminal_width=80).output
+    assert review == CliRunner().invoke(cli, ["review", "--help"], terminal_width=80).output
+    example = review.split("Example:")[1]
+    assert (
+        "\n      dedupe review /media/backup --yes" in example
+        and "\n      dedupe review ~/Pictures --dry-run" in example
+    )
+    assert "Commands:" in invoke("help").output
+    unknown = CliRunner().invoke(cli, ["help", "nope"])
+    assert unknown.exit_code == 2 and "no command 'nope'" in unknown.output
+
+
+def test_a_terminal_table_folds_paths_at_slashes_and_piped_output_keeps_each_path_on_one_line(tmp_path: Path) -> None:
+    assert fold_path("/media/backup/DCIM/100CANON/IMG_0001_long_name.jpg", 24) == (
+        "/media/backup/DCIM/\n100CANON/\nIMG_0001_long_name.jpg"
+    )
+    root = tmp_path / "a_rather_long_folder_name_for_originals" / "another_long_subfolder_2019"
+    keeper = save(draw_photo(7, (300, 200)), root / "IMG_20190101_a_long_camera_file_name.jpg")
+    exact_copy(keeper, tmp_path / "backup_folder_with_a_long_name" / "IMG_20190101_a_long_camera_file_name.jpg")
+    db = str(tmp_path / "s.sqlite")
+    assert invoke("scan", str(tmp_path), "--db", db, "-q", "--format", "json").exit_code == 0
+    for width in ("80", "120"):
+        shown = run_dedupe("groups", str(tmp_path), "--db", db, env={"FORCE_COLOR": "1", "COLUMNS": width}).stdout
+        assert "IMG_20190101_a_long_camera_file_name.jpg" in shown
+        assert max(len(click.unstyle(line)) for line in shown.splitlines()) <= int(width)
+    piped = run_dedupe("groups", str(tmp_path), "--db", db).stdout
+    assert str(keeper) in piped
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["groups"],
+        ["review"],
+        ["review", "--yes"],
+        ["undo"],
+        ["undo", "--list"],
+        ["forget"],
+        ["export"],
+        ["report", "--html", "r.html"],
+    ],
+)
+def test_a_command_that_reads_the_store_says_to_scan_first_when_there_is_none(tmp_path: Path, args: list[str]) -> None:
+    db = tmp_path / "new.sqlite"
+    r = CliRunner().invoke(cli, [*args, "--db", str(db)])
+    assert r.exit_code == 1 and r.output == f"Error: no store at {db}: run 'dedupe scan' first\n"
+    assert not db.exists()
+    for query in (["search", str(tmp_path)], ["check", str(tmp_path)]):
+        r = CliRunner().invoke(cli, [*query, "--db", str(db)])
+        assert r.exit_code == 2 and "run 'dedupe scan' first" in r.output and not db.exists()
+
+
+def test_piped_tables_keep_a_path_longer_than_any_screen_on_one_line(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*[f"a_folder_with_a_rather_long_name_{i:02d}" for i in range(14)])
+    keeper = save(draw_photo(8, (300, 200)), deep / "photo.jpg")
+    exact_copy(keeper, tmp_path / "photo.jpg")
+    assert len(str(keeper)) > 450
+    db = str(tmp_path / "s.sqlite")
+    out = invoke("scan", str(tmp_path), "--db", db).output
+    assert str(keeper) in out
+
+
+def test_absurd_jobs_are_a_usage_error(tmp_path: Path) -> None:
+    """-j beyond JOBS_PER_CORE workers per core is refused as a usage error (exit 2) with the reason."""
+    r = CliRunner().invoke(cli, ["scan", str(tmp_path), "-j", "100000", "--db", str(tmp_path / "s.sqlite")])
+    assert r.exit_code == 2 and "more workers only compete for the cores" in r.output
+    assert not (tmp_path / "s.sqlite").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["groups", "{missing}"],
+        ["review", "{missing}", "--yes"],
+        ["report", "{missing}", "--html", "{tmp}/r.html"],
+        ["export", "{missing}"],
+        ["scan", "{missing}"],
+        ["scan", "{file}"],
+    ],
+)
+def test_a_folder_that_does_not_exist_or_a_file_is_a_usage_error(
+    photo_dir: Path, tmp_path: Path, args: list[str]
+) -> None:
+    """A missing folder (or, for scan, a file) is a usage error naming the reason, never 'No duplicates found.'."""
+    db = str(tmp_path / "s.sqlite")
+    assert invoke("scan", str(photo_dir), "--db", db, "-q").exit_code == 0
+    filled = [a.format(missing=tmp_path / "nope", file=photo_dir / "original0.jpg", tmp=tmp_path) for a in args]
+    r = CliRunner().invoke(cli, [*filled, "--db", db])
+    assert r.exit_code == 2, r.output
+    assert "does not exist" in r.output or "is a file" in r.output
+
+
+@pytest.mark.parametrize("command", ["groups", "review", "report", "export"])
+def test_a_folder_never_scanned_says_so(photo_dir: Path, tmp_path: Path, command: str) -> None:
+    """A folder that exists but holds nothing the store knows says that it was not scanned."""
+    db = str(tmp_path / "s.sqlite")
+    assert invoke("scan", str(photo_dir), "--db", db, "-q").exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    extra = {"review": ["--yes"], "report": ["--html", str(tmp_path / "r.html")]}.get(command, [])
+    r = CliRunner().invoke(cli, [command, str(elsewhere), "--db", db, *extra])
+    assert r.exit_code == 0, r.output
+    assert f"No images stored below {elsewhere}: run 'dedupe scan' on it first." in r.output

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
 from dedupe.cli import cli
 from dedupe.store import Store
-from tests.conftest import draw_photo, run_dedupe, save
+from tests.conftest import REPO, draw_photo, run_dedupe, save
 
 SMALL = (400, 300)
 
@@ -113,6 +117,80 @@ def test_quit_then_apply_or_discard_what_was_decided(tmp_path: Path, trash_home:
     assert lib.present() == ALL - {"backup/a.jpg"}
 
 
+def test_back_shows_the_answer_given_and_the_first_group_has_nothing_before_it(lib: Library, trash_home: Path) -> None:
+    r = lib.review(answers="b\n2\nb\nk\nk\ns\ny\n")
+    assert r.exit_code == 0, r.output
+    assert "this is the first group: there is nothing before it" in r.output
+    assert f"Answered before: keep 2 ({lib.a_copy}), the rest go" in r.output
+    assert lib.present() == ALL - {"backup/a.jpg", "backup/b.jpg"}
+
+
+def test_a_group_shows_which_members_are_byte_copies(lib: Library) -> None:
+    r = lib.review(answers="q\n")
+    assert r.exit_code == 0, r.output
+    table = r.output.split("Group 1 of 3")[1].split("Suggested keeper")[0]
+    assert "Copies" in table
+    assert [line.split("│")[-3].strip() for line in table.splitlines() if str(lib.root) in line] == ["A", "A"]
+
+
+def test_a_group_fits_80_columns_with_whole_file_names(lib: Library) -> None:
+    r = lib.review(answers="q\n", env={"FORCE_COLOR": "1", "COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    shown = click.unstyle(r.output)
+    assert max(len(line) for line in shown.splitlines()) <= 80
+    path_lines = [line.strip() for line in shown.splitlines() if line.startswith("    ")]  # under the facts
+    assert path_lines and all(line.endswith(("/", ".jpg")) for line in path_lines)
+    assert any(line.endswith("backup/a.jpg") or line == "a.jpg" for line in path_lines)
+
+
+def test_the_plan_numbers_groups_as_the_review_and_scan_do(lib: Library, trash_home: Path) -> None:
+    scan = CliRunner().invoke(cli, ["groups", str(lib.root), "--db", lib.db, "--format", "csv"]).output
+    numbered = {line.split(",")[0] for line in scan.splitlines()[1:] if "b.jpg" in line}
+    assert numbered == {"2"}
+    r = lib.review(answers="s\nk\ns\nn\n")
+    assert f"Group 2: keep {lib.b}" in r.output and "Group 1: keep" not in r.output
+
+
+def test_piped_input_that_cannot_answer_stops_at_once(lib: Library, tmp_path: Path) -> None:
+    """On a stdin that is not a terminal, an answer that is not understood (`yes |`) or no answer at all
+    (`< /dev/null`) ends the review with exit 2 and a pointer to the ways to run without questions."""
+    for answers in ("y\ny\ny\n", ""):
+        r = lib.review(answers=answers)
+        assert r.exit_code == 2, r.output
+        assert "--yes" in r.output and "--dry-run" in r.output and "--script" in r.output
+        assert r.output.count("Group 1 of 3") == 1 and lib.present() == ALL
+    with Path(os.devnull).open() as nothing:
+        proc = subprocess.run(
+            [*run_dedupe_command(), "review", str(lib.root), "--db", lib.db],
+            stdin=nothing,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            check=False,
+        )
+    assert proc.returncode == 2 and "--yes" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_not_duplicates_are_listed_and_forgotten(lib: Library, trash_home: Path) -> None:
+    assert lib.review(answers="s\na\na\n").exit_code == 0
+    listed = CliRunner().invoke(cli, ["forget", "--list", "--db", lib.db])
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.count("not duplicates since") == 2
+    first, second = listed.output.split("not duplicates since")[1:]
+    assert str(lib.b) in first and str(lib.c) in second and str(lib.c_near) in second
+    forgot = CliRunner().invoke(cli, ["forget", "2", "--db", lib.db])
+    assert forgot.exit_code == 0 and "Forgot 2" in forgot.output
+    g = CliRunner().invoke(cli, ["groups", str(lib.root), "--db", lib.db, "--format", "json"])
+    grouped = {Path(f["path"]).name for grp in json.loads(g.output)["groups"] for f in grp["files"]}
+    assert "c-small.jpg" in grouped and "b.jpg" not in grouped
+    assert CliRunner().invoke(cli, ["forget", "5", "--db", lib.db]).exit_code == 2
+
+
+def run_dedupe_command() -> list[str]:
+    return [sys.executable, "-m", "dedupe"]
+
+
 def test_keep_all_is_remembered_as_not_duplicates(lib: Library, trash_home: Path) -> None:
     r = lib.review(answers="s\ns\na\n")
     assert r.exit_code == 0, r.output
@@ -150,7 +228,7 @@ def test_a_tie_must_be_decided_by_number(tmp_path: Path, trash_home: Path) -> No
     db = str(tmp_path / "s.sqlite")
     CliRunner().invoke(cli, ["scan", str(root), "--db", db, "-q"])
     # The default rules end with the path, so they never tie: a rule list without it can.
-    r = CliRunner().invoke(cli, ["review", str(root), "--db", db, "--keep", "resolution,size"], input="k\n2\ny\n")
+    r = CliRunner().invoke(cli, ["review", str(root), "--db", db, "--keep", "resolution,size"], input="2\ny\n")
     assert r.exit_code == 0, r.output
     assert "tie" in r.output and "pick the keeper by number" in r.output and "tie?" in r.output
     assert b.exists() and not a.exists()
@@ -247,6 +325,7 @@ def test_a_failed_file_is_reported_and_counted(lib: Library, tmp_path: Path) -> 
         (["--format", "json"], "--format json needs --yes"),
         (["--script", "x.sh", "--yes"], "do not combine"),
         (["--action", "shred"], "Invalid value for '--action'"),
+        (["--include-near"], "--include-near is for --yes, --dry-run and --script"),
     ],
 )
 def test_bad_command_lines_are_usage_errors(lib: Library, args: list[str], message: str) -> None:
@@ -279,3 +358,51 @@ def test_review_and_undo_in_a_real_process(tmp_path: Path) -> None:
     r = run_dedupe("undo", env=env)
     assert r.returncode == 0, r.stderr
     assert dup.read_bytes() == a.read_bytes()
+
+
+def test_a_delete_run_says_it_cannot_be_undone_and_undo_passes_over_it(lib: Library) -> None:
+    """review --action delete ends by saying that permanent deletes cannot be undone, and plain undo then has
+    nothing to do instead of failing on that run."""
+    r = lib.review("--yes", "--action", "delete")
+    assert r.exit_code == 0, r.output
+    assert "permanent deletes cannot be undone" in r.output and "'dedupe undo' reverses" not in r.output
+    u = CliRunner().invoke(cli, ["undo", "--db", lib.db])
+    assert u.exit_code == 1 and "Error: nothing to undo" in u.output
+
+
+def test_a_full_disk_under_the_store_during_review_is_one_clear_line(
+    tmp_path: Path, mount_tmpfs: Callable[..., Path], trash_home: Path
+) -> None:
+    """A review whose store's disk is full ends with one Error: line that says the disk is full (SQLite may say
+    only "disk I/O error"); never an internal error, and nothing is changed."""
+    root = tmp_path / "p"
+    save(draw_photo(1, SMALL), root / "a.jpg")
+    (root / "b.jpg").write_bytes((root / "a.jpg").read_bytes())
+    drive = mount_tmpfs("store", size="1m")
+    db = str(drive / "store.sqlite")
+    assert CliRunner().invoke(cli, ["scan", str(root), "--db", db, "-q"]).exit_code == 0
+    fd = os.open(drive / "filler", os.O_WRONLY | os.O_CREAT)
+    for chunk in (65536, 4096, 1):
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * chunk)
+    os.close(fd)
+    r = run_dedupe("review", str(root), "--yes", "--db", db, env={"XDG_DATA_HOME": str(trash_home.parent)})
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith(f"Error: cannot write to the store at {db}: the disk is full"), r.stderr
+    assert "free some space" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert (root / "b.jpg").exists()
+
+
+def test_a_threshold_above_the_safe_range_warns_and_near_acts_need_a_yes(lib: Library, trash_home: Path) -> None:
+    """--threshold above 16 warns; a --yes run acting on near matches at such a threshold still asks, and
+    changes nothing unless the answer is yes."""
+    g = CliRunner().invoke(cli, ["groups", str(lib.root), "--db", lib.db, "--threshold", "20"])
+    assert g.exit_code == 0 and "warning: --threshold 20 is above the measured safe range (up to 16)" in g.output
+    r = lib.review("--yes", "--include-near", "--threshold", "20")
+    assert r.exit_code == 1 and "near match(es), which may be different pictures. Go ahead?" in r.output
+    assert lib.present() == ALL
+    r = lib.review("--yes", "--include-near", "--threshold", "20", answers="y\n")
+    assert r.exit_code == 0, r.output
+    assert not lib.c_near.exists() or not lib.c.exists()
+    assert lib.intact()

@@ -24,10 +24,21 @@ from dedupe import (
     summarize,
 )
 from dedupe.cli import cli
-from dedupe.formats import applied_json, check_json, human_size, no_groups_json, plan_json, run_json, run_state
-from dedupe.models import CheckResult
-from dedupe.plan import keepers_first
+from dedupe.formats import (
+    applied_json,
+    check_json,
+    copy_labels,
+    groups_paths,
+    human_size,
+    no_groups_json,
+    plan_json,
+    run_json,
+    run_state,
+)
+from dedupe.models import CheckResult, DuplicateGroup, GroupMember, MatchKind
+from dedupe.plan import keepers_chosen, keepers_first
 from dedupe.scan import scan
+from tests.conftest import make_record
 
 
 def test_csv_header_and_rows_have_the_same_columns(photo_dir: Path, store: Store) -> None:
@@ -50,8 +61,10 @@ def test_the_cli_prints_the_library_s_dictionaries(photo_dir: Path, tmp_path: Pa
     with Store.open(db) as store:
         groups, skipped, images = stored_groups(store, [photo_dir])
     # The CLI shows each group from the file review would keep.
-    groups = keepers_first(groups, roots=[os.path.realpath(photo_dir)])
-    built = groups_json(groups, skipped, summarize(groups, images, len(skipped)))
+    chosen = keepers_chosen(groups, roots=[os.path.realpath(photo_dir)])
+    groups = [g for g, _ in chosen]
+    reasons = [c.reason for _, c in chosen]
+    built = groups_json(groups, skipped, summarize(groups, images, len(skipped)), keeper_reasons=reasons)
     report = json.loads(printed.output)
     assert report["groups"] == built["groups"] and report["skipped"] == built["skipped"]
     assert {k: v for k, v in report["summary"].items() if k in built["summary"]} == built["summary"]
@@ -113,5 +126,32 @@ def test_control_characters_in_names_are_shown_escaped() -> None:
     assert display_path("/p/bad" + os.fsdecode(b"\xff") + "é.jpg") == "/p/bad\\xffé.jpg"
 
 
+def test_a_backslash_in_a_name_is_shown_doubled() -> None:
+    """A literal backslash in a name is shown as two, so that a name holding the text \\x0a is told apart from a
+    name holding a newline."""
+    assert display_path("/p/lit\\x0a.jpg") == "/p/lit\\\\x0a.jpg"
+    assert display_path("/p/lit\\x0a.jpg") != display_path("/p/lit\n.jpg")
+
+
+def test_groups_csv_paths_never_start_a_spreadsheet_formula(tmp_path: Path) -> None:
+    """A path starting with = + - @ tab or CR is written to the groups CSV with a single quote in front."""
+    member = GroupMember(make_record("=cmd|' /C calc'!A0.jpg"), MatchKind.EXACT, 0)
+    (row,) = list(csv.DictReader(io.StringIO(groups_csv([DuplicateGroup(MatchKind.EXACT, (member,))]))))
+    assert row["path"] == "'=cmd|' /C calc'!A0.jpg"
+
+
 def test_sizes_are_shown_in_decimal_units() -> None:
     assert [human_size(n) for n in (999, 1000, 1_500_000, 10**13)] == ["999 B", "1.0 KB", "1.5 MB", "10.0 TB"]
+
+
+def test_copies_are_labelled_per_set_of_equal_bytes_and_paths_keep_their_bytes() -> None:
+    """Each set of members with the same bytes shares a letter (AA after Z); a file without a byte copy has
+    none. groups_paths writes each path's exact bytes, the reference first, a blank line after each group."""
+    files = [make_record(f"/p/{n}.jpg", content_hash=f"{n // 2:032d}") for n in range(56)]
+    files.append(make_record("/p/\udcff.jpg", content_hash="f" * 32))
+    group = DuplicateGroup(MatchKind.EXACT, tuple(GroupMember(f, MatchKind.EXACT, 0) for f in files))
+    labels = copy_labels(group)
+    assert labels[:4] == ["A", "A", "B", "B"] and labels[52:56] == ["AA", "AA", "AB", "AB"] and labels[56] is None
+    listed = groups_paths([group, group])
+    assert listed.split(b"\n\n")[0].split(b"\n")[0] == b"/p/0.jpg"
+    assert listed.count(b"\n\n") == 2 and b"/p/\xff.jpg\n" in listed

@@ -14,9 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from dedupe.group import find_groups
+from dedupe.group import find_groups, stored_groups
 from dedupe.match import CANDIDATE_PHASH, Match, MatchRule, hamming, match, match_distance, same_burst
-from dedupe.models import FileRecord, MatchKind
+from dedupe.models import Action, FileRecord, MatchKind
+from dedupe.plan import parse_rules, plan
 from dedupe.store import Store
 from tests.conftest import copy_file, draw_photo, groups_of, invoke, make_record, save
 
@@ -426,6 +427,25 @@ def test_the_engine_needs_no_pillow() -> None:
 
 _STDLIB = {
     "__future__", "collections", "collections.abc", "concurrent.futures", "contextlib", "ctypes", "dataclasses",
-    "datetime", "enum", "gc", "importlib.metadata", "itertools", "math", "operator", "os", "pathlib", "sqlite3",
-    "struct", "sys", "threading", "time", "types", "typing",
+    "datetime", "enum", "gc", "importlib.metadata", "itertools", "math", "operator", "os", "pathlib", "shlex",
+    "sqlite3", "struct", "sys", "threading", "time", "types", "typing",
 }  # fmt: skip
+
+
+def test_a_truncated_photo_and_its_byte_copy_are_an_exact_group(tmp_path: Path, store: Store) -> None:
+    """Two byte-identical files that cannot be decoded (a truncated JPEG) are still exact duplicates: byte
+    identity needs no decoding. Both stay in the skipped list with the reason, and a plan acts on the copy."""
+    root = tmp_path / "p"
+    good = save(draw_photo(7, (400, 300)), tmp_path / "good.jpg").read_bytes()
+    cut = root / "a.jpg"
+    cut.parent.mkdir()
+    cut.write_bytes(good[: len(good) // 3])
+    twin = copy_file(cut, root / "b" / "a.jpg")
+    (root / "other.jpg").write_bytes(good[: len(good) // 2])  # undecodable too, but other bytes
+    (group,) = groups_of(store, root)
+    assert group.kind is MatchKind.EXACT
+    assert sorted(m.file.path for m in group.members) == sorted([str(cut), str(twin)])
+    _, skipped, _ = stored_groups(store, [str(root)])
+    assert {Path(s.path).name for s in skipped} == {"a.jpg", "other.jpg"} and len(skipped) == 3
+    (step,) = plan([group], parse_rules("shortest"), Action.TRASH).steps
+    assert step.file.path == str(twin) and step.keeper.path == str(cut)

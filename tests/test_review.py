@@ -89,3 +89,19 @@ def test_a_tie_needs_a_number(answer: str) -> None:
 
 def test_the_prompt_counts_the_members_of_the_group() -> None:
     assert review().keys().startswith("k keep suggestion · 1-2 keep that file")
+
+
+def test_back_at_the_first_group_says_there_is_nothing_before_it_and_back_shows_the_answer() -> None:
+    r = review()
+    answered = r.answer("b")
+    assert answered.reply is Reply.NOTE and "nothing before it" in answered.hint and r.index == 0
+    r.answer("s")
+    r.answer("b")
+    assert r.index == 0 and r.decision() == "skipped"
+    r.answer("a")
+    r.answer("b")
+    assert r.decision() == "keep all: not duplicates"
+    r.answer("2")
+    assert r.index == 1 and r.decision() is None
+    r.answer("b")
+    assert r.decision() == "keep 2 (/copies/0.jpg), the rest go"

@@ -17,7 +17,7 @@ from dedupe.errors import DedupeError
 from dedupe.group import stored_groups
 from dedupe.match import MatchRule
 from dedupe.models import MatchKind, ScanOptions
-from dedupe.scan import _context, scan
+from dedupe.scan import JOBS_PER_CORE, _context, max_jobs, scan, workers_for
 from dedupe.store import Store
 from tests.conftest import REPO, draw_photo, save
 
@@ -44,19 +44,41 @@ def test_scan_finds_exact_and_near_groups_and_skips_bad_files(photo_dir: Path, s
 
 def test_rescan_does_not_read_unchanged_files(photo_dir: Path, store: Store) -> None:
     scan([photo_dir], store)
-    target = photo_dir / "original3.jpg"
-    before = target.stat()
-    # Overwrite the bytes in place but keep size and mtime: a scan that read the file would notice.
-    other = draw_photo(99, (1200, 900))
-    data = target.read_bytes()
-    other_bytes = save(other, photo_dir.parent / "other.jpg", quality=92).read_bytes()
-    target.write_bytes((other_bytes + data)[: len(data)])
-    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
-    assert target.stat().st_ino == before.st_ino
     report = scan([photo_dir], store)
     assert report.fingerprinted == 0
     assert report.reused == 7
     assert report.skipped[0].path.endswith("notes.jpg")  # bad files are reported again, without reading
+
+
+def test_a_same_size_rewrite_with_its_mtime_put_back_is_read_again(photo_dir: Path, store: Store) -> None:
+    """A file rewritten in place with the same size and its mtime put back is a changed file: its ctime moved,
+    so the re-scan reads it and no stale "same bytes" group is left."""
+    scan([photo_dir], store)
+    target = photo_dir / "backup" / "original0.jpg"  # an exact copy of original0.jpg
+    before = target.stat()
+    data = target.read_bytes()
+    other_bytes = save(draw_photo(99, (1200, 900)), photo_dir.parent / "other.jpg", quality=92).read_bytes()
+    target.write_bytes((other_bytes + data)[: len(data)])
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = target.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert after.st_ctime_ns != before.st_ctime_ns
+    report = scan([photo_dir], store)
+    assert report.reused == 6
+    stored = store.get_file(str(target))
+    original = store.get_file(str(photo_dir / "original0.jpg"))
+    assert stored is not None and original is not None and stored.content_hash != original.content_hash
+    assert ["original0.jpg", "original0.jpg"] not in group_paths(store, [photo_dir], threshold=0)
+
+
+def test_a_store_from_before_ctimes_fills_them_in_without_reading(photo_dir: Path, store: Store) -> None:
+    """Rows stored before ctimes were kept (NULL) are judged without one and get theirs on the next scan."""
+    scan([photo_dir], store)
+    with store.transaction():
+        store._conn.execute("UPDATE files SET ctime_ns = NULL")
+    assert scan([photo_dir], store).fingerprinted == 0
+    row = store.get_file(str(photo_dir / "original0.jpg"))
+    assert row is not None and row.ctime_ns == (photo_dir / "original0.jpg").stat().st_ctime_ns
 
 
 def test_moved_and_copied_files_are_not_decoded_again(photo_dir: Path, store: Store) -> None:
@@ -280,3 +302,71 @@ def test_permission_errors_are_reported_and_the_run_goes_on(tmp_path: Path) -> N
             shutil.rmtree(base, ignore_errors=True)
         else:
             (tmp_path / "r" / "locked").chmod(0o755)
+
+
+def test_workers_are_capped_by_the_files_to_read_and_the_cores() -> None:
+    """A scan never starts more workers than files to read, nor more than JOBS_PER_CORE per core."""
+    cores = os.cpu_count() or 1
+    assert workers_for(100_000, 200) == min(200, max_jobs()) == min(200, JOBS_PER_CORE * cores)
+    assert workers_for(64, 3) == 3
+    assert workers_for(None, 1000) == cores
+    assert workers_for(5, 0) == 1
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return set()
+    return {int(c) for c in text.split()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_scan_workers_exit_when_the_scan_is_killed(tmp_path: Path) -> None:
+    """kill -9 of a scan takes its worker processes with it: none is left holding the store open."""
+    root = tmp_path / "many"
+    for i in range(40):
+        save(draw_photo(i, (1600, 1200)), root / f"{i:03d}.png")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    db = tmp_path / "store.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dedupe", "scan", str(root), "--db", str(db), "-q", "-j", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        workers: set[int] = set()
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            workers = _children(proc.pid)
+            time.sleep(0.02)
+        assert len(workers) >= 2, "the scan started no workers"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(w) for w in workers)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_changed_ctime_alone_reads_the_bytes_but_decodes_nothing(photo_dir: Path, store: Store) -> None:
+    """A chmod moves the ctime only: the re-scan hashes the file again, finds the bytes it knows, and decodes
+    nothing; a known failure stays a failure without being decoded again."""
+    scan([photo_dir], store)
+    (photo_dir / "original0.jpg").chmod(0o600)
+    (photo_dir / "notes.jpg").chmod(0o600)
+    report = scan([photo_dir], store)
+    assert report.fingerprinted == 0 and report.reused == 7
+    assert [Path(s.path).name for s in report.skipped] == ["notes.jpg"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import io
 import json
@@ -30,6 +31,7 @@ from dedupe import (
     SearchIndex,
     Store,
     check,
+    exchange,
     export_fingerprints,
     find_similar,
     fingerprint_file,
@@ -472,7 +474,7 @@ def test_check_exit_statuses_and_output(photos: Photos, blocklist: Path, tmp_pat
     not_a_store.write_text("hello")
     result = runner.invoke(cli, ["check", clean, "--db", str(not_a_store)])
     assert result.exit_code == 2
-    assert "cannot open the store" in result.stderr
+    assert "is not a SQLite database" in result.stderr
     # click's own usage errors
     assert runner.invoke(cli, ["check", *db]).exit_code == 2
     assert runner.invoke(cli, ["check", clean, *db, "--threshold", "99"]).exit_code == 2
@@ -551,3 +553,15 @@ def test_check_in_a_real_process(photos: Photos, blocklist: Path) -> None:
     clean = run_dedupe("check", str(photos.edits[(4, "resized")]), "--db", str(blocklist), "--format", "json")
     assert clean.returncode == 0, clean.stderr
     assert json.loads(clean.stdout)[0]["match"] is False
+
+
+def test_exported_labels_never_start_a_spreadsheet_formula_and_import_back_unchanged(tmp_path: Path) -> None:
+    """A label starting with = + - @ tab or CR is exported with a single quote in front (OWASP), and importing
+    the list gives the label back as it was."""
+    listed = ListedFingerprint("a" * 32, "b" * 32, 1, 2, 10, 10, False, "=HYPERLINK(\"http://x\")")
+    out = io.StringIO()
+    exchange.write_list([listed], out)
+    ((*_, label),) = csv.reader(io.StringIO(out.getvalue().split("\n", 2)[2]))
+    assert label == "'" + listed.label
+    (back,) = exchange.read_list(io.StringIO(out.getvalue()), "test")
+    assert back.label == listed.label

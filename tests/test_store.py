@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 
 from dedupe.cli import cli
 from dedupe.errors import StoreError
-from dedupe.models import Fingerprint
+from dedupe.models import Action, Fingerprint
 from dedupe.store import Store, default_store_path
 from tests.conftest import draw_photo, make_fingerprint, run_dedupe, save
 
@@ -100,7 +102,7 @@ def test_unusable_store_paths_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no store"):
         Store.open(tmp_path / "missing.sqlite", readonly=True)
     (tmp_path / "garbage.sqlite").write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match="cannot open"):
+    with pytest.raises(StoreError, match=r"is not a SQLite database .* check --db"):
         Store.open(tmp_path / "garbage.sqlite")
 
 
@@ -177,8 +179,143 @@ def test_an_empty_sqlite_file_still_becomes_a_store(tmp_path: Path) -> None:
 
 def test_processes_creating_the_same_new_store_at_once_all_succeed(tmp_path: Path) -> None:
     """Several processes opening one new store at once all succeed: one migrates, the others wait for it."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
     for attempt in range(3):
         db = str(tmp_path / f"new{attempt}" / "store.sqlite")
+        (tmp_path / f"new{attempt}").mkdir()
         with ThreadPoolExecutor(4) as pool:
-            procs = list(pool.map(lambda d: run_dedupe("undo", "--list", "--db", d), [db] * 4))
+            # scan makes a store (undo, like every command that only reads one, refuses a missing store).
+            procs = list(pool.map(lambda d: run_dedupe("scan", str(empty), "-q", "--db", d), [db] * 4))
         assert all(p.returncode == 0 for p in procs), [p.stderr for p in procs]
+
+
+# --- failures of the store: one sentence that says what to do ----------------------------------------------------
+
+
+def _scanned_store(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "p"
+    save(draw_photo(1, (200, 150)), root / "a.jpg")
+    (root / "b.jpg").write_bytes((root / "a.jpg").read_bytes())
+    db = tmp_path / "store.sqlite"
+    r = CliRunner().invoke(cli, ["scan", str(root), "--db", str(db), "-q"])
+    assert r.exit_code == 0, r.output
+    return root, db
+
+
+def _damage(db: Path) -> None:
+    data = bytearray(db.read_bytes())
+    data[100:4096] = b"\xa5" * 3996  # the schema's page, past the header: "database disk image is malformed"
+    db.write_bytes(data)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["scan", "{root}"],
+        ["groups", "{root}"],
+        ["review", "{root}", "--yes"],
+        ["undo"],
+        ["export", "{root}"],
+        ["import", "{list}"],
+        ["report", "{root}", "--html", "{tmp}/r.html"],
+        ["search", "{root}/a.jpg"],
+        ["check", "{root}/a.jpg"],
+        ["watch", "{root}"],
+    ],
+)
+def test_a_damaged_store_is_named_with_what_to_do_in_every_command(tmp_path: Path, args: list[str]) -> None:
+    """A damaged store ends every command with one Error: line naming the store and the reset command, and
+    saying that the undo history is what a reset gives up; never an internal error."""
+    root, db = _scanned_store(tmp_path)
+    listing = tmp_path / "list.csv"
+    exported = CliRunner().invoke(cli, ["export", str(root), "--db", str(db), "-o", str(listing)])
+    assert exported.exit_code == 0, exported.output
+    _damage(db)
+    filled = [a.format(root=root, list=listing, tmp=tmp_path) for a in args]
+    r = run_dedupe(*filled, "--db", str(db), env={"DEDUPE_BUSY_TIMEOUT": "1"}, timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode in (1, 2) and len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"Error: the store at {db} is damaged (database disk image is malformed)")
+    assert f"'dedupe store reset --db {db}'" in lines[0] and "can then no longer be undone" in lines[0]
+
+
+def test_store_reset_moves_the_damaged_store_aside_and_the_next_scan_starts_anew(tmp_path: Path) -> None:
+    """'dedupe store reset' keeps the damaged file (renamed), and a scan then builds a new store."""
+    root, db = _scanned_store(tmp_path)
+    _damage(db)
+    damaged = db.read_bytes()
+    r = CliRunner().invoke(cli, ["store", "reset", "--db", str(db)], input="n\n")
+    assert r.exit_code == 1 and db.read_bytes() == damaged  # refused at the question: nothing moved
+    r = CliRunner().invoke(cli, ["store", "reset", "--db", str(db), "--yes"])
+    assert r.exit_code == 0, r.output
+    (aside,) = [p for p in tmp_path.iterdir() if p.name.startswith("store.sqlite.damaged-")]
+    assert aside.read_bytes() == damaged and not db.exists()
+    r = CliRunner().invoke(cli, ["scan", str(root), "--db", str(db), "-q"])
+    assert r.exit_code == 0, r.output
+    assert "1 duplicate file" in CliRunner().invoke(cli, ["groups", str(root), "--db", str(db)]).output
+
+
+@pytest.mark.parametrize("args", [["review", "{root}", "--yes"], ["undo"]])
+def test_a_locked_store_waits_then_says_it_is_busy(tmp_path: Path, args: list[str]) -> None:
+    """A store held in a write transaction by another process: review and undo wait (the busy timeout), then end
+    with one Error: line saying the store is busy, and nothing was changed."""
+    root, db = _scanned_store(tmp_path)
+    before = {p: p.read_bytes() for p in root.iterdir()}
+    if args == ["undo"]:
+        with Store.open(db) as s:
+            b = s.get_file(str(root / "b.jpg"))
+            assert b is not None and b.content_hash is not None
+            run = s.start_run(Action.TRASH)  # planned, never done: undo writes that down
+            s.journal_planned(run, Action.TRASH, b.path, str(root / "a.jpg"), b.content_hash, (root / "b.jpg").stat())
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        filled = [a.format(root=root) for a in args]
+        r = run_dedupe(*filled, "--db", str(db), env={"DEDUPE_BUSY_TIMEOUT": "0.2"})
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith(f"Error: the store at {db} is busy: another dedupe (or program) is writing to it")
+    assert "internal error" not in r.stderr
+    assert {p: p.read_bytes() for p in root.iterdir()} == before
+
+
+def test_read_only_commands_open_a_store_on_a_read_only_file_system(
+    tmp_path: Path, mount_tmpfs: Callable[..., Path]
+) -> None:
+    """groups, export, report, search and check read a store on a read-only file system (mode=ro, else
+    immutable=1); a command that writes says "read-only file system" and the path."""
+    root = tmp_path / "p"
+    save(draw_photo(1, (200, 150)), root / "a.jpg")
+    (root / "b.jpg").write_bytes((root / "a.jpg").read_bytes())
+    drive = mount_tmpfs("ro")
+    db = drive / "store.sqlite"
+    assert CliRunner().invoke(cli, ["scan", str(root), "--db", str(db), "-q"]).exit_code == 0
+    subprocess.run(["mount", "-o", "remount,ro", str(drive)], check=True)
+    for args in (
+        ["groups", str(root)],
+        ["export", str(root)],
+        ["report", str(root), "--html", str(tmp_path / "r.html")],
+    ):
+        r = run_dedupe(*args, "--db", str(db))
+        assert r.returncode == 0, (args, r.stderr)
+    for query in ("search", "check"):
+        r = run_dedupe(query, str(root / "a.jpg"), "--db", str(db))
+        assert r.returncode == 1 and "same bytes" in r.stdout, r.stderr  # 1: it matched
+    r = run_dedupe("review", str(root), "--yes", "--db", str(db))
+    assert r.returncode == 1 and r.stderr.startswith(f"Error: cannot use the store at {db}: read-only file system")
+    assert (root / "b.jpg").exists()
+
+
+def test_a_db_in_a_missing_folder_is_not_created(tmp_path: Path) -> None:
+    """--db naming a folder that does not exist is refused (a typo), while the default store's folder is made."""
+    root = tmp_path / "p"
+    save(draw_photo(1, (200, 150)), root / "a.jpg")
+    r = CliRunner().invoke(cli, ["scan", str(root), "--db", str(tmp_path / "typo" / "store.sqlite")])
+    assert r.exit_code == 1 and "Error: no folder" in r.output and not (tmp_path / "typo").exists()
+    env = {"XDG_DATA_HOME": str(tmp_path / "xdg"), "DEDUPE_DB": ""}
+    r = CliRunner().invoke(cli, ["scan", str(root), "-q"], env=env)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "xdg" / "dedupe" / "store.sqlite").exists()

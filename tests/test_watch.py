@@ -251,6 +251,19 @@ def test_ignored_names_and_the_store_itself_are_never_read(root: Path) -> None:
         assert stored_paths(store, root) == {str(marker)}
 
 
+def test_only_images_are_reported_fingerprinted_at_each_start(root: Path, db: Path) -> None:
+    """Files that are not images (notes, desktop.ini, a video) are read at each start but never reported as
+    fingerprinted; the images are, at the start that first reads them."""
+    (root / "notes.txt").write_text("shopping list\n")
+    (root / "desktop.ini").write_text("[.ShellClassInfo]\n")
+    (root / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+    picture = photo(root / "a.jpg", 3)
+    with watching([root], db) as (rec, _):
+        assert {e.path for e in rec.of(K.FINGERPRINTED)} == {str(picture)}
+    with watching([root], db) as (rec, _):
+        assert rec.of(K.FINGERPRINTED) == []
+
+
 def test_hidden_files_are_read_with_hidden(root: Path, db: Path) -> None:
     with watching([root], db, WatchOptions(settle=SETTLE, hidden=True)) as (_, store):
         hidden = photo(root / ".hidden.jpg", 7)
@@ -520,6 +533,7 @@ def test_dead_observer_is_restarted_and_catches_up(root: Path, db: Path) -> None
 
 
 def test_inotify_watch_limit_falls_back_to_polling(root: Path, db: Path) -> None:
+    """An inotify limit makes the folder polled, and the ready line says polling."""
     # The kernel limit itself cannot be lowered here without changing the whole machine; this observer refuses
     # to start the way watchdog's inotify observer does when inotify_add_watch fails with ENOSPC.
     class FullObserver(PollingObserver):
@@ -532,6 +546,8 @@ def test_inotify_watch_limit_falls_back_to_polling(root: Path, db: Path) -> None
     with watching([root], db, factory=factory) as (rec, store):
         [warning] = rec.of(K.WARNING)
         assert "/proc/sys/fs/inotify/max_user_watches" in warning.message and "polling" in warning.message
+        [ready] = rec.of(K.READY)
+        assert ready.message.endswith("; polling every 5 s"), ready.message  # not "live events"
         new = photo(root / "polled.jpg", 45)
         wait_for(lambda: store.get_file(str(new)) is not None, what="the file seen by polling")
 
