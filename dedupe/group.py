@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from dedupe import column_cache
 from dedupe.library import Library, gc_paused, release_freed_memory
 from dedupe.match import (
     CONFIRM_DHASH,
@@ -779,18 +780,20 @@ def stored_groups(
     with store.reading():  # one view of the store, for the files as columns and later the records of the grouped
         if crops is None and searches_crops(store.count_files_under(real_roots), None):
             crops = True  # no more pictures than files, so the window hashes are read with the rest, once
-        library = store.library_under(real_roots, VERSION, crops=bool(crops))
+        library = column_cache.library_under(store, real_roots, VERSION, crops=bool(crops))
         images = len(library)
         if crops is None:  # decided by the number of pictures: their window hashes are read only when searched
             crops = searches_crops(images, None)
             if crops and images:
-                library = store.library_under(real_roots, VERSION, crops=True)
+                library = column_cache.library_under(store, real_roots, VERSION, crops=True)
         rule = replace(rule, crops=crops)
         grouping = find_groups_in(library, rule)
         grouped = library.take(grouping.rows)
         del library  # before the records are made
         release_freed_memory()
         records = store.records_of(grouped)
+        del grouped  # the records hold what groups need
+        release_freed_memory()
         skipped = [Skipped(path, reason) for path, reason in store.errors_under(real_roots)]
         pairs = store.not_duplicate_pairs()
         undecoded = [_undecoded_group(files) for files in store.undecoded_copies_under(real_roots)]

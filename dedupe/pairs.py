@@ -155,8 +155,9 @@ def _cross_part(
     widest = max(sum(spans[k][1] for k in combo) for combo in combos)
     bits = min(widest, _MAX_KEY_BITS, max(16, max(nq, nt).bit_length()))
     # Tables reused from one choice of blocks to the next, cleared where they were written.
+    # (A key's first target is read through its run, sorted_values[run >> 32]: a table of first values would
+    # take another 32 MiB per thread at 22-bit keys, for no time saved.)
     kind_of = np.zeros(1 << bits, dtype=np.int8)
-    first_of = np.zeros(1 << bits, dtype=np.uint64)
     run_of = np.zeros(1 << bits, dtype=np.int64)  # where the run of a key starts in key order << 32 | its length
     buffers = (np.empty(min(nq, _QUERY_SLAB), dtype=np.uint64), np.empty(min(nq, _QUERY_SLAB), dtype=np.uint64))
     target_buffers = (np.empty(nt, dtype=np.uint64), np.empty(nt, dtype=np.uint64))
@@ -176,7 +177,6 @@ def _cross_part(
         head_keys = sorted_keys[heads]
         del sorted_keys
         kind_of[head_keys] = np.minimum(sizes, 2)
-        first_of[head_keys] = sorted_values[heads]
         run_of[head_keys] = (heads << 32) | sizes
         del heads, sizes
         for start in range(0, nq, _QUERY_SLAB):
@@ -184,16 +184,17 @@ def _cross_part(
             keys = _slab_key(values, parts, buffers[0][: len(values)], buffers[1][: len(values)], bits)
             kinds = kind_of[keys]
             hit = np.nonzero(kinds != 0)[0]  # (a bool array is searched several times faster)
-            keys = keys[hit]
             values = values[hit]
-            keep = _confirm(values ^ first_of[keys], threshold, own, earlier)
+            runs = run_of[keys[hit]]
+            firsts = runs >> 32
+            keep = _confirm(values ^ sorted_values[firsts], threshold, own, earlier)
             if len(keep):
-                found.append((hit[keep] + start) * nt + torder[run_of[keys[keep]] >> 32])
+                found.append((hit[keep] + start) * nt + torder[firsts[keep]])
             more = np.nonzero(kinds[hit] == 2)[0]
             if len(more):
                 # The rest of each run of several targets: a few positions one after another, then what is left
                 # of long runs at once.
-                hit, values, runs = hit[more], values[more], run_of[keys[more]]
+                hit, values, runs = hit[more], values[more], runs[more]
                 at = (runs >> 32) + 1
                 stop = at + (runs & 0xFFFFFFFF) - 1
                 for _ in range(_WALK):

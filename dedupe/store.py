@@ -143,7 +143,35 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE files ADD COLUMN ctime_ns INTEGER;
     ALTER TABLE files ADD COLUMN undecoded_hash TEXT
     """,
+    # 8: a token that every change to what the grouping reads replaces (files and images, by triggers, whichever
+    # program writes), so that a copy of the columns kept beside the store (column_cache.py) is known to be current
+    """
+    CREATE TABLE changes (id INTEGER PRIMARY KEY CHECK (id = 1), token INTEGER NOT NULL);
+    INSERT INTO changes (id, token) VALUES (1, random());
+    CREATE TRIGGER changes_files_insert AFTER INSERT ON files BEGIN UPDATE changes SET token = random(); END;
+    CREATE TRIGGER changes_files_delete AFTER DELETE ON files BEGIN UPDATE changes SET token = random(); END;
+    CREATE TRIGGER changes_files_update AFTER UPDATE ON files
+        WHEN old.path IS NOT new.path OR old.size IS NOT new.size OR old.dev IS NOT new.dev
+            OR old.ino IS NOT new.ino OR old.content_hash IS NOT new.content_hash
+        BEGIN UPDATE changes SET token = random(); END;
+    CREATE TRIGGER changes_images_insert AFTER INSERT ON images BEGIN UPDATE changes SET token = random(); END;
+    CREATE TRIGGER changes_images_delete AFTER DELETE ON images BEGIN UPDATE changes SET token = random(); END;
+    CREATE TRIGGER changes_images_update AFTER UPDATE ON images BEGIN UPDATE changes SET token = random(); END
+    """,
 )
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a migration, one at a time (a trigger's body holds semicolons of its own)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \n;"):
+        yield pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,9 +332,8 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
                 if self._conn.execute("PRAGMA user_version").fetchone()[0] >= target:
                     continue  # another process opening the same new store did it first
                 # One statement at a time: executescript would commit half a migration.
-                for statement in _MIGRATIONS[target - 1].split(";"):
-                    if statement.strip():
-                        self._conn.execute(statement)
+                for statement in _statements(_MIGRATIONS[target - 1]):
+                    self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version = {target}")
 
     def _wal(self) -> None:
@@ -323,8 +350,8 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
                 time.sleep(0.05)
 
     def own_files(self) -> tuple[Path, ...]:
-        """The store's own files, which a scan must never fingerprint."""
-        return tuple(Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm", "-journal"))
+        """The store's own files, which a scan must never fingerprint (with the copy of its columns, column_cache)."""
+        return tuple(Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm", "-journal", ".columns"))
 
     # --- files and fingerprints -------------------------------------------------------------------------------
 

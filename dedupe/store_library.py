@@ -21,6 +21,7 @@ from dedupe.library import (
     library_from_rows,
     packed_fit,
     records_from_rows,
+    release_freed_memory,
 )
 from dedupe.models import FileRecord
 from dedupe.store_base import _IMAGE_COLUMNS, StoreBase, _chunks, _fingerprint, _prefix_bounds
@@ -111,6 +112,7 @@ class LibraryReads(StoreBase):
                 images.append(self._conn.execute(_IMAGES_SQL.format(marks=marks), chunk).fetchone())
         if sum(p[0] for p in files) != n or sum(p[0] for p in images) != len(contents):
             raise StoreError(f"files of the grouping are no longer in the store at {self.path}")
+        release_freed_memory()  # what SQLite's reads left behind, before the records take their place
         return records_from_rows(library, files, images, contents, of_content)
 
     def records_by_id(self, ids: Sequence[int], *, crops: bool = True) -> list[FileRecord]:
@@ -175,6 +177,23 @@ class LibraryReads(StoreBase):
         for raw, size, mtime_ns, dev, ino, content_hash in rows:
             by_content.setdefault(content_hash, []).append((decode_path(raw), size, mtime_ns, dev, ino, content_hash))
         return [files for files in by_content.values() if len(files) > 1]
+
+    def change_token(self) -> int:
+        """A number that every change to the stored files and fingerprints replaces (by triggers, whoever writes):
+        what a copy of the columns is checked against (see column_cache). Read it inside the reading() that
+        reads the rest."""
+        with self._lock:
+            return int(self._conn.execute("SELECT token FROM changes WHERE id = 1").fetchone()[0])
+
+    def table_marks(self) -> list[int]:
+        """The rows and largest rowid of the files and images tables: a VACUUM may number rows anew without any
+        trigger firing, and then these change too (it closes the gaps that renumbering needs)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT (SELECT count(*) FROM files), (SELECT max(rowid) FROM files),"
+                " (SELECT count(*) FROM images), (SELECT max(rowid) FROM images)"
+            ).fetchone()
+        return [int(v or 0) for v in row]
 
     def count_files(self) -> int:
         with self._lock:

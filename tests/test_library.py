@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dedupe import fingerprint
+from dedupe import library as library_module
 from dedupe.errors import StoreError
 from dedupe.group import find_groups, find_groups_in, split_not_duplicates, stored_groups
 from dedupe.library import Library
@@ -207,6 +208,22 @@ def test_library_under_holds_the_values_of_records_under(tmp_path: Path) -> None
         assert without.crops.shape == (len(records), 0) and not without.has_crops.any()
         plain = sorted(store.records_under([root], VERSION, crops=False), key=lambda r: r.path)
         assert store.records_by_id(library.ids.tolist(), crops=False) == plain == store.records_of(without)
+
+
+def test_records_are_made_alike_a_slice_of_rows_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records made a few rows at a time (odd rows, crop signatures and texts on either side of each cut) are the
+    records read whole."""
+    root = str(tmp_path.resolve() / "lib")
+    records = odd_records(root)
+    with Store.open(tmp_path / "store.sqlite") as store:
+        write(store, records)
+        library = store.library_under([root], VERSION, crops=True)
+        stored = sorted(store.records_under([root], VERSION), key=lambda r: r.path)
+        for at_once in (1, 2, 4):
+            monkeypatch.setattr(library_module, "_RECORDS_AT_ONCE", at_once)
+            assert store.records_of(library) == stored
+            rows = np.array([5, 1, 4, 0])
+            assert store.records_of(library.take(rows)) == [stored[k] for k in rows]
 
 
 def test_library_under_reads_each_file_below_the_roots_once(tmp_path: Path) -> None:
