@@ -20,6 +20,7 @@ from dedupe import fingerprint
 from dedupe.errors import DedupeError
 from dedupe.match import CROP, KIND_RANK, WIDER, MatchRule, crop_match, match, match_distance, shows_more
 from dedupe.models import (
+    ALPHA_VARIANTS,
     Action,
     DuplicateGroup,
     FileRecord,
@@ -110,7 +111,8 @@ def _rule_key(rule: KeeperRule, roots: Sequence[str] = ()) -> Callable[[FileReco
     if rule.name == "metadata":
         return lambda f: (-_metadata(f),)
     if rule.name == "format":
-        return lambda f: (0 if _camera_format(f) else 1,)
+        # Transparency first: a copy that dropped the alpha channel lost something, whatever its format.
+        return lambda f: (0 if _transparent(f) else 1, 0 if _camera_format(f) else 1)
     if rule.name == "taken":
         return lambda f: (0, taken) if (taken := _date_value(f.fingerprint.taken)) is not None else (1, 0)
     if rule.name == "order":
@@ -138,6 +140,11 @@ def _metadata(f: FileRecord) -> int:
     return (f.fingerprint.taken is not None) + (f.fingerprint.camera is not None)
 
 
+def _transparent(f: FileRecord) -> bool:
+    """The picture has partly transparent pixels (it is read two ways: see match.readings)."""
+    return len(f.fingerprint.variants) == ALPHA_VARIANTS
+
+
 def _camera_format(f: FileRecord) -> bool:
     return f.fingerprint.format in CAMERA_FORMATS or is_raw(f)
 
@@ -154,6 +161,8 @@ def _describe(rule: KeeperRule, f: FileRecord, roots: Sequence[str] = ()) -> str
     if rule.name == "metadata":
         held = [what for what, value in (("date taken", fp.taken), ("camera", fp.camera)) if value is not None]
         return f"camera metadata ({' and '.join(held)})" if held else "camera metadata"
+    if rule.name == "format" and _transparent(f):
+        return f"keeps its transparency ({fp.format})"
     if rule.name == "format":
         return f"camera format ({fp.format.removeprefix(fingerprint.RAW_PREFIX)}) over an export"
     if rule.name == "taken":

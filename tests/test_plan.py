@@ -16,7 +16,7 @@ from PIL import Image
 from dedupe.cli import cli
 from dedupe.errors import DedupeError
 from dedupe.match import MatchRule
-from dedupe.models import Action, DuplicateGroup, FileRecord, GroupMember, MatchKind
+from dedupe.models import ALPHA_VARIANTS, Action, DuplicateGroup, FileRecord, GroupMember, MatchKind
 from dedupe.plan import choose_keeper, parse_rules, plan
 from dedupe.store import Store
 from tests.conftest import copy_file, draw_photo, groups_of, make_record, save
@@ -337,3 +337,15 @@ def test_a_backup_drive_keeps_the_camera_original(tmp_path: Path) -> None:
     # The reasons never call a plain edit a crop.
     text = CliRunner().invoke(cli, ["review", str(root), "--db", db, "--dry-run", "--include-near"]).output
     assert "crop" not in text
+
+
+def test_a_picture_with_transparency_is_kept_over_its_copies_without_it() -> None:
+    """A PNG with an alpha channel wins over a JPEG made from it at the same size: the JPEG lost the transparency,
+    and a camera format is only preferred among pictures that both have none."""
+    alpha = make_record("/p/overlay.png", format="PNG", variants=tuple(range(ALPHA_VARIANTS)))
+    flat = make_record("/p/flat.jpg", size=99_000, format="JPEG", ino=1)
+    group = DuplicateGroup(
+        MatchKind.NEAR, (GroupMember(flat, MatchKind.EXACT, 0), GroupMember(alpha, MatchKind.NEAR, 0))
+    )
+    choice = choose_keeper(group)
+    assert choice.keeper.path == "/p/overlay.png" and "keeps its transparency" in choice.reason
