@@ -154,7 +154,8 @@ def _named_at(path: str, roots: Sequence[str]) -> int:
     return next((i for i, root in enumerate(roots) if in_folder(path, root)), len(roots))
 
 
-def _describe(rule: KeeperRule, f: FileRecord, roots: Sequence[str] = ()) -> str:
+def _describe(rule: KeeperRule, f: FileRecord, roots: Sequence[str] = (), among: Sequence[FileRecord] = ()) -> str:
+    """Why f won by this rule, among the candidates that were left before it."""
     fp = f.fingerprint
     if rule.name == "resolution":
         return f"largest resolution ({fp.width}x{fp.height})"
@@ -178,7 +179,9 @@ def _describe(rule: KeeperRule, f: FileRecord, roots: Sequence[str] = ()) -> str
         return "first path in alphabetical order"
     if rule.name == "path":
         return f"in preferred folder {rule.arg}"
-    when = f"taken {fp.taken.replace('T', ' ')}" if fp.taken else f"modified {_mtime_text(f.mtime_ns)}"
+    # oldest/newest: the date taken when it told the files apart, else the file time that did.
+    by_taken = fp.taken and any(c.fingerprint.taken != fp.taken for c in among)
+    when = f"taken {fp.taken.replace('T', ' ')}" if by_taken and fp.taken else f"modified {_mtime_text(f.mtime_ns)}"
     return f"{rule.name} ({when})"
 
 
@@ -219,7 +222,7 @@ def _choose(
             best = min(key(f) for f in candidates)
             narrowed = [f for f in candidates if key(f) == best]
         if len(narrowed) < len(candidates):
-            reasons.append(_describe(rule, narrowed[0], roots))
+            reasons.append(_describe(rule, narrowed[0], roots, candidates))
             candidates = narrowed
     keeper = candidates[0]
     if len(candidates) > 1 and in_refs:

@@ -349,3 +349,18 @@ def test_a_picture_with_transparency_is_kept_over_its_copies_without_it() -> Non
     )
     choice = choose_keeper(group)
     assert choice.keeper.path == "/p/overlay.png" and "keeps its transparency" in choice.reason
+
+
+def test_the_reason_names_the_date_that_decided() -> None:
+    """Copies with one date taken are told apart by their file times, and the reason says so."""
+    taken = "2019-05-01T10:00:00"
+    first = make_record("/p/b/a.jpg", mtime_ns=10**18, taken=taken)
+    later = make_record("/p/a/a.jpg", mtime_ns=2 * 10**18, ino=1, taken=taken)
+    group = DuplicateGroup(
+        MatchKind.EXACT, (GroupMember(later, MatchKind.EXACT, 0), GroupMember(first, MatchKind.EXACT, 0))
+    )
+    choice = choose_keeper(group, parse_rules("oldest"))
+    assert choice.keeper is first and choice.reason.startswith("oldest (modified ")
+    other = make_record("/p/c/a.jpg", mtime_ns=3 * 10**18, ino=2, taken="2018-01-01T00:00:00")
+    group = DuplicateGroup(MatchKind.EXACT, (*group.members, GroupMember(other, MatchKind.EXACT, 0)))
+    assert choose_keeper(group, parse_rules("oldest")).reason == "oldest (taken 2018-01-01 00:00:00)"
