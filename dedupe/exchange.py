@@ -20,9 +20,9 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError
@@ -177,6 +177,26 @@ def _parse_row(row: dict[str | None, str | None], source: str, line: int) -> Lis
     )
 
 
+T = TypeVar("T")
+
+
+def read_source(source: str | os.PathLike[str], read: Callable[[TextIO, str], T]) -> tuple[str, T]:
+    """A list file parsed by read (given the text and a name for messages), "-" for standard input: the name to
+    record (<stdin> for standard input) and what read returned. A BOM is skipped; the CSV reader sees raw newlines."""
+    name = os.fspath(source)
+    if name == "-":
+        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+        try:
+            return "<stdin>", read(stdin, "standard input")
+        finally:
+            stdin.detach()  # leave sys.stdin open
+    try:
+        with Path(name).open(encoding="utf-8-sig", newline="") as f:
+            return name, read(f, name)
+    except OSError as e:
+        raise DedupeError(f"cannot read {name}: {e.strerror or e}") from None
+
+
 def import_fingerprints(
     store: Store | PostgresStore, source: str | os.PathLike[str], *, replace: bool = False
 ) -> ImportReport:
@@ -185,20 +205,7 @@ def import_fingerprints(
     With replace, the fingerprints imported before are dropped first, so the store holds exactly this list.
     A list made with another fingerprint algorithm is refused with a DedupeError that says so.
     """
-    name = os.fspath(source)
-    if name == "-":
-        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
-        try:
-            items = read_list(stdin, "standard input")
-        finally:
-            stdin.detach()  # leave sys.stdin open
-        name = "<stdin>"
-    else:
-        try:
-            with Path(name).open(encoding="utf-8-sig", newline="") as f:
-                items = read_list(f, name)
-        except OSError as e:
-            raise DedupeError(f"cannot read {name}: {e.strerror or e}") from None
+    name, items = read_source(source, read_list)
     with store.transaction():
         replaced = store.forget_imported() if replace else 0
         added = store.add_imported(items, fingerprint.VERSION, name)

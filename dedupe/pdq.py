@@ -14,10 +14,8 @@ and decompression-bomb limit as a scan.
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
-import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ import numpy.typing as npt
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError, FileSkipped
+from dedupe.exchange import read_source
 from dedupe.models import HitSource, MatchKind, PdqEntry, SearchHit
 
 if TYPE_CHECKING:
@@ -130,20 +129,7 @@ def import_list(
     store: Store | PostgresStore, source: str | os.PathLike[str], *, replace: bool = False
 ) -> tuple[int, int, int]:
     """Add a PDQ list to the store ("-" reads standard input), all or none: (listed, added, replaced)."""
-    name = os.fspath(source)
-    if name == "-":
-        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
-        try:
-            entries = read_list(stdin, "standard input")
-        finally:
-            stdin.detach()
-        name = "<stdin>"
-    else:
-        try:
-            with Path(name).open(encoding="utf-8-sig", newline="") as f:
-                entries = read_list(f, name)
-        except OSError as e:
-            raise DedupeError(f"cannot read {name}: {e.strerror or e}") from None
+    name, entries = read_source(source, read_list)
     with store.transaction():
         replaced = store.forget_pdq() if replace else 0
         added = store.add_pdq(entries, name)
