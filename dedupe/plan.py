@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 
 from dedupe import fingerprint
@@ -300,6 +300,16 @@ def keepers_chosen(
         choice = suggest_keeper(g, rules, refs, include_raw=include_raw, roots=roots)
         chosen.append((keeper_first(g, choice.keeper, rule), choice))
     return chosen
+
+
+def not_duplicate_pairs(groups: Iterable[DuplicateGroup]) -> list[tuple[str, str]]:
+    """The content-hash pairs that remember groups a person kept whole (Store.add_not_duplicates): every two
+    members' hashes, and a hash with itself when two members share it."""
+    pairs: list[tuple[str, str]] = []
+    for group in groups:
+        hashes = [m.file.content_hash for m in group.members]
+        pairs += [(a, b) for x, a in enumerate(hashes) for b in hashes[x:] if a != b or hashes.count(a) > 1]
+    return pairs
 
 
 # --- planning (pure) ---------------------------------------------------------------------------------------------

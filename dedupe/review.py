@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from dedupe.match import MatchRule
 from dedupe.models import Action, DuplicateGroup, KeeperChoice, KeeperRule, Plan
-from dedupe.plan import DEFAULT_MATCH_RULE, keeper_first, plan, suggest_keeper
+from dedupe.plan import DEFAULT_MATCH_RULE, keeper_first, not_duplicate_pairs, plan, suggest_keeper
 
 KEYS = "k keep suggestion · 1-{n} keep that file · a keep all · s skip · o open · b back · q quit"
 
@@ -154,8 +154,4 @@ class Review:
 
     def not_duplicate_pairs(self) -> list[tuple[str, str]]:
         """The content-hash pairs of the groups kept whole, for Store.add_not_duplicates."""
-        pairs: list[tuple[str, str]] = []
-        for j in sorted(self.keep_all):
-            hashes = [m.file.content_hash for m in self.groups[j].members]
-            pairs += [(a, b) for x, a in enumerate(hashes) for b in hashes[x:] if a != b or hashes.count(a) > 1]
-        return pairs
+        return not_duplicate_pairs(self.groups[j] for j in sorted(self.keep_all))

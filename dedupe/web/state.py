@@ -33,6 +33,7 @@ from dedupe.models import (
     StepState,
     UndoResult,
 )
+from dedupe.plan import not_duplicate_pairs
 
 GroupLoader = Callable[[], Sequence[DuplicateGroup]]
 # The plan for some groups, with the keepers the user picked by index into those groups.
@@ -214,10 +215,7 @@ class ReviewState:
             the_plan, _, apart = self.plan()
             if plan_id(the_plan, apart) != shown:
                 raise StalePlan("the decisions changed since the plan was shown: look at it again")
-            pairs: list[tuple[str, str]] = []
-            for j in apart:
-                hashes = [m.file.content_hash for m in self.groups[j].members]
-                pairs += [(a, b) for x, a in enumerate(hashes) for b in hashes[x:] if a != b or hashes.count(a) > 1]
+            pairs = not_duplicate_pairs(self.groups[j] for j in apart)
             if pairs:
                 self.store.add_not_duplicates(pairs)
             self.progress = (0, len(the_plan.steps))
