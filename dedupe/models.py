@@ -145,10 +145,18 @@ class DuplicateGroup:
 
     kind: MatchKind  # the weakest relation of any member to the reference
     members: tuple[GroupMember, ...]
+    # Paths the grouping linked by a crop, kept when the group is shown from another member (plan.keeper_first):
+    # two crops of one picture are linked only through the wider one, which a keeper's view no longer shows.
+    crop_linked: frozenset[str] = frozenset()
 
     @property
     def reference(self) -> GroupMember:
         return self.members[0]
+
+    @property
+    def cropped_paths(self) -> frozenset[str]:
+        """The members that are a crop of another member or show more than one: the crop-keep rules apply."""
+        return self.crop_linked | {m.file.path for m in self.members if m.crop is not None}
 
     @property
     def reclaimable_bytes(self) -> int:

@@ -267,7 +267,7 @@ def keeper_first(group: DuplicateGroup, keeper: FileRecord, rule: MatchRule | No
     rest.sort(key=lambda m: (KIND_RANK[m.match], m.distance, m.file.path))
     first = GroupMember(keeper, MatchKind.EXACT, 0)
     weakest = max((m.match for m in rest), key=KIND_RANK.__getitem__)
-    return DuplicateGroup(weakest, (first, *rest))
+    return DuplicateGroup(weakest, (first, *rest), group.cropped_paths)
 
 
 def keepers_first(
@@ -418,8 +418,8 @@ def _plan_group(group: DuplicateGroup, choice: KeeperChoice, c: _Context) -> Gro
         if raws:
             # Exact copies of a RAW are still redundant: they go in favour of the best RAW, which itself stays.
             raw_keeper = choose_keeper(DuplicateGroup(group.kind, raws), c.rules, c.refs, roots=c.roots).keeper
-    # Crops as the grouping found them: two crops of one picture are in the group through the wider one.
-    cropped = {m.file.path for m in group.members if m.crop is not None}
+    # Crops as the grouping found them, also when the group comes shown from its keeper (see crop_linked).
+    cropped = group.cropped_paths
     group = keeper_first(group, keeper, c.match_rule)
     plain = dataclasses.replace(c.match_rule, crops=False)
     image_sets: dict[str, list[FileRecord]] = {}

@@ -17,7 +17,7 @@ from dedupe.cli import cli
 from dedupe.group import find_groups, stored_groups
 from dedupe.match import CROP, CROP_SEARCH_LIMIT, WIDER, MatchRule, crop_match, match, searches_crops, shows_more
 from dedupe.models import FileRecord, Fingerprint, MatchKind, ScanOptions
-from dedupe.plan import plan
+from dedupe.plan import keepers_first, plan
 from dedupe.scan import scan
 from dedupe.store import Store
 from tests.conftest import draw_photo, save
@@ -213,6 +213,24 @@ def test_two_crops_of_other_parts_never_replace_each_other(tmp_path: Path) -> No
     assert removed == set()
     assert "shows more" in left["full.jpg"] and "neither a crop nor a copy" in left[other]
 
+
+
+def test_a_group_shown_from_its_keeper_plans_the_same(tmp_path: Path) -> None:
+    """The interactive and web review plan groups listed from their keeper (keepers_first); the crop links of the
+    grouping go with them, so two crops of one picture still never replace each other."""
+    im = draw_photo(2, (2000, 1500))
+    root = tmp_path / "photos"
+    save(im.resize((1000, 750)), root / "full.jpg", quality=92)
+    save(crop(im, (0.0, 0.0, 0.8, 0.8)), root / "left.jpg", quality=92)
+    save(crop(im, (0.2, 0.2, 1.0, 1.0)), root / "right.jpg", quality=92)
+    with Store.open(tmp_path / "store.sqlite") as store:
+        scan([str(root)], store, ScanOptions(workers=1))
+        groups, _, _ = stored_groups(store, [str(root)])
+    shown = keepers_first(groups)
+    assert shown[0].reference.file.path != groups[0].reference.file.path  # a crop (most pixels) is the keeper
+    as_found, as_shown = plan(groups, include_near=True), plan(shown, include_near=True)
+    assert as_shown.steps == as_found.steps == ()
+    assert [s.reason for s in as_shown.groups[0].left] == [s.reason for s in as_found.groups[0].left]
 
 def test_an_original_stays_when_a_small_crop_of_it_matched_as_a_plain_copy(tmp_path: Path) -> None:
     """A window of the original fits a 5% crop better than the two whole pictures fit each other, so the original
