@@ -42,7 +42,13 @@ except ImportError:  # a broken install: HEIC files are then skipped with the re
 else:
     pillow_heif.register_heif_opener()
     HEIF_SUPPORT = True
-Image.init()  # every plugin, so that the formats= allow-list below can name them all
+# The plugins of the photo formats, so that the formats= allow-list below can name them; not all of Pillow's (they
+# take 20 ms of a one-image `dedupe check`): Image.open loads the others itself when it is asked for them.
+for _plugin in ("Jpeg", "Png", "Gif", "Bmp", "Tiff", "WebP", "Avif"):
+    try:
+        __import__(f"PIL.{_plugin}ImagePlugin")
+    except ImportError:  # no AVIF plugin before Pillow 11.3: as Image.init() would, go without
+        continue
 
 # Only photo formats reach a decoder: a PSD, EPS or PDF renamed .jpg is refused before any parser sees it.
 # (Camera MPO files open through the JPEG decoder.)
