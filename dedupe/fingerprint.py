@@ -617,7 +617,11 @@ def _phash_bits(tiles: npt.NDArray[np.float64]) -> npt.NDArray[np.uint64]:
     # Rounded so that coefficients which are zero in exact arithmetic (flat or gradient pictures) compare as
     # zero, not by the float noise of one DCT implementation or another; photographs are far from such ties.
     low = np.round(_DCT_ROWS @ tiles @ _DCT_ROWS.T, 6).reshape(*tiles.shape[:-2], HASH_SIZE * HASH_SIZE)
-    bits = low > np.median(low, axis=-1, keepdims=True)
+    # np.median's value, the mean of the two middle values, without its check for NaN (DCT coefficients of pixels
+    # are never NaN), which imports numpy.ma: 10 ms of a one-image `dedupe check`.
+    half = low.shape[-1] // 2
+    middle = np.partition(low, (half - 1, half), axis=-1)[..., half - 1 : half + 1]
+    bits = low > middle.mean(axis=-1, keepdims=True)
     packed: npt.NDArray[np.uint64] = (bits.astype(np.uint64) * _BIT_WEIGHTS).sum(axis=-1, dtype=np.uint64)
     return packed
 
