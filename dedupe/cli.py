@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import click
@@ -42,6 +44,27 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# What OpenBLAS (numpy's matrix library) reads, in this order, for the number of threads it starts when it loads.
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """While a command's module is imported (and numpy with it), OpenBLAS starts one thread rather than one per
+    core, unless the user chose a number. Its idle threads spin: about 50 ms of CPU of a one-image check, taken
+    from the command itself on a busy machine, and dedupe's matrix products (8x32 DCTs) are too small to be
+    shared out. The variable is read only when the library loads, so it is set for the import alone: programs
+    that dedupe starts (--exec, a fork server's workers) see the environment as it was."""
+    if any(name in os.environ for name in _BLAS_THREADS):
+        yield
+        return
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        yield
+    finally:
+        del os.environ["OPENBLAS_NUM_THREADS"]
+
+
 class LazyGroup(click.Group):
     """A group whose commands are imported on first use (click's "Lazily Loading Subcommands"); its listing and
     the completion of command names come from COMMANDS alone."""
@@ -52,7 +75,8 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
             module, name, summary = COMMANDS[cmd_name]
-            loaded = getattr(importlib.import_module(module), name)
+            with one_blas_thread():
+                loaded = getattr(importlib.import_module(module), name)
             assert isinstance(loaded, click.Command), (module, name)
             loaded.short_help = summary
             self.add_command(loaded, cmd_name)

@@ -17,7 +17,7 @@ from click.shell_completion import ShellComplete
 from click.testing import CliRunner
 
 import dedupe
-from dedupe.cli import cli
+from dedupe.cli import cli, one_blas_thread
 from dedupe.cli_common import fold_path, match_options
 from dedupe.match import MatchRule
 from tests.conftest import REPO, draw_photo, exact_copy, run_dedupe, save
@@ -452,3 +452,16 @@ def test_a_mistyped_command_is_answered_with_the_names_it_resembles() -> None:
     result = run_dedupe("sacn")
     assert result.returncode == 2
     assert "No such command 'sacn'. (Did you mean one of: 'scan', 'search'?)" in result.stderr
+
+
+def test_openblas_is_asked_for_one_thread_only_while_a_command_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command's import sets OPENBLAS_NUM_THREADS=1 unless the user chose a number, and takes it away after, so
+    that programs dedupe starts see the environment as it was."""
+    for name in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    with one_blas_thread():
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    with one_blas_thread():
+        assert "OPENBLAS_NUM_THREADS" not in os.environ
