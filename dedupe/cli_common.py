@@ -1,5 +1,9 @@
 """What every command shares: the consoles, library errors turned into click errors, the common options, the
-one adapter to the grouping engine, and the progress bar."""
+one adapter to the grouping engine, and the progress bar.
+
+rich, the grouping engine, the keeper rules and the PostgreSQL store are imported where they are used: a command
+that needs none of them (check, from an upload hook) starts without them.
+"""
 
 from __future__ import annotations
 
@@ -9,31 +13,22 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.cells import cell_len
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-from rich.text import Text
 
 from dedupe.errors import DedupeError, StoreError
 from dedupe.formats import display_path
-from dedupe.group import stored_groups
 from dedupe.match import CANDIDATE_PHASH, CROP_SEARCH_LIMIT, DEFAULT_THRESHOLD, MAX_THRESHOLD, MatchRule, searches_crops
 from dedupe.models import DuplicateGroup, KeeperRule, ProgressEvent, Skipped
-from dedupe.plan import DEFAULT_RULES_TEXT, parse_rules
 from dedupe.store import Store, default_store_path
 from dedupe.store import failure as store_failure
-from dedupe.store_pg import PostgresStore, open_any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from dedupe.store_pg import PostgresStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,6 +40,8 @@ class Output:
     """The consoles of one command: out for what it reports (stdout), err for progress, notes and warnings."""
 
     def __init__(self) -> None:
+        from rich.console import Console
+
         self.out = Console(highlight=False, soft_wrap=False)
         if not self.out.is_terminal:
             self.out.width = 400  # piped or tested: never fold a path
@@ -108,6 +105,8 @@ NARROW_PATH = 32
 def fold_path(path: str, width: int) -> str:
     """path on lines of at most width cells, broken only after a "/": a folder or file name is never cut (one
     longer than width has a line of its own)."""
+    from rich.cells import cell_len
+
     parts = path.split("/")
     lines: list[str] = []
     line = ""
@@ -133,6 +132,10 @@ def print_files(
     only a note in the path column. On a terminal, paths fold at "/" (rich would cut a file name anywhere); when
     the terminal leaves too little room for them, each file's facts go on a line with its path below, and
     heading (the name of the first column) starts each section. Elsewhere (piped) a path stays on one line."""
+    from rich.cells import cell_len
+    from rich.table import Table
+    from rich.text import Text
+
     widths = [max(cell_len(columns[c]), *(r[c].cell_len for r in rows)) for c in range(len(columns))]
     if out.is_terminal:
         path_width = out.width - sum(widths[:-1]) - 3 * (len(widths) - 1) - 2
@@ -154,6 +157,8 @@ def print_files(
 
 
 def _print_lines(out: Console, rows: Sequence[list[Text]], ends: Sequence[bool], heading: str | None) -> None:
+    from rich.text import Text
+
     for row, end in zip(rows, ends, strict=True):
         if end:
             out.print(Text("   ").append(row[-1]))
@@ -249,6 +254,8 @@ _RULE_FLAGS = (
 
 
 def _parse_keep(ctx: click.Context, param: click.Parameter, value: str) -> tuple[KeeperRule, ...]:
+    from dedupe.plan import parse_rules
+
     try:
         return parse_rules(value)
     except DedupeError as e:
@@ -257,6 +264,8 @@ def _parse_keep(ctx: click.Context, param: click.Parameter, value: str) -> tuple
 
 def keep_option(f: F) -> F:
     """--keep, handed to the command as rules: the parsed keeper rules."""
+    from dedupe.plan import DEFAULT_RULES_TEXT
+
     return click.option(
         "--keep",
         "rules",
@@ -308,6 +317,8 @@ def open_store(ctx: click.Context, db: str | None, *, readonly: bool = False, cr
 def open_list_store(ctx: click.Context, db: str | None, *, readonly: bool = False) -> Store | PostgresStore:
     """The store of the commands that read or write fingerprint lists: SQLite, or postgresql://; closed when the
     command ends."""
+    from dedupe.store_pg import open_any
+
     store = open_any(db, readonly=readonly)
     ctx.call_on_close(store.close)
     if isinstance(store, Store):
@@ -320,6 +331,8 @@ def find_stored_groups(
 ) -> tuple[list[DuplicateGroup], list[Skipped], int]:
     """stored_groups under the run's rule, saying so on stderr when the default left out the search for
     cropped copies."""
+    from dedupe.group import stored_groups
+
     found = stored_groups(store, roots, rule)
     if rule.crops is None and not searches_crops(found[2], None):
         click.echo(
@@ -342,6 +355,8 @@ def progress_bar(console: Console, *, enabled: bool) -> Iterator[Callable[[Progr
     if not enabled:
         yield None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
+
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),

@@ -1,4 +1,8 @@
-"""Commands over fingerprint lists: search, check, export, import, and watch."""
+"""Commands over fingerprint lists: search, check, export, import, and watch.
+
+rich, watchdog and the list readers are imported by the commands that use them: `dedupe check`, run once per
+upload by a hook, starts with only what a check needs.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,9 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from dedupe import fingerprint
 from dedupe.cli_common import (
@@ -30,14 +31,17 @@ from dedupe.cli_common import (
     pass_output,
 )
 from dedupe.errors import FileSkipped
-from dedupe.exchange import export_fingerprints, import_fingerprints
 from dedupe.formats import check_json, display_path, search_json, watch_event_json
 from dedupe.match import MatchRule
 from dedupe.models import MatchKind, SearchResult, WatchEvent, WatchEventKind, WatchOptions
 from dedupe.search import check, find_similar
 from dedupe.store import Store
-from dedupe.store_pg import PostgresStore
-from dedupe.watch import stop_on_signals, watch
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from dedupe.store_pg import PostgresStore
 
 
 def open_query_store(ctx: click.Context, db: str | None) -> Store | PostgresStore:
@@ -104,6 +108,9 @@ def search_command(
 
 
 def render_search(output: Output, results: Sequence[tuple[str, SearchResult | None, str | None]]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     console = output.out
     for image, result, error in results:
         if result is None:
@@ -238,6 +245,8 @@ def export_command(ctx: click.Context, dirs: tuple[str, ...], db: str | None, ou
     if fmt == "pdq":
         count = export_pdq(store, output, dirs)
     else:
+        from dedupe.exchange import export_fingerprints
+
         count = export_fingerprints(store, sys.stdout if output == "-" else output, dirs)
     if dirs and count == 0:
         note_no_images(dirs)
@@ -266,6 +275,8 @@ def import_command(ctx: click.Context, list_file: str, db: str | None, replace: 
     if fmt == "pdq":
         import_pdq(store, list_file, replace=replace)
         return
+    from dedupe.exchange import import_fingerprints
+
     report = import_fingerprints(store, list_file, replace=replace)
     line = f"Imported {report.added} of {report.listed} fingerprints from {report.source}"
     if report.added < report.listed:
@@ -345,6 +356,8 @@ def watch_command(
             raise click.BadParameter(f"cannot split {command!r}: {e}", param_hint="--exec") from None
         if not argv:
             raise click.BadParameter("the command is empty", param_hint="--exec")
+    from dedupe.watch import stop_on_signals, watch
+
     store = open_store(ctx, db, create=True)
     options = WatchOptions(poll=poll, settle=settle, hidden=hidden, command=argv, quarantine=quarantine)
     renderer = WatchRenderer(fmt, output.err)
@@ -404,6 +417,8 @@ class WatchRenderer:
             self._text(event)
 
     def _text(self, event: WatchEvent) -> None:
+        from rich.text import Text
+
         path = display_path(event.path or "")
         other = display_path(event.other or "")
         if event.kind == WatchEventKind.DUPLICATE:

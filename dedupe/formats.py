@@ -13,9 +13,8 @@ import io
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dedupe.calibrate import Calibration
 from dedupe.exchange import spreadsheet_safe
 from dedupe.models import (
     Action,
@@ -32,6 +31,9 @@ from dedupe.models import (
     WatchEvent,
     WatchEventKind,
 )
+
+if TYPE_CHECKING:
+    from dedupe.calibrate import Calibration
 
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 

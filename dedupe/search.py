@@ -3,7 +3,10 @@
 A query is matched against every fingerprint of the store's current algorithm: the files that scans fingerprinted
 and the fingerprints imported from shared lists. A stored fingerprint matches when it has the same bytes (content
 hash), the same image data (image hash), or a pHash within the threshold; pictures too plain to compare
-(low_info) only match by content or image hash, as in grouping.
+(low_info) only match by content or image hash, as in grouping. A query with transparency is also looked up by its
+colours alone (match.readings), against the fingerprints without transparency: it finds its copies that dropped
+the alpha channel. (The other way round, a stored picture's second reading, is not searched yet: the store has no
+index of it.)
 
 Two ways to search give the same answers:
 
@@ -27,8 +30,8 @@ import numpy as np
 
 from dedupe import fingerprint
 from dedupe.errors import FileSkipped
-from dedupe.match import DEFAULT_THRESHOLD, KINDS
-from dedupe.models import CheckResult, Fingerprint, HitSource, MatchKind, SearchHit, SearchResult
+from dedupe.match import DEFAULT_THRESHOLD, KIND_RANK, KINDS, readings
+from dedupe.models import ALPHA_VARIANTS, CheckResult, Fingerprint, HitSource, MatchKind, SearchHit, SearchResult
 from dedupe.pdq import PDQ_THRESHOLD, PdqIndex
 from dedupe.pdq import hash_bytes as hash_pdq
 from dedupe.store import PHASH_BLOCK_BITS, PHASH_BLOCKS, FingerprintColumns, Store
@@ -133,14 +136,19 @@ def find_similar(
     if limit is not None and limit < 0:
         raise ValueError("limit must not be negative")
     name, fp = fingerprint_query(query)
+    colours = readings(fp)[1:]
     if isinstance(where, SearchIndex):
         # Ranked outside the store's lock, so that threads sharing an index run their queries side by side.
         entries = _rank(where._columns, fp, threshold)
+        by_colour = [_rank(where._columns, colour, threshold) for colour in colours]
         with where.store.reading():
+            entries = _with_colour_reading(where.store, entries, by_colour)
             hits = _describe(where.store, entries, limit)
     else:
         with where.reading():
             entries = _rank(_store_candidates(where, fp, threshold), fp, threshold)
+            by_colour = [_rank(_store_candidates(where, colour, threshold), colour, threshold) for colour in colours]
+            entries = _with_colour_reading(where, entries, by_colour)
             hits = _describe(where, entries, limit)
     if limit is None or len(hits) < limit:
         pdq = where.pdq if isinstance(where, SearchIndex) else _pdq_of(where)
@@ -237,6 +245,40 @@ def _rank(columns: FingerprintColumns, fp: Fingerprint, threshold: int) -> list[
         )
         for i in order.tolist()
     ]
+
+
+def _order(e: _Entry) -> tuple[int, int, int, bool, str, int]:
+    """_rank's order: closest first, then a fixed order of the fingerprints."""
+    return (KIND_RANK[e.match], e.distance, e.dhash_distance, e.imported, e.content_hash, e.ident)
+
+
+def _with_colour_reading(
+    store: Store | PostgresStore, entries: list[_Entry], by_colour: Sequence[Sequence[_Entry]]
+) -> list[_Entry]:
+    """The matches of a query with transparency by either of its readings (match.readings), each fingerprint once
+    and by its closer reading, closest first: entries by the flattened reading, by_colour by its colours alone (as
+    a copy that dropped the alpha channel shows it). As in match, the colour reading counts only against a
+    fingerprint without transparency: a stored image whose fingerprint has a second reading is left out of it
+    (an imported fingerprint carries none). No colour reading: entries as they are."""
+    if not by_colour:
+        return entries
+    best = {(e.imported, e.ident, e.content_hash): e for e in entries}
+    for e in itertools.chain.from_iterable(by_colour):
+        key = (e.imported, e.ident, e.content_hash)
+        if key in best and _order(best[key]) <= _order(e):
+            continue
+        if not e.imported and _transparent(store, e.content_hash):
+            continue
+        best[key] = e
+    return sorted(best.values(), key=_order)
+
+
+def _transparent(store: Store | PostgresStore, content_hash: str) -> bool:
+    """Whether a stored image was read two ways (it has transparency)."""
+    if not isinstance(store, Store):
+        return False  # only imported fingerprints there
+    fp = store.get_fingerprint(content_hash, fingerprint.VERSION)
+    return fp is not None and len(fp.variants) == ALPHA_VARIANTS
 
 
 def _describe(store: Store | PostgresStore, entries: Sequence[_Entry], limit: int | None) -> list[SearchHit]:

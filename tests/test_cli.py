@@ -1,19 +1,26 @@
 from __future__ import annotations
 
+import ast
 import csv
+import importlib
 import io
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import click
 import pytest
+from click.shell_completion import ShellComplete
 from click.testing import CliRunner
 
-from dedupe.cli import cli
+import dedupe
+from dedupe.cli import cli, one_blas_thread
 from dedupe.cli_common import fold_path, match_options
 from dedupe.match import MatchRule
-from tests.conftest import draw_photo, exact_copy, run_dedupe, save
+from tests.conftest import REPO, draw_photo, exact_copy, run_dedupe, save
 
 
 def invoke(*args: str) -> click.testing.Result:
@@ -74,10 +81,17 @@ def test_usage_errors_exit_2_and_run_failures_exit_1(tmp_path: Path) -> None:
     assert missing.exit_code == 1 and "no store" in missing.output
 
 
+def all_commands() -> dict[str, click.Command]:
+    """Every command of dedupe, each imported (the group imports a command on first use)."""
+    ctx = click.Context(cli, info_name="dedupe")
+    found = {name: cli.get_command(ctx, name) for name in cli.list_commands(ctx)}
+    return {name: command for name, command in found.items() if command is not None}
+
+
 def test_every_command_has_help_with_an_example() -> None:
     assert isinstance(cli, click.Group)
-    assert len(cli.commands) == 15
-    for name, command in cli.commands.items():
+    assert len(all_commands()) == 15
+    for name, command in all_commands().items():
         result = invoke(name, "--help")
         assert result.exit_code == 0
         assert command.get_short_help_str(), name
@@ -207,7 +221,7 @@ def test_scan_names_the_next_step_and_the_date_column_says_what_date_it_is(photo
 
 def test_help_shows_examples_on_lines_of_their_own_and_whole_summaries_in_80_columns() -> None:
     listing = CliRunner().invoke(cli, ["--help"], terminal_width=80).output
-    for name, command in cli.commands.items():
+    for name, command in all_commands().items():
         assert command.short_help and not command.short_help.endswith("..."), name
         assert f"  {command.short_help}" in listing, name
     review = CliRunner().invoke(cli, ["help", "review"], terminal_width=80).output
@@ -313,3 +327,141 @@ def test_a_folder_never_scanned_says_so(photo_dir: Path, tmp_path: Path, command
     r = CliRunner().invoke(cli, [command, str(elsewhere), "--db", db, *extra])
     assert r.exit_code == 0, r.output
     assert f"No images stored below {elsewhere}: run 'dedupe scan' on it first." in r.output
+
+
+# --- start-up: what a command imports ------------------------------------------------------------------------
+
+# Libraries that only some commands need; the quick commands (--version, --help, completion) load none of them.
+HEAVY = ("numpy", "PIL", "imagehash", "rich", "scipy", "pybktree", "watchdog", "starlette", "uvicorn", "psycopg")
+
+
+def imported_by(*args: str, env: dict[str, str] | None = None) -> set[str]:
+    """The modules a run of `python -m dedupe args` imports (python -X importtime names each on stderr)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "dedupe", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr
+    return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+
+
+def heavy(modules: set[str]) -> set[str]:
+    return {m for m in modules if m.split(".")[0] in HEAVY}
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--version"], {}),
+        (["--help"], {}),
+        ([], {"_DEDUPE_COMPLETE": "bash_complete", "COMP_WORDS": "dedupe sc", "COMP_CWORD": "1"}),
+        ([], {"_DEDUPE_COMPLETE": "zsh_complete", "COMP_WORDS": "dedupe ", "COMP_CWORD": "1"}),
+    ],
+    ids=["version", "help", "bash-completion", "zsh-completion"],
+)
+def test_the_quick_commands_import_no_command_and_no_heavy_library(args: list[str], env: dict[str, str]) -> None:
+    """--version, --help and the completion of command names import only the command table: no command module,
+    no numpy, Pillow, ImageHash or rich."""
+    modules = imported_by(*args, env=env)
+    assert "dedupe.cli" in modules
+    assert heavy(modules) == set()
+    assert {m for m in modules if m.startswith("dedupe.")} == {"dedupe.cli"}
+
+
+def test_check_imports_neither_rich_nor_the_grouping_engine_nor_watchdog(photo_dir: Path, tmp_path: Path) -> None:
+    """A check, run once per upload by a hook, loads what fingerprinting and the store query need, not the
+    libraries of other commands."""
+    db = str(tmp_path / "s.sqlite")
+    assert invoke("scan", str(photo_dir), "--db", db, "-q").exit_code == 0
+    modules = imported_by("check", str(photo_dir / "original0.jpg"), "--db", db)
+    assert {"numpy", "PIL", "dedupe.search"} <= modules
+    assert {m.split(".")[0] for m in heavy(modules)} == {"numpy", "PIL", "imagehash"}
+    assert not modules & {"dedupe.group", "dedupe.pairs", "dedupe.plan", "dedupe.watch", "dedupe.scan"}
+
+
+def test_every_public_name_imports_from_the_package() -> None:
+    """Every name of dedupe.__all__ is importable from dedupe, the lazy table names each exactly once, and the
+    TYPE_CHECKING imports that type checkers read say the same as the table."""
+    code = "import dedupe\nfor name in dedupe.__all__:\n    getattr(dedupe, name)\nprint(len(dedupe.__all__))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == len(dedupe.__all__)
+    table = {name: module for module, names in dedupe._MODULES.items() for name in names}
+    assert sorted(table) == sorted(dedupe.__all__) and len(set(dedupe.__all__)) == len(dedupe.__all__)
+    tree = ast.parse((REPO / "dedupe" / "__init__.py").read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    typed = {a.name: i.module for i in block.body if isinstance(i, ast.ImportFrom) for a in i.names}
+    assert typed == {name: f"dedupe.{module}" for name, module in table.items()}
+    for name in dedupe.__all__:
+        assert getattr(dedupe, name) is getattr(importlib.import_module(f"dedupe.{table[name]}"), name), name
+
+
+def test_a_function_named_like_its_module_stays_the_function_once_the_module_is_imported() -> None:
+    """`from dedupe import scan` is scan() whether dedupe.scan was imported before or not (the import system
+    binds a submodule on its package)."""
+    code = (
+        "import dedupe.calibrate, dedupe.match, dedupe.plan, dedupe.scan, dedupe.watch, types\n"
+        "from dedupe import calibrate, match, plan, scan, watch\n"
+        "assert not any(isinstance(f, types.ModuleType) for f in (calibrate, match, plan, scan, watch))\n"
+        "assert scan.__module__ == 'dedupe.scan' and dedupe.plan.__name__ == 'plan'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
+    assert done.returncode == 0, done.stderr
+    for name in ("calibrate", "match", "plan", "scan", "watch"):
+        assert callable(getattr(dedupe, name)) and not isinstance(getattr(dedupe, name), ModuleType), name
+
+
+def plain_group() -> click.Group:
+    """What dedupe's group would be with every command imported up front: the reference for the lazy one."""
+    return click.Group(
+        "cli",
+        commands=all_commands(),
+        params=cli.params,
+        help=cli.help,
+        context_settings=cli.context_settings,
+    )
+
+
+def test_the_listing_and_the_completions_are_what_click_makes_of_the_imported_commands() -> None:
+    """The lazy group's --help and completions, made from its table, equal click's own from the commands."""
+    for width in (80, 200):
+        lazy, plain = (
+            CliRunner().invoke(group, ["--help"], prog_name="dedupe", terminal_width=width).output
+            for group in (cli, plain_group())
+        )
+        assert lazy == plain and "Commands:" in lazy
+
+    def completions(group: click.Group, args: list[str], incomplete: str) -> list[tuple[str, str | None]]:
+        found = ShellComplete(group, {}, "dedupe", "_DEDUPE_COMPLETE").get_completions(args, incomplete)
+        return [(c.value, c.help) for c in found]
+
+    for args, incomplete in (([], ""), ([], "sc"), ([], "-"), (["scan"], "--"), (["store"], "")):
+        assert completions(cli, args, incomplete) == completions(plain_group(), args, incomplete), (args, incomplete)
+
+
+def test_a_mistyped_command_is_answered_with_the_names_it_resembles() -> None:
+    result = run_dedupe("sacn")
+    assert result.returncode == 2
+    assert "No such command 'sacn'. (Did you mean one of: 'scan', 'search'?)" in result.stderr
+
+
+def test_openblas_is_asked_for_one_thread_only_while_a_command_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command's import sets OPENBLAS_NUM_THREADS=1 unless the user chose a number, and takes it away after, so
+    that programs dedupe starts see the environment as it was."""
+    for name in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    with one_blas_thread():
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    with one_blas_thread():
+        assert "OPENBLAS_NUM_THREADS" not in os.environ

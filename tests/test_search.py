@@ -22,12 +22,14 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from dedupe import (
+    DEFAULT_THRESHOLD,
     CheckResult,
     DedupeError,
     FileSkipped,
     HitSource,
     ListedFingerprint,
     MatchKind,
+    MatchRule,
     SearchIndex,
     Store,
     check,
@@ -36,11 +38,14 @@ from dedupe import (
     find_similar,
     fingerprint_file,
     import_fingerprints,
+    match,
     scan,
 )
 from dedupe.cli import cli
 from dedupe.exchange import HEADER
 from dedupe.fingerprint import VERSION
+from dedupe.match import readings
+from dedupe.models import hamming
 from dedupe.search import _within
 from dedupe.store_search import PHASH_BLOCKS, _block_expr
 from tests.conftest import draw_photo, run_dedupe, save
@@ -558,10 +563,58 @@ def test_check_in_a_real_process(photos: Photos, blocklist: Path) -> None:
 def test_exported_labels_never_start_a_spreadsheet_formula_and_import_back_unchanged(tmp_path: Path) -> None:
     """A label starting with = + - @ tab or CR is exported with a single quote in front (OWASP), and importing
     the list gives the label back as it was."""
-    listed = ListedFingerprint("a" * 32, "b" * 32, 1, 2, 10, 10, False, "=HYPERLINK(\"http://x\")")
+    listed = ListedFingerprint("a" * 32, "b" * 32, 1, 2, 10, 10, False, '=HYPERLINK("http://x")')
     out = io.StringIO()
     exchange.write_list([listed], out)
     ((*_, label),) = csv.reader(io.StringIO(out.getvalue().split("\n", 2)[2]))
     assert label == "'" + listed.label
     (back,) = exchange.read_list(io.StringIO(out.getvalue()), "test")
     assert back.label == listed.label
+
+
+def _semi_transparent(seed: int, alpha: Image.Image | None = None) -> Image.Image:
+    """A drawn photo whose every pixel is partly transparent, more so towards the top (or with the alpha given)."""
+    im = draw_photo(seed, (900, 600)).convert("RGBA")
+    gradient = Image.linear_gradient("L").rotate(90).resize(im.size).point(lambda v: 20 + v * 200 // 255)
+    im.putalpha(alpha or gradient)
+    return im
+
+
+def test_a_transparent_picture_finds_its_copy_that_dropped_the_alpha_channel(tmp_path: Path) -> None:
+    """A semi-transparent PNG matches a stored JPEG copy that dropped its alpha channel by its second reading (its
+    colours alone), which its flattened reading does not: from the store, from a SearchIndex, and in a list of
+    imported fingerprints."""
+    query = save(_semi_transparent(7), tmp_path / "query" / "overlay.png")
+    root = tmp_path / "photos"
+    save(_semi_transparent(7).convert("RGB"), root / "copy.jpg", quality=85)
+    save(draw_photo(8, (900, 600)), root / "other.jpg", quality=90)
+    flattened = readings(fingerprint_file(query))[0]
+    with Store.open(tmp_path / "files.sqlite") as files, Store.open(tmp_path / "list.sqlite") as listed:
+        scan([str(root)], files)
+        export_fingerprints(files, tmp_path / "list.csv")
+        import_fingerprints(listed, tmp_path / "list.csv")
+        for where in (files, SearchIndex.load(files), listed, SearchIndex.load(listed)):
+            assert find_similar(flattened, where).hits == ()
+            hits = find_similar(query, where).hits
+            assert [Path(h.name).name for h in hits] == ["copy.jpg"] and hits[0].match == MatchKind.NEAR
+            result = check(query, where)
+            assert result.matched and result.hit == hits[0]
+
+
+def test_the_colour_reading_of_a_transparent_query_passes_over_stored_pictures_with_transparency(
+    tmp_path: Path,
+) -> None:
+    """As in grouping, two pictures with transparency are compared flattened only: a query's colours alone do not
+    match a stored picture with transparency whose flattened reading looks like them."""
+    query = save(_semi_transparent(9), tmp_path / "query" / "faded.png")
+    corner = Image.new("L", (900, 600), 255)
+    corner.paste(0, (0, 0, 40, 40))
+    stored = save(_semi_transparent(9, corner), tmp_path / "photos" / "corner.png")
+    colour, stored_fp = readings(fingerprint_file(query))[1], fingerprint_file(stored)
+    assert len(readings(stored_fp)) == 2 and hamming(colour.phash, stored_fp.phash) <= DEFAULT_THRESHOLD
+    assert match(fingerprint_file(query), stored_fp, MatchRule()) is None
+    with Store.open(tmp_path / "files.sqlite") as files:
+        scan([str(tmp_path / "photos")], files)
+        for where in (files, SearchIndex.load(files)):
+            assert find_similar(query, where).hits == ()
+            assert Path(find_similar(colour, where).hits[0].name).name == "corner.png"
