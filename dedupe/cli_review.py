@@ -271,8 +271,15 @@ def _apply(output: Output, store: Store, the_plan: Plan) -> ApplyResult:
         with progress_bar(err, enabled=err.is_terminal and len(the_plan.steps) > 20) as on_progress:
             return apply(the_plan, store, on_progress=on_progress)
     except KeyboardInterrupt:
-        err.print("Interrupted: every act so far is in the journal; 'dedupe undo' reverses them.")
+        err.print(interrupted_message(the_plan.action))
         sys.exit(130)
+
+
+def interrupted_message(action: Action) -> str:
+    """What a run stopped by Ctrl-C tells: permanent deletes are journaled but cannot be reversed."""
+    if action is Action.DELETE:
+        return "Interrupted: every delete so far is in the journal; permanent deletes cannot be undone."
+    return "Interrupted: every act so far is in the journal; 'dedupe undo' reverses them."
 
 
 REVIEW_COLUMNS = ("#", "Keep", "Resolution", "Size", "Format", "Taken", "Modified", "Match", "Copies", "Path")

@@ -406,3 +406,15 @@ def test_a_threshold_above_the_safe_range_warns_and_near_acts_need_a_yes(lib: Li
     assert r.exit_code == 0, r.output
     assert not lib.c_near.exists() or not lib.c.exists()
     assert lib.intact()
+
+
+def test_an_interrupted_delete_run_does_not_promise_undo() -> None:
+    """A run stopped by Ctrl-C points to 'dedupe undo' only when its acts can be reversed: permanent deletes
+    cannot."""
+    from dedupe.cli_review import interrupted_message
+    from dedupe.models import Action
+
+    assert "cannot be undone" in interrupted_message(Action.DELETE)
+    assert "dedupe undo" not in interrupted_message(Action.DELETE)
+    for action in (Action.TRASH, Action.MOVE):
+        assert "'dedupe undo' reverses them" in interrupted_message(action)
