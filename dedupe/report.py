@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError, FileSkipped
+from dedupe.formats import copy_labels
 from dedupe.models import DuplicateGroup, GroupMember, KeeperRule, MatchKind, ProgressEvent
 from dedupe.plan import DEFAULT_RULES, choose_keeper, in_folder
 
@@ -91,7 +92,7 @@ def render_html(
         else:
             parts.append(f'<p class="reason">Keep: {_text(choice.keeper.path)} ({_text(choice.reason)})</p>')
         parts.append('<div class="members">')
-        for i, m in enumerate(group.members):
+        for i, (m, label) in enumerate(zip(group.members, copy_labels(group), strict=True)):
             keeper = m.file.path == choice.keeper.path and not choice.is_tie
             tied = choice.is_tie and m.file.path in choice.tied
             is_ref = any(in_folder(m.file.path, r) for r in references)
@@ -108,7 +109,7 @@ def render_html(
             )
             parts.append(f'<figure class="{classes}" data-path="{_text(m.file.path)}">')
             parts.append(f'<div class="thumb">{thumb}</div>')
-            parts.append(f"<figcaption>{badges}<dl>{_facts(m, i)}</dl></figcaption></figure>")
+            parts.append(f"<figcaption>{badges}<dl>{_facts(m, i, label)}</dl></figcaption></figure>")
         parts.append("</div></section>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n", missing
@@ -127,7 +128,7 @@ def _thumbnail(path: str) -> tuple[str, bool]:
     return f'<img alt="{_text(Path(path).name)}" src="{uri}">', True
 
 
-def _facts(m: GroupMember, index: int) -> str:
+def _facts(m: GroupMember, index: int, label: str | None) -> str:
     fp = m.file.fingerprint
     match = "reference" if index == 0 else _MATCH[m.match]
     if m.match is MatchKind.NEAR:
@@ -141,5 +142,7 @@ def _facts(m: GroupMember, index: int) -> str:
         ("Taken", fp.taken.replace("T", " ") if fp.taken else "unknown"),
         ("Modified", modified),
         ("Match", match),
+        # The same letter on files with the same bytes, as in the terminal's Copies column.
+        ("Copies", f"byte copy {label}" if label else "-"),
     )
     return "".join(f"<dt>{k}</dt><dd class='{k.lower()}'>{_text(v)}</dd>" for k, v in rows)

@@ -16,6 +16,9 @@ from PIL import Image
 
 from dedupe.cli import cli
 from dedupe.fingerprint import thumbnail_jpeg
+from dedupe.group import stored_groups
+from dedupe.report import render_html
+from dedupe.store import Store
 from tests.conftest import draw_photo, save
 
 SMALL = (400, 300)
@@ -64,6 +67,17 @@ def test_the_page_is_self_contained_and_states_the_facts(tmp_path: Path) -> None
     assert keeper == [str(root / "backup" / "a.jpg")]
     for fact in ("400x300", "JPEG", "same bytes", "reference", "Taken", "Modified", f"in preferred folder {root}"):
         assert fact in text
+
+
+def test_byte_copies_share_a_letter_on_the_page(tmp_path: Path) -> None:
+    """The page marks files with the same bytes with one letter, as the terminal's Copies column does."""
+    page, root = make_report(tmp_path)
+    copies = re.findall(r"<dd class=.copies.>([^<]*)</dd>", page.read_text())
+    assert copies == ["byte copy A", "byte copy A"]
+    with Store.open(tmp_path / "s.sqlite", readonly=True) as store:
+        groups, _, _ = stored_groups(store, [str(root)])
+    plain, _ = render_html(groups)  # the page without the web extra
+    assert re.findall(r"<dd class=.copies.>([^<]*)</dd>", plain) == ["byte copy A", "byte copy A"]
 
 
 def test_a_file_that_cannot_be_previewed_is_said_so(tmp_path: Path) -> None:

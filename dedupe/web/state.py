@@ -19,6 +19,7 @@ from pathlib import PurePath
 from typing import Any
 
 from dedupe import DedupeError, Store, apply, undo
+from dedupe.formats import copy_labels
 from dedupe.models import (
     Action,
     ApplyResult,
@@ -333,6 +334,7 @@ class ReviewState:
             facts = [_facts(m.file) for m in g.members]
             differs = [a for a in ATTRIBUTES if len({f[a] for f in facts}) > 1]
             members = []
+            labels = copy_labels(g)
             for n, (m, f) in enumerate(zip(g.members, facts, strict=True)):
                 path = m.file.path
                 entry: dict[str, Any] = {
@@ -343,6 +345,7 @@ class ReviewState:
                     "bytes": m.file.size,
                     "modified": datetime.fromtimestamp(m.file.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M"),
                     "why": "the group's reference" if n == 0 else MATCH_TEXT[m.match] + _detail(m.why, m.match),
+                    "copies": labels[n],  # one letter on the files with the same bytes, None for a unique file
                     "thumb": f"/thumb/{self.generation}/{i}/{n}",
                     "full": f"/full/{self.generation}/{i}/{n}",
                 }

@@ -207,7 +207,7 @@ function memberCard(g, m) {
         h("span", { class: "name", title: m.path }, m.name)),
       role === "act" && m.note === badge.toLowerCase() ? null : h("p", { class: "note" }, m.note), m.sidecars && m.sidecars.length ? h("p", { class: "dim" }, `with ${m.sidecars.join(", ")}`) : null,
       facts,
-      h("p", { class: "why" }, `Matched: ${m.why}`),
+      h("p", { class: "why" }, `Matched: ${m.why}`, m.copies ? ` · byte copy ${m.copies}` : ""),
       h("p", { class: "card-actions" },
         h("button", { type: "button", onclick: () => chooseKeeper(m.index), disabled: role === "keep" }, "Keep this"),
         h("label", { class: "too" }, h("input", { type: "checkbox", checked: tooChecked, disabled: role === "keep" || role === "leave",
