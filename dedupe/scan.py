@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import multiprocessing
+import operator
 import os
 import signal
 import stat
@@ -94,6 +95,9 @@ def walk(roots: Sequence[str], options: ScanOptions, never: frozenset[str] = fro
 def _walk_dir(
     root: str, top: str, options: ScanOptions, never: frozenset[str], seen: set[tuple[int, int]], out: _Walk
 ) -> None:
+    # The loop body runs for every file of the tree: what it reads of the options is read once, here.
+    hidden, exclude, follow, min_size = options.hidden, options.exclude, options.follow_symlinks, options.min_size
+    files = out.files
     stack = [top]
     while stack:
         folder = stack.pop()
@@ -103,7 +107,7 @@ def _walk_dir(
                 continue  # a symlink loop, or a folder reached twice
             seen.add((fst.st_dev, fst.st_ino))
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(it, key=_name)
         except FileNotFoundError:
             continue  # vanished while we walked
         except OSError as e:
@@ -112,31 +116,36 @@ def _walk_dir(
             continue
         subfolders: list[str] = []
         for entry in entries:
-            if not options.hidden and entry.name.startswith("."):
+            if not hidden and entry.name.startswith("."):
                 continue
-            if _excluded(entry.path, root, options.exclude):
+            path = entry.path
+            if exclude and _excluded(path, root, exclude):
                 continue
             try:
-                if entry.is_symlink() and not options.follow_symlinks:
+                if not follow and entry.is_symlink():
                     out.ignored += 1
                     continue
-                st = entry.stat(follow_symlinks=options.follow_symlinks)
+                st = entry.stat(follow_symlinks=follow)
             except FileNotFoundError:
                 if entry.is_symlink():
-                    out.skipped.append(Skipped(entry.path, "broken symbolic link"))
+                    out.skipped.append(Skipped(path, "broken symbolic link"))
                 continue
             except OSError as e:
-                out.skipped.append(Skipped(entry.path, f"cannot read: {e.strerror or e}"))
+                out.skipped.append(Skipped(path, f"cannot read: {e.strerror or e}"))
                 continue
-            if stat.S_ISDIR(st.st_mode):
-                subfolders.append(entry.path)
-            elif stat.S_ISREG(st.st_mode):
-                if entry.path in never or st.st_size < options.min_size:
+            mode = st.st_mode
+            if stat.S_ISREG(mode):
+                if st.st_size < min_size or path in never:
                     continue
-                out.files.append((entry.path, st))
+                files.append((path, st))
+            elif stat.S_ISDIR(mode):
+                subfolders.append(path)
             else:
-                out.skipped.append(Skipped(entry.path, f"not a regular file ({_kind(st.st_mode)}), not opened"))
+                out.skipped.append(Skipped(path, f"not a regular file ({_kind(mode)}), not opened"))
         stack.extend(reversed(subfolders))
+
+
+_name = operator.attrgetter("name")
 
 
 def _kind(mode: int) -> str:
