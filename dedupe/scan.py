@@ -12,14 +12,15 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError, FileSkipped
+from dedupe.library import gc_paused
 from dedupe.models import (
     Fingerprint,
     IngestReport,
@@ -28,7 +29,7 @@ from dedupe.models import (
     ScanReport,
     Skipped,
 )
-from dedupe.store import Store, StoredFile
+from dedupe.store import StatKey, Store, StoredFile
 
 ProgressCallback = Callable[[ProgressEvent], None]
 
@@ -189,25 +190,45 @@ def scan_changes(
     never = frozenset(os.path.realpath(p) for p in store.own_files())
     if on_progress:
         on_progress(ProgressEvent("walk", 0))
-    found = walk(real_roots, options, never)
-    stored = {row.path: row for row in store.files_under(real_roots)}
+    version = fingerprint.VERSION
+    with gc_paused():  # a tuple and a stat per file, alive until the end and with no cycles among them
+        found = walk(real_roots, options, never)
+        seen = store.stats_under(real_roots, version)
+        changed = _changed(found.files, seen)
+    # Only the files that changed need their whole stored row (a StoredFile costs ten times a stat key to make).
+    stored = {path: row for path, _ in changed if path in seen and (row := store.get_file(path)) is not None}
     ingest = fingerprint_files(
-        found.files, store, workers=options.workers, stored=stored, on_progress=on_progress, should_stop=should_stop
+        changed, store, workers=options.workers, stored=stored, on_progress=on_progress, should_stop=should_stop
     )
-    pruned, warnings = _prune(store, real_roots, found, stored)
-    images = store.count_records_under(real_roots, fingerprint.VERSION)
+    pruned, warnings = _prune(store, real_roots, found, seen)
+    if changed or pruned:
+        images = store.count_records_under(real_roots, version)
+    else:  # nothing was written: the stored files just read tell it
+        images = sum(key[5] for key in seen.values())
     skipped = sorted([*found.skipped, *ingest.skipped], key=lambda s: s.path)
     report = ScanReport(
         roots=tuple(real_roots),
         images=images,
         fingerprinted=ingest.fingerprinted,
-        reused=ingest.reused,
+        reused=ingest.reused + len(found.files) - len(changed),
         skipped=tuple(skipped),
         ignored=found.ignored + ingest.ignored,
         pruned=pruned,
         warnings=tuple(warnings),
     )
-    return report, ingest
+    return report, replace(ingest, reused=report.reused)
+
+
+def _changed(
+    files: Sequence[tuple[str, os.stat_result]], seen: Mapping[str, StatKey]
+) -> list[tuple[str, os.stat_result]]:
+    """The files that need more than a look at their stat: new, changed (see _unchanged), failed before, or holding
+    content with no fingerprint of this version. The rest are unchanged and their fingerprints current."""
+    return [
+        (path, st)
+        for path, st in files
+        if seen.get(path) != (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, st.st_ctime_ns, 1, 0)
+    ]
 
 
 def fingerprint_files(
@@ -225,6 +246,8 @@ def fingerprint_files(
     these paths, when the caller already has it. When should_stop() turns true, the files being read are
     finished and committed, and the rest is left for next time.
     """
+    if not files:
+        return IngestReport(fingerprinted=0, reused=0, ignored=0, skipped=(), added=())  # and no write lock taken
     if stored is None:
         stored = {path: row for path, _ in files if (row := store.get_file(path)) is not None}
     version = fingerprint.VERSION
@@ -548,25 +571,27 @@ def _work(path: str, known: AbstractSet[str], copies: AbstractSet[str] = frozens
         return FileSkipped("too large to read into memory")
 
 
-def _unmounted(root: str, rows: Sequence[StoredFile]) -> bool:
+def _unmounted(root: str, devices: Iterable[int]) -> bool:
     try:
         dev = Path(root).stat().st_dev
     except OSError:
         return True
-    return all(row.dev != dev for row in rows)
+    return all(d != dev for d in devices)
 
 
-def _prune(store: Store, roots: Sequence[str], found: _Walk, stored: dict[str, StoredFile]) -> tuple[int, list[str]]:
+def _prune(store: Store, roots: Sequence[str], found: _Walk, seen: Mapping[str, StatKey]) -> tuple[int, list[str]]:
     """Forget stored files below the roots that are gone; keep what an unreadable or empty folder hides."""
-    present = {p for p, _ in found.files}
+    absent = seen.keys() - {p for p, _ in found.files}
+    if not absent:
+        return 0, []
     warnings: list[str] = []
     gone: list[str] = []
     hidden = tuple(d.rstrip(os.sep) + os.sep for d in found.unreadable)
     for root in roots:
         prefix = root.rstrip(os.sep) + os.sep
-        below = [row for p, row in stored.items() if p == root or p.startswith(prefix)]
-        missing = [row.path for row in below if row.path not in present]
-        if missing and len(missing) == len(below) and _unmounted(root, below):
+        below = [p for p in seen if p == root or p.startswith(prefix)]
+        missing = [p for p in below if p in absent]
+        if missing and len(missing) == len(below) and _unmounted(root, (seen[p][2] for p in below)):
             # An empty mount point looks like a drive whose files were all deleted: keep its entries.
             warnings.append(
                 f"{root} is empty and on another device than its {len(missing)} stored files;"

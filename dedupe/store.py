@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dedupe.errors import StoreError
 from dedupe.library import decode_path, encode_path
@@ -193,6 +194,20 @@ class StoredFile:
 _FILE_COLUMNS = "path, size, mtime_ns, dev, ino, content_hash, error, error_version, ctime_ns, undecoded_hash"
 
 
+StatKey = tuple[int, int, int, int, int | None, int, int]
+"""(size, mtime_ns, dev, ino, ctime_ns, fingerprinted, failed) of a stored file: fingerprinted is 1 when its content
+has a fingerprint of the version asked for, failed 1 when it holds an error. A file whose fresh stat gives
+(st_size, st_mtime_ns, st_dev, st_ino, st_ctime_ns, 1, 0) is unchanged and needs nothing (scan._unchanged says why
+these fields)."""
+
+
+_STATS_SQL = (
+    "SELECT path, size, mtime_ns, dev, ino, ctime_ns,"
+    " EXISTS (SELECT 1 FROM images i WHERE i.content_hash = f.content_hash AND i.version = ?), error IS NOT NULL"
+    " FROM files f WHERE path = ? OR (path >= ? AND path < ?)"
+)
+
+
 def _stored(row: Sequence[object]) -> StoredFile:
     raw, size, mtime_ns, dev, ino, content_hash, error, error_version, ctime_ns, undecoded = row
     assert isinstance(raw, bytes) and isinstance(size, int) and isinstance(mtime_ns, int)
@@ -369,6 +384,16 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
                 )
         for row in rows:
             yield _stored(row)
+
+    def stats_under(self, roots: Sequence[str], version: str) -> dict[str, StatKey]:
+        """What the last scan saw of every stored file at or below the given absolute paths, by path: cheap to
+        compare with a fresh stat (see StatKey), where a StoredFile per file costs ten times as much to make."""
+        rows: list[Any] = []
+        with self.reading():
+            for root in roots:
+                low, high = _prefix_bounds(root)
+                rows.extend(self._conn.execute(_STATS_SQL, (version, encode_path(root), low, high)).fetchall())
+        return {decode_path(r[0]): r[1:] for r in rows}
 
     def put_file(
         self,
