@@ -53,6 +53,7 @@ def workers_for(requested: int | None, files: int) -> int:
 @dataclass
 class _Walk:
     files: list[tuple[str, os.stat_result]] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)  # files found as walk's `current` has them: nothing to do
     skipped: list[Skipped] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # folders whose stored entries must be kept
     ignored: int = 0
@@ -77,9 +78,18 @@ def resolve_roots(roots: Sequence[str | os.PathLike[str]]) -> list[str]:
     return distinct
 
 
-def walk(roots: Sequence[str], options: ScanOptions, never: frozenset[str] = frozenset()) -> _Walk:
-    """Every regular file below the roots, in a stable order, with the reasons for what was passed over."""
+def walk(
+    roots: Sequence[str],
+    options: ScanOptions,
+    never: frozenset[str] = frozenset(),
+    current: Mapping[str, StatKey] | None = None,
+) -> _Walk:
+    """Every regular file below the roots, in a stable order, with the reasons for what was passed over.
+
+    current: what the store holds of these files (Store.stats_under); a file whose stat is as its key there,
+    unchanged and with a current fingerprint, is listed by path in .unchanged instead of .files."""
     result = _Walk()
+    current = current or {}
     seen_dirs: set[tuple[int, int]] = set()
     for root in roots:
         try:
@@ -87,18 +97,33 @@ def walk(roots: Sequence[str], options: ScanOptions, never: frozenset[str] = fro
         except OSError as e:
             raise DedupeError(f"cannot scan {root}: {e.strerror}") from None
         if stat.S_ISREG(st.st_mode):
-            result.files.append((root, st))
+            if current.get(root) == _key(st):
+                result.unchanged.append(root)
+            else:
+                result.files.append((root, st))
             continue
-        _walk_dir(root, root, options, never, seen_dirs, result)
+        _walk_dir(root, root, options, never, current, seen_dirs, result)
     return result
 
 
+def _key(st: os.stat_result) -> StatKey:
+    """The StatKey of a file that is unchanged since the stored row was written and whose fingerprint is current."""
+    return (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, st.st_ctime_ns, 1, 0)
+
+
 def _walk_dir(
-    root: str, top: str, options: ScanOptions, never: frozenset[str], seen: set[tuple[int, int]], out: _Walk
+    root: str,
+    top: str,
+    options: ScanOptions,
+    never: frozenset[str],
+    current: Mapping[str, StatKey],
+    seen: set[tuple[int, int]],
+    out: _Walk,
 ) -> None:
-    # The loop body runs for every file of the tree: what it reads of the options is read once, here.
+    # The loop body runs for every file of the tree: what it reads of the options is read once, here, and an
+    # unchanged file is told apart at once (_key, written out), so that its stat is not kept.
     hidden, exclude, follow, min_size = options.hidden, options.exclude, options.follow_symlinks, options.min_size
-    files = out.files
+    files, unchanged, stored = out.files, out.unchanged, current.get
     stack = [top]
     while stack:
         folder = stack.pop()
@@ -138,7 +163,10 @@ def _walk_dir(
             if stat.S_ISREG(mode):
                 if st.st_size < min_size or path in never:
                     continue
-                files.append((path, st))
+                if stored(path) == (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, st.st_ctime_ns, 1, 0):
+                    unchanged.append(path)
+                else:
+                    files.append((path, st))
             elif stat.S_ISDIR(mode):
                 subfolders.append(path)
             else:
@@ -191,17 +219,16 @@ def scan_changes(
     if on_progress:
         on_progress(ProgressEvent("walk", 0))
     version = fingerprint.VERSION
-    with gc_paused():  # a tuple and a stat per file, alive until the end and with no cycles among them
-        found = walk(real_roots, options, never)
+    with gc_paused():  # a key per stored file, alive until the end and with no cycles among them
         seen = store.stats_under(real_roots, version)
-        changed = _changed(found.files, seen)
+        found = walk(real_roots, options, never, seen)
     # Only the files that changed need their whole stored row (a StoredFile costs ten times a stat key to make).
-    stored = {path: row for path, _ in changed if path in seen and (row := store.get_file(path)) is not None}
+    stored = {path: row for path, _ in found.files if path in seen and (row := store.get_file(path)) is not None}
     ingest = fingerprint_files(
-        changed, store, workers=options.workers, stored=stored, on_progress=on_progress, should_stop=should_stop
+        found.files, store, workers=options.workers, stored=stored, on_progress=on_progress, should_stop=should_stop
     )
     pruned, warnings = _prune(store, real_roots, found, seen)
-    if changed or pruned:
+    if found.files or pruned:
         images = store.count_records_under(real_roots, version)
     else:  # nothing was written: the stored files just read tell it
         images = sum(key[5] for key in seen.values())
@@ -210,25 +237,13 @@ def scan_changes(
         roots=tuple(real_roots),
         images=images,
         fingerprinted=ingest.fingerprinted,
-        reused=ingest.reused + len(found.files) - len(changed),
+        reused=ingest.reused + len(found.unchanged),
         skipped=tuple(skipped),
         ignored=found.ignored + ingest.ignored,
         pruned=pruned,
         warnings=tuple(warnings),
     )
     return report, replace(ingest, reused=report.reused)
-
-
-def _changed(
-    files: Sequence[tuple[str, os.stat_result]], seen: Mapping[str, StatKey]
-) -> list[tuple[str, os.stat_result]]:
-    """The files that need more than a look at their stat: new, changed (see _unchanged), failed before, or holding
-    content with no fingerprint of this version. The rest are unchanged and their fingerprints current."""
-    return [
-        (path, st)
-        for path, st in files
-        if seen.get(path) != (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, st.st_ctime_ns, 1, 0)
-    ]
 
 
 def fingerprint_files(
@@ -581,7 +596,9 @@ def _unmounted(root: str, devices: Iterable[int]) -> bool:
 
 def _prune(store: Store, roots: Sequence[str], found: _Walk, seen: Mapping[str, StatKey]) -> tuple[int, list[str]]:
     """Forget stored files below the roots that are gone; keep what an unreadable or empty folder hides."""
-    absent = seen.keys() - {p for p, _ in found.files}
+    if len(found.unchanged) == len(seen):
+        return 0, []  # every stored file was found as it was
+    absent = seen.keys() - {p for p, _ in found.files} - set(found.unchanged)
     if not absent:
         return 0, []
     warnings: list[str] = []
