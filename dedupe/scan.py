@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dedupe import fingerprint
+from dedupe import fingerprint, stat_cache
 from dedupe.errors import DedupeError, FileSkipped
 from dedupe.library import gc_paused
 from dedupe.models import (
@@ -177,6 +177,9 @@ def _walk_dir(
 _name = operator.attrgetter("name")
 
 
+_FINGERPRINTED = operator.itemgetter(5)  # of a StatKey
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISFIFO(mode):
         return "named pipe"
@@ -220,7 +223,7 @@ def scan_changes(
         on_progress(ProgressEvent("walk", 0))
     version = fingerprint.VERSION
     with gc_paused():  # a key per stored file, alive until the end and with no cycles among them
-        seen = store.stats_under(real_roots, version)
+        seen, read_in, cached = stat_cache.stats_under(store, real_roots, version)
         found = walk(real_roots, options, never, seen)
     # Only the files that changed need their whole stored row (a StoredFile costs ten times a stat key to make).
     stored = {path: row for path, _ in found.files if path in seen and (row := store.get_file(path)) is not None}
@@ -228,10 +231,12 @@ def scan_changes(
         found.files, store, workers=options.workers, stored=stored, on_progress=on_progress, should_stop=should_stop
     )
     pruned, warnings = _prune(store, real_roots, found, seen)
-    if found.files or pruned:
+    if stat_cache.unchanged_since(store, read_in):  # nothing written (a failed file found as it was, say)
+        images = sum(map(_FINGERPRINTED, seen.values()))  # the stored files just read tell it
+        if not cached:
+            stat_cache.save(store, read_in, seen)  # still the store as it is: the next scan reads them in a moment
+    else:
         images = store.count_records_under(real_roots, version)
-    else:  # nothing was written: the stored files just read tell it
-        images = sum(key[5] for key in seen.values())
     skipped = sorted([*found.skipped, *ingest.skipped], key=lambda s: s.path)
     report = ScanReport(
         roots=tuple(real_roots),

@@ -159,6 +159,16 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER changes_images_delete AFTER DELETE ON images BEGIN UPDATE changes SET token = random(); END;
     CREATE TRIGGER changes_images_update AFTER UPDATE ON images BEGIN UPDATE changes SET token = random(); END
     """,
+    # 9: a second token for what the first one leaves out of a file's row and a scan compares (its times and whether
+    # it failed), so that a copy of the stat keys (stat_cache.py) is known to be current by the two together, while
+    # the copy of the columns stays current through a touch
+    """
+    CREATE TABLE stat_changes (id INTEGER PRIMARY KEY CHECK (id = 1), token INTEGER NOT NULL);
+    INSERT INTO stat_changes (id, token) VALUES (1, random());
+    CREATE TRIGGER stat_changes_files_update AFTER UPDATE ON files
+        WHEN old.mtime_ns IS NOT new.mtime_ns OR old.ctime_ns IS NOT new.ctime_ns OR old.error IS NOT new.error
+        BEGIN UPDATE stat_changes SET token = random(); END
+    """,
 )
 
 
@@ -365,8 +375,10 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
                 time.sleep(0.05)
 
     def own_files(self) -> tuple[Path, ...]:
-        """The store's own files, which a scan must never fingerprint (with the copy of its columns, column_cache)."""
-        return tuple(Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm", "-journal", ".columns"))
+        """The store's own files, which a scan must never fingerprint (with the copies beside it: column_cache,
+        stat_cache)."""
+        suffixes = ("", "-wal", "-shm", "-journal", ".columns", ".stats")
+        return tuple(Path(f"{self.path}{suffix}") for suffix in suffixes)
 
     # --- files and fingerprints -------------------------------------------------------------------------------
 
@@ -394,6 +406,14 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
                 low, high = _prefix_bounds(root)
                 rows.extend(self._conn.execute(_STATS_SQL, (version, encode_path(root), low, high)).fetchall())
         return {decode_path(r[0]): r[1:] for r in rows}
+
+    def stat_token(self) -> tuple[int, int]:
+        """Two numbers that every change to what stats_under reads replaces (by triggers, whoever writes): the
+        change token (LibraryReads.change_token) and one for the times and errors of files. Read it inside the
+        reading() that reads the rest."""
+        with self._lock:
+            row = self._conn.execute("SELECT (SELECT token FROM changes), (SELECT token FROM stat_changes)").fetchone()
+        return int(row[0]), int(row[1])
 
     def put_file(
         self,
