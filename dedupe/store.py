@@ -169,6 +169,13 @@ _MIGRATIONS: tuple[str, ...] = (
         WHEN old.mtime_ns IS NOT new.mtime_ns OR old.ctime_ns IS NOT new.ctime_ns OR old.error IS NOT new.error
         BEGIN UPDATE stat_changes SET token = random(); END
     """,
+    # 10: the few files that failed, and those read but not decoded, found without reading every row below the
+    # roots (what each grouping of the store reports beside its groups: store_library.errors_under and
+    # undecoded_copies_under)
+    """
+    CREATE INDEX files_failed ON files (path) WHERE error IS NOT NULL;
+    CREATE INDEX files_undecoded ON files (undecoded_hash, path) WHERE undecoded_hash IS NOT NULL
+    """,
 )
 
 

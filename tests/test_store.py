@@ -164,6 +164,31 @@ def test_stats_under_says_what_a_scan_compares_and_the_tokens_follow_it(tmp_path
         assert store.stats_under([str(tmp_path)], VERSION) == {str(path): key}
 
 
+def test_failed_and_undecoded_files_are_found_only_below_the_roots(tmp_path: Path) -> None:
+    """errors_under and undecoded_copies_under (read through their own indexes) give the files below the roots
+    alone, in order, however many failed elsewhere."""
+    st = (tmp_path / "s.sqlite").parent.stat()
+    with Store.open(tmp_path / "s.sqlite") as store, store.transaction():
+        for k, path in enumerate(["/p/b.jpg", "/p/a.jpg", "/p/sub/c.jpg", "/pq/d.jpg", "/q/e.jpg", "/p", "/p/ok.jpg"]):
+            if path == "/p/ok.jpg":
+                store.put_fingerprint(make_fingerprint(content_hash="ok"), VERSION)
+                store.put_file(path, st, "ok")
+                continue
+            store.put_file(path, st, None, f"bad {k}", VERSION, "u1" if k % 2 else "u2")
+    with Store.open(tmp_path / "s.sqlite", readonly=True) as store:
+        assert store.errors_under(["/p"]) == [
+            ("/p", "bad 5"),
+            ("/p/a.jpg", "bad 1"),
+            ("/p/b.jpg", "bad 0"),
+            ("/p/sub/c.jpg", "bad 2"),
+        ]
+        assert [[f[0] for f in files] for files in store.undecoded_copies_under(["/p"])] == [
+            ["/p", "/p/a.jpg"],
+            ["/p/b.jpg", "/p/sub/c.jpg"],
+        ]
+        assert store.errors_under(["/q", "/pq"]) == [("/pq/d.jpg", "bad 3"), ("/q/e.jpg", "bad 4")]
+
+
 # --- a store never writes into a database that is not its own --------------------------------------------------
 
 
