@@ -8,11 +8,12 @@ import operator
 import os
 import signal
 import stat
+import struct
 import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -29,7 +30,7 @@ from dedupe.models import (
     ScanReport,
     Skipped,
 )
-from dedupe.store import StatKey, Store, StoredFile
+from dedupe.store import Store, StoredFile
 
 ProgressCallback = Callable[[ProgressEvent], None]
 
@@ -53,7 +54,7 @@ def workers_for(requested: int | None, files: int) -> int:
 @dataclass
 class _Walk:
     files: list[tuple[str, os.stat_result]] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)  # files found as walk's `current` has them: nothing to do
+    unchanged: list[str] = field(default_factory=list)  # files found as walk's `current` wants them: nothing to do
     skipped: list[Skipped] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # folders whose stored entries must be kept
     ignored: int = 0
@@ -82,12 +83,12 @@ def walk(
     roots: Sequence[str],
     options: ScanOptions,
     never: frozenset[str] = frozenset(),
-    current: Mapping[str, StatKey] | None = None,
+    current: Mapping[str, bytes] | None = None,
 ) -> _Walk:
     """Every regular file below the roots, in a stable order, with the reasons for what was passed over.
 
-    current: what the store holds of these files (Store.stats_under); a file whose stat is as its key there,
-    unchanged and with a current fingerprint, is listed by path in .unchanged instead of .files."""
+    current: what the store holds of these files (stat_cache.StoredStats.current); a file whose stat_key is the
+    one there, unchanged and with a current fingerprint, is listed by path in .unchanged instead of .files."""
     result = _Walk()
     current = current or {}
     seen_dirs: set[tuple[int, int]] = set()
@@ -97,7 +98,7 @@ def walk(
         except OSError as e:
             raise DedupeError(f"cannot scan {root}: {e.strerror}") from None
         if stat.S_ISREG(st.st_mode):
-            if current.get(root) == _key(st):
+            if current.get(root) == stat_cache.stat_key(st):
                 result.unchanged.append(root)
             else:
                 result.files.append((root, st))
@@ -106,24 +107,19 @@ def walk(
     return result
 
 
-def _key(st: os.stat_result) -> StatKey:
-    """The StatKey of a file that is unchanged since the stored row was written and whose fingerprint is current."""
-    return (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, st.st_ctime_ns, 1, 0)
-
-
 def _walk_dir(
     root: str,
     top: str,
     options: ScanOptions,
     never: frozenset[str],
-    current: Mapping[str, StatKey],
+    current: Mapping[str, bytes],
     seen: set[tuple[int, int]],
     out: _Walk,
 ) -> None:
     # The loop body runs for every file of the tree: what it reads of the options is read once, here, and an
-    # unchanged file is told apart at once (_key, written out), so that its stat is not kept.
+    # unchanged file is told apart at once (stat_cache.stat_key, written out), so that its stat is not kept.
     hidden, exclude, follow, min_size = options.hidden, options.exclude, options.follow_symlinks, options.min_size
-    files, unchanged, stored = out.files, out.unchanged, current.get
+    files, unchanged, stored, pack = out.files, out.unchanged, current.get, stat_cache.KEY.pack
     stack = [top]
     while stack:
         folder = stack.pop()
@@ -163,7 +159,11 @@ def _walk_dir(
             if stat.S_ISREG(mode):
                 if st.st_size < min_size or path in never:
                     continue
-                if stored(path) == (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, st.st_ctime_ns, 1, 0):
+                try:
+                    same = stored(path) == pack(st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, st.st_ctime_ns)
+                except struct.error:
+                    same = False  # out of the store's range: never stored
+                if same:
                     unchanged.append(path)
                 else:
                     files.append((path, st))
@@ -175,9 +175,6 @@ def _walk_dir(
 
 
 _name = operator.attrgetter("name")
-
-
-_FINGERPRINTED = operator.itemgetter(5)  # of a StatKey
 
 
 def _kind(mode: int) -> str:
@@ -223,18 +220,18 @@ def scan_changes(
         on_progress(ProgressEvent("walk", 0))
     version = fingerprint.VERSION
     with gc_paused():  # a key per stored file, alive until the end and with no cycles among them
-        seen, read_in, cached = stat_cache.stats_under(store, real_roots, version)
-        found = walk(real_roots, options, never, seen)
+        seen = stat_cache.stats_under(store, real_roots, version)
+        found = walk(real_roots, options, never, seen.current)
     # Only the files that changed need their whole stored row (a StoredFile costs ten times a stat key to make).
-    stored = {path: row for path, _ in found.files if path in seen and (row := store.get_file(path)) is not None}
+    stored = {path: row for path, _ in found.files if path in seen.current and (row := store.get_file(path))}
     ingest = fingerprint_files(
         found.files, store, workers=options.workers, stored=stored, on_progress=on_progress, should_stop=should_stop
     )
-    pruned, warnings = _prune(store, real_roots, found, seen)
-    if stat_cache.unchanged_since(store, read_in):  # nothing written (a failed file found as it was, say)
-        images = sum(map(_FINGERPRINTED, seen.values()))  # the stored files just read tell it
-        if not cached:
-            stat_cache.save(store, read_in, seen)  # still the store as it is: the next scan reads them in a moment
+    pruned, warnings = _prune(store, real_roots, found, seen.current)
+    if stat_cache.unchanged_since(store, seen):  # nothing written (a failed file found as it was, say)
+        images = seen.images  # the stored files just read tell it
+        if not seen.cached:
+            stat_cache.save(store, seen)  # still the store as it is: the next scan reads them in a moment
     else:
         images = store.count_records_under(real_roots, version)
     skipped = sorted([*found.skipped, *ingest.skipped], key=lambda s: s.path)
@@ -599,11 +596,11 @@ def _unmounted(root: str, devices: Iterable[int]) -> bool:
     return all(d != dev for d in devices)
 
 
-def _prune(store: Store, roots: Sequence[str], found: _Walk, seen: Mapping[str, StatKey]) -> tuple[int, list[str]]:
+def _prune(store: Store, roots: Sequence[str], found: _Walk, seen: Collection[str]) -> tuple[int, list[str]]:
     """Forget stored files below the roots that are gone; keep what an unreadable or empty folder hides."""
     if len(found.unchanged) == len(seen):
         return 0, []  # every stored file was found as it was
-    absent = seen.keys() - {p for p, _ in found.files} - set(found.unchanged)
+    absent = set(seen) - {p for p, _ in found.files} - set(found.unchanged)
     if not absent:
         return 0, []
     warnings: list[str] = []
@@ -613,7 +610,7 @@ def _prune(store: Store, roots: Sequence[str], found: _Walk, seen: Mapping[str, 
         prefix = root.rstrip(os.sep) + os.sep
         below = [p for p in seen if p == root or p.startswith(prefix)]
         missing = [p for p in below if p in absent]
-        if missing and len(missing) == len(below) and _unmounted(root, (seen[p][2] for p in below)):
+        if missing and len(missing) == len(below) and _unmounted(root, (row.dev for row in store.files_under([root]))):
             # An empty mount point looks like a drive whose files were all deleted: keep its entries.
             warnings.append(
                 f"{root} is empty and on another device than its {len(missing)} stored files;"

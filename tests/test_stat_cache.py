@@ -1,5 +1,5 @@
-"""The copy of the stored stat keys beside the store (stat_cache.py): it gives exactly what reading the store gives,
-and any change to the store, a damaged copy or another query makes it unused."""
+"""What a re-scan compares of the stored files, and its copy beside the store (stat_cache.py): the copy gives exactly
+what reading the store gives, and any change to the store, a damaged copy or another query makes it unused."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ import sqlite3
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dedupe import stat_cache
 from dedupe.models import VERSION
-from dedupe.store import StatKey, Store
+from dedupe.store import Store
 from tests.conftest import make_fingerprint
 
 ROOTS = ["/photos"]
@@ -43,18 +42,23 @@ def _fill(store: Store, n: int) -> list[str]:
     return paths
 
 
-def _cached(store: Store) -> dict[str, StatKey] | None:
-    """The keys in the copy when it is current for the store as it is now, else None."""
-    keys, _, cached = stat_cache.stats_under(store, ROOTS, VERSION)
-    return keys if cached else None
+def _cached(store: Store) -> tuple[dict[str, bytes], int] | None:
+    """What the copy holds when it is current for the store as it is now, else None."""
+    stats = stat_cache.stats_under(store, ROOTS, VERSION)
+    return (stats.current, stats.images) if stats.cached else None
 
 
-def _copy(store: Store) -> dict[str, Any]:
-    """Save a copy of the keys; the state they are of."""
-    keys, read_in, cached = stat_cache.stats_under(store, ROOTS, VERSION)
-    assert not cached
-    stat_cache.save(store, read_in, keys)
-    return read_in
+def _read(store: Store) -> tuple[dict[str, bytes], int]:
+    """What the store holds, read from it."""
+    return stat_cache.of_keys(store.stats_under(ROOTS, VERSION))
+
+
+def _copy(store: Store) -> stat_cache.StoredStats:
+    """Save a copy of what the store holds; what was saved."""
+    stats = stat_cache.stats_under(store, ROOTS, VERSION)
+    assert not stats.cached
+    stat_cache.save(store, stats)
+    return stats
 
 
 def test_the_copy_gives_every_key_as_the_store_does(tmp_path: Path) -> None:
@@ -63,8 +67,13 @@ def test_the_copy_gives_every_key_as_the_store_does(tmp_path: Path) -> None:
     with Store.open(tmp_path / "store.sqlite") as store:
         _fill(store, 40)
         _copy(store)
-        assert _cached(store) == store.stats_under(ROOTS, VERSION)
+        assert _cached(store) == _read(store)
         keys = store.stats_under(ROOTS, VERSION)
+        current, images = _read(store)
+        assert images == sum(k[5] for k in keys.values()) == 28
+        assert current["/photos/0/IMG_0000.jpg"] == current["/photos/1/IMG_0001.jpg"] == b""
+        assert current["/photos/2/IMG_0002.jpg"] == b""
+        assert current["/photos/odd-\udcff.jpg"] == stat_cache.KEY.pack(*keys["/photos/odd-\udcff.jpg"][:5])
         assert keys["/photos/0/IMG_0000.jpg"][4] is None
         assert keys["/photos/odd-\udcff.jpg"][5:] == (1, 0)
         assert keys["/photos/1/IMG_0001.jpg"][5:] == (0, 1)
@@ -76,7 +85,7 @@ def test_an_empty_folder_has_an_empty_copy(tmp_path: Path) -> None:
     """No stored file below the roots is a copy too, and it reads back as no file."""
     with Store.open(tmp_path / "store.sqlite") as store:
         _copy(store)
-        assert _cached(store) == {}
+        assert _cached(store) == ({}, 0)
 
 
 _CHANGES = st.lists(st.tuples(st.sampled_from(range(11)), st.integers(0, 41), st.integers(0, 3)), max_size=4)
@@ -93,12 +102,12 @@ def test_a_changed_store_never_gets_a_stale_copy(changes: list[tuple[int, int, i
         first = _copy(store)
         for kind, k, delta in changes:
             _change(store, paths[k], kind, delta, Path(tmp) / "store.sqlite")
-        keys, read_in, cached = stat_cache.stats_under(store, ROOTS, VERSION)
-        assert keys == store.stats_under(ROOTS, VERSION)
-        assert cached == stat_cache.unchanged_since(store, first)
-        if not cached:  # read from the store: saved, the next read through the copy still agrees
-            stat_cache.save(store, read_in, keys)
-            assert _cached(store) == store.stats_under(ROOTS, VERSION)
+        got = stat_cache.stats_under(store, ROOTS, VERSION)
+        assert (got.current, got.images) == _read(store)
+        assert got.cached == stat_cache.unchanged_since(store, first)
+        if not got.cached:  # read from the store: saved, the next read through the copy still agrees
+            stat_cache.save(store, got)
+            assert _cached(store) == _read(store)
 
 
 def _change(store: Store, path: str, kind: int, delta: int, db: Path) -> None:
@@ -149,23 +158,37 @@ def test_another_query_or_a_damaged_copy_is_not_used(tmp_path: Path) -> None:
     with Store.open(tmp_path / "store.sqlite") as store:
         _fill(store, 20)
         _copy(store)
-        assert not stat_cache.stats_under(store, ["/photos/1"], VERSION)[2]
-        assert not stat_cache.stats_under(store, ROOTS, "old")[2]
+        assert not stat_cache.stats_under(store, ["/photos/1"], VERSION).cached
+        assert not stat_cache.stats_under(store, ROOTS, "old").cached
         path = stat_cache.cache_path(store)
         whole = path.read_bytes()
         flipped = bytearray(whole)
         flipped[-len(whole) // 3] ^= 0x01  # one bit of the keys: the checksum tells
         for damaged in (whole[: len(whole) // 2], bytes(flipped), b"not a copy", b"DEDUPE-STATS\n" + b"\xff" * 40):
             path.write_bytes(damaged)
-            keys, _, cached = stat_cache.stats_under(store, ROOTS, VERSION)
-            assert not cached and keys == store.stats_under(ROOTS, VERSION)
+            got = stat_cache.stats_under(store, ROOTS, VERSION)
+            assert not got.cached and (got.current, got.images) == _read(store)
 
 
 def test_a_copy_that_cannot_be_written_changes_nothing(tmp_path: Path) -> None:
     """Saving beside a store whose folder has gone fails quietly: the copy is only ever a cache."""
     with Store.open(tmp_path / "store.sqlite") as store:
         _fill(store, 5)
-        keys, read_in, _ = stat_cache.stats_under(store, ROOTS, VERSION)
+        stats = stat_cache.stats_under(store, ROOTS, VERSION)
         store.path = tmp_path / "gone" / "store.sqlite"
-        stat_cache.save(store, read_in, keys)
+        stat_cache.save(store, stats)
         assert not (tmp_path / "gone").exists()
+
+
+def test_a_fresh_stat_gives_the_key_its_stored_row_gives(tmp_path: Path) -> None:
+    """The key scan's walk makes of a file's stat is the one its stored row gives while the file is unchanged, and
+    another once its times move."""
+    path = tmp_path / "a.jpg"
+    path.write_bytes(b"a")
+    with Store.open(tmp_path / "store.sqlite") as store:
+        store.put_fingerprint(make_fingerprint(content_hash="ca"), VERSION)
+        store.put_file(str(path), path.stat(), "ca")
+        current, images = stat_cache.of_keys(store.stats_under([str(tmp_path)], VERSION))
+        assert images == 1 and current == {str(path): stat_cache.stat_key(path.stat())}
+        os.utime(path, ns=(0, 10**9))
+        assert current[str(path)] != stat_cache.stat_key(path.stat())
