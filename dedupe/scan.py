@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import fnmatch
 import multiprocessing
+import operator
 import os
 import signal
 import stat
+import struct
 import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dedupe import fingerprint
+from dedupe import fingerprint, stat_cache
 from dedupe.errors import DedupeError, FileSkipped
+from dedupe.library import gc_paused
 from dedupe.models import (
     Fingerprint,
     IngestReport,
@@ -51,6 +54,7 @@ def workers_for(requested: int | None, files: int) -> int:
 @dataclass
 class _Walk:
     files: list[tuple[str, os.stat_result]] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)  # files found as walk's `current` wants them: nothing to do
     skipped: list[Skipped] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # folders whose stored entries must be kept
     ignored: int = 0
@@ -75,9 +79,18 @@ def resolve_roots(roots: Sequence[str | os.PathLike[str]]) -> list[str]:
     return distinct
 
 
-def walk(roots: Sequence[str], options: ScanOptions, never: frozenset[str] = frozenset()) -> _Walk:
-    """Every regular file below the roots, in a stable order, with the reasons for what was passed over."""
+def walk(
+    roots: Sequence[str],
+    options: ScanOptions,
+    never: frozenset[str] = frozenset(),
+    current: Mapping[str, bytes] | None = None,
+) -> _Walk:
+    """Every regular file below the roots, in a stable order, with the reasons for what was passed over.
+
+    current: what the store holds of these files (stat_cache.StoredStats.current); a file whose stat_key is the
+    one there, unchanged and with a current fingerprint, is listed by path in .unchanged instead of .files."""
     result = _Walk()
+    current = current or {}
     seen_dirs: set[tuple[int, int]] = set()
     for root in roots:
         try:
@@ -85,15 +98,28 @@ def walk(roots: Sequence[str], options: ScanOptions, never: frozenset[str] = fro
         except OSError as e:
             raise DedupeError(f"cannot scan {root}: {e.strerror}") from None
         if stat.S_ISREG(st.st_mode):
-            result.files.append((root, st))
+            if current.get(root) == stat_cache.stat_key(st):
+                result.unchanged.append(root)
+            else:
+                result.files.append((root, st))
             continue
-        _walk_dir(root, root, options, never, seen_dirs, result)
+        _walk_dir(root, root, options, never, current, seen_dirs, result)
     return result
 
 
 def _walk_dir(
-    root: str, top: str, options: ScanOptions, never: frozenset[str], seen: set[tuple[int, int]], out: _Walk
+    root: str,
+    top: str,
+    options: ScanOptions,
+    never: frozenset[str],
+    current: Mapping[str, bytes],
+    seen: set[tuple[int, int]],
+    out: _Walk,
 ) -> None:
+    # The loop body runs for every file of the tree: what it reads of the options is read once, here, and an
+    # unchanged file is told apart at once (stat_cache.stat_key, written out), so that its stat is not kept.
+    hidden, exclude, follow, min_size = options.hidden, options.exclude, options.follow_symlinks, options.min_size
+    files, unchanged, stored, pack = out.files, out.unchanged, current.get, stat_cache.KEY.pack
     stack = [top]
     while stack:
         folder = stack.pop()
@@ -103,7 +129,7 @@ def _walk_dir(
                 continue  # a symlink loop, or a folder reached twice
             seen.add((fst.st_dev, fst.st_ino))
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(it, key=_name)
         except FileNotFoundError:
             continue  # vanished while we walked
         except OSError as e:
@@ -112,31 +138,43 @@ def _walk_dir(
             continue
         subfolders: list[str] = []
         for entry in entries:
-            if not options.hidden and entry.name.startswith("."):
+            if not hidden and entry.name.startswith("."):
                 continue
-            if _excluded(entry.path, root, options.exclude):
+            path = entry.path
+            if exclude and _excluded(path, root, exclude):
                 continue
             try:
-                if entry.is_symlink() and not options.follow_symlinks:
+                if not follow and entry.is_symlink():
                     out.ignored += 1
                     continue
-                st = entry.stat(follow_symlinks=options.follow_symlinks)
+                st = entry.stat(follow_symlinks=follow)
             except FileNotFoundError:
                 if entry.is_symlink():
-                    out.skipped.append(Skipped(entry.path, "broken symbolic link"))
+                    out.skipped.append(Skipped(path, "broken symbolic link"))
                 continue
             except OSError as e:
-                out.skipped.append(Skipped(entry.path, f"cannot read: {e.strerror or e}"))
+                out.skipped.append(Skipped(path, f"cannot read: {e.strerror or e}"))
                 continue
-            if stat.S_ISDIR(st.st_mode):
-                subfolders.append(entry.path)
-            elif stat.S_ISREG(st.st_mode):
-                if entry.path in never or st.st_size < options.min_size:
+            mode = st.st_mode
+            if stat.S_ISREG(mode):
+                if st.st_size < min_size or path in never:
                     continue
-                out.files.append((entry.path, st))
+                try:
+                    same = stored(path) == pack(st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, st.st_ctime_ns)
+                except struct.error:
+                    same = False  # out of the store's range: never stored
+                if same:
+                    unchanged.append(path)
+                else:
+                    files.append((path, st))
+            elif stat.S_ISDIR(mode):
+                subfolders.append(path)
             else:
-                out.skipped.append(Skipped(entry.path, f"not a regular file ({_kind(st.st_mode)}), not opened"))
+                out.skipped.append(Skipped(path, f"not a regular file ({_kind(mode)}), not opened"))
         stack.extend(reversed(subfolders))
+
+
+_name = operator.attrgetter("name")
 
 
 def _kind(mode: int) -> str:
@@ -180,25 +218,34 @@ def scan_changes(
     never = frozenset(os.path.realpath(p) for p in store.own_files())
     if on_progress:
         on_progress(ProgressEvent("walk", 0))
-    found = walk(real_roots, options, never)
-    stored = {row.path: row for row in store.files_under(real_roots)}
+    version = fingerprint.VERSION
+    with gc_paused():  # a key per stored file, alive until the end and with no cycles among them
+        seen = stat_cache.stats_under(store, real_roots, version)
+        found = walk(real_roots, options, never, seen.current)
+    # Only the files that changed need their whole stored row (a StoredFile costs ten times a stat key to make).
+    stored = {path: row for path, _ in found.files if path in seen.current and (row := store.get_file(path))}
     ingest = fingerprint_files(
         found.files, store, workers=options.workers, stored=stored, on_progress=on_progress, should_stop=should_stop
     )
-    pruned, warnings = _prune(store, real_roots, found, stored)
-    images = store.count_records_under(real_roots, fingerprint.VERSION)
+    pruned, warnings = _prune(store, real_roots, found, seen.current)
+    if stat_cache.unchanged_since(store, seen):  # nothing written (a failed file found as it was, say)
+        images = seen.images  # the stored files just read tell it
+        if not seen.cached:
+            stat_cache.save(store, seen)  # still the store as it is: the next scan reads them in a moment
+    else:
+        images = store.count_records_under(real_roots, version)
     skipped = sorted([*found.skipped, *ingest.skipped], key=lambda s: s.path)
     report = ScanReport(
         roots=tuple(real_roots),
         images=images,
         fingerprinted=ingest.fingerprinted,
-        reused=ingest.reused,
+        reused=ingest.reused + len(found.unchanged),
         skipped=tuple(skipped),
         ignored=found.ignored + ingest.ignored,
         pruned=pruned,
         warnings=tuple(warnings),
     )
-    return report, ingest
+    return report, replace(ingest, reused=report.reused)
 
 
 def fingerprint_files(
@@ -216,6 +263,8 @@ def fingerprint_files(
     these paths, when the caller already has it. When should_stop() turns true, the files being read are
     finished and committed, and the rest is left for next time.
     """
+    if not files:
+        return IngestReport(fingerprinted=0, reused=0, ignored=0, skipped=(), added=())  # and no write lock taken
     if stored is None:
         stored = {path: row for path, _ in files if (row := store.get_file(path)) is not None}
     version = fingerprint.VERSION
@@ -539,25 +588,29 @@ def _work(path: str, known: AbstractSet[str], copies: AbstractSet[str] = frozens
         return FileSkipped("too large to read into memory")
 
 
-def _unmounted(root: str, rows: Sequence[StoredFile]) -> bool:
+def _unmounted(root: str, devices: Iterable[int]) -> bool:
     try:
         dev = Path(root).stat().st_dev
     except OSError:
         return True
-    return all(row.dev != dev for row in rows)
+    return all(d != dev for d in devices)
 
 
-def _prune(store: Store, roots: Sequence[str], found: _Walk, stored: dict[str, StoredFile]) -> tuple[int, list[str]]:
+def _prune(store: Store, roots: Sequence[str], found: _Walk, seen: Collection[str]) -> tuple[int, list[str]]:
     """Forget stored files below the roots that are gone; keep what an unreadable or empty folder hides."""
-    present = {p for p, _ in found.files}
+    if len(found.unchanged) == len(seen):
+        return 0, []  # every stored file was found as it was
+    absent = set(seen) - {p for p, _ in found.files} - set(found.unchanged)
+    if not absent:
+        return 0, []
     warnings: list[str] = []
     gone: list[str] = []
     hidden = tuple(d.rstrip(os.sep) + os.sep for d in found.unreadable)
     for root in roots:
         prefix = root.rstrip(os.sep) + os.sep
-        below = [row for p, row in stored.items() if p == root or p.startswith(prefix)]
-        missing = [row.path for row in below if row.path not in present]
-        if missing and len(missing) == len(below) and _unmounted(root, below):
+        below = [p for p in seen if p == root or p.startswith(prefix)]
+        missing = [p for p in below if p in absent]
+        if missing and len(missing) == len(below) and _unmounted(root, (row.dev for row in store.files_under([root]))):
             # An empty mount point looks like a drive whose files were all deleted: keep its entries.
             warnings.append(
                 f"{root} is empty and on another device than its {len(missing)} stored files;"

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dedupe.errors import StoreError
 from dedupe.library import decode_path, encode_path
@@ -158,6 +159,23 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER changes_images_delete AFTER DELETE ON images BEGIN UPDATE changes SET token = random(); END;
     CREATE TRIGGER changes_images_update AFTER UPDATE ON images BEGIN UPDATE changes SET token = random(); END
     """,
+    # 9: a second token for what the first one leaves out of a file's row and a scan compares (its times and whether
+    # it failed), so that a copy of the stat keys (stat_cache.py) is known to be current by the two together, while
+    # the copy of the columns stays current through a touch
+    """
+    CREATE TABLE stat_changes (id INTEGER PRIMARY KEY CHECK (id = 1), token INTEGER NOT NULL);
+    INSERT INTO stat_changes (id, token) VALUES (1, random());
+    CREATE TRIGGER stat_changes_files_update AFTER UPDATE ON files
+        WHEN old.mtime_ns IS NOT new.mtime_ns OR old.ctime_ns IS NOT new.ctime_ns OR old.error IS NOT new.error
+        BEGIN UPDATE stat_changes SET token = random(); END
+    """,
+    # 10: the few files that failed, and those read but not decoded, found without reading every row below the
+    # roots (what each grouping of the store reports beside its groups: store_library.errors_under and
+    # undecoded_copies_under)
+    """
+    CREATE INDEX files_failed ON files (path) WHERE error IS NOT NULL;
+    CREATE INDEX files_undecoded ON files (undecoded_hash, path) WHERE undecoded_hash IS NOT NULL
+    """,
 )
 
 
@@ -191,6 +209,20 @@ class StoredFile:
 
 
 _FILE_COLUMNS = "path, size, mtime_ns, dev, ino, content_hash, error, error_version, ctime_ns, undecoded_hash"
+
+
+StatKey = tuple[int, int, int, int, int | None, int, int]
+"""(size, mtime_ns, dev, ino, ctime_ns, fingerprinted, failed) of a stored file: fingerprinted is 1 when its content
+has a fingerprint of the version asked for, failed 1 when it holds an error. A file whose fresh stat gives
+(st_size, st_mtime_ns, st_dev, st_ino, st_ctime_ns, 1, 0) is unchanged and needs nothing (scan._unchanged says why
+these fields)."""
+
+
+_STATS_SQL = (
+    "SELECT path, size, mtime_ns, dev, ino, ctime_ns,"
+    " EXISTS (SELECT 1 FROM images i WHERE i.content_hash = f.content_hash AND i.version = ?), error IS NOT NULL"
+    " FROM files f WHERE path = ? OR (path >= ? AND path < ?)"
+)
 
 
 def _stored(row: Sequence[object]) -> StoredFile:
@@ -350,8 +382,10 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
                 time.sleep(0.05)
 
     def own_files(self) -> tuple[Path, ...]:
-        """The store's own files, which a scan must never fingerprint (with the copy of its columns, column_cache)."""
-        return tuple(Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm", "-journal", ".columns"))
+        """The store's own files, which a scan must never fingerprint (with the copies beside it: column_cache,
+        stat_cache)."""
+        suffixes = ("", "-wal", "-shm", "-journal", ".columns", ".stats")
+        return tuple(Path(f"{self.path}{suffix}") for suffix in suffixes)
 
     # --- files and fingerprints -------------------------------------------------------------------------------
 
@@ -369,6 +403,24 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
                 )
         for row in rows:
             yield _stored(row)
+
+    def stats_under(self, roots: Sequence[str], version: str) -> dict[str, StatKey]:
+        """What the last scan saw of every stored file at or below the given absolute paths, by path: cheap to
+        compare with a fresh stat (see StatKey), where a StoredFile per file costs ten times as much to make."""
+        rows: list[Any] = []
+        with self.reading():
+            for root in roots:
+                low, high = _prefix_bounds(root)
+                rows.extend(self._conn.execute(_STATS_SQL, (version, encode_path(root), low, high)).fetchall())
+        return {decode_path(r[0]): r[1:] for r in rows}
+
+    def stat_token(self) -> tuple[int, int]:
+        """Two numbers that every change to what stats_under reads replaces (by triggers, whoever writes): the
+        change token (LibraryReads.change_token) and one for the times and errors of files. Read it inside the
+        reading() that reads the rest."""
+        with self._lock:
+            row = self._conn.execute("SELECT (SELECT token FROM changes), (SELECT token FROM stat_changes)").fetchone()
+        return int(row[0]), int(row[1])
 
     def put_file(
         self,

@@ -156,9 +156,11 @@ class LibraryReads(StoreBase):
     def errors_under(self, roots: Sequence[str]) -> list[tuple[str, str]]:
         """(path, reason) of the files at or below the roots that could not be fingerprinted."""
         where, params = self._roots_clause(roots)
+        # Named, or SQLite reads every row below the roots (the ranges of their OR) to find the few that failed.
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT f.path, f.error FROM files f WHERE f.error IS NOT NULL AND {where} ORDER BY f.path",
+                f"SELECT f.path, f.error FROM files f INDEXED BY files_failed WHERE f.error IS NOT NULL AND {where}"
+                " ORDER BY f.path",
                 params,
             ).fetchall()
         return [(decode_path(r[0]), r[1]) for r in rows]
@@ -169,8 +171,9 @@ class LibraryReads(StoreBase):
         where, params = self._roots_clause(roots)
         with self._lock:
             rows = self._conn.execute(
-                "SELECT f.path, f.size, f.mtime_ns, f.dev, f.ino, f.undecoded_hash FROM files f"
-                f" WHERE f.undecoded_hash IS NOT NULL AND {where} ORDER BY f.undecoded_hash, f.path",
+                "SELECT f.path, f.size, f.mtime_ns, f.dev, f.ino, f.undecoded_hash"
+                f" FROM files f INDEXED BY files_undecoded WHERE f.undecoded_hash IS NOT NULL AND {where}"
+                " ORDER BY f.undecoded_hash, f.path",
                 params,
             ).fetchall()
         by_content: dict[str, list[tuple[str, int, int, int, int, str]]] = {}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dedupe import stat_cache
 from dedupe.errors import DedupeError
 from dedupe.group import stored_groups
 from dedupe.match import MatchRule
@@ -69,6 +70,35 @@ def test_a_same_size_rewrite_with_its_mtime_put_back_is_read_again(photo_dir: Pa
     original = store.get_file(str(photo_dir / "original0.jpg"))
     assert stored is not None and original is not None and stored.content_hash != original.content_hash
     assert ["original0.jpg", "original0.jpg"] not in group_paths(store, [photo_dir], threshold=0)
+
+
+def test_a_no_change_rescan_writes_nothing_to_the_store(photo_dir: Path, store: Store) -> None:
+    """A re-scan that finds every file as it was writes no row (a write would also replace the change tokens, and
+    with them the copies beside the store); it keeps the stored stat keys beside the store for the next one."""
+    scan([photo_dir], store)
+    second = scan([photo_dir], store)  # the stored stat keys read from the store
+    assert stat_cache.cache_path(store).exists()
+    tokens, writes = store.stat_token(), store._conn.total_changes
+    assert scan([photo_dir], store) == second  # from the copy: the same report
+    assert (second.fingerprinted, second.reused, second.pruned, second.images) == (0, 7, 0, 7)
+    assert store._conn.total_changes == writes and store.stat_token() == tokens
+
+
+def test_a_rewrite_after_a_no_change_rescan_is_read_again(photo_dir: Path, store: Store) -> None:
+    """With the stored stat keys kept beside the store, a same-size rewrite with its mtime put back is still read
+    again: its new ctime is compared with the stored one."""
+    scan([photo_dir], store)
+    scan([photo_dir], store)
+    target = photo_dir / "backup" / "original0.jpg"
+    before = target.stat()
+    data = target.read_bytes()
+    other_bytes = save(draw_photo(98, (1200, 900)), photo_dir.parent / "other.jpg", quality=92).read_bytes()
+    target.write_bytes((other_bytes + data)[: len(data)])
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    report = scan([photo_dir], store)
+    assert report.reused == 6
+    stored, original = store.get_file(str(target)), store.get_file(str(photo_dir / "original0.jpg"))
+    assert stored is not None and original is not None and stored.content_hash != original.content_hash
 
 
 def test_a_store_from_before_ctimes_fills_them_in_without_reading(photo_dir: Path, store: Store) -> None:
@@ -149,8 +179,9 @@ def test_store_files_inside_the_scanned_folder_are_never_fingerprinted(tmp_path:
     root = tmp_path / "r"
     save(draw_photo(1), root / "a.jpg")
     with Store.open(root / "store.jpg") as store:  # named like a photo on purpose
-        report = scan([root], store)
-        assert report.images == 1 and report.skipped == ()
+        for _ in range(3):  # the second leaves the stored stat keys beside the store
+            report = scan([root], store)
+            assert report.images == 1 and report.skipped == () and report.ignored == 0
 
 
 def test_undecodable_names_special_files_and_bombs(tmp_path: Path, store: Store) -> None:

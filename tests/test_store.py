@@ -130,6 +130,65 @@ def test_count_records_under_agrees_with_records_under(tmp_path: Path) -> None:
         assert store.count_records_under([str(tmp_path / "a")], VERSION) == 2
 
 
+def test_stats_under_says_what_a_scan_compares_and_the_tokens_follow_it(tmp_path: Path) -> None:
+    """stats_under gives each file's stat key as stored (fingerprinted with this version, failed); a change to any
+    part of it replaces one of the two tokens, and a file written again as it was (its scan time alone) neither."""
+    path = tmp_path / "a" / "1.jpg"
+    path.parent.mkdir()
+    path.write_bytes(b"1")
+    st = path.stat()
+    with Store.open(tmp_path / "s.sqlite") as store:
+        fp = make_fingerprint(content_hash="c1")
+        with store.transaction():
+            store.put_fingerprint(fp, VERSION)
+            store.put_file(str(path), st, "c1")
+        key = (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, st.st_ctime_ns, 1, 0)
+        assert store.stats_under([str(tmp_path / "a")], VERSION) == {str(path): key}
+        assert store.stats_under([str(tmp_path / "a")], "old") == {str(path): (*key[:5], 0, 0)}
+        assert store.stats_under([str(tmp_path / "b")], VERSION) == {}
+        tokens = store.stat_token()
+        store.put_file(str(path), st, "c1")
+        assert store.stat_token() == tokens
+        times = (st.st_atime, st.st_mtime, st.st_ctime, st.st_atime_ns, st.st_mtime_ns + 1, st.st_ctime_ns)
+        later = os.stat_result((*tuple(st)[:10], *times))
+        changes: list[Callable[[], object]] = [
+            lambda: store.put_file(str(path), later, "c1"),
+            lambda: store.set_ctime(str(path), st.st_ctime_ns + 1),
+            lambda: store.put_file(str(path), st, None, "cannot decode", VERSION),
+            lambda: store.put_file(str(path), st, "c1"),
+        ]
+        for change in changes:
+            change()
+            assert store.stat_token() != tokens
+            tokens = store.stat_token()
+        assert store.stats_under([str(tmp_path)], VERSION) == {str(path): key}
+
+
+def test_failed_and_undecoded_files_are_found_only_below_the_roots(tmp_path: Path) -> None:
+    """errors_under and undecoded_copies_under (read through their own indexes) give the files below the roots
+    alone, in order, however many failed elsewhere."""
+    st = (tmp_path / "s.sqlite").parent.stat()
+    with Store.open(tmp_path / "s.sqlite") as store, store.transaction():
+        for k, path in enumerate(["/p/b.jpg", "/p/a.jpg", "/p/sub/c.jpg", "/pq/d.jpg", "/q/e.jpg", "/p", "/p/ok.jpg"]):
+            if path == "/p/ok.jpg":
+                store.put_fingerprint(make_fingerprint(content_hash="ok"), VERSION)
+                store.put_file(path, st, "ok")
+                continue
+            store.put_file(path, st, None, f"bad {k}", VERSION, "u1" if k % 2 else "u2")
+    with Store.open(tmp_path / "s.sqlite", readonly=True) as store:
+        assert store.errors_under(["/p"]) == [
+            ("/p", "bad 5"),
+            ("/p/a.jpg", "bad 1"),
+            ("/p/b.jpg", "bad 0"),
+            ("/p/sub/c.jpg", "bad 2"),
+        ]
+        assert [[f[0] for f in files] for files in store.undecoded_copies_under(["/p"])] == [
+            ["/p", "/p/a.jpg"],
+            ["/p/b.jpg", "/p/sub/c.jpg"],
+        ]
+        assert store.errors_under(["/q", "/pq"]) == [("/pq/d.jpg", "bad 3"), ("/q/e.jpg", "bad 4")]
+
+
 # --- a store never writes into a database that is not its own --------------------------------------------------
 
 
