@@ -13,7 +13,9 @@ look-alikes and junk, and a camera-like folder of 12 MP JPEGs. On each it runs, 
 - imagededup PHash at its default max_distance_threshold (10);
 - on the camera folder, the decode floor: `djpeg -scale 1/8` over every JPEG on all cores (xargs -P).
 
-Each timing is the best of --repeat runs (wall clock). Peak memory is the largest sum of VmRSS over the
+Each timing is the best of --repeat runs (wall clock); beside it, the least CPU time (user and system) of the
+whole process tree in those runs, which moves far less than the wall clock when other jobs share the machine.
+Peak memory is the largest sum of VmRSS over the
 whole process tree (the tool and every process it starts), sampled every 20 ms: shared pages count once per
 process, and peaks shorter than the sampling interval can be missed. Accuracy is pairwise: every two files
 that a tool puts in one group are a predicted pair; true pairs are the files derived from one original (its
@@ -30,6 +32,7 @@ import itertools
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -120,6 +123,7 @@ def tree_rss_kib(pid: int) -> int:
 @dataclass
 class Measured:
     wall: float
+    cpu: float  # user and system seconds of the process and every descendant it waited for
     peak_mib: float
     stdout: str
     stderr: str
@@ -127,8 +131,12 @@ class Measured:
 
 
 def measure(cmd: Sequence[str], env: dict[str, str] | None = None, shell: bool = False) -> Measured:
-    """Run a command, timing it and sampling the memory of its whole process tree every 20 ms."""
+    """Run a command, timing it and sampling the memory of its whole process tree every 20 ms.
+
+    Its CPU time is what this process's waited-for children gained while it ran: the command is the only child
+    then, and its workers are counted once the command has waited for them."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        before = _children_cpu()
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, shell=shell)
         peak = 0
@@ -143,9 +151,15 @@ def measure(cmd: Sequence[str], env: dict[str, str] | None = None, shell: bool =
                 proc.kill()
             proc.wait()
         wall = time.perf_counter() - start
+        cpu = _children_cpu() - before
         out.seek(0)
         err.seek(0)
-        return Measured(wall, peak / 1024, out.read(), err.read(), proc.returncode)
+        return Measured(wall, cpu, peak / 1024, out.read(), err.read(), proc.returncode)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # ----------------------------------------------------------------------------- truth and scoring
@@ -231,10 +245,12 @@ class Row:
     folder: str
     files: int
     wall: float | None = None
+    cpu: float | None = None
     peak_mib: float | None = None
     score: Score | None = None
     note: str = ""
     walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
 
 
 Runner = Callable[[str], tuple[Measured, list[list[str]] | None]]
@@ -364,13 +380,16 @@ def bench_tool(name: str, runner: Runner, truth: Truth, folder: str, repeat: int
             row.note = f"failed (exit {m.returncode}): {_last_line(m.stderr)}"
             return row
         row.walls.append(m.wall)
+        row.cpus.append(m.cpu)
         row.peak_mib = max(row.peak_mib or 0.0, m.peak_mib)
         if m.stderr and name.startswith("imagededup"):
             row.note = m.stderr.strip().splitlines()[-1][:200]
     row.wall = min(row.walls)
+    row.cpu = min(row.cpus)
     if groups is not None:
         row.score = score(truth, groups)
-    print(f"  {name} on {folder}: best {row.wall:.2f}s of {[round(w, 2) for w in row.walls]}", file=sys.stderr)
+    walls, cpus = [round(w, 2) for w in row.walls], [round(c, 2) for c in row.cpus]
+    print(f"  {name} on {folder}: best {row.wall:.2f}s of {walls}, CPU {cpus}", file=sys.stderr)
     return row
 
 
@@ -411,19 +430,21 @@ def render(rows: Sequence[Row], truths: dict[str, Truth], repeat: int) -> str:
         f"Machine: {machine()}. Best of {repeat} run(s) per tool; all tools measured in this one run.",
         "",
         "| folder | tool | files | wall s | files/s | peak MiB (tree) | precision | recall | F1"
-        " | look-alike pairs grouped | junk grouped | time vs dedupe | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " | look-alike pairs grouped | junk grouped | time vs dedupe | CPU s (tree) | CPU vs dedupe | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     ours = {r.folder: r.wall for r in rows if r.tool == "dedupe" and r.wall}
+    our_cpu = {r.folder: r.cpu for r in rows if r.tool == "dedupe" and r.cpu}
     for r in rows:
         s = r.score
         ratio = f"{r.wall / ours[r.folder]:.2f}x" if r.wall and ours.get(r.folder) else "-"
         rate = f"{r.files / r.wall:.1f}" if r.wall else "-"
+        cpu_ratio = f"{r.cpu / our_cpu[r.folder]:.2f}x" if r.cpu and our_cpu.get(r.folder) else "-"
         out.append(
             f"| {r.folder} | {r.tool} | {r.files} | {_f(r.wall, '.2f')} | {rate} | {_f(r.peak_mib, '.0f')}"
             f" | {_f(s and s.precision, '.3f')} | {_f(s and s.recall, '.3f')} | {_f(s and s.f1, '.3f')}"
             f" | {'-' if s is None else s.lookalikes_grouped} | {'-' if s is None else s.junk_grouped}"
-            f" | {ratio} | {r.note.replace('|', '/')} |"
+            f" | {ratio} | {_f(r.cpu, '.2f')} | {cpu_ratio} | {r.note.replace('|', '/')} |"
         )
     for folder, truth in truths.items():
         scored = [r for r in rows if r.folder == folder and r.score]

@@ -7,6 +7,7 @@ every Pillow call in one module is what lets the engine below it run without Pil
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -574,22 +575,55 @@ def _cell_means(values: npt.NDArray[np.float64], across: int, down: int) -> npt.
     CROP_WINDOWS, partial pixels weighed by the part inside: (windows, down, across, channels).
 
     A running sum is linear inside a pixel, so the sum up to a fractional position is exact. Rows are summed
-    once per distinct column range (windows share them), then each window sums its own rows."""
+    once per distinct column range (windows share them), then each window sums its own rows. The stored crop
+    hashes depend on every rounding here: the operations on the pixels and their order must stay as they are
+    (tests/test_fingerprint.py holds known signatures); only how values are gathered may change. Rows of cells
+    are gathered with take on a flat (row, column range) axis: indexing with two arrays took three times as long.
+    """
     h, w, channels = values.shape
+    columns, x_frac, window_rows, y_frac, area = _cell_edges(h, w, across, down)
+    ranges = len(_X_RANGES)
+    run = np.empty((h, w + 1, channels))
+    run[:, 0] = 0
+    np.cumsum(values, axis=1, out=run[:, 1:])
+    shape = (h, ranges, across + 1, channels)
+    at = run.take(columns, axis=1).reshape(shape) + x_frac * values.take(columns, axis=1).reshape(shape)
+    rows = at[:, :, 1:] - at[:, :, :-1]  # each pixel row's sum over each cell's columns
+    run_y = np.empty((h + 1, ranges, across, channels))
+    run_y[0] = 0
+    np.cumsum(rows, axis=0, out=run_y[1:])
+    below = run_y.reshape(-1, across, channels).take(window_rows, axis=0)
+    inside = rows.reshape(-1, across, channels).take(window_rows, axis=0)
+    at_y = below + y_frac * inside  # (windows, down + 1, across, channels)
+    means: npt.NDArray[np.float64] = (at_y[:, 1:] - at_y[:, :-1]) / area
+    return means
+
+
+_Ints = npt.NDArray[np.intp]
+_Floats = npt.NDArray[np.float64]
+
+
+@functools.lru_cache(maxsize=64)
+def _cell_edges(h: int, w: int, across: int, down: int) -> tuple[_Ints, _Floats, _Ints, _Floats, _Floats]:
+    """Where _cell_means' cells lie in a picture of h x w pixels: the pixel column at each cell edge of each
+    distinct column range (flattened) and the fraction past it, the flat (row, column range) index at each cell
+    edge of each window and the fraction past that row, and each cell's area (never zero). Most pictures of a
+    scan share a few sizes, so these are made once per size (read-only: every call of that size shares them)."""
     xs = np.clip((_X_RANGES[:, :1] + _X_RANGES[:, 1:] * np.arange(across + 1) / across) * w, 0, w)
     ys = np.clip((_Y_RANGES[:, :1] + _Y_RANGES[:, 1:] * np.arange(down + 1) / down) * h, 0, h)
-    run = np.concatenate([np.zeros((h, 1, channels)), np.cumsum(values, axis=1)], axis=1)
     i = np.minimum(xs.astype(np.intp), w - 1)
-    at = run[:, i] + (xs - i)[None, :, :, None] * values[:, i]  # (h, column ranges, across + 1, channels)
-    rows = np.diff(at, axis=2)  # each pixel row's sum over each cell's columns
-    run_y = np.concatenate([np.zeros((1, *rows.shape[1:])), np.cumsum(rows, axis=0)], axis=0)
     j = np.minimum(ys.astype(np.intp), h - 1)
-    jj, frac, k = j[_Y_OF], (ys - j)[_Y_OF], _X_OF[:, None]
-    at_y = run_y[jj, k] + frac[:, :, None, None] * rows[jj, k]  # (windows, down + 1, across, channels)
-    sums = np.diff(at_y, axis=1)
     area = np.diff(ys, axis=1)[_Y_OF][:, :, None] * np.diff(xs, axis=1)[_X_OF][:, None, :]
-    means: npt.NDArray[np.float64] = sums / np.maximum(area, 1e-12)[..., None]
-    return means
+    edges = (
+        i.reshape(-1),
+        (xs - i)[None, :, :, None],
+        j[_Y_OF] * len(_X_RANGES) + _X_OF[:, None],
+        (ys - j)[_Y_OF][:, :, None, None],
+        np.maximum(area, 1e-12)[..., None],
+    )
+    for a in edges:
+        a.flags.writeable = False
+    return edges
 
 
 _PHASH_SIDE = HASH_SIZE * 4

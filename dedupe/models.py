@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from importlib.metadata import version
+from pathlib import Path
 
 
 class MatchKind(StrEnum):
@@ -71,12 +73,53 @@ CROP_WINDOWS: tuple[tuple[float, float, float, float], ...] = (
 CROP_SIDE = 128  # windows are measured on a grey copy this small (long side)
 # A crop signature: a pHash and a dHash (8 bytes each) and a colour (3 bytes) for each window.
 CROP_BYTES = 19 * len(CROP_WINDOWS)
+
+
+def installed_version(distribution: str, module: str) -> str:
+    """The version of an installed distribution, as importlib.metadata.version(distribution) says.
+
+    Read from the one .dist-info folder beside the distribution's module when there is one: importing
+    importlib.metadata costs 20-40 ms (email, zipfile, csv, ...) in every process that names VERSION, several
+    percent of the scan of a small folder. Anything else (no such folder, several, an egg, a zip) is left to
+    importlib.metadata.
+    """
+    spec = importlib.util.find_spec(module)
+    if spec is not None and spec.origin:
+        wanted = _normalised(distribution)
+        folder = Path(spec.origin).parent  # where a module's .dist-info lies; a package's is one folder up
+        if spec.submodule_search_locations is not None:
+            folder = folder.parent
+        try:
+            infos = [
+                info
+                for info in folder.glob("*.dist-info")
+                if _normalised(info.name.removesuffix(".dist-info").rpartition("-")[0]) == wanted
+            ]
+            if len(infos) == 1:
+                with (infos[0] / "METADATA").open(encoding="utf-8") as f:
+                    for line in f:
+                        if not line.strip():
+                            break  # the end of the headers
+                        if line.startswith("Version:"):
+                            return line.removeprefix("Version:").strip()
+        except OSError:
+            pass
+    from importlib.metadata import version
+
+    return version(distribution)
+
+
+def _normalised(name: str) -> str:
+    """A distribution name as packaging compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 # Stored beside every fingerprint: a store made with another version is fingerprinted again. Here rather than in
 # fingerprint.py so that the store and the grouping can name it without loading Pillow; the ImageHash version is
 # read from its installed metadata, the same as imagehash.__version__ (a test checks).
 VERSION = (
     f"10;alpha-colour-reading;multi-frame-by-bytes;raw-preview;webp-scaled-decode;dihedral-from-one-resize;gradients;crops={len(CROP_WINDOWS)}x{CROP_SIDE}-area-means;exif-subsec;chunk-essence;numpy-dct;work={WORK_SIZE};phash={HASH_SIZE};dhash={HASH_SIZE};"
-    f"imagehash={version('ImageHash')}"
+    f"imagehash={installed_version('ImageHash', 'imagehash')}"
 )
 
 _BITS_64 = (1 << 64) - 1

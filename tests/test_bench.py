@@ -77,6 +77,7 @@ def test_bench_script_writes_a_table_with_sane_numbers(tmp_path: Path) -> None:
         # Every copy here is an easy one: all true pairs found, nothing else, no junk grouped.
         assert (cells[7], cells[8], cells[9]) == ("1.000", "1.000", "1.000")
         assert cells[11] == "0" and cells[12] == "1.00x"
+        assert float(cells[13]) > 0 and cells[14] == "1.00x"  # CPU seconds of the process tree
     assert "| resize50 | 3 | 100% |" in table
     assert "Machine: " in table
 

@@ -264,6 +264,35 @@ def test_version_names_the_imagehash_in_use() -> None:
     assert models.VERSION.endswith(f"imagehash={imagehash.__version__}")
 
 
+@pytest.mark.parametrize(
+    ("distribution", "module"),
+    [
+        ("ImageHash", "imagehash"),
+        ("Pillow", "PIL"),
+        ("pillow-heif", "pillow_heif"),
+        ("numpy", "numpy"),
+        ("pybktree", "pybktree"),  # a module, not a package
+    ],
+)
+def test_installed_version_is_what_importlib_metadata_reads(distribution: str, module: str) -> None:
+    """The version read beside a module without importlib.metadata is the one importlib.metadata reads."""
+    from importlib.metadata import version
+
+    from dedupe import models
+
+    assert models.installed_version(distribution, module) == version(distribution)
+
+
+def test_installed_version_of_what_is_not_installed_is_an_error() -> None:
+    """A distribution that is not installed is reported as importlib.metadata reports it."""
+    from importlib.metadata import PackageNotFoundError
+
+    from dedupe import models
+
+    with pytest.raises(PackageNotFoundError):
+        models.installed_version("no-such-distribution-here", "no_such_module_here")
+
+
 def test_files_with_several_frames_are_the_same_image_only_with_the_same_bytes(tmp_path: Path) -> None:
     """Two animations (or multi-page TIFFs) sharing their first frame are never 'the same image': the perceptual
     hashes see the first frame only, and a copy must not take unique frames with it."""

@@ -428,8 +428,8 @@ def test_the_engine_needs_no_pillow() -> None:
 
 _STDLIB = {
     "__future__", "collections", "collections.abc", "concurrent.futures", "contextlib", "ctypes", "dataclasses",
-    "datetime", "enum", "gc", "importlib.metadata", "itertools", "math", "operator", "os", "pathlib", "shlex",
-    "sqlite3", "struct", "sys", "threading", "time", "types", "typing",
+    "datetime", "enum", "gc", "importlib.metadata", "importlib.util", "itertools", "math", "operator", "os", "pathlib",
+    "re", "shlex", "sqlite3", "struct", "sys", "threading", "time", "types", "typing",
 }  # fmt: skip
 
 
