@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from dedupe import fingerprint
 from dedupe.errors import DedupeError, FileSkipped
 from dedupe.match import MAX_THRESHOLD, MatchRule, match, match_distance
 from dedupe.models import Fingerprint, ProgressEvent, ScanOptions
@@ -64,6 +63,8 @@ def calibrate(
     """Sample photos below the roots, make edited copies in a temporary folder, and measure distances."""
     if sample < 2:
         raise DedupeError("calibrate needs a sample of at least 2 photos")
+    from dedupe import fingerprint  # Pillow: loaded when calibrate runs, not with the scan command
+
     found = walk(resolve_roots(roots), ScanOptions())
     candidates = sorted(p for p, _ in found.files if Path(p).suffix.lower() in fingerprint.IMAGE_EXTENSIONS)
     rng = random.Random(seed)

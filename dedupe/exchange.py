@@ -24,9 +24,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, TypeVar
 
-from dedupe import fingerprint
 from dedupe.errors import DedupeError
-from dedupe.models import ImportReport, ListedFingerprint
+from dedupe.models import VERSION, ImportReport, ListedFingerprint
 from dedupe.store import Store
 
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ def export_fingerprints(
     With no roots, every stored image and every imported fingerprint is written. Each stored image is written
     once, labelled with the first of its paths. A path given as out is replaced whole, never left half written.
     """
-    version = fingerprint.VERSION
+    version = VERSION
     real_roots = [os.path.realpath(os.fspath(r)) for r in roots]
     items = store.listed_under(real_roots, version)
     if not roots:
@@ -88,7 +87,7 @@ def _unquote_cell(text: str) -> str:
 
 
 def write_list(items: Iterable[ListedFingerprint], out: TextIO) -> None:
-    out.write(f"{HEADER}{fingerprint.VERSION}\n")
+    out.write(f"{HEADER}{VERSION}\n")
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     for f in items:
@@ -119,10 +118,10 @@ def read_list(text: TextIO, source: str) -> list[ListedFingerprint]:
                 f"{source} is not a list of dedupe fingerprints: its first line should start with '{HEADER}'"
             )
         algorithm = first[len(HEADER) :].strip()
-        if algorithm != fingerprint.VERSION:
+        if algorithm != VERSION:
             raise DedupeError(
                 f"{source} was made with another fingerprint algorithm ({algorithm}) than this dedupe uses"
-                f" ({fingerprint.VERSION}): its fingerprints cannot be compared. Export the list again from the"
+                f" ({VERSION}): its fingerprints cannot be compared. Export the list again from the"
                 " images with this version of dedupe."
             )
         reader = csv.DictReader(text)
@@ -208,7 +207,7 @@ def import_fingerprints(
     name, items = read_source(source, read_list)
     with store.transaction():
         replaced = store.forget_imported() if replace else 0
-        added = store.add_imported(items, fingerprint.VERSION, name)
+        added = store.add_imported(items, VERSION, name)
     return ImportReport(source=name, listed=len(items), added=added, replaced=replaced)
 
 

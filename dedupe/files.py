@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from dedupe import fingerprint
+from dedupe.content_hash import hash_file
 
 
 class Refused(Exception):
@@ -146,7 +146,7 @@ def same_bytes(path: str, content_hash: str) -> bool:
     """Whether path is a regular file holding exactly those bytes."""
     try:
         st = os.lstat(path)
-        return stat.S_ISREG(st.st_mode) and fingerprint.hash_file(path) == content_hash
+        return stat.S_ISREG(st.st_mode) and hash_file(path) == content_hash
     except OSError:
         return False
 
@@ -195,7 +195,7 @@ def _copy_then_remove(src: str, candidates: Sequence[str], expected_hash: str) -
                 st = os.lstat(src)
                 os.chmod(tmp, stat.S_IMODE(st.st_mode))
                 os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-                if fingerprint.hash_file(tmp) != expected_hash:
+                if hash_file(tmp) != expected_hash:
                     raise Refused("the copy reads back different bytes; removed the copy, kept the original")
                 fault("copied")
                 if not _name(tmp, candidate):

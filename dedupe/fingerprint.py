@@ -23,12 +23,14 @@ import numpy.typing as npt
 from PIL import Image, ImageStat, UnidentifiedImageError
 
 from dedupe import webp
+from dedupe.content_hash import hash_bytes, hash_file
 from dedupe.errors import FileSkipped
 from dedupe.models import (
     CROP_BYTES,
     CROP_SIDE,
     CROP_WINDOWS,
     HASH_SIZE,
+    RAW_PREFIX,
     TRANSFORMS,
     VERSION,
     WORK_SIZE,
@@ -62,7 +64,6 @@ IMAGE_EXTENSIONS = frozenset(
 RAW_EXTENSIONS = frozenset(
     (".cr2 .cr3 .nef .nrw .arw .srf .sr2 .dng .raf .orf .rw2 .pef .srw .x3f .3fr .iiq .erf .kdc .mrw").split()  # noqa: SIM905
 )
-RAW_PREFIX = "RAW:"  # Fingerprint.format of a RAW file is "RAW:<ext>", e.g. "RAW:nef"
 NO_PREVIEW = "RAW file without an embedded preview"
 _REDUCING_GAP = 2.0  # working_image first reduces by a whole factor to at least twice WORK_SIZE (Image.resize)
 LOW_INFO_STDDEV = 3.0  # a grey-level spread below this is a blank or nearly uniform picture
@@ -101,19 +102,6 @@ _TRANSPOSE = {
     7: (Image.Transpose.TRANSVERSE,),
     8: (Image.Transpose.ROTATE_90,),
 }
-
-
-def hash_bytes(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def hash_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """The content hash of a file, read in chunks: the same value as hash_bytes of its bytes."""
-    digest = hashlib.blake2b(digest_size=16)
-    with Path(path).open("rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sniff_format(head: bytes) -> str | None:

@@ -47,6 +47,7 @@ INVERSE = {"rot90": "rot270", "rot270": "rot90"}
 # reading's pHash, dHash and 7 turned pHashes follow the 7 turns in Fingerprint.variants, which then holds
 # ALPHA_VARIANTS values (match.readings splits them).
 ALPHA_VARIANTS = 2 * len(TRANSFORMS) + 2
+RAW_PREFIX = "RAW:"  # Fingerprint.format of a RAW file is "RAW:<ext>", e.g. "RAW:nef"
 
 HASH_SIZE = 8  # 64-bit perceptual hashes
 WORK_SIZE = 256  # perceptual hashes are taken from a copy this small (long side)

@@ -16,11 +16,11 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 
-from dedupe import fingerprint
 from dedupe.errors import DedupeError
 from dedupe.match import CROP, KIND_RANK, WIDER, MatchRule, crop_match, match, match_distance, shows_more
 from dedupe.models import (
     ALPHA_VARIANTS,
+    RAW_PREFIX,
     Action,
     DuplicateGroup,
     FileRecord,
@@ -165,7 +165,7 @@ def _describe(rule: KeeperRule, f: FileRecord, roots: Sequence[str] = (), among:
     if rule.name == "format" and _transparent(f):
         return f"keeps its transparency ({fp.format})"
     if rule.name == "format":
-        return f"camera format ({fp.format.removeprefix(fingerprint.RAW_PREFIX)}) over an export"
+        return f"camera format ({fp.format.removeprefix(RAW_PREFIX)}) over an export"
     if rule.name == "taken":
         return f"earliest date taken ({fp.taken.replace('T', ' ')})" if fp.taken else "earliest date taken"
     if rule.name == "order":
@@ -380,7 +380,7 @@ TWIN_KEPT = "developed twin of the RAW keeper kept: acted on only with --include
 
 
 def is_raw(f: FileRecord) -> bool:
-    return fingerprint.is_raw(f.fingerprint)
+    return f.fingerprint.format.startswith(RAW_PREFIX)
 
 
 def suggest_keeper(

@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from dedupe import fingerprint
 from dedupe.errors import DedupeError, FileSkipped
 from dedupe.formats import copy_labels
 from dedupe.models import DuplicateGroup, GroupMember, KeeperRule, MatchKind, ProgressEvent
@@ -121,7 +120,9 @@ def _text(s: str) -> str:
 
 def _thumbnail(path: str) -> tuple[str, bool]:
     try:
-        data = fingerprint.thumbnail_jpeg(path, THUMBNAIL_SIZE)
+        from dedupe.fingerprint import thumbnail_jpeg  # Pillow: only once a page is made
+
+        data = thumbnail_jpeg(path, THUMBNAIL_SIZE)
     except FileSkipped as e:
         return f'<span class="no-thumb">no preview: {_text(e.reason)}</span>', False
     uri = "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")

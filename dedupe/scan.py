@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import multiprocessing
 import operator
 import os
@@ -19,10 +20,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from dedupe import fingerprint, stat_cache
+from dedupe import stat_cache
+from dedupe.content_hash import hash_file
 from dedupe.errors import DedupeError, FileSkipped
 from dedupe.library import gc_paused
 from dedupe.models import (
+    VERSION,
     Fingerprint,
     IngestReport,
     ProgressEvent,
@@ -218,7 +221,7 @@ def scan_changes(
     never = frozenset(os.path.realpath(p) for p in store.own_files())
     if on_progress:
         on_progress(ProgressEvent("walk", 0))
-    version = fingerprint.VERSION
+    version = VERSION
     with gc_paused():  # a key per stored file, alive until the end and with no cycles among them
         seen = stat_cache.stats_under(store, real_roots, version)
         found = walk(real_roots, options, never, seen.current)
@@ -267,7 +270,7 @@ def fingerprint_files(
         return IngestReport(fingerprinted=0, reused=0, ignored=0, skipped=(), added=())  # and no write lock taken
     if stored is None:
         stored = {path: row for path, _ in files if (row := store.get_file(path)) is not None}
-    version = fingerprint.VERSION
+    version = VERSION
     known = store.known_hashes(version)
 
     skipped: list[Skipped] = []
@@ -357,7 +360,7 @@ def _only_ctime_moved(row: StoredFile, st: os.stat_result, version: str) -> bool
     if row.ctime_ns == st.st_ctime_ns:
         return False  # wholly unchanged: the usual path
     try:
-        return fingerprint.hash_file(row.path) == row.undecoded_hash
+        return hash_file(row.path) == row.undecoded_hash
     except OSError:
         return False
 
@@ -428,6 +431,11 @@ def _fingerprint_all(
     todo: list[tuple[str, os.stat_result]], known: set[str], workers: int | None
 ) -> Generator[tuple[str, os.stat_result, _Result], None, None]:
     """Fingerprint files on all cores, yielding results as they finish."""
+    if not todo:
+        return
+    # Pillow and the hashes are loaded here, once there is a file to read, and before the workers fork: each
+    # finds them loaded. A scan that finds nothing new never loads them.
+    importlib.import_module("dedupe.fingerprint")
     workers = workers_for(workers, len(todo))
     if workers <= 1 or len(todo) < _INLINE_BELOW:
         fingerprinted: set[str] = set()
@@ -572,6 +580,8 @@ def _pool_work(path: str, copies: frozenset[str]) -> _Result:
 
 def _work(path: str, known: AbstractSet[str], copies: AbstractSet[str] = frozenset()) -> _Result:
     """Fingerprint one file, or only hash its bytes when that content was fingerprinted before."""
+    from dedupe import fingerprint  # loaded once there is a file to read: forked workers find it loaded
+
     try:
         data = fingerprint.read_image_bytes(path)
         content_hash = fingerprint.hash_bytes(data)

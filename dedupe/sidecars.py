@@ -11,7 +11,7 @@ import os
 import stat
 from collections.abc import Iterable, Sequence
 
-from dedupe import fingerprint
+from dedupe.content_hash import hash_file
 from dedupe.files import Refused, error_text, free_names, place
 from dedupe.models import Action, JournalState, Step
 from dedupe.store import Store
@@ -113,7 +113,7 @@ def carry_sidecars(
             st = os.lstat(sidecar)
             if not stat.S_ISREG(st.st_mode):
                 continue
-            digest = fingerprint.hash_file(sidecar)
+            digest = hash_file(sidecar)
             target = None
             if step.action is Action.MOVE:
                 assert where is not None

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
-from dedupe import fingerprint
+from dedupe.content_hash import hash_file
 from dedupe.files import Refused, error_text, open_new, removed_on_failure
 
 
@@ -204,7 +204,7 @@ def find_in_trash(path: str, since: float, content_hash: str) -> tuple[str, str]
             if best is not None and entry.deleted <= best.deleted:
                 continue
             try:
-                if fingerprint.hash_file(entry.file) == content_hash:
+                if hash_file(entry.file) == content_hash:
                     best = entry
             except OSError:
                 continue

@@ -384,6 +384,17 @@ def test_check_imports_neither_rich_nor_the_grouping_engine_nor_watchdog(photo_d
     assert not modules & {"dedupe.group", "dedupe.pairs", "dedupe.plan", "dedupe.watch", "dedupe.scan"}
 
 
+def test_a_scan_that_finds_nothing_new_does_not_load_the_decoders(photo_dir: Path, tmp_path: Path) -> None:
+    """A re-scan of unchanged files reads none of them, so it loads neither Pillow nor ImageHash; the first scan,
+    which decodes, does."""
+    db = str(tmp_path / "s.sqlite")
+    first = imported_by("scan", str(photo_dir), "--db", db, "-q", "--format", "json")
+    assert {"PIL", "imagehash"} <= first
+    again = imported_by("scan", str(photo_dir), "--db", db, "-q", "--format", "json")
+    assert "dedupe.scan" in again and "dedupe.group" in again
+    assert not again & {"PIL", "imagehash", "dedupe.webp"}
+
+
 def test_every_public_name_imports_from_the_package() -> None:
     """Every name of dedupe.__all__ is importable from dedupe, the lazy table names each exactly once, and the
     TYPE_CHECKING imports that type checkers read say the same as the table."""
