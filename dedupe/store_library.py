@@ -4,6 +4,7 @@ file (the decoding of what SQLite hands over is library.py's)."""
 from __future__ import annotations
 
 import operator
+import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -103,11 +104,12 @@ class LibraryReads(StoreBase):
         contents, of_content = np.unique(library.content, return_inverse=True)
         files: list[tuple[Any, ...]] = []
         images: list[tuple[Any, ...]] = []
+        at_once = min(_IDS_AT_ONCE, self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
         with self.reading():
-            for chunk in _chunks(ids.tolist(), _IDS_AT_ONCE):
+            for chunk in _chunks(ids.tolist(), at_once):
                 marks = ",".join("?" * len(chunk))
                 files.append(self._conn.execute(_FILES_SQL.format(marks=marks), chunk).fetchone())
-            for chunk in _chunks(contents.tolist(), _IDS_AT_ONCE):
+            for chunk in _chunks(contents.tolist(), at_once):
                 marks = ",".join("?" * len(chunk))
                 images.append(self._conn.execute(_IMAGES_SQL.format(marks=marks), chunk).fetchone())
         if sum(p[0] for p in files) != n or sum(p[0] for p in images) != len(contents):
@@ -262,7 +264,9 @@ def _path_ranges(roots: Sequence[str]) -> list[tuple[bytes, bytes | None]]:
     return [(low, high) for low, high in merged]
 
 
-_IDS_AT_ONCE = 999  # rowids in one IN (...): the least limit of SQLite builds
+# Rowids in one IN (...), when the SQLite build allows so many (999 before 3.32, 32766 since): each statement costs
+# its parse and plan, and 330,000 rowids read 999 at a time took 0.75 s where 30,000 at a time took 0.55 s.
+_IDS_AT_ONCE = 30_000
 
 
 # What records_of reads: the files' times, and their images' texts as UTF-8 one after another, each with its length

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dedupe import fingerprint
+from dedupe import fingerprint, store_library
 from dedupe import library as library_module
 from dedupe.errors import StoreError
 from dedupe.group import find_groups, find_groups_in, split_not_duplicates, stored_groups
@@ -224,6 +224,20 @@ def test_records_are_made_alike_a_slice_of_rows_at_a_time(tmp_path: Path, monkey
             assert store.records_of(library) == stored
             rows = np.array([5, 1, 4, 0])
             assert store.records_of(library.take(rows)) == [stored[k] for k in rows]
+
+
+def test_records_are_read_alike_a_few_rowids_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records whose rowids are read in several statements (each cut falling between files of one image and
+    another) are the records read in one."""
+    root = str(tmp_path.resolve() / "lib")
+    records = odd_records(root)
+    with Store.open(tmp_path / "store.sqlite") as store:
+        write(store, records)
+        library = store.library_under([root], VERSION, crops=True)
+        stored = sorted(store.records_under([root], VERSION), key=lambda r: r.path)
+        for at_once in (1, 2, 3):
+            monkeypatch.setattr(store_library, "_IDS_AT_ONCE", at_once)
+            assert store.records_of(library) == stored
 
 
 def test_library_under_reads_each_file_below_the_roots_once(tmp_path: Path) -> None:
