@@ -155,10 +155,13 @@ def _cross_part(
     widest = max(sum(spans[k][1] for k in combo) for combo in combos)
     bits = min(widest, _MAX_KEY_BITS, max(16, max(nq, nt).bit_length()))
     # Tables reused from one choice of blocks to the next, cleared where they were written.
-    # (A key's first target is read through its run, sorted_values[run >> 32]: a table of first values would
-    # take another 32 MiB per thread at 22-bit keys, for no time saved.)
+    # (A key's first target is read through its run, sorted_values[run_of[key]]: a table of first values would
+    # take another 32 MiB per thread at 22-bit keys, for no time saved.) Positions are held in 32 bits where the
+    # targets allow: the table of runs is then 16 MiB a thread at 22-bit keys, not 32.
+    position = np.int32 if nt < 2**31 else np.int64
     kind_of = np.zeros(1 << bits, dtype=np.int8)
-    run_of = np.zeros(1 << bits, dtype=np.int64)  # where the run of a key starts in key order << 32 | its length
+    run_of = np.zeros(1 << bits, dtype=position)  # where the run of a key starts in key order
+    run_end = np.zeros(nt, dtype=position)  # at the start of each run of several targets, where it ends
     buffers = (np.empty(min(nq, _QUERY_SLAB), dtype=np.uint64), np.empty(min(nq, _QUERY_SLAB), dtype=np.uint64))
     target_buffers = (np.empty(nt, dtype=np.uint64), np.empty(nt, dtype=np.uint64))
     found: list[npt.NDArray[np.int64]] = []
@@ -177,16 +180,17 @@ def _cross_part(
         head_keys = sorted_keys[heads]
         del sorted_keys
         kind_of[head_keys] = np.minimum(sizes, 2)
-        run_of[head_keys] = (heads << 32) | sizes
-        del heads, sizes
+        run_of[head_keys] = heads
+        several = sizes > 1
+        run_end[heads[several]] = heads[several] + sizes[several]
+        del heads, sizes, several
         for start in range(0, nq, _QUERY_SLAB):
             values = queries[start : start + _QUERY_SLAB]
             keys = _slab_key(values, parts, buffers[0][: len(values)], buffers[1][: len(values)], bits)
             kinds = kind_of[keys]
             hit = np.nonzero(kinds != 0)[0]  # (a bool array is searched several times faster)
             values = values[hit]
-            runs = run_of[keys[hit]]
-            firsts = runs >> 32
+            firsts = run_of[keys[hit]]
             keep = _confirm(values ^ sorted_values[firsts], threshold, own, earlier)
             if len(keep):
                 found.append((hit[keep] + start) * nt + torder[firsts[keep]])
@@ -194,9 +198,9 @@ def _cross_part(
             if len(more):
                 # The rest of each run of several targets: a few positions one after another, then what is left
                 # of long runs at once.
-                hit, values, runs = hit[more], values[more], runs[more]
-                at = (runs >> 32) + 1
-                stop = at + (runs & 0xFFFFFFFF) - 1
+                hit, values, firsts = hit[more], values[more], firsts[more]
+                at = firsts.astype(np.int64) + 1
+                stop = run_end[firsts].astype(np.int64)
                 for _ in range(_WALK):
                     keep = _confirm(values ^ sorted_values[at], threshold, own, earlier)
                     if len(keep):

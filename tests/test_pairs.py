@@ -63,6 +63,15 @@ def test_cross_pair_search_is_exact(queries: list[int], targets: list[int], thre
     assert cross_pairs(queries, targets, threshold) == brute
 
 
+@settings(max_examples=150, deadline=None)
+@given(clustered_hashes(), clustered_hashes(), st.integers(0, 12))
+def test_cross_pair_search_walks_runs_of_many_targets(queries: list[int], targets: list[int], threshold: int) -> None:
+    """A cross search among clusters with repeats (a key shared by many targets, walked through its run) is exact."""
+    targets = [*targets, *targets]  # runs longer than the few positions checked one after another
+    brute = sorted((i, j) for i, q in enumerate(queries) for j, t in enumerate(targets) if hamming(q, t) <= threshold)
+    assert cross_pairs(queries, targets, threshold) == brute
+
+
 @pytest.mark.parametrize(
     ("threshold", "plan"), [(4, (5, 1)), (4, (6, 2)), (4, (7, 3)), (2, (3, 1)), (0, (1, 1)), (9, None)]
 )
