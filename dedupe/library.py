@@ -123,7 +123,7 @@ class Library:
         for name in Library.__slots__:
             value = getattr(self, name)
             if name == "paths":
-                fields[name] = [value[k] for k in rows.tolist()]
+                fields[name] = value.take(rows) if isinstance(value, PathColumn) else [value[k] for k in rows.tolist()]
             elif name == "odd":
                 at = {row: k for k, row in enumerate(rows.tolist())} if value else {}
                 fields[name] = {at[row]: fp for row, fp in value.items() if row in at}
@@ -383,13 +383,31 @@ class PathColumn(Sequence[str]):
     def __len__(self) -> int:
         return len(self.ends)
 
+    def take(self, rows: npt.NDArray[np.int64]) -> PathColumn:
+        """These paths (in this order), as a column of their own: their bytes are copied, no string is made."""
+        ends = self.ends[rows]
+        starts = np.where(rows > 0, self.ends[np.maximum(rows - 1, 0)], 0)
+        raw = self.raw
+        joined = b"".join([raw[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)])
+        return PathColumn(joined, np.cumsum(ends - starts))
+
     @overload
     def __getitem__(self, k: int) -> str: ...
     @overload
     def __getitem__(self, k: slice) -> list[str]: ...
     def __getitem__(self, k: int | slice) -> str | list[str]:
         if isinstance(k, slice):
-            return [self[i] for i in range(*k.indices(len(self)))]
+            start, stop, step = k.indices(len(self))
+            if step == 1 and stop > start:
+                # ASCII paths are decoded at once and cut there: a string made per path otherwise (utf-8 with
+                # escapes cannot be cut as bytes and decoded as one).
+                ends = self.ends[start:stop].tolist()
+                first = int(self.ends[start - 1]) if start else 0
+                raw = self.raw[first : ends[-1]]
+                if raw.isascii():
+                    text = raw.decode("ascii")
+                    return [text[a - first : b - first] for a, b in zip([first, *ends[:-1]], ends, strict=True)]
+            return [self[i] for i in range(start, stop, step)]
         if self._bounds is None:
             ends = self.ends.tolist()
             self._bounds = ([0, *ends[:-1]], ends)
@@ -404,8 +422,8 @@ class PathColumn(Sequence[str]):
         raw = self.raw
         if raw.isascii():
             text = raw.decode("ascii")
-            return (text[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True))
-        return (decode_path(raw[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True))
+            return (text[a:b] for a, b in zip([0, *ends][: len(ends)], ends, strict=True))
+        return (decode_path(raw[a:b]) for a, b in zip([0, *ends][: len(ends)], ends, strict=True))
 
 
 def _is_utf8(raw: bytes) -> bool:
@@ -530,26 +548,29 @@ SEVEN = struct.Struct(">7Q")  # the usual variants: all 7 turns
 
 def records_from_rows(
     library: Library,
-    files: Sequence[Sequence[Any]],
-    images: Sequence[Sequence[Any]],
+    files: list[tuple[Any, ...]],
+    images: list[tuple[Any, ...]],
     contents: npt.NDArray[np.int64],
     of_content: npt.NDArray[np.intp],
 ) -> list[FileRecord]:
     """The records of a library's files, in row order (see Store.records_of): what the library holds is taken from
     it, the rest from the rows the store read by rowid (files: count, rowids, times; images: count, rowids, and each
     text as UTF-8 one after another with its lengths). contents are the library's image rowids, each once, sorted;
-    of_content is each row's place among them."""
+    of_content is each row's place among them. The lists of rows are emptied as they are read: at 330,000 files
+    they hold some 40 MiB, which would otherwise stay beside the records at the peak of stored_groups."""
     ids = library.ids
     n = len(ids)
     # The rows come in the store's order: put them in the library's.
     file_rowids = np.concatenate([parse_ints(p[1], p[0]) for p in files if p[0]] or [np.zeros(0, np.int64)])
     mtimes = np.concatenate([parse_ints(p[2], p[0]) for p in files if p[0]] or [np.zeros(0, np.int64)])
+    files.clear()
     place = np.empty(n, dtype=np.int64)
     place[np.argsort(ids)] = np.argsort(file_rowids)
     mtimes = mtimes[place]
     texts: list[list[Any]] = [[], [], [], [], []]  # content and image hashes, format, time, camera (or None)
     image_rowids: list[npt.NDArray[np.int64]] = []
-    for count, *columns in images:
+    while images:  # (from the last: any order will do, as long as rowids and texts keep one)
+        count, *columns = images.pop()
         if count:
             image_rowids.append(parse_ints(columns[0], count))
             for k, strings in enumerate(texts):

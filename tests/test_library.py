@@ -240,6 +240,25 @@ def test_records_are_read_alike_a_few_rowids_at_a_time(tmp_path: Path, monkeypat
             assert store.records_of(library) == stored
 
 
+_ODD_NAMES = [os.fsdecode(b"/z\xc3.png"), os.fsdecode(b"\xff"), "/\ue000"]
+_PATHS = st.lists(st.sampled_from(["/a/b.jpg", "/x.png", "", "/Ü/é.jpg", *_ODD_NAMES]), max_size=12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_PATHS, st.data())
+def test_a_column_of_paths_reads_as_the_list_of_them(paths: list[str], data: st.DataObject) -> None:
+    """A PathColumn's slices and the columns taken from it hold the paths of the list, names that are not UTF-8 and
+    empty ones included."""
+    encoded = [library_module.encode_path(p) for p in paths]
+    column = library_module.PathColumn(b"".join(encoded), np.cumsum([len(e) for e in encoded], dtype=np.int64))
+    start, stop = data.draw(st.integers(-15, 15)), data.draw(st.integers(-15, 15))
+    step = data.draw(st.sampled_from([None, 1, 2, -1]))
+    assert column[start:stop:step] == paths[start:stop:step]
+    rows = data.draw(st.lists(st.integers(0, len(paths) - 1), max_size=12) if paths else st.just([]))
+    taken = column.take(np.array(rows, dtype=np.int64))
+    assert list(taken) == [paths[k] for k in rows] == taken[:]
+
+
 def test_library_under_reads_each_file_below_the_roots_once(tmp_path: Path) -> None:
     base = os.path.realpath(tmp_path)
     paths = [
