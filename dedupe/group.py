@@ -162,15 +162,22 @@ def find_groups_in(library: Library, rule: MatchRule = MatchRule()) -> Grouping:
     cluster_of_node = np.full(count, -1, dtype=np.int64)
     centres: list[int] = []
     if len(a):
-        # Quality of each file as a dense rank: most pixels, then largest file, then smallest path.
-        area = lib.width[files] * lib.height[files]
-        q = np.lexsort((path_rank[files], -lib.size[files], -area))
-        changed = np.r_[True, differs(area[q]) | differs(lib.size[files][q]) | differs(path_rank[files][q])]
-        quality = np.empty(len(files), dtype=np.int64)
+        # Quality of each file as a dense rank: most pixels, then largest file, then smallest path. Only the files
+        # of linked nodes are ranked (only linked nodes are ordered by it), among themselves: the same order.
+        linked = np.zeros(count, dtype=bool)
+        linked[a] = linked[b] = True
+        at = np.flatnonzero(in_node)
+        at = at[linked[node_of[at]]]
+        rows = files[at]
+        area, size, rank = lib.width[rows] * lib.height[rows], lib.size[rows], path_rank[rows]
+        q = np.lexsort((rank, -size, -area))
+        changed = np.r_[True, differs(area[q]) | differs(size[q]) | differs(rank[q])]
+        quality = np.empty(len(at), dtype=np.int64)
         quality[q] = np.cumsum(changed)
-        del area, q, changed
+        del linked, rows, area, size, rank, q, changed
         best = np.full(count, len(files) + 1, dtype=np.int64)
-        np.minimum.at(best, node_of[in_node], quality[in_node])
+        np.minimum.at(best, node_of[at], quality)
+        del at, quality
         centres = _stars(lib, nodes.rep, a, b, best, rule, cluster_of_node)
     several = np.flatnonzero((cluster_of_node < 0) & (node_files > 1))
     cluster_of_node[several] = np.arange(len(centres), len(centres) + len(several))
