@@ -139,10 +139,18 @@ def find_groups_in(library: Library, rule: MatchRule = MatchRule()) -> Grouping:
     path_rank, distinct_paths = lib.path_ranks()
     # The first file (in path order) of each image class stands for it.
     cls = np.full(n, -1, dtype=np.int64)
-    order = files[np.argsort(lib.image[files], kind="stable")]
-    heads = run_heads(lib.image[order])
-    cls[order] = order[np.flatnonzero(heads)][np.cumsum(heads) - 1]
-    del order, heads
+    image = lib.image[files]
+    if len(files) and image.min() >= 0 and image.max() < 2 * n:  # numbered from 0 (as the store and records are)
+        first = np.full(int(image.max()) + 1, n, dtype=np.int64)
+        np.minimum.at(first, image, files)  # (a stable sort of the numbers took 0.2 s at 1M)
+        cls[files] = first[image]
+        del first
+    else:
+        order = files[np.argsort(image, kind="stable")]
+        heads = run_heads(lib.image[order])
+        cls[order] = order[np.flatnonzero(heads)][np.cumsum(heads) - 1]
+        del order, heads
+    del image
     class_size = np.bincount(cls[files], minlength=n)
     reps = np.flatnonzero(class_size)
     low = lib.low_info[reps]
@@ -212,7 +220,7 @@ class _NodeList:
 def _nodes(lib: Library, reps: npt.NDArray[np.int64], rule: MatchRule) -> _NodeList:
     """Image classes (by the rows standing for them) with identical perceptual hashes (and, for bursts, camera and
     time) as nodes, in key order: pHash first; classes with one pHash are split and ordered by their whole key."""
-    order = np.argsort(lib.phash[reps], kind="stable")
+    order = np.argsort(lib.phash[reps])  # (runs of one pHash are ordered below, whatever their order here)
     sorted_phash = lib.phash[reps[order]]
     tied = sorted_phash[1:] == sorted_phash[:-1]
     new = run_heads(sorted_phash)  # where a node starts (refined below where pHashes are tied)
@@ -611,7 +619,7 @@ def _members(
     cl = cluster[chosen]
     starts = np.flatnonzero(np.r_[True, cl[1:] != cl[:-1], True]) if len(cl) else np.zeros(1, dtype=np.int64)
     member_rows = rows[chosen]
-    by_id = np.argsort(lib.ids[member_rows], kind="stable")
+    by_id = np.argsort(lib.ids[member_rows])  # (ids are distinct)
     member = np.empty(len(chosen), dtype=np.int64)
     member[by_id] = np.arange(len(chosen))  # a file is in one group at most
     return Grouping(

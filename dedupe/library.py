@@ -139,12 +139,17 @@ class Library:
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         single = bool((self.dev == self.dev[0]).all())
-        order = np.argsort(self.ino, kind="stable") if single else np.lexsort((self.ino, self.dev))
+        # Inodes in no particular order sort several times faster unstably; only when some are shared does the
+        # order within one inode matter, and the sort is made again.
+        order = np.argsort(self.ino) if single else np.lexsort((self.ino, self.dev))
         same = self.ino[order[1:]] == self.ino[order[:-1]]
         if not single:
             same &= self.dev[order[1:]] == self.dev[order[:-1]]
         if not same.any():
             return np.arange(n, dtype=np.int64)
+        if single:
+            order = np.argsort(self.ino, kind="stable")
+            same = self.ino[order[1:]] == self.ino[order[:-1]]
         keep = np.ones(n, dtype=bool)
         keep[order[1:][same]] = False  # within one inode the rows are in path order: the first stays
         return np.flatnonzero(keep)
