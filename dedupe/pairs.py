@@ -162,21 +162,25 @@ def _cross_part(
     kind_of = np.zeros(1 << bits, dtype=np.int8)
     run_of = np.zeros(1 << bits, dtype=position)  # where the run of a key starts in key order
     run_end = np.zeros(nt, dtype=position)  # at the start of each run of several targets, where it ends
-    buffers = (np.empty(min(nq, _QUERY_SLAB), dtype=np.uint64), np.empty(min(nq, _QUERY_SLAB), dtype=np.uint64))
-    target_buffers = (np.empty(nt, dtype=np.uint64), np.empty(nt, dtype=np.uint64))
+    slab = min(max(nq, nt), _QUERY_SLAB)
+    buffers = (np.empty(slab, dtype=np.uint64), np.empty(slab, dtype=np.uint64))
+    tkeys = np.empty(nt, dtype=np.int32)  # the targets' keys, made a slab at a time (below 2**_MAX_KEY_BITS)
     found: list[npt.NDArray[np.int64]] = []
     for c in share:
         combo = combos[c]
         own = _combo_mask(spans, combo)
         earlier = [_combo_mask(spans, e) for e in combos[:c]]
         parts = [spans[k] for k in combo]
-        tkeys = _slab_key(targets, parts, *target_buffers, bits)
-        torder = _argsort_keys(tkeys, bits)
+        for start in range(0, nt, slab):
+            values = targets[start : start + slab]
+            tkeys[start : start + len(values)] = _slab_key(
+                values, parts, buffers[0][: len(values)], buffers[1][: len(values)], bits
+            )
+        torder: npt.NDArray[np.signedinteger[Any]] = _argsort_keys(tkeys, bits).astype(position)
         sorted_keys = tkeys[torder]
-        del tkeys
         sorted_values = targets[torder]
-        heads = np.nonzero(run_heads(sorted_keys))[0]
-        sizes = np.diff(heads, append=nt)
+        heads = np.nonzero(run_heads(sorted_keys))[0].astype(position)
+        sizes = np.diff(heads, append=position(nt))
         head_keys = sorted_keys[heads]
         del sorted_keys
         kind_of[head_keys] = np.minimum(sizes, 2)
@@ -355,7 +359,7 @@ def _pairs_within_buckets(
 def _pairs_in_buckets(
     queries: npt.NDArray[np.uint64],
     targets: npt.NDArray[np.uint64],
-    torder: npt.NDArray[np.intp],
+    torder: npt.NDArray[np.signedinteger[Any]],
     rows: npt.NDArray[np.int64],
     lo: npt.NDArray[np.int64],
     counts: npt.NDArray[np.int64],
