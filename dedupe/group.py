@@ -17,6 +17,7 @@ import itertools
 import os
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -803,16 +804,22 @@ def stored_groups(
                 library = column_cache.library_under(store, real_roots, VERSION, crops=True)
         rule = replace(rule, crops=crops)
         grouping = find_groups_in(library, rule)
+        release_freed_memory()  # what the grouping freed (the C allocator keeps it), before the rows are taken
         grouped = library.take(grouping.rows)
         del library  # before the records are made
         release_freed_memory()
         records = store.records_of(grouped)
         del grouped  # the records hold what groups need
         release_freed_memory()
-        skipped = [Skipped(path, reason) for path, reason in store.errors_under(real_roots)]
-        pairs = store.not_duplicate_pairs()
-        undecoded = [_undecoded_group(files) for files in store.undecoded_copies_under(real_roots)]
-    return split_not_duplicates(grouping.groups(records), pairs, rule) + undecoded, skipped, images
+        # The groups are made on another thread (Python objects, 0.6 s at 330,000 files) while the store is read
+        # here: SQLite lets go of the GIL, and these reads walk every path below the roots (0.3-0.4 s at 1M).
+        with ThreadPoolExecutor(1, thread_name_prefix="dedupe-groups") as pool:
+            made = pool.submit(grouping.groups, records)
+            skipped = [Skipped(path, reason) for path, reason in store.errors_under(real_roots)]
+            pairs = store.not_duplicate_pairs()
+            undecoded = [_undecoded_group(files) for files in store.undecoded_copies_under(real_roots)]
+            groups = made.result()
+    return split_not_duplicates(groups, pairs, rule) + undecoded, skipped, images
 
 
 def _undecoded_group(files: Sequence[tuple[str, int, int, int, int, str]]) -> DuplicateGroup:
