@@ -53,7 +53,7 @@ from dedupe.models import (
     Skipped,
     Summary,
 )
-from dedupe.pairs import differs, join, run_heads
+from dedupe.pairs import differs, join, join_within, run_heads
 from dedupe.store import Store
 
 _Key = tuple[int, tuple[int, ...], int, str, str, bytes]
@@ -314,25 +314,22 @@ def _node_pairs(
     turned = lib.turned[rep] if rule.rotations else np.zeros(count, dtype=bool)
     if turned.any():
         # Turned matches: any variant of one within the threshold of the other's upright is a candidate. A
-        # rot270 match of a to b is a rot90 match of b to a, so that variant need not be looked up. The upright
-        # pHashes are looked up in the same pass (each pair then comes twice, and each node meets itself).
+        # rot270 match of a to b is a rot90 match of b to a, so that variant need not be looked up. The pairs of
+        # upright pHashes come from the same tables (join_within).
         at = np.flatnonzero(turned)
         ks = [k for k, name in enumerate(TRANSFORMS) if name != "rot270"]
-        queries = np.empty(count + len(ks) * len(at), dtype=np.uint64)
-        queries[:count] = phash
+        queries = np.empty(len(ks) * len(at), dtype=np.uint64)
         rows = rep[at]
         for j, k in enumerate(ks):  # a variant at a time: the turned pHashes of a million nodes take 48 MiB
-            queries[count + j * len(at) : count + (j + 1) * len(at)] = lib.variants[rows, k]
+            queries[j * len(at) : (j + 1) * len(at)] = lib.variants[rows, k]
         del rows
-        qi, tj = join(queries, phash, rule.threshold, same=False)
+        qi, tj, ua, ub = join_within(queries, phash, rule.threshold)
         del queries
-        upright = qi < count
-        keep = upright & (qi < tj)
-        found.append((qi[keep], tj[keep]))
-        a, b = at[(qi[~upright] - count) % len(at)], tj[~upright]
+        found.append((ua, ub))
+        a, b = at[qi % len(at)], tj
         keep = (a != b) & turned[b]
         found.append((np.minimum(a, b)[keep], np.maximum(a, b)[keep]))
-        del qi, tj, upright, keep, a, b
+        del qi, tj, ua, ub, keep, a, b
     else:
         found.append(join(phash, phash, rule.threshold, same=True))
     if rule.two_stage:
