@@ -133,6 +133,21 @@ class Library:
                 fields[name] = value[rows]
         return Library(**fields)
 
+    def part(self, start: int, stop: int) -> Library:
+        """Rows start .. stop - 1 as a library of their own: take for a range, the columns shared, not copied."""
+        fields: dict[str, Any] = {}
+        for name in Library.__slots__:
+            value = getattr(self, name)
+            if name == "paths":
+                fields[name] = value.part(start, stop) if isinstance(value, PathColumn) else list(value[start:stop])
+            elif name == "odd":
+                fields[name] = {row - start: fp for row, fp in value.items() if start <= row < stop}
+            elif name == "distinct_paths":
+                fields[name] = value
+            else:
+                fields[name] = value[start:stop]
+        return Library(**fields)
+
     def distinct_files(self) -> npt.NDArray[np.int64]:
         """The rows that are distinct files: of the paths reaching one inode, the first."""
         n = len(self)
@@ -387,6 +402,13 @@ class PathColumn(Sequence[str]):
 
     def __len__(self) -> int:
         return len(self.ends)
+
+    def part(self, start: int, stop: int) -> PathColumn:
+        """Paths start .. stop - 1 as a column of their own."""
+        first = int(self.ends[start - 1]) if start > 0 else 0
+        ends = self.ends[start:stop]
+        last = int(ends[-1]) if len(ends) else first
+        return PathColumn(self.raw[first:last], ends - first)
 
     def take(self, rows: npt.NDArray[np.int64]) -> PathColumn:
         """These paths (in this order), as a column of their own: their bytes are copied, no string is made."""

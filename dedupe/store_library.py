@@ -109,7 +109,7 @@ class LibraryReads(StoreBase):
         # The collector waits for all of them (between two slices it would walk every record made so far).
         with self.reading(), gc_paused(), ThreadPoolExecutor(1, thread_name_prefix="dedupe-records") as pool:
             for lo in range(0, n, at_once):
-                part = library if at_once >= n else library.take(np.arange(lo, min(n, lo + at_once)))
+                part = library if at_once >= n else library.part(lo, min(n, lo + at_once))
                 rows = self._record_rows(part)
                 if len(made) > 1:
                     made[-2].result()  # one slice of rows waiting at most: they are large beside their records

@@ -247,8 +247,8 @@ _PATHS = st.lists(st.sampled_from(["/a/b.jpg", "/x.png", "", "/Ü/é.jpg", *_ODD
 @settings(max_examples=100, deadline=None)
 @given(_PATHS, st.data())
 def test_a_column_of_paths_reads_as_the_list_of_them(paths: list[str], data: st.DataObject) -> None:
-    """A PathColumn's slices and the columns taken from it hold the paths of the list, names that are not UTF-8 and
-    empty ones included."""
+    """A PathColumn's slices and the columns taken or cut from it hold the paths of the list, names that are not
+    UTF-8 and empty ones included."""
     encoded = [library_module.encode_path(p) for p in paths]
     column = library_module.PathColumn(b"".join(encoded), np.cumsum([len(e) for e in encoded], dtype=np.int64))
     start, stop = data.draw(st.integers(-15, 15)), data.draw(st.integers(-15, 15))
@@ -257,6 +257,9 @@ def test_a_column_of_paths_reads_as_the_list_of_them(paths: list[str], data: st.
     rows = data.draw(st.lists(st.integers(0, len(paths) - 1), max_size=12) if paths else st.just([]))
     taken = column.take(np.array(rows, dtype=np.int64))
     assert list(taken) == [paths[k] for k in rows] == taken[:]
+    first = data.draw(st.integers(0, len(paths)))
+    last = data.draw(st.integers(first, len(paths)))
+    assert list(column.part(first, last)) == paths[first:last]
 
 
 def test_library_under_reads_each_file_below_the_roots_once(tmp_path: Path) -> None:
