@@ -316,7 +316,13 @@ def _node_pairs(
         # Turned matches: any variant of one within the threshold of the other's upright is a candidate. A
         # rot270 match of a to b is a rot90 match of b to a, so that variant need not be looked up. The pairs of
         # upright pHashes come from the same tables (join_within).
-        at = np.flatnonzero(turned)
+        # The turned nodes in the order of their rows: the turned pHashes are then read from the columns in
+        # order (in node order, pHash order, each read was a cache miss: 0.3-0.6 s at 1M, 0.1 s in row order).
+        node_at = np.full(len(lib), -1, dtype=np.int64)
+        node_at[rep] = np.arange(count)
+        at = node_at[node_at >= 0]
+        at = at[turned[at]]
+        del node_at
         ks = [k for k, name in enumerate(TRANSFORMS) if name != "rot270"]
         queries = np.empty(len(ks) * len(at), dtype=np.uint64)
         rows = rep[at]
