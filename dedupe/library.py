@@ -123,7 +123,7 @@ class Library:
         for name in Library.__slots__:
             value = getattr(self, name)
             if name == "paths":
-                fields[name] = [value[k] for k in rows.tolist()]
+                fields[name] = value.take(rows) if isinstance(value, PathColumn) else [value[k] for k in rows.tolist()]
             elif name == "odd":
                 at = {row: k for k, row in enumerate(rows.tolist())} if value else {}
                 fields[name] = {at[row]: fp for row, fp in value.items() if row in at}
@@ -133,18 +133,38 @@ class Library:
                 fields[name] = value[rows]
         return Library(**fields)
 
+    def part(self, start: int, stop: int) -> Library:
+        """Rows start .. stop - 1 as a library of their own: take for a range, the columns shared, not copied."""
+        fields: dict[str, Any] = {}
+        for name in Library.__slots__:
+            value = getattr(self, name)
+            if name == "paths":
+                fields[name] = value.part(start, stop) if isinstance(value, PathColumn) else list(value[start:stop])
+            elif name == "odd":
+                fields[name] = {row - start: fp for row, fp in value.items() if start <= row < stop}
+            elif name == "distinct_paths":
+                fields[name] = value
+            else:
+                fields[name] = value[start:stop]
+        return Library(**fields)
+
     def distinct_files(self) -> npt.NDArray[np.int64]:
         """The rows that are distinct files: of the paths reaching one inode, the first."""
         n = len(self)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         single = bool((self.dev == self.dev[0]).all())
-        order = np.argsort(self.ino, kind="stable") if single else np.lexsort((self.ino, self.dev))
+        # Inodes in no particular order sort several times faster unstably; only when some are shared does the
+        # order within one inode matter, and the sort is made again.
+        order = np.argsort(self.ino) if single else np.lexsort((self.ino, self.dev))
         same = self.ino[order[1:]] == self.ino[order[:-1]]
         if not single:
             same &= self.dev[order[1:]] == self.dev[order[:-1]]
         if not same.any():
             return np.arange(n, dtype=np.int64)
+        if single:
+            order = np.argsort(self.ino, kind="stable")
+            same = self.ino[order[1:]] == self.ino[order[:-1]]
         keep = np.ones(n, dtype=bool)
         keep[order[1:][same]] = False  # within one inode the rows are in path order: the first stays
         return np.flatnonzero(keep)
@@ -383,13 +403,38 @@ class PathColumn(Sequence[str]):
     def __len__(self) -> int:
         return len(self.ends)
 
+    def part(self, start: int, stop: int) -> PathColumn:
+        """Paths start .. stop - 1 as a column of their own."""
+        first = int(self.ends[start - 1]) if start > 0 else 0
+        ends = self.ends[start:stop]
+        last = int(ends[-1]) if len(ends) else first
+        return PathColumn(self.raw[first:last], ends - first)
+
+    def take(self, rows: npt.NDArray[np.int64]) -> PathColumn:
+        """These paths (in this order), as a column of their own: their bytes are copied, no string is made."""
+        ends = self.ends[rows]
+        starts = np.where(rows > 0, self.ends[np.maximum(rows - 1, 0)], 0)
+        raw = self.raw
+        joined = b"".join([raw[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)])
+        return PathColumn(joined, np.cumsum(ends - starts))
+
     @overload
     def __getitem__(self, k: int) -> str: ...
     @overload
     def __getitem__(self, k: slice) -> list[str]: ...
     def __getitem__(self, k: int | slice) -> str | list[str]:
         if isinstance(k, slice):
-            return [self[i] for i in range(*k.indices(len(self)))]
+            start, stop, step = k.indices(len(self))
+            if step == 1 and stop > start:
+                # ASCII paths are decoded at once and cut there: a string made per path otherwise (utf-8 with
+                # escapes cannot be cut as bytes and decoded as one).
+                ends = self.ends[start:stop].tolist()
+                first = int(self.ends[start - 1]) if start else 0
+                raw = self.raw[first : ends[-1]]
+                if raw.isascii():
+                    text = raw.decode("ascii")
+                    return [text[a - first : b - first] for a, b in zip([first, *ends[:-1]], ends, strict=True)]
+            return [self[i] for i in range(start, stop, step)]
         if self._bounds is None:
             ends = self.ends.tolist()
             self._bounds = ([0, *ends[:-1]], ends)
@@ -404,8 +449,8 @@ class PathColumn(Sequence[str]):
         raw = self.raw
         if raw.isascii():
             text = raw.decode("ascii")
-            return (text[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True))
-        return (decode_path(raw[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True))
+            return (text[a:b] for a, b in zip([0, *ends][: len(ends)], ends, strict=True))
+        return (decode_path(raw[a:b]) for a, b in zip([0, *ends][: len(ends)], ends, strict=True))
 
 
 def _is_utf8(raw: bytes) -> bool:
@@ -530,26 +575,29 @@ SEVEN = struct.Struct(">7Q")  # the usual variants: all 7 turns
 
 def records_from_rows(
     library: Library,
-    files: Sequence[Sequence[Any]],
-    images: Sequence[Sequence[Any]],
+    files: list[tuple[Any, ...]],
+    images: list[tuple[Any, ...]],
     contents: npt.NDArray[np.int64],
     of_content: npt.NDArray[np.intp],
 ) -> list[FileRecord]:
     """The records of a library's files, in row order (see Store.records_of): what the library holds is taken from
     it, the rest from the rows the store read by rowid (files: count, rowids, times; images: count, rowids, and each
     text as UTF-8 one after another with its lengths). contents are the library's image rowids, each once, sorted;
-    of_content is each row's place among them."""
+    of_content is each row's place among them. The lists of rows are emptied as they are read: at 330,000 files
+    they hold some 40 MiB, which would otherwise stay beside the records at the peak of stored_groups."""
     ids = library.ids
     n = len(ids)
     # The rows come in the store's order: put them in the library's.
     file_rowids = np.concatenate([parse_ints(p[1], p[0]) for p in files if p[0]] or [np.zeros(0, np.int64)])
     mtimes = np.concatenate([parse_ints(p[2], p[0]) for p in files if p[0]] or [np.zeros(0, np.int64)])
+    files.clear()
     place = np.empty(n, dtype=np.int64)
     place[np.argsort(ids)] = np.argsort(file_rowids)
     mtimes = mtimes[place]
     texts: list[list[Any]] = [[], [], [], [], []]  # content and image hashes, format, time, camera (or None)
     image_rowids: list[npt.NDArray[np.int64]] = []
-    for count, *columns in images:
+    while images:  # (from the last: any order will do, as long as rowids and texts keep one)
+        count, *columns = images.pop()
         if count:
             image_rowids.append(parse_ints(columns[0], count))
             for k, strings in enumerate(texts):
@@ -559,6 +607,9 @@ def records_from_rows(
     at[np.argsort(contents)] = np.argsort(found)  # contents are sorted: the fetched rows in their order
     order = at[of_content]  # each row's place among the fetched images
     # The texts are moved as objects (an object array copies no string).
+    # Formats and cameras repeat from file to file: equal ones share one string (some 50 bytes a record).
+    for k in (2, 4):
+        texts[k] = _shared(texts[k])
     strings = [np.array(column, dtype=object) for column in texts]
     del texts
     records: list[FileRecord] = []
@@ -573,6 +624,12 @@ def records_from_rows(
 
 
 _RECORDS_AT_ONCE = 1 << 15
+
+
+def _shared(values: list[Any]) -> list[Any]:
+    """The values, equal ones as one object (for columns of few values, made into many records)."""
+    seen: dict[Any, Any] = {}
+    return [seen.setdefault(v, v) for v in values]
 
 
 def _records_part(
@@ -595,8 +652,8 @@ def _records_part(
             mtimes.tolist(),
             library.dev[part].tolist(),
             library.ino[part].tolist(),
-            library.width[part].tolist(),
-            library.height[part].tolist(),
+            _shared(library.width[part].tolist()),  # (ints above 256 are an object each, 28 bytes)
+            _shared(library.height[part].tolist()),
             library.phash[part].tolist(),
             library.dhash[part].tolist(),
             library.low_info[part].tolist(),

@@ -82,11 +82,9 @@ def join(
         return i[keep], j[keep]
     blocks, agree = plan or _join_plan(max(nq, nt), threshold)
     assert blocks - agree <= threshold
-    edges = [round(64 * k / blocks) for k in range(blocks + 1)]
-    spans = [(edges[k], edges[k + 1] - edges[k]) for k in range(blocks)]
-    combos = list(itertools.combinations(range(blocks), agree))
+    spans, combos = _blocks((blocks, agree))
     if not same:
-        return _cross(queries, targets, threshold, spans, combos)
+        return _cross(queries, targets, threshold, spans, combos, within=False)[0]
     kind = np.uint16 if max(width for _, width in spans) <= 16 else np.uint64
     tblocks = [((targets >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(kind) for shift, width in spans]
     found: list[npt.NDArray[np.int64]] = []
@@ -104,6 +102,30 @@ def join(
     return np.divmod(codes, nt)
 
 
+def join_within(
+    queries: npt.NDArray[np.uint64], targets: npt.NDArray[np.uint64], threshold: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """join(queries, targets, threshold, same=False) and join(targets, targets, threshold, same=True) at once, each
+    pair as join gives it. The pairs among the targets are those within the runs of one key in the tables the
+    cross search makes anyway, so the targets need not look themselves up (each would meet itself under every
+    choice of blocks)."""
+    nq, nt = len(queries), len(targets)
+    threshold = min(threshold, 64)
+    if threshold < 0 or threshold == 64 or nq == 0 or nt < 2:
+        return (*join(queries, targets, threshold, same=False), *join(targets, targets, threshold, same=True))
+    spans, combos = _blocks(_join_plan(max(nq, nt), threshold))
+    cross, among = _cross(queries, targets, threshold, spans, combos, within=True)
+    return (*cross, *among)
+
+
+def _blocks(plan: tuple[int, int]) -> tuple[list[tuple[int, int]], list[tuple[int, ...]]]:
+    """The blocks of a plan as (shift, width), and every choice of the blocks that must agree."""
+    blocks, agree = plan
+    edges = [round(64 * k / blocks) for k in range(blocks + 1)]
+    spans = [(edges[k], edges[k + 1] - edges[k]) for k in range(blocks)]
+    return spans, list(itertools.combinations(range(blocks), agree))
+
+
 _QUERY_SLAB = 1 << 17  # queries looked up at once: their arrays stay in the cache
 
 
@@ -116,23 +138,33 @@ def _cross(
     threshold: int,
     spans: list[tuple[int, int]],
     combos: list[tuple[int, ...]],
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """join of queries and other targets. For each choice of blocks the targets are put in tables by key (none, one
-    or several targets; the first one; where their run starts in key order and how long it is); the queries look
-    their keys up a slab at a time, and only keys holding several targets are walked. With much to do, the choices
-    of blocks are shared out between threads (numpy lets go of the GIL while it looks up a slab)."""
+    *,
+    within: bool,
+) -> tuple[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]], tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+    """join of queries and other targets; with within, also the pairs among the targets (see join_within). For
+    each choice of blocks the targets are put in tables by key (none, one or several targets; where their run
+    starts in key order); the queries look their keys up a slab at a time, and only keys holding several targets
+    are walked. With much to do, the choices of blocks are shared out between threads (numpy lets go of the GIL
+    while it looks up a slab)."""
     workers = min(_CROSS_THREADS, len(combos), os.cpu_count() or 1)
     if workers < 2 or len(queries) * len(combos) < _THREADED_WORK:
-        found = _cross_part(queries, targets, threshold, spans, combos, range(len(combos)))
+        parts = [_cross_part(queries, targets, threshold, spans, combos, range(len(combos)), within)]
     else:
         with ThreadPoolExecutor(workers, thread_name_prefix="dedupe-join") as pool:
             shares = [range(k, len(combos), workers) for k in range(workers)]  # widths of keys alike in each
-            parts = pool.map(lambda share: _cross_part(queries, targets, threshold, spans, combos, share), shares)
-            found = [codes for part in parts for codes in part]
+            parts = list(
+                pool.map(lambda share: _cross_part(queries, targets, threshold, spans, combos, share, within), shares)
+            )
+    nt = len(targets)
+    return _decode([c for found, _ in parts for c in found], nt), _decode([c for _, among in parts for c in among], nt)
+
+
+def _decode(found: list[npt.NDArray[np.int64]], n: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Pairs found as codes i * n + j, as sorted arrays of i and j."""
     if not found:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
-    return np.divmod(np.sort(np.concatenate(found)), len(targets))
+    return np.divmod(np.sort(np.concatenate(found)), n)
 
 
 _CROSS_THREADS = 2  # each holds tables of its own (about 70 MiB at 22-bit keys)
@@ -148,45 +180,58 @@ def _cross_part(
     spans: list[tuple[int, int]],
     combos: list[tuple[int, ...]],
     share: range,
-) -> list[npt.NDArray[np.int64]]:
-    """_cross for the choices of blocks at these positions of combos: the pairs found, as codes."""
+    within: bool,
+) -> tuple[list[npt.NDArray[np.int64]], list[npt.NDArray[np.int64]]]:
+    """_cross for the choices of blocks at these positions of combos: the pairs found, as codes; and with within,
+    the pairs among the targets."""
     nq, nt = len(queries), len(targets)
     # Keys wider than so many values need are folded: the tables stay small for few.
     widest = max(sum(spans[k][1] for k in combo) for combo in combos)
     bits = min(widest, _MAX_KEY_BITS, max(16, max(nq, nt).bit_length()))
     # Tables reused from one choice of blocks to the next, cleared where they were written.
-    # (A key's first target is read through its run, sorted_values[run >> 32]: a table of first values would
-    # take another 32 MiB per thread at 22-bit keys, for no time saved.)
+    # (A key's first target is read through its run, sorted_values[run_of[key]]: a table of first values would
+    # take another 32 MiB per thread at 22-bit keys, for no time saved.) Positions are held in 32 bits where the
+    # targets allow: the table of runs is then 16 MiB a thread at 22-bit keys, not 32.
+    position = np.int32 if nt < 2**31 else np.int64
     kind_of = np.zeros(1 << bits, dtype=np.int8)
-    run_of = np.zeros(1 << bits, dtype=np.int64)  # where the run of a key starts in key order << 32 | its length
-    buffers = (np.empty(min(nq, _QUERY_SLAB), dtype=np.uint64), np.empty(min(nq, _QUERY_SLAB), dtype=np.uint64))
-    target_buffers = (np.empty(nt, dtype=np.uint64), np.empty(nt, dtype=np.uint64))
+    run_of = np.zeros(1 << bits, dtype=position)  # where the run of a key starts in key order
+    run_end = np.zeros(nt, dtype=position)  # at the start of each run of several targets, where it ends
+    slab = min(max(nq, nt), _QUERY_SLAB)
+    buffers = (np.empty(slab, dtype=np.uint64), np.empty(slab, dtype=np.uint64))
+    tkeys = np.empty(nt, dtype=np.int32)  # the targets' keys, made a slab at a time (below 2**_MAX_KEY_BITS)
     found: list[npt.NDArray[np.int64]] = []
+    among: list[npt.NDArray[np.int64]] = []
     for c in share:
         combo = combos[c]
         own = _combo_mask(spans, combo)
         earlier = [_combo_mask(spans, e) for e in combos[:c]]
         parts = [spans[k] for k in combo]
-        tkeys = _slab_key(targets, parts, *target_buffers, bits)
-        torder = _argsort_keys(tkeys, bits)
+        for start in range(0, nt, slab):
+            values = targets[start : start + slab]
+            tkeys[start : start + len(values)] = _slab_key(
+                values, parts, buffers[0][: len(values)], buffers[1][: len(values)], bits
+            )
+        torder: npt.NDArray[np.signedinteger[Any]] = _argsort_keys(tkeys, bits).astype(position)
         sorted_keys = tkeys[torder]
-        del tkeys
         sorted_values = targets[torder]
-        heads = np.nonzero(run_heads(sorted_keys))[0]
-        sizes = np.diff(heads, append=nt)
+        heads: npt.NDArray[np.signedinteger[Any]] = np.nonzero(run_heads(sorted_keys))[0].astype(position)
+        sizes = np.diff(heads, append=position(nt))
         head_keys = sorted_keys[heads]
         del sorted_keys
         kind_of[head_keys] = np.minimum(sizes, 2)
-        run_of[head_keys] = (heads << 32) | sizes
-        del heads, sizes
+        run_of[head_keys] = heads
+        several = sizes > 1
+        run_end[heads[several]] = heads[several] + sizes[several]
+        if within:
+            among.extend(_pairs_in_runs(targets, torder, heads[several], sizes[several], threshold, own, earlier))
+        del heads, sizes, several
         for start in range(0, nq, _QUERY_SLAB):
             values = queries[start : start + _QUERY_SLAB]
             keys = _slab_key(values, parts, buffers[0][: len(values)], buffers[1][: len(values)], bits)
             kinds = kind_of[keys]
             hit = np.nonzero(kinds != 0)[0]  # (a bool array is searched several times faster)
             values = values[hit]
-            runs = run_of[keys[hit]]
-            firsts = runs >> 32
+            firsts = run_of[keys[hit]]
             keep = _confirm(values ^ sorted_values[firsts], threshold, own, earlier)
             if len(keep):
                 found.append((hit[keep] + start) * nt + torder[firsts[keep]])
@@ -194,9 +239,9 @@ def _cross_part(
             if len(more):
                 # The rest of each run of several targets: a few positions one after another, then what is left
                 # of long runs at once.
-                hit, values, runs = hit[more], values[more], runs[more]
-                at = (runs >> 32) + 1
-                stop = at + (runs & 0xFFFFFFFF) - 1
+                hit, values, firsts = hit[more], values[more], firsts[more]
+                at = firsts.astype(np.int64) + 1
+                stop = run_end[firsts].astype(np.int64)
                 for _ in range(_WALK):
                     keep = _confirm(values ^ sorted_values[at], threshold, own, earlier)
                     if len(keep):
@@ -210,7 +255,7 @@ def _cross_part(
                     )
                     found.extend(rest)
         kind_of[head_keys] = 0
-    return found
+    return found, among
 
 
 def _slab_key(
@@ -348,10 +393,39 @@ def _pairs_within_buckets(
             yield np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b)
 
 
+def _pairs_in_runs(
+    values: npt.NDArray[np.uint64],
+    order: npt.NDArray[np.signedinteger[Any]],
+    heads: npt.NDArray[np.signedinteger[Any]],
+    sizes: npt.NDArray[np.signedinteger[Any]],
+    threshold: int,
+    own: int,
+    earlier: list[int],
+) -> Iterator[npt.NDArray[np.int64]]:
+    """Pairs (as i * n + j, i < j) within the threshold among values of one key, given the runs of several values
+    in key order (values[order]: each starts at heads and is sizes long)."""
+    n = len(values)
+    if not len(heads):
+        return
+    sizes = sizes.astype(np.int64)
+    offsets = np.arange(int(sizes.sum()), dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    positions = np.repeat(heads.astype(np.int64), sizes) + offsets
+    later = np.repeat(sizes, sizes) - offsets - 1  # each position pairs with the later positions of its run
+    rows = np.flatnonzero(later)
+    for first, last in _slabs(later[rows]):
+        part = rows[first:last]
+        p, q = _expand(positions[part], later[part], positions[part] + 1)
+        a, b = order[p], order[q]
+        keep = _confirm(values[a] ^ values[b], threshold, own, earlier)
+        a, b = a[keep], b[keep]
+        if len(a):
+            yield np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b)
+
+
 def _pairs_in_buckets(
     queries: npt.NDArray[np.uint64],
     targets: npt.NDArray[np.uint64],
-    torder: npt.NDArray[np.intp],
+    torder: npt.NDArray[np.signedinteger[Any]],
     rows: npt.NDArray[np.int64],
     lo: npt.NDArray[np.int64],
     counts: npt.NDArray[np.int64],

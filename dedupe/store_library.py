@@ -4,11 +4,14 @@ file (the decoding of what SQLite hands over is library.py's)."""
 from __future__ import annotations
 
 import operator
+import sqlite3
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from dedupe.errors import StoreError
 from dedupe.library import (
@@ -21,7 +24,6 @@ from dedupe.library import (
     library_from_rows,
     packed_fit,
     records_from_rows,
-    release_freed_memory,
 )
 from dedupe.models import FileRecord
 from dedupe.store_base import _IMAGE_COLUMNS, StoreBase, _chunks, _fingerprint, _prefix_bounds
@@ -96,24 +98,41 @@ class LibraryReads(StoreBase):
         """The records of a library's files (one from library_under, or part of one: Library.take), in row order, as
         records_under makes them (with crop signatures when the library holds them): what the library holds is
         taken from it, the rest (times, hashes as text, format, camera and time as stored) read by rowid. Call it
-        inside the same reading() as library_under: rowids name other rows once the store has changed."""
-        ids = library.ids
-        n = len(ids)
-        # The images by their rowids (Library.content), each once: files of one content share them.
+        inside the same reading() as library_under: rowids name other rows once the store has changed.
+
+        The rows are read a slice at a time, and a slice's records are made on another thread while the next slice
+        is read: SQLite lets go of the GIL while it reads (0.4-0.5 s at 330,000 files, beside about 1 s of making
+        records)."""
+        n = len(library)
+        at_once = min(_IDS_AT_ONCE, self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+        made: list[Future[list[FileRecord]]] = []
+        # The collector waits for all of them (between two slices it would walk every record made so far).
+        with self.reading(), gc_paused(), ThreadPoolExecutor(1, thread_name_prefix="dedupe-records") as pool:
+            for lo in range(0, n, at_once):
+                part = library if at_once >= n else library.part(lo, min(n, lo + at_once))
+                rows = self._record_rows(part)
+                if len(made) > 1:
+                    made[-2].result()  # one slice of rows waiting at most: they are large beside their records
+                made.append(pool.submit(records_from_rows, part, *rows))
+            records: list[FileRecord] = []
+            for future in made:
+                records.extend(future.result())
+        return records
+
+    def _record_rows(
+        self, library: Library
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], npt.NDArray[np.int64], npt.NDArray[np.intp]]:
+        """What records_from_rows reads beside a library of at most _IDS_AT_ONCE files: the files' row and their
+        images' row (each image once: files of one content share it), the images' rowids and each file's place
+        among them."""
         contents, of_content = np.unique(library.content, return_inverse=True)
-        files: list[tuple[Any, ...]] = []
-        images: list[tuple[Any, ...]] = []
-        with self.reading():
-            for chunk in _chunks(ids.tolist(), _IDS_AT_ONCE):
-                marks = ",".join("?" * len(chunk))
-                files.append(self._conn.execute(_FILES_SQL.format(marks=marks), chunk).fetchone())
-            for chunk in _chunks(contents.tolist(), _IDS_AT_ONCE):
-                marks = ",".join("?" * len(chunk))
-                images.append(self._conn.execute(_IMAGES_SQL.format(marks=marks), chunk).fetchone())
-        if sum(p[0] for p in files) != n or sum(p[0] for p in images) != len(contents):
+        ids = library.ids.tolist()
+        files = self._conn.execute(_FILES_SQL.format(marks=",".join("?" * len(ids))), ids).fetchone()
+        chunk = contents.tolist()
+        images = self._conn.execute(_IMAGES_SQL.format(marks=",".join("?" * len(chunk))), chunk).fetchone()
+        if files[0] != len(ids) or images[0] != len(chunk):
             raise StoreError(f"files of the grouping are no longer in the store at {self.path}")
-        release_freed_memory()  # what SQLite's reads left behind, before the records take their place
-        return records_from_rows(library, files, images, contents, of_content)
+        return [files], [images], contents, of_content
 
     def records_by_id(self, ids: Sequence[int], *, crops: bool = True) -> list[FileRecord]:
         """The stored files with these rowids (Library.ids), in that order, as records_under makes them."""
@@ -265,7 +284,9 @@ def _path_ranges(roots: Sequence[str]) -> list[tuple[bytes, bytes | None]]:
     return [(low, high) for low, high in merged]
 
 
-_IDS_AT_ONCE = 999  # rowids in one IN (...): the least limit of SQLite builds
+# Rowids in one IN (...), when the SQLite build allows so many (999 before 3.32, 32766 since): each statement costs
+# its parse and plan, and 330,000 rowids read 999 at a time took 0.75 s where 30,000 at a time took 0.55 s.
+_IDS_AT_ONCE = 30_000
 
 
 # What records_of reads: the files' times, and their images' texts as UTF-8 one after another, each with its length

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dedupe import fingerprint
+from dedupe import fingerprint, store_library
 from dedupe import library as library_module
 from dedupe.errors import StoreError
 from dedupe.group import find_groups, find_groups_in, split_not_duplicates, stored_groups
@@ -224,6 +224,42 @@ def test_records_are_made_alike_a_slice_of_rows_at_a_time(tmp_path: Path, monkey
             assert store.records_of(library) == stored
             rows = np.array([5, 1, 4, 0])
             assert store.records_of(library.take(rows)) == [stored[k] for k in rows]
+
+
+def test_records_are_read_alike_a_few_rowids_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records whose rowids are read in several statements (each cut falling between files of one image and
+    another) are the records read in one."""
+    root = str(tmp_path.resolve() / "lib")
+    records = odd_records(root)
+    with Store.open(tmp_path / "store.sqlite") as store:
+        write(store, records)
+        library = store.library_under([root], VERSION, crops=True)
+        stored = sorted(store.records_under([root], VERSION), key=lambda r: r.path)
+        for at_once in (1, 2, 3):
+            monkeypatch.setattr(store_library, "_IDS_AT_ONCE", at_once)
+            assert store.records_of(library) == stored
+
+
+_ODD_NAMES = [os.fsdecode(b"/z\xc3.png"), os.fsdecode(b"\xff"), "/\ue000"]
+_PATHS = st.lists(st.sampled_from(["/a/b.jpg", "/x.png", "", "/Ü/é.jpg", *_ODD_NAMES]), max_size=12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_PATHS, st.data())
+def test_a_column_of_paths_reads_as_the_list_of_them(paths: list[str], data: st.DataObject) -> None:
+    """A PathColumn's slices and the columns taken or cut from it hold the paths of the list, names that are not
+    UTF-8 and empty ones included."""
+    encoded = [library_module.encode_path(p) for p in paths]
+    column = library_module.PathColumn(b"".join(encoded), np.cumsum([len(e) for e in encoded], dtype=np.int64))
+    start, stop = data.draw(st.integers(-15, 15)), data.draw(st.integers(-15, 15))
+    step = data.draw(st.sampled_from([None, 1, 2, -1]))
+    assert column[start:stop:step] == paths[start:stop:step]
+    rows = data.draw(st.lists(st.integers(0, len(paths) - 1), max_size=12) if paths else st.just([]))
+    taken = column.take(np.array(rows, dtype=np.int64))
+    assert list(taken) == [paths[k] for k in rows] == taken[:]
+    first = data.draw(st.integers(0, len(paths)))
+    last = data.draw(st.integers(first, len(paths)))
+    assert list(column.part(first, last)) == paths[first:last]
 
 
 def test_library_under_reads_each_file_below_the_roots_once(tmp_path: Path) -> None:

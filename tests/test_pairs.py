@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dedupe import pairs as pairs_module
 from dedupe.models import hamming
-from dedupe.pairs import cross_pairs, join, near_pairs, near_pairs_bktree
+from dedupe.pairs import as_hashes, cross_pairs, join, join_within, near_pairs, near_pairs_bktree
 
 _U64 = st.integers(min_value=0, max_value=2**64 - 1)
 
@@ -61,6 +64,47 @@ def test_cross_pair_search_is_exact(queries: list[int], targets: list[int], thre
     ]
     brute = sorted((i, j) for i, q in enumerate(queries) for j, t in enumerate(targets) if hamming(q, t) <= threshold)
     assert cross_pairs(queries, targets, threshold) == brute
+
+
+@settings(max_examples=150, deadline=None)
+@given(clustered_hashes(), clustered_hashes(), st.integers(0, 12))
+def test_cross_pair_search_walks_runs_of_many_targets(queries: list[int], targets: list[int], threshold: int) -> None:
+    """A cross search among clusters with repeats (a key shared by many targets, walked through its run) is exact."""
+    targets = [*targets, *targets]  # runs longer than the few positions checked one after another
+    brute = sorted((i, j) for i, q in enumerate(queries) for j, t in enumerate(targets) if hamming(q, t) <= threshold)
+    assert cross_pairs(queries, targets, threshold) == brute
+
+
+@contextmanager
+def _threads(threaded: bool) -> Iterator[None]:
+    """The cross search's choices of blocks shared between threads however little there is to do, or never."""
+    saved = pairs_module._THREADED_WORK
+    pairs_module._THREADED_WORK = 0 if threaded else 2**62
+    try:
+        yield
+    finally:
+        pairs_module._THREADED_WORK = saved
+
+
+@settings(max_examples=150, deadline=None)
+@given(clustered_hashes(), clustered_hashes(), st.integers(0, 12), st.booleans())
+def test_a_cross_search_with_the_pairs_among_its_targets_is_both_searches(
+    queries: list[int], targets: list[int], threshold: int, threaded: bool
+) -> None:
+    """join_within gives the cross pairs and the pairs among the targets, threaded or not; those among distinct
+    targets are the BK-tree's near pairs."""
+    targets = [*targets, *targets[:3]]  # repeats: runs of one key
+    with _threads(threaded):
+        qi, tj, a, b = join_within(as_hashes(queries), as_hashes(targets), threshold)
+    cross = sorted((i, j) for i, x in enumerate(queries) for j, y in enumerate(targets) if hamming(x, y) <= threshold)
+    assert list(zip(qi.tolist(), tj.tolist(), strict=True)) == cross
+    n = len(targets)
+    among = [(i, j) for i in range(n) for j in range(i + 1, n) if hamming(targets[i], targets[j]) <= threshold]
+    assert list(zip(a.tolist(), b.tolist(), strict=True)) == among
+    distinct = sorted(set(targets))
+    with _threads(threaded):
+        a, b = join_within(as_hashes(queries), as_hashes(distinct), threshold)[2:]
+    assert list(zip(a.tolist(), b.tolist(), strict=True)) == near_pairs_bktree(distinct, threshold)
 
 
 @pytest.mark.parametrize(
