@@ -201,7 +201,7 @@ def fingerprint_bytes(data: bytes, content_hash: str, *, name: str | os.PathLike
         raise FileSkipped("not a readable photo (format not recognised)") from None
     except OSError as e:
         text = _first_line(e)
-        if "truncated" in text:
+        if "truncated" in text.lower():  # Pillow says "image file is truncated" or "Truncated File Read"
             raise FileSkipped(f"truncated image: {text}") from None
         raise FileSkipped(f"corrupt image: {text}") from None
     except Exception as e:  # Pillow's parsers raise many types on hostile input

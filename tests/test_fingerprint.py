@@ -149,12 +149,14 @@ def _skip_reason(path: Path) -> FileSkipped:
 def test_bad_files_get_one_line_reasons(tmp_path: Path) -> None:
     good = save(draw_photo(2), tmp_path / "good.jpg").read_bytes()
     (tmp_path / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (tmp_path / "headers.jpg").write_bytes(good[: good.find(b"\xff\xda") - 10])  # cut before its image data
     (tmp_path / "text.jpg").write_text("hello, not a photo")
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "random.webp").write_bytes(bytes(range(256)) * 10)
     (tmp_path / "fake.jpg").write_bytes(b"8BPS" + b"\0" * 100)  # a Photoshop file renamed
     reasons = {p.name: _skip_reason(p) for p in sorted(tmp_path.iterdir()) if p.name != "good.jpg"}
     assert "truncated" in reasons["truncated.jpg"].reason
+    assert reasons["headers.jpg"].reason.startswith("truncated image")
     assert "not an image" in reasons["text.jpg"].reason
     assert reasons["empty.png"].reason == "empty file"
     assert "not an image" in reasons["random.webp"].reason
