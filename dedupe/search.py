@@ -3,10 +3,13 @@
 A query is matched against every fingerprint of the store's current algorithm: the files that scans fingerprinted
 and the fingerprints imported from shared lists. A stored fingerprint matches when it has the same bytes (content
 hash), the same image data (image hash), or a pHash within the threshold; pictures too plain to compare
-(low_info) only match by content or image hash, as in grouping. A query with transparency is also looked up by its
-colours alone (match.readings), against the fingerprints without transparency: it finds its copies that dropped
-the alpha channel. (The other way round, a stored picture's second reading, is not searched yet: the store has no
-index of it.)
+(low_info) only match by content or image hash, as in grouping. As in match, a picture with transparency matches
+one without by either of its readings (match.readings), two pictures with transparency flattened only: a query with
+transparency is also looked up by its colours alone, against the fingerprints without transparency, and finds its
+copies that dropped the alpha channel; a query without transparency is also looked up against the second readings of
+the stored pictures with transparency (their own block-indexed table, store migration 11), and finds the stored
+picture it is such a copy of: a near match at the second reading's distances. Imported fingerprints carry no second
+reading.
 
 Two ways to search give the same answers:
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,11 +71,22 @@ class SearchIndex:
     index does not see later changes to the store: load a new one after a scan or an import.
     """
 
-    def __init__(self, store: Store | PostgresStore, columns: FingerprintColumns, pdq: PdqIndex | None = None) -> None:
-        for name in FingerprintColumns.__slots__:
-            getattr(columns, name).flags.writeable = False
+    def __init__(
+        self,
+        store: Store | PostgresStore,
+        columns: FingerprintColumns,
+        pdq: PdqIndex | None = None,
+        second_readings: FingerprintColumns | None = None,
+    ) -> None:
+        """columns: the fingerprints; second_readings: the second readings of the stored pictures with
+        transparency (SearchSQL.second_reading_columns), none when not given."""
+        second = second_readings if second_readings is not None else FingerprintColumns.empty()
+        for part in (columns, second):
+            for name in FingerprintColumns.__slots__:
+                getattr(part, name).flags.writeable = False
         self._store = store
         self._columns = columns
+        self._second = second
         self.pdq = pdq if pdq is not None else PdqIndex.of([])
 
     @classmethod
@@ -82,8 +96,9 @@ class SearchIndex:
         reader = source or store
         with reader.reading():
             columns = reader.fingerprint_columns(fingerprint.VERSION)
+            second = reader.second_reading_columns(fingerprint.VERSION)
             pdq = PdqIndex.load(reader) if reader.count_pdq() else None
-        return cls(store, columns, pdq)
+        return cls(store, columns, pdq, second)
 
     def __len__(self) -> int:
         return len(self._columns) + len(self.pdq)
@@ -137,18 +152,22 @@ def find_similar(
         raise ValueError("limit must not be negative")
     name, fp = fingerprint_query(query)
     colours = readings(fp)[1:]
+    # A query with transparency meets the stored pictures' second readings never (two pictures with transparency
+    # are compared flattened only); a query without meets them all.
     if isinstance(where, SearchIndex):
         # Ranked outside the store's lock, so that threads sharing an index run their queries side by side.
         entries = _rank(where._columns, fp, threshold)
         by_colour = [_rank(where._columns, colour, threshold) for colour in colours]
+        by_second = [] if colours else _rank(where._second, fp, threshold)
         with where.store.reading():
-            entries = _with_colour_reading(where.store, entries, by_colour)
+            entries = _closest(_with_colour_reading(where.store, entries, by_colour), by_second)
             hits = _describe(where.store, entries, limit)
     else:
         with where.reading():
             entries = _rank(_store_candidates(where, fp, threshold), fp, threshold)
             by_colour = [_rank(_store_candidates(where, colour, threshold), colour, threshold) for colour in colours]
-            entries = _with_colour_reading(where, entries, by_colour)
+            by_second = [] if colours else _rank(_second_reading_candidates(where, fp, threshold), fp, threshold)
+            entries = _closest(_with_colour_reading(where, entries, by_colour), by_second)
             hits = _describe(where, entries, limit)
     if limit is None or len(hits) < limit:
         pdq = where.pdq if isinstance(where, SearchIndex) else _pdq_of(where)
@@ -185,22 +204,37 @@ def _check_threshold(threshold: int) -> None:
 
 
 def _store_candidates(store: Store | PostgresStore, fp: Fingerprint, threshold: int) -> FingerprintColumns:
-    """A superset of the store's fingerprints that can match, read through the indexes when that pays.
+    """A superset of the store's fingerprints that can match, read through the indexes when that pays."""
+    blocks = _query_blocks(fp, threshold)
+    if blocks is None:
+        return store.fingerprint_columns(fingerprint.VERSION)
+    return store.matching_fingerprints(fingerprint.VERSION, fp.content_hash, fp.image_hash, blocks, fp.phash, threshold)
+
+
+def _second_reading_candidates(store: Store | PostgresStore, fp: Fingerprint, threshold: int) -> FingerprintColumns:
+    """A superset of the stored second readings that can match, read as _store_candidates reads fingerprints."""
+    blocks = _query_blocks(fp, threshold)
+    if blocks is None:
+        return store.second_reading_columns(fingerprint.VERSION)
+    if not blocks:
+        return FingerprintColumns.empty()
+    return store.matching_second_readings(fingerprint.VERSION, blocks, fp.phash, threshold)
+
+
+def _query_blocks(fp: Fingerprint, threshold: int) -> list[list[int]] | None:
+    """The values of each pHash block that a match within the threshold can have; empty for a query too plain for
+    perceptual matching (only the same content or image matches it); None when reading every hash pays better.
 
     Split 64 bits into 4 blocks: two hashes within the threshold differ in at most threshold // 4 bits in some
     block, so every match has a block within that radius of the query's block.
     """
     radius = threshold // PHASH_BLOCKS
     if fp.low_info:
-        blocks: list[list[int]] = []  # too plain for perceptual matching: only the same content or image matches
-    elif radius > _MAX_BLOCK_RADIUS:
-        return store.fingerprint_columns(fingerprint.VERSION)
-    else:
-        mask = (1 << PHASH_BLOCK_BITS) - 1
-        blocks = [
-            _within((fp.phash >> (k * PHASH_BLOCK_BITS)) & mask, radius, PHASH_BLOCK_BITS) for k in range(PHASH_BLOCKS)
-        ]
-    return store.matching_fingerprints(fingerprint.VERSION, fp.content_hash, fp.image_hash, blocks, fp.phash, threshold)
+        return []
+    if radius > _MAX_BLOCK_RADIUS:
+        return None
+    mask = (1 << PHASH_BLOCK_BITS) - 1
+    return [_within((fp.phash >> (k * PHASH_BLOCK_BITS)) & mask, radius, PHASH_BLOCK_BITS) for k in range(PHASH_BLOCKS)]
 
 
 def _within(value: int, radius: int, bits: int) -> list[int]:
@@ -260,17 +294,29 @@ def _with_colour_reading(
     a copy that dropped the alpha channel shows it). As in match, the colour reading counts only against a
     fingerprint without transparency: a stored image whose fingerprint has a second reading is left out of it
     (an imported fingerprint carries none). No colour reading: entries as they are."""
-    if not by_colour:
-        return entries
-    best = {(e.imported, e.ident, e.content_hash): e for e in entries}
-    for e in itertools.chain.from_iterable(by_colour):
+    return _closest(
+        entries,
+        itertools.chain.from_iterable(by_colour),
+        lambda e: not e.imported and _transparent(store, e.content_hash),
+    )
+
+
+def _closest(
+    entries: list[_Entry], more: Iterable[_Entry], passed_over: Callable[[_Entry], bool] | None = None
+) -> list[_Entry]:
+    """entries and more, each fingerprint once and by its closer entry, closest first; an entry of more for which
+    passed_over says True is left out. Nothing more: entries as they are."""
+    best: dict[tuple[bool, int, str], _Entry] | None = None
+    for e in more:
+        if best is None:
+            best = {(x.imported, x.ident, x.content_hash): x for x in entries}
         key = (e.imported, e.ident, e.content_hash)
         if key in best and _order(best[key]) <= _order(e):
             continue
-        if not e.imported and _transparent(store, e.content_hash):
+        if passed_over is not None and passed_over(e):
             continue
         best[key] = e
-    return sorted(best.values(), key=_order)
+    return entries if best is None else sorted(best.values(), key=_order)
 
 
 def _transparent(store: Store | PostgresStore, content_hash: str) -> bool:

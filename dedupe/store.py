@@ -17,7 +17,7 @@ from typing import Any
 
 from dedupe.errors import StoreError
 from dedupe.library import decode_path, encode_path
-from dedupe.models import Fingerprint
+from dedupe.models import ALPHA_VARIANTS, TRANSFORMS, Fingerprint
 from dedupe.store_base import _IMAGE_COLUMNS, _fingerprint, _prefix_bounds, _signed, _text, explain
 from dedupe.store_base import RESET_COMMAND as RESET_COMMAND
 from dedupe.store_base import failure as failure
@@ -176,7 +176,37 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX files_failed ON files (path) WHERE error IS NOT NULL;
     CREATE INDEX files_undecoded ON files (undecoded_hash, path) WHERE undecoded_hash IS NOT NULL
     """,
+    # 11: the second reading (colours alone) of each picture with transparency, block-indexed as images' pHash is,
+    # so that a search finds a stored transparent picture from a copy that dropped its alpha channel. Keyed by
+    # content hash, as images is (INSERT OR REPLACE gives an image a new rowid); put_fingerprint writes it, a
+    # trigger drops it with its image, and here it is filled from the variants of pictures already stored (their
+    # 7 turns, then the second reading's pHash and dHash: models.ALPHA_VARIANTS values of 8 bytes)
+    """
+    CREATE TABLE second_readings (
+        content_hash TEXT PRIMARY KEY,
+        phash INTEGER NOT NULL,
+        dhash INTEGER NOT NULL
+    );
+    CREATE INDEX second_readings_phash_block0 ON second_readings (((phash >> 0) & 65535), phash);
+    CREATE INDEX second_readings_phash_block1 ON second_readings (((phash >> 16) & 65535), phash);
+    CREATE INDEX second_readings_phash_block2 ON second_readings (((phash >> 32) & 65535), phash);
+    CREATE INDEX second_readings_phash_block3 ON second_readings (((phash >> 48) & 65535), phash);
+    CREATE TRIGGER second_readings_images_delete AFTER DELETE ON images
+        BEGIN DELETE FROM second_readings WHERE content_hash = old.content_hash; END;
+    INSERT INTO second_readings (content_hash, phash, dhash)
+        SELECT content_hash, dedupe_word(variants, 7), dedupe_word(variants, 8) FROM images
+        WHERE length(variants) = 128
+    """,
 )
+
+
+def _second_reading(fp: Fingerprint) -> tuple[int, int] | None:
+    """The pHash and dHash of a picture's colours alone, when it has transparency (as match.readings splits
+    Fingerprint.variants; the store sits below match)."""
+    if len(fp.variants) != ALPHA_VARIANTS:
+        return None
+    turns = len(TRANSFORMS)
+    return fp.variants[turns], fp.variants[turns + 1]
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -578,6 +608,15 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
                     fp.crops or None,
                 ),
             )
+            # INSERT OR REPLACE fires no delete trigger: the image's old second reading goes here.
+            second = _second_reading(fp)
+            if second is None:
+                self._conn.execute("DELETE FROM second_readings WHERE content_hash = ?", (fp.content_hash,))
+            else:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO second_readings (content_hash, phash, dhash) VALUES (?, ?, ?)",
+                    (fp.content_hash, _signed(second[0]), _signed(second[1])),
+                )
 
     def fingerprints(self, version: str) -> list[Fingerprint]:
         """Every stored image fingerprint of this version."""

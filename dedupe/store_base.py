@@ -87,6 +87,13 @@ _IMAGE_COLUMNS = (
 )
 
 
+def _word(packed: object, index: int) -> int | None:
+    """The index-th 8-byte big-endian value of packed hashes (images.variants), signed as SQLite keeps integers."""
+    if not isinstance(packed, bytes) or len(packed) < 8 * (index + 1):
+        return None
+    return int.from_bytes(packed[8 * index : 8 * index + 8], "big", signed=True)
+
+
 class StoreBase:
     """A SQLite connection shared between threads behind one lock."""
 
@@ -96,6 +103,7 @@ class StoreBase:
         self.readonly = readonly
         self._lock = threading.RLock()
         conn.create_function("dedupe_hamming", 2, hamming, deterministic=True)  # for searches
+        conn.create_function("dedupe_word", 2, _word, deterministic=True)  # for migration 11
 
     def failure(self, e: BaseException) -> StoreError | None:
         """The StoreError that e is, naming this store, or None when e is no failure of the store."""

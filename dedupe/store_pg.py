@@ -290,6 +290,17 @@ class PostgresStore:
             rows = self._conn.execute(sql + ") ORDER BY id", params).fetchall()
         return _columns(rows)
 
+    # Second readings (SearchSQL's, of pictures with transparency) belong to scanned images, which PostgreSQL does not
+    # hold; an imported fingerprint carries none.
+
+    def second_reading_columns(self, version: str) -> FingerprintColumns:
+        return _columns([])
+
+    def matching_second_readings(
+        self, version: str, phash_blocks: Sequence[Sequence[int]], phash: int, threshold: int
+    ) -> FingerprintColumns:
+        return _columns([])
+
     def describe_images(self, content_hashes: Sequence[str]) -> dict[str, tuple[int, int, list[str]]]:
         return {}  # no scanned files in PostgreSQL
 

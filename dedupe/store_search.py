@@ -43,6 +43,10 @@ class FingerprintColumns:
         return len(self.phash)
 
     @staticmethod
+    def empty() -> FingerprintColumns:
+        return _columns_from_rows([])
+
+    @staticmethod
     def concat(parts: Sequence[FingerprintColumns]) -> FingerprintColumns:
         return FingerprintColumns(
             *(np.concatenate([getattr(p, name) for p in parts]) for name in FingerprintColumns.__slots__)
@@ -54,6 +58,10 @@ _SEARCH_COLUMNS = {
     "images": "0, 0, content_hash, image_hash, phash, dhash, low_info",
     "imported": "1, id, content_hash, image_hash, phash, dhash, low_info",
 }
+
+
+# The same of a second reading (its image's low_info; no image hash, see second_reading_columns)
+_READING_COLUMNS = "0, 0, r.content_hash, '', r.phash, r.dhash, i.low_info"
 
 
 _HASH_CHARS = 32
@@ -141,6 +149,63 @@ class SearchSQL(StoreBase):
                     for row in self._conn.execute(sql, params):
                         if len(row) == 7 or row[7] == version:
                             rows[(row[0], row[1], row[2])] = row[:7]
+        return _columns_from_rows(list(rows.values()))
+
+    # --- second readings (migration 11) ------------------------------------------------------------------------
+    # A stored picture with transparency is also read by its colours alone (match.readings). Its second reading is
+    # handed over as the columns of its image with that reading's pHash and dHash, and no image hash: the image hash
+    # belongs to the picture, which its flattened row already matches.
+
+    def second_reading_columns(self, version: str) -> FingerprintColumns:
+        """The second reading of every stored picture of this algorithm version that has one."""
+        with self.reading():
+            count, content, phash, dhash, low_info = self._conn.execute(
+                "SELECT count(*), group_concat(r.content_hash, ''), group_concat(r.phash), group_concat(r.dhash),"
+                " group_concat(i.low_info != 0, '') FROM second_readings r"
+                " JOIN images i ON i.content_hash = r.content_hash WHERE i.version = ?",
+                (version,),
+            ).fetchone()
+            if count == 0:
+                return _columns_from_rows([])
+            if len(content) != count * _HASH_CHARS:
+                # A hash of another length (never written by this dedupe): take the slow, general path.
+                return _columns_from_rows(
+                    self._conn.execute(
+                        f"SELECT {_READING_COLUMNS} FROM second_readings r"
+                        " JOIN images i ON i.content_hash = r.content_hash WHERE i.version = ?",
+                        (version,),
+                    ).fetchall()
+                )
+        return FingerprintColumns(
+            imported=np.zeros(count, dtype=np.bool_),
+            ident=np.zeros(count, dtype=np.int64),
+            content_hash=np.frombuffer(content.encode("ascii"), dtype=f"S{_HASH_CHARS}"),
+            image_hash=np.zeros(count, dtype=f"S{_HASH_CHARS}"),
+            phash=parse_ints(phash, count).view(np.uint64),
+            dhash=parse_ints(dhash, count).view(np.uint64),
+            low_info=np.frombuffer(low_info.encode("ascii"), dtype="S1") == b"1",
+        )
+
+    def matching_second_readings(
+        self, version: str, phash_blocks: Sequence[Sequence[int]], phash: int, threshold: int
+    ) -> FingerprintColumns:
+        """The second readings whose pHash is within the threshold of phash and whose pHash block k is one of
+        phash_blocks[k], read through their block indexes as matching_fingerprints reads images."""
+        rows: dict[str, Sequence[Any]] = {}
+        with self.reading():
+            for block, values in enumerate(phash_blocks):
+                if not values:
+                    continue
+                marks = ",".join("?" * len(values))
+                # The blocks are chosen in a query of second_readings alone, so that the expression is the very
+                # text of its index.
+                sql = (
+                    f"SELECT {_READING_COLUMNS} FROM (SELECT content_hash, phash, dhash FROM second_readings"
+                    f" WHERE {_block_expr(block)} IN ({marks}) AND dedupe_hamming(phash, ?) <= ?) r"
+                    " JOIN images i ON i.content_hash = r.content_hash WHERE i.version = ?"
+                )
+                for row in self._conn.execute(sql, [*values, _signed(phash), threshold, version]):
+                    rows[row[2]] = row
         return _columns_from_rows(list(rows.values()))
 
     def describe_images(self, content_hashes: Sequence[str]) -> dict[str, tuple[int, int, list[str]]]:

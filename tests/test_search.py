@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from dedupe import (
     DEFAULT_THRESHOLD,
@@ -618,3 +618,69 @@ def test_the_colour_reading_of_a_transparent_query_passes_over_stored_pictures_w
         for where in (files, SearchIndex.load(files)):
             assert find_similar(query, where).hits == ()
             assert Path(find_similar(colour, where).hits[0].name).name == "corner.png"
+
+
+def test_a_copy_that_dropped_the_alpha_channel_finds_the_stored_transparent_picture(tmp_path: Path) -> None:
+    """The other way round: a stored semi-transparent PNG is found from its JPEG copy that dropped the alpha channel
+    by the PNG's second reading (migration 11's table), which its flattened reading is too far for; from the store, a
+    SearchIndex, `dedupe check` and `dedupe search`, as a near match at the second reading's distances."""
+    root = tmp_path / "photos"
+    png = save(_semi_transparent(7), root / "overlay.png")
+    save(draw_photo(8, (900, 600)), root / "other.jpg", quality=90)
+    query = save(_semi_transparent(7).convert("RGB"), tmp_path / "query" / "copy.jpg", quality=85)
+    copy = fingerprint_file(query)
+    flattened, colours = readings(fingerprint_file(png))
+    assert hamming(copy.phash, flattened.phash) > DEFAULT_THRESHOLD
+    db = tmp_path / "files.sqlite"
+    with Store.open(db) as files:
+        scan([str(root)], files)
+        for where in (files, SearchIndex.load(files)):
+            hits = find_similar(query, where).hits
+            assert [Path(h.name).name for h in hits] == ["overlay.png"]
+            assert (hits[0].match, hits[0].distance, hits[0].dhash_distance) == (
+                MatchKind.NEAR,
+                hamming(copy.phash, colours.phash),
+                hamming(copy.dhash, colours.dhash),
+            )
+            assert check(query, where) == CheckResult(query=str(query), matched=True, hit=hits[0])
+            # Past the block indexes (a threshold above 4 bits per block reads every hash) it is found the same.
+            assert find_similar(query, where, threshold=20).hits[0] == hits[0]
+    runner = CliRunner()
+    result = runner.invoke(cli, ["check", str(query), "--db", str(db)])
+    assert result.exit_code == 1
+    assert result.stdout.startswith(f"{query}: match: pHash distance ") and f"(file {png})" in result.stdout
+    result = runner.invoke(cli, ["search", str(query), "--db", str(db), "--format", "json"])
+    assert result.exit_code == 1
+    assert [(m["name"], m["match"]) for m in json.loads(result.stdout)[0]["matches"]] == [(str(png), "near")]
+
+
+def test_two_transparent_logos_on_one_background_do_not_find_each_other(tmp_path: Path) -> None:
+    """Two logos cut by their alpha from one colour layer share their second reading, but two pictures with
+    transparency are compared flattened only: neither finds the other, while a copy of the colour layer without
+    alpha finds both (as match says)."""
+    root = tmp_path / "logos"
+    ring = save(_logo(8, ring=True), root / "ring.png")
+    cross = save(_logo(8, ring=False), tmp_path / "query" / "cross.png")
+    layer = save(_logo(8, ring=False).convert("RGB"), tmp_path / "query" / "layer.png")
+    assert readings(fingerprint_file(ring))[1].phash == readings(fingerprint_file(cross))[1].phash
+    with Store.open(tmp_path / "files.sqlite") as files:
+        scan([str(root)], files)
+        for where in (files, SearchIndex.load(files)):
+            assert find_similar(cross, where).hits == ()
+            assert not check(cross, where).matched
+            assert match(fingerprint_file(layer), fingerprint_file(ring), MatchRule(crops=False)) is not None
+            assert [Path(h.name).name for h in find_similar(layer, where).hits] == ["ring.png"]
+
+
+def _logo(seed: int, *, ring: bool) -> Image.Image:
+    """A logo on a half-transparent background: one colour layer for every seed's shape, the shape in the alpha."""
+    im = draw_photo(seed, (800, 600)).convert("RGBA")
+    alpha = Image.new("L", im.size, 90)
+    draw = ImageDraw.Draw(alpha)
+    if ring:
+        draw.ellipse((200, 100, 600, 500), fill=240)
+    else:
+        draw.rectangle((100, 250, 700, 350), fill=240)
+        draw.rectangle((350, 50, 450, 550), fill=240)
+    im.putalpha(alpha)
+    return im

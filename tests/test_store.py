@@ -3,6 +3,7 @@ writing into a database that is not its own."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import subprocess
@@ -15,11 +16,14 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
+from dedupe import find_similar, fingerprint_file, scan
 from dedupe.cli import cli
 from dedupe.errors import StoreError
+from dedupe.fingerprint import VERSION as FINGERPRINT_VERSION
 from dedupe.models import Action, Fingerprint
-from dedupe.store import Store, default_store_path
+from dedupe.store import _MIGRATIONS, Store, default_store_path
 from tests.conftest import draw_photo, make_fingerprint, run_dedupe, save
 
 VERSION = "test-version"
@@ -187,6 +191,70 @@ def test_failed_and_undecoded_files_are_found_only_below_the_roots(tmp_path: Pat
             ["/p/b.jpg", "/p/sub/c.jpg"],
         ]
         assert store.errors_under(["/q", "/pq"]) == [("/pq/d.jpg", "bad 3"), ("/q/e.jpg", "bad 4")]
+
+
+# --- second readings of pictures with transparency (migration 11) ----------------------------------------------
+
+
+def _second_readings(store: Store, version: str) -> dict[str, tuple[int, int]]:
+    columns = store.second_reading_columns(version)
+    return {
+        bytes(c).decode(): (int(p), int(d))
+        for c, p, d in zip(columns.content_hash, columns.phash, columns.dhash, strict=True)
+    }
+
+
+def test_a_second_reading_is_written_replaced_and_dropped_with_its_fingerprint(store: Store, tmp_path: Path) -> None:
+    """A fingerprint with a second reading (models.ALPHA_VARIANTS variants) stores that reading's pHash and dHash
+    beside it, top bits and all; writing the picture again without one drops it, and so does dropping the image."""
+    turns = tuple(range(1, 8))
+    clear = make_fingerprint(content_hash="a" * 32, variants=(*turns, 2**64 - 1, 2**63, *turns))
+    opaque = make_fingerprint(content_hash="b" * 32, variants=turns)
+    st_ = tmp_path.stat()
+    with store.transaction():
+        store.put_fingerprint(clear, VERSION)
+        store.put_fingerprint(opaque, VERSION)
+        store.put_file(str(tmp_path / "a.png"), st_, clear.content_hash)
+        store.put_file(str(tmp_path / "b.jpg"), st_, opaque.content_hash)
+    assert _second_readings(store, VERSION) == {clear.content_hash: (2**64 - 1, 2**63)}
+    assert _second_readings(store, "other-version") == {}
+    store.put_fingerprint(dataclasses.replace(clear, variants=turns), VERSION)
+    assert _second_readings(store, VERSION) == {}
+    store.put_fingerprint(clear, VERSION)
+    store.forget_files([str(tmp_path / "a.png")])
+    assert store.forget_orphan_images() == 1
+    assert _second_readings(store, VERSION) == {}
+
+
+def test_migration_11_reads_the_second_readings_of_pictures_stored_before_it(tmp_path: Path) -> None:
+    """A store written before migration 11 (the first 10 migrations, holding a scan's rows) gets the second reading
+    of each picture with transparency that it holds, as a scan writes it now, and a search finds the picture."""
+    root = tmp_path / "photos"
+    im = draw_photo(7, (900, 600)).convert("RGBA")
+    im.putalpha(Image.linear_gradient("L").rotate(90).resize(im.size).point(lambda v: 20 + v * 200 // 255))
+    png = save(im, root / "overlay.png")
+    save(draw_photo(8, (900, 600)), root / "other.jpg", quality=90)
+    query = save(im.convert("RGB"), tmp_path / "query" / "copy.jpg", quality=85)
+    with Store.open(tmp_path / "new.sqlite") as new:
+        scan([str(root)], new)
+        scanned = _second_readings(new, FINGERPRINT_VERSION)
+    assert list(scanned) == [fingerprint_file(png).content_hash]
+
+    old = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(old)
+    try:
+        for script in _MIGRATIONS[:10]:
+            conn.executescript(script)
+        conn.execute("PRAGMA user_version = 10")
+        conn.execute("ATTACH DATABASE ? AS new", (str(tmp_path / "new.sqlite"),))
+        conn.execute("INSERT INTO files SELECT * FROM new.files")
+        conn.execute("INSERT INTO images SELECT * FROM new.images")
+        conn.commit()
+    finally:
+        conn.close()
+    with Store.open(old) as store:
+        assert _second_readings(store, FINGERPRINT_VERSION) == scanned
+        assert [Path(h.name).name for h in find_similar(query, store).hits] == ["overlay.png"]
 
 
 # --- a store never writes into a database that is not its own --------------------------------------------------
