@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dedupe import actions, fingerprint
-from dedupe.match import CANDIDATE_PHASH, KIND_RANK, MatchRule, match
+from dedupe.match import CANDIDATE_PHASH, KIND_RANK, MatchRule, match, readings
 from dedupe.models import Fingerprint, MatchKind, StepState, WatchEvent, WatchEventKind
 from dedupe.store import Store, StoredFile
 from dedupe.watch_settle import regular, signature
@@ -147,12 +147,14 @@ class DuplicateReporter:
         by_image: dict[str, list[str]] = {}
         for fp in fps:
             by_image.setdefault(fp.image_hash, []).append(fp.content_hash)
-        near = [fp for fp in fps if not fp.low_info]
+        # Each picture by every reading (match.readings): a transparent picture's colours alone are what its copies
+        # show when a tool dropped the alpha channel, so a plain new file must find it by those too.
+        near = [(r.phash, fp.content_hash) for fp in fps if not fp.low_info for r in readings(fp)]
         return _Index(
             by_content={fp.content_hash: fp for fp in fps},
             by_image=by_image,
-            near_hashes=np.fromiter((fp.phash for fp in near), dtype=np.uint64, count=len(near)),
-            near_content=[fp.content_hash for fp in near],
+            near_hashes=np.fromiter((h for h, _ in near), dtype=np.uint64, count=len(near)),
+            near_content=[c for _, c in near],
         )
 
     def _existing_copy(
@@ -173,7 +175,8 @@ class DuplicateReporter:
         if not fp.low_info and len(index.near_hashes):
             # Candidates by any turn of the new picture the rule accepts, loose enough for its two-stage part;
             # then each is confirmed by the very rule that groups files, so watch reports what scan would group.
-            queries = np.array([fp.phash, *fp.variants] if rule.rotations else [fp.phash], dtype=np.uint64)
+            turns = [(r.phash, *r.variants) if rule.rotations else (r.phash,) for r in readings(fp)]
+            queries = np.array([h for hashes in turns for h in hashes], dtype=np.uint64)
             distances = np.bitwise_count(index.near_hashes[None, :] ^ queries[:, None]).min(axis=0)
             loosest = max(rule.threshold, CANDIDATE_PHASH) if rule.two_stage else rule.threshold
             close = np.flatnonzero(distances <= loosest)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from PIL import Image
+from PIL import Image, ImageDraw
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.inotify import InotifyObserver
@@ -489,6 +489,35 @@ def test_the_rule_decides_what_counts_as_a_duplicate(root: Path, db: Path, tmp_p
         wait_for(lambda: store.get_file(str(near)) is not None, what="the resized copy in the store")
         settled(rec, root)
         assert [(e.path, e.match) for e in rec.of(K.DUPLICATE)] == [(str(copy), MatchKind.EXACT)]
+
+
+def test_a_copy_that_dropped_the_alpha_channel_is_a_duplicate_of_the_stored_transparent_picture(
+    root: Path, db: Path, tmp_path: Path
+) -> None:
+    """A semi-transparent PNG in the store (a disc of a photo on an almost clear background) is found by a JPEG copy
+    that dropped its alpha channel, through its second reading: the copy shows the whole photo, 22 bits of pHash
+    from the stored flattened disc. With rotations on or off."""
+    library = tmp_path / "library"
+    library.mkdir()
+    picture = draw_photo(7, (800, 600)).convert("RGBA")
+    alpha = Image.new("L", picture.size, 10)
+    ImageDraw.Draw(alpha).ellipse((200, 100, 600, 500), fill=240)
+    picture.putalpha(alpha)
+    original = library / "overlay.png"
+    picture.save(original)
+    with Store.open(db) as store:
+        from dedupe import scan
+
+        scan([library], store)
+    for rule in (MatchRule(), MatchRule(rotations=False)):
+        copy = root / f"copy-{rule.rotations}.jpg"
+        with watching([root], db, rule=rule) as (rec, store):
+            picture.convert("RGB").save(copy, quality=90 if rule.rotations else 80)  # not byte copies
+            wait_for(lambda: rec.of(K.DUPLICATE), what="the duplicate report")
+            settled(rec, root)
+            assert [(e.path, e.other, e.match) for e in rec.of(K.DUPLICATE)] == [
+                (str(copy), str(original), MatchKind.NEAR)
+            ]
 
 
 # --- supervision -----------------------------------------------------------------------------------------------
