@@ -77,6 +77,10 @@ def check_store(path: Path, count: int, build: bool) -> tuple[Path, Path] | None
     wanted = f"{count} imported {fingerprint.VERSION}"
     ready = path.exists() and banned.exists() and marker.exists() and marker.read_text().strip() == wanted
     if ready:
+        from dedupe.store import Store
+
+        with Store.open(path):  # a store built by an earlier dedupe is brought up to date, as a scan would
+            pass
         return path, banned
     if not build:
         return None
