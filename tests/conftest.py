@@ -43,6 +43,21 @@ def no_leaked_threads() -> Iterator[None]:
         pytest.fail(f"the test left {len(left)} thread(s) running: {names}")
 
 
+def transparent_logo(seed: int, *, ring: bool, background: int = 90) -> Image.Image:
+    """A logo on a partly transparent background: one colour layer (a drawn photo) for every seed's shape, the
+    shape (a ring or a cross) in the alpha, the background as transparent as asked (0 clear, 255 opaque)."""
+    im = draw_photo(seed, (800, 600)).convert("RGBA")
+    alpha = Image.new("L", im.size, background)
+    draw = ImageDraw.Draw(alpha)
+    if ring:
+        draw.ellipse((200, 100, 600, 500), fill=240)
+    else:
+        draw.rectangle((100, 250, 700, 350), fill=240)
+        draw.rectangle((350, 50, 450, 550), fill=240)
+    im.putalpha(alpha)
+    return im
+
+
 def draw_photo(seed: int, size: tuple[int, int] = (1200, 900)) -> Image.Image:
     """A photo-like picture: a gradient sky, shapes and texture, different for every seed."""
     rng = random.Random(seed)

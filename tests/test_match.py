@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from dedupe.fingerprint import fingerprint_file
 from dedupe.group import stored_groups
@@ -29,7 +29,7 @@ from dedupe.match import (
 from dedupe.models import TRANSFORMS, FileRecord, MatchKind, ScanOptions
 from dedupe.scan import scan
 from dedupe.store import Store
-from tests.conftest import draw_photo, make_record, save
+from tests.conftest import draw_photo, make_record, save, transparent_logo
 
 
 def test_a_rule_in_force_decides_crops_by_the_number_of_pictures() -> None:
@@ -138,26 +138,12 @@ def test_copies_that_drop_the_alpha_channel_group_with_the_transparent_original(
     ]
 
 
-def _logo(seed: int, ring: bool) -> Image.Image:
-    """A logo on a half-transparent background: one colour layer for every seed's shape, the shape in the alpha."""
-    im = draw_photo(seed, (800, 600)).convert("RGBA")
-    alpha = Image.new("L", im.size, 90)
-    draw = ImageDraw.Draw(alpha)
-    if ring:
-        draw.ellipse((200, 100, 600, 500), fill=240)
-    else:
-        draw.rectangle((100, 250, 700, 350), fill=240)
-        draw.rectangle((350, 50, 450, 550), fill=240)
-    im.putalpha(alpha)
-    return im
-
-
 def test_two_transparent_logos_on_one_background_do_not_group(tmp_path: Path) -> None:
     """Two different logos cut by their alpha from one colour layer read alike by their colours alone, but two
     pictures with transparency are compared flattened, and do not group."""
     root = tmp_path / "logos"
-    ring = fingerprint_file(save(_logo(8, True), root / "ring.png"))
-    cross = fingerprint_file(save(_logo(8, False), root / "cross.png"))
+    ring = fingerprint_file(save(transparent_logo(8, ring=True), root / "ring.png"))
+    cross = fingerprint_file(save(transparent_logo(8, ring=False), root / "cross.png"))
     assert readings(ring)[1].phash == readings(cross)[1].phash
     assert match(ring, cross, MatchRule()) is None
     with Store.open(tmp_path / "store.sqlite") as store:

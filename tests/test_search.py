@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from dedupe import (
     DEFAULT_THRESHOLD,
@@ -48,7 +48,7 @@ from dedupe.match import readings
 from dedupe.models import hamming
 from dedupe.search import _within
 from dedupe.store_search import PHASH_BLOCKS, _block_expr
-from tests.conftest import draw_photo, run_dedupe, save
+from tests.conftest import draw_photo, run_dedupe, save, transparent_logo
 
 BANNED = (0, 1, 2)
 ALLOWED = (3, 4)
@@ -659,9 +659,9 @@ def test_two_transparent_logos_on_one_background_do_not_find_each_other(tmp_path
     transparency are compared flattened only: neither finds the other, while a copy of the colour layer without
     alpha finds both (as match says)."""
     root = tmp_path / "logos"
-    ring = save(_logo(8, ring=True), root / "ring.png")
-    cross = save(_logo(8, ring=False), tmp_path / "query" / "cross.png")
-    layer = save(_logo(8, ring=False).convert("RGB"), tmp_path / "query" / "layer.png")
+    ring = save(transparent_logo(8, ring=True), root / "ring.png")
+    cross = save(transparent_logo(8, ring=False), tmp_path / "query" / "cross.png")
+    layer = save(transparent_logo(8, ring=False).convert("RGB"), tmp_path / "query" / "layer.png")
     assert readings(fingerprint_file(ring))[1].phash == readings(fingerprint_file(cross))[1].phash
     with Store.open(tmp_path / "files.sqlite") as files:
         scan([str(root)], files)
@@ -671,16 +671,3 @@ def test_two_transparent_logos_on_one_background_do_not_find_each_other(tmp_path
             assert match(fingerprint_file(layer), fingerprint_file(ring), MatchRule(crops=False)) is not None
             assert [Path(h.name).name for h in find_similar(layer, where).hits] == ["ring.png"]
 
-
-def _logo(seed: int, *, ring: bool) -> Image.Image:
-    """A logo on a half-transparent background: one colour layer for every seed's shape, the shape in the alpha."""
-    im = draw_photo(seed, (800, 600)).convert("RGBA")
-    alpha = Image.new("L", im.size, 90)
-    draw = ImageDraw.Draw(alpha)
-    if ring:
-        draw.ellipse((200, 100, 600, 500), fill=240)
-    else:
-        draw.rectangle((100, 250, 700, 350), fill=240)
-        draw.rectangle((350, 50, 450, 550), fill=240)
-    im.putalpha(alpha)
-    return im

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from PIL import Image, ImageDraw
+from PIL import Image
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.inotify import InotifyObserver
@@ -32,7 +32,7 @@ from dedupe.match import MatchRule
 from dedupe.models import MatchKind, WatchEvent, WatchEventKind, WatchOptions
 from dedupe.store import Store
 from dedupe.watch import Change, QueueingHandler, default_observer, is_temporary, unwatched_folders, watch
-from tests.conftest import REPO, draw_photo, run_dedupe, save
+from tests.conftest import REPO, draw_photo, run_dedupe, save, transparent_logo
 
 K = WatchEventKind
 # The module itself: `dedupe.watch` is also the name of the function exported by the package.
@@ -499,10 +499,7 @@ def test_a_copy_that_dropped_the_alpha_channel_is_a_duplicate_of_the_stored_tran
     from the stored flattened disc. With rotations on or off."""
     library = tmp_path / "library"
     library.mkdir()
-    picture = draw_photo(7, (800, 600)).convert("RGBA")
-    alpha = Image.new("L", picture.size, 10)
-    ImageDraw.Draw(alpha).ellipse((200, 100, 600, 500), fill=240)
-    picture.putalpha(alpha)
+    picture = transparent_logo(7, ring=True, background=10)
     original = library / "overlay.png"
     picture.save(original)
     with Store.open(db) as store:
