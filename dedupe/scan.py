@@ -101,7 +101,7 @@ def walk(
         except OSError as e:
             raise DedupeError(f"cannot scan {root}: {e.strerror}") from None
         if stat.S_ISREG(st.st_mode):
-            if current.get(root) == stat_cache.stat_key(st):
+            if current.get(root, b"") == stat_cache.stat_key(st) != b"":
                 result.unchanged.append(root)
             else:
                 result.files.append((root, st))
@@ -278,6 +278,9 @@ def fingerprint_files(
     reused = 0
     with store.transaction():
         for path, st in files:
+            if not stat_cache.storable(st):
+                skipped.append(Skipped(path, stat_cache.OUT_OF_RANGE))
+                continue
             row = stored.get(path)
             if row is not None and _only_ctime_moved(row, st, version):
                 # A known failure whose ctime moved (chmod, a new hard link): the same bytes fail the same way.

@@ -32,6 +32,16 @@ from dedupe.store import StatKey, Store
 KEY = struct.Struct("<qqQQq")
 
 
+_INT64 = range(-(1 << 63), 1 << 63)  # what an SQLite INTEGER holds
+OUT_OF_RANGE = "cannot be stored: its time stamps or inode number are beyond the store's 64-bit range"
+
+
+def storable(st: os.stat_result) -> bool:
+    """Whether the store can hold this stat: a time after the year 2262 (a damaged clock or file system) or an
+    inode number of 2**63 or more (some overlay and network file systems) cannot be written as SQLite's integers."""
+    return all(v in _INT64 for v in (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_dev, st.st_ino))
+
+
 def stat_key(st: os.stat_result) -> bytes:
     """The key of a fresh stat, as StoredStats.current holds it; b"" when it cannot be packed (an inode number or
     a time out of SQLite's range: never stored, so never unchanged)."""

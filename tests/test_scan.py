@@ -203,6 +203,29 @@ def test_undecodable_names_special_files_and_bombs(tmp_path: Path, store: Store)
     assert reasons["empty.jpg"] == "empty file"
 
 
+def test_a_file_dated_beyond_the_stores_range_is_skipped_and_the_scan_goes_on(tmp_path: Path) -> None:
+    """A file whose time stamp lies after 2262 (past SQLite's 64-bit integers) is skipped with one line, and the
+    rest of the folder is scanned, through the library and the command line."""
+    root = tmp_path / "r"
+    save(draw_photo(1), root / "a.jpg")
+    shutil.copyfile(root / "a.jpg", root / "b.jpg")
+    far = save(draw_photo(2), root / "far.jpg")
+    os.utime(far, ns=(1 << 63, 1 << 63))  # about the year 2262
+    with Store.open(tmp_path / "s.sqlite") as store:
+        report = scan([root], store)
+        assert [(Path(s.path).name, s.reason) for s in report.skipped] == [("far.jpg", stat_cache.OUT_OF_RANGE)]
+        assert sorted(Path(r.path).name for r in store.records_under([str(root)])) == ["a.jpg", "b.jpg"]
+        groups, _, _ = stored_groups(store, [str(root)])
+        assert [sorted(Path(m.file.path).name for m in g.members) for g in groups] == [["a.jpg", "b.jpg"]]
+    done = subprocess.run(
+        [sys.executable, "-m", "dedupe", "scan", str(root), "--db", str(tmp_path / "cli.sqlite"), "-q"],
+        capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"{far}: {stat_cache.OUT_OF_RANGE}" in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+
+
 def test_parallel_and_serial_scans_agree(tmp_path: Path) -> None:
     root = tmp_path / "r"
     for i in range(12):
