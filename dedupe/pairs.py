@@ -376,21 +376,10 @@ def _pairs_within_buckets(
     earlier: list[int],
 ) -> Iterator[npt.NDArray[np.int64]]:
     """Pairs (as i * n + j, i < j) within the threshold among values of one key (values[order] in key order)."""
-    n = len(values)
-    # Each position pairs with the later positions of its bucket.
-    stops = np.searchsorted(sorted_keys, sorted_keys, side="right")
-    later = stops - np.arange(n) - 1
-    rows = np.flatnonzero(later)
-    if len(rows) == 0:
-        return
-    for first, last in _slabs(later[rows]):
-        part = rows[first:last]
-        p, q = _expand(part, later[part], part + 1)
-        a, b = order[p], order[q]
-        keep = _confirm(values[a] ^ values[b], threshold, own, earlier)
-        a, b = a[keep], b[keep]
-        if len(a):
-            yield np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b)
+    heads = np.flatnonzero(run_heads(sorted_keys))
+    sizes = np.diff(heads, append=len(sorted_keys))
+    several = sizes > 1
+    return _pairs_in_runs(values, order, heads[several], sizes[several], threshold, own, earlier)
 
 
 def _pairs_in_runs(
