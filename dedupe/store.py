@@ -287,8 +287,13 @@ def default_store_path() -> Path:
     return base / "dedupe" / "store.sqlite"
 
 
+# The files beside a store that belong to it: SQLite's, and the copies of its columns and of its files' stats.
+_BESIDE = ("-wal", "-shm", "-journal", ".columns", ".stats")
+
+
 def reset_store(path: str | os.PathLike[str] | None = None) -> Path:
-    """Move a (damaged) store aside, with its -wal and -shm files, so that the next open starts a new one.
+    """Move a (damaged) store aside, with the files beside it (-wal, -shm, the copies), so that the next open starts
+    a new one.
     Returns where the old store now is: PATH.damaged-YYYYMMDD-HHMMSS (nothing is deleted)."""
     db = (Path(path) if path is not None else default_store_path()).expanduser()
     if not db.exists():
@@ -299,7 +304,7 @@ def reset_store(path: str | os.PathLike[str] | None = None) -> Path:
         aside = db.with_name(f"{db.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
         n += 1
     try:
-        for suffix in ("-wal", "-shm", "-journal", ""):
+        for suffix in (*_BESIDE, ""):
             part = Path(f"{db}{suffix}")
             if part.exists():
                 part.rename(f"{aside}{suffix}")
@@ -414,8 +419,7 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
     def own_files(self) -> tuple[Path, ...]:
         """The store's own files, which a scan must never fingerprint (with the copies beside it: column_cache,
         stat_cache)."""
-        suffixes = ("", "-wal", "-shm", "-journal", ".columns", ".stats")
-        return tuple(Path(f"{self.path}{suffix}") for suffix in suffixes)
+        return tuple(Path(f"{self.path}{suffix}") for suffix in ("", *_BESIDE))
 
     # --- files and fingerprints -------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sqlite3
 import subprocess
 import uuid
@@ -368,16 +369,21 @@ def test_a_damaged_store_is_named_with_what_to_do_in_every_command(tmp_path: Pat
 
 
 def test_store_reset_moves_the_damaged_store_aside_and_the_next_scan_starts_anew(tmp_path: Path) -> None:
-    """'dedupe store reset' keeps the damaged file (renamed), and a scan then builds a new store."""
+    """'dedupe store reset' keeps the damaged file (renamed) with the copies beside it, and a scan then builds a new
+    store."""
     root, db = _scanned_store(tmp_path)
+    CliRunner().invoke(cli, ["scan", str(root), "--db", str(db), "-q"])  # a re-scan that changed nothing: the copies
+    beside = {suffix: Path(f"{db}{suffix}").read_bytes() for suffix in (".columns", ".stats")}
     _damage(db)
     damaged = db.read_bytes()
     r = CliRunner().invoke(cli, ["store", "reset", "--db", str(db)], input="n\n")
     assert r.exit_code == 1 and db.read_bytes() == damaged  # refused at the question: nothing moved
     r = CliRunner().invoke(cli, ["store", "reset", "--db", str(db), "--yes"])
     assert r.exit_code == 0, r.output
-    (aside,) = [p for p in tmp_path.iterdir() if p.name.startswith("store.sqlite.damaged-")]
+    (aside,) = [p for p in tmp_path.iterdir() if re.fullmatch(r"store\.sqlite\.damaged-[0-9-]+", p.name)]
     assert aside.read_bytes() == damaged and not db.exists()
+    for suffix, data in beside.items():
+        assert Path(f"{aside}{suffix}").read_bytes() == data and not Path(f"{db}{suffix}").exists()
     r = CliRunner().invoke(cli, ["scan", str(root), "--db", str(db), "-q"])
     assert r.exit_code == 0, r.output
     assert "1 duplicate file" in CliRunner().invoke(cli, ["groups", str(root), "--db", str(db)]).output
