@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import random
 import uuid
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -184,60 +185,68 @@ def same_columns(a: Library, b: Library) -> None:
         assert np.array_equal(x[:, None] == x[None, :], y[:, None] == y[None, :]), name
 
 
-def test_library_under_holds_the_values_of_records_under(tmp_path: Path) -> None:
+@dataclass
+class OddStore:
+    """odd_records written to a store, read back as a Library (with crops) and as records in path order."""
+
+    root: str
+    records: list[FileRecord]
+    store: Store
+    library: Library
+    stored: list[FileRecord]
+
+
+@pytest.fixture
+def odd_store(tmp_path: Path) -> Iterator[OddStore]:
     root = str(tmp_path.resolve() / "lib")
     records = odd_records(root)
     with Store.open(tmp_path / "store.sqlite") as store:
         write(store, records)
         library = store.library_under([root], VERSION, crops=True)
         stored = sorted(store.records_under([root], VERSION), key=lambda r: r.path)
-        assert list(library.paths) == [r.path for r in stored] == sorted(r.path for r in records)
-        assert library.distinct_paths
-        # As strings \udcff (the byte 0xff) comes before \ue000; as bytes after it.
-        ff, e000 = root + "/" + os.fsdecode(b"\xff.jpg"), root + "/\ue000.jpg"
-        assert library.paths.index(ff) < library.paths.index(e000) and os.fsencode(ff) > os.fsencode(e000)
-        same_columns(library, Library.from_records(stored))
-        odd = ("\ue000.jpg", "b.jpg", "a/deep/c.jpg")
-        assert sorted(library.odd) == sorted(library.paths.index(f"{root}/{name}") for name in odd)
-        # The rowids give the records back, in the order asked; and so do the library's rows.
-        assert store.records_by_id(library.ids[::-1].tolist()) == stored[::-1]
-        assert store.records_of(library) == stored
-        rows = np.array([4, 0, 3])
-        assert store.records_of(library.take(rows)) == [stored[k] for k in rows]
-        without = store.library_under([root], VERSION)
-        assert without.crops.shape == (len(records), 0) and not without.has_crops.any()
-        plain = sorted(store.records_under([root], VERSION, crops=False), key=lambda r: r.path)
-        assert store.records_by_id(library.ids.tolist(), crops=False) == plain == store.records_of(without)
+        yield OddStore(root, records, store, library, stored)
 
 
-def test_records_are_made_alike_a_slice_of_rows_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_library_under_holds_the_values_of_records_under(odd_store: OddStore) -> None:
+    root, records, store = odd_store.root, odd_store.records, odd_store.store
+    library, stored = odd_store.library, odd_store.stored
+    assert list(library.paths) == [r.path for r in stored] == sorted(r.path for r in records)
+    assert library.distinct_paths
+    # As strings \udcff (the byte 0xff) comes before \ue000; as bytes after it.
+    ff, e000 = root + "/" + os.fsdecode(b"\xff.jpg"), root + "/\ue000.jpg"
+    assert library.paths.index(ff) < library.paths.index(e000) and os.fsencode(ff) > os.fsencode(e000)
+    same_columns(library, Library.from_records(stored))
+    odd = ("\ue000.jpg", "b.jpg", "a/deep/c.jpg")
+    assert sorted(library.odd) == sorted(library.paths.index(f"{root}/{name}") for name in odd)
+    # The rowids give the records back, in the order asked; and so do the library's rows.
+    assert store.records_by_id(library.ids[::-1].tolist()) == stored[::-1]
+    assert store.records_of(library) == stored
+    rows = np.array([4, 0, 3])
+    assert store.records_of(library.take(rows)) == [stored[k] for k in rows]
+    without = store.library_under([root], VERSION)
+    assert without.crops.shape == (len(records), 0) and not without.has_crops.any()
+    plain = sorted(store.records_under([root], VERSION, crops=False), key=lambda r: r.path)
+    assert store.records_by_id(library.ids.tolist(), crops=False) == plain == store.records_of(without)
+
+
+def test_records_are_made_alike_a_slice_of_rows_at_a_time(odd_store: OddStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """Records made a few rows at a time (odd rows, crop signatures and texts on either side of each cut) are the
     records read whole."""
-    root = str(tmp_path.resolve() / "lib")
-    records = odd_records(root)
-    with Store.open(tmp_path / "store.sqlite") as store:
-        write(store, records)
-        library = store.library_under([root], VERSION, crops=True)
-        stored = sorted(store.records_under([root], VERSION), key=lambda r: r.path)
-        for at_once in (1, 2, 4):
-            monkeypatch.setattr(library_module, "_RECORDS_AT_ONCE", at_once)
-            assert store.records_of(library) == stored
-            rows = np.array([5, 1, 4, 0])
-            assert store.records_of(library.take(rows)) == [stored[k] for k in rows]
+    store, library, stored = odd_store.store, odd_store.library, odd_store.stored
+    for at_once in (1, 2, 4):
+        monkeypatch.setattr(library_module, "_RECORDS_AT_ONCE", at_once)
+        assert store.records_of(library) == stored
+        rows = np.array([5, 1, 4, 0])
+        assert store.records_of(library.take(rows)) == [stored[k] for k in rows]
 
 
-def test_records_are_read_alike_a_few_rowids_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_records_are_read_alike_a_few_rowids_at_a_time(odd_store: OddStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """Records whose rowids are read in several statements (each cut falling between files of one image and
     another) are the records read in one."""
-    root = str(tmp_path.resolve() / "lib")
-    records = odd_records(root)
-    with Store.open(tmp_path / "store.sqlite") as store:
-        write(store, records)
-        library = store.library_under([root], VERSION, crops=True)
-        stored = sorted(store.records_under([root], VERSION), key=lambda r: r.path)
-        for at_once in (1, 2, 3):
-            monkeypatch.setattr(store_library, "_IDS_AT_ONCE", at_once)
-            assert store.records_of(library) == stored
+    store, library, stored = odd_store.store, odd_store.library, odd_store.stored
+    for at_once in (1, 2, 3):
+        monkeypatch.setattr(store_library, "_IDS_AT_ONCE", at_once)
+        assert store.records_of(library) == stored
 
 
 _ODD_NAMES = [os.fsdecode(b"/z\xc3.png"), os.fsdecode(b"\xff"), "/\ue000"]
