@@ -444,10 +444,10 @@ def watch(
 ) -> None:
     """Catch up with the roots, then follow them until `stop` is set; events go to on_event.
 
-    A new file is a duplicate when it matches a stored picture under rule (without the crop search, which needs
-    the whole library at once): the same MatchRule a scan groups with. on_change hears each change the observers
-    reported, once the watcher has acted on it, and on_idle when all is done and nothing waits: a caller that made
-    a change learns from the two when its effects are complete, without guessing a time.
+    A new file is a duplicate when it matches a stored picture under rule, the same MatchRule a scan groups with
+    (crops decided by the number of stored pictures, as a scan decides them). on_change hears each change the
+    observers reported, once the watcher has acted on it, and on_idle when all is done and nothing waits: a caller
+    that made a change learns from the two when its effects are complete, without guessing a time.
     """
     Watcher(roots, store, options, on_event, observer_factory, rule=rule, on_change=on_change, on_idle=on_idle).run(
         stop or threading.Event()

@@ -1,12 +1,12 @@
 """What the watcher does with new files: find the stored image each duplicates, run the command, quarantine it.
 
-A new file is compared with the store by the same rule that groups files (`MatchRule`, without the crop search,
-which needs a whole library at once), so watch reports what scan would group.
+A new file is compared with the store by the same rule that groups files (`MatchRule`), so watch reports what scan
+would group: its candidates are the stored pictures close to it by pHash in some turn or reading, and those whose
+whole picture is close to one of its crop windows or the other way round; the rule confirms each.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from dedupe import actions, fingerprint
-from dedupe.match import CANDIDATE_PHASH, KIND_RANK, MatchRule, match, readings
-from dedupe.models import Fingerprint, MatchKind, StepState, WatchEvent, WatchEventKind
+from dedupe.match import CANDIDATE_PHASH, CROP_PHASH, KIND_RANK, MatchRule, match, readings, unpack_crops
+from dedupe.models import CROP_BYTES, Fingerprint, MatchKind, StepState, WatchEvent, WatchEventKind
 from dedupe.store import Store, StoredFile
 from dedupe.watch_settle import regular, signature
 
@@ -61,6 +61,12 @@ class _Index:
     by_image: dict[str, list[str]]
     near_hashes: npt.NDArray[np.uint64]
     near_content: list[str]
+    rule: MatchRule  # the rule in force for this many pictures (crops decided by their number, as in a scan)
+    # The pictures with crop windows, when the rule looks for crops: their content hashes, the pHash of each one's
+    # whole picture as its windows were measured, and of its other windows.
+    crop_content: list[str]
+    crop_wholes: npt.NDArray[np.uint64]
+    crop_windows: npt.NDArray[np.uint64]
 
 
 class DuplicateReporter:
@@ -77,9 +83,7 @@ class DuplicateReporter:
         roots: Sequence[str] = (),
     ) -> None:
         self._store = store
-        # The live search finds candidates by pHash alone (no crops); at threshold 0 only identical pictures match,
-        # as in a scan.
-        self._rule = dataclasses.replace(rule, crops=False).for_count(0)
+        self._rule = rule
         self._emit = emit
         self._command = tuple(command)
         self._quarantine_folder = quarantine
@@ -150,11 +154,21 @@ class DuplicateReporter:
         # Each picture by every reading (match.readings): a transparent picture's colours alone are what its copies
         # show when a tool dropped the alpha channel, so a plain new file must find it by those too.
         near = [(r.phash, fp.content_hash) for fp in fps if not fp.low_info for r in readings(fp)]
+        # As a scan decides for the pictures it groups: at threshold 0 only identical pictures match, and crops are
+        # looked for by default up to match.CROP_SEARCH_LIMIT pictures.
+        rule = self._rule.for_count(len(fps))
+        cropped = [fp for fp in fps if rule.crops and len(fp.crops) == CROP_BYTES]
+        raw = np.frombuffer(b"".join(fp.crops for fp in cropped), dtype=np.uint8).reshape(len(cropped), CROP_BYTES)
+        windows = unpack_crops(raw)[0]
         return _Index(
             by_content={fp.content_hash: fp for fp in fps},
             by_image=by_image,
             near_hashes=np.fromiter((h for h, _ in near), dtype=np.uint64, count=len(near)),
             near_content=[c for _, c in near],
+            rule=rule,
+            crop_content=[fp.content_hash for fp in cropped],
+            crop_wholes=windows[:, 0].copy(),
+            crop_windows=windows[:, 1:],
         )
 
     def _existing_copy(
@@ -171,7 +185,7 @@ class DuplicateReporter:
         relation: dict[str, tuple[MatchKind, int]] = {fp.content_hash: (MatchKind.EXACT, 0)}
         for h in index.by_image.get(fp.image_hash, ()):
             relation.setdefault(h, (MatchKind.IMAGE, 0))
-        rule = self._rule
+        rule = index.rule
         if not fp.low_info and len(index.near_hashes):
             # Candidates by any turn of the new picture the rule accepts, loose enough for its two-stage part;
             # then each is confirmed by the very rule that groups files, so watch reports what scan would group.
@@ -184,6 +198,10 @@ class DuplicateReporter:
                 found = match(fp, index.by_content[index.near_content[j]], rule)
                 if found is not None:
                     relation.setdefault(index.near_content[j], (MatchKind.NEAR, found.distance))
+        for content in _crop_candidates(fp, index):
+            found = match(fp, index.by_content[content], rule)
+            if found is not None:
+                relation.setdefault(content, (MatchKind.NEAR, found.distance))
         candidates: list[tuple[int, int, int, str, MatchKind]] = []
         for other in self._store.files_with_content(relation):
             if (
@@ -200,3 +218,17 @@ class DuplicateReporter:
             if os.path.lexists(path):  # the store may still list a copy deleted while nobody watched
                 return path, kind, distance
         return None
+
+
+def _crop_candidates(fp: Fingerprint, index: _Index) -> list[str]:
+    """The stored pictures that may be a crop of the new one, or it of them: one's whole picture within CROP_PHASH
+    bits of pHash of one of the other's windows (the closest first, at most NEAR_CANDIDATES). The crop rule
+    (match.crop_match) confirms them."""
+    if len(fp.crops) != CROP_BYTES or not len(index.crop_content):
+        return []
+    mine = unpack_crops(np.frombuffer(fp.crops, dtype=np.uint8).reshape(1, CROP_BYTES))[0][0]
+    narrower = np.bitwise_count(index.crop_windows ^ mine[0]).min(axis=1)  # the new picture a crop of a stored one
+    wider = np.bitwise_count(index.crop_wholes[:, None] ^ mine[None, 1:]).min(axis=1)  # a stored one a crop of it
+    distances = np.minimum(narrower, wider)
+    close = np.flatnonzero(distances <= CROP_PHASH)
+    return [index.crop_content[j] for j in close[np.argsort(distances[close], kind="stable")][:NEAR_CANDIDATES]]

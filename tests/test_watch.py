@@ -33,6 +33,7 @@ from dedupe.models import MatchKind, WatchEvent, WatchEventKind, WatchOptions
 from dedupe.store import Store
 from dedupe.watch import Change, QueueingHandler, default_observer, is_temporary, unwatched_folders, watch
 from tests.conftest import REPO, draw_photo, run_dedupe, save, transparent_logo
+from tests.test_crops import CROP15, crop
 
 K = WatchEventKind
 # The module itself: `dedupe.watch` is also the name of the function exported by the package.
@@ -515,6 +516,39 @@ def test_a_copy_that_dropped_the_alpha_channel_is_a_duplicate_of_the_stored_tran
             assert [(e.path, e.other, e.match) for e in rec.of(K.DUPLICATE)] == [
                 (str(copy), str(original), MatchKind.NEAR)
             ]
+
+
+def test_a_cropped_copy_and_a_wider_picture_are_duplicates_of_what_the_store_holds(
+    root: Path, db: Path, tmp_path: Path
+) -> None:
+    """A copy cut unevenly at its edges (15% of each side in all) is reported as a near duplicate of the stored
+    whole picture, and a whole picture arriving after its stored crop is reported too, as a scan would group them;
+    without the crop search (--threshold 0 leaves it out, as in a scan) neither is."""
+    library = tmp_path / "library"
+    whole, other = draw_photo(40, (640, 480)), draw_photo(41, (640, 480))
+    original = save(whole, library / "original.jpg", quality=90)
+    stored_crop = save(crop(other, CROP15), library / "cut.jpg", quality=90)
+    with Store.open(db) as store:
+        from dedupe import scan
+
+        scan([library], store)
+    with watching([root], db) as (rec, store):
+        cut = save(crop(whole, CROP15).resize((500, 375)), root / "cut.png")
+        wait_for(lambda: rec.of(K.DUPLICATE), what="the cropped copy's report")
+        wider = save(other.resize((600, 450)), root / "wider.webp", quality=90)
+        wait_for(lambda: len(rec.of(K.DUPLICATE)) == 2, what="the wider picture's report")
+        settled(rec, root)
+        assert [(e.path, e.other, e.match) for e in rec.of(K.DUPLICATE)] == [
+            (str(cut), str(original), MatchKind.NEAR),
+            (str(wider), str(stored_crop), MatchKind.NEAR),
+        ]
+    (root / "cut.png").unlink()
+    (root / "wider.webp").unlink()
+    with watching([root], db, rule=MatchRule(threshold=0, two_stage=False)) as (rec, store):
+        again = save(crop(whole, CROP15).resize((520, 390)), root / "cut-again.png")
+        wait_for(lambda: store.get_file(str(again)) is not None, what="the second cut in the store")
+        settled(rec, root)
+        assert rec.of(K.DUPLICATE) == []
 
 
 # --- supervision -----------------------------------------------------------------------------------------------
