@@ -236,9 +236,10 @@ def main() -> None:
         for name, fp in zip(("original", *EDITS), fps, strict=True):
             files[f"{p.key} {name}"], identity[f"{p.key} {name}"] = fp, p.key
     wrong = false_matches(files, identity)
-    lines += ["", f"Pairs of different pictures among them that the default rule matches: {len(wrong)}", ""]
-    lines += ["| file | file | pHash | dHash | as |", "|---|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {m.distance} | {m.dhash} | {m.crop or 'near'} |" for a, b, m in wrong]
+    lines += ["", f"Pairs of different pictures among them that the default rule matches: {len(wrong)}"]
+    if wrong:
+        lines += ["", "| file | file | pHash | dHash | as |", "|---|---|---|---|---|"]
+        lines += [f"| {a} | {b} | {m.distance} | {m.dhash} | {m.crop or 'near'} |" for a, b, m in wrong]
     different = different_pairs(files, identity, args.phash, args.dhash)
     if args.corpus:
         root = Path(args.corpus)
