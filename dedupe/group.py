@@ -350,7 +350,7 @@ def _node_pairs(
         cp, cd, cc = unpack_crops(lib.crops[rep[at]])
         qi, tj = join(cp[:, 1:].T.ravel(), cp[:, 0], CROP_PHASH, same=False)
         window, outer, inner = qi // len(at) + 1, qi % len(at), tj
-        ok = (outer != inner) & crop_agrees(cd[outer, window], cd[inner, 0], cc[outer, window], cc[inner, 0])
+        ok = (outer != inner) & crop_agrees(cp, cd, cc, outer, window, inner)
         x, y = at[np.minimum(outer, inner)[ok]], at[np.maximum(outer, inner)[ok]]
         found.append((x, y))
         cropped = np.unique(x.astype(np.int64) * count + y)

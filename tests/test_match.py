@@ -7,15 +7,20 @@ import random
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFilter
 
 from dedupe.fingerprint import fingerprint_file
 from dedupe.group import stored_groups
 from dedupe.library import Library
 from dedupe.match import (
     CANDIDATE_PHASH,
+    CROP_CHROMA,
+    CROP_DHASH,
+    CROP_LUMA,
+    CROP_PHASH,
     CROP_SEARCH_LIMIT,
     KIND_RANK,
     KINDS,
@@ -25,8 +30,9 @@ from dedupe.match import (
     match,
     readings,
     searches_crops,
+    unpack_crops,
 )
-from dedupe.models import TRANSFORMS, FileRecord, MatchKind, ScanOptions
+from dedupe.models import CROP_BYTES, TRANSFORMS, FileRecord, MatchKind, ScanOptions
 from dedupe.scan import scan
 from dedupe.store import Store
 from tests.conftest import draw_photo, make_record, save, transparent_logo
@@ -146,6 +152,53 @@ def test_two_transparent_logos_on_one_background_do_not_group(tmp_path: Path) ->
     cross = fingerprint_file(save(transparent_logo(8, ring=False), root / "cross.png"))
     assert readings(ring)[1].phash == readings(cross)[1].phash
     assert match(ring, cross, MatchRule()) is None
+    with Store.open(tmp_path / "store.sqlite") as store:
+        scan([str(root)], store, ScanOptions(workers=1))
+        assert stored_groups(store, [str(root)])[0] == []
+
+
+def _one_design_in_two_colourings(seed: int) -> tuple[Image.Image, Image.Image]:
+    """Two pictures of one design (two blurred layers of discs) coloured two ways, as a wallpaper series is, each
+    brightened by adding 20% of white (+51 of 255)."""
+    rng = random.Random(seed)
+    w, h = 480, 320
+
+    def layer() -> npt.NDArray[np.float64]:
+        im = Image.new("L", (w, h), 0)
+        d = ImageDraw.Draw(im)
+        for _ in range(6):
+            x, y, r = rng.randrange(w), rng.randrange(h), rng.randrange(w // 6, w // 2)
+            d.ellipse([x - r, y - r, x + r, y + r], fill=rng.randrange(80, 256))
+        return np.asarray(im.filter(ImageFilter.GaussianBlur(w // 30)), dtype=np.float64)[..., None] / 255
+
+    one, two = layer(), layer()
+    spans = ((40, 120), (0, 140), (0, 140))
+    base, u, v = (np.array([rng.randrange(*span) for _ in range(3)], dtype=np.float64) for span in spans)
+    out = []
+    for first, second in ((u, v), (v[[2, 0, 1]], u[[1, 2, 0]])):
+        rgb = np.clip(base + one * first + two * second, 0, 255).astype(np.uint8)
+        out.append(Image.fromarray(rgb).point(lambda x: min(255, x + 51)))
+    return out[0], out[1]
+
+
+def test_one_design_in_other_colours_brightened_is_no_crop_of_it(tmp_path: Path) -> None:
+    """Two pictures of one design in other colours, both brightened with white, are no crop of each other: a window
+    of one comes within the crop rule's hash bounds of the other's whole, with mean colours that the white has
+    brought together, but the two whole pictures fit each other better than that window, so neither shows less.
+    The +20% white copies of the Ubuntu MATE Cold and Radioactive wallpapers are such a pair."""
+    root = tmp_path / "series"
+    first, second = _one_design_in_two_colourings(109)
+    a = fingerprint_file(save(first, root / "cold.jpg", quality=90))
+    b = fingerprint_file(save(second, root / "radioactive.jpg", quality=90))
+    p, d, c = unpack_crops(np.frombuffer(a.crops + b.crops, dtype=np.uint8).reshape(2, CROP_BYTES))
+    window_p = np.bitwise_count(p[0, 1:] ^ p[1, 0]).astype(np.int64)
+    window_d = np.bitwise_count(d[0, 1:] ^ d[1, 0]).astype(np.int64)
+    colour = np.abs(c[0, 1:].astype(np.int16) - c[1, 0])
+    close = (window_p <= CROP_PHASH) & (window_d <= CROP_DHASH)
+    close &= (colour[:, :2].max(axis=1) <= CROP_CHROMA) & (colour[:, 2] <= CROP_LUMA)
+    whole = int(np.bitwise_count(p[0, 0] ^ p[1, 0])) * 65 + int(np.bitwise_count(d[0, 0] ^ d[1, 0]))
+    assert close.any() and (window_p * 65 + window_d)[close].min() > whole
+    assert match(a, b, MatchRule(crops=True)) is None
     with Store.open(tmp_path / "store.sqlite") as store:
         scan([str(root)], store, ScanOptions(workers=1))
         assert stored_groups(store, [str(root)])[0] == []
