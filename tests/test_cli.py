@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import gc
 import importlib
 import io
 import json
@@ -17,7 +18,7 @@ from click.shell_completion import ShellComplete
 from click.testing import CliRunner
 
 import dedupe
-from dedupe.cli import cli, one_blas_thread
+from dedupe.cli import cli, frozen_imports, one_blas_thread
 from dedupe.cli_common import fold_path, match_options
 from dedupe.match import MatchRule
 from tests.conftest import REPO, draw_photo, exact_copy, run_dedupe, save
@@ -463,6 +464,20 @@ def test_a_mistyped_command_is_answered_with_the_names_it_resembles() -> None:
     result = run_dedupe("sacn")
     assert result.returncode == 2
     assert "No such command 'sacn'. (Did you mean one of: 'scan', 'search'?)" in result.stderr
+
+
+def test_a_command_is_imported_without_garbage_collection_and_then_frozen() -> None:
+    """No collection runs while a command's module is imported; what the import made is frozen after it, and the
+    collector is left on as it was."""
+    assert gc.isenabled()
+    try:
+        with frozen_imports():
+            assert not gc.isenabled()
+            made = [object() for _ in range(100)]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= len(made)
+    finally:
+        gc.unfreeze()
 
 
 def test_openblas_is_asked_for_one_thread_only_while_a_command_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
