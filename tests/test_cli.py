@@ -396,6 +396,16 @@ def test_a_scan_that_finds_nothing_new_does_not_load_the_decoders(photo_dir: Pat
     assert not again & {"PIL", "imagehash", "dedupe.webp"}
 
 
+def test_a_quiet_scan_printing_json_or_csv_does_not_load_rich(photo_dir: Path, tmp_path: Path) -> None:
+    """rich draws tables, progress and styled text; a quiet scan printing JSON or CSV draws none of them."""
+    db = str(tmp_path / "s.sqlite")
+    for fmt in ("json", "csv"):
+        modules = imported_by("scan", str(photo_dir), "--db", db, "-q", "--format", fmt)
+        assert "dedupe.scan" in modules and "dedupe.group" in modules
+        assert "rich" not in modules, fmt
+    assert "rich" in imported_by("scan", str(photo_dir), "--db", db, "-q")
+
+
 def test_every_public_name_imports_from_the_package() -> None:
     """Every name of dedupe.__all__ is importable from dedupe, the lazy table names each exactly once, and the
     TYPE_CHECKING imports that type checkers read say the same as the table."""
