@@ -175,3 +175,7 @@ def main() -> None:
             raise
         click.echo(f"dedupe: internal error: {type(e).__name__}: {e} (set DEDUPE_DEBUG=1 for details)", err=True)
         sys.exit(1)
+    finally:
+        # Python's last collections walk every object still alive only to free what the exit frees anyway
+        # (10-15 ms of a scan's end); the files and the store were closed by the command itself.
+        gc.freeze()
