@@ -37,15 +37,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Output:
-    """The consoles of one command: out for what it reports (stdout), err for progress, notes and warnings."""
+    """The consoles of one command: out for what it reports (stdout), err for progress, notes and warnings. Each
+    is made on first use, so that a command printing JSON or CSV quietly never loads rich (20-30 ms of a scan)."""
 
-    def __init__(self) -> None:
+    @functools.cached_property
+    def out(self) -> Console:
         from rich.console import Console
 
-        self.out = Console(highlight=False, soft_wrap=False)
-        if not self.out.is_terminal:
-            self.out.width = 400  # piped or tested: never fold a path
-        self.err = Console(stderr=True, highlight=False)
+        out = Console(highlight=False, soft_wrap=False)
+        if not out.is_terminal:
+            out.width = 400  # piped or tested: never fold a path
+        return out
+
+    @functools.cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True, highlight=False)
 
 
 # How a group's member is said to match its reference, in tables.

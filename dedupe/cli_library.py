@@ -1,4 +1,7 @@
-"""Commands that look at the library: scan, groups, report and calibrate."""
+"""Commands that look at the library: scan, groups, report and calibrate.
+
+rich is imported where a table or styled text is printed: a scan that prints JSON quietly never loads it.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,11 @@ import json
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
-from rich.text import Text
 
 from dedupe.calibrate import DEFAULT_SAMPLE, calibrate
 from dedupe.cli_common import (
@@ -44,7 +47,10 @@ from dedupe.match import MatchRule
 from dedupe.models import DuplicateGroup, KeeperChoice, KeeperRule, Plan, ScanOptions, Skipped, Summary
 from dedupe.plan import keepers_chosen, keepers_first, plan
 from dedupe.report import write_html_report
-from dedupe.scan import JOBS_PER_CORE, max_jobs, scan
+from dedupe.scan import JOBS_PER_CORE, ProgressCallback, max_jobs, scan
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 
 def _check_jobs(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
@@ -111,15 +117,20 @@ def scan_command(
     options = ScanOptions(
         exclude=exclude, hidden=hidden, follow_symlinks=follow_symlinks, min_size=min_size, workers=jobs
     )
-    err = output.err
+    progress: AbstractContextManager[ProgressCallback | None] = nullcontext()
+    if not quiet and output.err.is_terminal:
+        progress = progress_bar(output.err, enabled=True)
     try:
-        with progress_bar(err, enabled=not quiet and err.is_terminal) as on_progress:
+        with progress as on_progress:
             report = scan(dirs, store, options, on_progress)
     except KeyboardInterrupt:
-        err.print("Interrupted: what was fingerprinted so far is saved; scan again to continue.")
+        output.err.print("Interrupted: what was fingerprinted so far is saved; scan again to continue.")
         ctx.exit(130)
-    for warning in report.warnings:
-        err.print(Text(f"warning: {display_path(warning)}"))
+    if report.warnings:
+        from rich.text import Text
+
+        for warning in report.warnings:
+            output.err.print(Text(f"warning: {display_path(warning)}"))
     found, _, images = find_stored_groups(store, report.roots, rule)
     chosen = keepers_chosen(found, roots=report.roots, rule=rule)
     groups = [g for g, _ in chosen]
@@ -132,6 +143,8 @@ def scan_command(
     }
     render(output, chosen, report.skipped, summary, fmt, extra)
     if fmt == "table" and groups:
+        from rich.text import Text
+
         where = " ".join(shlex.quote(d) for d in dirs)
         output.out.print(
             Text(
@@ -223,6 +236,8 @@ def report_command(
             missing = write_review_report(html_file, store, groups, planner, on_progress=on_progress)
         else:
             missing = write_html_report(html_file, groups, rules, real(references), on_progress, roots=real(dirs))
+    from rich.text import Text
+
     line = f"Wrote {display_path(html_file)}: {len(groups)} group(s), {sum(len(g.members) for g in groups)} files."
     if missing:
         line += f" {missing} file(s) could not be previewed (shown as text)."
@@ -255,6 +270,9 @@ def calibrate_command(output: Output, dirs: tuple[str, ...], sample: int, seed: 
     if fmt == "json":
         click.echo(json.dumps(calibration_json(result), indent=2))
         return
+    from rich.table import Table
+    from rich.text import Text
+
     out = output.out
     table = Table(title="Distance of edited copies to their photo (pHash bits; turns allowed)")
     for column in ("edit", "median", "max"):
@@ -330,6 +348,8 @@ def render_table(
     summary: Summary,
     extra: dict[str, int],
 ) -> None:
+    from rich.text import Text
+
     out = output.out
     if chosen:
         rows: list[list[Text]] = []

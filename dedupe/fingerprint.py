@@ -579,12 +579,24 @@ def _cell_means(values: npt.NDArray[np.float64], across: int, down: int) -> npt.
     rows = at[:, :, 1:] - at[:, :, :-1]  # each pixel row's sum over each cell's columns
     run_y = np.empty((h + 1, ranges, across, channels))
     run_y[0] = 0
-    np.cumsum(rows, axis=0, out=run_y[1:])
+    _cumsum_down(rows, run_y[1:])
     below = run_y.reshape(-1, across, channels).take(window_rows, axis=0)
     inside = rows.reshape(-1, across, channels).take(window_rows, axis=0)
     at_y = below + y_frac * inside  # (windows, down + 1, across, channels)
     means: npt.NDArray[np.float64] = (at_y[:, 1:] - at_y[:, :-1]) / area
     return means
+
+
+def _cumsum_down(values: npt.NDArray[np.float64], out: npt.NDArray[np.float64]) -> None:
+    """np.cumsum(values, axis=0, out=out), the same sums in the same order. numpy accumulates down a column at a
+    time, so a wide row (the 32 x 32 cells of 23 column ranges) is added a whole row at a time instead: four times
+    faster there. Narrow rows stay with cumsum, whose fixed cost per row is lower."""
+    if values[0].size < 256:
+        np.cumsum(values, axis=0, out=out)
+        return
+    out[0] = values[0]
+    for i in range(1, len(values)):
+        np.add(out[i - 1], values[i], out=out[i])
 
 
 _Ints = npt.NDArray[np.intp]
@@ -669,7 +681,7 @@ def _date_taken(exif: Image.Exif) -> str | None:
     if not isinstance(raw, str):
         return None
     try:
-        taken = datetime.strptime(raw.strip("\x00 ").strip(), "%Y:%m:%d %H:%M:%S")
+        taken = _exif_datetime(raw.strip("\x00 ").strip())
     except ValueError:
         return None
     subsec = ifd.get(_SUBSEC_ORIGINAL) if original else None
@@ -678,6 +690,22 @@ def _date_taken(exif: Image.Exif) -> str | None:
         if digits.isdigit():
             taken = taken.replace(microsecond=int(digits[:6].ljust(6, "0")))
     return taken.isoformat()
+
+
+# The usual shape of an EXIF date, in ASCII digits: for it, strptime's answer without strptime.
+_EXIF_DATETIME = re.compile(r"([0-9]{4}):([0-9]{2}):([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})")
+
+
+def _exif_datetime(text: str) -> datetime:
+    """datetime.strptime(text, "%Y:%m:%d %H:%M:%S"), ValueError included. strptime takes 0.2 ms a photo (and
+    loads its locale tables in every worker); the usual shape is read directly, where an impossible date (month
+    13, 30 February, second 60) raises ValueError as strptime does. Anything else (other spaces, one-digit
+    fields, other digits) is left to strptime."""
+    found = _EXIF_DATETIME.fullmatch(text)
+    if found is None:
+        return datetime.strptime(text, "%Y:%m:%d %H:%M:%S")
+    year, month, day, hour, minute, second = map(int, found.groups())
+    return datetime(year, month, day, hour, minute, second)
 
 
 def _camera(exif: Image.Exif) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import gc
 import importlib
 import multiprocessing
 import operator
@@ -437,8 +438,10 @@ def _fingerprint_all(
     if not todo:
         return
     # Pillow and the hashes are loaded here, once there is a file to read, and before the workers fork: each
-    # finds them loaded. A scan that finds nothing new never loads them.
-    importlib.import_module("dedupe.fingerprint")
+    # finds them loaded. A scan that finds nothing new never loads them. No collection walks the objects the
+    # import piles up (several full ones would, each walking them all).
+    with gc_paused():
+        importlib.import_module("dedupe.fingerprint")
     workers = workers_for(workers, len(todo))
     if workers <= 1 or len(todo) < _INLINE_BELOW:
         fingerprinted: set[str] = set()
@@ -567,6 +570,9 @@ def _die_with_parent() -> None:
 
 def _init_worker(known: set[str]) -> None:
     _die_with_parent()
+    # What the worker inherits (modules, the known hashes, the parent's lists) is never garbage here: frozen, no
+    # collection walks it (a full one walked every inherited object) nor writes to its pages, which stay shared.
+    gc.freeze()
     # Ctrl-C goes to the whole process group; the parent alone decides what happens then.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A forked worker inherits the parent's output as the progress bar redirected it: a warning printed here

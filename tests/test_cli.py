@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import gc
 import importlib
 import io
 import json
@@ -17,7 +18,7 @@ from click.shell_completion import ShellComplete
 from click.testing import CliRunner
 
 import dedupe
-from dedupe.cli import cli, one_blas_thread
+from dedupe.cli import cli, frozen_imports, one_blas_thread
 from dedupe.cli_common import fold_path, match_options
 from dedupe.match import MatchRule
 from tests.conftest import REPO, draw_photo, exact_copy, run_dedupe, save
@@ -395,6 +396,16 @@ def test_a_scan_that_finds_nothing_new_does_not_load_the_decoders(photo_dir: Pat
     assert not again & {"PIL", "imagehash", "dedupe.webp"}
 
 
+def test_a_quiet_scan_printing_json_or_csv_does_not_load_rich(photo_dir: Path, tmp_path: Path) -> None:
+    """rich draws tables, progress and styled text; a quiet scan printing JSON or CSV draws none of them."""
+    db = str(tmp_path / "s.sqlite")
+    for fmt in ("json", "csv"):
+        modules = imported_by("scan", str(photo_dir), "--db", db, "-q", "--format", fmt)
+        assert "dedupe.scan" in modules and "dedupe.group" in modules
+        assert "rich" not in modules, fmt
+    assert "rich" in imported_by("scan", str(photo_dir), "--db", db, "-q")
+
+
 def test_every_public_name_imports_from_the_package() -> None:
     """Every name of dedupe.__all__ is importable from dedupe, the lazy table names each exactly once, and the
     TYPE_CHECKING imports that type checkers read say the same as the table."""
@@ -463,6 +474,20 @@ def test_a_mistyped_command_is_answered_with_the_names_it_resembles() -> None:
     result = run_dedupe("sacn")
     assert result.returncode == 2
     assert "No such command 'sacn'. (Did you mean one of: 'scan', 'search'?)" in result.stderr
+
+
+def test_a_command_is_imported_without_garbage_collection_and_then_frozen() -> None:
+    """No collection runs while a command's module is imported; what the import made is frozen after it, and the
+    collector is left on as it was."""
+    assert gc.isenabled()
+    try:
+        with frozen_imports():
+            assert not gc.isenabled()
+            made = [object() for _ in range(100)]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= len(made)
+    finally:
+        gc.unfreeze()
 
 
 def test_openblas_is_asked_for_one_thread_only_while_a_command_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from dedupe.errors import FileSkipped
 from dedupe.fingerprint import (
+    _exif_datetime,
     fingerprint_file,
     hamming,
     open_image,
@@ -69,6 +71,43 @@ def test_metadata_only_change_keeps_the_image_hash(tmp_path: Path) -> None:
     # A different encoding of the same picture is not the same image data.
     other = fingerprint_file(save(im, tmp_path / "q60.jpg", quality=60))
     assert other.image_hash != plain.image_hash
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2019:05:04 12:34:56",
+        "0001:01:01 00:00:00",
+        "9999:12:31 23:59:59",
+        "2020:02:29 10:00:00",
+        "2019:02:29 10:00:00",
+        "2020:13:01 00:00:00",
+        "2020:00:10 00:00:00",
+        "2020:01:32 00:00:00",
+        "2020:01:01 24:00:00",
+        "2020:01:01 23:60:00",
+        "2020:01:01 23:59:60",
+        "0000:01:01 00:00:00",
+        "2020:1:01 00:00:00",
+        "2020:01:01  00:00:00",
+        "2020:01:01\t00:00:00",
+        "\uff12\uff10\uff12\uff10:01:01 00:00:00",
+        "2020:\u0660\u0661:01 00:00:00",
+        "    :  :     :  :  ",
+        "",
+    ],
+)
+def test_an_exif_date_is_read_as_strptime_reads_it(text: str) -> None:
+    """The same date, or the same refusal, as datetime.strptime with the EXIF format."""
+    try:
+        expected: datetime | None = datetime.strptime(text, "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        expected = None
+    try:
+        got: datetime | None = _exif_datetime(text)
+    except ValueError:
+        got = None
+    assert got == expected
 
 
 def test_transparent_image_is_flattened_onto_a_fixed_background(tmp_path: Path) -> None:
