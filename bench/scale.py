@@ -10,7 +10,10 @@ alone); `find_groups_in` (a Library of columns in, as Store.library_under gives 
 records of the grouped files from those columns and the DuplicateGroups); `find_groups` (FileRecords in, groups
 out). Peak memory is that process's ru_maxrss (it includes making the input: 1M FileRecords with 9 hashes each take
 about 1 GiB by themselves, the columns about 190 MiB), and the next column is that peak less the peak before the
-call, what the call itself adds.
+call, what the call itself adds. With crops: `find_groups` of pictures that also have crop signatures, whose
+window hashes lie close to their whole picture's as a photo's do (synthetic_signatures; the crop search left to
+decide by the number of pictures), or random ones with the search asked for (`_random_asked`); one such measure
+alone: `python bench/scale.py _group find_groups_crops_asked 1000000` (the search asked for at any size).
 
 Store: a SQLite store of the same fingerprints (1M files, written once through the Store API and kept in --work),
 grouped by `stored_groups` in a fresh process; the time and peak are those of the whole process (start, reading the
@@ -42,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -52,7 +55,7 @@ import numpy.typing as npt  # noqa: E402
 from run import compile_package, machine, measure  # noqa: E402  (bench/ is this script's folder, first on sys.path)
 
 from dedupe.library import Library, gc_paused, release_freed_memory  # noqa: E402
-from dedupe.models import FileRecord, Fingerprint  # noqa: E402
+from dedupe.models import CROP_WINDOWS, FileRecord, Fingerprint  # noqa: E402
 
 
 def synthetic_columns(n: int, seed: int = 1) -> npt.NDArray[np.uint64]:
@@ -81,6 +84,41 @@ def synthetic_columns(n: int, seed: int = 1) -> npt.NDArray[np.uint64]:
         acc[pending] ^= acc_up
         top[pending] = top_up
     out: npt.NDArray[np.uint64] = values[top] ^ acc
+    return out
+
+
+def synthetic_signatures(columns: npt.NDArray[np.uint64], seed: int = 3) -> Iterator[bytes]:
+    """Crop signatures (fingerprint.crop_signature) like a photo's, one a row of columns, in order: the whole
+    picture's pHash and dHash are the row's (so near copies have near wholes), the nine 95% windows are the whole
+    with 0-4 bits flipped and the 25 87.5% windows with 3-9 (a photo's large windows lie close to the whole), the
+    rest random; the close windows have the picture's random colour, the others one of their own (so near copies
+    are seldom found as crops: the colour does not follow the copy)."""
+    rng = np.random.default_rng(seed)
+    w = len(CROP_WINDOWS)
+    for start in range(0, len(columns), 50_000):
+        rows = columns[start : start + 50_000]
+        n = len(rows)
+        hashes = rng.integers(0, 2**64, size=(2, n, w), dtype=np.uint64)
+        for h, column in enumerate((0, 1)):
+            hashes[h, :, 0] = rows[:, column]
+            hashes[h, :, 1:10] = rows[:, column, None] ^ _flips(rng, (n, 9), 0, 4)
+            hashes[h, :, 10:35] = rows[:, column, None] ^ _flips(rng, (n, 25), 3, 9)
+        colours = rng.integers(0, 256, size=(n, w, 3), dtype=np.uint8)
+        colours[:, :35] = colours[:, :1]
+        raw = np.concatenate(
+            [hashes[0].astype(">u8").view(np.uint8), hashes[1].astype(">u8").view(np.uint8), colours.reshape(n, -1)],
+            axis=1,
+        )
+        yield from (row.tobytes() for row in raw)
+
+
+def _flips(rng: np.random.Generator, shape: tuple[int, int], least: int, most: int) -> npt.NDArray[np.uint64]:
+    """Values of least to most random bits set (fewer where two fall on one bit)."""
+    count = rng.integers(least, most + 1, size=shape)
+    out = np.zeros(shape, dtype=np.uint64)
+    for k in range(most):
+        bit = np.uint64(1) << rng.integers(0, 64, size=shape).astype(np.uint64)
+        out ^= np.where(count > k, bit, np.uint64(0))
     return out
 
 
@@ -171,16 +209,24 @@ def _child_group(kind: str, n: int) -> None:
         groups = grouping.groups(synthetic_records(columns, grouping.ids.tolist()))
         result = {"seconds": time.perf_counter() - start, "grouping": grouped, "groups": len(groups), "values": n}
     else:
-        # find_groups_crops: each picture also has random window hashes and colours (fingerprint.crop_signature),
-        # and the search for cropped copies is asked for whatever the size.
-        crops = kind == "find_groups_crops"
-        rng = random.Random(2)
-        records = synthetic_records(columns, range(n), (lambda: rng.randbytes(CROP_BYTES)) if crops else None)
+        # find_groups_crops: each picture also has window hashes and colours (fingerprint.crop_signature), random
+        # ones (_random) or like a photo's (see synthetic_signatures), and the crop search is left to decide
+        # (on up to CROP_SEARCH_LIMIT pictures) unless --crops is asked for (_asked).
+        crops = kind.startswith("find_groups_crops")
+        source: Callable[[], bytes] | None = None
+        if kind.startswith("find_groups_crops_random"):
+            rng = random.Random(2)
+            source = lambda: rng.randbytes(CROP_BYTES)  # noqa: E731
+        elif crops:
+            signatures = synthetic_signatures(columns)
+            source = lambda: next(signatures)  # noqa: E731
+        records = synthetic_records(columns, range(n), source)
         del columns
         input_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         start = time.perf_counter()
-        groups = find_groups(records, MatchRule(DEFAULT_THRESHOLD, crops=True if crops else None))
-        result = {"seconds": time.perf_counter() - start, "groups": len(groups), "values": n}
+        groups = find_groups(records, MatchRule(DEFAULT_THRESHOLD, crops=True if kind.endswith("_asked") else None))
+        cropped = sum(m.crop is not None for g in groups for m in g.members)
+        result = {"seconds": time.perf_counter() - start, "groups": len(groups), "values": n, "cropped": cropped}
     result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["input_mib"] = input_mib  # the peak before the measured call: making the input
     print(json.dumps(result))
@@ -224,14 +270,16 @@ LABELS = {
     "near_pairs": "near_pairs",
     "find_groups_in": "find_groups_in (columns in, groups out)",
     "find_groups": "find_groups (FileRecords in)",
-    "find_groups_crops": "find_groups, with window hashes, --crops",
+    "find_groups_crops": "find_groups, with window hashes like a photo's (crops by default)",
+    "find_groups_crops_random_asked": "find_groups, with random window hashes, --crops",
 }
 
 
 def bench_grouping(sizes: list[int], repeat: int) -> list[str]:
     rows = []
     for n in sizes:
-        kinds = ["near_pairs", "find_groups_in", "find_groups"] + (["find_groups_crops"] if n <= 200_000 else [])
+        kinds = ["near_pairs", "find_groups_in", "find_groups", "find_groups_crops"]
+        kinds += ["find_groups_crops_random_asked"] if n <= 200_000 else []  # minutes at a million
         for kind in kinds:
             best: dict[str, float] | None = None
             for _ in range(repeat):
@@ -241,6 +289,8 @@ def bench_grouping(sizes: list[int], repeat: int) -> list[str]:
                 print(f"  {kind} {n}: {res}", file=sys.stderr)
             assert best is not None
             what = f"{int(best['pairs'])} pairs" if kind == "near_pairs" else f"{int(best['groups'])} groups"
+            if kind.startswith("find_groups_crops"):
+                what += f", {int(best['cropped']):,} members found as crops"
             rows.append(
                 f"| {LABELS[kind]} | {n:,} | {best['seconds']:.2f} | {best['peak_mib']:.0f}"
                 f" | {best['peak_mib'] - best['input_mib']:.0f} | {what}"

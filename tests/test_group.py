@@ -10,14 +10,27 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from dedupe.fingerprint import fingerprint_file
-from dedupe.group import find_groups, stored_groups
-from dedupe.match import CANDIDATE_PHASH, Match, MatchRule, hamming, match, match_distance, same_burst
-from dedupe.models import Action, FileRecord, MatchKind
+from dedupe.group import crop_pairs, find_groups, stored_groups
+from dedupe.match import (
+    CANDIDATE_PHASH,
+    CROP_PHASH,
+    Match,
+    MatchRule,
+    crop_agrees,
+    hamming,
+    match,
+    match_distance,
+    same_burst,
+    unpack_crops,
+)
+from dedupe.models import CROP_BYTES, CROP_WINDOWS, Action, FileRecord, MatchKind
+from dedupe.pairs import join
 from dedupe.plan import parse_rules, plan
 from dedupe.store import Store
 from tests.conftest import copy_file, draw_photo, groups_of, invoke, make_record, save
@@ -468,3 +481,64 @@ def test_turned_copies_without_alpha_group_with_the_transparent_original(tmp_pat
         ["low.jpg", "overlay.png", "turned.jpg"]
     ]
     assert {Path(m.file.path).name: m.transform is not None for m in groups[0].members}["turned.jpg"]
+
+
+def _signatures(rng: np.random.Generator, n: int, copies: float) -> npt.NDArray[np.uint8]:
+    """n crop signatures like real ones: random, but the first 40 windows' pHashes a bit or two from the picture's
+    whole one (as a photo's large windows are), their dHashes a bit off and their colours the same; a share of the
+    pictures crops of another (whole as one of its large windows, its pHash one bit off or not, the same dHash and
+    colour): a window fits those better than the other's whole, as crop_agrees asks."""
+    raw = rng.integers(0, 256, size=(n, CROP_BYTES), dtype=np.uint8)
+    w = len(CROP_WINDOWS)
+    ph = raw[:, : 8 * w].copy().view(">u8").astype(np.uint64)
+    dh = raw[:, 8 * w : 16 * w].copy().view(">u8").astype(np.uint64)
+    colour = raw[:, 16 * w :].reshape(n, w, 3)
+    for k in range(1, 40):
+        one, two = (np.uint64(1) << rng.integers(0, 64, n).astype(np.uint64) for _ in range(2))
+        ph[:, k] = ph[:, 0] ^ one ^ two
+        dh[:, k] = dh[:, 0] ^ one
+        colour[:, k] = colour[:, 0]
+    source, window = rng.integers(0, n, n), rng.integers(1, 40, n)
+    copy = np.flatnonzero(rng.random(n) < copies)
+    flip = rng.integers(0, 2, len(copy)).astype(np.uint64) << rng.integers(0, 64, len(copy)).astype(np.uint64)
+    ph[copy, 0] = ph[source[copy], window[copy]] ^ flip
+    dh[copy, 0] = dh[source[copy], window[copy]]
+    colour[copy, 0] = colour[source[copy], window[copy]]
+    raw[:, : 8 * w] = ph.astype(">u8").view(np.uint8).reshape(n, -1)
+    raw[:, 8 * w : 16 * w] = dh.astype(">u8").view(np.uint8).reshape(n, -1)
+    return raw
+
+
+def _crop_pairs_unpacked(crops: npt.NDArray[np.uint8], rows: npt.NDArray[np.int64]) -> set[tuple[int, int]]:
+    """The crop search as it was: every signature unpacked, every window looked up with pairs.join."""
+    p, d, c = unpack_crops(crops[rows])
+    n = len(rows)
+    qi, tj = join(p[:, 1:].T.ravel(), p[:, 0], CROP_PHASH, same=False)
+    window, outer, inner = qi // n + 1, qi % n, tj
+    ok = (outer != inner) & crop_agrees(p, d, c, outer, window, inner)
+    return set(zip(np.minimum(outer, inner)[ok].tolist(), np.maximum(outer, inner)[ok].tolist(), strict=True))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32), st.integers(0, 60), st.floats(0, 1))
+def test_the_crop_search_finds_the_pairs_of_every_window_looked_up(seed: int, n: int, copies: float) -> None:
+    """crop_pairs gives the pairs of the plain search (every signature unpacked, every window looked up among the
+    whole pictures); a picture's windows close to its own whole are no pair of it with itself, and rows not in
+    order or repeated pictures (ties) change nothing."""
+    rng = np.random.default_rng(seed)
+    crops = _signatures(rng, n + 3, copies)
+    crops[: n // 4] = crops[n // 4 : 2 * (n // 4)]  # ties: the same signature twice
+    rows = rng.permutation(n + 3)[:n].astype(np.int64)
+    x, y = crop_pairs(crops, rows)
+    assert bool((x < y).all())
+    assert set(zip(x.tolist(), y.tolist(), strict=True)) == _crop_pairs_unpacked(crops, rows)
+
+
+def test_the_crop_search_over_many_pictures_is_the_plain_search() -> None:
+    """At 5,000 pictures (half a million windows, looked up a slab at a time) the same pairs as the plain search."""
+    rng = np.random.default_rng(3)
+    crops = _signatures(rng, 5_000, 0.2)
+    rows = np.arange(5_000, dtype=np.int64)
+    x, y = crop_pairs(crops, rows)
+    expected = _crop_pairs_unpacked(crops, rows)
+    assert set(zip(x.tolist(), y.tolist(), strict=True)) == expected and len(expected) > 200
