@@ -35,6 +35,7 @@ from dedupe.models import (
     VERSION,
     WORK_SIZE,
     Fingerprint,
+    SamePixels,
     hamming,
 )
 
@@ -184,11 +185,29 @@ def fingerprint_bytes(data: bytes, content_hash: str, *, name: str | os.PathLike
 
     name: the file's name, when known; a RAW file is recognised by its name and its content together.
     """
+    result = fingerprint_unless_claimed(data, content_hash, name=name)
+    assert isinstance(result, Fingerprint)  # nothing claimed: always decoded
+    return result
+
+
+def fingerprint_unless_claimed(
+    data: bytes,
+    content_hash: str,
+    *,
+    name: str | os.PathLike[str] | None = None,
+    claim: Callable[[str], bool] | None = None,
+) -> Fingerprint | SamePixels:
+    """fingerprint_bytes, but a picture is decoded only if claim(key) says that no other file with the same
+    image data is decoded for it (key names what decides the pixels); else its SamePixels is returned.
+
+    Decoding is most of a fingerprint's cost, and an edit of a photo's metadata (dates, tags, a rating) leaves
+    its image data as it was. Without claim, every picture is decoded.
+    """
     try:
         ext = raw_extension(name, data[:64])
         if ext is not None:
             return _fingerprint_raw(data, content_hash, ext)
-        return _fingerprint(data, content_hash)
+        return _fingerprint(data, content_hash, claim)
     except FileSkipped:
         raise
     except Image.DecompressionBombError as e:
@@ -221,7 +240,9 @@ def open_image(data: bytes) -> Image.Image:
         return Image.open(io.BytesIO(data), formats=PHOTO_FORMATS)
 
 
-def _fingerprint(data: bytes, content_hash: str) -> Fingerprint:
+def _fingerprint(
+    data: bytes, content_hash: str, claim: Callable[[str], bool] | None = None
+) -> Fingerprint | SamePixels:
     im = open_image(data)
     fmt = im.format or "?"
     exif = im.getexif()
@@ -232,6 +253,11 @@ def _fingerprint(data: bytes, content_hash: str) -> Fingerprint:
     if orientation >= 5:
         width, height = height, width
     taken = _date_taken(exif)
+    single = getattr(im, "n_frames", 1) == 1
+    data_hash = image_data_hash(data, fmt, orientation) if single else None
+    key = None if claim is None or data_hash is None else _pixels_key(data, im, data_hash)
+    if key is not None and claim is not None and not claim(key):
+        return SamePixels(key, content_hash, taken, _camera(exif))
     if fmt in ("JPEG", "MPO"):
         # A reduced-scale decode is several times faster and gives the same perceptual hashes.
         im.draft("RGB", (WORK_SIZE, WORK_SIZE))
@@ -245,12 +271,12 @@ def _fingerprint(data: bytes, content_hash: str) -> Fingerprint:
     phash, dhash, low_info, variants, crops = perceptual
     # A blank picture is only ever grouped by its image hash, so for it that hash is the decoded pixels
     # (the same blank in PNG and BMP is the same picture); for others it is the cheaper data hash.
-    if getattr(im, "n_frames", 1) > 1:
+    if not single:
         # The perceptual hashes see the first frame only: files with several frames (animations, multi-page TIFFs)
         # are the same image only when they have the same bytes, so that no frame is lost with a copy.
         image_hash = hash_bytes(f"frames:{content_hash}".encode())
     else:
-        data_hash = None if low_info and fmt not in ("JPEG", "MPO") else image_data_hash(data, fmt, orientation)
+        data_hash = None if low_info and fmt not in ("JPEG", "MPO") else data_hash
         image_hash = data_hash or _pixel_hash(im, orientation)
     return Fingerprint(
         content_hash=content_hash,
@@ -266,6 +292,16 @@ def _fingerprint(data: bytes, content_hash: str) -> Fingerprint:
         camera=_camera(exif),
         crops=crops,
     )
+
+
+def _pixels_key(data: bytes, im: Image.Image, data_hash: str) -> str | None:
+    """What decides the pixels that a single-frame picture decodes to: its image data (data_hash, which holds the
+    format and orientation), and what Pillow read of it that the data hash leaves out: the mode and size (a
+    WebP's VP8X chunk announces them), and for a JPEG whether it has a JFIF segment (by which libjpeg tells
+    YCbCr from RGB). None when that is not all: a WebP whose RIFF size is not its length (libwebp reads to it)."""
+    if im.format == "WEBP" and int.from_bytes(data[4:8], "little") + 8 != len(data):
+        return None
+    return hash_bytes(f"{data_hash}:{im.mode}:{im.size}:{'jfif' in im.info}".encode())
 
 
 def _webp_reduced(data: bytes, im: Image.Image) -> Image.Image | None:
@@ -477,7 +513,8 @@ def _normalise_mode(im: Image.Image) -> Image.Image:
         im = im.convert("L")
     transparent = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
     if transparent:
-        return im.convert("RGBA")
+        # convert() to its own mode copies the whole decoded picture (twice per fingerprint); no caller changes it.
+        return im if im.mode == "RGBA" else im.convert("RGBA")
     if im.mode in ("RGB", "L"):
         return im
     return im.convert("RGB")
@@ -855,6 +892,7 @@ __all__ = [
     "edited_copies",
     "fingerprint_bytes",
     "fingerprint_file",
+    "fingerprint_unless_claimed",
     "hamming",
     "hash_bytes",
     "hash_file",

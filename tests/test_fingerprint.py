@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,14 +15,16 @@ from PIL import Image, UnidentifiedImageError
 
 from dedupe.errors import FileSkipped
 from dedupe.fingerprint import (
+    fingerprint_bytes,
     fingerprint_file,
+    fingerprint_unless_claimed,
     hamming,
     open_image,
     perceptual_hashes,
     working_image,
 )
-from dedupe.models import ALPHA_VARIANTS, TRANSFORMS
-from tests.conftest import REPO, draw_photo, save
+from dedupe.models import ALPHA_VARIANTS, TRANSFORMS, SamePixels
+from tests.conftest import REPO, draw_photo, save, transparent_logo
 
 
 def test_jpeg_fingerprint_records_size_format_and_hashes(tmp_path: Path) -> None:
@@ -225,6 +228,84 @@ def test_png_and_webp_metadata_changes_keep_the_image_hash(tmp_path: Path) -> No
     w_plain = fingerprint_file(save(im, tmp_path / "plain.webp", quality=80))
     w_tagged = fingerprint_file(save(im, tmp_path / "tagged.webp", quality=80, exif=exif))
     assert w_tagged.content_hash != w_plain.content_hash and w_tagged.image_hash == w_plain.image_hash
+
+
+def _retagged(im: Image.Image, fmt: str) -> tuple[bytes, bytes]:
+    """A picture saved as fmt twice, with the same image data and other metadata (dates, camera, a comment)."""
+    from PIL import PngImagePlugin
+
+    copies = []
+    for date, camera in (("2020:01:01 10:00:00", "Canon"), ("2023:06:07 08:09:10", "Nikon")):
+        exif = Image.Exif()
+        exif[0x010F] = camera
+        exif.get_ifd(0x8769)[36867] = date
+        params: dict[str, object] = {"exif": exif}
+        if fmt == "PNG":
+            info = PngImagePlugin.PngInfo()
+            info.add_text("Comment", f"tagged in {date[:4]}")
+            params["pnginfo"] = info
+        else:
+            params["quality"] = 85
+        buf = io.BytesIO()
+        im.save(buf, fmt, **params)
+        copies.append(buf.getvalue())
+    return copies[0], copies[1]
+
+
+def _recording(claims: list[str]) -> Callable[[str], bool]:
+    """A claim that always succeeds, noting the key."""
+
+    def claim(key: str) -> bool:
+        claims.append(key)
+        return True
+
+    return claim
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "RGBA PNG"])
+def test_a_picture_whose_decoding_is_claimed_is_fingerprinted_from_its_twin(fmt: str) -> None:
+    """A picture with the image data of one already claimed is not decoded; its fingerprint, made from its
+    twin's, is the one its own decoding gives (its own content hash, date and camera)."""
+    im = transparent_logo(3, ring=True) if fmt == "RGBA PNG" else draw_photo(5, (700, 500))
+    first, second = _retagged(im, fmt.split()[-1])
+    claims: list[str] = []
+    twin = fingerprint_unless_claimed(first, "first", claim=_recording(claims))
+    same = fingerprint_unless_claimed(second, "second", claim=lambda key: key not in claims)
+    assert isinstance(same, SamePixels) and same.key == claims[0]
+    assert not isinstance(twin, SamePixels)
+    decoded = fingerprint_bytes(second, "second")
+    assert same.of(twin) == decoded and decoded.taken == "2023-06-07T08:09:10" and decoded.camera == "Nikon"
+
+
+def test_pictures_that_may_decode_otherwise_are_never_twins() -> None:
+    """Another picture, the same picture turned by its EXIF orientation, a JPEG with and one without a JFIF
+    segment (libjpeg then guesses the colour space otherwise) and an animation each claim their own decoding."""
+    im = draw_photo(6, (400, 300))
+
+    def key_of(data: bytes) -> str | None:
+        claimed: list[str] = []
+        fingerprint_unless_claimed(data, "x", claim=_recording(claimed))
+        return claimed[0] if claimed else None
+
+    def saved(picture: Image.Image, fmt: str, **params: object) -> bytes:
+        buf = io.BytesIO()
+        picture.save(buf, fmt, **params)
+        return buf.getvalue()
+
+    plain = saved(im, "JPEG", quality=85)
+    turned = Image.Exif()
+    turned[0x0112] = 6
+    without_jfif = plain[:2] + plain[4 + int.from_bytes(plain[4:6], "big") :]
+    assert plain[6:11] == b"JFIF\x00" and without_jfif[2:4] != b"\xff\xe0"
+    keys = [
+        key_of(plain),
+        key_of(saved(draw_photo(7, (400, 300)), "JPEG", quality=85)),
+        key_of(saved(im, "JPEG", quality=85, exif=turned)),
+        key_of(without_jfif),
+    ]
+    assert None not in keys and len(set(keys)) == len(keys)
+    frames = [draw_photo(i, (100, 80)) for i in range(2)]
+    assert key_of(saved(frames[0], "PNG", save_all=True, append_images=frames[1:])) is None
 
 
 def test_same_pixels_in_other_uncompressed_formats_share_the_image_hash(tmp_path: Path) -> None:
