@@ -245,7 +245,7 @@ def _fingerprint(
 ) -> Fingerprint | SamePixels:
     im = open_image(data)
     fmt = im.format or "?"
-    exif = im.getexif()
+    exif = _exif(data, im)
     orientation = exif.get(_ORIENTATION_TAG, 1)
     if not isinstance(orientation, int) or orientation not in range(1, 9):
         orientation = 1
@@ -292,6 +292,32 @@ def _fingerprint(
         camera=_camera(exif),
         crops=crops,
     )
+
+
+# The PNG chunks from which Pillow's getexif reads (EXIF, and XMP or ImageMagick's raw EXIF profile in text).
+_PNG_EXIF_CHUNKS = frozenset((b"eXIf", b"tEXt", b"zTXt", b"iTXt"))
+
+
+def _exif(data: bytes, im: Image.Image) -> Image.Exif:
+    """im.getexif(), without decoding a still PNG whose EXIF and text chunks all come before its image data.
+
+    Pillow's getexif decodes a whole PNG that has no eXIf chunk before its image data, to read any after it:
+    when none of the chunks it reads lies there, what Pillow read when opening the file is all there is.
+    """
+    if im.format != "PNG" or getattr(im, "n_frames", 1) != 1:
+        return im.getexif()
+    view = memoryview(data)  # slices of a view are not copies
+    i, n, image_data = 8, len(data), False
+    while i + 12 <= n:
+        kind = bytes(view[i + 4 : i + 8])
+        if kind == b"IEND":
+            break
+        if kind == b"IDAT":
+            image_data = True
+        elif image_data and kind in _PNG_EXIF_CHUNKS:
+            return im.getexif()
+        i += 12 + int.from_bytes(view[i : i + 4], "big")
+    return Image.Image.getexif(im)
 
 
 def _pixels_key(data: bytes, im: Image.Image, data_hash: str) -> str | None:

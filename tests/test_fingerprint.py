@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from dedupe.errors import FileSkipped
 from dedupe.fingerprint import (
@@ -306,6 +306,37 @@ def test_pictures_that_may_decode_otherwise_are_never_twins() -> None:
     assert None not in keys and len(set(keys)) == len(keys)
     frames = [draw_photo(i, (100, 80)) for i in range(2)]
     assert key_of(saved(frames[0], "PNG", save_all=True, append_images=frames[1:])) is None
+
+
+def _png_chunks(data: bytes) -> list[bytes]:
+    """A PNG's chunks, each whole (length, type, data and CRC)."""
+    chunks, i = [], 8
+    while i < len(data):
+        end = i + 12 + int.from_bytes(data[i : i + 4], "big")
+        chunks.append(data[i:end])
+        i = end
+    return chunks
+
+
+def test_png_exif_is_read_before_or_after_the_image_data_and_without_decoding_it() -> None:
+    """A PNG's EXIF (its orientation, its date) is read wherever its eXIf chunk lies; when it lies before the
+    image data, reading it leaves the picture undecoded."""
+    from dedupe.fingerprint import _exif
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8769)[36867] = "2021:02:03 04:05:06"
+    buf = io.BytesIO()
+    draw_photo(11, (300, 200)).save(buf, "PNG", exif=exif)
+    before = buf.getvalue()
+    chunks = _png_chunks(before)
+    assert [c[4:8] for c in chunks] == [b"IHDR", b"eXIf", b"IDAT", b"IEND"]
+    after = before[:8] + b"".join([chunks[0], chunks[2], chunks[1], chunks[3]])
+    im = open_image(before)
+    assert _exif(before, im)[0x0112] == 6
+    assert isinstance(im, ImageFile.ImageFile) and im.tile  # still to decode
+    a, b = fingerprint_bytes(before, "x"), fingerprint_bytes(after, "x")
+    assert a == b and (a.width, a.height, a.taken) == (200, 300, "2021-02-03T04:05:06")
 
 
 def test_same_pixels_in_other_uncompressed_formats_share_the_image_hash(tmp_path: Path) -> None:

@@ -274,15 +274,22 @@ def test_byte_copies_in_one_scan_are_decoded_once_on_every_start_method(tmp_path
     assert answers[0] == answers[1]
 
 
-def _retagged_copies(root: Path, count: int) -> None:
-    """count photos, each saved twice with the same image data and other dates (a and b)."""
+def _retagged_copies(root: Path, count: int, formats: tuple[str, ...] = ("jpg",)) -> None:
+    """count photos in each format, each saved twice with the same image data and other dates (a and b)."""
     from PIL import Image
 
     for i in range(count):
         for name, date in (("a", "2020:01:01 10:00:00"), ("b", "2023:06:07 08:09:10")):
             exif = Image.Exif()
             exif.get_ifd(0x8769)[36867] = date
-            save(draw_photo(i, (600, 450)), root / f"{i}-{name}.jpg", quality=80, exif=exif)
+            for suffix in formats:
+                params = {"quality": 80} if suffix == "jpg" else {}
+                save(
+                    draw_photo(i + 10 * len(suffix), (600, 450)),
+                    root / f"{i}-{name}.{suffix}",
+                    exif=exif.tobytes(),
+                    **params,
+                )
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="counts decodings in forked workers")
@@ -295,7 +302,7 @@ def test_metadata_copies_in_one_scan_are_decoded_once(
     from dedupe import fingerprint
 
     root = tmp_path / "r"
-    _retagged_copies(root, 5)
+    _retagged_copies(root, 3, ("jpg", "png", "webp"))
     decodings = tmp_path / "decodings"
     perceptual = fingerprint._perceptual
 
@@ -307,8 +314,8 @@ def test_metadata_copies_in_one_scan_are_decoded_once(
     monkeypatch.setattr(fingerprint, "_perceptual", counted)
     with Store.open(tmp_path / "s.sqlite") as store:
         report = scan([root], store, ScanOptions(workers=workers))
-        assert report.fingerprinted == 10 and not report.skipped
-        assert decodings.read_text() == "x" * 5
+        assert report.fingerprinted == 18 and not report.skipped
+        assert decodings.read_text() == "x" * 9
         monkeypatch.setattr(fingerprint, "_perceptual", perceptual)
         for path in sorted(root.iterdir()):
             stored = store.get_file(str(path))
@@ -320,40 +327,48 @@ def test_metadata_copies_in_one_scan_are_decoded_once(
 def test_a_metadata_copy_is_decoded_after_all_when_its_twins_decoding_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """When the file decoded for a picture fails after claiming it, its metadata copy is decoded on its own."""
+    """When the file decoded for a picture fails after claiming it, its metadata copy, which lost the claim, is
+    decoded on its own."""
     from dedupe import fingerprint
 
     root = tmp_path / "r"
-    _retagged_copies(root, 1)
-    claimed = tmp_path / "claimed"
+    _retagged_copies(root, 4)  # 8 files: a pool of workers
+    claimed, lost = tmp_path / "claimed", tmp_path / "lost"
     unless_claimed = fingerprint.fingerprint_unless_claimed
 
-    def failing_a(
+    def failing_0a(
         data: bytes, content_hash: str, *, name: object = None, claim: Callable[[str], bool] | None = None
     ) -> object:
         def a_claims_first(key: str) -> bool:
             assert claim is not None
-            if str(name).endswith("-a.jpg"):
+            if Path(str(name)).name == "0-a.jpg":
                 assert claim(key)
                 claimed.touch()
                 raise FileSkipped("corrupt image: failed on purpose")
-            for _ in range(1000):  # b claims after a
-                if claimed.exists():
-                    break
-                time.sleep(0.01)
+            if Path(str(name)).name == "0-b.jpg":
+                for _ in range(1000):  # 0-b claims after 0-a
+                    if claimed.exists():
+                        break
+                    time.sleep(0.01)
+                won = claim(key)
+                if not won:
+                    lost.touch()
+                return won
             return claim(key)
 
-        return unless_claimed(data, content_hash, name=name, claim=None if claim is None else a_claims_first)  # type: ignore[arg-type]
+        checked = None if claim is None else a_claims_first
+        return unless_claimed(data, content_hash, name=name, claim=checked)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(fingerprint, "fingerprint_unless_claimed", failing_a)
+    monkeypatch.setattr(fingerprint, "fingerprint_unless_claimed", failing_0a)
     with Store.open(tmp_path / "s.sqlite") as store:
         report = scan([root], store, ScanOptions(workers=2))
         assert [(Path(s.path).name, s.reason) for s in report.skipped] == [
             ("0-a.jpg", "corrupt image: failed on purpose")
         ]
+        assert lost.exists() and report.fingerprinted == 7
+        monkeypatch.setattr(fingerprint, "fingerprint_unless_claimed", unless_claimed)
         stored = store.get_file(str(root / "0-b.jpg"))
         assert stored is not None and stored.content_hash is not None
-        monkeypatch.setattr(fingerprint, "fingerprint_unless_claimed", unless_claimed)
         assert store.get_fingerprint(stored.content_hash, VERSION) == fingerprint.fingerprint_file(root / "0-b.jpg")
 
 
