@@ -23,7 +23,7 @@ from dedupe.fingerprint import (
     perceptual_hashes,
     working_image,
 )
-from dedupe.models import ALPHA_VARIANTS, TRANSFORMS, SamePixels
+from dedupe.models import ALPHA_VARIANTS, TRANSFORMS, Fingerprint, SamePixels
 from tests.conftest import REPO, draw_photo, save, transparent_logo
 
 
@@ -337,6 +337,49 @@ def test_png_exif_is_read_before_or_after_the_image_data_and_without_decoding_it
     assert isinstance(im, ImageFile.ImageFile) and im.tile  # still to decode
     a, b = fingerprint_bytes(before, "x"), fingerprint_bytes(after, "x")
     assert a == b and (a.width, a.height, a.taken) == (200, 300, "2021-02-03T04:05:06")
+
+
+def _png(kind: str) -> bytes:
+    im = draw_photo(12, (160, 120))
+    params: dict[str, object] = {}
+    if kind in ("RGBA", "LA"):
+        im = transparent_logo(4, ring=False).resize((160, 120)).convert(kind)
+    elif kind == "I;16":
+        im = im.convert("L").point(lambda v: v * 257, "I").convert("I;16")
+    elif kind == "RGB tRNS":
+        params["transparency"] = im.getpixel((0, 0))
+    elif kind == "P tRNS":
+        im, params["transparency"] = im.quantize(64), 3
+    elif kind != "RGB":
+        im = im.convert(kind.split()[0])
+    buf = io.BytesIO()
+    im.save(buf, "PNG", **params)
+    return buf.getvalue()
+
+
+def _outcome(data: bytes) -> Fingerprint | str:
+    try:
+        return fingerprint_bytes(data, "x")
+    except FileSkipped as e:
+        return e.reason
+
+
+@pytest.mark.parametrize("kind", ["RGB", "RGBA", "L", "LA", "1", "P", "P tRNS", "RGB tRNS", "I;16"])
+def test_pngs_decoded_by_libspng_have_the_fingerprints_of_pillows_decoding(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every kind of PNG has the fingerprint that Pillow's decoder gives, whether libspng decodes it (8-bit grey
+    or colour, with or without alpha) or Pillow does (the others); a damaged one fails the same way."""
+    from dedupe import fingerprint
+
+    pytest.importorskip("pyspng", reason="pyspng is not installed: Pillow decodes every PNG")
+    data = _png(kind)
+    cut = len(data) // 2
+    damaged = [data[:cut], data[:cut] + bytes(len(data) - cut)]
+    with_spng = [_outcome(d) for d in (data, *damaged)]
+    assert isinstance(with_spng[0], Fingerprint)
+    monkeypatch.setattr(fingerprint, "pyspng", None)
+    assert with_spng == [_outcome(d) for d in (data, *damaged)]
 
 
 def test_same_pixels_in_other_uncompressed_formats_share_the_image_hash(tmp_path: Path) -> None:
