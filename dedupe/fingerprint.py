@@ -20,7 +20,7 @@ from pathlib import Path
 import imagehash
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageStat, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageStat, UnidentifiedImageError
 
 from dedupe import webp
 from dedupe.content_hash import hash_bytes, hash_file
@@ -41,7 +41,7 @@ from dedupe.models import (
 
 try:
     import pyspng
-except ImportError:  # optional (no wheel for macOS): Pillow decodes every PNG then, a fifth slower
+except ImportError:  # a platform without its wheel: Pillow decodes every PNG then, a fifth slower
     pyspng = None
 try:
     import pillow_heif
@@ -364,6 +364,8 @@ def _png_decoded(data: bytes, im: Image.Image) -> Image.Image | None:
     colour) or libspng refuses it: Pillow then decodes it, and words any error as before."""
     if pyspng is None or len(data) < 29 or data[12:16] != b"IHDR" or "transparency" in im.info:
         return None
+    if not (isinstance(im, ImageFile.ImageFile) and im.tile):
+        return None  # decoded already (Pillow's getexif decodes a PNG with metadata after its image data)
     mode = _SPNG_MODES.get(data[25]) if data[24] == 8 else None
     if mode is None or mode != im.mode:
         return None
