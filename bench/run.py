@@ -265,7 +265,8 @@ def compile_package() -> None:
 
 def run_dedupe(root: str) -> tuple[Measured, list[list[str]] | None]:
     with tempfile.TemporaryDirectory(prefix="dedupe-bench-store-") as tmp:
-        env = {**os.environ, "PYTHONPATH": REPO}
+        # The caller's PYTHONPATH is kept after the repo's: packages tried without installing them (pyspng, say).
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (REPO, os.environ.get("PYTHONPATH"))))}
         db = os.path.join(tmp, "store.sqlite")
         m = measure([sys.executable, "-m", "dedupe", "scan", root, "--db", db, "--format", "json", "--quiet"], env)
     if m.returncode != 0:

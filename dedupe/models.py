@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -36,6 +36,21 @@ class Fingerprint:
     # Hashes of the whole picture and of windows inside it, for finding cropped copies (fingerprint.crop_signature);
     # b"" when not computed
     crops: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class SamePixels:
+    """A file with the image data of another that is being decoded (the same picture, other metadata): its
+    fingerprint is that file's, but for what its own bytes and metadata say (fingerprint_unless_claimed)."""
+
+    key: str  # names what decides the decoded pixels: the claim of the file decoded for both
+    content_hash: str
+    taken: str | None
+    camera: str | None
+
+    def of(self, twin: Fingerprint) -> Fingerprint:
+        """This file's fingerprint, from the one of the file whose decoding it waited for."""
+        return replace(twin, content_hash=self.content_hash, taken=self.taken, camera=self.camera)
 
 
 # The 7 turns and mirror images of a picture besides itself (Pillow's Image.Transpose names, lower case);

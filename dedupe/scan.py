@@ -12,6 +12,7 @@ import signal
 import stat
 import struct
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
@@ -30,6 +31,7 @@ from dedupe.models import (
     Fingerprint,
     IngestReport,
     ProgressEvent,
+    SamePixels,
     ScanOptions,
     ScanReport,
     Skipped,
@@ -445,10 +447,15 @@ def _fingerprint_all(
     workers = workers_for(workers, len(todo))
     if workers <= 1 or len(todo) < _INLINE_BELOW:
         fingerprinted: set[str] = set()
+        decoded: dict[str, Fingerprint] = {}  # claim key -> the fingerprint decoded for it
         for path, st in todo:
-            result = _work(path, known, fingerprinted)
+            result, key = _work(path, known, fingerprinted, lambda k: k not in decoded)
+            if isinstance(result, SamePixels):
+                result = result.of(decoded[result.key])
             if isinstance(result, Fingerprint):
                 fingerprinted.add(result.content_hash)
+                if key is not None:
+                    decoded[key] = result
             yield path, st, result
         return
     # Largest first (taken from the end): the small files that are left at the end keep every core busy.
@@ -470,20 +477,30 @@ def _fingerprint_all(
             yield suspect[0], suspect[1], FileSkipped("the decoder crashed on this file")
 
 
-def _run_pool(
-    pending: list[tuple[str, os.stat_result]], known: set[str], workers: int, window: int
-) -> Iterator[tuple[str, os.stat_result, _Result]]:
+_Done = tuple[str, os.stat_result, _Result]
+
+
+def _run_pool(pending: list[tuple[str, os.stat_result]], known: set[str], workers: int, window: int) -> Iterator[_Done]:
     """Fingerprint the pending files (taken from the end) on a pool of workers.
 
     Only files of one size can be byte copies of each other, so of each size one file is read first and the
     others wait for it: a copy of it is then only hashed, not decoded (a backup holds many). They all go at
-    once when it is done, so a folder of same-size files different in content still runs on every core."""
-    in_flight: dict[Future[_Result], tuple[str, os.stat_result]] = {}
+    once when it is done, so a folder of same-size files different in content still runs on every core.
+
+    A picture whose image data another worker is decoding (the same picture with other metadata) is not decoded
+    again: its worker moves on, and its fingerprint is made from the other's once that is done (or it is decoded
+    after all, if the other failed)."""
+    in_flight: dict[Future[tuple[_Result | SamePixels, str | None]], tuple[str, os.stat_result]] = {}
     sizes = Counter(st.st_size for _, st in pending)
     first: dict[int, str] = {}  # size -> the file of that size being read first
     copies: dict[int, frozenset[str]] = {}  # size -> the content its first file turned out to have
     held: dict[int, list[tuple[str, os.stat_result]]] = defaultdict(list)  # files waiting for their size's first
-    with ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker, initargs=(known,)) as pool:
+    decoded: dict[str, Fingerprint | None] = {}  # claim key -> the fingerprint decoded for it (None: it failed)
+    twins: dict[str, list[tuple[str, os.stat_result, SamePixels]]] = defaultdict(list)  # waiting for a claim
+    with (
+        tempfile.TemporaryDirectory(prefix="dedupe-claims-") as claims,
+        ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker, initargs=(known, claims)) as pool,
+    ):
         try:
             while pending or in_flight:
                 while pending and len(in_flight) < window:
@@ -494,15 +511,41 @@ def _run_pool(
                         continue
                     if sizes[size] > 1 and size not in copies:
                         first[size] = path
-                    in_flight[pool.submit(_pool_work, path, copies.get(size, frozenset()))] = (path, st)
+                    in_flight[pool.submit(_pool_work, path, copies.get(size, frozenset()), True)] = (path, st)
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 lost: list[tuple[str, os.stat_result]] = []
+                finished: list[_Done] = []
                 for fut in sorted(done, key=lambda f: in_flight[f][0]):
                     path, st = in_flight.pop(fut)
                     if fut.exception() is not None:
                         lost.append((path, st))
                         continue
-                    result = fut.result()
+                    result, key = fut.result()
+                    alone: list[tuple[str, os.stat_result]] = []  # to decode after all: their twin failed
+                    if isinstance(result, SamePixels):
+                        if result.key not in decoded:
+                            twins[result.key].append((path, st, result))
+                            continue
+                        twin = decoded[result.key]
+                        if twin is None:
+                            alone.append((path, st))
+                        else:
+                            finished.append((path, st, result.of(twin)))
+                    else:
+                        finished.append((path, st, result))
+                    if key is not None:
+                        fp = decoded[key] = result if isinstance(result, Fingerprint) else None
+                        for twin_path, twin_st, same in twins.pop(key, []):
+                            if fp is None:
+                                alone.append((twin_path, twin_st))
+                            else:
+                                finished.append((twin_path, twin_st, same.of(fp)))
+                    for path, st in alone:
+                        in_flight[pool.submit(_pool_work, path, copies.get(st.st_size, frozenset()), False)] = (
+                            path,
+                            st,
+                        )
+                for path, st, result in finished:
                     size = st.st_size
                     if first.get(size) == path:
                         del first[size]
@@ -515,6 +558,8 @@ def _run_pool(
                     in_flight.clear()
                     for waiting in held.values():
                         pending.extend(reversed(waiting))
+                    for waiting_twins in twins.values():
+                        pending.extend((path, st) for path, st, _ in waiting_twins)
                     raise _PoolCrashed(lost)
         except BaseException:
             # Queued files are dropped and the ones being read finished, so that no worker or thread of the pool
@@ -547,6 +592,7 @@ _THREADS_AT_IMPORT = _os_threads()  # after numpy's import (through fingerprint)
 
 
 _worker_known: set[str] = set()
+_worker_claims = ""  # the pool's folder of claims (_claim)
 
 
 def _die_with_parent() -> None:
@@ -568,7 +614,7 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _init_worker(known: set[str]) -> None:
+def _init_worker(known: set[str], claims: str) -> None:
     _die_with_parent()
     # What the worker inherits (modules, the known hashes, the parent's lists) is never garbage here: frozen, no
     # collection walks it (a full one walked every inherited object) nor writes to its pages, which stay shared.
@@ -578,33 +624,62 @@ def _init_worker(known: set[str]) -> None:
     # A forked worker inherits the parent's output as the progress bar redirected it: a warning printed here
     # would redraw a copy of the bar as it was at the fork.
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-    global _worker_known
-    _worker_known = known
+    global _worker_known, _worker_claims
+    _worker_known, _worker_claims = known, claims
 
 
-def _pool_work(path: str, copies: frozenset[str]) -> _Result:
-    """_work in a worker; copies: content just fingerprinted by this scan that this file may repeat."""
-    return _work(path, _worker_known, copies)
+def _claim(key: str) -> bool:
+    """Whether this worker is the first of its pool to decode the picture that key names: the one that creates
+    the file of that name in the pool's folder (exclusive creation: one succeeds). When the folder cannot be
+    written, every worker decodes what it reads, as without claims."""
+    try:
+        os.close(os.open(Path(_worker_claims, key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
-def _work(path: str, known: AbstractSet[str], copies: AbstractSet[str] = frozenset()) -> _Result:
-    """Fingerprint one file, or only hash its bytes when that content was fingerprinted before."""
+def _pool_work(path: str, copies: frozenset[str], claim: bool) -> tuple[_Result | SamePixels, str | None]:
+    """_work in a worker; copies: content just fingerprinted by this scan that this file may repeat; claim:
+    whether a picture another worker decodes is left to it."""
+    return _work(path, _worker_known, copies, _claim if claim else None)
+
+
+def _work(
+    path: str,
+    known: AbstractSet[str],
+    copies: AbstractSet[str] = frozenset(),
+    claim: Callable[[str], bool] | None = None,
+) -> tuple[_Result | SamePixels, str | None]:
+    """Fingerprint one file, or only hash its bytes when that content was fingerprinted before; with claim, a
+    picture whose claim fails is not decoded (fingerprint.fingerprint_unless_claimed). Also the key it claimed."""
     from dedupe import fingerprint  # loaded once there is a file to read: forked workers find it loaded
+
+    claimed: list[str] = []
+
+    def claim_and_note(key: str) -> bool:
+        won = claim is None or claim(key)
+        if won:
+            claimed.append(key)
+        return won
 
     try:
         data = fingerprint.read_image_bytes(path)
         content_hash = fingerprint.hash_bytes(data)
         if content_hash in known or content_hash in copies:
-            return content_hash
+            return content_hash, None
         try:
-            return fingerprint.fingerprint_bytes(data, content_hash, name=path)
+            result = fingerprint.fingerprint_unless_claimed(data, content_hash, name=path, claim=claim_and_note)
         except FileSkipped as e:
             e.content_hash = content_hash  # read but not decoded: its byte copies are still exact duplicates
             raise
     except FileSkipped as e:
-        return e
+        return e, claimed[0] if claimed else None
     except MemoryError:
-        return FileSkipped("too large to read into memory")
+        return FileSkipped("too large to read into memory"), claimed[0] if claimed else None
+    return result, claimed[0] if claimed else None
 
 
 def _unmounted(root: str, devices: Iterable[int]) -> bool:

@@ -7,23 +7,26 @@ import struct
 import subprocess
 import sys
 import zlib
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from dedupe.errors import FileSkipped
 from dedupe.fingerprint import (
     _exif_datetime,
+    fingerprint_bytes,
     fingerprint_file,
+    fingerprint_unless_claimed,
     hamming,
     open_image,
     perceptual_hashes,
     working_image,
 )
-from dedupe.models import ALPHA_VARIANTS, TRANSFORMS
-from tests.conftest import REPO, draw_photo, save
+from dedupe.models import ALPHA_VARIANTS, TRANSFORMS, Fingerprint, SamePixels
+from tests.conftest import REPO, draw_photo, save, transparent_logo
 
 
 def test_jpeg_fingerprint_records_size_format_and_hashes(tmp_path: Path) -> None:
@@ -266,6 +269,158 @@ def test_png_and_webp_metadata_changes_keep_the_image_hash(tmp_path: Path) -> No
     assert w_tagged.content_hash != w_plain.content_hash and w_tagged.image_hash == w_plain.image_hash
 
 
+def _retagged(im: Image.Image, fmt: str) -> tuple[bytes, bytes]:
+    """A picture saved as fmt twice, with the same image data and other metadata (dates, camera, a comment)."""
+    from PIL import PngImagePlugin
+
+    copies = []
+    for date, camera in (("2020:01:01 10:00:00", "Canon"), ("2023:06:07 08:09:10", "Nikon")):
+        exif = Image.Exif()
+        exif[0x010F] = camera
+        exif.get_ifd(0x8769)[36867] = date
+        params: dict[str, object] = {"exif": exif}
+        if fmt == "PNG":
+            info = PngImagePlugin.PngInfo()
+            info.add_text("Comment", f"tagged in {date[:4]}")
+            params["pnginfo"] = info
+        else:
+            params["quality"] = 85
+        buf = io.BytesIO()
+        im.save(buf, fmt, **params)
+        copies.append(buf.getvalue())
+    return copies[0], copies[1]
+
+
+def _recording(claims: list[str]) -> Callable[[str], bool]:
+    """A claim that always succeeds, noting the key."""
+
+    def claim(key: str) -> bool:
+        claims.append(key)
+        return True
+
+    return claim
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "RGBA PNG"])
+def test_a_picture_whose_decoding_is_claimed_is_fingerprinted_from_its_twin(fmt: str) -> None:
+    """A picture with the image data of one already claimed is not decoded; its fingerprint, made from its
+    twin's, is the one its own decoding gives (its own content hash, date and camera)."""
+    im = transparent_logo(3, ring=True) if fmt == "RGBA PNG" else draw_photo(5, (700, 500))
+    first, second = _retagged(im, fmt.split()[-1])
+    claims: list[str] = []
+    twin = fingerprint_unless_claimed(first, "first", claim=_recording(claims))
+    same = fingerprint_unless_claimed(second, "second", claim=lambda key: key not in claims)
+    assert isinstance(same, SamePixels) and same.key == claims[0]
+    assert not isinstance(twin, SamePixels)
+    decoded = fingerprint_bytes(second, "second")
+    assert same.of(twin) == decoded and decoded.taken == "2023-06-07T08:09:10" and decoded.camera == "Nikon"
+
+
+def test_pictures_that_may_decode_otherwise_are_never_twins() -> None:
+    """Another picture, the same picture turned by its EXIF orientation, a JPEG with and one without a JFIF
+    segment (libjpeg then guesses the colour space otherwise) and an animation each claim their own decoding."""
+    im = draw_photo(6, (400, 300))
+
+    def key_of(data: bytes) -> str | None:
+        claimed: list[str] = []
+        fingerprint_unless_claimed(data, "x", claim=_recording(claimed))
+        return claimed[0] if claimed else None
+
+    def saved(picture: Image.Image, fmt: str, **params: object) -> bytes:
+        buf = io.BytesIO()
+        picture.save(buf, fmt, **params)
+        return buf.getvalue()
+
+    plain = saved(im, "JPEG", quality=85)
+    turned = Image.Exif()
+    turned[0x0112] = 6
+    without_jfif = plain[:2] + plain[4 + int.from_bytes(plain[4:6], "big") :]
+    assert plain[6:11] == b"JFIF\x00" and without_jfif[2:4] != b"\xff\xe0"
+    keys = [
+        key_of(plain),
+        key_of(saved(draw_photo(7, (400, 300)), "JPEG", quality=85)),
+        key_of(saved(im, "JPEG", quality=85, exif=turned)),
+        key_of(without_jfif),
+    ]
+    assert None not in keys and len(set(keys)) == len(keys)
+    frames = [draw_photo(i, (100, 80)) for i in range(2)]
+    assert key_of(saved(frames[0], "PNG", save_all=True, append_images=frames[1:])) is None
+
+
+def _png_chunks(data: bytes) -> list[bytes]:
+    """A PNG's chunks, each whole (length, type, data and CRC)."""
+    chunks, i = [], 8
+    while i < len(data):
+        end = i + 12 + int.from_bytes(data[i : i + 4], "big")
+        chunks.append(data[i:end])
+        i = end
+    return chunks
+
+
+def test_png_exif_is_read_before_or_after_the_image_data_and_without_decoding_it() -> None:
+    """A PNG's EXIF (its orientation, its date) is read wherever its eXIf chunk lies; when it lies before the
+    image data, reading it leaves the picture undecoded."""
+    from dedupe.fingerprint import _exif
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8769)[36867] = "2021:02:03 04:05:06"
+    buf = io.BytesIO()
+    draw_photo(11, (300, 200)).save(buf, "PNG", exif=exif)
+    before = buf.getvalue()
+    chunks = _png_chunks(before)
+    assert [c[4:8] for c in chunks] == [b"IHDR", b"eXIf", b"IDAT", b"IEND"]
+    after = before[:8] + b"".join([chunks[0], chunks[2], chunks[1], chunks[3]])
+    im = open_image(before)
+    assert _exif(before, im)[0x0112] == 6
+    assert isinstance(im, ImageFile.ImageFile) and im.tile  # still to decode
+    a, b = fingerprint_bytes(before, "x"), fingerprint_bytes(after, "x")
+    assert a == b and (a.width, a.height, a.taken) == (200, 300, "2021-02-03T04:05:06")
+
+
+def _png(kind: str) -> bytes:
+    im = draw_photo(12, (160, 120))
+    params: dict[str, object] = {}
+    if kind in ("RGBA", "LA"):
+        im = transparent_logo(4, ring=False).resize((160, 120)).convert(kind)
+    elif kind == "I;16":
+        im = im.convert("L").point(lambda v: v * 257, "I").convert("I;16")
+    elif kind == "RGB tRNS":
+        params["transparency"] = im.getpixel((0, 0))
+    elif kind == "P tRNS":
+        im, params["transparency"] = im.quantize(64), 3
+    elif kind != "RGB":
+        im = im.convert(kind.split()[0])
+    buf = io.BytesIO()
+    im.save(buf, "PNG", **params)
+    return buf.getvalue()
+
+
+def _outcome(data: bytes) -> Fingerprint | str:
+    try:
+        return fingerprint_bytes(data, "x")
+    except FileSkipped as e:
+        return e.reason
+
+
+@pytest.mark.parametrize("kind", ["RGB", "RGBA", "L", "LA", "1", "P", "P tRNS", "RGB tRNS", "I;16"])
+def test_pngs_decoded_by_libspng_have_the_fingerprints_of_pillows_decoding(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every kind of PNG has the fingerprint that Pillow's decoder gives, whether libspng decodes it (8-bit grey
+    or colour, with or without alpha) or Pillow does (the others); a damaged one fails the same way."""
+    from dedupe import fingerprint
+
+    pytest.importorskip("pyspng", reason="pyspng is not installed: Pillow decodes every PNG")
+    data = _png(kind)
+    cut = len(data) // 2
+    damaged = [data[:cut], data[:cut] + bytes(len(data) - cut)]
+    with_spng = [_outcome(d) for d in (data, *damaged)]
+    assert isinstance(with_spng[0], Fingerprint)
+    monkeypatch.setattr(fingerprint, "pyspng", None)
+    assert with_spng == [_outcome(d) for d in (data, *damaged)]
+
+
 def test_same_pixels_in_other_uncompressed_formats_share_the_image_hash(tmp_path: Path) -> None:
     im = draw_photo(10, (300, 200))
     bmp = fingerprint_file(save(im, tmp_path / "a.bmp"))
@@ -282,8 +437,8 @@ def test_a_file_too_large_for_any_photo_is_refused_without_reading_it(tmp_path: 
 
 
 def test_phash_has_the_same_bits_as_imagehash(tmp_path: Path) -> None:
-    import imagehash
-
+    """Our pHash has ImageHash's bits. ImageHash's is computed in another process: it imports SciPy, whose own
+    OpenBLAS threads would stay in this one and keep later scans from forking their workers."""
     from dedupe.fingerprint import phash
 
     pictures = [draw_photo(seed, (640, 480)) for seed in range(12)]
@@ -291,8 +446,14 @@ def test_phash_has_the_same_bits_as_imagehash(tmp_path: Path) -> None:
     for path in sorted(Path("/usr/share/backgrounds").rglob("*.jpg"))[:5]:  # real photographs, where installed
         with Image.open(path) as photo:
             pictures.append(photo.convert("RGB").resize((800, 500)))
-    for im in pictures:
-        assert phash(im) == int(str(imagehash.phash(im, hash_size=8)), 16)
+    paths = [str(save(im, tmp_path / f"{k}.png")) for k, im in enumerate(pictures)]
+    script = (
+        "import sys, imagehash; from PIL import Image; "
+        "print(*(imagehash.phash(Image.open(p), hash_size=8) for p in sys.argv[1:]))"
+    )
+    theirs = subprocess.run([sys.executable, "-c", script, *paths], capture_output=True, text=True, check=True)
+    assert [phash(im) for im in pictures] == [int(h, 16) for h in theirs.stdout.split()]
+    assert len(theirs.stdout.split()) == len(pictures) >= 16
 
 
 def test_version_names_the_imagehash_in_use() -> None:

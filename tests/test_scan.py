@@ -9,15 +9,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from dedupe import stat_cache
-from dedupe.errors import DedupeError
+from dedupe.errors import DedupeError, FileSkipped
 from dedupe.group import stored_groups
 from dedupe.match import MatchRule
-from dedupe.models import MatchKind, ScanOptions
+from dedupe.models import VERSION, MatchKind, ScanOptions
 from dedupe.scan import JOBS_PER_CORE, _context, max_jobs, scan, workers_for
 from dedupe.store import Store
 from tests.conftest import REPO, draw_photo, save
@@ -271,6 +272,104 @@ def test_byte_copies_in_one_scan_are_decoded_once_on_every_start_method(tmp_path
     release.set()
     other.join()
     assert answers[0] == answers[1]
+
+
+def _retagged_copies(root: Path, count: int, formats: tuple[str, ...] = ("jpg",)) -> None:
+    """count photos in each format, each saved twice with the same image data and other dates (a and b)."""
+    from PIL import Image
+
+    for i in range(count):
+        for name, date in (("a", "2020:01:01 10:00:00"), ("b", "2023:06:07 08:09:10")):
+            exif = Image.Exif()
+            exif.get_ifd(0x8769)[36867] = date
+            for suffix in formats:
+                params = {"quality": 80} if suffix == "jpg" else {}
+                save(
+                    draw_photo(i + 10 * len(suffix), (600, 450)),
+                    root / f"{i}-{name}.{suffix}",
+                    exif=exif.tobytes(),
+                    **params,
+                )
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="counts decodings in forked workers")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_metadata_copies_in_one_scan_are_decoded_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """Files with the same image data and other metadata are decoded once per scan, on one worker or several;
+    each is stored with the fingerprint that decoding it alone gives (its own date)."""
+    from dedupe import fingerprint
+
+    root = tmp_path / "r"
+    _retagged_copies(root, 3, ("jpg", "png", "webp"))
+    decodings = tmp_path / "decodings"
+    perceptual = fingerprint._perceptual
+
+    def counted(work: object) -> fingerprint.Perceptual:
+        with decodings.open("a") as f:  # from forked workers too
+            f.write("x")
+        return perceptual(work)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fingerprint, "_perceptual", counted)
+    with Store.open(tmp_path / "s.sqlite") as store:
+        report = scan([root], store, ScanOptions(workers=workers))
+        assert report.fingerprinted == 18 and not report.skipped
+        assert decodings.read_text() == "x" * 9
+        monkeypatch.setattr(fingerprint, "_perceptual", perceptual)
+        for path in sorted(root.iterdir()):
+            stored = store.get_file(str(path))
+            assert stored is not None and stored.content_hash is not None
+            assert store.get_fingerprint(stored.content_hash, VERSION) == fingerprint.fingerprint_file(path)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fails a decoding in forked workers")
+def test_a_metadata_copy_is_decoded_after_all_when_its_twins_decoding_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the file decoded for a picture fails after claiming it, its metadata copy, which lost the claim, is
+    decoded on its own."""
+    from dedupe import fingerprint
+
+    root = tmp_path / "r"
+    _retagged_copies(root, 4)  # 8 files: a pool of workers
+    claimed, lost = tmp_path / "claimed", tmp_path / "lost"
+    unless_claimed = fingerprint.fingerprint_unless_claimed
+
+    def failing_0a(
+        data: bytes, content_hash: str, *, name: object = None, claim: Callable[[str], bool] | None = None
+    ) -> object:
+        def a_claims_first(key: str) -> bool:
+            assert claim is not None
+            if Path(str(name)).name == "0-a.jpg":
+                assert claim(key)
+                claimed.touch()
+                raise FileSkipped("corrupt image: failed on purpose")
+            if Path(str(name)).name == "0-b.jpg":
+                for _ in range(1000):  # 0-b claims after 0-a
+                    if claimed.exists():
+                        break
+                    time.sleep(0.01)
+                won = claim(key)
+                if not won:
+                    lost.touch()
+                return won
+            return claim(key)
+
+        checked = None if claim is None else a_claims_first
+        return unless_claimed(data, content_hash, name=name, claim=checked)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fingerprint, "fingerprint_unless_claimed", failing_0a)
+    with Store.open(tmp_path / "s.sqlite") as store:
+        report = scan([root], store, ScanOptions(workers=2))
+        assert [(Path(s.path).name, s.reason) for s in report.skipped] == [
+            ("0-a.jpg", "corrupt image: failed on purpose")
+        ]
+        assert lost.exists() and report.fingerprinted == 7
+        monkeypatch.setattr(fingerprint, "fingerprint_unless_claimed", unless_claimed)
+        stored = store.get_file(str(root / "0-b.jpg"))
+        assert stored is not None and stored.content_hash is not None
+        assert store.get_fingerprint(stored.content_hash, VERSION) == fingerprint.fingerprint_file(root / "0-b.jpg")
 
 
 def test_a_missing_folder_is_an_error(tmp_path: Path, store: Store) -> None:
