@@ -1,4 +1,5 @@
-"""The content hash: what makes two files byte copies of each other.
+"""The content hash, what makes two files byte copies of each other; and the image-data hash, what makes two
+files one picture with other metadata (read from the file's structure, without decoding it).
 
 Apart from fingerprint.py so that the parts that only re-check a file's bytes before acting on it (files, trash,
 sidecars, a re-scan) do not load Pillow and numpy for it.
@@ -23,3 +24,82 @@ def hash_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def image_data_hash(data: bytes, fmt: str, orientation: int) -> str | None:
+    """A hash of the image data without its metadata, so that edited EXIF, XMP or ICC leave it unchanged.
+
+    JPEG: every segment but APP0-APP13, APP15 and comments (APP14, Adobe, holds the colour transform), then the
+    scan data. PNG: every chunk but text, EXIF, time and physical size. WebP: every chunk but EXIF, XMP, ICC and
+    the VP8X header that announces them. The displayed orientation is part
+    of the hash. None when the structure cannot be followed or the format has none of its own (the caller hashes
+    the decoded pixels instead).
+    """
+    digest = hashlib.blake2b(f"{fmt}:{orientation}:".encode(), digest_size=16)
+    view = memoryview(data)  # slices of a view are not copies: a large file is hashed in place
+    ok = False
+    if fmt in ("JPEG", "MPO"):
+        ok = _jpeg_essence(view, digest)
+    elif fmt == "PNG":
+        ok = _png_essence(view, digest)
+    elif fmt == "WEBP":
+        ok = _webp_essence(view, digest)
+    return digest.hexdigest() if ok else None
+
+
+def _jpeg_essence(data: memoryview, digest: hashlib.blake2b) -> bool:
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return False
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xDA:  # start of scan: the rest is image data
+            digest.update(data[i:])
+            return True
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if not (0xE0 <= marker <= 0xED or marker in (0xEF, 0xFE)):
+            digest.update(data[i : i + 2 + length])
+        i += 2 + length
+    return False
+
+
+_PNG_METADATA = frozenset((b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME", b"pHYs"))
+
+
+def _png_essence(data: memoryview, digest: hashlib.blake2b) -> bool:
+    i, n = 8, len(data)
+    while i + 12 <= n:
+        length = int.from_bytes(data[i : i + 4], "big")
+        kind = bytes(data[i + 4 : i + 8])
+        end = i + 12 + length
+        if end > n:
+            return False
+        if kind not in _PNG_METADATA:
+            digest.update(data[i + 4 : i + 8 + length])  # type and data; the CRC adds nothing
+        if kind == b"IEND":
+            return True
+        i = end
+    return False
+
+
+def _webp_essence(data: memoryview, digest: hashlib.blake2b) -> bool:
+    i, n = 12, len(data)
+    found = False
+    while i + 8 <= n:
+        kind = bytes(data[i : i + 4])
+        length = int.from_bytes(data[i + 4 : i + 8], "little")
+        end = i + 8 + length
+        if end > n:
+            return False
+        # VP8X only says which other chunks exist and repeats the frame size; a plain file has none.
+        if kind not in (b"VP8X", b"EXIF", b"XMP ", b"ICCP"):
+            digest.update(data[i:end])
+            found = found or kind in (b"VP8 ", b"VP8L", b"ANMF")
+        i = end + (length & 1)
+    return found

@@ -1,13 +1,13 @@
 """Path or image in, fingerprint out: the only user of Pillow and ImageHash.
 
-About 800 lines, over the house's 700: it is one pipeline from bytes to a fingerprint (sniffing, decoding at reduced
-size, RAW previews, the image-data hash without metadata, the perceptual, turned and window hashes), and keeping
-every Pillow call in one module is what lets the engine below it run without Pillow.
+About 850 lines, over the house's 700: it is one pipeline from bytes to a fingerprint (sniffing, decoding at reduced
+size, RAW previews, the perceptual, turned and window hashes), and keeping every Pillow call in one module is what
+lets the engine below it run without Pillow. What needs no Pillow lives beside it: the content and image-data hashes
+(content_hash.py) and the crop windows' cell means (windows.py).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import os
@@ -23,7 +23,7 @@ import numpy.typing as npt
 from PIL import Image, ImageFile, ImageStat, UnidentifiedImageError
 
 from dedupe import webp
-from dedupe.content_hash import hash_bytes, hash_file
+from dedupe.content_hash import hash_bytes, hash_file, image_data_hash
 from dedupe.errors import FileSkipped
 from dedupe.models import (
     CROP_BYTES,
@@ -38,6 +38,7 @@ from dedupe.models import (
     SamePixels,
     hamming,
 )
+from dedupe.windows import cell_means
 
 try:
     import pyspng
@@ -644,90 +645,16 @@ def crop_signature(work: Image.Image) -> bytes:
     # ITU-R 601-2 luma, as Pillow's convert("L") weighs it.
     grey = (rgb @ np.array([0.299, 0.587, 0.114]))[:, :, None]
     count = len(CROP_WINDOWS)
-    tiles = np.rint(_cell_means(grey, _PHASH_SIDE, _PHASH_SIDE))[..., 0]
+    tiles = np.rint(cell_means(grey, _PHASH_SIDE, _PHASH_SIDE))[..., 0]
     pk = _phash_bits(tiles)
-    grid = np.rint(_cell_means(grey, HASH_SIZE + 1, HASH_SIZE))[..., 0]
+    grid = np.rint(cell_means(grey, HASH_SIZE + 1, HASH_SIZE))[..., 0]
     dbits = (grid[:, :, 1:] > grid[:, :, :-1]).reshape(count, HASH_SIZE * HASH_SIZE)
     dk = (dbits.astype(np.uint64) * _BIT_WEIGHTS).sum(axis=1, dtype=np.uint64)
-    mean = _cell_means(rgb, 1, 1).reshape(count, 3)
+    mean = cell_means(rgb, 1, 1).reshape(count, 3)
     total = mean.sum(axis=1, keepdims=True)
     colour = np.concatenate([255 * mean[:, :2] / np.maximum(total, 1e-9), total / 3], axis=1)
     signature: bytes = pk.astype(">u8").tobytes() + dk.astype(">u8").tobytes()
     return signature + np.clip(np.round(colour), 0, 255).astype(np.uint8).tobytes()
-
-
-# The windows' distinct column ranges and row ranges, as (start, length) fractions, and which each window has.
-_X_RANGES, _X_OF = np.unique(np.array(CROP_WINDOWS)[:, 0::2], axis=0, return_inverse=True)
-_Y_RANGES, _Y_OF = np.unique(np.array(CROP_WINDOWS)[:, 1::2], axis=0, return_inverse=True)
-_X_OF, _Y_OF = _X_OF.reshape(-1), _Y_OF.reshape(-1)
-
-
-def _cell_means(values: npt.NDArray[np.float64], across: int, down: int) -> npt.NDArray[np.float64]:
-    """The mean of values (height, width, channels) over each of across x down equal cells of every window in
-    CROP_WINDOWS, partial pixels weighed by the part inside: (windows, down, across, channels).
-
-    A running sum is linear inside a pixel, so the sum up to a fractional position is exact. Rows are summed
-    once per distinct column range (windows share them), then each window sums its own rows. The stored crop
-    hashes depend on every rounding here: the operations on the pixels and their order must stay as they are
-    (tests/test_fingerprint.py holds known signatures); only how values are gathered may change. Rows of cells
-    are gathered with take on a flat (row, column range) axis: indexing with two arrays took three times as long.
-    """
-    h, w, channels = values.shape
-    columns, x_frac, window_rows, y_frac, area = _cell_edges(h, w, across, down)
-    ranges = len(_X_RANGES)
-    run = np.empty((h, w + 1, channels))
-    run[:, 0] = 0
-    np.cumsum(values, axis=1, out=run[:, 1:])
-    shape = (h, ranges, across + 1, channels)
-    at = run.take(columns, axis=1).reshape(shape) + x_frac * values.take(columns, axis=1).reshape(shape)
-    rows = at[:, :, 1:] - at[:, :, :-1]  # each pixel row's sum over each cell's columns
-    run_y = np.empty((h + 1, ranges, across, channels))
-    run_y[0] = 0
-    _cumsum_down(rows, run_y[1:])
-    below = run_y.reshape(-1, across, channels).take(window_rows, axis=0)
-    inside = rows.reshape(-1, across, channels).take(window_rows, axis=0)
-    at_y = below + y_frac * inside  # (windows, down + 1, across, channels)
-    means: npt.NDArray[np.float64] = (at_y[:, 1:] - at_y[:, :-1]) / area
-    return means
-
-
-def _cumsum_down(values: npt.NDArray[np.float64], out: npt.NDArray[np.float64]) -> None:
-    """np.cumsum(values, axis=0, out=out), the same sums in the same order. numpy accumulates down a column at a
-    time, so a wide row (the 32 x 32 cells of 23 column ranges) is added a whole row at a time instead: four times
-    faster there. Narrow rows stay with cumsum, whose fixed cost per row is lower."""
-    if values[0].size < 256:
-        np.cumsum(values, axis=0, out=out)
-        return
-    out[0] = values[0]
-    for i in range(1, len(values)):
-        np.add(out[i - 1], values[i], out=out[i])
-
-
-_Ints = npt.NDArray[np.intp]
-_Floats = npt.NDArray[np.float64]
-
-
-@functools.lru_cache(maxsize=64)
-def _cell_edges(h: int, w: int, across: int, down: int) -> tuple[_Ints, _Floats, _Ints, _Floats, _Floats]:
-    """Where _cell_means' cells lie in a picture of h x w pixels: the pixel column at each cell edge of each
-    distinct column range (flattened) and the fraction past it, the flat (row, column range) index at each cell
-    edge of each window and the fraction past that row, and each cell's area (never zero). Most pictures of a
-    scan share a few sizes, so these are made once per size (read-only: every call of that size shares them)."""
-    xs = np.clip((_X_RANGES[:, :1] + _X_RANGES[:, 1:] * np.arange(across + 1) / across) * w, 0, w)
-    ys = np.clip((_Y_RANGES[:, :1] + _Y_RANGES[:, 1:] * np.arange(down + 1) / down) * h, 0, h)
-    i = np.minimum(xs.astype(np.intp), w - 1)
-    j = np.minimum(ys.astype(np.intp), h - 1)
-    area = np.diff(ys, axis=1)[_Y_OF][:, :, None] * np.diff(xs, axis=1)[_X_OF][:, None, :]
-    edges = (
-        i.reshape(-1),
-        (xs - i)[None, :, :, None],
-        j[_Y_OF] * len(_X_RANGES) + _X_OF[:, None],
-        (ys - j)[_Y_OF][:, :, None, None],
-        np.maximum(area, 1e-12)[..., None],
-    )
-    for a in edges:
-        a.flags.writeable = False
-    return edges
 
 
 _PHASH_SIDE = HASH_SIZE * 4
@@ -816,85 +743,6 @@ def _camera(exif: Image.Exif) -> str | None:
     parts = [v.strip("\x00 ").strip() for v in (exif.get(_MAKE), exif.get(_MODEL)) if isinstance(v, str)]
     name = " ".join(p for p in parts if p)
     return name or None
-
-
-def image_data_hash(data: bytes, fmt: str, orientation: int) -> str | None:
-    """A hash of the image data without its metadata, so that edited EXIF, XMP or ICC leave it unchanged.
-
-    JPEG: every segment but APP0-APP13, APP15 and comments (APP14, Adobe, holds the colour transform), then the
-    scan data. PNG: every chunk but text, EXIF, time and physical size. WebP: every chunk but EXIF, XMP, ICC and
-    the VP8X header that announces them. The displayed orientation is part
-    of the hash. None when the structure cannot be followed or the format has none of its own (the caller hashes
-    the decoded pixels instead).
-    """
-    digest = hashlib.blake2b(f"{fmt}:{orientation}:".encode(), digest_size=16)
-    view = memoryview(data)  # slices of a view are not copies: a large file is hashed in place
-    ok = False
-    if fmt in ("JPEG", "MPO"):
-        ok = _jpeg_essence(view, digest)
-    elif fmt == "PNG":
-        ok = _png_essence(view, digest)
-    elif fmt == "WEBP":
-        ok = _webp_essence(view, digest)
-    return digest.hexdigest() if ok else None
-
-
-def _jpeg_essence(data: memoryview, digest: hashlib.blake2b) -> bool:
-    i, n = 2, len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            return False
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0xDA:  # start of scan: the rest is image data
-            digest.update(data[i:])
-            return True
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
-            i += 2
-            continue
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        if not (0xE0 <= marker <= 0xED or marker in (0xEF, 0xFE)):
-            digest.update(data[i : i + 2 + length])
-        i += 2 + length
-    return False
-
-
-_PNG_METADATA = frozenset((b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME", b"pHYs"))
-
-
-def _png_essence(data: memoryview, digest: hashlib.blake2b) -> bool:
-    i, n = 8, len(data)
-    while i + 12 <= n:
-        length = int.from_bytes(data[i : i + 4], "big")
-        kind = bytes(data[i + 4 : i + 8])
-        end = i + 12 + length
-        if end > n:
-            return False
-        if kind not in _PNG_METADATA:
-            digest.update(data[i + 4 : i + 8 + length])  # type and data; the CRC adds nothing
-        if kind == b"IEND":
-            return True
-        i = end
-    return False
-
-
-def _webp_essence(data: memoryview, digest: hashlib.blake2b) -> bool:
-    i, n = 12, len(data)
-    found = False
-    while i + 8 <= n:
-        kind = bytes(data[i : i + 4])
-        length = int.from_bytes(data[i + 4 : i + 8], "little")
-        end = i + 8 + length
-        if end > n:
-            return False
-        # VP8X only says which other chunks exist and repeats the frame size; a plain file has none.
-        if kind not in (b"VP8X", b"EXIF", b"XMP ", b"ICCP"):
-            digest.update(data[i:end])
-            found = found or kind in (b"VP8 ", b"VP8L", b"ANMF")
-        i = end + (length & 1)
-    return found
 
 
 def _pixel_hash(im: Image.Image, orientation: int) -> str:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from dedupe import fingerprint
+from dedupe import fingerprint, windows
 from dedupe.cli import cli
 from dedupe.group import find_groups, stored_groups
 from dedupe.match import CROP, CROP_SEARCH_LIMIT, WIDER, MatchRule, crop_match, match, searches_crops, shows_more
@@ -62,7 +62,7 @@ def test_crop_signature_has_every_window() -> None:
 )
 def test_window_cells_are_exact_area_means(width: int, height: int, seed: int, across: int, down: int) -> None:
     values = np.random.default_rng(seed).uniform(0, 255, (height, width, 2))
-    means = fingerprint._cell_means(values, across, down)
+    means = windows.cell_means(values, across, down)
     assert means.shape == (len(fingerprint.CROP_WINDOWS), down, across, 2)
 
     def cover(lo: float, hi: float, n: int) -> npt.NDArray[np.float64]:  # how much of each pixel lies in [lo, hi]
@@ -83,7 +83,7 @@ def test_window_cells_are_exact_area_means(width: int, height: int, seed: int, a
 
 
 def _cell_means_by_two_indexes(values: npt.NDArray[np.float64], across: int, down: int) -> npt.NDArray[np.float64]:
-    """_cell_means as fingerprint version 10 first computed it: every stored crop signature came from these
+    """cell_means as fingerprint version 10 first computed it: every stored crop signature came from these
     roundings."""
     x_ranges, x_of = np.unique(np.array(fingerprint.CROP_WINDOWS)[:, 0::2], axis=0, return_inverse=True)
     y_ranges, y_of = np.unique(np.array(fingerprint.CROP_WINDOWS)[:, 1::2], axis=0, return_inverse=True)
@@ -114,12 +114,12 @@ def _cell_means_by_two_indexes(values: npt.NDArray[np.float64], across: int, dow
 )
 def test_window_cells_round_as_stored_signatures_did(width: int, height: int, seed: int, cells: Cells) -> None:
     """The window cells are, bit for bit, what the stored crop signatures were made from: a faster
-    _cell_means must not move a hash."""
+    cell_means must not move a hash."""
     across, down, channels = cells
     rng = np.random.default_rng(seed)
     values = np.rint(rng.uniform(0, 255, (height, width, channels))) * (0.299 if channels == 1 else 1.0)
     for _ in range(2):  # the second call of a size reuses its cell edges
-        means = fingerprint._cell_means(values, across, down)
+        means = windows.cell_means(values, across, down)
         assert np.array_equal(means, _cell_means_by_two_indexes(values, across, down))
 
 
