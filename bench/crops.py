@@ -100,6 +100,13 @@ def _cuts(path: str) -> tuple[str, Fingerprint, dict[str, list[Fingerprint]]]:
 
 def _series(seed: int) -> list[tuple[str, Fingerprint, Fingerprint]]:
     """One drawn design in two colourings, as they are and with 20% of white added (+51 of 255), as JPEGs."""
+    pair = two_colourings(seed)
+    whitened = [im.point(lambda x: min(255, x + 51)) for im in pair]
+    return [(f"series {seed}", *map(_jpeg, pair)), (f"series {seed} +20% white", *map(_jpeg, whitened))]
+
+
+def two_colourings(seed: int) -> list[Image.Image]:
+    """One drawn design (two blurred layers of discs) coloured two ways, as a wallpaper series is."""
     rng = random.Random(seed)
     w, h = SERIES_SIZE
 
@@ -118,8 +125,7 @@ def _series(seed: int) -> list[tuple[str, Fingerprint, Fingerprint]]:
         Image.fromarray(np.clip(base + one * first + two * second, 0, 255).astype(np.uint8))
         for first, second in ((u, v), (v[[2, 0, 1]], u[[1, 2, 0]]))
     ]
-    whitened = [im.point(lambda x: min(255, x + 51)) for im in pair]
-    return [(f"series {seed}", *map(_jpeg, pair)), (f"series {seed} +20% white", *map(_jpeg, whitened))]
+    return pair
 
 
 def main() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import subprocess
@@ -10,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -205,3 +207,13 @@ def scanned(root: Path, tmp_path: Path) -> str:
     code, out = invoke("scan", root, "--db", db, "-q")
     assert code == 0, out
     return db
+
+
+def load_bench(name: str) -> ModuleType:
+    """The script bench/NAME.py as a module (the bench folder is no package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[f"bench_{name}"] = module
+    spec.loader.exec_module(module)
+    return module

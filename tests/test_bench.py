@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
-from tests.conftest import REPO, draw_photo, save
-
-
-def load_run() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_run", REPO / "bench" / "run.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_run"] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import REPO, draw_photo, load_bench, save
 
 
 def tiny_corpus(root: Path, *, junk: bool) -> Path:
@@ -83,7 +72,7 @@ def test_bench_script_writes_a_table_with_sane_numbers(tmp_path: Path) -> None:
 
 
 def test_scoring_counts_pairs_and_edit_kinds(tmp_path: Path) -> None:
-    run = load_run()
+    run = load_bench("run")
     root = tiny_corpus(tmp_path / "c", junk=True)
     truth = run.Truth.load(str(root))
     assert len(truth.true_pairs()) == 3 * 6  # four files per picture

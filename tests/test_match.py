@@ -7,10 +7,9 @@ import random
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 
 from dedupe.fingerprint import fingerprint_file
 from dedupe.group import stored_groups
@@ -35,7 +34,7 @@ from dedupe.match import (
 from dedupe.models import CROP_BYTES, TRANSFORMS, FileRecord, MatchKind, ScanOptions
 from dedupe.scan import scan
 from dedupe.store import Store
-from tests.conftest import draw_photo, make_record, save, transparent_logo
+from tests.conftest import draw_photo, load_bench, make_record, save, transparent_logo
 
 
 def test_a_rule_in_force_decides_crops_by_the_number_of_pictures() -> None:
@@ -159,26 +158,9 @@ def test_two_transparent_logos_on_one_background_do_not_group(tmp_path: Path) ->
 
 def _one_design_in_two_colourings(seed: int) -> tuple[Image.Image, Image.Image]:
     """Two pictures of one design (two blurred layers of discs) coloured two ways, as a wallpaper series is, each
-    brightened by adding 20% of white (+51 of 255)."""
-    rng = random.Random(seed)
-    w, h = 480, 320
-
-    def layer() -> npt.NDArray[np.float64]:
-        im = Image.new("L", (w, h), 0)
-        d = ImageDraw.Draw(im)
-        for _ in range(6):
-            x, y, r = rng.randrange(w), rng.randrange(h), rng.randrange(w // 6, w // 2)
-            d.ellipse([x - r, y - r, x + r, y + r], fill=rng.randrange(80, 256))
-        return np.asarray(im.filter(ImageFilter.GaussianBlur(w // 30)), dtype=np.float64)[..., None] / 255
-
-    one, two = layer(), layer()
-    spans = ((40, 120), (0, 140), (0, 140))
-    base, u, v = (np.array([rng.randrange(*span) for _ in range(3)], dtype=np.float64) for span in spans)
-    out = []
-    for first, second in ((u, v), (v[[2, 0, 1]], u[[1, 2, 0]])):
-        rgb = np.clip(base + one * first + two * second, 0, 255).astype(np.uint8)
-        out.append(Image.fromarray(rgb).point(lambda x: min(255, x + 51)))
-    return out[0], out[1]
+    brightened by adding 20% of white (+51 of 255): bench/crops.py's drawing."""
+    first, second = (im.point(lambda x: min(255, x + 51)) for im in load_bench("crops").two_colourings(seed))
+    return first, second
 
 
 def test_one_design_in_other_colours_brightened_is_no_crop_of_it(tmp_path: Path) -> None:
