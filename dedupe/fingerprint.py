@@ -13,6 +13,7 @@ import io
 import os
 import re
 import warnings
+import zlib
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -334,7 +335,30 @@ def _pixels_key(data: bytes, im: Image.Image, data_hash: str) -> str | None:
     YCbCr from RGB). None when that is not all: a WebP whose RIFF size is not its length (libwebp reads to it)."""
     if im.format == "WEBP" and int.from_bytes(data[4:8], "little") + 8 != len(data):
         return None
-    return hash_bytes(f"{data_hash}:{im.mode}:{im.size}:{'jfif' in im.info}".encode())
+    jfif = im.format in ("JPEG", "MPO") and _libjpeg_jfif(memoryview(data))
+    return hash_bytes(f"{data_hash}:{im.mode}:{im.size}:{jfif}".encode())
+
+
+def _libjpeg_jfif(data: memoryview) -> bool:
+    """Whether libjpeg sees a JFIF segment before the scan: an APP0 of at least 14 bytes starting "JFIF" and a NUL.
+    Pillow's info["jfif"] is set for any APP0 starting "JFIF", so it cannot tell the two apart, and libjpeg reads
+    a three-channel picture as YCbCr or RGB by it."""
+    i, n = 2, len(data)
+    while i + 4 <= n and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xDA:
+            return False
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xE0 and length >= 16 and bytes(data[i + 4 : i + 9]) == b"JFIF\x00":
+            return True
+        i += 2 + length
+    return False
 
 
 def _webp_reduced(data: bytes, im: Image.Image) -> Image.Image | None:
@@ -368,7 +392,7 @@ def _png_decoded(data: bytes, im: Image.Image) -> Image.Image | None:
     if not (isinstance(im, ImageFile.ImageFile) and im.tile):
         return None  # decoded already (Pillow's getexif decodes a PNG with metadata after its image data)
     mode = _SPNG_MODES.get(data[25]) if data[24] == 8 else None
-    if mode is None or mode != im.mode:
+    if mode is None or mode != im.mode or not _idat_crcs_hold(data):
         return None
     try:
         pixels = pyspng.load(data, mode)
@@ -379,6 +403,26 @@ def _png_decoded(data: bytes, im: Image.Image) -> Image.Image | None:
         return None
     # Grey and RGBA pixels are shared as they are; RGB ones are copied into Pillow's 4 bytes a pixel.
     return _image_of(mode, im.size, pixels) if mode == "RGB" else Image.fromarray(pixels)
+
+
+def _idat_crcs_hold(data: bytes) -> bool:
+    """Whether every IDAT chunk's CRC matches its bytes. pyspng has libspng ignore CRCs, and libspng does not
+    check zlib's Adler-32 either, so image data that rotted on disk would decode to other pixels without an
+    error; Pillow's decoder reports it (the Adler-32 fails). A file that fails here is left to Pillow."""
+    view = memoryview(data)
+    i, n = 8, len(data)
+    while i + 12 <= n:
+        length = int.from_bytes(view[i : i + 4], "big")
+        kind = bytes(view[i + 4 : i + 8])
+        end = i + 12 + length
+        if kind == b"IDAT" and (
+            end > n or zlib.crc32(view[i + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big")
+        ):
+            return False
+        if kind == b"IEND":
+            break
+        i = end
+    return True
 
 
 def _image_of(mode: str, size: tuple[int, int], pixels: bytes | npt.NDArray[np.uint8]) -> Image.Image:

@@ -318,7 +318,8 @@ def test_a_picture_whose_decoding_is_claimed_is_fingerprinted_from_its_twin(fmt:
 
 def test_pictures_that_may_decode_otherwise_are_never_twins() -> None:
     """Another picture, the same picture turned by its EXIF orientation, a JPEG with and one without a JFIF
-    segment (libjpeg then guesses the colour space otherwise) and an animation each claim their own decoding."""
+    segment as libjpeg reads it (libjpeg then guesses the colour space otherwise) and an animation each claim their
+    own decoding."""
     im = draw_photo(6, (400, 300))
 
     def key_of(data: bytes) -> str | None:
@@ -336,11 +337,20 @@ def test_pictures_that_may_decode_otherwise_are_never_twins() -> None:
     turned[0x0112] = 6
     without_jfif = plain[:2] + plain[4 + int.from_bytes(plain[4:6], "big") :]
     assert plain[6:11] == b"JFIF\x00" and without_jfif[2:4] != b"\xff\xe0"
+    # An RGB JPEG (no JFIF, Adobe transform 0) behind an APP0 of "JFIF" and no NUL, which Pillow calls JFIF and
+    # libjpeg does not, decodes to other colours than behind a real JFIF segment.
+    rgb = saved(im, "JPEG", quality=85, keep_rgb=True)
+    real_jfif, not_jfif = (
+        rgb[:2] + b"\xff\xe0\x00\x10" + start + b"\x01\x01\x00\x00\x01\x00\x01\x00\x00" + rgb[2:]
+        for start in (b"JFIF\x00", b"JFIFX")
+    )
     keys = [
         key_of(plain),
         key_of(saved(draw_photo(7, (400, 300)), "JPEG", quality=85)),
         key_of(saved(im, "JPEG", quality=85, exif=turned)),
         key_of(without_jfif),
+        key_of(real_jfif),
+        key_of(not_jfif),
     ]
     assert None not in keys and len(set(keys)) == len(keys)
     frames = [draw_photo(i, (100, 80)) for i in range(2)]
@@ -419,6 +429,24 @@ def test_pngs_decoded_by_libspng_have_the_fingerprints_of_pillows_decoding(
     assert isinstance(with_spng[0], Fingerprint)
     monkeypatch.setattr(fingerprint, "pyspng", None)
     assert with_spng == [_outcome(d) for d in (data, *damaged)]
+
+
+@pytest.mark.parametrize("level", [0, 9])
+def test_a_png_whose_image_data_rotted_is_skipped_as_pillow_skips_it(
+    level: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PNG with a changed byte inside its image data (its IDAT CRC and zlib's Adler-32 no longer match) is
+    skipped as corrupt whether libspng is installed or not, never fingerprinted from the changed pixels."""
+    from dedupe import fingerprint
+
+    buf = io.BytesIO()
+    draw_photo(12, (400, 300)).save(buf, "PNG", compress_level=level)
+    rotted = bytearray(buf.getvalue())
+    rotted[buf.getvalue().index(b"IDAT") + 5000] ^= 1
+    with_spng = _outcome(bytes(rotted))
+    assert isinstance(with_spng, str) and with_spng.startswith("corrupt image")
+    monkeypatch.setattr(fingerprint, "pyspng", None)
+    assert _outcome(bytes(rotted)) == with_spng
 
 
 def test_same_pixels_in_other_uncompressed_formats_share_the_image_hash(tmp_path: Path) -> None:
