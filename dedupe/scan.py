@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import gc
 import importlib
@@ -498,7 +499,7 @@ def _run_pool(pending: list[tuple[str, os.stat_result]], known: set[str], worker
     decoded: dict[str, Fingerprint | None] = {}  # claim key -> the fingerprint decoded for it (None: it failed)
     twins: dict[str, list[tuple[str, os.stat_result, SamePixels]]] = defaultdict(list)  # waiting for a claim
     with (
-        tempfile.TemporaryDirectory(prefix="dedupe-claims-") as claims,
+        _claims_folder() as claims,
         ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker, initargs=(known, claims)) as pool,
     ):
         try:
@@ -566,6 +567,20 @@ def _run_pool(pending: list[tuple[str, os.stat_result]], known: set[str], worker
             # outlives it (a retry after a crash would otherwise see threads and use the fork server).
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+
+
+@contextlib.contextmanager
+def _claims_folder() -> Iterator[str]:
+    """A new folder for the pool's claims (_claim), removed after; "" when no temporary folder can be made
+    (TMPDIR and the usual places read-only or full): the workers then decode every picture, as without claims,
+    rather than the scan failing."""
+    try:
+        folder = tempfile.TemporaryDirectory(prefix="dedupe-claims-")
+    except OSError:
+        yield ""
+        return
+    with folder as name:
+        yield name
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -644,7 +659,7 @@ def _claim(key: str) -> bool:
 def _pool_work(path: str, copies: frozenset[str], claim: bool) -> tuple[_Result | SamePixels, str | None]:
     """_work in a worker; copies: content just fingerprinted by this scan that this file may repeat; claim:
     whether a picture another worker decodes is left to it."""
-    return _work(path, _worker_known, copies, _claim if claim else None)
+    return _work(path, _worker_known, copies, _claim if claim and _worker_claims else None)
 
 
 def _work(

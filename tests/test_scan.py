@@ -372,6 +372,25 @@ def test_a_metadata_copy_is_decoded_after_all_when_its_twins_decoding_fails(
         assert store.get_fingerprint(stored.content_hash, VERSION) == fingerprint.fingerprint_file(root / "0-b.jpg")
 
 
+def test_a_scan_on_workers_needs_no_temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scan on several workers fingerprints every file when no temporary folder can be made (TMPDIR and the
+    usual places read-only or full): each picture is then decoded on its own."""
+    from dedupe import fingerprint
+
+    root = tmp_path / "r"
+    _retagged_copies(root, 4)  # 8 files: a pool of workers
+    not_a_folder = tmp_path / "tmp"
+    not_a_folder.write_bytes(b"")
+    monkeypatch.setattr(tempfile, "tempdir", str(not_a_folder))
+    with Store.open(tmp_path / "s.sqlite") as store:
+        report = scan([root], store, ScanOptions(workers=2))
+        assert report.fingerprinted == 8 and not report.skipped
+        for path in sorted(root.iterdir()):
+            stored = store.get_file(str(path))
+            assert stored is not None and stored.content_hash is not None
+            assert store.get_fingerprint(stored.content_hash, VERSION) == fingerprint.fingerprint_file(path)
+
+
 def test_a_missing_folder_is_an_error(tmp_path: Path, store: Store) -> None:
     with pytest.raises(DedupeError, match="no such file or folder"):
         scan([tmp_path / "nope"], store)
