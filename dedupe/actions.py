@@ -41,7 +41,7 @@ from dedupe.files import (
     same_bytes,
     temp_name,
 )
-from dedupe.match import hamming
+from dedupe.match import hamming, shows_more
 from dedupe.models import (
     Action,
     ApplyResult,
@@ -160,6 +160,9 @@ def _clear_in_flight(store: Store) -> None:
         remove_leftovers(path, destination)
 
 
+SHOWS_MORE_KEPT = "shows more than the stored copy (which is a crop of it): kept"
+
+
 def quarantine(copy: FileRecord, keeper: FileRecord, folder: str, roots: Sequence[str], store: Store) -> StepResult:
     """Move one incoming duplicate into folder (keeping its path relative to its watched root), leaving the
     older copy alone: the same checks and journal as a review run, so 'dedupe undo' puts it back."""
@@ -167,6 +170,9 @@ def quarantine(copy: FileRecord, keeper: FileRecord, folder: str, roots: Sequenc
         reason = RAW_KEPT if is_raw(copy) else TWIN_KEPT
         return StepResult(copy.path, Action.MOVE, StepState.SKIPPED, reason, keeper.path, None, 0)
     kind = relation(copy, keeper)
+    if kind is MatchKind.NEAR and shows_more(copy.fingerprint, keeper.fingerprint):
+        # The stored copy is a crop of the incoming picture: a review keeps the picture that shows more.
+        return StepResult(copy.path, Action.MOVE, StepState.SKIPPED, SHOWS_MORE_KEPT, keeper.path, None, 0)
     distance = 0 if kind is not MatchKind.NEAR else hamming(copy.fingerprint.phash, keeper.fingerprint.phash)
     group = DuplicateGroup(kind, (GroupMember(keeper, MatchKind.EXACT, 0), GroupMember(copy, kind, distance)))
     step = Step(copy, keeper, Action.MOVE, kind, move_target(copy.path, folder, roots), find_sidecars(copy.path))

@@ -822,6 +822,31 @@ def test_quarantine_moves_the_incoming_duplicate_and_undo_puts_it_back(root: Pat
     assert not (quarantine / "watched" / "sub" / "copy.jpg").exists()
 
 
+def test_quarantine_leaves_a_picture_whose_stored_copy_is_a_crop_of_it(root: Path, db: Path, tmp_path: Path) -> None:
+    """An incoming picture of which the store holds a crop is reported but not moved aside (it shows more, which a
+    review keeps); an incoming crop of a stored picture is."""
+    from dedupe import scan
+
+    library = tmp_path / "library"
+    whole, other = draw_photo(40, (640, 480)), draw_photo(41, (640, 480))
+    save(whole, library / "original.jpg", quality=90)
+    stored_crop = save(crop(other, CROP15), library / "cut.jpg", quality=90)
+    with Store.open(db) as store:
+        scan([library], store)
+    quarantine = tmp_path / "quarantine"
+    with watching([root, library], db, WatchOptions(settle=SETTLE, quarantine=str(quarantine))) as (rec, store):
+        wider = save(other, root / "wider.jpg", quality=95)
+        wait_for(lambda: rec.of(K.QUARANTINE_FAILED), what="the wider picture's verdict")
+        cut = save(crop(whole, CROP15), root / "cut.jpg", quality=95)
+        wait_for(lambda: rec.of(K.QUARANTINED), what="the cut's quarantine")
+        settled(rec, root)
+        assert [(e.path, e.message) for e in rec.of(K.QUARANTINE_FAILED)] == [
+            (str(wider), "shows more than the stored copy (which is a crop of it): kept")
+        ]
+        assert [e.path for e in rec.of(K.QUARANTINED)] == [str(cut)]
+    assert wider.exists() and stored_crop.exists() and not cut.exists()
+
+
 def test_quarantine_inside_a_watched_folder_is_refused(root: Path, db: Path) -> None:
     result = CliRunner().invoke(cli, ["watch", str(root), "--db", str(db), "--quarantine", str(root / "q")])
     assert result.exit_code == 1 and "must be outside the watched folder" in result.output
