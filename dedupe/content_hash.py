@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -47,25 +48,36 @@ def image_data_hash(data: bytes, fmt: str, orientation: int) -> str | None:
     return digest.hexdigest() if ok else None
 
 
-def _jpeg_essence(data: memoryview, digest: hashlib.blake2b) -> bool:
+def jpeg_segments(data: memoryview) -> Iterator[tuple[int, int, int]]:
+    """The marker segments of a JPEG up to its image data, as (marker, start, end) with start at the segment's
+    0xFF: the start of scan comes last and runs to the end of the data. Fill bytes and the markers that have no
+    length are passed over; the walk stops where the structure breaks (no start of scan then)."""
     i, n = 2, len(data)
     while i + 4 <= n:
         if data[i] != 0xFF:
-            return False
+            return
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
             continue
         if marker == 0xDA:  # start of scan: the rest is image data
-            digest.update(data[i:])
-            return True
+            yield marker, i, n
+            return
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:
             i += 2
             continue
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        end = i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        yield marker, i, end
+        i = end
+
+
+def _jpeg_essence(data: memoryview, digest: hashlib.blake2b) -> bool:
+    for marker, start, end in jpeg_segments(data):
+        if marker == 0xDA:
+            digest.update(data[start:])
+            return True
         if not (0xE0 <= marker <= 0xED or marker in (0xEF, 0xFE)):
-            digest.update(data[i : i + 2 + length])
-        i += 2 + length
+            digest.update(data[start:end])
     return False
 
 

@@ -24,7 +24,7 @@ import numpy.typing as npt
 from PIL import Image, ImageFile, ImageStat, UnidentifiedImageError
 
 from dedupe import webp
-from dedupe.content_hash import hash_bytes, hash_file, image_data_hash
+from dedupe.content_hash import hash_bytes, hash_file, image_data_hash, jpeg_segments
 from dedupe.errors import FileSkipped
 from dedupe.models import (
     CROP_BYTES,
@@ -343,22 +343,10 @@ def _libjpeg_jfif(data: memoryview) -> bool:
     """Whether libjpeg sees a JFIF segment before the scan: an APP0 of at least 14 bytes starting "JFIF" and a NUL.
     Pillow's info["jfif"] is set for any APP0 starting "JFIF", so it cannot tell the two apart, and libjpeg reads
     a three-channel picture as YCbCr or RGB by it."""
-    i, n = 2, len(data)
-    while i + 4 <= n and data[i] == 0xFF:
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0xDA:
-            return False
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
-            i += 2
-            continue
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker == 0xE0 and length >= 16 and bytes(data[i + 4 : i + 9]) == b"JFIF\x00":
-            return True
-        i += 2 + length
-    return False
+    return any(
+        marker == 0xE0 and end - start >= 18 and bytes(data[start + 4 : start + 9]) == b"JFIF\x00"
+        for marker, start, end in jpeg_segments(data)
+    )
 
 
 def _webp_reduced(data: bytes, im: Image.Image) -> Image.Image | None:
