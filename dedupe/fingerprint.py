@@ -367,14 +367,15 @@ def _webp_reduced(data: bytes, im: Image.Image) -> Image.Image | None:
 
 
 # PNG colour types (of 8 bits a sample) whose pixels libspng gives as Pillow does, and Pillow's mode for each.
-_SPNG_MODES = {0: "L", 2: "RGB", 4: "LA", 6: "RGBA"}
+# Grey with alpha is not among them: libspng has no such output format and refuses it.
+_SPNG_MODES = {0: "L", 2: "RGB", 6: "RGBA"}
 
 
 def _png_decoded(data: bytes, im: Image.Image) -> Image.Image | None:
-    """A still PNG of 8-bit grey or colour samples, with or without alpha and without a transparent colour,
-    decoded by libspng (pyspng): the same pixels as Pillow's decoder, which its filters, in SIMD, reach about a
-    fifth sooner. None when pyspng is not installed, the picture is of another kind (palette, 16-bit, a tRNS
-    colour) or libspng refuses it: Pillow then decodes it, and words any error as before."""
+    """A still PNG of 8-bit grey, colour or colour and alpha samples, without a transparent colour, decoded by
+    libspng (pyspng): the same pixels as Pillow's decoder, which its filters, in SIMD, reach about a fifth
+    sooner. None when pyspng is not installed, the picture is of another kind (palette, 16-bit, grey with alpha,
+    a tRNS colour) or libspng refuses it: Pillow then decodes it, and words any error as before."""
     if pyspng is None or len(data) < 29 or data[12:16] != b"IHDR" or "transparency" in im.info:
         return None
     if not (isinstance(im, ImageFile.ImageFile) and im.tile):
