@@ -85,19 +85,25 @@ _PNG_METADATA = frozenset((b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME", b"pHYs")
 
 
 def _png_essence(data: memoryview, digest: hashlib.blake2b) -> bool:
-    i, n = 8, len(data)
-    while i + 12 <= n:
-        length = int.from_bytes(data[i : i + 4], "big")
-        kind = bytes(data[i + 4 : i + 8])
-        end = i + 12 + length
-        if end > n:
+    for kind, start, end in png_chunks(data):
+        if end > len(data):
             return False
         if kind not in _PNG_METADATA:
-            digest.update(data[i + 4 : i + 8 + length])  # type and data; the CRC adds nothing
+            digest.update(data[start + 4 : end - 4])  # type and data; the CRC adds nothing
         if kind == b"IEND":
             return True
-        i = end
     return False
+
+
+def png_chunks(data: memoryview) -> Iterator[tuple[bytes, int, int]]:
+    """The chunks of a PNG after its signature, as (type, start, end) with start at the chunk's length field and
+    end past its CRC; the last one may run past the end of a cut file (end beyond len(data)). Callers stop at
+    IEND themselves."""
+    i, n = 8, len(data)
+    while i + 12 <= n:
+        end = i + 12 + int.from_bytes(data[i : i + 4], "big")
+        yield bytes(data[i + 4 : i + 8]), i, end
+        i = end
 
 
 def _webp_essence(data: memoryview, digest: hashlib.blake2b) -> bool:

@@ -24,7 +24,7 @@ import numpy.typing as npt
 from PIL import Image, ImageFile, ImageStat, UnidentifiedImageError
 
 from dedupe import webp
-from dedupe.content_hash import hash_bytes, hash_file, image_data_hash, jpeg_segments
+from dedupe.content_hash import hash_bytes, hash_file, image_data_hash, jpeg_segments, png_chunks
 from dedupe.errors import FileSkipped
 from dedupe.models import (
     CROP_BYTES,
@@ -314,17 +314,14 @@ def _exif(data: bytes, im: Image.Image) -> Image.Exif:
     """
     if im.format != "PNG" or getattr(im, "n_frames", 1) != 1:
         return im.getexif()
-    view = memoryview(data)  # slices of a view are not copies
-    i, n, image_data = 8, len(data), False
-    while i + 12 <= n:
-        kind = bytes(view[i + 4 : i + 8])
+    image_data = False
+    for kind, _, _ in png_chunks(memoryview(data)):  # slices of a view are not copies
         if kind == b"IEND":
             break
         if kind == b"IDAT":
             image_data = True
         elif image_data and kind in _PNG_EXIF_CHUNKS:
             return im.getexif()
-        i += 12 + int.from_bytes(view[i : i + 4], "big")
     return Image.Image.getexif(im)
 
 
@@ -399,18 +396,13 @@ def _idat_crcs_hold(data: bytes) -> bool:
     check zlib's Adler-32 either, so image data that rotted on disk would decode to other pixels without an
     error; Pillow's decoder reports it (the Adler-32 fails). A file that fails here is left to Pillow."""
     view = memoryview(data)
-    i, n = 8, len(data)
-    while i + 12 <= n:
-        length = int.from_bytes(view[i : i + 4], "big")
-        kind = bytes(view[i + 4 : i + 8])
-        end = i + 12 + length
+    for kind, start, end in png_chunks(view):
         if kind == b"IDAT" and (
-            end > n or zlib.crc32(view[i + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big")
+            end > len(data) or zlib.crc32(view[start + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big")
         ):
             return False
         if kind == b"IEND":
             break
-        i = end
     return True
 
 
