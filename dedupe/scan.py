@@ -672,12 +672,13 @@ def _work(
     picture whose claim fails is not decoded (fingerprint.fingerprint_unless_claimed). Also the key it claimed."""
     from dedupe import fingerprint  # loaded once there is a file to read: forked workers find it loaded
 
-    claimed: list[str] = []
+    claimed: str | None = None
 
     def claim_and_note(key: str) -> bool:
+        nonlocal claimed
         won = claim is None or claim(key)
         if won:
-            claimed.append(key)
+            claimed = key
         return won
 
     try:
@@ -691,10 +692,10 @@ def _work(
             e.content_hash = content_hash  # read but not decoded: its byte copies are still exact duplicates
             raise
     except FileSkipped as e:
-        return e, claimed[0] if claimed else None
+        return e, claimed
     except MemoryError:
-        return FileSkipped("too large to read into memory"), claimed[0] if claimed else None
-    return result, claimed[0] if claimed else None
+        return FileSkipped("too large to read into memory"), claimed
+    return result, claimed
 
 
 def _unmounted(root: str, devices: Iterable[int]) -> bool:
