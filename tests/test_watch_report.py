@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from dedupe import fingerprint
 from dedupe.match import MatchRule
 from dedupe.models import MatchKind, WatchEvent
 from dedupe.scan import fingerprint_files, scan
@@ -142,3 +144,25 @@ def test_the_kept_index_follows_the_crop_search_on_and_off(tmp_path: Path, monke
         last = save(crop(draw_photo(2, (640, 480)), CROP15).resize((480, 360)), incoming / "cut2.png")
         assert rounds.round(last) == [(str(last), str(photos[2]), MatchKind.NEAR)]  # 5 again
         assert rounds.kept._index.rule.crops
+
+
+def test_a_fingerprint_that_becomes_this_version_joins_the_kept_index_in_its_place(tmp_path: Path) -> None:
+    """A stored fingerprint of another version is not searched; written as this version at its row (no dedupe
+    does so, another program may), it is, in the place a fresh read of the store gives it."""
+    library, incoming = tmp_path / "library", tmp_path / "incoming"
+    photos = [save(draw_photo(i, (640, 480)), library / f"p{i}.jpg", quality=90) for i in range(3)]
+    db = tmp_path / "store.sqlite"
+    with Store.open(db) as store:
+        scan([library], store)
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE images SET version = 'older' WHERE rowid = (SELECT min(rowid) FROM images)")
+            (content,) = conn.execute("SELECT content_hash FROM images WHERE version = 'older'").fetchone()
+        older = next(p for p in photos if (row := store.get_file(str(p))) is not None and row.content_hash == content)
+        rounds = Rounds(store, MatchRule())
+        first = save(draw_photo(40, (640, 480)), incoming / "first.jpg", quality=90)
+        assert rounds.round(first) == []
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE images SET version = ? WHERE content_hash = ?", (fingerprint.VERSION, content))
+        with Image.open(older) as im:
+            copy = save(im.resize((400, 300)), incoming / "copy.png")
+        assert rounds.round(copy) == [(str(copy), str(older), MatchKind.NEAR)]
