@@ -9,6 +9,7 @@ import importlib
 import multiprocessing
 import operator
 import os
+import re
 import signal
 import stat
 import struct
@@ -573,14 +574,104 @@ def _run_pool(pending: list[tuple[str, os.stat_result]], known: set[str], worker
 def _claims_folder() -> Iterator[str]:
     """A new folder for the pool's claims (_claim), removed after; "" when no temporary folder can be made
     (TMPDIR and the usual places read-only or full): the workers then decode every picture, as without claims,
-    rather than the scan failing."""
+    rather than the scan failing.
+
+    Its name says which process made it (_claims_owner), so that the folders of scans killed before they could
+    remove theirs (SIGKILL, SIGTERM, a crash) are removed here, by the next pool (_remove_stale_claims)."""
     try:
-        folder = tempfile.TemporaryDirectory(prefix="dedupe-claims-")
+        parent = tempfile.gettempdir()
+        owner = _claims_owner()
+        if owner is not None:
+            _remove_stale_claims(parent, owner)
+        folder = tempfile.TemporaryDirectory(prefix=_CLAIMS + (f"{owner}-" if owner else ""), dir=parent)
     except OSError:
         yield ""
         return
     with folder as name:
         yield name
+
+
+_CLAIMS = "dedupe-claims-"
+# boot-namespace-pid-starttime-random (tempfile's random part holds no "-"): see _claims_owner
+_CLAIMS_NAME = re.compile(r"dedupe-claims-([0-9a-f]{32})-(\d+)-(\d+)-(\d+)-[a-z0-9_]+")
+
+
+def _claims_owner() -> str | None:
+    """This process as a claims folder's name gives it: the boot, the pid namespace, the pid and the pid's start
+    time. The start time tells a reused pid from the process that made the folder, and the boot and namespace
+    that the pid is one this process can look up (a container sharing the temporary folder numbers its own).
+    None where /proc does not tell them (not Linux): the folder is then named as before and never judged stale."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
+        namespace = str(Path("/proc/self/ns/pid").readlink())
+    except OSError:
+        return None
+    pid = os.getpid()
+    start = _start_time(pid)
+    found = re.fullmatch(r"pid:\[(\d+)\]", namespace)
+    if start is None or found is None or re.fullmatch(r"[0-9a-f]{32}", boot) is None:
+        return None
+    return f"{boot}-{found[1]}-{pid}-{start}"
+
+
+def _start_time(pid: int) -> int | None:
+    """When the process pid started (clock ticks after boot, /proc/PID/stat's 22nd field); None when there is
+    no such process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _remove_stale_claims(parent: str, owner: str) -> None:
+    """Remove the claims folders in parent whose process is gone: only folders named by _claims_owner for this
+    boot and pid namespace, that are folders of this user (not links), whose pid no longer runs, or runs another
+    program started since; and in them only empty regular files (a claims folder holds nothing else; a folder
+    with anything else is left). What cannot be judged or removed is left as it is."""
+    boot, namespace, _, _ = owner.split("-")
+    try:
+        names = [e.name for e in os.scandir(parent) if e.name.startswith(_CLAIMS)]
+    except OSError:
+        return
+    stale = []
+    for name in names:
+        found = _CLAIMS_NAME.fullmatch(name)
+        if found is None or (found[1], found[2]) != (boot, namespace):
+            continue
+        if _start_time(int(found[3])) != int(found[4]):  # gone, or its pid taken by a newer process
+            stale.append(name)
+    if not stale:
+        return
+    with contextlib.suppress(OSError):
+        top = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name in stale:
+                with contextlib.suppress(OSError):
+                    _remove_claims(top, name)
+        finally:
+            os.close(top)
+
+
+def _remove_claims(parent: int, name: str) -> None:
+    """Empty and remove the claims folder name in the folder open as parent, unless it is a link, another user's,
+    or holds anything but empty regular files."""
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+    try:
+        if os.fstat(fd).st_uid != os.geteuid():
+            return
+        with os.scandir(fd) as entries:
+            inside = [(e.name, e.stat(follow_symlinks=False)) for e in entries]
+        others = False
+        for entry, st in inside:
+            if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                os.unlink(entry, dir_fd=fd)
+            else:
+                others = True
+    finally:
+        os.close(fd)
+    if not others:
+        os.rmdir(name, dir_fd=parent)
 
 
 def _context() -> multiprocessing.context.BaseContext:

@@ -17,8 +17,8 @@ from typing import Any
 
 from dedupe.errors import StoreError
 from dedupe.library import decode_path, encode_path
-from dedupe.models import ALPHA_VARIANTS, TRANSFORMS, Fingerprint
-from dedupe.store_base import _IMAGE_COLUMNS, _fingerprint, _prefix_bounds, _signed, _text, explain
+from dedupe.models import ALPHA_VARIANTS, CROP_BYTES, CROP_WINDOWS, TRANSFORMS, Fingerprint
+from dedupe.store_base import _IMAGE_COLUMNS, _chunks, _fingerprint, _prefix_bounds, _signed, _text, _unsigned, explain
 from dedupe.store_base import RESET_COMMAND as RESET_COMMAND
 from dedupe.store_base import failure as failure
 from dedupe.store_journal import JournalSQL
@@ -253,6 +253,18 @@ _STATS_SQL = (
     " EXISTS (SELECT 1 FROM images i WHERE i.content_hash = f.content_hash AND i.version = ?), error IS NOT NULL"
     " FROM files f WHERE path = ? OR (path >= ? AND path < ?)"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHashes:
+    """What a search for the pictures close to a new one reads of a stored fingerprint (Store.search_hashes)."""
+
+    rowid: int
+    content_hash: str
+    phash: int
+    low_info: bool
+    second: int | None  # the pHash of its second reading, when it has transparency (match.readings)
+    crops: bytes | None  # the pHashes of its crop windows (8 bytes big-endian each), when it has a crop signature
 
 
 def _stored(row: Sequence[object]) -> StoredFile:
@@ -627,3 +639,52 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
         with self._lock:
             rows = self._conn.execute(f"SELECT {_IMAGE_COLUMNS} FROM images i WHERE i.version = ?", (version,))
             return [_fingerprint(r) for r in rows]
+
+    def fingerprint_keys(self) -> str:
+        """The rowid and content hash of every stored fingerprint, of any version, as "ROWID HASH" items joined by
+        commas: made inside SQLite from the content hashes' index alone (a few MB, where the rows hold about 2 KB
+        each), in one string that is compared at once with the last one. A reader that keeps what it made of the
+        rows tells by these which rows came, went or were written again since (watch_report)."""
+        with self._lock:
+            row = self._conn.execute("SELECT group_concat(rowid || ' ' || content_hash, ',') FROM images").fetchone()
+        return str(row[0] or "")
+
+    def search_hashes(self, version: str, rowids: Sequence[int] | None = None) -> list[SearchHashes]:
+        """What a search for the stored pictures close to a new one reads of the fingerprints of this version (all,
+        or those with these rowids), in rowid order: the order in which fingerprints() gives them."""
+        sql = (
+            "SELECT rowid, content_hash, phash, low_info,"
+            f" CASE WHEN typeof(variants) = 'blob' AND length(variants) / 8 = {ALPHA_VARIANTS}"
+            f" THEN dedupe_word(variants, {len(TRANSFORMS)}) END,"
+            f" CASE WHEN typeof(crops) = 'blob' AND length(crops) = {CROP_BYTES}"
+            f" THEN substr(crops, 1, {8 * len(CROP_WINDOWS)}) END"
+            " FROM images WHERE version = ?"
+        )
+        with self._lock:
+            if rowids is None:
+                rows = self._conn.execute(sql + " ORDER BY rowid", (version,)).fetchall()
+            else:
+                rows = []
+                for chunk in _chunks(sorted(rowids)):
+                    marks = ",".join("?" * len(chunk))
+                    rows.extend(self._conn.execute(f"{sql} AND rowid IN ({marks})", (version, *chunk)))
+                rows.sort(key=lambda r: r[0])
+        return [
+            SearchHashes(
+                rowid,
+                str(content_hash),
+                _unsigned(phash),
+                bool(low_info),
+                None if second is None else _unsigned(second),
+                crops if isinstance(crops, bytes) else None,
+            )
+            for rowid, content_hash, phash, low_info, second, crops in rows
+        ]
+
+    def contents_of_image(self, image_hash: str, version: str) -> list[str]:
+        """The content hashes of the stored fingerprints of this version with this image hash (the same pixels)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT content_hash FROM images WHERE image_hash = ? AND version = ?", (image_hash, version)
+            )
+            return [str(r[0]) for r in rows]

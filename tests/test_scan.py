@@ -391,6 +391,118 @@ def test_a_scan_on_workers_needs_no_temporary_folder(tmp_path: Path, monkeypatch
             assert store.get_fingerprint(stored.content_hash, VERSION) == fingerprint.fingerprint_file(path)
 
 
+def _claims(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("dedupe-claims-"))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a claims folder names its process through /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_the_claims_folder_of_a_killed_scan_is_removed_by_the_next_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: signal.Signals
+) -> None:
+    """A scan killed while its workers run (no clean-up of its own) leaves its claims folder; the next scan that
+    starts workers removes it, and its own."""
+    root = tmp_path / "many"
+    for i in range(16):
+        save(draw_photo(i, (1600, 1200)), root / f"{i:03d}.png")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(temp)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dedupe", "scan", str(root), "--db", str(tmp_path / "s.sqlite"), "-q", "-j", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _claims(temp) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        workers = _children(proc.pid)
+        proc.send_signal(sig)
+        proc.wait()
+    finally:
+        proc.kill()
+        proc.wait()
+    left = _claims(temp)
+    assert len(left) == 1, "the scan had no pool running when it was killed"
+    deadline = time.monotonic() + 30
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.02)  # its workers die with it (PR_SET_PDEATHSIG); none may claim a picture any more
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    copies = tmp_path / "copies"
+    _retagged_copies(copies, 4)  # 8 files: a pool of workers
+    with Store.open(tmp_path / "other.sqlite") as store:
+        assert scan([copies], store, ScanOptions(workers=2)).fingerprinted == 8
+    assert _claims(temp) == []
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a claims folder names its process through /proc")
+def test_a_claims_folder_is_removed_only_when_its_scan_is_provably_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Of the folders named like claims folders, a pool removes only those of this user, this boot and this pid
+    namespace whose process is gone or whose pid now runs a newer process, and in them only empty files: a live
+    scan's folder, another machine's or container's, an older dedupe's, a link and whatever holds other files
+    are left as they are."""
+    from dedupe.scan import _claims_folder, _claims_owner, _start_time
+
+    owner = _claims_owner()
+    assert owner is not None
+    boot, namespace, _, _ = owner.split("-")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    try:
+        started = _start_time(live.pid)
+        assert started is not None
+
+        def folder(name: str, *files: str) -> Path:
+            made = temp / f"dedupe-claims-{name}"
+            made.mkdir()
+            for f in files:
+                (made / f).touch()
+            return made
+
+        folder(f"{boot}-{namespace}-{live.pid}-{started}-live0001", "k1")
+        folder(f"{boot}-{namespace}-{live.pid}-{started + 1}-reused01", "k1", "k2")  # its pid, a newer process
+        folder(f"{boot}-{namespace}-{ended.pid}-1-ended001", "k1")  # its process is gone
+        folder(f"{'0' * 32}-{namespace}-{live.pid}-{started + 1}-boot0001", "k1")
+        folder(f"{boot}-1-{live.pid}-{started + 1}-ns000001", "k1")
+        folder("old00001", "k1")
+        kept = folder(f"{boot}-{namespace}-{live.pid}-{started + 1}-full0001", "k1")
+        (kept / "k2").write_bytes(b"x")
+        target = folder("target", "k1")
+        (temp / f"dedupe-claims-{boot}-{namespace}-{live.pid}-{started + 1}-link0001").symlink_to(target)
+        (temp / f"dedupe-claims-{boot}-{namespace}-{live.pid}-{started + 1}-file0001").touch()
+        monkeypatch.setattr(tempfile, "tempdir", str(temp))
+        with _claims_folder() as mine:
+            assert Path(mine).is_dir()
+            (Path(mine) / "k1").touch()
+            with _claims_folder() as second:  # a second pool of this process leaves the first one's claims
+                assert (Path(mine) / "k1").exists() and second != mine
+        assert _claims(temp) == sorted(
+            f"dedupe-claims-{name}"
+            for name in (
+                f"{boot}-{namespace}-{live.pid}-{started}-live0001",
+                f"{'0' * 32}-{namespace}-{live.pid}-{started + 1}-boot0001",
+                f"{boot}-1-{live.pid}-{started + 1}-ns000001",
+                "old00001",
+                f"{boot}-{namespace}-{live.pid}-{started + 1}-full0001",
+                "target",
+                f"{boot}-{namespace}-{live.pid}-{started + 1}-link0001",
+                f"{boot}-{namespace}-{live.pid}-{started + 1}-file0001",
+            )
+        )
+        assert sorted(p.name for p in kept.iterdir()) == ["k2"]
+        assert sorted(p.name for p in target.iterdir()) == ["k1"]
+    finally:
+        live.kill()
+        live.communicate()
+
+
 def test_a_missing_folder_is_an_error(tmp_path: Path, store: Store) -> None:
     with pytest.raises(DedupeError, match="no such file or folder"):
         scan([tmp_path / "nope"], store)

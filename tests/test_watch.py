@@ -474,6 +474,35 @@ def test_duplicates_in_one_burst_are_reported_against_the_earlier_path(root: Pat
         assert [(e.path, e.other) for e in rec.of(K.DUPLICATE)] == [(str(root / "b.jpg"), str(root / "a.jpg"))]
 
 
+def test_duplicates_are_found_against_the_store_as_it_is_now(root: Path, db: Path, tmp_path: Path) -> None:
+    """Round after round, a new file is compared with the store as the watcher's own changes left it: a picture
+    replaced at its path is found by its new content only, and a deleted original's content by its copy."""
+    first = photo(root / "first.jpg", 90, (640, 480))
+    second = photo(root / "second.jpg", 91, (640, 480))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    with watching([root], db) as (rec, _):
+        copy = root / "copy.jpg"
+        shutil.copyfile(first, copy)
+        wait_for(lambda: rec.of(K.DUPLICATE), what="the copy's report")
+        replacement = save(draw_photo(92, (640, 480)), staging / "second.jpg", quality=90)
+        replacement.replace(second)  # another picture at the stored path
+        first.unlink()
+        settled(rec, root)
+        old_second = save(draw_photo(91, (640, 480)).resize((400, 300)), root / "old-second.png")
+        new_second = save(draw_photo(92, (640, 480)).resize((400, 300)), root / "new-second.png")
+        again = root / "again.jpg"
+        shutil.copyfile(copy, again)
+        wait_for(lambda: len(rec.of(K.DUPLICATE)) >= 3, what="the reports of the later arrivals")
+        settled(rec, root)
+        assert sorted((e.path, e.other, e.match) for e in rec.of(K.DUPLICATE)) == [
+            (str(again), str(copy), MatchKind.EXACT),
+            (str(copy), str(first), MatchKind.EXACT),
+            (str(new_second), str(second), MatchKind.NEAR),
+        ]
+        assert rec.of(K.DUPLICATE, old_second) == []
+
+
 def test_the_rule_decides_what_counts_as_a_duplicate(root: Path, db: Path, tmp_path: Path) -> None:
     library = tmp_path / "library"
     original = photo(library / "original.jpg", 30, (640, 480))
