@@ -21,7 +21,7 @@ from pathlib import Path
 import imagehash
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageFile, ImageStat, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageStat, PngImagePlugin, UnidentifiedImageError
 
 from dedupe import webp
 from dedupe.content_hash import hash_bytes, hash_file, image_data_hash, jpeg_segments, png_chunks
@@ -366,19 +366,25 @@ def _webp_reduced(data: bytes, im: Image.Image) -> Image.Image | None:
 # PNG colour types (of 8 bits a sample) whose pixels libspng gives as Pillow does, and Pillow's mode for each.
 # Grey with alpha is not among them: libspng has no such output format and refuses it.
 _SPNG_MODES = {0: "L", 2: "RGB", 6: "RGBA"}
+# The chunks Pillow's PNG reader interprets. It reads those after the image data when it finishes decoding: there a
+# malformed one fails the decode, a tRNS makes a colour transparent and an fcTL is a frame's size, where libspng
+# passes over them or reads them otherwise.
+_PILLOW_READS = frozenset(name[6:].encode() for name in vars(PngImagePlugin.PngStream) if name.startswith("chunk_"))
+_APNG_CHUNKS = frozenset((b"acTL", b"fcTL", b"fdAT"))  # the first frame's size is its fcTL's to Pillow
 
 
 def _png_decoded(data: bytes, im: Image.Image) -> Image.Image | None:
     """A still PNG of 8-bit grey, colour or colour and alpha samples, without a transparent colour, decoded by
     libspng (pyspng): the same pixels as Pillow's decoder, which its filters, in SIMD, reach about a fifth
     sooner. None when pyspng is not installed, the picture is of another kind (palette, 16-bit, grey with alpha,
-    a tRNS colour) or libspng refuses it: Pillow then decodes it, and words any error as before."""
+    a tRNS colour), libspng might read it otherwise than Pillow (_spng_reads_as_pillow) or refuses it: Pillow
+    then decodes it, and words any error as before."""
     if pyspng is None or len(data) < 29 or data[12:16] != b"IHDR" or "transparency" in im.info:
         return None
     if not (isinstance(im, ImageFile.ImageFile) and im.tile):
         return None  # decoded already (Pillow's getexif decodes a PNG with metadata after its image data)
     mode = _SPNG_MODES.get(data[25]) if data[24] == 8 else None
-    if mode is None or mode != im.mode or not _idat_crcs_hold(data):
+    if mode is None or mode != im.mode or not _spng_reads_as_pillow(data):
         return None
     try:
         pixels = pyspng.load(data, mode)
@@ -391,19 +397,30 @@ def _png_decoded(data: bytes, im: Image.Image) -> Image.Image | None:
     return _image_of(mode, im.size, pixels) if mode == "RGB" else Image.fromarray(pixels)
 
 
-def _idat_crcs_hold(data: bytes) -> bool:
-    """Whether every IDAT chunk's CRC matches its bytes. pyspng has libspng ignore CRCs, and libspng does not
-    check zlib's Adler-32 either, so image data that rotted on disk would decode to other pixels without an
-    error; Pillow's decoder reports it (the Adler-32 fails). A file that fails here is left to Pillow."""
+def _spng_reads_as_pillow(data: bytes) -> bool:
+    """Whether libspng decodes this PNG to what Pillow's decoder gives: the chunks run whole up to IEND, every
+    IDAT chunk's CRC matches its bytes, no chunk is APNG's, and after the image data come only IDAT chunks and
+    chunks that Pillow does not read (_PILLOW_READS).
+
+    pyspng has libspng ignore CRCs, and libspng does not check zlib's Adler-32 either, so image data that rotted
+    on disk would decode to other pixels without an error; Pillow's decoder reports it (the Adler-32 fails).
+    Pillow also fails a file cut inside a chunk after its image data, or with a malformed chunk there that it
+    reads, and makes a colour transparent by a tRNS chunk there; libspng decodes such files as if whole and
+    opaque. Any such file is left to Pillow."""
     view = memoryview(data)
+    image_data = False
     for kind, start, end in png_chunks(view):
-        if kind == b"IDAT" and (
-            end > len(data) or zlib.crc32(view[start + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big")
-        ):
+        if end > len(view) or kind in _APNG_CHUNKS:
             return False
         if kind == b"IEND":
-            break
-    return True
+            return True
+        if kind == b"IDAT":
+            if zlib.crc32(view[start + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big"):
+                return False
+            image_data = True
+        elif image_data and kind in _PILLOW_READS:
+            return False
+    return False
 
 
 def _image_of(mode: str, size: tuple[int, int], pixels: bytes | npt.NDArray[np.uint8]) -> Image.Image:

@@ -449,6 +449,55 @@ def test_a_png_whose_image_data_rotted_is_skipped_as_pillow_skips_it(
     assert _outcome(bytes(rotted)) == with_spng
 
 
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        "tRNS after the image data",
+        "short gAMA after the image data",
+        "short pHYs after the image data",
+        "empty sRGB after the image data",
+        "one-frame APNG with a smaller frame",
+        "private chunk cut short at the end",
+    ],
+)
+def test_a_png_with_chunks_pillow_reads_otherwise_has_pillows_outcome(
+    odd: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PNG with chunks that Pillow's reader interprets and libspng passes over (after the image data, or APNG's
+    frame size), or cut inside a chunk after its image data, has the fingerprint or skip reason that Pillow's
+    decoding gives it, whether libspng is installed or not."""
+    from dedupe import fingerprint
+
+    pytest.importorskip("pyspng", reason="pyspng is not installed: Pillow decodes every PNG")
+    im = draw_photo(13, (160, 120)).convert("L" if "tRNS" in odd else "RGB")
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    ihdr, idat, iend = _png_chunks(buf.getvalue())
+    histogram = im.histogram()
+    commonest = histogram.index(max(histogram))  # of a grey picture: its commonest grey becomes transparent
+    after = {
+        "tRNS after the image data": _chunk(b"tRNS", commonest.to_bytes(2, "big")),
+        "short gAMA after the image data": _chunk(b"gAMA", b"\x01"),
+        "short pHYs after the image data": _chunk(b"pHYs", b"\x01"),
+        "empty sRGB after the image data": _chunk(b"sRGB", b""),
+    }
+    if odd == "one-frame APNG with a smaller frame":
+        frame = struct.pack(">IIIIIHHBB", 0, 80, 60, 0, 0, 1, 10, 0, 0)
+        animation = _chunk(b"acTL", struct.pack(">II", 1, 0)) + _chunk(b"fcTL", frame)
+        data = buf.getvalue()[:8] + ihdr + animation + idat + iend
+    elif odd == "private chunk cut short at the end":
+        data = buf.getvalue()[:8] + ihdr + idat + _chunk(b"prVt", bytes(100))[:50]
+    else:
+        data = buf.getvalue()[:8] + ihdr + idat + after[odd] + iend
+    with_spng = _outcome(data)
+    monkeypatch.setattr(fingerprint, "pyspng", None)
+    assert with_spng == _outcome(data)
+
+
 def test_same_pixels_in_other_uncompressed_formats_share_the_image_hash(tmp_path: Path) -> None:
     im = draw_photo(10, (300, 200))
     bmp = fingerprint_file(save(im, tmp_path / "a.bmp"))
