@@ -24,7 +24,7 @@ import numpy.typing as npt
 from PIL import Image, ImageFile, ImageStat, PngImagePlugin, UnidentifiedImageError
 
 from dedupe import webp
-from dedupe.content_hash import hash_bytes, hash_file, image_data_hash, jpeg_segments, png_chunks
+from dedupe.content_hash import hash_bytes, hash_file, image_data_hash, jpeg_segments, libjpeg_jfif, png_chunks
 from dedupe.errors import FileSkipped
 from dedupe.models import (
     CROP_BYTES,
@@ -340,10 +340,7 @@ def _libjpeg_jfif(data: memoryview) -> bool:
     """Whether libjpeg sees a JFIF segment before the scan: an APP0 of at least 14 bytes starting "JFIF" and a NUL.
     Pillow's info["jfif"] is set for any APP0 starting "JFIF", so it cannot tell the two apart, and libjpeg reads
     a three-channel picture as YCbCr or RGB by it."""
-    return any(
-        marker == 0xE0 and end - start >= 18 and bytes(data[start + 4 : start + 9]) == b"JFIF\x00"
-        for marker, start, end in jpeg_segments(data)
-    )
+    return any(marker == 0xE0 and libjpeg_jfif(data, start, end) for marker, start, end in jpeg_segments(data))
 
 
 def _webp_reduced(data: bytes, im: Image.Image) -> Image.Image | None:

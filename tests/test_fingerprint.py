@@ -357,6 +357,26 @@ def test_pictures_that_may_decode_otherwise_are_never_twins() -> None:
     assert key_of(saved(frames[0], "PNG", save_all=True, append_images=frames[1:])) is None
 
 
+def test_an_rgb_jpeg_behind_a_jfif_segment_is_not_the_same_picture_as_without_it() -> None:
+    """An RGB JPEG behind a JFIF segment, which libjpeg decodes as YCbCr (other colours), has another image hash
+    than the same JPEG without one, so no plan removes either as a copy of the other; a YCbCr JPEG with and
+    without its JFIF segment keeps one image hash."""
+    im = draw_photo(6, (400, 300))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=85, keep_rgb=True)
+    rgb = buf.getvalue()
+    jfif = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    behind_jfif = rgb[:2] + jfif + rgb[2:]
+    a, b = fingerprint_bytes(behind_jfif, "a"), fingerprint_bytes(rgb, "b")
+    assert a.phash != b.phash and a.image_hash != b.image_hash
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=85)
+    ycbcr = buf.getvalue()
+    assert ycbcr[6:11] == b"JFIF\x00"
+    without_jfif = ycbcr[:2] + ycbcr[4 + int.from_bytes(ycbcr[4:6], "big") :]
+    assert fingerprint_bytes(ycbcr, "c").image_hash == fingerprint_bytes(without_jfif, "d").image_hash
+
+
 def _png_chunks(data: bytes) -> list[bytes]:
     """A PNG's chunks, each whole (length, type, data and CRC)."""
     chunks, i = [], 8
