@@ -329,8 +329,12 @@ def _pixels_key(data: bytes, im: Image.Image, data_hash: str) -> str | None:
     """What decides the pixels that a single-frame picture decodes to: its image data (data_hash, which holds the
     format and orientation), and what Pillow read of it that the data hash leaves out: the mode and size (a
     WebP's VP8X chunk announces them), and for a JPEG whether it has a JFIF segment (by which libjpeg tells
-    YCbCr from RGB). None when that is not all: a WebP whose RIFF size is not its length (libwebp reads to it)."""
+    YCbCr from RGB). None when that is not all: a WebP whose RIFF size is not its length (libwebp reads to it),
+    a PNG still to decode that has chunks Pillow reads after its image data (its decoding reads them then, and a
+    malformed pHYs, which the data hash leaves out, fails it)."""
     if im.format == "WEBP" and int.from_bytes(data[4:8], "little") + 8 != len(data):
+        return None
+    if im.format == "PNG" and isinstance(im, ImageFile.ImageFile) and im.tile and _pillow_reads_after_image_data(data):
         return None
     jfif = im.format in ("JPEG", "MPO") and _libjpeg_jfif(memoryview(data))
     return hash_bytes(f"{data_hash}:{im.mode}:{im.size}:{jfif}".encode())
@@ -405,18 +409,26 @@ def _spng_reads_as_pillow(data: bytes) -> bool:
     reads, and makes a colour transparent by a tRNS chunk there; libspng decodes such files as if whole and
     opaque. Any such file is left to Pillow."""
     view = memoryview(data)
-    image_data = False
     for kind, start, end in png_chunks(view):
         if end > len(view) or kind in _APNG_CHUNKS:
             return False
         if kind == b"IEND":
-            return True
+            return not _pillow_reads_after_image_data(data)
+        if kind == b"IDAT" and zlib.crc32(view[start + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big"):
+            return False
+    return False
+
+
+def _pillow_reads_after_image_data(data: bytes) -> bool:
+    """Whether a chunk that Pillow's PNG reader interprets (other than more image data) follows the image data."""
+    image_data = False
+    for kind, _, _ in png_chunks(memoryview(data)):
+        if kind == b"IEND":
+            break
         if kind == b"IDAT":
-            if zlib.crc32(view[start + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big"):
-                return False
             image_data = True
         elif image_data and kind in _PILLOW_READS:
-            return False
+            return True
     return False
 
 

@@ -316,6 +316,24 @@ def test_a_picture_whose_decoding_is_claimed_is_fingerprinted_from_its_twin(fmt:
     assert same.of(twin) == decoded and decoded.taken == "2023-06-07T08:09:10" and decoded.camera == "Nikon"
 
 
+def test_a_png_whose_decoding_fails_after_its_image_data_is_never_a_twin() -> None:
+    """A PNG with a malformed pHYs chunk after its image data (Pillow's decoding reads it there and fails) is
+    skipped as it is alone, also when a PNG with the same image data was claimed first: it claims its own
+    decoding, since the image-data hash leaves that chunk out."""
+    buf = io.BytesIO()
+    draw_photo(14, (300, 200)).save(buf, "PNG")
+    whole = buf.getvalue()
+    ihdr, idat, iend = _png_chunks(whole)
+    broken = whole[:8] + ihdr + idat + _chunk(b"pHYs", b"\x01") + iend
+    alone = _outcome(broken)
+    assert isinstance(alone, str) and "pHYs" in alone
+    claims: list[str] = []
+    fingerprint_unless_claimed(whole, "whole", claim=_recording(claims))
+    with pytest.raises(FileSkipped) as skipped:
+        fingerprint_unless_claimed(broken, "broken", claim=lambda key: key not in claims)
+    assert skipped.value.reason == alone
+
+
 def test_pictures_that_may_decode_otherwise_are_never_twins() -> None:
     """Another picture, the same picture turned by its EXIF orientation, a JPEG with and one without a JFIF
     segment as libjpeg reads it (libjpeg then guesses the colour space otherwise) and an animation each claim their
