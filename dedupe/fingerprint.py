@@ -307,13 +307,14 @@ _PNG_EXIF_CHUNKS = frozenset((b"eXIf", b"tEXt", b"zTXt", b"iTXt"))
 
 
 def _exif(data: bytes, im: Image.Image) -> Image.Exif:
-    """im.getexif(), without decoding a still PNG whose EXIF and text chunks all come before its image data.
+    """im.getexif(), without decoding a still PNG whose EXIF and text chunks all come before its image data, and
+    empty when the EXIF block cannot be read (_exif_or_empty).
 
     Pillow's getexif decodes a whole PNG that has no eXIf chunk before its image data, to read any after it:
     when none of the chunks it reads lies there, what Pillow read when opening the file is all there is.
     """
     if im.format != "PNG" or getattr(im, "n_frames", 1) != 1:
-        return im.getexif()
+        return _exif_or_empty(im.getexif)
     image_data = False
     for kind, _, _ in png_chunks(memoryview(data)):  # slices of a view are not copies
         if kind == b"IEND":
@@ -321,8 +322,20 @@ def _exif(data: bytes, im: Image.Image) -> Image.Exif:
         if kind == b"IDAT":
             image_data = True
         elif image_data and kind in _PNG_EXIF_CHUNKS:
-            return im.getexif()
-    return Image.Image.getexif(im)
+            if "exif" not in im.info:  # what Pillow's getexif does first: a damaged picture fails here, as one
+                im.load()
+            break
+    return _exif_or_empty(lambda: Image.Image.getexif(im))
+
+
+def _exif_or_empty(read: Callable[[], Image.Exif]) -> Image.Exif:
+    """read(), or no EXIF when the block is damaged (a TIFF header that is not one, a cut directory). Pillow
+    ignores such a block when it reads a JPEG's resolution from it, and then reads it as empty, but raises when
+    asked for it first (a JPEG with a JFIF resolution, a PNG): a damaged block costs the metadata, not the photo."""
+    try:
+        return read()
+    except Exception:  # Pillow's TIFF reader raises many types on hostile input
+        return Image.Exif()
 
 
 def _pixels_key(data: bytes, im: Image.Image, data_hash: str) -> str | None:
@@ -536,7 +549,7 @@ def _fingerprint_raw(data: bytes, content_hash: str, ext: str) -> Fingerprint:
     if im is None:
         raise FileSkipped(NO_PREVIEW)
     exif = _container_exif(data)
-    preview_exif = im.getexif()
+    preview_exif = _exif_or_empty(im.getexif)
     orientation = exif.get(_ORIENTATION_TAG) or preview_exif.get(_ORIENTATION_TAG, 1)
     if not isinstance(orientation, int) or orientation not in range(1, 9):
         orientation = 1
@@ -852,7 +865,7 @@ def thumbnail_jpeg(path: str | os.PathLike[str], size: int = 256, quality: int =
     try:
         preview = raw_preview(data) if raw_extension(path, data[:64]) else None
         im = preview or open_image(data)
-        orientation = _container_exif(data).get(_ORIENTATION_TAG) or im.getexif().get(_ORIENTATION_TAG, 1)
+        orientation = _container_exif(data).get(_ORIENTATION_TAG) or _exif(data, im).get(_ORIENTATION_TAG, 1)
         if not isinstance(orientation, int) or orientation not in range(1, 9):
             orientation = 1
         if preview is None and im.format in ("JPEG", "MPO"):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -424,6 +425,28 @@ def test_png_exif_is_read_before_or_after_the_image_data_and_without_decoding_it
     assert isinstance(im, ImageFile.ImageFile) and im.tile  # still to decode
     a, b = fingerprint_bytes(before, "x"), fingerprint_bytes(after, "x")
     assert a == b and (a.width, a.height, a.taken) == (200, 300, "2021-02-03T04:05:06")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_photo_whose_exif_block_is_damaged_is_read_as_one_without_exif(fmt: str) -> None:
+    """A photo whose EXIF block cannot be read (a damaged TIFF header) has the fingerprint of the same photo
+    without EXIF (upright, no date), but for its content hash: only the metadata is lost, never the photo skipped
+    as corrupt. A JPEG with a resolution in its JFIF segment included, which Pillow does not read the EXIF for."""
+    im = draw_photo(15, (300, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8769)[36867] = "2021:02:03 04:05:06"
+    plain, tagged = io.BytesIO(), io.BytesIO()
+    im.save(plain, fmt, dpi=(72, 72))
+    im.save(tagged, fmt, dpi=(72, 72), exif=exif)
+    header = tagged.getvalue().index(b"MM\x00*")
+    damaged = tagged.getvalue()[:header] + b"XX" + tagged.getvalue()[header + 2 :]
+    if fmt == "PNG":  # the eXIf chunk's CRC made again: only its content is damaged
+        chunks = [_chunk(c[4:8], c[8:-4]) if c[4:8] == b"eXIf" else c for c in _png_chunks(damaged)]
+        damaged = damaged[:8] + b"".join(chunks)
+    read = fingerprint_bytes(damaged, "damaged")
+    assert read == dataclasses.replace(fingerprint_bytes(plain.getvalue(), "plain"), content_hash="damaged")
+    assert read.taken is None and (read.width, read.height) == (300, 200)
 
 
 def _png(kind: str) -> bytes:
