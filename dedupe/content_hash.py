@@ -31,10 +31,10 @@ def image_data_hash(data: bytes, fmt: str, orientation: int) -> str | None:
     """A hash of the image data without its metadata, so that edited EXIF, XMP or ICC leave it unchanged.
 
     JPEG: every segment but APP0-APP13, APP15 and comments (APP14, Adobe, holds the colour transform), then the
-    scan data. PNG: every chunk but text, EXIF, time and physical size. WebP: every chunk but EXIF, XMP, ICC and
-    the VP8X header that announces them. The displayed orientation is part
-    of the hash. None when the structure cannot be followed or the format has none of its own (the caller hashes
-    the decoded pixels instead).
+    scan data, and a mark when a JFIF segment has libjpeg read an RGB picture as YCbCr. PNG: every chunk but
+    text, EXIF, time and physical size. WebP: every chunk but EXIF, XMP, ICC and the VP8X header that announces
+    them. The displayed orientation is part of the hash. None when the structure cannot be followed or the format
+    has none of its own (the caller hashes the decoded pixels instead).
     """
     digest = hashlib.blake2b(f"{fmt}:{orientation}:".encode(), digest_size=16)
     view = memoryview(data)  # slices of a view are not copies: a large file is hashed in place
@@ -71,11 +71,34 @@ def jpeg_segments(data: memoryview) -> Iterator[tuple[int, int, int]]:
         i = end
 
 
+def libjpeg_jfif(data: memoryview, start: int, end: int) -> bool:
+    """Whether the APP0 segment from start to end is a JFIF segment as libjpeg reads it: at least 14 bytes
+    starting "JFIF" and a NUL. (Pillow calls any APP0 starting "JFIF" one.)"""
+    return end - start >= 18 and end <= len(data) and bytes(data[start + 4 : start + 9]) == b"JFIF\x00"
+
+
+_JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (not DHT, JPG, DAC)
+
+
 def _jpeg_essence(data: memoryview, digest: hashlib.blake2b) -> bool:
+    jfif, adobe_transform, channel_ids = False, -1, b""
     for marker, start, end in jpeg_segments(data):
         if marker == 0xDA:
             digest.update(data[start:])
+            # libjpeg decodes three channels as YCbCr behind a JFIF segment; without one, as the Adobe transform
+            # says, or else as the channels' ids say. An RGB picture behind a JFIF segment (a tool added one) thus
+            # decodes to other colours than without it: the two are not one picture. Others hash as they did.
+            rgb = adobe_transform == 0 if adobe_transform >= 0 else channel_ids == b"RGB"
+            if jfif and len(channel_ids) == 3 and rgb:
+                digest.update(b":YCbCr by JFIF")
             return True
+        whole = end <= len(data)
+        if marker == 0xE0:
+            jfif = jfif or libjpeg_jfif(data, start, end)
+        elif marker == 0xEE and whole and end - start >= 16 and bytes(data[start + 4 : start + 9]) == b"Adobe":
+            adobe_transform = data[start + 15]
+        elif marker in _JPEG_FRAMES and whole and end - start >= 10:
+            channel_ids = bytes(data[start + 10 : end : 3])[: data[start + 9]]
         if not (0xE0 <= marker <= 0xED or marker in (0xEF, 0xFE)):
             digest.update(data[start:end])
     return False

@@ -21,10 +21,10 @@ from pathlib import Path
 import imagehash
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageFile, ImageStat, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageStat, PngImagePlugin, UnidentifiedImageError
 
 from dedupe import webp
-from dedupe.content_hash import hash_bytes, hash_file, image_data_hash, jpeg_segments, png_chunks
+from dedupe.content_hash import hash_bytes, hash_file, image_data_hash, jpeg_segments, libjpeg_jfif, png_chunks
 from dedupe.errors import FileSkipped
 from dedupe.models import (
     CROP_BYTES,
@@ -307,13 +307,14 @@ _PNG_EXIF_CHUNKS = frozenset((b"eXIf", b"tEXt", b"zTXt", b"iTXt"))
 
 
 def _exif(data: bytes, im: Image.Image) -> Image.Exif:
-    """im.getexif(), without decoding a still PNG whose EXIF and text chunks all come before its image data.
+    """im.getexif(), without decoding a still PNG whose EXIF and text chunks all come before its image data, and
+    empty when the EXIF block cannot be read (_exif_or_empty).
 
     Pillow's getexif decodes a whole PNG that has no eXIf chunk before its image data, to read any after it:
     when none of the chunks it reads lies there, what Pillow read when opening the file is all there is.
     """
     if im.format != "PNG" or getattr(im, "n_frames", 1) != 1:
-        return im.getexif()
+        return _exif_or_empty(im.getexif)
     image_data = False
     for kind, _, _ in png_chunks(memoryview(data)):  # slices of a view are not copies
         if kind == b"IEND":
@@ -321,16 +322,32 @@ def _exif(data: bytes, im: Image.Image) -> Image.Exif:
         if kind == b"IDAT":
             image_data = True
         elif image_data and kind in _PNG_EXIF_CHUNKS:
-            return im.getexif()
-    return Image.Image.getexif(im)
+            if "exif" not in im.info:  # what Pillow's getexif does first: a damaged picture fails here, as one
+                im.load()
+            break
+    return _exif_or_empty(lambda: Image.Image.getexif(im))
+
+
+def _exif_or_empty(read: Callable[[], Image.Exif]) -> Image.Exif:
+    """read(), or no EXIF when the block is damaged (a TIFF header that is not one, a cut directory). Pillow
+    ignores such a block when it reads a JPEG's resolution from it, and then reads it as empty, but raises when
+    asked for it first (a JPEG with a JFIF resolution, a PNG): a damaged block costs the metadata, not the photo."""
+    try:
+        return read()
+    except Exception:  # Pillow's TIFF reader raises many types on hostile input
+        return Image.Exif()
 
 
 def _pixels_key(data: bytes, im: Image.Image, data_hash: str) -> str | None:
     """What decides the pixels that a single-frame picture decodes to: its image data (data_hash, which holds the
     format and orientation), and what Pillow read of it that the data hash leaves out: the mode and size (a
     WebP's VP8X chunk announces them), and for a JPEG whether it has a JFIF segment (by which libjpeg tells
-    YCbCr from RGB). None when that is not all: a WebP whose RIFF size is not its length (libwebp reads to it)."""
+    YCbCr from RGB). None when that is not all: a WebP whose RIFF size is not its length (libwebp reads to it),
+    a PNG still to decode that has chunks Pillow reads after its image data (its decoding reads them then, and a
+    malformed pHYs, which the data hash leaves out, fails it)."""
     if im.format == "WEBP" and int.from_bytes(data[4:8], "little") + 8 != len(data):
+        return None
+    if im.format == "PNG" and isinstance(im, ImageFile.ImageFile) and im.tile and _pillow_reads_after_image_data(data):
         return None
     jfif = im.format in ("JPEG", "MPO") and _libjpeg_jfif(memoryview(data))
     return hash_bytes(f"{data_hash}:{im.mode}:{im.size}:{jfif}".encode())
@@ -340,10 +357,7 @@ def _libjpeg_jfif(data: memoryview) -> bool:
     """Whether libjpeg sees a JFIF segment before the scan: an APP0 of at least 14 bytes starting "JFIF" and a NUL.
     Pillow's info["jfif"] is set for any APP0 starting "JFIF", so it cannot tell the two apart, and libjpeg reads
     a three-channel picture as YCbCr or RGB by it."""
-    return any(
-        marker == 0xE0 and end - start >= 18 and bytes(data[start + 4 : start + 9]) == b"JFIF\x00"
-        for marker, start, end in jpeg_segments(data)
-    )
+    return any(marker == 0xE0 and libjpeg_jfif(data, start, end) for marker, start, end in jpeg_segments(data))
 
 
 def _webp_reduced(data: bytes, im: Image.Image) -> Image.Image | None:
@@ -366,19 +380,25 @@ def _webp_reduced(data: bytes, im: Image.Image) -> Image.Image | None:
 # PNG colour types (of 8 bits a sample) whose pixels libspng gives as Pillow does, and Pillow's mode for each.
 # Grey with alpha is not among them: libspng has no such output format and refuses it.
 _SPNG_MODES = {0: "L", 2: "RGB", 6: "RGBA"}
+# The chunks Pillow's PNG reader interprets. It reads those after the image data when it finishes decoding: there a
+# malformed one fails the decode, a tRNS makes a colour transparent and an fcTL is a frame's size, where libspng
+# passes over them or reads them otherwise.
+_PILLOW_READS = frozenset(name[6:].encode() for name in vars(PngImagePlugin.PngStream) if name.startswith("chunk_"))
+_APNG_CHUNKS = frozenset((b"acTL", b"fcTL", b"fdAT"))  # the first frame's size is its fcTL's to Pillow
 
 
 def _png_decoded(data: bytes, im: Image.Image) -> Image.Image | None:
     """A still PNG of 8-bit grey, colour or colour and alpha samples, without a transparent colour, decoded by
     libspng (pyspng): the same pixels as Pillow's decoder, which its filters, in SIMD, reach about a fifth
     sooner. None when pyspng is not installed, the picture is of another kind (palette, 16-bit, grey with alpha,
-    a tRNS colour) or libspng refuses it: Pillow then decodes it, and words any error as before."""
+    a tRNS colour), libspng might read it otherwise than Pillow (_spng_reads_as_pillow) or refuses it: Pillow
+    then decodes it, and words any error as before."""
     if pyspng is None or len(data) < 29 or data[12:16] != b"IHDR" or "transparency" in im.info:
         return None
     if not (isinstance(im, ImageFile.ImageFile) and im.tile):
         return None  # decoded already (Pillow's getexif decodes a PNG with metadata after its image data)
     mode = _SPNG_MODES.get(data[25]) if data[24] == 8 else None
-    if mode is None or mode != im.mode or not _idat_crcs_hold(data):
+    if mode is None or mode != im.mode or not _spng_reads_as_pillow(data):
         return None
     try:
         pixels = pyspng.load(data, mode)
@@ -391,19 +411,38 @@ def _png_decoded(data: bytes, im: Image.Image) -> Image.Image | None:
     return _image_of(mode, im.size, pixels) if mode == "RGB" else Image.fromarray(pixels)
 
 
-def _idat_crcs_hold(data: bytes) -> bool:
-    """Whether every IDAT chunk's CRC matches its bytes. pyspng has libspng ignore CRCs, and libspng does not
-    check zlib's Adler-32 either, so image data that rotted on disk would decode to other pixels without an
-    error; Pillow's decoder reports it (the Adler-32 fails). A file that fails here is left to Pillow."""
+def _spng_reads_as_pillow(data: bytes) -> bool:
+    """Whether libspng decodes this PNG to what Pillow's decoder gives: the chunks run whole up to IEND, every
+    IDAT chunk's CRC matches its bytes, no chunk is APNG's, and after the image data come only IDAT chunks and
+    chunks that Pillow does not read (_PILLOW_READS).
+
+    pyspng has libspng ignore CRCs, and libspng does not check zlib's Adler-32 either, so image data that rotted
+    on disk would decode to other pixels without an error; Pillow's decoder reports it (the Adler-32 fails).
+    Pillow also fails a file cut inside a chunk after its image data, or with a malformed chunk there that it
+    reads, and makes a colour transparent by a tRNS chunk there; libspng decodes such files as if whole and
+    opaque. Any such file is left to Pillow."""
     view = memoryview(data)
     for kind, start, end in png_chunks(view):
-        if kind == b"IDAT" and (
-            end > len(data) or zlib.crc32(view[start + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big")
-        ):
+        if end > len(view) or kind in _APNG_CHUNKS:
             return False
         if kind == b"IEND":
+            return not _pillow_reads_after_image_data(data)
+        if kind == b"IDAT" and zlib.crc32(view[start + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big"):
+            return False
+    return False
+
+
+def _pillow_reads_after_image_data(data: bytes) -> bool:
+    """Whether a chunk that Pillow's PNG reader interprets (other than more image data) follows the image data."""
+    image_data = False
+    for kind, _, _ in png_chunks(memoryview(data)):
+        if kind == b"IEND":
             break
-    return True
+        if kind == b"IDAT":
+            image_data = True
+        elif image_data and kind in _PILLOW_READS:
+            return True
+    return False
 
 
 def _image_of(mode: str, size: tuple[int, int], pixels: bytes | npt.NDArray[np.uint8]) -> Image.Image:
@@ -510,7 +549,7 @@ def _fingerprint_raw(data: bytes, content_hash: str, ext: str) -> Fingerprint:
     if im is None:
         raise FileSkipped(NO_PREVIEW)
     exif = _container_exif(data)
-    preview_exif = im.getexif()
+    preview_exif = _exif_or_empty(im.getexif)
     orientation = exif.get(_ORIENTATION_TAG) or preview_exif.get(_ORIENTATION_TAG, 1)
     if not isinstance(orientation, int) or orientation not in range(1, 9):
         orientation = 1
@@ -826,7 +865,7 @@ def thumbnail_jpeg(path: str | os.PathLike[str], size: int = 256, quality: int =
     try:
         preview = raw_preview(data) if raw_extension(path, data[:64]) else None
         im = preview or open_image(data)
-        orientation = _container_exif(data).get(_ORIENTATION_TAG) or im.getexif().get(_ORIENTATION_TAG, 1)
+        orientation = _container_exif(data).get(_ORIENTATION_TAG) or _exif(data, im).get(_ORIENTATION_TAG, 1)
         if not isinstance(orientation, int) or orientation not in range(1, 9):
             orientation = 1
         if preview is None and im.format in ("JPEG", "MPO"):

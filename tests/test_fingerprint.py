@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -316,6 +317,24 @@ def test_a_picture_whose_decoding_is_claimed_is_fingerprinted_from_its_twin(fmt:
     assert same.of(twin) == decoded and decoded.taken == "2023-06-07T08:09:10" and decoded.camera == "Nikon"
 
 
+def test_a_png_whose_decoding_fails_after_its_image_data_is_never_a_twin() -> None:
+    """A PNG with a malformed pHYs chunk after its image data (Pillow's decoding reads it there and fails) is
+    skipped as it is alone, also when a PNG with the same image data was claimed first: it claims its own
+    decoding, since the image-data hash leaves that chunk out."""
+    buf = io.BytesIO()
+    draw_photo(14, (300, 200)).save(buf, "PNG")
+    whole = buf.getvalue()
+    ihdr, idat, iend = _png_chunks(whole)
+    broken = whole[:8] + ihdr + idat + _chunk(b"pHYs", b"\x01") + iend
+    alone = _outcome(broken)
+    assert isinstance(alone, str) and "pHYs" in alone
+    claims: list[str] = []
+    fingerprint_unless_claimed(whole, "whole", claim=_recording(claims))
+    with pytest.raises(FileSkipped) as skipped:
+        fingerprint_unless_claimed(broken, "broken", claim=lambda key: key not in claims)
+    assert skipped.value.reason == alone
+
+
 def test_pictures_that_may_decode_otherwise_are_never_twins() -> None:
     """Another picture, the same picture turned by its EXIF orientation, a JPEG with and one without a JFIF
     segment as libjpeg reads it (libjpeg then guesses the colour space otherwise) and an animation each claim their
@@ -357,6 +376,26 @@ def test_pictures_that_may_decode_otherwise_are_never_twins() -> None:
     assert key_of(saved(frames[0], "PNG", save_all=True, append_images=frames[1:])) is None
 
 
+def test_an_rgb_jpeg_behind_a_jfif_segment_is_not_the_same_picture_as_without_it() -> None:
+    """An RGB JPEG behind a JFIF segment, which libjpeg decodes as YCbCr (other colours), has another image hash
+    than the same JPEG without one, so no plan removes either as a copy of the other; a YCbCr JPEG with and
+    without its JFIF segment keeps one image hash."""
+    im = draw_photo(6, (400, 300))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=85, keep_rgb=True)
+    rgb = buf.getvalue()
+    jfif = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    behind_jfif = rgb[:2] + jfif + rgb[2:]
+    a, b = fingerprint_bytes(behind_jfif, "a"), fingerprint_bytes(rgb, "b")
+    assert a.phash != b.phash and a.image_hash != b.image_hash
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=85)
+    ycbcr = buf.getvalue()
+    assert ycbcr[6:11] == b"JFIF\x00"
+    without_jfif = ycbcr[:2] + ycbcr[4 + int.from_bytes(ycbcr[4:6], "big") :]
+    assert fingerprint_bytes(ycbcr, "c").image_hash == fingerprint_bytes(without_jfif, "d").image_hash
+
+
 def _png_chunks(data: bytes) -> list[bytes]:
     """A PNG's chunks, each whole (length, type, data and CRC)."""
     chunks, i = [], 8
@@ -386,6 +425,28 @@ def test_png_exif_is_read_before_or_after_the_image_data_and_without_decoding_it
     assert isinstance(im, ImageFile.ImageFile) and im.tile  # still to decode
     a, b = fingerprint_bytes(before, "x"), fingerprint_bytes(after, "x")
     assert a == b and (a.width, a.height, a.taken) == (200, 300, "2021-02-03T04:05:06")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_photo_whose_exif_block_is_damaged_is_read_as_one_without_exif(fmt: str) -> None:
+    """A photo whose EXIF block cannot be read (a damaged TIFF header) has the fingerprint of the same photo
+    without EXIF (upright, no date), but for its content hash: only the metadata is lost, never the photo skipped
+    as corrupt. A JPEG with a resolution in its JFIF segment included, which Pillow does not read the EXIF for."""
+    im = draw_photo(15, (300, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8769)[36867] = "2021:02:03 04:05:06"
+    plain, tagged = io.BytesIO(), io.BytesIO()
+    im.save(plain, fmt, dpi=(72, 72))
+    im.save(tagged, fmt, dpi=(72, 72), exif=exif)
+    header = tagged.getvalue().index(b"MM\x00*")
+    damaged = tagged.getvalue()[:header] + b"XX" + tagged.getvalue()[header + 2 :]
+    if fmt == "PNG":  # the eXIf chunk's CRC made again: only its content is damaged
+        chunks = [_chunk(c[4:8], c[8:-4]) if c[4:8] == b"eXIf" else c for c in _png_chunks(damaged)]
+        damaged = damaged[:8] + b"".join(chunks)
+    read = fingerprint_bytes(damaged, "damaged")
+    assert read == dataclasses.replace(fingerprint_bytes(plain.getvalue(), "plain"), content_hash="damaged")
+    assert read.taken is None and (read.width, read.height) == (300, 200)
 
 
 def _png(kind: str) -> bytes:
@@ -447,6 +508,55 @@ def test_a_png_whose_image_data_rotted_is_skipped_as_pillow_skips_it(
     assert isinstance(with_spng, str) and with_spng.startswith("corrupt image")
     monkeypatch.setattr(fingerprint, "pyspng", None)
     assert _outcome(bytes(rotted)) == with_spng
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        "tRNS after the image data",
+        "short gAMA after the image data",
+        "short pHYs after the image data",
+        "empty sRGB after the image data",
+        "one-frame APNG with a smaller frame",
+        "private chunk cut short at the end",
+    ],
+)
+def test_a_png_with_chunks_pillow_reads_otherwise_has_pillows_outcome(
+    odd: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PNG with chunks that Pillow's reader interprets and libspng passes over (after the image data, or APNG's
+    frame size), or cut inside a chunk after its image data, has the fingerprint or skip reason that Pillow's
+    decoding gives it, whether libspng is installed or not."""
+    from dedupe import fingerprint
+
+    pytest.importorskip("pyspng", reason="pyspng is not installed: Pillow decodes every PNG")
+    im = draw_photo(13, (160, 120)).convert("L" if "tRNS" in odd else "RGB")
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    ihdr, idat, iend = _png_chunks(buf.getvalue())
+    histogram = im.histogram()
+    commonest = histogram.index(max(histogram))  # of a grey picture: its commonest grey becomes transparent
+    after = {
+        "tRNS after the image data": _chunk(b"tRNS", commonest.to_bytes(2, "big")),
+        "short gAMA after the image data": _chunk(b"gAMA", b"\x01"),
+        "short pHYs after the image data": _chunk(b"pHYs", b"\x01"),
+        "empty sRGB after the image data": _chunk(b"sRGB", b""),
+    }
+    if odd == "one-frame APNG with a smaller frame":
+        frame = struct.pack(">IIIIIHHBB", 0, 80, 60, 0, 0, 1, 10, 0, 0)
+        animation = _chunk(b"acTL", struct.pack(">II", 1, 0)) + _chunk(b"fcTL", frame)
+        data = buf.getvalue()[:8] + ihdr + animation + idat + iend
+    elif odd == "private chunk cut short at the end":
+        data = buf.getvalue()[:8] + ihdr + idat + _chunk(b"prVt", bytes(100))[:50]
+    else:
+        data = buf.getvalue()[:8] + ihdr + idat + after[odd] + iend
+    with_spng = _outcome(data)
+    monkeypatch.setattr(fingerprint, "pyspng", None)
+    assert with_spng == _outcome(data)
 
 
 def test_same_pixels_in_other_uncompressed_formats_share_the_image_hash(tmp_path: Path) -> None:
