@@ -170,7 +170,12 @@ def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
             if size > MAX_FILE_BYTES:
                 raise FileSkipped(f"too large for a photo ({size / (1 << 30):.1f} GiB; the limit is 1 GiB)")
             f.seek(0)
-            return f.read()
+            # One read of the size stat gave: read() to the end reads a little, then doubles its buffer and reads
+            # again, and shrinks it once more at the end; what grew since the stat is read on after it.
+            data = f.read(size)
+            while more := f.read(1 << 20):
+                data += more
+            return data
     except FileNotFoundError:
         raise FileSkipped("vanished during the scan", transient=True) from None
     except PermissionError:
