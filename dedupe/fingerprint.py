@@ -18,7 +18,6 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-import imagehash
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageFile, ImageStat, UnidentifiedImageError
@@ -624,7 +623,12 @@ def perceptual_hashes(work: Image.Image) -> tuple[int, int]:
 
 
 def _dhash(work: Image.Image) -> int:
-    return int(str(imagehash.dhash(work, hash_size=HASH_SIZE)), 16)
+    """ImageHash's dhash (hash_size 8), the same bits, as an unsigned integer: whether each of a 9 x 8 grey copy's
+    pixels is brighter than the one to its left, row by row, the first the highest bit. Made here so that a scan
+    need not import ImageHash (about 9 ms of every start; a test checks the bits against it)."""
+    grey = np.asarray(work.convert("L").resize((HASH_SIZE + 1, HASH_SIZE), Image.Resampling.LANCZOS))
+    bits = (grey[:, 1:] > grey[:, :-1]).reshape(HASH_SIZE * HASH_SIZE)
+    return int((bits.astype(np.uint64) * _BIT_WEIGHTS).sum(dtype=np.uint64))
 
 
 def dihedral_hashes(work: Image.Image) -> tuple[int, ...]:

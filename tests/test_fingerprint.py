@@ -484,6 +484,21 @@ def test_phash_has_the_same_bits_as_imagehash(tmp_path: Path) -> None:
     assert len(theirs.stdout.split()) == len(pictures) >= 16
 
 
+def test_dhash_has_the_same_bits_as_imagehash() -> None:
+    """Our dHash has ImageHash's bits (ImageHash's dhash imports no SciPy, so it runs here)."""
+    import imagehash
+
+    from dedupe.fingerprint import _dhash, working_image
+
+    pictures = [working_image(draw_photo(seed, (640, 480))) for seed in range(12)]
+    for path in sorted(Path("/usr/share/backgrounds").rglob("*.jpg"))[:5]:  # real photographs, where installed
+        with Image.open(path) as photo:
+            pictures.append(working_image(photo.convert("RGB")))
+    theirs = [int(str(imagehash.dhash(im, hash_size=8)), 16) for im in pictures]
+    assert [_dhash(im) for im in pictures] == theirs
+    assert len(set(theirs)) >= 12
+
+
 def test_version_names_the_imagehash_in_use() -> None:
     """The fingerprint version, kept in models without Pillow, names the ImageHash that fingerprint.py imports."""
     import imagehash
