@@ -555,6 +555,29 @@ def test_files_with_several_frames_are_the_same_image_only_with_the_same_bytes(t
         assert fingerprint_file(c).image_hash == fa.image_hash
 
 
+def test_pillow_heif_is_loaded_by_the_first_heic_file(tmp_path: Path) -> None:
+    """pillow-heif is not loaded with the fingerprint module, only once a HEIC file is met; that file is then
+    read, in a process that never loaded it before."""
+    heic = save(draw_photo(3, (320, 240)), tmp_path / "a.heic", quality=90)
+    jpeg = save(draw_photo(3, (320, 240)), tmp_path / "b.jpg")
+    code = (
+        "import sys; from dedupe import fingerprint; loaded = 'pillow_heif' in sys.modules; "
+        "print(loaded, fingerprint.fingerprint_file(sys.argv[1]).format, 'pillow_heif' in sys.modules, "
+        "fingerprint.fingerprint_file(sys.argv[1]).phash, fingerprint.fingerprint_file(sys.argv[2]).phash)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(heic), str(jpeg)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=True,
+        timeout=120,
+    )
+    before, fmt, after, heic_phash, jpeg_phash = r.stdout.split()
+    assert (before, fmt, after) == ("False", "HEIF", "True")
+    assert bin(int(heic_phash) ^ int(jpeg_phash)).count("1") <= 4
+
+
 def test_without_pillow_heif_heic_files_are_skipped_with_the_reason(tmp_path: Path) -> None:
     """A broken install without pillow-heif still scans: HEIC files are skipped and say what to install."""
     save(draw_photo(3, (320, 240)), tmp_path / "p" / "a.heic", quality=90)
