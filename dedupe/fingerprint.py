@@ -8,6 +8,7 @@ lets the engine below it run without Pillow. What needs no Pillow lives beside i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -18,7 +19,6 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-import imagehash
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageFile, ImageStat, PngImagePlugin, UnidentifiedImageError
@@ -45,13 +45,6 @@ try:
     import pyspng
 except ImportError:  # a platform without its wheel: Pillow decodes every PNG then, a fifth slower
     pyspng = None
-try:
-    import pillow_heif
-except ImportError:  # a broken install: HEIC files are then skipped with the reason, everything else works
-    HEIF_SUPPORT = False
-else:
-    pillow_heif.register_heif_opener()
-    HEIF_SUPPORT = True
 # The plugins of the photo formats, so that the formats= allow-list below can name them; not all of Pillow's (they
 # take 20 ms of a one-image `dedupe check`): Image.open loads the others itself when it is asked for them.
 for _plugin in ("Jpeg", "Png", "Gif", "Bmp", "Tiff", "WebP", "Avif"):
@@ -63,7 +56,8 @@ for _plugin in ("Jpeg", "Png", "Gif", "Bmp", "Tiff", "WebP", "Avif"):
 # Only photo formats reach a decoder: a PSD, EPS or PDF renamed .jpg is refused before any parser sees it.
 # (Camera MPO files open through the JPEG decoder.)
 # Those whose decoder is missing (HEIF without pillow-heif) are left out.
-PHOTO_FORMATS = tuple(f for f in ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "HEIF", "AVIF") if f in Image.OPEN)
+# HEIF is added once a file announces it (_heif_support): pillow-heif takes 5 ms of every start to load.
+PHOTO_FORMATS = tuple(f for f in ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "AVIF") if f in Image.OPEN)
 IMAGE_EXTENSIONS = frozenset(
     (".jpg .jpeg .jpe .jfif .png .apng .gif .bmp .dib .tif .tiff .webp .heic .heif .hif .avif").split()  # noqa: SIM905
 )
@@ -170,7 +164,12 @@ def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
             if size > MAX_FILE_BYTES:
                 raise FileSkipped(f"too large for a photo ({size / (1 << 30):.1f} GiB; the limit is 1 GiB)")
             f.seek(0)
-            return f.read()
+            # One read of the size stat gave: read() to the end reads a little, then doubles its buffer and reads
+            # again, and shrinks it once more at the end; what grew since the stat is read on after it.
+            data = f.read(size)
+            while more := f.read(1 << 20):
+                data += more
+            return data
     except FileNotFoundError:
         raise FileSkipped("vanished during the scan", transient=True) from None
     except PermissionError:
@@ -221,7 +220,7 @@ def fingerprint_unless_claimed(
     except MemoryError:
         raise FileSkipped("too large to decode in memory", transient=True) from None
     except UnidentifiedImageError:
-        if not HEIF_SUPPORT and sniff_format(data[:64]) == "HEIF":
+        if sniff_format(data[:64]) == "HEIF" and not _heif_support():
             raise FileSkipped("unsupported format: HEIC/HEIF needs pillow-heif (pip install pillow-heif)") from None
         raise FileSkipped("not a readable photo (format not recognised)") from None
     except OSError as e:
@@ -240,10 +239,25 @@ def _first_line(e: BaseException) -> str:
 
 def open_image(data: bytes) -> Image.Image:
     """Open photo bytes with only the photo decoders, keeping Pillow's decompression-bomb limit."""
+    formats: tuple[str, ...] = PHOTO_FORMATS
+    if sniff_format(data[:64]) == "HEIF" and _heif_support():
+        formats += ("HEIF",)
     with warnings.catch_warnings():
         # Between Pillow's warning and error limits lie real 100-megapixel photos: allow them quietly.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(io.BytesIO(data), formats=PHOTO_FORMATS)
+        return Image.open(io.BytesIO(data), formats=formats)
+
+
+@functools.cache
+def _heif_support() -> bool:
+    """Whether HEIC/HEIF files can be decoded: pillow-heif loaded and its opener registered, on the first such
+    file. Without it (a broken install) those files are skipped with the reason; everything else works."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
 
 
 def _fingerprint(
@@ -658,7 +672,12 @@ def perceptual_hashes(work: Image.Image) -> tuple[int, int]:
 
 
 def _dhash(work: Image.Image) -> int:
-    return int(str(imagehash.dhash(work, hash_size=HASH_SIZE)), 16)
+    """ImageHash's dhash (hash_size 8), the same bits, as an unsigned integer: whether each of a 9 x 8 grey copy's
+    pixels is brighter than the one to its left, row by row, the first the highest bit. Made here so that a scan
+    need not import ImageHash (about 9 ms of every start; a test checks the bits against it)."""
+    grey = np.asarray(work.convert("L").resize((HASH_SIZE + 1, HASH_SIZE), Image.Resampling.LANCZOS))
+    bits = (grey[:, 1:] > grey[:, :-1]).reshape(HASH_SIZE * HASH_SIZE)
+    return int((bits.astype(np.uint64) * _BIT_WEIGHTS).sum(dtype=np.uint64))
 
 
 def dihedral_hashes(work: Image.Image) -> tuple[int, ...]:

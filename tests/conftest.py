@@ -81,6 +81,10 @@ def draw_photo(seed: int, size: tuple[int, int] = (1200, 900)) -> Image.Image:
 
 def save(im: Image.Image, path: Path, **params: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".heic", ".heif"):
+        import pillow_heif  # dedupe loads it only once it meets such a file; saving one needs it first
+
+        pillow_heif.register_heif_opener()
     im.save(path, **params)
     return path
 

@@ -594,6 +594,21 @@ def test_phash_has_the_same_bits_as_imagehash(tmp_path: Path) -> None:
     assert len(theirs.stdout.split()) == len(pictures) >= 16
 
 
+def test_dhash_has_the_same_bits_as_imagehash() -> None:
+    """Our dHash has ImageHash's bits (ImageHash's dhash imports no SciPy, so it runs here)."""
+    import imagehash
+
+    from dedupe.fingerprint import _dhash, working_image
+
+    pictures = [working_image(draw_photo(seed, (640, 480))) for seed in range(12)]
+    for path in sorted(Path("/usr/share/backgrounds").rglob("*.jpg"))[:5]:  # real photographs, where installed
+        with Image.open(path) as photo:
+            pictures.append(working_image(photo.convert("RGB")))
+    theirs = [int(str(imagehash.dhash(im, hash_size=8)), 16) for im in pictures]
+    assert [_dhash(im) for im in pictures] == theirs
+    assert len(set(theirs)) >= 12
+
+
 def test_version_names_the_imagehash_in_use() -> None:
     """The fingerprint version, kept in models without Pillow, names the ImageHash that fingerprint.py imports."""
     import imagehash
@@ -648,6 +663,29 @@ def test_files_with_several_frames_are_the_same_image_only_with_the_same_bytes(t
         c = tmp_path / f"c.{ext}"
         c.write_bytes(a.read_bytes())
         assert fingerprint_file(c).image_hash == fa.image_hash
+
+
+def test_pillow_heif_is_loaded_by_the_first_heic_file(tmp_path: Path) -> None:
+    """pillow-heif is not loaded with the fingerprint module, only once a HEIC file is met; that file is then
+    read, in a process that never loaded it before."""
+    heic = save(draw_photo(3, (320, 240)), tmp_path / "a.heic", quality=90)
+    jpeg = save(draw_photo(3, (320, 240)), tmp_path / "b.jpg")
+    code = (
+        "import sys; from dedupe import fingerprint; loaded = 'pillow_heif' in sys.modules; "
+        "print(loaded, fingerprint.fingerprint_file(sys.argv[1]).format, 'pillow_heif' in sys.modules, "
+        "fingerprint.fingerprint_file(sys.argv[1]).phash, fingerprint.fingerprint_file(sys.argv[2]).phash)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(heic), str(jpeg)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=True,
+        timeout=120,
+    )
+    before, fmt, after, heic_phash, jpeg_phash = r.stdout.split()
+    assert (before, fmt, after) == ("False", "HEIF", "True")
+    assert bin(int(heic_phash) ^ int(jpeg_phash)).count("1") <= 4
 
 
 def test_without_pillow_heif_heic_files_are_skipped_with_the_reason(tmp_path: Path) -> None:
