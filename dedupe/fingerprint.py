@@ -14,16 +14,15 @@ import io
 import os
 import re
 import warnings
-import zlib
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageFile, ImageStat, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageStat, UnidentifiedImageError
 
-from dedupe import webp
+from dedupe import png, webp
 from dedupe.content_hash import hash_bytes, hash_file, image_data_hash, jpeg_segments, libjpeg_jfif, png_chunks
 from dedupe.errors import FileSkipped
 from dedupe.models import (
@@ -41,10 +40,6 @@ from dedupe.models import (
 )
 from dedupe.windows import cell_means
 
-try:
-    import pyspng
-except ImportError:  # a platform without its wheel: Pillow decodes every PNG then, a fifth slower
-    pyspng = None
 # The plugins of the photo formats, so that the formats= allow-list below can name them; not all of Pillow's (they
 # take 20 ms of a one-image `dedupe check`): Image.open loads the others itself when it is asked for them.
 for _plugin in ("Jpeg", "Png", "Gif", "Bmp", "Tiff", "WebP", "Avif"):
@@ -283,7 +278,7 @@ def _fingerprint(
         im.draft("RGB", (WORK_SIZE, WORK_SIZE))
     reduced = _webp_reduced(data, im) if fmt == "WEBP" else None
     if fmt == "PNG" and single:
-        im = _png_decoded(data, im) or im  # what follows reads only its pixels, mode and size
+        im = png.decoded(data, im) or im  # what follows reads only its pixels, mode and size
     if reduced is None:
         im.load()
     perceptual = _perceptual(working_image(reduced or im, orientation))
@@ -361,7 +356,8 @@ def _pixels_key(data: bytes, im: Image.Image, data_hash: str) -> str | None:
     malformed pHYs, which the data hash leaves out, fails it)."""
     if im.format == "WEBP" and int.from_bytes(data[4:8], "little") + 8 != len(data):
         return None
-    if im.format == "PNG" and isinstance(im, ImageFile.ImageFile) and im.tile and _pillow_reads_after_image_data(data):
+    still_to_decode = isinstance(im, ImageFile.ImageFile) and bool(im.tile)
+    if im.format == "PNG" and still_to_decode and png.pillow_reads_after_image_data(data):
         return None
     jfif = im.format in ("JPEG", "MPO") and _libjpeg_jfif(memoryview(data))
     return hash_bytes(f"{data_hash}:{im.mode}:{im.size}:{jfif}".encode())
@@ -388,83 +384,7 @@ def _webp_reduced(data: bytes, im: Image.Image) -> Image.Image | None:
         return None
     size = (-(-width // fx), -(-height // fy))
     decoded = webp.decode_reduced(data, *size)
-    return None if decoded is None else _image_of(decoded[0], size, decoded[1])
-
-
-# PNG colour types (of 8 bits a sample) whose pixels libspng gives as Pillow does, and Pillow's mode for each.
-# Grey with alpha is not among them: libspng has no such output format and refuses it.
-_SPNG_MODES = {0: "L", 2: "RGB", 6: "RGBA"}
-# The chunks Pillow's PNG reader interprets. It reads those after the image data when it finishes decoding: there a
-# malformed one fails the decode, a tRNS makes a colour transparent and an fcTL is a frame's size, where libspng
-# passes over them or reads them otherwise.
-_PILLOW_READS = frozenset(name[6:].encode() for name in vars(PngImagePlugin.PngStream) if name.startswith("chunk_"))
-_APNG_CHUNKS = frozenset((b"acTL", b"fcTL", b"fdAT"))  # the first frame's size is its fcTL's to Pillow
-
-
-def _png_decoded(data: bytes, im: Image.Image) -> Image.Image | None:
-    """A still PNG of 8-bit grey, colour or colour and alpha samples, without a transparent colour, decoded by
-    libspng (pyspng): the same pixels as Pillow's decoder, which its filters, in SIMD, reach about a fifth
-    sooner. None when pyspng is not installed, the picture is of another kind (palette, 16-bit, grey with alpha,
-    a tRNS colour), libspng might read it otherwise than Pillow (_spng_reads_as_pillow) or refuses it: Pillow
-    then decodes it, and words any error as before."""
-    if pyspng is None or len(data) < 29 or data[12:16] != b"IHDR" or "transparency" in im.info:
-        return None
-    if not (isinstance(im, ImageFile.ImageFile) and im.tile):
-        return None  # decoded already (Pillow's getexif decodes a PNG with metadata after its image data)
-    mode = _SPNG_MODES.get(data[25]) if data[24] == 8 else None
-    if mode is None or mode != im.mode or not _spng_reads_as_pillow(data):
-        return None
-    try:
-        pixels = pyspng.load(data, mode)
-    except Exception:  # libspng's errors (a damaged or truncated file) are reported by Pillow's decoder
-        return None
-    width, height = im.size
-    if pixels.dtype != np.uint8 or pixels.shape[:2] != (height, width):
-        return None
-    # Grey and RGBA pixels are shared as they are; RGB ones are copied into Pillow's 4 bytes a pixel.
-    return _image_of(mode, im.size, pixels) if mode == "RGB" else Image.fromarray(pixels)
-
-
-def _spng_reads_as_pillow(data: bytes) -> bool:
-    """Whether libspng decodes this PNG to what Pillow's decoder gives: the chunks run whole up to IEND, every
-    IDAT chunk's CRC matches its bytes, no chunk is APNG's, and after the image data come only IDAT chunks and
-    chunks that Pillow does not read (_PILLOW_READS).
-
-    pyspng has libspng ignore CRCs, and libspng does not check zlib's Adler-32 either, so image data that rotted
-    on disk would decode to other pixels without an error; Pillow's decoder reports it (the Adler-32 fails).
-    Pillow also fails a file cut inside a chunk after its image data, or with a malformed chunk there that it
-    reads, and makes a colour transparent by a tRNS chunk there; libspng decodes such files as if whole and
-    opaque. Any such file is left to Pillow."""
-    view = memoryview(data)
-    for kind, start, end in png_chunks(view):
-        if end > len(view) or kind in _APNG_CHUNKS:
-            return False
-        if kind == b"IEND":
-            return not _pillow_reads_after_image_data(data)
-        if kind == b"IDAT" and zlib.crc32(view[start + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big"):
-            return False
-    return False
-
-
-def _pillow_reads_after_image_data(data: bytes) -> bool:
-    """Whether a chunk that Pillow's PNG reader interprets (other than more image data) follows the image data."""
-    image_data = False
-    for kind, _, _ in png_chunks(memoryview(data)):
-        if kind == b"IEND":
-            break
-        if kind == b"IDAT":
-            image_data = True
-        elif image_data and kind in _PILLOW_READS:
-            return True
-    return False
-
-
-def _image_of(mode: str, size: tuple[int, int], pixels: bytes | npt.NDArray[np.uint8]) -> Image.Image:
-    """Image.frombytes, without first filling the new picture with zeros (Pillow's frombytes does: about 3 ms
-    for every 16 megapixels), which decoding then overwrites entirely."""
-    im = Image.new(mode, size, None)
-    im.frombytes(pixels)
-    return im
+    return None if decoded is None else png.image_of(decoded[0], size, decoded[1])
 
 
 # A marker after entropy-coded data: 0xFF followed by anything but a stuffed zero, a restart or a fill byte.

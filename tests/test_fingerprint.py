@@ -480,7 +480,7 @@ def test_pngs_decoded_by_libspng_have_the_fingerprints_of_pillows_decoding(
 ) -> None:
     """Every kind of PNG has the fingerprint that Pillow's decoder gives, whether libspng decodes it (8-bit grey
     or colour, with or without alpha) or Pillow does (the others); a damaged one fails the same way."""
-    from dedupe import fingerprint
+    from dedupe import png
 
     pytest.importorskip("pyspng", reason="pyspng is not installed: Pillow decodes every PNG")
     data = _png(kind)
@@ -488,7 +488,7 @@ def test_pngs_decoded_by_libspng_have_the_fingerprints_of_pillows_decoding(
     damaged = [data[:cut], data[:cut] + bytes(len(data) - cut)]
     with_spng = [_outcome(d) for d in (data, *damaged)]
     assert isinstance(with_spng[0], Fingerprint)
-    monkeypatch.setattr(fingerprint, "pyspng", None)
+    monkeypatch.setattr(png, "pyspng", None)
     assert with_spng == [_outcome(d) for d in (data, *damaged)]
 
 
@@ -498,7 +498,7 @@ def test_a_png_whose_image_data_rotted_is_skipped_as_pillow_skips_it(
 ) -> None:
     """A PNG with a changed byte inside its image data (its IDAT CRC and zlib's Adler-32 no longer match) is
     skipped as corrupt whether libspng is installed or not, never fingerprinted from the changed pixels."""
-    from dedupe import fingerprint
+    from dedupe import png
 
     buf = io.BytesIO()
     draw_photo(12, (400, 300)).save(buf, "PNG", compress_level=level)
@@ -506,7 +506,7 @@ def test_a_png_whose_image_data_rotted_is_skipped_as_pillow_skips_it(
     rotted[buf.getvalue().index(b"IDAT") + 5000] ^= 1
     with_spng = _outcome(bytes(rotted))
     assert isinstance(with_spng, str) and with_spng.startswith("corrupt image")
-    monkeypatch.setattr(fingerprint, "pyspng", None)
+    monkeypatch.setattr(png, "pyspng", None)
     assert _outcome(bytes(rotted)) == with_spng
 
 
@@ -531,7 +531,7 @@ def test_a_png_with_chunks_pillow_reads_otherwise_has_pillows_outcome(
     """A PNG with chunks that Pillow's reader interprets and libspng passes over (after the image data, or APNG's
     frame size), or cut inside a chunk after its image data, has the fingerprint or skip reason that Pillow's
     decoding gives it, whether libspng is installed or not."""
-    from dedupe import fingerprint
+    from dedupe import png
 
     pytest.importorskip("pyspng", reason="pyspng is not installed: Pillow decodes every PNG")
     im = draw_photo(13, (160, 120)).convert("L" if "tRNS" in odd else "RGB")
@@ -555,7 +555,7 @@ def test_a_png_with_chunks_pillow_reads_otherwise_has_pillows_outcome(
     else:
         data = buf.getvalue()[:8] + ihdr + idat + after[odd] + iend
     with_spng = _outcome(data)
-    monkeypatch.setattr(fingerprint, "pyspng", None)
+    monkeypatch.setattr(png, "pyspng", None)
     assert with_spng == _outcome(data)
 
 
