@@ -350,7 +350,8 @@ def _node_pairs(
         x, y = crop_pairs(lib.crops, rep[at])
         x, y = at[x], at[y]
         found.append((x, y))
-        cropped = np.unique(x.astype(np.int64) * count + y)
+        cropped = np.sort(x.astype(np.int64) * count + y)
+        cropped = cropped[run_heads(cropped)]  # (np.unique of a plain array imports numpy.ma: 6 ms of a scan)
     if lib.odd:
         found.append(_colour_reading_pairs(lib, rep, rule))
     codes = np.sort(np.concatenate([a.astype(np.int64) * count + b for a, b in found]))
@@ -548,7 +549,8 @@ def _bursts_in_stars(centre_of: npt.NDArray[np.int64], burst: dict[int, tuple[by
     # Runs of one star and camera; those holding more than one time are looked at closely.
     group = np.cumsum(run_heads(star) | run_heads(camera))
     other = np.flatnonzero((group[1:] == group[:-1]) & (taken[1:] != taken[:-1]))
-    for g in np.unique(group[other]).tolist():
+    runs = group[other]  # ascending: group is a running count
+    for g in runs[run_heads(runs)].tolist():
         shots = sorted(set(taken[group == g].tolist()))
         if any(times.apart(x, y) for x, y in itertools.combinations(shots, 2)):
             return True

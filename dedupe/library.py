@@ -520,7 +520,8 @@ def _joined_texts(raw: bytes, lengths: npt.NDArray[np.int64], *, marked: bool = 
         out[:, :widest] = data.reshape(n, widest)
     else:
         starts = np.cumsum(lengths) - lengths
-        for width in np.unique(lengths[lengths > 0]).tolist():
+        widths = np.flatnonzero(np.bincount(lengths))  # the lengths there are, ascending (np.unique imports numpy.ma)
+        for width in widths[widths > 0].tolist():
             rows = np.flatnonzero(lengths == width)
             out[rows, :width] = data[starts[rows][:, None] + np.arange(width)]
     if marked:
