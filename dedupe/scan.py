@@ -600,13 +600,19 @@ def _claims_owner() -> str | None:
     """This process as a claims folder's name gives it: the boot, the pid namespace, the pid and the pid's start
     time. The start time tells a reused pid from the process that made the folder, and the boot and namespace
     that the pid is one this process can look up (a container sharing the temporary folder numbers its own).
-    None where /proc does not tell them (not Linux): the folder is then named as before and never judged stale."""
+    None where /proc does not tell them (not Linux, or a /proc of another pid namespace): the folder is then named
+    as before and never judged stale."""
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
         namespace = str(Path("/proc/self/ns/pid").readlink())
+        # A pid namespace without a /proc of its own (unshare --pid without --mount-proc) sees another
+        # namespace's processes there: /proc/PID is then not this namespace's pid PID.
+        seen = Path("/proc/self").readlink()
     except OSError:
         return None
     pid = os.getpid()
+    if str(seen) != str(pid):
+        return None
     start = _start_time(pid)
     found = re.fullmatch(r"pid:\[(\d+)\]", namespace)
     if start is None or found is None or re.fullmatch(r"[0-9a-f]{32}", boot) is None:

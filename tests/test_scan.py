@@ -503,6 +503,23 @@ def test_a_claims_folder_is_removed_only_when_its_scan_is_provably_gone(
         live.communicate()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="a claims folder names its process through /proc")
+def test_a_process_whose_proc_shows_another_pid_namespace_names_no_claims_folder() -> None:
+    """In a pid namespace without a /proc of its own, /proc/PID is another process than the pid PID of this
+    namespace: its start time tells nothing of this process's, so no claims folder is named by it (and none
+    judged stale by it, which would remove a running scan's)."""
+    code = "import importlib; print(importlib.import_module('dedupe.scan')._claims_owner())"
+    command = ["unshare", "--user", "--map-root-user", "--pid", "--fork", sys.executable, "-c", code]
+    try:
+        inside = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.skip("no unshare here")
+    if inside.returncode != 0 and "unshare" in inside.stderr:
+        pytest.skip(f"no user and pid namespaces here: {inside.stderr.strip()}")
+    assert inside.returncode == 0, inside.stderr
+    assert inside.stdout.strip() == "None"
+
+
 def test_a_missing_folder_is_an_error(tmp_path: Path, store: Store) -> None:
     with pytest.raises(DedupeError, match="no such file or folder"):
         scan([tmp_path / "nope"], store)
