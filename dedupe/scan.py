@@ -633,8 +633,8 @@ def _start_time(pid: int) -> int | None:
 def _remove_stale_claims(parent: str, owner: str) -> None:
     """Remove the claims folders in parent whose process is gone: only folders named by _claims_owner for this
     boot and pid namespace, that are folders of this user (not links), whose pid no longer runs, or runs another
-    program started since; and in them only empty regular files (a claims folder holds nothing else; a folder
-    with anything else is left). What cannot be judged or removed is left as it is."""
+    program started since, and that hold nothing but empty regular files (all a claims folder holds: a folder
+    with anything else is left whole). What cannot be judged or removed is left as it is."""
     boot, namespace, _, _ = owner.split("-")
     try:
         names = [e.name for e in os.scandir(parent) if e.name.startswith(_CLAIMS)]
@@ -668,16 +668,14 @@ def _remove_claims(parent: int, name: str) -> None:
             return
         with os.scandir(fd) as entries:
             inside = [(e.name, e.stat(follow_symlinks=False)) for e in entries]
-        others = False
-        for entry, st in inside:
-            if stat.S_ISREG(st.st_mode) and st.st_size == 0:
-                os.unlink(entry, dir_fd=fd)
-            else:
-                others = True
+        # Judged whole before anything goes: a folder holding anything else is not a claims folder.
+        if not all(stat.S_ISREG(st.st_mode) and st.st_size == 0 for _, st in inside):
+            return
+        for entry, _ in inside:
+            os.unlink(entry, dir_fd=fd)
     finally:
         os.close(fd)
-    if not others:
-        os.rmdir(name, dir_fd=parent)
+    os.rmdir(name, dir_fd=parent)
 
 
 def _context() -> multiprocessing.context.BaseContext:

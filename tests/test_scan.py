@@ -496,7 +496,7 @@ def test_a_claims_folder_is_removed_only_when_its_scan_is_provably_gone(
                 f"{boot}-{namespace}-{live.pid}-{started + 1}-file0001",
             )
         )
-        assert sorted(p.name for p in kept.iterdir()) == ["k2"]
+        assert sorted(p.name for p in kept.iterdir()) == ["k1", "k2"]
         assert sorted(p.name for p in target.iterdir()) == ["k1"]
     finally:
         live.kill()
