@@ -322,8 +322,12 @@ def _exif(data: bytes, im: Image.Image) -> Image.Exif:
     Pillow's getexif decodes a whole PNG that has no eXIf chunk before its image data, to read any after it:
     when none of the chunks it reads lies there, what Pillow read when opening the file is all there is.
     """
-    if im.format != "PNG" or getattr(im, "n_frames", 1) != 1:
+    if im.format != "PNG":
         return _exif_or_empty(im.getexif)
+    if getattr(im, "n_frames", 1) != 1:
+        if "exif" not in im.info:  # Pillow's getexif decodes the picture first: a damaged one fails as one
+            im.load()
+        return _exif_or_empty(lambda: Image.Image.getexif(im))
     image_data = False
     for kind, _, _ in png_chunks(memoryview(data)):  # slices of a view are not copies
         if kind == b"IEND":
