@@ -771,7 +771,7 @@ def edited_copies(data: bytes) -> dict[str, tuple[str, bytes]]:
     The photo is first made upright and small enough (1600 px) for the edits to be quick.
     """
     im = open_image(data)
-    orientation = im.getexif().get(_ORIENTATION_TAG, 1)
+    orientation = _exif(data, im).get(_ORIENTATION_TAG, 1)
     im.draft("RGB", (1600, 1600))
     im = _normalise_mode(im)
     if im.mode == "RGBA":

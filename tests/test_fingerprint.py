@@ -449,6 +449,22 @@ def test_a_photo_whose_exif_block_is_damaged_is_read_as_one_without_exif(fmt: st
     assert read.taken is None and (read.width, read.height) == (300, 200)
 
 
+def test_calibration_copies_of_a_photo_whose_exif_block_is_damaged_are_those_of_it_without_exif() -> None:
+    """`dedupe calibrate` edits a photo whose EXIF block is damaged as the scan reads it, as one without EXIF,
+    rather than failing on it after the scan took it as a sample."""
+    from dedupe.fingerprint import edited_copies
+
+    im = draw_photo(15, (300, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    plain, tagged = io.BytesIO(), io.BytesIO()
+    im.save(plain, "JPEG", dpi=(72, 72))
+    im.save(tagged, "JPEG", dpi=(72, 72), exif=exif)
+    header = tagged.getvalue().index(b"MM\x00*")
+    damaged = tagged.getvalue()[:header] + b"XX" + tagged.getvalue()[header + 2 :]
+    assert edited_copies(damaged) == edited_copies(plain.getvalue())
+
+
 def test_an_animated_png_whose_image_data_is_damaged_is_skipped_as_corrupt() -> None:
     """An animated PNG whose first frame's image data is damaged (its CRC made again: zlib fails on it) is skipped
     as corrupt, never fingerprinted from the part decoded before the damage: reading its EXIF decodes it, and that
