@@ -160,10 +160,12 @@ def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
                 raise FileSkipped(f"too large for a photo ({size / (1 << 30):.1f} GiB; the limit is 1 GiB)")
             f.seek(0)
             # One read of the size stat gave: read() to the end reads a little, then doubles its buffer and reads
-            # again, and shrinks it once more at the end; what grew since the stat is read on after it.
+            # again, and shrinks it once more at the end; what grew since the stat (or all of a file whose file
+            # system tells no size) is read on after it, by read() in one piece: appending piece by piece would
+            # copy all read so far each time.
             data = f.read(size)
-            while more := f.read(1 << 20):
-                data += more
+            if more := f.read(1 << 20):
+                data = b"".join((data, more, f.read()))
             return data
     except FileNotFoundError:
         raise FileSkipped("vanished during the scan", transient=True) from None
