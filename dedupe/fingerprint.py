@@ -160,10 +160,12 @@ def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
                 raise FileSkipped(f"too large for a photo ({size / (1 << 30):.1f} GiB; the limit is 1 GiB)")
             f.seek(0)
             # One read of the size stat gave: read() to the end reads a little, then doubles its buffer and reads
-            # again, and shrinks it once more at the end; what grew since the stat is read on after it.
+            # again, and shrinks it once more at the end; what grew since the stat (or all of a file whose file
+            # system tells no size) is read on after it, by read() in one piece: appending piece by piece would
+            # copy all read so far each time.
             data = f.read(size)
-            while more := f.read(1 << 20):
-                data += more
+            if more := f.read(1 << 20):
+                data = b"".join((data, more, f.read()))
             return data
     except FileNotFoundError:
         raise FileSkipped("vanished during the scan", transient=True) from None
@@ -322,8 +324,12 @@ def _exif(data: bytes, im: Image.Image) -> Image.Exif:
     Pillow's getexif decodes a whole PNG that has no eXIf chunk before its image data, to read any after it:
     when none of the chunks it reads lies there, what Pillow read when opening the file is all there is.
     """
-    if im.format != "PNG" or getattr(im, "n_frames", 1) != 1:
+    if im.format != "PNG":
         return _exif_or_empty(im.getexif)
+    if getattr(im, "n_frames", 1) != 1:
+        if "exif" not in im.info:  # Pillow's getexif decodes the picture first: a damaged one fails as one
+            im.load()
+        return _exif_or_empty(lambda: Image.Image.getexif(im))
     image_data = False
     for kind, _, _ in png_chunks(memoryview(data)):  # slices of a view are not copies
         if kind == b"IEND":
@@ -767,7 +773,7 @@ def edited_copies(data: bytes) -> dict[str, tuple[str, bytes]]:
     The photo is first made upright and small enough (1600 px) for the edits to be quick.
     """
     im = open_image(data)
-    orientation = im.getexif().get(_ORIENTATION_TAG, 1)
+    orientation = _exif(data, im).get(_ORIENTATION_TAG, 1)
     im.draft("RGB", (1600, 1600))
     im = _normalise_mode(im)
     if im.mode == "RGBA":

@@ -592,26 +592,40 @@ def _claims_folder() -> Iterator[str]:
 
 
 _CLAIMS = "dedupe-claims-"
-# boot-namespace-pid-starttime-random (tempfile's random part holds no "-"): see _claims_owner
-_CLAIMS_NAME = re.compile(r"dedupe-claims-([0-9a-f]{32})-(\d+)-(\d+)-(\d+)-[a-z0-9_]+")
+# boot-namespaces-pid-starttime-random, the namespaces as PID.TIME (tempfile's random part holds no "-"): see
+# _claims_owner
+_CLAIMS_NAME = re.compile(r"dedupe-claims-([0-9a-f]{32})-(\d+\.\d+)-(\d+)-(\d+)-[a-z0-9_]+")
 
 
 def _claims_owner() -> str | None:
-    """This process as a claims folder's name gives it: the boot, the pid namespace, the pid and the pid's start
-    time. The start time tells a reused pid from the process that made the folder, and the boot and namespace
-    that the pid is one this process can look up (a container sharing the temporary folder numbers its own).
-    None where /proc does not tell them (not Linux): the folder is then named as before and never judged stale."""
+    """This process as a claims folder's name gives it: the boot, the pid and time namespaces, the pid and the
+    pid's start time. The start time tells a reused pid from the process that made the folder, and the boot and
+    pid namespace that the pid is one this process can look up (a container sharing the temporary folder numbers
+    its own); /proc gives start times shifted by the reader's time namespace's boot-time offset, so only a
+    process of the same time namespace reads the start time the folder's name holds.
+    None where /proc does not tell them (not Linux, or a /proc of another pid namespace): the folder is then named
+    as before and never judged stale."""
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
         namespace = str(Path("/proc/self/ns/pid").readlink())
+        try:
+            clock = str(Path("/proc/self/ns/time").readlink())
+        except FileNotFoundError:  # a kernel without time namespaces (before Linux 5.6): one clock for all
+            clock = "time:[0]"
+        # A pid namespace without a /proc of its own (unshare --pid without --mount-proc) sees another
+        # namespace's processes there: /proc/PID is then not this namespace's pid PID.
+        seen = Path("/proc/self").readlink()
     except OSError:
         return None
     pid = os.getpid()
+    if str(seen) != str(pid):
+        return None
     start = _start_time(pid)
     found = re.fullmatch(r"pid:\[(\d+)\]", namespace)
-    if start is None or found is None or re.fullmatch(r"[0-9a-f]{32}", boot) is None:
+    timed = re.fullmatch(r"time:\[(\d+)\]", clock)
+    if start is None or found is None or timed is None or re.fullmatch(r"[0-9a-f]{32}", boot) is None:
         return None
-    return f"{boot}-{found[1]}-{pid}-{start}"
+    return f"{boot}-{found[1]}.{timed[1]}-{pid}-{start}"
 
 
 def _start_time(pid: int) -> int | None:
@@ -626,9 +640,9 @@ def _start_time(pid: int) -> int | None:
 
 def _remove_stale_claims(parent: str, owner: str) -> None:
     """Remove the claims folders in parent whose process is gone: only folders named by _claims_owner for this
-    boot and pid namespace, that are folders of this user (not links), whose pid no longer runs, or runs another
-    program started since; and in them only empty regular files (a claims folder holds nothing else; a folder
-    with anything else is left). What cannot be judged or removed is left as it is."""
+    boot and these pid and time namespaces, that are folders of this user (not links), whose pid no longer runs,
+    or runs another program started since, and that hold nothing but empty regular files (all a claims folder
+    holds: a folder with anything else is left whole). What cannot be judged or removed is left as it is."""
     boot, namespace, _, _ = owner.split("-")
     try:
         names = [e.name for e in os.scandir(parent) if e.name.startswith(_CLAIMS)]
@@ -662,16 +676,14 @@ def _remove_claims(parent: int, name: str) -> None:
             return
         with os.scandir(fd) as entries:
             inside = [(e.name, e.stat(follow_symlinks=False)) for e in entries]
-        others = False
-        for entry, st in inside:
-            if stat.S_ISREG(st.st_mode) and st.st_size == 0:
-                os.unlink(entry, dir_fd=fd)
-            else:
-                others = True
+        # Judged whole before anything goes: a folder holding anything else is not a claims folder.
+        if not all(stat.S_ISREG(st.st_mode) and st.st_size == 0 for _, st in inside):
+            return
+        for entry, _ in inside:
+            os.unlink(entry, dir_fd=fd)
     finally:
         os.close(fd)
-    if not others:
-        os.rmdir(name, dir_fd=parent)
+    os.rmdir(name, dir_fd=parent)
 
 
 def _context() -> multiprocessing.context.BaseContext:

@@ -82,13 +82,17 @@ class _Index:
 
     def sync(self) -> None:
         """Bring the index up to date with the store: nothing to read when its change token is the one seen last
-        or no fingerprint changed (a file renamed, say); else the rows that came or were written again since."""
+        or no fingerprint changed (a file renamed, say) and none of another version is stored; else the rows that
+        came or were written again since, and those of other versions."""
         with self._store.reading():
             token = self._store.change_token()
             if token == self.token:
                 return
             listing = self._store.fingerprint_keys()
-            if self.token is not None and listing == self.listing:
+            # Unchanged keys hold unchanged fingerprints, but for a row of another version: one deleted and written
+            # again as this version takes its rowid back when it was the last (an older dedupe's fingerprint of a
+            # file that went and came back), and its key reads as before.
+            if self.token is not None and listing == self.listing and not self.others:
                 self.token = token
                 return
             pairs = set(listing.split(",")) if listing else set()

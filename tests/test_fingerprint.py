@@ -449,6 +449,37 @@ def test_a_photo_whose_exif_block_is_damaged_is_read_as_one_without_exif(fmt: st
     assert read.taken is None and (read.width, read.height) == (300, 200)
 
 
+def test_calibration_copies_of_a_photo_whose_exif_block_is_damaged_are_those_of_it_without_exif() -> None:
+    """`dedupe calibrate` edits a photo whose EXIF block is damaged as the scan reads it, as one without EXIF,
+    rather than failing on it after the scan took it as a sample."""
+    from dedupe.fingerprint import edited_copies
+
+    im = draw_photo(15, (300, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    plain, tagged = io.BytesIO(), io.BytesIO()
+    im.save(plain, "JPEG", dpi=(72, 72))
+    im.save(tagged, "JPEG", dpi=(72, 72), exif=exif)
+    header = tagged.getvalue().index(b"MM\x00*")
+    damaged = tagged.getvalue()[:header] + b"XX" + tagged.getvalue()[header + 2 :]
+    assert edited_copies(damaged) == edited_copies(plain.getvalue())
+
+
+def test_an_animated_png_whose_image_data_is_damaged_is_skipped_as_corrupt() -> None:
+    """An animated PNG whose first frame's image data is damaged (its CRC made again: zlib fails on it) is skipped
+    as corrupt, never fingerprinted from the part decoded before the damage: reading its EXIF decodes it, and that
+    failure is the picture's, not its EXIF's."""
+    buf = io.BytesIO()
+    draw_photo(16, (320, 240)).save(buf, "PNG", save_all=True, append_images=[draw_photo(17, (320, 240))])
+    chunks = _png_chunks(buf.getvalue())
+    first = next(i for i, c in enumerate(chunks) if c[4:8] == b"IDAT")
+    body = bytearray(chunks[first][8:-4])
+    body[len(body) // 2 : len(body) // 2 + 50] = bytes(50)
+    chunks[first] = _chunk(b"IDAT", bytes(body))
+    outcome = _outcome(buf.getvalue()[:8] + b"".join(chunks))
+    assert isinstance(outcome, str) and outcome.startswith("corrupt image")
+
+
 def _png(kind: str) -> bytes:
     im = draw_photo(12, (160, 120))
     params: dict[str, object] = {}

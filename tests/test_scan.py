@@ -441,15 +441,16 @@ def test_the_claims_folder_of_a_killed_scan_is_removed_by_the_next_pool(
 def test_a_claims_folder_is_removed_only_when_its_scan_is_provably_gone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Of the folders named like claims folders, a pool removes only those of this user, this boot and this pid
-    namespace whose process is gone or whose pid now runs a newer process, and in them only empty files: a live
-    scan's folder, another machine's or container's, an older dedupe's, a link and whatever holds other files
-    are left as they are."""
+    """Of the folders named like claims folders, a pool removes only those of this user, this boot and these pid
+    and time namespaces whose process is gone or whose pid now runs a newer process, and in them only empty
+    files: a live scan's folder, another machine's or container's, an older dedupe's, a link and whatever holds
+    other files are left as they are."""
     from dedupe.scan import _claims_folder, _claims_owner, _start_time
 
     owner = _claims_owner()
     assert owner is not None
     boot, namespace, _, _ = owner.split("-")
+    pid_namespace, time_namespace = namespace.split(".")
     temp = tmp_path / "tmp"
     temp.mkdir()
     live = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
@@ -470,7 +471,9 @@ def test_a_claims_folder_is_removed_only_when_its_scan_is_provably_gone(
         folder(f"{boot}-{namespace}-{live.pid}-{started + 1}-reused01", "k1", "k2")  # its pid, a newer process
         folder(f"{boot}-{namespace}-{ended.pid}-1-ended001", "k1")  # its process is gone
         folder(f"{'0' * 32}-{namespace}-{live.pid}-{started + 1}-boot0001", "k1")
-        folder(f"{boot}-1-{live.pid}-{started + 1}-ns000001", "k1")
+        folder(f"{boot}-1.{time_namespace}-{live.pid}-{started + 1}-ns000001", "k1")
+        folder(f"{boot}-{pid_namespace}.1-{live.pid}-{started + 1}-time0001", "k1")  # start times read otherwise
+        folder(f"{boot}-{pid_namespace}-{ended.pid}-1-older001", "k1")  # named by a dedupe before the time one
         folder("old00001", "k1")
         kept = folder(f"{boot}-{namespace}-{live.pid}-{started + 1}-full0001", "k1")
         (kept / "k2").write_bytes(b"x")
@@ -488,7 +491,9 @@ def test_a_claims_folder_is_removed_only_when_its_scan_is_provably_gone(
             for name in (
                 f"{boot}-{namespace}-{live.pid}-{started}-live0001",
                 f"{'0' * 32}-{namespace}-{live.pid}-{started + 1}-boot0001",
-                f"{boot}-1-{live.pid}-{started + 1}-ns000001",
+                f"{boot}-1.{time_namespace}-{live.pid}-{started + 1}-ns000001",
+                f"{boot}-{pid_namespace}.1-{live.pid}-{started + 1}-time0001",
+                f"{boot}-{pid_namespace}-{ended.pid}-1-older001",
                 "old00001",
                 f"{boot}-{namespace}-{live.pid}-{started + 1}-full0001",
                 "target",
@@ -496,11 +501,72 @@ def test_a_claims_folder_is_removed_only_when_its_scan_is_provably_gone(
                 f"{boot}-{namespace}-{live.pid}-{started + 1}-file0001",
             )
         )
-        assert sorted(p.name for p in kept.iterdir()) == ["k2"]
+        assert sorted(p.name for p in kept.iterdir()) == ["k1", "k2"]
         assert sorted(p.name for p in target.iterdir()) == ["k1"]
     finally:
         live.kill()
         live.communicate()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a claims folder names its process through /proc")
+def test_a_process_whose_proc_shows_another_pid_namespace_names_no_claims_folder() -> None:
+    """In a pid namespace without a /proc of its own, /proc/PID is another process than the pid PID of this
+    namespace: its start time tells nothing of this process's, so no claims folder is named by it (and none
+    judged stale by it, which would remove a running scan's)."""
+    code = "import importlib; print(importlib.import_module('dedupe.scan')._claims_owner())"
+    command = ["unshare", "--user", "--map-root-user", "--pid", "--fork", sys.executable, "-c", code]
+    try:
+        inside = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.skip("no unshare here")
+    if inside.returncode != 0 and "unshare" in inside.stderr:
+        pytest.skip(f"no user and pid namespaces here: {inside.stderr.strip()}")
+    assert inside.returncode == 0, inside.stderr
+    assert inside.stdout.strip() == "None"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a claims folder names its process through /proc")
+def test_the_claims_folder_of_a_scan_in_another_time_namespace_is_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan running in a time namespace with a boot-time offset (CRIU, some containers) reads every process's
+    start time shifted by it, in /proc of the same pid namespace: its claims folder is left while it runs, by a
+    scan outside that namespace, and it leaves theirs."""
+    from dedupe.scan import _claims_folder
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    code = (
+        "import importlib, sys\n"
+        "scan = importlib.import_module('dedupe.scan')\n"
+        "with scan._claims_folder() as folder:\n"
+        "    print(folder, flush=True)\n"
+        "    sys.stdin.readline()\n"
+    )
+    command = ["unshare", "--user", "--map-root-user", "--time", "--boottime", "1000", "--fork"]
+    try:
+        inside = subprocess.Popen(
+            [*command, sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(temp)},
+        )
+    except FileNotFoundError:
+        pytest.skip("no unshare here")
+    assert inside.stdin is not None and inside.stdout is not None
+    try:
+        theirs = inside.stdout.readline().strip()
+        if not theirs:
+            pytest.skip(f"no user and time namespaces here: {inside.communicate()[1].strip()}")
+        monkeypatch.setattr(tempfile, "tempdir", str(temp))
+        with _claims_folder() as mine:
+            assert Path(mine).is_dir()
+        assert Path(theirs).is_dir()
+    finally:
+        inside.communicate("\n")
+    assert inside.returncode == 0
 
 
 def test_a_missing_folder_is_an_error(tmp_path: Path, store: Store) -> None:

@@ -166,3 +166,37 @@ def test_a_fingerprint_that_becomes_this_version_joins_the_kept_index_in_its_pla
         with Image.open(older) as im:
             copy = save(im.resize((400, 300)), incoming / "copy.png")
         assert rounds.round(copy) == [(str(copy), str(older), MatchKind.NEAR)]
+
+
+def test_a_fingerprint_that_comes_back_as_this_version_at_its_row_joins_the_kept_index_at_once(
+    tmp_path: Path,
+) -> None:
+    """A picture last fingerprinted by another dedupe version (another ImageHash, say), whose file goes (its
+    fingerprint dropped with it) and comes back (an undo) to be read as this version, is in the kept index in the
+    round it comes back, as in a fresh one: its fingerprint then takes the row just freed, and the stored keys
+    read as before, though nothing else came or went."""
+    library, incoming = tmp_path / "library", tmp_path / "incoming"
+    photos = [save(draw_photo(i, (640, 480)), library / f"p{i}.jpg", quality=90) for i in range(3)]
+    db = tmp_path / "store.sqlite"
+    with Store.open(db) as store:
+        scan([library], store)
+        with sqlite3.connect(db) as conn:  # the last one written, by another version
+            conn.execute("UPDATE images SET version = 'older' WHERE rowid = (SELECT max(rowid) FROM images)")
+            (content, row) = conn.execute("SELECT content_hash, rowid FROM images WHERE version = 'older'").fetchone()
+        older = next(p for p in photos if (f := store.get_file(str(p))) is not None and f.content_hash == content)
+        rounds = Rounds(store, MatchRule())
+        copy = incoming / "copy.jpg"
+        copy.parent.mkdir()
+        shutil.copyfile(photos[0] if older != photos[0] else photos[1], copy)
+        assert len(rounds.round(copy)) == 1
+        aside = older.rename(tmp_path / "aside.jpg")
+        with store.transaction():
+            store.forget_files([str(older)])
+            store.forget_orphan_images()
+        aside.rename(older)
+        assert rounds.round(older) == []
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT rowid, version FROM images WHERE content_hash = ?", (content,)).fetchone() == (
+                row,
+                fingerprint.VERSION,
+            )

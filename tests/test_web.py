@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -446,6 +447,32 @@ def test_the_browser_is_opened_at_the_printed_address(library: tuple[Path, Path]
         process.terminate()
         process.communicate(timeout=30)
     assert process.returncode == 0
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_photo_whose_exif_block_is_damaged_has_a_thumbnail_as_without_exif(fmt: str) -> None:
+    """A photo whose EXIF block cannot be read (a damaged TIFF header), which a scan reads as one without EXIF and
+    so may put in a group, has a thumbnail on the review page: the one of the photo without EXIF (upright as
+    stored); damaged image data still has none."""
+    from dedupe.errors import FileSkipped
+    from dedupe.web.thumbs import render
+
+    im = draw_photo(15, (300, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    plain, tagged = io.BytesIO(), io.BytesIO()
+    im.save(plain, fmt, dpi=(72, 72))
+    im.save(tagged, fmt, dpi=(72, 72), exif=exif)
+    header = tagged.getvalue().index(b"MM\x00*")
+    damaged = tagged.getvalue()[:header] + b"XX" + tagged.getvalue()[header + 2 :]
+    if fmt == "PNG":  # the eXIf chunk's CRC made again: only its content is damaged
+        start = damaged.index(b"eXIf") - 4
+        end = start + 8 + int.from_bytes(damaged[start : start + 4], "big")
+        damaged = damaged[:end] + zlib.crc32(damaged[start + 4 : end]).to_bytes(4, "big") + damaged[end + 4 :]
+    assert render(damaged, f"x.{fmt.lower()}", 200) == render(plain.getvalue(), f"x.{fmt.lower()}", 200)
+    cut = damaged[: len(damaged) // 2]
+    with pytest.raises(FileSkipped):
+        render(cut, f"x.{fmt.lower()}", 200)
 
 
 def test_the_thumbnail_cache_stays_under_its_limit(tmp_path: Path) -> None:

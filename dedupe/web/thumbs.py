@@ -79,8 +79,11 @@ def render(data: bytes, name: str, side: int, quality: int = 82) -> bytes:
         im = preview or fingerprint.open_image(data)
         if preview is None and im.format in ("JPEG", "MPO"):
             im.draft("RGB", (side, side))  # decode at a fraction of the size: several times faster
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a damaged EXIF block costs the orientation, not the thumbnail
+        im.load()  # first: Pillow's PNG getexif decodes the picture, and a failure there is the picture's
+        # A damaged EXIF block costs the orientation, not the thumbnail: a scan reads it as no EXIF, as here
+        # (Pillow warns of some damage and raises on the rest, a TIFF header that is not one).
+        with warnings.catch_warnings(), contextlib.suppress(Exception):
+            warnings.simplefilter("ignore")
             im = ImageOps.exif_transpose(im)
         if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
             im = im.convert("RGBA")
