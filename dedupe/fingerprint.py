@@ -349,6 +349,8 @@ def _exif_or_empty(read: Callable[[], Image.Exif]) -> Image.Exif:
     asked for it first (a JPEG with a JFIF resolution, a PNG): a damaged block costs the metadata, not the photo."""
     try:
         return read()
+    except MemoryError:
+        raise  # not the block's fault: the file is skipped as transient and read again by the next scan
     except Exception:  # Pillow's TIFF reader raises many types on hostile input
         return Image.Exif()
 
