@@ -80,11 +80,10 @@ def join(
         i, j = np.divmod(np.arange(nq * nt, dtype=np.int64), nt)
         keep = i < j if same else np.ones(len(i), dtype=bool)
         return i[keep], j[keep]
-    blocks, agree = plan or _join_plan(max(nq, nt), threshold)
-    assert blocks - agree <= threshold
-    spans, combos = _blocks((blocks, agree))
     if not same:
+        spans, combos = _blocks(plan, threshold) if plan else _cross_plan(nq, nt, threshold)
         return _cross(queries, targets, threshold, spans, combos, within=False)[0]
+    spans, combos = _blocks(plan or _join_plan(max(nq, nt), threshold), threshold)
     kind = np.uint16 if max(width for _, width in spans) <= 16 else np.uint64
     tblocks = [((targets >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(kind) for shift, width in spans]
     found: list[npt.NDArray[np.int64]] = []
@@ -113,17 +112,86 @@ def join_within(
     threshold = min(threshold, 64)
     if threshold < 0 or threshold == 64 or nq == 0 or nt < 2:
         return (*join(queries, targets, threshold, same=False), *join(targets, targets, threshold, same=True))
-    spans, combos = _blocks(_join_plan(max(nq, nt), threshold))
+    spans, combos = _cross_plan(nq, nt, threshold)
     cross, among = _cross(queries, targets, threshold, spans, combos, within=True)
     return (*cross, *among)
 
 
-def _blocks(plan: tuple[int, int]) -> tuple[list[tuple[int, int]], list[tuple[int, ...]]]:
-    """The blocks of a plan as (shift, width), and every choice of the blocks that must agree."""
+def _blocks(plan: tuple[int, int], threshold: int) -> tuple[list[tuple[int, int]], list[tuple[int, ...]]]:
+    """The blocks of a plan (so many blocks, keys of so many) as (shift, width), and the choices of blocks that
+    make the keys (see _covering)."""
     blocks, agree = plan
+    assert blocks - agree >= min(threshold, blocks)
+    return _spans(blocks), _covering(blocks, agree, threshold)
+
+
+def _spans(blocks: int) -> list[tuple[int, int]]:
+    """The 64 bits cut into so many blocks, as (shift, width)."""
     edges = [round(64 * k / blocks) for k in range(blocks + 1)]
-    spans = [(edges[k], edges[k + 1] - edges[k]) for k in range(blocks)]
-    return spans, list(itertools.combinations(range(blocks), agree))
+    return [(edges[k], edges[k + 1] - edges[k]) for k in range(blocks)]
+
+
+def _cross_plan(nq: int, nt: int, threshold: int) -> tuple[list[tuple[int, int]], list[tuple[int, ...]]]:
+    """The blocks and the choices of blocks with the least estimated work for a cross join: those of _join_plan
+    (every choice of the blocks that must agree), or a covering of more, smaller blocks (see _covering) whose
+    keys are as wide but fewer."""
+    plans = [_blocks(_join_plan(max(nq, nt), threshold), threshold)]
+    if nq * nt >= _COVERING_WORK:
+        bits = min(_MAX_KEY_BITS, max(16, max(nq, nt).bit_length()))
+        for blocks in range(threshold + 2, _COVERING_BLOCKS + 1):
+            for agree in range(1, blocks - threshold):
+                if bits - 3 <= 64 * agree / blocks <= bits:  # folded keys cost more to make and meet more targets
+                    plans.append(_blocks((blocks, agree), threshold))
+    return min(plans, key=lambda plan: _cross_cost(nq, nt, *plan))
+
+
+_COVERING_WORK = 1 << 36  # pairs of queries and targets from which a covering may pay (below, the choice costs)
+
+
+_COVERING_BLOCKS = 13  # the most blocks a covering is sought for (its search grows with their choices)
+
+
+def _cross_cost(nq: int, nt: int, spans: list[tuple[int, int]], combos: list[tuple[int, ...]]) -> float:
+    """The estimated time of a cross join by these choices of blocks (in ns, measured on a 2-core EPYC at a
+    million targets): each query's key costs a pass a block, its lookup a few more, and each target met under a
+    key about 30 times a pass."""
+    work = 0.0
+    for combo in combos:
+        width = min(sum(spans[k][1] for k in combo), _MAX_KEY_BITS)
+        work += nq * (3 + 0.5 * len(combo) + 30 * nt / 2**width) + nt * 10
+    return work
+
+
+def _covering(blocks: int, agree: int, threshold: int) -> list[tuple[int, ...]]:
+    """Choices of agree blocks of these blocks such that any blocks - threshold of them hold one: two values within
+    the threshold differ in at most threshold blocks, so they agree on the blocks of some choice. Fewer than all
+    choices when agree < blocks - threshold (12 blocks by 4: 65 choices of 21-bit keys, where 9 blocks by 3 take
+    all 84). Found greedily (each choice holds the most differing-block sets not yet held), then trimmed of
+    choices the others make needless; deterministic, and kept."""
+    if agree >= blocks - threshold:
+        return list(itertools.combinations(range(blocks), agree))
+    if (blocks, agree, threshold) in _COVERINGS:
+        return _COVERINGS[blocks, agree, threshold]
+    choices = list(itertools.combinations(range(blocks), agree))
+    dirty = list(itertools.combinations(range(blocks), min(threshold, blocks)))
+    choice_bits = np.array([sum(1 << k for k in c) for c in choices], dtype=np.int64)
+    dirty_bits = np.array([sum(1 << k for k in d) for d in dirty], dtype=np.int64)
+    clean = (choice_bits[:, None] & dirty_bits[None, :]) == 0  # choice c holds when the dirty blocks are d
+    left = np.ones(len(dirty), dtype=bool)
+    chosen: list[int] = []
+    while left.any():
+        best = int(np.argmax(clean[:, left].sum(axis=1)))
+        chosen.append(best)
+        left &= ~clean[best]
+    for c in list(chosen):
+        rest = [k for k in chosen if k != c]
+        if clean[rest].any(axis=0).all():
+            chosen = rest
+    found = _COVERINGS[blocks, agree, threshold] = [choices[c] for c in sorted(chosen)]
+    return found
+
+
+_COVERINGS: dict[tuple[int, int, int], list[tuple[int, ...]]] = {}
 
 
 _QUERY_SLAB = 1 << 17  # queries looked up at once: their arrays stay in the cache
