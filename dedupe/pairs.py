@@ -334,14 +334,23 @@ def _slab_key(
     bits: int,
 ) -> npt.NDArray[np.int64]:
     """The key of each value made of the chosen blocks (shift, width), folded to at most bits bits, written into
-    out."""
-    at = 0
+    out. Neighbouring blocks are cut out together, and each run moved straight to its place in the key: a pass
+    or three a run, not four a block."""
+    runs: list[list[int]] = []
     for shift, width in parts:
+        if runs and runs[-1][0] + runs[-1][1] == shift:
+            runs[-1][1] += width
+        else:
+            runs.append([shift, width])
+    at = 0
+    for shift, width in runs:
         part = out if at == 0 else scratch
-        np.right_shift(values, np.uint64(shift), out=part)
-        np.bitwise_and(part, np.uint64((1 << width) - 1), out=part)
+        if shift > at:
+            np.right_shift(values, np.uint64(shift - at), out=part)
+            np.bitwise_and(part, np.uint64(((1 << width) - 1) << at), out=part)
+        else:
+            np.bitwise_and(values, np.uint64(((1 << width) - 1) << at), out=part)
         if at:
-            np.left_shift(part, np.uint64(at), out=part)
             np.bitwise_or(out, part, out=out)
         at += width
     if at > bits:
