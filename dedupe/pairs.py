@@ -197,9 +197,6 @@ _COVERINGS: dict[tuple[int, int, int], list[tuple[int, ...]]] = {}
 _QUERY_SLAB = 1 << 17  # queries looked up at once: their arrays stay in the cache
 
 
-_WALK = 4  # positions of a run of targets checked one after another before the rest is expanded at once
-
-
 def _cross(
     queries: npt.NDArray[np.uint64],
     targets: npt.NDArray[np.uint64],
@@ -261,9 +258,9 @@ def _cross_part(
     # take another 32 MiB per thread at 22-bit keys, for no time saved.) Positions are held in 32 bits where the
     # targets allow: the table of runs is then 16 MiB a thread at 22-bit keys, not 32.
     position = np.int32 if nt < 2**31 else np.int64
-    kind_of = np.zeros(1 << bits, dtype=np.int8)
+    kind_of = np.zeros(1 << bits, dtype=np.int8)  # 0 no target, 1 one, 2 two, 3 more
     run_of = np.zeros(1 << bits, dtype=position)  # where the run of a key starts in key order
-    run_end = np.zeros(nt, dtype=position)  # at the start of each run of several targets, where it ends
+    run_end = np.zeros(nt, dtype=position)  # at the start of each run of three targets or more, where it ends
     slab = min(max(nq, nt), _QUERY_SLAB)
     buffers = (np.empty(slab, dtype=np.uint64), np.empty(slab, dtype=np.uint64))
     tkeys = np.empty(nt, dtype=np.int32)  # the targets' keys, made a slab at a time (below 2**_MAX_KEY_BITS)
@@ -286,40 +283,41 @@ def _cross_part(
         sizes = np.diff(heads, append=position(nt))
         head_keys = sorted_keys[heads]
         del sorted_keys
-        kind_of[head_keys] = np.minimum(sizes, 2)
+        kind_of[head_keys] = np.minimum(sizes, 3)
         run_of[head_keys] = heads
         several = sizes > 1
-        run_end[heads[several]] = heads[several] + sizes[several]
+        longer = sizes > 2
+        run_end[heads[longer]] = heads[longer] + sizes[longer]
         if within:
             among.extend(_pairs_in_runs(targets, torder, heads[several], sizes[several], threshold, own, earlier))
-        del heads, sizes, several
+        del heads, sizes, several, longer
         for start in range(0, nq, _QUERY_SLAB):
             values = queries[start : start + _QUERY_SLAB]
             keys = _slab_key(values, parts, buffers[0][: len(values)], buffers[1][: len(values)], bits)
-            kinds = kind_of[keys]
-            hit = np.nonzero(kinds != 0)[0]  # (a bool array is searched several times faster)
-            values = values[hit]
-            firsts = run_of[keys[hit]]
-            keep = _confirm(values ^ sorted_values[firsts], threshold, own, earlier)
+            # (np.take gathers a quarter faster than indexing; a bool array is searched several times faster.)
+            kinds = np.take(kind_of, keys)
+            hit = np.nonzero(kinds != 0)[0]
+            values = np.take(values, hit)
+            firsts = np.take(run_of, np.take(keys, hit))
+            keep = _confirm(values ^ np.take(sorted_values, firsts), threshold, own, earlier)
             if len(keep):
                 found.append((hit[keep] + start) * nt + torder[firsts[keep]])
-            more = np.nonzero(kinds[hit] == 2)[0]
+            kinds = np.take(kinds, hit)
+            more = np.nonzero(kinds >= 2)[0]
             if len(more):
-                # The rest of each run of several targets: a few positions one after another, then what is left
-                # of long runs at once.
-                hit, values, firsts = hit[more], values[more], firsts[more]
-                at = firsts.astype(np.int64) + 1
-                stop = run_end[firsts].astype(np.int64)
-                for _ in range(_WALK):
-                    keep = _confirm(values ^ sorted_values[at], threshold, own, earlier)
-                    if len(keep):
-                        found.append((hit[keep] + start) * nt + torder[at[keep]])
-                    at += 1
-                    more = np.nonzero(at < stop)[0]
-                    hit, values, at, stop = hit[more], values[more], at[more], stop[more]
-                if len(hit):
+                # The second target of each run of several (most runs hold two), then the rest of longer runs
+                # at once.
+                hit, values, firsts, kinds = hit[more], values[more], firsts[more], kinds[more]
+                at = firsts + 1
+                keep = _confirm(values ^ np.take(sorted_values, at), threshold, own, earlier)
+                if len(keep):
+                    found.append((hit[keep] + start) * nt + torder[at[keep]])
+                more = np.nonzero(kinds == 3)[0]
+                if len(more):
+                    at = at[more].astype(np.int64) + 1
+                    stop = run_end[firsts[more]].astype(np.int64)
                     rest = _pairs_in_buckets(
-                        queries, targets, torder, hit + start, at, stop - at, threshold, own, earlier
+                        queries, targets, torder, hit[more] + start, at, stop - at, threshold, own, earlier
                     )
                     found.extend(rest)
         kind_of[head_keys] = 0
