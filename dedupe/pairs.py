@@ -152,9 +152,9 @@ _COVERING_BLOCKS = 13  # the most blocks a covering is sought for (its search gr
 
 
 def _cross_cost(nq: int, nt: int, spans: list[tuple[int, int]], combos: list[tuple[int, ...]]) -> float:
-    """The estimated time of a cross join by these choices of blocks (in ns, measured on a 2-core EPYC at a
-    million targets): each query's key costs a pass a block, its lookup a few more, and each target met under a
-    key about 30 times a pass."""
+    """The estimated time of a cross join by these choices of blocks, roughly in ns (profiled on a 2-core EPYC at
+    a million targets): each query's key costs half a pass a block, its lookup a few passes more, and each target
+    met under a key (about nt / 2**width of them) some 30 more."""
     work = 0.0
     for combo in combos:
         width = min(sum(spans[k][1] for k in combo), _MAX_KEY_BITS)
@@ -165,9 +165,9 @@ def _cross_cost(nq: int, nt: int, spans: list[tuple[int, int]], combos: list[tup
 def _covering(blocks: int, agree: int, threshold: int) -> list[tuple[int, ...]]:
     """Choices of agree blocks of these blocks such that any blocks - threshold of them hold one: two values within
     the threshold differ in at most threshold blocks, so they agree on the blocks of some choice. Fewer than all
-    choices when agree < blocks - threshold (12 blocks by 4: 65 choices of 21-bit keys, where 9 blocks by 3 take
-    all 84). Found greedily (each choice holds the most differing-block sets not yet held), then trimmed of
-    choices the others make needless; deterministic, and kept."""
+    choices when agree < blocks - threshold (within 6 bits, 12 blocks by 4: 62 choices of 20-24-bit keys, where
+    9 blocks by 3 take all 84 of 21-22 bits). Found greedily (each choice holds the most differing-block sets not
+    yet held), then trimmed of choices the others make needless; deterministic, and kept."""
     if agree >= blocks - threshold:
         return list(itertools.combinations(range(blocks), agree))
     if (blocks, agree, threshold) in _COVERINGS:
