@@ -80,11 +80,10 @@ def join(
         i, j = np.divmod(np.arange(nq * nt, dtype=np.int64), nt)
         keep = i < j if same else np.ones(len(i), dtype=bool)
         return i[keep], j[keep]
-    blocks, agree = plan or _join_plan(max(nq, nt), threshold)
-    assert blocks - agree <= threshold
-    spans, combos = _blocks((blocks, agree))
     if not same:
+        spans, combos = _blocks(plan, threshold) if plan else _cross_plan(nq, nt, threshold)
         return _cross(queries, targets, threshold, spans, combos, within=False)[0]
+    spans, combos = _blocks(plan or _join_plan(max(nq, nt), threshold), threshold)
     kind = np.uint16 if max(width for _, width in spans) <= 16 else np.uint64
     tblocks = [((targets >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(kind) for shift, width in spans]
     found: list[npt.NDArray[np.int64]] = []
@@ -113,23 +112,89 @@ def join_within(
     threshold = min(threshold, 64)
     if threshold < 0 or threshold == 64 or nq == 0 or nt < 2:
         return (*join(queries, targets, threshold, same=False), *join(targets, targets, threshold, same=True))
-    spans, combos = _blocks(_join_plan(max(nq, nt), threshold))
+    spans, combos = _cross_plan(nq, nt, threshold)
     cross, among = _cross(queries, targets, threshold, spans, combos, within=True)
     return (*cross, *among)
 
 
-def _blocks(plan: tuple[int, int]) -> tuple[list[tuple[int, int]], list[tuple[int, ...]]]:
-    """The blocks of a plan as (shift, width), and every choice of the blocks that must agree."""
+def _blocks(plan: tuple[int, int], threshold: int) -> tuple[list[tuple[int, int]], list[tuple[int, ...]]]:
+    """The blocks of a plan (so many blocks, keys of so many) as (shift, width), and the choices of blocks that
+    make the keys (see _covering)."""
     blocks, agree = plan
+    assert blocks - agree >= min(threshold, blocks)
+    return _spans(blocks), _covering(blocks, agree, threshold)
+
+
+def _spans(blocks: int) -> list[tuple[int, int]]:
+    """The 64 bits cut into so many blocks, as (shift, width)."""
     edges = [round(64 * k / blocks) for k in range(blocks + 1)]
-    spans = [(edges[k], edges[k + 1] - edges[k]) for k in range(blocks)]
-    return spans, list(itertools.combinations(range(blocks), agree))
+    return [(edges[k], edges[k + 1] - edges[k]) for k in range(blocks)]
+
+
+def _cross_plan(nq: int, nt: int, threshold: int) -> tuple[list[tuple[int, int]], list[tuple[int, ...]]]:
+    """The blocks and the choices of blocks with the least estimated work for a cross join: those of _join_plan
+    (every choice of the blocks that must agree), or a covering of more, smaller blocks (see _covering) whose
+    keys are as wide but fewer."""
+    plans = [_blocks(_join_plan(max(nq, nt), threshold), threshold)]
+    if nq * nt >= _COVERING_WORK:
+        bits = min(_MAX_KEY_BITS, max(16, max(nq, nt).bit_length()))
+        for blocks in range(threshold + 2, _COVERING_BLOCKS + 1):
+            for agree in range(1, blocks - threshold):
+                if bits - 3 <= 64 * agree / blocks <= bits:  # folded keys cost more to make and meet more targets
+                    plans.append(_blocks((blocks, agree), threshold))
+    return min(plans, key=lambda plan: _cross_cost(nq, nt, *plan))
+
+
+_COVERING_WORK = 1 << 36  # pairs of queries and targets from which a covering may pay (below, the choice costs)
+
+
+_COVERING_BLOCKS = 13  # the most blocks a covering is sought for (its search grows with their choices)
+
+
+def _cross_cost(nq: int, nt: int, spans: list[tuple[int, int]], combos: list[tuple[int, ...]]) -> float:
+    """The estimated time of a cross join by these choices of blocks, roughly in ns (profiled on a 2-core EPYC at
+    a million targets): each query's key costs half a pass a block, its lookup a few passes more, and each target
+    met under a key (about nt / 2**width of them) some 30 more."""
+    work = 0.0
+    for combo in combos:
+        width = min(sum(spans[k][1] for k in combo), _MAX_KEY_BITS)
+        work += nq * (3 + 0.5 * len(combo) + 30 * nt / 2**width) + nt * 10
+    return work
+
+
+def _covering(blocks: int, agree: int, threshold: int) -> list[tuple[int, ...]]:
+    """Choices of agree blocks of these blocks such that any blocks - threshold of them hold one: two values within
+    the threshold differ in at most threshold blocks, so they agree on the blocks of some choice. Fewer than all
+    choices when agree < blocks - threshold (within 6 bits, 12 blocks by 4: 62 choices of 20-24-bit keys, where
+    9 blocks by 3 take all 84 of 21-22 bits). Found greedily (each choice holds the most differing-block sets not
+    yet held), then trimmed of choices the others make needless; deterministic, and kept."""
+    if agree >= blocks - threshold:
+        return list(itertools.combinations(range(blocks), agree))
+    if (blocks, agree, threshold) in _COVERINGS:
+        return _COVERINGS[blocks, agree, threshold]
+    choices = list(itertools.combinations(range(blocks), agree))
+    dirty = list(itertools.combinations(range(blocks), min(threshold, blocks)))
+    choice_bits = np.array([sum(1 << k for k in c) for c in choices], dtype=np.int64)
+    dirty_bits = np.array([sum(1 << k for k in d) for d in dirty], dtype=np.int64)
+    clean = (choice_bits[:, None] & dirty_bits[None, :]) == 0  # choice c holds when the dirty blocks are d
+    left = np.ones(len(dirty), dtype=bool)
+    chosen: list[int] = []
+    while left.any():
+        best = int(np.argmax(clean[:, left].sum(axis=1)))
+        chosen.append(best)
+        left &= ~clean[best]
+    for c in list(chosen):
+        rest = [k for k in chosen if k != c]
+        if clean[rest].any(axis=0).all():
+            chosen = rest
+    found = _COVERINGS[blocks, agree, threshold] = [choices[c] for c in sorted(chosen)]
+    return found
+
+
+_COVERINGS: dict[tuple[int, int, int], list[tuple[int, ...]]] = {}
 
 
 _QUERY_SLAB = 1 << 17  # queries looked up at once: their arrays stay in the cache
-
-
-_WALK = 4  # positions of a run of targets checked one after another before the rest is expanded at once
 
 
 def _cross(
@@ -193,9 +258,9 @@ def _cross_part(
     # take another 32 MiB per thread at 22-bit keys, for no time saved.) Positions are held in 32 bits where the
     # targets allow: the table of runs is then 16 MiB a thread at 22-bit keys, not 32.
     position = np.int32 if nt < 2**31 else np.int64
-    kind_of = np.zeros(1 << bits, dtype=np.int8)
+    kind_of = np.zeros(1 << bits, dtype=np.int8)  # 0 no target, 1 one, 2 two, 3 more
     run_of = np.zeros(1 << bits, dtype=position)  # where the run of a key starts in key order
-    run_end = np.zeros(nt, dtype=position)  # at the start of each run of several targets, where it ends
+    run_end = np.zeros(nt, dtype=position)  # at the start of each run of three targets or more, where it ends
     slab = min(max(nq, nt), _QUERY_SLAB)
     buffers = (np.empty(slab, dtype=np.uint64), np.empty(slab, dtype=np.uint64))
     tkeys = np.empty(nt, dtype=np.int32)  # the targets' keys, made a slab at a time (below 2**_MAX_KEY_BITS)
@@ -218,40 +283,41 @@ def _cross_part(
         sizes = np.diff(heads, append=position(nt))
         head_keys = sorted_keys[heads]
         del sorted_keys
-        kind_of[head_keys] = np.minimum(sizes, 2)
+        kind_of[head_keys] = np.minimum(sizes, 3)
         run_of[head_keys] = heads
         several = sizes > 1
-        run_end[heads[several]] = heads[several] + sizes[several]
+        longer = sizes > 2
+        run_end[heads[longer]] = heads[longer] + sizes[longer]
         if within:
             among.extend(_pairs_in_runs(targets, torder, heads[several], sizes[several], threshold, own, earlier))
-        del heads, sizes, several
+        del heads, sizes, several, longer
         for start in range(0, nq, _QUERY_SLAB):
             values = queries[start : start + _QUERY_SLAB]
             keys = _slab_key(values, parts, buffers[0][: len(values)], buffers[1][: len(values)], bits)
-            kinds = kind_of[keys]
-            hit = np.nonzero(kinds != 0)[0]  # (a bool array is searched several times faster)
-            values = values[hit]
-            firsts = run_of[keys[hit]]
-            keep = _confirm(values ^ sorted_values[firsts], threshold, own, earlier)
+            # (np.take gathers a quarter faster than indexing; a bool array is searched several times faster.)
+            kinds = np.take(kind_of, keys)
+            hit = np.nonzero(kinds != 0)[0]
+            values = np.take(values, hit)
+            firsts = np.take(run_of, np.take(keys, hit))
+            keep = _confirm(values ^ np.take(sorted_values, firsts), threshold, own, earlier)
             if len(keep):
                 found.append((hit[keep] + start) * nt + torder[firsts[keep]])
-            more = np.nonzero(kinds[hit] == 2)[0]
+            kinds = np.take(kinds, hit)
+            more = np.nonzero(kinds >= 2)[0]
             if len(more):
-                # The rest of each run of several targets: a few positions one after another, then what is left
-                # of long runs at once.
-                hit, values, firsts = hit[more], values[more], firsts[more]
-                at = firsts.astype(np.int64) + 1
-                stop = run_end[firsts].astype(np.int64)
-                for _ in range(_WALK):
-                    keep = _confirm(values ^ sorted_values[at], threshold, own, earlier)
-                    if len(keep):
-                        found.append((hit[keep] + start) * nt + torder[at[keep]])
-                    at += 1
-                    more = np.nonzero(at < stop)[0]
-                    hit, values, at, stop = hit[more], values[more], at[more], stop[more]
-                if len(hit):
+                # The second target of each run of several (most runs hold two), then the rest of longer runs
+                # at once.
+                hit, values, firsts, kinds = hit[more], values[more], firsts[more], kinds[more]
+                at = firsts + 1
+                keep = _confirm(values ^ np.take(sorted_values, at), threshold, own, earlier)
+                if len(keep):
+                    found.append((hit[keep] + start) * nt + torder[at[keep]])
+                more = np.nonzero(kinds == 3)[0]
+                if len(more):
+                    at = at[more].astype(np.int64) + 1
+                    stop = run_end[firsts[more]].astype(np.int64)
                     rest = _pairs_in_buckets(
-                        queries, targets, torder, hit + start, at, stop - at, threshold, own, earlier
+                        queries, targets, torder, hit[more] + start, at, stop - at, threshold, own, earlier
                     )
                     found.extend(rest)
         kind_of[head_keys] = 0
@@ -266,14 +332,23 @@ def _slab_key(
     bits: int,
 ) -> npt.NDArray[np.int64]:
     """The key of each value made of the chosen blocks (shift, width), folded to at most bits bits, written into
-    out."""
-    at = 0
+    out. Neighbouring blocks are cut out together, and each run moved straight to its place in the key: a pass
+    or three a run, not four a block."""
+    runs: list[list[int]] = []
     for shift, width in parts:
+        if runs and runs[-1][0] + runs[-1][1] == shift:
+            runs[-1][1] += width
+        else:
+            runs.append([shift, width])
+    at = 0
+    for shift, width in runs:
         part = out if at == 0 else scratch
-        np.right_shift(values, np.uint64(shift), out=part)
-        np.bitwise_and(part, np.uint64((1 << width) - 1), out=part)
+        if shift > at:
+            np.right_shift(values, np.uint64(shift - at), out=part)
+            np.bitwise_and(part, np.uint64(((1 << width) - 1) << at), out=part)
+        else:
+            np.bitwise_and(values, np.uint64(((1 << width) - 1) << at), out=part)
         if at:
-            np.left_shift(part, np.uint64(at), out=part)
             np.bitwise_or(out, part, out=out)
         at += width
     if at > bits:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,7 +109,11 @@ def test_a_cross_search_with_the_pairs_among_its_targets_is_both_searches(
 
 
 @pytest.mark.parametrize(
-    ("threshold", "plan"), [(4, (5, 1)), (4, (6, 2)), (4, (7, 3)), (2, (3, 1)), (0, (1, 1)), (9, None)]
+    ("threshold", "plan"),
+    [
+        *[(4, (5, 1)), (4, (6, 2)), (4, (7, 3)), (2, (3, 1)), (0, (1, 1)), (9, None)],
+        *[(6, (12, 4)), (6, (13, 4)), (4, (9, 3))],  # coverings: not every choice of blocks
+    ],
 )
 def test_every_join_plan_is_exact(threshold: int, plan: tuple[int, int] | None) -> None:
     # Large inputs choose keys of two blocks and more (folded into the table when wider): all must be exact.
@@ -129,6 +134,36 @@ def test_every_join_plan_is_exact(threshold: int, plan: tuple[int, int] | None) 
     i, j = join(qarr, arr, threshold, same=False, plan=plan)
     assert list(zip(i.tolist(), j.tolist(), strict=True)) == cross
     assert len(same) > 40 and len(cross) > 20  # near pairs are there to find
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 11), st.data())
+def test_a_covering_holds_a_clean_choice_for_every_set_of_differing_blocks(blocks: int, data: st.DataObject) -> None:
+    """Whichever threshold blocks two values differ in, some choice of the covering lies in the other blocks."""
+    threshold = data.draw(st.integers(0, blocks - 1))
+    agree = data.draw(st.integers(1, blocks - threshold))
+    choices = pairs_module._covering(blocks, agree, threshold)
+    assert all(len(set(c)) == agree for c in choices)
+    for dirty in itertools.combinations(range(blocks), threshold):
+        assert any(not set(c) & set(dirty) for c in choices)
+
+
+@settings(max_examples=100, deadline=None)
+@given(clustered_hashes(), clustered_hashes(), st.integers(0, 6), st.data())
+def test_a_join_by_a_covering_is_exact(
+    queries: list[int], targets: list[int], threshold: int, data: st.DataObject
+) -> None:
+    """Keys of fewer blocks than must agree, chosen by a covering (not every choice), find every pair once."""
+    blocks = data.draw(st.integers(threshold + 2, 13))
+    plan = (blocks, data.draw(st.integers(1, blocks - threshold - 1)))
+    qarr, tarr = as_hashes(queries), as_hashes(targets)
+    i, j = join(qarr, tarr, threshold, same=False, plan=plan)
+    cross = [(a, b) for a, q in enumerate(queries) for b, t in enumerate(targets) if hamming(q, t) <= threshold]
+    assert list(zip(i.tolist(), j.tolist(), strict=True)) == cross
+    i, j = join(tarr, tarr, threshold, same=True, plan=plan)
+    n = len(targets)
+    same = [(a, b) for a in range(n) for b in range(a + 1, n) if hamming(targets[a], targets[b]) <= threshold]
+    assert list(zip(i.tolist(), j.tolist(), strict=True)) == same
 
 
 def test_near_pairs_leave_out_equal_values_and_read_signed_hashes() -> None:
