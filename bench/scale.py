@@ -299,8 +299,9 @@ def bench_grouping(sizes: list[int], repeat: int) -> list[str]:
     return rows
 
 
-def make_store(db: str, n: int) -> None:
-    """A store of n files with the synthetic fingerprints (as if a scan had found them); kept between runs."""
+def make_store(db: str, n: int, crops: bool = False) -> None:
+    """A store of n files with the synthetic fingerprints (as if a scan had found them); kept between runs. With
+    crops, each also has a crop signature like a photo's (synthetic_signatures)."""
     from dedupe import fingerprint
     from dedupe.store import Store
 
@@ -311,9 +312,11 @@ def make_store(db: str, n: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(db + suffix)
     columns = synthetic_columns(n)
+    signatures = synthetic_signatures(columns) if crops else None
     with Store.open(db) as store, store.transaction():
         for start in range(0, n, 10_000):
-            for record in synthetic_records(columns, range(start, min(n, start + 10_000))):
+            rows = range(start, min(n, start + 10_000))
+            for record in synthetic_records(columns, rows, (lambda: next(signatures)) if signatures else None):
                 store.put_fingerprint(record.fingerprint, fingerprint.VERSION)
                 st = (0o100644, record.ino, record.dev, 1, 0, 0, record.size, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0)
                 store.put_file(record.path, os.stat_result(st), record.content_hash)

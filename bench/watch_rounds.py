@@ -18,7 +18,6 @@ package (a folder holding dedupe/) instead of this one's: how the figures before
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -35,27 +34,9 @@ def make_store(db: str, n: int) -> None:
     """A store of n synthetic pictures with crop signatures, as if a scan had found them; kept between runs."""
     sys.path.insert(0, REPO)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from scale import synthetic_columns, synthetic_records, synthetic_signatures
+    import scale
 
-    from dedupe import fingerprint
-    from dedupe.store import Store
-
-    marker = f"{db}.complete"
-    if os.path.exists(marker):
-        return
-    for suffix in ("", "-wal", "-shm", ".complete"):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(db + suffix)
-    columns = synthetic_columns(n)
-    signatures = synthetic_signatures(columns)
-    with Store.open(db) as store, store.transaction():
-        for start in range(0, n, 10_000):
-            for record in synthetic_records(columns, range(start, min(n, start + 10_000)), lambda: next(signatures)):
-                store.put_fingerprint(record.fingerprint, fingerprint.VERSION)
-                st = (0o100644, record.ino, record.dev, 1, 0, 0, record.size, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0)
-                store.put_file(record.path, os.stat_result(st), record.content_hash)
-    with open(marker, "w") as f:
-        f.write("ok\n")
+    scale.make_store(db, n, crops=True)
 
 
 def _child(db: str, rounds: int, folder: str) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
 import random
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -87,6 +89,26 @@ def save(im: Image.Image, path: Path, **params: Any) -> Path:
         pillow_heif.register_heif_opener()
     im.save(path, **params)
     return path
+
+
+def damaged_exif_photo(fmt: str) -> tuple[bytes, bytes]:
+    """A drawn photo in fmt (JPEG or PNG, with a JFIF resolution or pHYs) without EXIF, and the same photo with an
+    EXIF block (orientation 6, a date taken) whose TIFF header is damaged, so that Pillow cannot read it. A PNG's
+    eXIf chunk has its CRC made again: only its content is damaged."""
+    im = draw_photo(15, (300, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8769)[36867] = "2021:02:03 04:05:06"
+    plain, tagged = io.BytesIO(), io.BytesIO()
+    im.save(plain, fmt, dpi=(72, 72))
+    im.save(tagged, fmt, dpi=(72, 72), exif=exif)
+    header = tagged.getvalue().index(b"MM\x00*")
+    damaged = tagged.getvalue()[:header] + b"XX" + tagged.getvalue()[header + 2 :]
+    if fmt == "PNG":
+        start = damaged.index(b"eXIf") - 4
+        end = start + 8 + int.from_bytes(damaged[start : start + 4], "big")
+        damaged = damaged[:end] + zlib.crc32(damaged[start + 4 : end]).to_bytes(4, "big") + damaged[end + 4 :]
+    return plain.getvalue(), damaged
 
 
 @pytest.fixture

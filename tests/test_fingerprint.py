@@ -27,7 +27,7 @@ from dedupe.fingerprint import (
     working_image,
 )
 from dedupe.models import ALPHA_VARIANTS, TRANSFORMS, Fingerprint, SamePixels
-from tests.conftest import REPO, draw_photo, save, transparent_logo
+from tests.conftest import REPO, damaged_exif_photo, draw_photo, save, transparent_logo
 
 
 def test_jpeg_fingerprint_records_size_format_and_hashes(tmp_path: Path) -> None:
@@ -432,20 +432,9 @@ def test_a_photo_whose_exif_block_is_damaged_is_read_as_one_without_exif(fmt: st
     """A photo whose EXIF block cannot be read (a damaged TIFF header) has the fingerprint of the same photo
     without EXIF (upright, no date), but for its content hash: only the metadata is lost, never the photo skipped
     as corrupt. A JPEG with a resolution in its JFIF segment included, which Pillow does not read the EXIF for."""
-    im = draw_photo(15, (300, 200))
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    exif.get_ifd(0x8769)[36867] = "2021:02:03 04:05:06"
-    plain, tagged = io.BytesIO(), io.BytesIO()
-    im.save(plain, fmt, dpi=(72, 72))
-    im.save(tagged, fmt, dpi=(72, 72), exif=exif)
-    header = tagged.getvalue().index(b"MM\x00*")
-    damaged = tagged.getvalue()[:header] + b"XX" + tagged.getvalue()[header + 2 :]
-    if fmt == "PNG":  # the eXIf chunk's CRC made again: only its content is damaged
-        chunks = [_chunk(c[4:8], c[8:-4]) if c[4:8] == b"eXIf" else c for c in _png_chunks(damaged)]
-        damaged = damaged[:8] + b"".join(chunks)
+    plain, damaged = damaged_exif_photo(fmt)
     read = fingerprint_bytes(damaged, "damaged")
-    assert read == dataclasses.replace(fingerprint_bytes(plain.getvalue(), "plain"), content_hash="damaged")
+    assert read == dataclasses.replace(fingerprint_bytes(plain, "plain"), content_hash="damaged")
     assert read.taken is None and (read.width, read.height) == (300, 200)
 
 
@@ -454,15 +443,8 @@ def test_calibration_copies_of_a_photo_whose_exif_block_is_damaged_are_those_of_
     rather than failing on it after the scan took it as a sample."""
     from dedupe.fingerprint import edited_copies
 
-    im = draw_photo(15, (300, 200))
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    plain, tagged = io.BytesIO(), io.BytesIO()
-    im.save(plain, "JPEG", dpi=(72, 72))
-    im.save(tagged, "JPEG", dpi=(72, 72), exif=exif)
-    header = tagged.getvalue().index(b"MM\x00*")
-    damaged = tagged.getvalue()[:header] + b"XX" + tagged.getvalue()[header + 2 :]
-    assert edited_copies(damaged) == edited_copies(plain.getvalue())
+    plain, damaged = damaged_exif_photo("JPEG")
+    assert edited_copies(damaged) == edited_copies(plain)
 
 
 def test_an_animated_png_whose_image_data_is_damaged_is_skipped_as_corrupt() -> None:

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from dedupe import DedupeError, DuplicateGroup, FileRecord, GroupMember, MatchKi
 from dedupe.fingerprint import hash_file
 from dedupe.web.state import KEPT_BY_YOU, Decision, ReviewState
 from dedupe.web.thumbs import Thumbnails
-from tests.conftest import REPO, draw_photo, make_fingerprint, make_record, save
+from tests.conftest import REPO, damaged_exif_photo, draw_photo, make_fingerprint, make_record, save
 from tests.webserver import ReviewServer, make_library, snapshot
 
 pytest.importorskip("starlette", reason="the web extra is not installed: pip install -e '.[test]'")
@@ -457,19 +456,8 @@ def test_a_photo_whose_exif_block_is_damaged_has_a_thumbnail_as_without_exif(fmt
     from dedupe.errors import FileSkipped
     from dedupe.web.thumbs import render
 
-    im = draw_photo(15, (300, 200))
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    plain, tagged = io.BytesIO(), io.BytesIO()
-    im.save(plain, fmt, dpi=(72, 72))
-    im.save(tagged, fmt, dpi=(72, 72), exif=exif)
-    header = tagged.getvalue().index(b"MM\x00*")
-    damaged = tagged.getvalue()[:header] + b"XX" + tagged.getvalue()[header + 2 :]
-    if fmt == "PNG":  # the eXIf chunk's CRC made again: only its content is damaged
-        start = damaged.index(b"eXIf") - 4
-        end = start + 8 + int.from_bytes(damaged[start : start + 4], "big")
-        damaged = damaged[:end] + zlib.crc32(damaged[start + 4 : end]).to_bytes(4, "big") + damaged[end + 4 :]
-    assert render(damaged, f"x.{fmt.lower()}", 200) == render(plain.getvalue(), f"x.{fmt.lower()}", 200)
+    plain, damaged = damaged_exif_photo(fmt)
+    assert render(damaged, f"x.{fmt.lower()}", 200) == render(plain, f"x.{fmt.lower()}", 200)
     cut = damaged[: len(damaged) // 2]
     with pytest.raises(FileSkipped):
         render(cut, f"x.{fmt.lower()}", 200)
