@@ -83,7 +83,15 @@ class _Index:
     def sync(self) -> None:
         """Bring the index up to date with the store: nothing to read when its change token is the one seen last
         or no fingerprint changed (a file renamed, say) and none of another version is stored; else the rows that
-        came or were written again since, and those of other versions."""
+        came or were written again since, and those of other versions. An update that fails part way (the store
+        unreadable for a moment, memory) leaves an empty index, read whole at the next sync, not a half-made one."""
+        try:
+            self._sync()
+        except BaseException:
+            self.__init__(self._store, self._base_rule)  # type: ignore[misc]
+            raise
+
+    def _sync(self) -> None:
         with self._store.reading():
             token = self._store.change_token()
             if token == self.token:

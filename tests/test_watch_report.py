@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from tests.conftest import draw_photo, run_dedupe, save, transparent_logo
 from tests.test_crops import CROP15, crop
 
 match_module = importlib.import_module("dedupe.match")
+watch_report = importlib.import_module("dedupe.watch_report")
 
 
 class Rounds:
@@ -200,3 +202,32 @@ def test_a_fingerprint_that_comes_back_as_this_version_at_its_row_joins_the_kept
                 row,
                 fingerprint.VERSION,
             )
+
+
+def test_an_update_that_fails_part_way_is_read_whole_at_the_next_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When an update fails part way through (out of memory between merging the new rows' hashes and their crop
+    windows), the round fails,
+    and the next round answers as a fresh index does: nothing half-updated is kept."""
+    library = tmp_path / "library"
+    photos = [save(draw_photo(i, (640, 480)), library / f"p{i}.jpg", quality=90) for i in range(4)]
+    copy = save(Image.open(photos[0]).resize((320, 240)), tmp_path / "in" / "copy.jpg")
+    with Store.open(tmp_path / "s.sqlite") as store:
+        rounds = Rounds(store, MatchRule())
+        rounds.round(*photos[:2])
+        added = rounds.read([photos[2]])
+        merged = watch_report._merged
+        calls = []
+
+        def out_of_memory_at_the_crops(*args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 2:  # the near hashes merged, not yet the crop windows
+                raise MemoryError
+            return merged(*args, **kwargs)
+
+        monkeypatch.setattr(watch_report, "_merged", out_of_memory_at_the_crops)
+        with pytest.raises(MemoryError):
+            rounds.kept.report(added)
+        monkeypatch.setattr(watch_report, "_merged", merged)
+        assert rounds.round(photos[3], copy)[-1][2] is not None  # the copy is found, as by a fresh index
