@@ -61,6 +61,11 @@ class _Index:
     def __init__(self, store: Store, rule: MatchRule) -> None:
         self._store = store
         self._base_rule = rule
+        self._forget()
+
+    def _forget(self) -> None:
+        """Empty, as before the first sync: the next one reads the store whole."""
+        rule = self._base_rule
         self.token: int | None = None  # the store's change token when last brought up to date
         self.listing = ""  # Store.fingerprint_keys as it was then
         self.pairs: set[str] = set()  # its items (Store.fingerprint_keys)
@@ -88,7 +93,7 @@ class _Index:
         try:
             self._sync()
         except BaseException:
-            self.__init__(self._store, self._base_rule)  # type: ignore[misc]
+            self._forget()
             raise
 
     def _sync(self) -> None:
