@@ -23,7 +23,7 @@ import numpy.typing as npt
 from PIL import Image, ImageFile, ImageStat, UnidentifiedImageError
 
 from dedupe import png, webp
-from dedupe.content_hash import hash_bytes, hash_file, image_data_hash, jpeg_segments, libjpeg_jfif, png_chunks
+from dedupe.content_hash import hash_bytes, hash_file, image_data_hash, jpeg_segments, libjpeg_jfif
 from dedupe.errors import FileSkipped
 from dedupe.models import (
     CROP_BYTES,
@@ -313,10 +313,6 @@ def _fingerprint(
     )
 
 
-# The PNG chunks from which Pillow's getexif reads (EXIF, and XMP or ImageMagick's raw EXIF profile in text).
-_PNG_EXIF_CHUNKS = frozenset((b"eXIf", b"tEXt", b"zTXt", b"iTXt"))
-
-
 def _exif(data: bytes, im: Image.Image) -> Image.Exif:
     """im.getexif(), without decoding a still PNG whose EXIF and text chunks all come before its image data, and
     empty when the EXIF block cannot be read (_exif_or_empty).
@@ -326,20 +322,9 @@ def _exif(data: bytes, im: Image.Image) -> Image.Exif:
     """
     if im.format != "PNG":
         return _exif_or_empty(im.getexif)
-    if getattr(im, "n_frames", 1) != 1:
-        if "exif" not in im.info:  # Pillow's getexif decodes the picture first: a damaged one fails as one
-            im.load()
-        return _exif_or_empty(lambda: Image.Image.getexif(im))
-    image_data = False
-    for kind, _, _ in png_chunks(memoryview(data)):  # slices of a view are not copies
-        if kind == b"IEND":
-            break
-        if kind == b"IDAT":
-            image_data = True
-        elif image_data and kind in _PNG_EXIF_CHUNKS:
-            if "exif" not in im.info:  # what Pillow's getexif does first: a damaged picture fails here, as one
-                im.load()
-            break
+    animated = getattr(im, "n_frames", 1) != 1
+    if "exif" not in im.info and (animated or png.after_image_data(data, png.EXIF_CHUNKS)):
+        im.load()  # what Pillow's getexif does first: a damaged picture fails here, as one
     return _exif_or_empty(lambda: Image.Image.getexif(im))
 
 
@@ -365,7 +350,7 @@ def _pixels_key(data: bytes, im: Image.Image, data_hash: str) -> str | None:
     if im.format == "WEBP" and int.from_bytes(data[4:8], "little") + 8 != len(data):
         return None
     still_to_decode = isinstance(im, ImageFile.ImageFile) and bool(im.tile)
-    if im.format == "PNG" and still_to_decode and png.pillow_reads_after_image_data(data):
+    if im.format == "PNG" and still_to_decode and png.after_image_data(data, png.PILLOW_READS):
         return None
     jfif = im.format in ("JPEG", "MPO") and _libjpeg_jfif(memoryview(data))
     return hash_bytes(f"{data_hash}:{im.mode}:{im.size}:{jfif}".encode())

@@ -29,7 +29,9 @@ _SPNG_MODES = {0: "L", 2: "RGB", 6: "RGBA"}
 # The chunks Pillow's PNG reader interprets. It reads those after the image data when it finishes decoding: there a
 # malformed one fails the decode, a tRNS makes a colour transparent and an fcTL is a frame's size, where libspng
 # passes over them or reads them otherwise.
-_PILLOW_READS = frozenset(name[6:].encode() for name in vars(PngImagePlugin.PngStream) if name.startswith("chunk_"))
+PILLOW_READS = frozenset(name[6:].encode() for name in vars(PngImagePlugin.PngStream) if name.startswith("chunk_"))
+# The chunks from which Pillow's getexif reads (EXIF, and XMP or ImageMagick's raw EXIF profile in text).
+EXIF_CHUNKS = frozenset((b"eXIf", b"tEXt", b"zTXt", b"iTXt"))
 _APNG_CHUNKS = frozenset((b"acTL", b"fcTL", b"fdAT"))  # the first frame's size is its fcTL's to Pillow
 
 
@@ -60,7 +62,7 @@ def decoded(data: bytes, im: Image.Image) -> Image.Image | None:
 def _spng_reads_as_pillow(data: bytes) -> bool:
     """Whether libspng decodes this PNG to what Pillow's decoder gives: the chunks run whole up to IEND, every
     IDAT chunk's CRC matches its bytes, no chunk is APNG's, and after the image data come only IDAT chunks and
-    chunks that Pillow does not read (_PILLOW_READS).
+    chunks that Pillow does not read (PILLOW_READS).
 
     pyspng has libspng ignore CRCs, and libspng does not check zlib's Adler-32 either, so image data that rotted
     on disk would decode to other pixels without an error; Pillow's decoder reports it (the Adler-32 fails).
@@ -72,21 +74,21 @@ def _spng_reads_as_pillow(data: bytes) -> bool:
         if end > len(view) or kind in _APNG_CHUNKS:
             return False
         if kind == b"IEND":
-            return not pillow_reads_after_image_data(data)
+            return not after_image_data(data, PILLOW_READS)
         if kind == b"IDAT" and zlib.crc32(view[start + 4 : end - 4]) != int.from_bytes(view[end - 4 : end], "big"):
             return False
     return False
 
 
-def pillow_reads_after_image_data(data: bytes) -> bool:
-    """Whether a chunk that Pillow's PNG reader interprets (other than more image data) follows the image data."""
+def after_image_data(data: bytes, kinds: frozenset[bytes]) -> bool:
+    """Whether a chunk of these kinds (PILLOW_READS, EXIF_CHUNKS) follows the image data, before IEND."""
     image_data = False
-    for kind, _, _ in png_chunks(memoryview(data)):
+    for kind, _, _ in png_chunks(memoryview(data)):  # slices of a view are not copies
         if kind == b"IEND":
             break
         if kind == b"IDAT":
             image_data = True
-        elif image_data and kind in _PILLOW_READS:
+        elif image_data and kind in kinds:
             return True
     return False
 
