@@ -19,6 +19,7 @@ import ipaddress
 import json
 import os
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -39,7 +40,7 @@ from dedupe.match import DEFAULT_THRESHOLD, MAX_THRESHOLD
 from dedupe.models import ListedFingerprint
 from dedupe.search import SearchIndex, check, find_similar
 from dedupe.serve_openapi import openapi
-from dedupe.store import Store
+from dedupe.store import Store, failure
 from dedupe.store_pg import PostgresStore, is_postgres, open_any
 
 if TYPE_CHECKING:
@@ -296,14 +297,24 @@ def skipped_error(e: FileSkipped) -> ApiError:
     return ApiError(400, reason)
 
 
+def whole_number(raw: str) -> int | None:
+    """raw as a whole number that SQLite can hold, or None: ASCII digits only (superscripts and Arabic-Indic
+    digits pass str.isdigit), and few enough that int() never refuses them (it does past 4,300 digits)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        return None
+    return int(raw)
+
+
 def query_int(request: Request, name: str, default: int, low: int, high: int | None) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not (raw.isdigit() and raw.isascii()) or int(raw) < low or (high is not None and int(raw) > high):
+    value = whole_number(raw)
+    if value is None or value < low or (high is not None and value > high):
         top = "" if high is None else f" and {high}"
-        raise ApiError(400, f"{name} should be a whole number between {low}{top}, not {raw!r}")
-    return int(raw)
+        shown = raw if len(raw) <= 40 else f"{raw[:40]}..."
+        raise ApiError(400, f"{name} should be a whole number between {low}{top}, not {shown!r}")
+    return value
 
 
 def create_app(options: ServeOptions, service: Service | None = None) -> Starlette:
@@ -417,17 +428,18 @@ def create_app(options: ServeOptions, service: Service | None = None) -> Starlet
     async def delete_endpoint(request: Request) -> Response:
         authorize(request, write=True)
         raw = request.path_params["ident"]
-        if not raw.isdigit():
-            raise ApiError(404, f"no fingerprint {raw!r}")
+        ident = whole_number(raw)
+        if ident is None:
+            raise ApiError(404, f"no fingerprint {raw[:40]!r}")
 
         def delete() -> int:
-            gone = svc().store.forget_imported_ids([int(raw)])
+            gone = svc().store.forget_imported_ids([ident])
             if gone:
                 svc().refresh(force=True)
             return gone
 
         if not await run_in_threadpool(delete):
-            raise ApiError(404, f"no fingerprint {raw}")
+            raise ApiError(404, f"no fingerprint {ident}")
         return Response(status_code=204)
 
     async def list_endpoint(request: Request) -> Response:
@@ -481,6 +493,10 @@ def create_app(options: ServeOptions, service: Service | None = None) -> Starlet
     async def store_error(request: Request, exc: Exception) -> Response:
         return error_response(503, str(exc))
 
+    async def sqlite_error(request: Request, exc: Exception) -> Response:
+        # Raised by a write outside the store's own wrapping (a list too big for the disk): said as the CLI says it.
+        return error_response(503, str(failure(exc, svc().store.path)))
+
     async def internal_error(request: Request, exc: Exception) -> Response:
         print(f"dedupe serve: internal error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return error_response(500, "internal error")
@@ -516,6 +532,7 @@ def create_app(options: ServeOptions, service: Service | None = None) -> Starlet
         ApiError: api_error,
         HTTPException: http_error,
         DedupeError: store_error,
+        sqlite3.Error: sqlite_error,
         Exception: internal_error,
     }
     return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)

@@ -11,7 +11,7 @@ import struct
 import subprocess
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from dedupe import fingerprint
+from dedupe import exchange, fingerprint
 from dedupe.cli import cli
 from tests.conftest import REPO, draw_photo, run_dedupe, save
 from tests.serving import TOKEN, Server, serving, token_file, wait_for
@@ -221,6 +221,29 @@ def test_bad_parameters_and_unknown_paths_are_json_errors(server: Server) -> Non
         assert client.delete("/v1/fingerprints/abc", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
 
 
+def test_numbers_too_long_or_not_in_ascii_digits_are_bad_parameters(server: Server) -> None:
+    """A number past int()'s 4,300 digits, past SQLite's 64 bits, or in digits other than ASCII ("²", Arabic-Indic) is a
+    400 (a 404 for an id), never an internal error, and deletes nothing."""
+    body, _ = edits(0)["resized"]
+    huge = "9" * 5000
+    for name, value in (("threshold", huge), ("threshold", "²"), ("limit", huge)):
+        with server.client() as client:
+            response = client.post(
+                "/v1/search", content=body, headers={"Content-Type": "image/jpeg"}, params={name: value}
+            )
+        assert response.status_code == 400, (name, value[:10], response.text)
+        assert name in response.json()["error"]
+        assert len(response.json()["error"]) < 200
+    with server.client(TOKEN) as moderator:
+        listed = moderator.get("/v1/fingerprints").json()["count"]
+        assert moderator.get("/v1/fingerprints", params={"limit": huge}).status_code == 400
+        assert moderator.get("/v1/fingerprints", params={"offset": "9" * 18}).json()["fingerprints"] == []
+        for ident in (huge, "9" * 30, "%C2%B2", "%D9%A1"):  # %D9%A1 is the Arabic-Indic digit one
+            assert moderator.delete(f"/v1/fingerprints/{ident}").status_code == 404, ident
+        assert moderator.get("/v1/fingerprints").json()["count"] == listed
+    assert not [line for line in server.output if "internal error" in line or "Traceback" in line]
+
+
 def test_writes_need_the_right_token(server: Server) -> None:
     body = jpeg(draw_photo(42))
     headers = {"Content-Type": "image/jpeg"}
@@ -305,6 +328,24 @@ def test_an_import_by_another_process_is_seen_by_the_running_server(tmp_path: Pa
         assert before["fingerprints"] == 0
         assert after["refreshed_at"] > before["refreshed_at"]
         assert check(server, edited).json()["closest"]["name"] == str(photo)
+
+
+def test_a_list_too_big_for_the_disk_is_a_503_and_the_server_goes_on(
+    tmp_path: Path, mount_tmpfs: Callable[..., Path]
+) -> None:
+    """A write that fills the store's disk is refused with 503 and the store's one-line reason; nothing of the
+    list is kept, and the server goes on answering."""
+    disk = mount_tmpfs("disk", size="1m")
+    lines = [f"{exchange.HEADER}{fingerprint.VERSION}", ",".join(exchange.COLUMNS)]
+    for i in range(20_000):  # about 2.5 MB of fingerprints: more than the disk holds
+        lines.append(f"{i:032x},{i:032x},{i:016x},{i:016x},100,100,0,label {i} {'x' * 40}")
+    with serving(disk / "bans.sqlite", tokens=token_file(tmp_path)) as server, server.client(TOKEN) as moderator:
+        response = moderator.post("/v1/fingerprints", content="\n".join(lines), headers={"Content-Type": "text/csv"})
+        status = moderator.get("/v1/status")
+    assert response.status_code == 503, response.text
+    assert "the disk is full" in response.json()["error"]
+    assert status.json()["fingerprints"] == 0
+    assert not [line for line in server.output if "Traceback" in line or "internal error" in line]
 
 
 def test_without_a_token_file_writes_are_refused(tmp_path: Path) -> None:
