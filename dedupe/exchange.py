@@ -140,30 +140,33 @@ def _parse_row(row: dict[str | None, str | None], source: str, line: int) -> Lis
         value = row.get(name)
         return default if value is None else value.strip()
 
-    def bad(what: str) -> DedupeError:
-        return DedupeError(f"{source}, line {line}: {what}")
+    def bad(what: str, value: str) -> DedupeError:
+        shown = value if len(value) <= 40 else f"{value[:40]}..."  # a damaged line can be megabytes long
+        return DedupeError(f"{source}, line {line}: {what}, not {shown!r}")
 
     if None in row:
-        raise bad("more fields than columns")
+        raise DedupeError(f"{source}, line {line}: more fields than columns")
     content_hash, image_hash = field("content_hash").lower(), field("image_hash").lower()
     for name, value in (("content_hash", content_hash), ("image_hash", image_hash)):
         if not _HASH.fullmatch(value):
-            raise bad(f"{name} should be 32 hex digits, not {value!r}")
+            raise bad(f"{name} should be 32 hex digits", value)
     hashes: list[int] = []
     for name in ("phash", "dhash"):
         value = field(name).lower()
         if not _HASH64.fullmatch(value):
-            raise bad(f"{name} should be 16 hex digits, not {value!r}")
+            raise bad(f"{name} should be 16 hex digits", value)
         hashes.append(int(value, 16))
     sizes: list[int] = []
     for name in ("width", "height"):
         value = field(name, "0")
-        if not value.isdigit() or not value.isascii():
-            raise bad(f"{name} should be a whole number, not {value!r}")
+        # At most 9 digits: more would not fit SQLite's integers (or int() past 4,300 digits), and no picture
+        # is a billion pixels wide.
+        if not value.isdigit() or not value.isascii() or len(value) > 9:
+            raise bad(f"{name} should be a whole number of pixels", value)
         sizes.append(int(value))
     low_info = field("low_info", "0").lower()
     if low_info not in ("0", "1", "true", "false"):
-        raise bad(f"low_info should be 0 or 1, not {low_info!r}")
+        raise bad("low_info should be 0 or 1", low_info)
     return ListedFingerprint(
         content_hash=content_hash,
         image_hash=image_hash,

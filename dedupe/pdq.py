@@ -101,10 +101,16 @@ def read_list(text: TextIO, source: str) -> list[PdqEntry]:
             fields = next(csv.reader([stripped]))
             value = fields[0].strip().lower()
             if not _HEX.fullmatch(value):
-                raise DedupeError(f"{source}, line {line_number}: a PDQ hash should be 64 hex digits, not {value!r}")
+                shown = value if len(value) <= 80 else f"{value[:80]}..."  # a damaged line can be megabytes long
+                raise DedupeError(f"{source}, line {line_number}: a PDQ hash should be 64 hex digits, not {shown!r}")
             quality: int | None = None
             rest = [f.strip() for f in fields[1:]]
             if len(rest) >= 2 and rest[0].isdigit() and rest[0].isascii():
+                # PDQ's quality is 0 to 100; a longer number would not fit SQLite's integers, or even int().
+                if len(rest[0]) > 3 or int(rest[0]) > 100:
+                    raise DedupeError(
+                        f"{source}, line {line_number}: a PDQ quality should be 0 to 100, not {rest[0][:20]}"
+                    )
                 quality = int(rest[0])
                 rest = rest[1:]
             label = ",".join(rest) or value

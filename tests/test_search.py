@@ -397,7 +397,11 @@ GOOD_ROW = f"{'a' * 32},{'b' * 32},00000000000000ff,ffffffffffffffff,10,20,0,one
         (f"{HEADER}{VERSION}", GOOD_ROW.replace("00000000000000ff", "ff"), "line 4: phash should be 16 hex digits"),
         (f"{HEADER}{VERSION}", GOOD_ROW.replace("a" * 32, "xyz"), "line 4: content_hash should be 32 hex digits"),
         (f"{HEADER}{VERSION}", GOOD_ROW.replace(",10,", ",-1,"), "line 4: width should be a whole number"),
+        (f"{HEADER}{VERSION}", GOOD_ROW.replace(",10,", f",{'9' * 30},"), "line 4: width should be a whole number"),
+        (f"{HEADER}{VERSION}", GOOD_ROW.replace(",20,", f",{'9' * 5000},"), "line 4: height should be a whole number"),
+        (f"{HEADER}{VERSION}", GOOD_ROW.replace("a" * 32, "f" * 100_000), "line 4: content_hash should be 32 hex"),
     ],
+    ids=["algorithm", "no-header", "phash", "content-hash", "negative", "past-64-bits", "past-int", "huge-field"],
 )
 def test_a_list_from_another_algorithm_or_damaged_is_refused_whole(
     tmp_path: Path, header: str, row: str, message: str
@@ -411,6 +415,7 @@ def test_a_list_from_another_algorithm_or_damaged_is_refused_whole(
     assert result.exit_code == 1
     assert message in result.output
     assert "Traceback" not in result.output
+    assert len(result.output) < 2000  # a damaged field of any length is shown cut short
 
 
 def test_a_good_handwritten_list_imports_with_optional_columns_left_out(tmp_path: Path) -> None:
@@ -670,4 +675,3 @@ def test_two_transparent_logos_on_one_background_do_not_find_each_other(tmp_path
             assert not check(cross, where).matched
             assert match(fingerprint_file(layer), fingerprint_file(ring), MatchRule(crops=False)) is not None
             assert [Path(h.name).name for h in find_similar(layer, where).hits] == ["ring.png"]
-
