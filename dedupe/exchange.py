@@ -18,8 +18,9 @@ import csv
 import io
 import os
 import re
+import secrets
+import stat
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, TypeVar
@@ -52,24 +53,40 @@ def export_fingerprints(
     if not roots:
         items += store.imported(version)
     if isinstance(out, str | os.PathLike):
-        _write_file(Path(out), items)
+        write_file(out, lambda f: write_list(items, f))
     else:
         write_list(items, out)
     return len(items)
 
 
-def _write_file(path: Path, items: Sequence[ListedFingerprint]) -> None:
+def write_file(path: str | os.PathLike[str], write: Callable[[TextIO], None]) -> None:
+    """Write a list to path: a regular file is replaced whole, never left half written; a symbolic link's target
+    is replaced, the link kept; a pipe or a device (/dev/stdout) is written into, since replacing it would put a
+    file in its place. A new file gets the usual permissions (0666 less the umask), a replaced one keeps its own."""
+    name = os.fspath(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        st: os.stat_result | None = Path(name).stat()
+    except OSError:
+        st = None
+    try:
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            with Path(name).open("w", encoding="utf-8", newline="") as f:
+                write(f)
+            return
+        target = Path(name).resolve()
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as e:
-        raise DedupeError(f"cannot write {path}: {e.strerror or e}") from None
+        raise DedupeError(f"cannot write {name}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            write_list(items, f)
-        Path(tmp).replace(path)
+            if st is not None:
+                os.fchmod(f.fileno(), stat.S_IMODE(st.st_mode))
+            write(f)
+        tmp.replace(target)
     except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise DedupeError(f"cannot write {path}: {e.strerror or e}") from None
+        tmp.unlink(missing_ok=True)
+        raise DedupeError(f"cannot write {name}: {e.strerror or e}") from None
 
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -214,4 +231,4 @@ def import_fingerprints(
     return ImportReport(source=name, listed=len(items), added=added, replaced=replaced)
 
 
-__all__ = ["COLUMNS", "HEADER", "export_fingerprints", "import_fingerprints", "read_list", "write_list"]
+__all__ = ["COLUMNS", "HEADER", "export_fingerprints", "import_fingerprints", "read_list", "write_file", "write_list"]

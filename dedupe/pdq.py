@@ -16,10 +16,8 @@ from __future__ import annotations
 import csv
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
@@ -27,7 +25,7 @@ import numpy.typing as npt
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError, FileSkipped
-from dedupe.exchange import read_source
+from dedupe.exchange import read_source, write_file
 from dedupe.models import HitSource, MatchKind, PdqEntry, SearchHit
 
 if TYPE_CHECKING:
@@ -167,14 +165,7 @@ def export_list(
     if not roots:
         entries += [entry for _, entry in store.pdq_entries()]
     if isinstance(out, str | os.PathLike):
-        path = Path(out)
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                write_list(entries, f)
-            Path(tmp).replace(path)
-        except OSError as e:
-            raise DedupeError(f"cannot write {path}: {e.strerror or e}") from None
+        write_file(out, lambda f: write_list(entries, f))
     else:
         write_list(entries, out)
     return len(entries)

@@ -6,9 +6,11 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import random
 import shutil
 import sqlite3
+import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -540,6 +542,45 @@ def test_export_and_import_commands(photos: Photos, blocklist: Path, tmp_path: P
     result = runner.invoke(cli, ["import", str(photos.banned[0]), "--db", site])
     assert result.exit_code == 1
     assert "not UTF-8 text" in result.output or "not a list of dedupe fingerprints" in result.output
+
+
+def test_export_replaces_a_links_target_writes_into_a_pipe_and_keeps_permissions(
+    blocklist: Path, tmp_path: Path
+) -> None:
+    """export -o replaces a symbolic link's target and keeps the link; a named pipe (or a device such as
+    /dev/stdout) is written into, never replaced by a file; a new list gets 0666 less the umask (it is made to be
+    shared), and a list replaced keeps its own permissions."""
+    runner = CliRunner()
+    target = tmp_path / "lists" / "list.csv"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    target.chmod(0o640)
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    assert runner.invoke(cli, ["export", "--db", str(blocklist), "-o", str(link)]).exit_code == 0
+    assert link.is_symlink()
+    assert target.read_text().startswith(HEADER)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert [p.name for p in target.parent.iterdir()] == ["list.csv"]
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader waiting, so that opening it to write returns
+    try:
+        assert runner.invoke(cli, ["export", "--db", str(blocklist), "-o", str(fifo)]).exit_code == 0
+        received = os.read(reader, 1 << 16)
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert received.decode().startswith(HEADER)
+
+    umask = os.umask(0o022)
+    try:
+        fresh = tmp_path / "fresh.csv"
+        assert runner.invoke(cli, ["export", "--db", str(blocklist), "-o", str(fresh)]).exit_code == 0
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o644
 
 
 def test_an_older_store_is_upgraded_by_import_and_refused_read_only(tmp_path: Path) -> None:
