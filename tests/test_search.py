@@ -190,6 +190,16 @@ def test_a_corrupt_query_image_is_a_readable_error(
         check(tmp_path, readonly)
 
 
+def test_a_named_pipe_given_to_check_is_refused_without_opening_it(blocklist: Path, tmp_path: Path) -> None:
+    """A named pipe is never opened (opening one waits for a writer, maybe for ever): check says it is no
+    regular file, exit status 2, at once."""
+    fifo = tmp_path / "upload.jpg"
+    os.mkfifo(fifo)
+    result = run_dedupe("check", str(fifo), "--db", str(blocklist), timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == f"{fifo}: error: not a regular file (a pipe, socket or device), not opened\n"
+
+
 def test_concurrent_checks_from_threads_match_serial_answers(photos: Photos, readonly: Store) -> None:
     index = SearchIndex.load(readonly)
     uploads = [p.read_bytes() for p in photos.edits.values()] * 2
