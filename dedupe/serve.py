@@ -214,13 +214,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"the body is {int(declared):,} bytes; the limit is {limit:,}", close)
+    from starlette.requests import ClientDisconnect
+
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"the body is over the limit of {limit:,} bytes", close)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"the body is over the limit of {limit:,} bytes", close)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # A truncated upload: the answer reaches nobody, but it keeps the log free of an "internal error".
+        raise ApiError(400, f"the upload was cut off after {size:,} bytes: the client closed the connection") from None
     return b"".join(chunks)
 
 

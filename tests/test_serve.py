@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -11,8 +12,9 @@ import struct
 import subprocess
 import sys
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +23,7 @@ from PIL import Image
 
 from dedupe import exchange, fingerprint
 from dedupe.cli import cli
+from dedupe.serve import ServeOptions, Service, create_app
 from tests.conftest import REPO, draw_photo, run_dedupe, save
 from tests.serving import TOKEN, Server, serving, token_file, wait_for
 
@@ -207,6 +210,44 @@ def test_a_streamed_body_over_the_limit_is_refused_while_reading(server: Server)
     if response is not None:
         assert response.status_code == 413
         assert "limit" in response.json()["error"]
+
+
+def test_an_upload_cut_off_by_the_client_is_a_bad_request_not_an_internal_error(tmp_path: Path) -> None:
+    """A client that closes the connection half way through its upload gets a 400 (which reaches nobody), and no
+    internal error is raised or logged. Driven through the ASGI interface, where the disconnect is an event."""
+    options = ServeOptions(db=str(tmp_path / "bans.sqlite"))
+    service = Service(options)
+    sent: list[MutableMapping[str, Any]] = []
+    incoming: list[MutableMapping[str, Any]] = [
+        {"type": "http.request", "body": jpeg(draw_photo(1))[:1000], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> MutableMapping[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/check",
+        "raw_path": b"/v1/check",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"image/jpeg"), (b"content-length", b"100000")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8765),
+    }
+    try:
+        asyncio.run(create_app(options, service)(scope, receive, send))
+    finally:
+        service.close()
+    assert sent[0]["status"] == 400
+    assert "cut off after 1,000 bytes" in json.loads(sent[1]["body"])["error"]
 
 
 def test_bad_parameters_and_unknown_paths_are_json_errors(server: Server) -> None:
