@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
@@ -218,6 +219,43 @@ def test_paths_and_foreign_ids_get_404(server: ReviewServer, library: tuple[Path
     status, _, _ = server.request("POST", "/api/group/0/decide", {"state": "accepted", "keeper": str(secret)})
     assert status == 400
     assert snapshot(root) == before
+
+
+def test_numbers_int_refuses_and_json_nested_too_deep_are_refused_not_crashed(server: ReviewServer) -> None:
+    """Numbers of thousands of digits in a page URL get 404, JSON nested thousands deep or a JSON true as a
+    member number get 400; no request is an internal error, and none reaches the log as a traceback."""
+    gen = server.json("GET", "/api/overview")["generation"]
+    huge = "9" * 5000
+    for path in (f"/api/group/{huge}", f"/thumb/{gen}/0/{huge}", f"/full/{huge}/0/0", f"/thumb/{gen}/{huge}/0"):
+        status, _, _ = server.request("GET", path)
+        assert status == 404, path[:30]
+    for path, body in (
+        (f"/api/group/{huge}/decide", {"state": "accepted"}),
+        ("/api/group/0/decide", {"state": "accepted", "keeper": True}),
+        ("/api/group/0/decide", {"state": "accepted", "keep_too": [True]}),
+    ):
+        status, _, _ = server.request("POST", path, body)
+        assert status == 400, (path[:30], body)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    payload = b"[" * 100_000 + b"]" * 100_000
+    conn.request(
+        "POST",
+        "/api/group/0/decide",
+        body=payload,
+        headers={
+            "Host": server.host,
+            "Cookie": f"dedupe_token={server.token}",
+            "Origin": server.base,
+            "X-Dedupe-Token": server.token,
+            "Content-Type": "application/json",
+        },
+    )
+    assert conn.getresponse().status == 400
+    conn.close()
+    assert server.json("GET", "/api/group/0")["decision"] == "undecided"
+    code, err = server.stop()
+    assert code == 0
+    assert "Traceback" not in err
 
 
 def test_a_symlink_swapped_in_after_the_scan_is_not_served(
