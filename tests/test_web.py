@@ -391,6 +391,42 @@ def test_apply_trashes_the_copies_and_undo_restores_the_tree(
     assert json.loads(body)["error"] == "nothing to undo"
 
 
+def test_a_decision_from_a_page_of_an_earlier_grouping_is_refused(server: ReviewServer) -> None:
+    """A decision sent with the generation of groups made again since (an apply in another tab) gets 409 and
+    lands on no group, though its number names a group of the new grouping."""
+    stale = server.json("GET", "/api/group/0")
+    server.json("POST", "/api/group/0/decide", {"state": "accepted", "generation": stale["generation"]})
+    plan = server.json("GET", "/api/plan")
+    server.json("POST", "/api/apply", {"plan": plan["id"]})  # the groups are made again
+    fresh = server.json("GET", "/api/group/0")
+    assert fresh["generation"] != stale["generation"]
+    status, _, body = server.request(
+        "POST", "/api/group/0/decide", {"state": "accepted", "keeper": 1, "generation": stale["generation"]}
+    )
+    assert status == 409
+    assert "reload the page" in json.loads(body)["error"]
+    assert server.json("GET", "/api/group/0")["decision"] == "undecided"
+
+
+def test_undo_reverses_the_run_its_button_names_not_a_newer_one(server: ReviewServer, tmp_path: Path) -> None:
+    """An Undo button naming run A, pressed after run B was applied elsewhere, undoes A and leaves B; pressed
+    again, it is refused as already undone."""
+    server.json("POST", "/api/accept", {"kind": "near"})
+    first = server.json("POST", "/api/apply", {"plan": server.json("GET", "/api/plan")["id"]})
+    server.json("POST", "/api/accept", {"kind": "exact"})
+    second = server.json("POST", "/api/apply", {"plan": server.json("GET", "/api/plan")["id"]})
+    assert first["counts"]["done"] == 1 and second["counts"]["done"] == 4
+    undone = server.json("POST", "/api/undo", {"run": first["run"]})
+    assert undone["run"] == first["run"]
+    assert [r["path"] for r in undone["results"]] == [r["path"] for r in first["results"]]
+    assert all(Path(r["path"]).exists() for r in first["results"])
+    assert not any(Path(r["path"]).exists() for r in second["results"])
+    assert len(_trash(tmp_path)) == 4
+    status, _, body = server.request("POST", "/api/undo", {"run": first["run"]})
+    assert status == 400
+    assert "already undone" in json.loads(body)["error"]
+
+
 # --- ReviewState, without HTTP ---------------------------------------------------------------------------------
 
 

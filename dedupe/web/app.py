@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 
 from dedupe import DedupeError, Store, __version__
 from dedupe.models import Action
-from dedupe.web.state import Decision, GroupLoader, Planner, ReviewState, StalePlan, result_view
+from dedupe.web.state import Decision, GroupLoader, Planner, ReviewState, StaleGrouping, StalePlan, result_view
 from dedupe.web.thumbs import BROWSER_FORMATS, VIEW_SIDE, Thumbnails, read_checked, thumbnail_folder
 
 Scope = MutableMapping[str, Any]
@@ -193,11 +193,14 @@ def create_app(
             decision = Decision(body.get("state", ""))
             keeper = body.get("keeper")
             keep_too = body.get("keep_too", [])
-            if keeper is not None and not _is_int(keeper):
+            generation = body.get("generation")  # the grouping the page showed
+            if any(v is not None and not _is_int(v) for v in (keeper, generation)):
                 raise ValueError
             if not isinstance(keep_too, list) or not all(_is_int(m) for m in keep_too):
                 raise ValueError
-            await run_in_threadpool(state.decide, i, decision, keeper, keep_too)
+            await run_in_threadpool(state.decide, i, decision, keeper, keep_too, generation)
+        except StaleGrouping as e:
+            return JSONResponse({"error": str(e)}, status_code=409)
         except (ValueError, IndexError):
             return _bad("not a decision: state, keeper (a member number) and keep_too (member numbers)")
         except DedupeError as e:
@@ -239,8 +242,11 @@ def create_app(
         return JSONResponse({"done": done, "total": total})
 
     async def undo(request: Request) -> Response:
+        run = (await _json(request) or {}).get("run")  # the run the page's button names, if it names one
+        if run is not None and not _is_int(run):
+            return _bad("run is the number of a run")
         try:
-            result = await run_in_threadpool(state.undo)
+            result = await run_in_threadpool(state.undo, run)
         except DedupeError as e:
             return _bad(str(e))
         return JSONResponse(result_view(result, undoing=True))
