@@ -21,7 +21,7 @@ import re
 import secrets
 import stat
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, TypeVar
 
@@ -37,6 +37,17 @@ COLUMNS = ("content_hash", "image_hash", "phash", "dhash", "width", "height", "l
 _REQUIRED = ("content_hash", "image_hash", "phash", "dhash")
 _HASH = re.compile(r"[0-9a-f]{32}")
 _HASH64 = re.compile(r"[0-9a-f]{16}")
+# Far above any real line (hashes and a path), far below what makes csv build millions of fields: a 50 MB line of
+# commas took 850 MB to refuse.
+LINE_LIMIT = 1 << 20
+
+
+def bounded_lines(text: Iterable[str], source: str, first: int = 1) -> Iterator[str]:
+    """The lines of a list, refusing one over LINE_LIMIT characters before the CSV reader splits it."""
+    for number, line in enumerate(text, first):
+        if len(line) > LINE_LIMIT:
+            raise DedupeError(f"{source}, line {number}: over {LINE_LIMIT:,} characters, not a line of a list")
+        yield line
 
 
 def export_fingerprints(
@@ -127,7 +138,9 @@ def write_list(items: Iterable[ListedFingerprint], out: TextIO) -> None:
 def read_list(text: TextIO, source: str) -> list[ListedFingerprint]:
     """Parse a list, refusing one made with another fingerprint algorithm; errors name the line."""
     try:
-        first = text.readline()
+        first = text.readline(LINE_LIMIT + 1)
+        if len(first) > LINE_LIMIT:
+            raise DedupeError(f"{source} is not a list of dedupe fingerprints: its first line is far too long")
         if not first:
             raise DedupeError(f"{source} is empty, not a list of dedupe fingerprints")
         if not first.startswith(HEADER):
@@ -141,7 +154,7 @@ def read_list(text: TextIO, source: str) -> list[ListedFingerprint]:
                 f" ({VERSION}): its fingerprints cannot be compared. Export the list again from the"
                 " images with this version of dedupe."
             )
-        reader = csv.DictReader(text)
+        reader = csv.DictReader(bounded_lines(text, source, 2))
         missing = [c for c in _REQUIRED if c not in (reader.fieldnames or ())]
         if missing:
             raise DedupeError(f"{source}, line 2: the columns {', '.join(missing)} are missing")

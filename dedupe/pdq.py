@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError, FileSkipped
-from dedupe.exchange import read_source, write_file
+from dedupe.exchange import bounded_lines, read_source, write_file
 from dedupe.models import HitSource, MatchKind, PdqEntry, SearchHit
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def read_list(text: TextIO, source: str) -> list[PdqEntry]:
     """Parse a PDQ list; an error names the line. A hash without a label is labelled with itself."""
     entries: list[PdqEntry] = []
     try:
-        for line_number, line in enumerate(text, 1):
+        for line_number, line in enumerate(bounded_lines(text, source), 1):
             stripped = line.strip()
             if not stripped or stripped.startswith("#"):
                 continue

@@ -412,8 +412,21 @@ GOOD_ROW = f"{'a' * 32},{'b' * 32},00000000000000ff,ffffffffffffffff,10,20,0,one
         (f"{HEADER}{VERSION}", GOOD_ROW.replace(",10,", f",{'9' * 30},"), "line 4: width should be a whole number"),
         (f"{HEADER}{VERSION}", GOOD_ROW.replace(",20,", f",{'9' * 5000},"), "line 4: height should be a whole number"),
         (f"{HEADER}{VERSION}", GOOD_ROW.replace("a" * 32, "f" * 100_000), "line 4: content_hash should be 32 hex"),
+        (f"{HEADER}{VERSION}", "," * 2_000_000, "line 4: over 1,048,576 characters"),  # not split into fields
+        ("#" * 2_000_000, GOOD_ROW, "its first line is far too long"),
     ],
-    ids=["algorithm", "no-header", "phash", "content-hash", "negative", "past-64-bits", "past-int", "huge-field"],
+    ids=[
+        "algorithm",
+        "no-header",
+        "phash",
+        "content-hash",
+        "negative",
+        "past-64-bits",
+        "past-int",
+        "huge-field",
+        "huge-line",
+        "huge-first-line",
+    ],
 )
 def test_a_list_from_another_algorithm_or_damaged_is_refused_whole(
     tmp_path: Path, header: str, row: str, message: str
