@@ -151,12 +151,20 @@ class Service:
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
         self.store: Store | PostgresStore = open_any(options.db)
-        self._loader: Store | PostgresStore = open_any(options.db, readonly=not is_postgres(options.db))
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        version = self._loader.data_version()
-        self._state = _State(SearchIndex.load(self.store, source=self._loader), version, time.time())
         self._thread: threading.Thread | None = None
+        try:
+            self._loader: Store | PostgresStore = open_any(options.db, readonly=not is_postgres(options.db))
+        except BaseException:
+            self.store.close()
+            raise
+        try:
+            version = self._loader.data_version()
+            self._state = _State(SearchIndex.load(self.store, source=self._loader), version, time.time())
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def index(self) -> SearchIndex:
@@ -584,23 +592,35 @@ def app_from_environment() -> Starlette:
 def run(options: ServeOptions, *, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve until SIGINT or SIGTERM, finishing the requests in flight; on_ready(url) once it answers."""
     uvicorn = _uvicorn()
-    # Opened once here, so that a store that cannot be opened is said before anything listens.
-    probe = open_any(options.db)
-    probe.close()
-    sock = bind(options.host, options.port)
-    url = url_of(options.host, sock.getsockname()[1])
-    if on_ready is not None:
-        threading.Thread(target=_announce, args=(url, on_ready), daemon=True).start()
-    common: dict[str, Any] = {"log_level": "warning", "access_log": False, "lifespan": "on"}
+    # Opened here, so that a store that cannot be opened is said in one line before anything listens. With one
+    # worker the index is loaded here too: loaded by uvicorn's lifespan, a damaged table ended in a traceback.
+    service: Service | None = None
     if options.workers > 1:
-        from uvicorn.supervisors import Multiprocess
-
-        os.environ[_OPTIONS_ENV] = json.dumps(asdict(options))
-        config = uvicorn.Config("dedupe.serve:app_from_environment", factory=True, workers=options.workers, **common)
-        Multiprocess(config, sockets=[sock]).run()
+        probe = open_any(options.db)
+        probe.close()
     else:
-        config = uvicorn.Config(create_app(options), **common)
-        uvicorn.Server(config).run(sockets=[sock])
+        service = Service(options)
+    try:
+        sock = bind(options.host, options.port)
+        url = url_of(options.host, sock.getsockname()[1])
+        if on_ready is not None:
+            threading.Thread(target=_announce, args=(url, on_ready), daemon=True).start()
+        common: dict[str, Any] = {"log_level": "warning", "access_log": False, "lifespan": "on"}
+        if service is None:
+            from uvicorn.supervisors import Multiprocess
+
+            os.environ[_OPTIONS_ENV] = json.dumps(asdict(options))
+            config = uvicorn.Config(
+                "dedupe.serve:app_from_environment", factory=True, workers=options.workers, **common
+            )
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            service.start()
+            config = uvicorn.Config(create_app(options, service), **common)
+            uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        if service is not None:
+            service.close()
 
 
 def _announce(url: str, on_ready: Callable[[str], None], timeout: float = 600) -> None:

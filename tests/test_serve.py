@@ -8,11 +8,13 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
 import zlib
 from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from dedupe import exchange, fingerprint
+from dedupe import Store, exchange, fingerprint
 from dedupe.cli import cli
 from dedupe.serve import ServeOptions, Service, create_app
 from tests.conftest import REPO, draw_photo, run_dedupe, save
@@ -483,6 +485,18 @@ def test_several_workers_all_see_a_ban_added_through_one(tmp_path: Path) -> None
         assert added.status_code == 201
         wait_for(every_worker_has_it, what="both workers holding the ban")
         assert check(workers, jpeg(draw_photo(90).resize((700, 525)), quality=70)).json()["match"] is True
+
+
+def test_a_store_whose_fingerprints_cannot_be_read_is_one_line_before_listening(tmp_path: Path) -> None:
+    """A store that opens but whose index cannot be loaded (a table gone: damage, or another program) stops
+    dedupe serve with the store's one-line reason and exit status 1, not a traceback from the server's start."""
+    db = tmp_path / "bans.sqlite"
+    Store.open(db).close()
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("ALTER TABLE imported RENAME TO something_else")
+    result = run_dedupe("serve", "--db", str(db), "--port", "0")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"Error: cannot use the store at {db}: no such table: imported"]
 
 
 def test_a_port_in_use_or_a_bad_token_file_is_one_line(tmp_path: Path) -> None:
