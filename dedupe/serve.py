@@ -123,6 +123,10 @@ def read_tokens(path: str) -> tuple[str, ...]:
     tokens = tuple(t for line in text.splitlines() if (t := line.strip()) and not t.startswith("#"))
     if not tokens:
         raise DedupeError(f"the token file {path} holds no token")
+    # A header carries bytes that Starlette reads as Latin-1, while clients encode other characters each their own
+    # way (httpx and curl as UTF-8): such a token would be refused with 403 whatever the client sent.
+    if not all(t.isascii() for t in tokens):
+        raise DedupeError(f"the token file {path} holds a token that is not ASCII: HTTP headers carry ASCII only")
     return tokens
 
 

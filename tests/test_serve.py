@@ -508,7 +508,13 @@ def test_a_port_in_use_or_a_bad_token_file_is_one_line(tmp_path: Path) -> None:
     empty = tmp_path / "empty-tokens.txt"
     empty.write_text("# nobody yet\n")
     no_tokens = run_dedupe("serve", "--db", str(tmp_path / "s.sqlite"), "--token-file", str(empty))
-    for result, words in ((busy, f"cannot listen on 127.0.0.1:{port}"), (no_tokens, "holds no token")):
+    accented = token_file(tmp_path, "s\u00e9same")
+    not_ascii = run_dedupe("serve", "--db", str(tmp_path / "s.sqlite"), "--token-file", str(accented))
+    for result, words in (
+        (busy, f"cannot listen on 127.0.0.1:{port}"),
+        (no_tokens, "holds no token"),
+        (not_ascii, "a token that is not ASCII"),  # it could never be matched: refused at the start
+    ):
         assert result.returncode == 1
         assert len(result.stderr.strip().splitlines()) == 1
         assert words in result.stderr
