@@ -197,6 +197,8 @@ def _parse_row(row: dict[str | None, str | None], source: str, line: int) -> Lis
     low_info = field("low_info", "0").lower()
     if low_info not in ("0", "1", "true", "false"):
         raise bad("low_info should be 0 or 1", low_info)
+    if "\x00" in field("label"):  # no path holds one, and PostgreSQL cannot store one
+        raise bad("a label cannot hold a NUL character", field("label"))
     return ListedFingerprint(
         content_hash=content_hash,
         image_hash=image_hash,

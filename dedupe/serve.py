@@ -335,6 +335,13 @@ def query_int(request: Request, name: str, default: int, low: int, high: int | N
     return value
 
 
+def text_param(request: Request, name: str) -> str | None:
+    value = request.query_params.get(name)
+    if value is not None and "\x00" in value:  # PostgreSQL cannot store or compare one: its error would be a 503
+        raise ApiError(400, f"{name} cannot hold a NUL character")
+    return value
+
+
 def create_app(options: ServeOptions, service: Service | None = None) -> Starlette:
     """The ASGI application. Without a service, one is opened when the application starts and closed at its end."""
     try:
@@ -406,7 +413,7 @@ def create_app(options: ServeOptions, service: Service | None = None) -> Starlet
         if media_type(request) == "text/csv":
             body = await read_body(request, options.max_bytes)
             return await run_in_threadpool(add_list, body)
-        label = request.query_params.get("label", "")
+        label = text_param(request, "label") or ""
         data = await fingerprint_upload(request)
         return await run_in_threadpool(add_image, data, label)
 
@@ -462,7 +469,7 @@ def create_app(options: ServeOptions, service: Service | None = None) -> Starlet
 
     async def list_endpoint(request: Request) -> Response:
         authorize(request, write=False)
-        label = request.query_params.get("label")
+        label = text_param(request, "label")
         limit = query_int(request, "limit", 1000, 1, None)
         offset = query_int(request, "offset", 0, 0, None)
         entries = await run_in_threadpool(svc().store.imported_entries, None, label)

@@ -413,6 +413,7 @@ GOOD_ROW = f"{'a' * 32},{'b' * 32},00000000000000ff,ffffffffffffffff,10,20,0,one
         (f"{HEADER}{VERSION}", GOOD_ROW.replace(",20,", f",{'9' * 5000},"), "line 4: height should be a whole number"),
         (f"{HEADER}{VERSION}", GOOD_ROW.replace("a" * 32, "f" * 100_000), "line 4: content_hash should be 32 hex"),
         (f"{HEADER}{VERSION}", "," * 2_000_000, "line 4: over 1,048,576 characters"),  # not split into fields
+        (f"{HEADER}{VERSION}", GOOD_ROW.replace(",one", ",o\x00ne"), "line 4: a label cannot hold a NUL character"),
         ("#" * 2_000_000, GOOD_ROW, "its first line is far too long"),
     ],
     ids=[
@@ -426,6 +427,7 @@ GOOD_ROW = f"{'a' * 32},{'b' * 32},00000000000000ff,ffffffffffffffff,10,20,0,one
         "huge-field",
         "huge-line",
         "huge-first-line",
+        "nul-in-label",
     ],
 )
 def test_a_list_from_another_algorithm_or_damaged_is_refused_whole(

@@ -287,6 +287,23 @@ def test_numbers_too_long_or_not_in_ascii_digits_are_bad_parameters(server: Serv
     assert not [line for line in server.output if "internal error" in line or "Traceback" in line]
 
 
+def test_a_label_with_a_nul_character_is_a_bad_parameter(server: Server) -> None:
+    """A label holding a NUL character is refused with 400 before the store sees it (PostgreSQL cannot store one,
+    and its error would be a 503, as if the store had failed)."""
+    with server.client(TOKEN) as moderator:
+        added = moderator.post(
+            "/v1/fingerprints",
+            params={"label": "spam\x00"},
+            content=jpeg(draw_photo(80)),
+            headers={"Content-Type": "image/jpeg"},
+        )
+        listed = moderator.get("/v1/fingerprints", params={"label": "spam\x00"})
+    for response in (added, listed):
+        assert response.status_code == 400
+        assert response.json() == {"error": "label cannot hold a NUL character"}
+    assert check(server, jpeg(draw_photo(80))).json()["match"] is False
+
+
 def test_writes_need_the_right_token(server: Server) -> None:
     body = jpeg(draw_photo(42))
     headers = {"Content-Type": "image/jpeg"}
