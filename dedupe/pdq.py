@@ -112,6 +112,8 @@ def read_list(text: TextIO, source: str) -> list[PdqEntry]:
                 quality = int(rest[0])
                 rest = rest[1:]
             label = ",".join(rest) or value
+            if "\x00" in label:  # no path holds one, and PostgreSQL cannot store one
+                raise DedupeError(f"{source}, line {line_number}: a label cannot hold a NUL character")
             entries.append(PdqEntry(value, label, quality))
     except UnicodeDecodeError:
         raise DedupeError(f"{source} is not UTF-8 text, not a list of PDQ hashes") from None
