@@ -38,6 +38,7 @@ from dedupe.cli_common import (
     real,
     reference_option,
 )
+from dedupe.errors import StoreError
 from dedupe.formats import applied_json, copy_labels, display_path, human_size, no_groups_json, plan_json, run_state
 from dedupe.match import MatchRule
 from dedupe.models import (
@@ -527,7 +528,7 @@ def undo_command(output: Output, ctx: click.Context, db: str | None, list_runs: 
         dedupe undo --list
         dedupe undo
     """
-    store = open_store(ctx, db)
+    store = _open_to_list(ctx, db) if list_runs else open_store(ctx, db)
     console = output.out
     if list_runs:
         all_runs = store.runs()
@@ -573,6 +574,15 @@ def undo_command(output: Output, ctx: click.Context, db: str | None, list_runs: 
         ctx.exit(1)
 
 
+def _open_to_list(ctx: click.Context, db: str | None) -> Store:
+    """The store for a list, which only reads: opened to write where it can be (a store of an older dedupe is
+    upgraded, as by any command), else read-only (a store on a read-only drive is listed all the same)."""
+    try:
+        return open_store(ctx, db)
+    except StoreError:
+        return open_store(ctx, db, readonly=True)
+
+
 @command("forget")
 @click.argument("numbers", nargs=-1, type=click.IntRange(1), metavar="[N]...")
 @db_option
@@ -592,7 +602,7 @@ def forget_command(
         dedupe forget --list
         dedupe forget 2
     """
-    store = open_store(ctx, db)
+    store = _open_to_list(ctx, db) if list_them or not numbers else open_store(ctx, db)
     sets = store.not_duplicate_sets()
     console = output.out
     if list_them or not numbers:

@@ -18,9 +18,10 @@ import csv
 import io
 import os
 import re
+import secrets
+import stat
 import sys
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, TypeVar
 
@@ -36,6 +37,17 @@ COLUMNS = ("content_hash", "image_hash", "phash", "dhash", "width", "height", "l
 _REQUIRED = ("content_hash", "image_hash", "phash", "dhash")
 _HASH = re.compile(r"[0-9a-f]{32}")
 _HASH64 = re.compile(r"[0-9a-f]{16}")
+# Far above any real line (hashes and a path), far below what makes csv build millions of fields: a 50 MB line of
+# commas took 850 MB to refuse.
+LINE_LIMIT = 1 << 20
+
+
+def bounded_lines(text: Iterable[str], source: str, first: int = 1) -> Iterator[str]:
+    """The lines of a list, refusing one over LINE_LIMIT characters before the CSV reader splits it."""
+    for number, line in enumerate(text, first):
+        if len(line) > LINE_LIMIT:
+            raise DedupeError(f"{source}, line {number}: over {LINE_LIMIT:,} characters, not a line of a list")
+        yield line
 
 
 def export_fingerprints(
@@ -52,24 +64,40 @@ def export_fingerprints(
     if not roots:
         items += store.imported(version)
     if isinstance(out, str | os.PathLike):
-        _write_file(Path(out), items)
+        write_file(out, lambda f: write_list(items, f))
     else:
         write_list(items, out)
     return len(items)
 
 
-def _write_file(path: Path, items: Sequence[ListedFingerprint]) -> None:
+def write_file(path: str | os.PathLike[str], write: Callable[[TextIO], None]) -> None:
+    """Write a list to path: a regular file is replaced whole, never left half written; a symbolic link's target
+    is replaced, the link kept; a pipe or a device (/dev/stdout) is written into, since replacing it would put a
+    file in its place. A new file gets the usual permissions (0666 less the umask), a replaced one keeps its own."""
+    name = os.fspath(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        st: os.stat_result | None = Path(name).stat()
+    except OSError:
+        st = None
+    try:
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            with Path(name).open("w", encoding="utf-8", newline="") as f:
+                write(f)
+            return
+        target = Path(name).resolve()
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as e:
-        raise DedupeError(f"cannot write {path}: {e.strerror or e}") from None
+        raise DedupeError(f"cannot write {name}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            write_list(items, f)
-        Path(tmp).replace(path)
+            if st is not None:
+                os.fchmod(f.fileno(), stat.S_IMODE(st.st_mode))
+            write(f)
+        tmp.replace(target)
     except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise DedupeError(f"cannot write {path}: {e.strerror or e}") from None
+        tmp.unlink(missing_ok=True)
+        raise DedupeError(f"cannot write {name}: {e.strerror or e}") from None
 
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -110,7 +138,9 @@ def write_list(items: Iterable[ListedFingerprint], out: TextIO) -> None:
 def read_list(text: TextIO, source: str) -> list[ListedFingerprint]:
     """Parse a list, refusing one made with another fingerprint algorithm; errors name the line."""
     try:
-        first = text.readline()
+        first = text.readline(LINE_LIMIT + 1)
+        if len(first) > LINE_LIMIT:
+            raise DedupeError(f"{source} is not a list of dedupe fingerprints: its first line is far too long")
         if not first:
             raise DedupeError(f"{source} is empty, not a list of dedupe fingerprints")
         if not first.startswith(HEADER):
@@ -124,7 +154,7 @@ def read_list(text: TextIO, source: str) -> list[ListedFingerprint]:
                 f" ({VERSION}): its fingerprints cannot be compared. Export the list again from the"
                 " images with this version of dedupe."
             )
-        reader = csv.DictReader(text)
+        reader = csv.DictReader(bounded_lines(text, source, 2))
         missing = [c for c in _REQUIRED if c not in (reader.fieldnames or ())]
         if missing:
             raise DedupeError(f"{source}, line 2: the columns {', '.join(missing)} are missing")
@@ -140,30 +170,35 @@ def _parse_row(row: dict[str | None, str | None], source: str, line: int) -> Lis
         value = row.get(name)
         return default if value is None else value.strip()
 
-    def bad(what: str) -> DedupeError:
-        return DedupeError(f"{source}, line {line}: {what}")
+    def bad(what: str, value: str) -> DedupeError:
+        shown = value if len(value) <= 40 else f"{value[:40]}..."  # a damaged line can be megabytes long
+        return DedupeError(f"{source}, line {line}: {what}, not {shown!r}")
 
     if None in row:
-        raise bad("more fields than columns")
+        raise DedupeError(f"{source}, line {line}: more fields than columns")
     content_hash, image_hash = field("content_hash").lower(), field("image_hash").lower()
     for name, value in (("content_hash", content_hash), ("image_hash", image_hash)):
         if not _HASH.fullmatch(value):
-            raise bad(f"{name} should be 32 hex digits, not {value!r}")
+            raise bad(f"{name} should be 32 hex digits", value)
     hashes: list[int] = []
     for name in ("phash", "dhash"):
         value = field(name).lower()
         if not _HASH64.fullmatch(value):
-            raise bad(f"{name} should be 16 hex digits, not {value!r}")
+            raise bad(f"{name} should be 16 hex digits", value)
         hashes.append(int(value, 16))
     sizes: list[int] = []
     for name in ("width", "height"):
         value = field(name, "0")
-        if not value.isdigit() or not value.isascii():
-            raise bad(f"{name} should be a whole number, not {value!r}")
+        # At most 9 digits: more would not fit SQLite's integers (or int() past 4,300 digits), and no picture
+        # is a billion pixels wide.
+        if not value.isdigit() or not value.isascii() or len(value) > 9:
+            raise bad(f"{name} should be a whole number of pixels", value)
         sizes.append(int(value))
     low_info = field("low_info", "0").lower()
     if low_info not in ("0", "1", "true", "false"):
-        raise bad(f"low_info should be 0 or 1, not {low_info!r}")
+        raise bad("low_info should be 0 or 1", low_info)
+    if "\x00" in field("label"):  # no path holds one, and PostgreSQL cannot store one
+        raise bad("a label cannot hold a NUL character", field("label"))
     return ListedFingerprint(
         content_hash=content_hash,
         image_hash=image_hash,
@@ -211,4 +246,4 @@ def import_fingerprints(
     return ImportReport(source=name, listed=len(items), added=added, replaced=replaced)
 
 
-__all__ = ["COLUMNS", "HEADER", "export_fingerprints", "import_fingerprints", "read_list", "write_list"]
+__all__ = ["COLUMNS", "HEADER", "export_fingerprints", "import_fingerprints", "read_list", "write_file", "write_list"]

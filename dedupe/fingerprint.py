@@ -714,7 +714,7 @@ def _date_taken(exif: Image.Exif) -> str | None:
     subsec = ifd.get(_SUBSEC_ORIGINAL) if original else None
     if isinstance(subsec, str):
         digits = subsec.strip("\x00 ").strip()
-        if digits.isdigit():
+        if digits.isdecimal():  # not isdigit: Pillow reads byte 0xB2 as "²", a digit int() refuses
             taken = taken.replace(microsecond=int(digits[:6].ljust(6, "0")))
     return taken.isoformat()
 

@@ -16,10 +16,8 @@ from __future__ import annotations
 import csv
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
@@ -27,7 +25,7 @@ import numpy.typing as npt
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError, FileSkipped
-from dedupe.exchange import read_source
+from dedupe.exchange import bounded_lines, read_source, write_file
 from dedupe.models import HitSource, MatchKind, PdqEntry, SearchHit
 
 if TYPE_CHECKING:
@@ -94,20 +92,28 @@ def read_list(text: TextIO, source: str) -> list[PdqEntry]:
     """Parse a PDQ list; an error names the line. A hash without a label is labelled with itself."""
     entries: list[PdqEntry] = []
     try:
-        for line_number, line in enumerate(text, 1):
+        for line_number, line in enumerate(bounded_lines(text, source), 1):
             stripped = line.strip()
             if not stripped or stripped.startswith("#"):
                 continue
             fields = next(csv.reader([stripped]))
             value = fields[0].strip().lower()
             if not _HEX.fullmatch(value):
-                raise DedupeError(f"{source}, line {line_number}: a PDQ hash should be 64 hex digits, not {value!r}")
+                shown = value if len(value) <= 80 else f"{value[:80]}..."  # a damaged line can be megabytes long
+                raise DedupeError(f"{source}, line {line_number}: a PDQ hash should be 64 hex digits, not {shown!r}")
             quality: int | None = None
             rest = [f.strip() for f in fields[1:]]
             if len(rest) >= 2 and rest[0].isdigit() and rest[0].isascii():
+                # PDQ's quality is 0 to 100; a longer number would not fit SQLite's integers, or even int().
+                if len(rest[0]) > 3 or int(rest[0]) > 100:
+                    raise DedupeError(
+                        f"{source}, line {line_number}: a PDQ quality should be 0 to 100, not {rest[0][:20]}"
+                    )
                 quality = int(rest[0])
                 rest = rest[1:]
             label = ",".join(rest) or value
+            if "\x00" in label:  # no path holds one, and PostgreSQL cannot store one
+                raise DedupeError(f"{source}, line {line_number}: a label cannot hold a NUL character")
             entries.append(PdqEntry(value, label, quality))
     except UnicodeDecodeError:
         raise DedupeError(f"{source} is not UTF-8 text, not a list of PDQ hashes") from None
@@ -161,14 +167,7 @@ def export_list(
     if not roots:
         entries += [entry for _, entry in store.pdq_entries()]
     if isinstance(out, str | os.PathLike):
-        path = Path(out)
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                write_list(entries, f)
-            Path(tmp).replace(path)
-        except OSError as e:
-            raise DedupeError(f"cannot write {path}: {e.strerror or e}") from None
+        write_file(out, lambda f: write_list(entries, f))
     else:
         write_list(entries, out)
     return len(entries)

@@ -85,7 +85,9 @@ class Review:
         if answer == "k" and not choice.is_tie:
             self._forget(i)
             self.keepers[i] = choice.keeper.path
-        elif answer.isdigit() and 1 <= int(answer) <= len(group.members):
+        # isdecimal, not isdigit: "²" (AltGr+2 on many keyboards) is a digit that int() refuses, as it refuses
+        # more than 4,300 digits.
+        elif answer.isdecimal() and len(answer) <= 6 and 1 <= int(answer) <= len(group.members):
             self._forget(i)
             self.keepers[i] = group.members[int(answer) - 1].file.path
         elif answer == "a":

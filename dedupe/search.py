@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,10 +127,17 @@ def fingerprint_query(query: Query) -> tuple[str, Fingerprint]:
     name = os.fspath(query)
     path = Path(name)
     # Said here, since fingerprint_file words these for a scan ("vanished during the scan").
-    if not path.exists():
-        raise FileSkipped("no such file")
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise FileSkipped("no such file") from None
+    except OSError:
+        mode = stat.S_IFREG  # fingerprint_file words why it cannot be read
+    if stat.S_ISDIR(mode):
         raise FileSkipped("is a folder, not an image")
+    if not stat.S_ISREG(mode):
+        # Opening a named pipe waits for a writer, maybe for ever; as the scan does, none is opened.
+        raise FileSkipped("not a regular file (a pipe, socket or device), not opened")
     return name, fingerprint.fingerprint_file(path)
 
 

@@ -19,6 +19,7 @@ import ipaddress
 import json
 import os
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -39,7 +40,7 @@ from dedupe.match import DEFAULT_THRESHOLD, MAX_THRESHOLD
 from dedupe.models import ListedFingerprint
 from dedupe.search import SearchIndex, check, find_similar
 from dedupe.serve_openapi import openapi
-from dedupe.store import Store
+from dedupe.store import Store, failure
 from dedupe.store_pg import PostgresStore, is_postgres, open_any
 
 if TYPE_CHECKING:
@@ -122,6 +123,10 @@ def read_tokens(path: str) -> tuple[str, ...]:
     tokens = tuple(t for line in text.splitlines() if (t := line.strip()) and not t.startswith("#"))
     if not tokens:
         raise DedupeError(f"the token file {path} holds no token")
+    # A header carries bytes that Starlette reads as Latin-1, while clients encode other characters each their own
+    # way (httpx and curl as UTF-8): such a token would be refused with 403 whatever the client sent.
+    if not all(t.isascii() for t in tokens):
+        raise DedupeError(f"the token file {path} holds a token that is not ASCII: HTTP headers carry ASCII only")
     return tokens
 
 
@@ -150,12 +155,20 @@ class Service:
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
         self.store: Store | PostgresStore = open_any(options.db)
-        self._loader: Store | PostgresStore = open_any(options.db, readonly=not is_postgres(options.db))
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        version = self._loader.data_version()
-        self._state = _State(SearchIndex.load(self.store, source=self._loader), version, time.time())
         self._thread: threading.Thread | None = None
+        try:
+            self._loader: Store | PostgresStore = open_any(options.db, readonly=not is_postgres(options.db))
+        except BaseException:
+            self.store.close()
+            raise
+        try:
+            version = self._loader.data_version()
+            self._state = _State(SearchIndex.load(self.store, source=self._loader), version, time.time())
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def index(self) -> SearchIndex:
@@ -213,13 +226,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"the body is {int(declared):,} bytes; the limit is {limit:,}", close)
+    from starlette.requests import ClientDisconnect
+
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"the body is over the limit of {limit:,} bytes", close)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"the body is over the limit of {limit:,} bytes", close)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # A truncated upload: the answer reaches nobody, but it keeps the log free of an "internal error".
+        raise ApiError(400, f"the upload was cut off after {size:,} bytes: the client closed the connection") from None
     return b"".join(chunks)
 
 
@@ -296,14 +315,31 @@ def skipped_error(e: FileSkipped) -> ApiError:
     return ApiError(400, reason)
 
 
+def whole_number(raw: str) -> int | None:
+    """raw as a whole number that SQLite can hold, or None: ASCII digits only (superscripts and Arabic-Indic
+    digits pass str.isdigit), and few enough that int() never refuses them (it does past 4,300 digits)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        return None
+    return int(raw)
+
+
 def query_int(request: Request, name: str, default: int, low: int, high: int | None) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not (raw.isdigit() and raw.isascii()) or int(raw) < low or (high is not None and int(raw) > high):
+    value = whole_number(raw)
+    if value is None or value < low or (high is not None and value > high):
         top = "" if high is None else f" and {high}"
-        raise ApiError(400, f"{name} should be a whole number between {low}{top}, not {raw!r}")
-    return int(raw)
+        shown = raw if len(raw) <= 40 else f"{raw[:40]}..."
+        raise ApiError(400, f"{name} should be a whole number between {low}{top}, not {shown!r}")
+    return value
+
+
+def text_param(request: Request, name: str) -> str | None:
+    value = request.query_params.get(name)
+    if value is not None and "\x00" in value:  # PostgreSQL cannot store or compare one: its error would be a 503
+        raise ApiError(400, f"{name} cannot hold a NUL character")
+    return value
 
 
 def create_app(options: ServeOptions, service: Service | None = None) -> Starlette:
@@ -377,7 +413,7 @@ def create_app(options: ServeOptions, service: Service | None = None) -> Starlet
         if media_type(request) == "text/csv":
             body = await read_body(request, options.max_bytes)
             return await run_in_threadpool(add_list, body)
-        label = request.query_params.get("label", "")
+        label = text_param(request, "label") or ""
         data = await fingerprint_upload(request)
         return await run_in_threadpool(add_image, data, label)
 
@@ -417,22 +453,23 @@ def create_app(options: ServeOptions, service: Service | None = None) -> Starlet
     async def delete_endpoint(request: Request) -> Response:
         authorize(request, write=True)
         raw = request.path_params["ident"]
-        if not raw.isdigit():
-            raise ApiError(404, f"no fingerprint {raw!r}")
+        ident = whole_number(raw)
+        if ident is None:
+            raise ApiError(404, f"no fingerprint {raw[:40]!r}")
 
         def delete() -> int:
-            gone = svc().store.forget_imported_ids([int(raw)])
+            gone = svc().store.forget_imported_ids([ident])
             if gone:
                 svc().refresh(force=True)
             return gone
 
         if not await run_in_threadpool(delete):
-            raise ApiError(404, f"no fingerprint {raw}")
+            raise ApiError(404, f"no fingerprint {ident}")
         return Response(status_code=204)
 
     async def list_endpoint(request: Request) -> Response:
         authorize(request, write=False)
-        label = request.query_params.get("label")
+        label = text_param(request, "label")
         limit = query_int(request, "limit", 1000, 1, None)
         offset = query_int(request, "offset", 0, 0, None)
         entries = await run_in_threadpool(svc().store.imported_entries, None, label)
@@ -481,6 +518,10 @@ def create_app(options: ServeOptions, service: Service | None = None) -> Starlet
     async def store_error(request: Request, exc: Exception) -> Response:
         return error_response(503, str(exc))
 
+    async def sqlite_error(request: Request, exc: Exception) -> Response:
+        # Raised by a write outside the store's own wrapping (a list too big for the disk): said as the CLI says it.
+        return error_response(503, str(failure(exc, svc().store.path)))
+
     async def internal_error(request: Request, exc: Exception) -> Response:
         print(f"dedupe serve: internal error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return error_response(500, "internal error")
@@ -516,6 +557,7 @@ def create_app(options: ServeOptions, service: Service | None = None) -> Starlet
         ApiError: api_error,
         HTTPException: http_error,
         DedupeError: store_error,
+        sqlite3.Error: sqlite_error,
         Exception: internal_error,
     }
     return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
@@ -561,23 +603,35 @@ def app_from_environment() -> Starlette:
 def run(options: ServeOptions, *, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve until SIGINT or SIGTERM, finishing the requests in flight; on_ready(url) once it answers."""
     uvicorn = _uvicorn()
-    # Opened once here, so that a store that cannot be opened is said before anything listens.
-    probe = open_any(options.db)
-    probe.close()
-    sock = bind(options.host, options.port)
-    url = url_of(options.host, sock.getsockname()[1])
-    if on_ready is not None:
-        threading.Thread(target=_announce, args=(url, on_ready), daemon=True).start()
-    common: dict[str, Any] = {"log_level": "warning", "access_log": False, "lifespan": "on"}
+    # Opened here, so that a store that cannot be opened is said in one line before anything listens. With one
+    # worker the index is loaded here too: loaded by uvicorn's lifespan, a damaged table ended in a traceback.
+    service: Service | None = None
     if options.workers > 1:
-        from uvicorn.supervisors import Multiprocess
-
-        os.environ[_OPTIONS_ENV] = json.dumps(asdict(options))
-        config = uvicorn.Config("dedupe.serve:app_from_environment", factory=True, workers=options.workers, **common)
-        Multiprocess(config, sockets=[sock]).run()
+        probe = open_any(options.db)
+        probe.close()
     else:
-        config = uvicorn.Config(create_app(options), **common)
-        uvicorn.Server(config).run(sockets=[sock])
+        service = Service(options)
+    try:
+        sock = bind(options.host, options.port)
+        url = url_of(options.host, sock.getsockname()[1])
+        if on_ready is not None:
+            threading.Thread(target=_announce, args=(url, on_ready), daemon=True).start()
+        common: dict[str, Any] = {"log_level": "warning", "access_log": False, "lifespan": "on"}
+        if service is None:
+            from uvicorn.supervisors import Multiprocess
+
+            os.environ[_OPTIONS_ENV] = json.dumps(asdict(options))
+            config = uvicorn.Config(
+                "dedupe.serve:app_from_environment", factory=True, workers=options.workers, **common
+            )
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            service.start()
+            config = uvicorn.Config(create_app(options, service), **common)
+            uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        if service is not None:
+            service.close()
 
 
 def _announce(url: str, on_ready: Callable[[str], None], timeout: float = 600) -> None:

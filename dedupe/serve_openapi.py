@@ -28,6 +28,7 @@ def openapi(threshold: int, max_bytes: int, image_types: Sequence[str]) -> dict[
         "413": error | {"description": f"the body is over the limit ({max_bytes:,} bytes)"},
         "415": error | {"description": "unsupported content type"},
         "422": error | {"description": "a decompression bomb, or over the pixel limit"},
+        "503": error | {"description": "the store cannot be read or written (a full disk, a database unreachable)"},
     }
     threshold_parameter = {
         "name": "threshold",

@@ -352,9 +352,13 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
             elif not db.parent.is_dir():
                 raise StoreError(f"no folder {db.parent} for the store {db}: create it first, or correct --db")
             conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
-            store = cls(conn, db.absolute(), readonly)
-            store._busy_timeout()
-            store._prepare()
+            try:
+                store = cls(conn, db.absolute(), readonly)
+                store._busy_timeout()
+                store._prepare()
+            except BaseException:
+                conn.close()  # else the file stays open (a drive that cannot be unmounted) until the process ends
+                raise
         except StoreError:
             raise
         except (sqlite3.Error, OSError) as e:

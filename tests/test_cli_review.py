@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from dedupe.cli import cli
+from dedupe.models import Action
 from dedupe.store import Store
 from tests.conftest import REPO, draw_photo, run_dedupe, save
 
@@ -304,6 +305,26 @@ def test_the_store_is_updated_and_undo_lists_runs(lib: Library, trash_home: Path
     assert "undone" in runs.output
     again = CliRunner().invoke(cli, ["undo", "--db", lib.db])
     assert again.exit_code == 1 and "nothing to undo" in again.output
+
+
+def test_runs_and_not_duplicates_are_listed_from_a_store_on_a_read_only_disk(
+    tmp_path: Path, mount_tmpfs: Callable[..., Path]
+) -> None:
+    """undo --list and forget --list only read: they list a store on a read-only disk, while undo itself says
+    in one line that the store cannot be written."""
+    disk = mount_tmpfs("disk")
+    db = str(disk / "s.sqlite")
+    with Store.open(db) as store:
+        store.finish_run(store.start_run(Action.TRASH))
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    runs = CliRunner().invoke(cli, ["undo", "--list", "--db", db])
+    assert runs.exit_code == 0, runs.output
+    assert "trash" in runs.output and "finished" in runs.output
+    kept = CliRunner().invoke(cli, ["forget", "--list", "--db", db])
+    assert (kept.exit_code, kept.output) == (0, "Nothing is marked as not duplicates.\n")
+    undo = CliRunner().invoke(cli, ["undo", "--db", db])
+    assert undo.exit_code == 1
+    assert undo.output == f"Error: cannot use the store at {db}: read-only file system\n"
 
 
 def test_a_failed_file_is_reported_and_counted(lib: Library, tmp_path: Path) -> None:

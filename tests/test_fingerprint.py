@@ -77,6 +77,21 @@ def test_metadata_only_change_keeps_the_image_hash(tmp_path: Path) -> None:
     assert other.image_hash != plain.image_hash
 
 
+def test_a_subsecond_time_in_other_digits_is_left_out_of_the_date_taken(tmp_path: Path) -> None:
+    """A photo whose EXIF SubSecTimeOriginal holds bytes that read as superscript digits ("²³") is fingerprinted,
+    its date taken without the fraction, rather than skipped as corrupt."""
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[36867] = "2019:05:04 12:34:56"
+    exif.get_ifd(0x8769)[37521] = "@@"
+    path = save(draw_photo(3), tmp_path / "photo.jpg", quality=85, exif=exif)
+    data = path.read_bytes()
+    at = data.index(b"@@\x00")
+    path.write_bytes(data[:at] + b"\xb2\xb3" + data[at + 2 :])
+    with Image.open(path) as im:
+        assert im.getexif().get_ifd(0x8769)[37521] == "²³"
+    assert fingerprint_file(path).taken == "2019-05-04T12:34:56"
+
+
 @pytest.mark.parametrize(
     "text",
     [

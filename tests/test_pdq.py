@@ -133,6 +133,11 @@ def test_a_list_is_parsed_with_optional_labels_and_quality() -> None:
         ("abc\n", "list, line 1: a PDQ hash should be 64 hex digits, not 'abc'"),
         (f"{'a' * 64}\n{'z' * 64}\n", "list, line 2"),
         ("# only a comment\n", "list holds no PDQ hash"),
+        (f"{'a' * 64},101,label\n", "list, line 1: a PDQ quality should be 0 to 100, not 101"),
+        (f"{'a' * 64},{'9' * 5000},label\n", "list, line 1: a PDQ quality should be 0 to 100, not 9{20}$"),
+        (f"{'f' * 100_000}\n", "list, line 1: a PDQ hash should be 64 hex digits, not 'f{80}...'$"),
+        (f"{'a' * 64}\n{',' * 2_000_000}\n", "list, line 2: over 1,048,576 characters"),  # not split into fields
+        (f"{'a' * 64},spam\x00\n", "list, line 1: a label cannot hold a NUL character"),
     ],
 )
 def test_a_damaged_list_is_refused_naming_the_line(text: str, message: str) -> None:

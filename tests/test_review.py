@@ -67,6 +67,15 @@ def test_open_and_unknown_answers_stay_on_the_group() -> None:
     assert r.index == 0 and not r.decided
 
 
+@pytest.mark.parametrize("answer", ["²", "1" * 5000], ids=["superscript-two", "thousands-of-digits"])
+def test_a_number_int_cannot_read_is_not_an_answer(answer: str) -> None:
+    """An answer that str.isdigit() takes but int() refuses (a superscript, thousands of digits) is not
+    understood, and the review stays on the group."""
+    r = review()
+    assert r.answer(answer).reply is Reply.NOT_UNDERSTOOD
+    assert r.index == 0 and not r.decided
+
+
 def test_quit_ends_the_review_with_what_was_decided() -> None:
     r = review()
     r.answer("k")

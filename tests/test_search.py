@@ -6,9 +6,11 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import random
 import shutil
 import sqlite3
+import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -186,6 +188,16 @@ def test_a_corrupt_query_image_is_a_readable_error(
         check(tmp_path / "missing.jpg", readonly)
     with pytest.raises(FileSkipped, match="folder"):
         check(tmp_path, readonly)
+
+
+def test_a_named_pipe_given_to_check_is_refused_without_opening_it(blocklist: Path, tmp_path: Path) -> None:
+    """A named pipe is never opened (opening one waits for a writer, maybe for ever): check says it is no
+    regular file, exit status 2, at once."""
+    fifo = tmp_path / "upload.jpg"
+    os.mkfifo(fifo)
+    result = run_dedupe("check", str(fifo), "--db", str(blocklist), timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == f"{fifo}: error: not a regular file (a pipe, socket or device), not opened\n"
 
 
 def test_concurrent_checks_from_threads_match_serial_answers(photos: Photos, readonly: Store) -> None:
@@ -397,6 +409,25 @@ GOOD_ROW = f"{'a' * 32},{'b' * 32},00000000000000ff,ffffffffffffffff,10,20,0,one
         (f"{HEADER}{VERSION}", GOOD_ROW.replace("00000000000000ff", "ff"), "line 4: phash should be 16 hex digits"),
         (f"{HEADER}{VERSION}", GOOD_ROW.replace("a" * 32, "xyz"), "line 4: content_hash should be 32 hex digits"),
         (f"{HEADER}{VERSION}", GOOD_ROW.replace(",10,", ",-1,"), "line 4: width should be a whole number"),
+        (f"{HEADER}{VERSION}", GOOD_ROW.replace(",10,", f",{'9' * 30},"), "line 4: width should be a whole number"),
+        (f"{HEADER}{VERSION}", GOOD_ROW.replace(",20,", f",{'9' * 5000},"), "line 4: height should be a whole number"),
+        (f"{HEADER}{VERSION}", GOOD_ROW.replace("a" * 32, "f" * 100_000), "line 4: content_hash should be 32 hex"),
+        (f"{HEADER}{VERSION}", "," * 2_000_000, "line 4: over 1,048,576 characters"),  # not split into fields
+        (f"{HEADER}{VERSION}", GOOD_ROW.replace(",one", ",o\x00ne"), "line 4: a label cannot hold a NUL character"),
+        ("#" * 2_000_000, GOOD_ROW, "its first line is far too long"),
+    ],
+    ids=[
+        "algorithm",
+        "no-header",
+        "phash",
+        "content-hash",
+        "negative",
+        "past-64-bits",
+        "past-int",
+        "huge-field",
+        "huge-line",
+        "huge-first-line",
+        "nul-in-label",
     ],
 )
 def test_a_list_from_another_algorithm_or_damaged_is_refused_whole(
@@ -411,6 +442,7 @@ def test_a_list_from_another_algorithm_or_damaged_is_refused_whole(
     assert result.exit_code == 1
     assert message in result.output
     assert "Traceback" not in result.output
+    assert len(result.output) < 2000  # a damaged field of any length is shown cut short
 
 
 def test_a_good_handwritten_list_imports_with_optional_columns_left_out(tmp_path: Path) -> None:
@@ -535,6 +567,45 @@ def test_export_and_import_commands(photos: Photos, blocklist: Path, tmp_path: P
     result = runner.invoke(cli, ["import", str(photos.banned[0]), "--db", site])
     assert result.exit_code == 1
     assert "not UTF-8 text" in result.output or "not a list of dedupe fingerprints" in result.output
+
+
+def test_export_replaces_a_links_target_writes_into_a_pipe_and_keeps_permissions(
+    blocklist: Path, tmp_path: Path
+) -> None:
+    """export -o replaces a symbolic link's target and keeps the link; a named pipe (or a device such as
+    /dev/stdout) is written into, never replaced by a file; a new list gets 0666 less the umask (it is made to be
+    shared), and a list replaced keeps its own permissions."""
+    runner = CliRunner()
+    target = tmp_path / "lists" / "list.csv"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    target.chmod(0o640)
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    assert runner.invoke(cli, ["export", "--db", str(blocklist), "-o", str(link)]).exit_code == 0
+    assert link.is_symlink()
+    assert target.read_text().startswith(HEADER)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert [p.name for p in target.parent.iterdir()] == ["list.csv"]
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader waiting, so that opening it to write returns
+    try:
+        assert runner.invoke(cli, ["export", "--db", str(blocklist), "-o", str(fifo)]).exit_code == 0
+        received = os.read(reader, 1 << 16)
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert received.decode().startswith(HEADER)
+
+    umask = os.umask(0o022)
+    try:
+        fresh = tmp_path / "fresh.csv"
+        assert runner.invoke(cli, ["export", "--db", str(blocklist), "-o", str(fresh)]).exit_code == 0
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o644
 
 
 def test_an_older_store_is_upgraded_by_import_and_refused_read_only(tmp_path: Path) -> None:
@@ -670,4 +741,3 @@ def test_two_transparent_logos_on_one_background_do_not_find_each_other(tmp_path
             assert not check(cross, where).matched
             assert match(fingerprint_file(layer), fingerprint_file(ring), MatchRule(crops=False)) is not None
             assert [Path(h.name).name for h in find_similar(layer, where).hits] == ["ring.png"]
-

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
 import signal
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from dedupe import fingerprint
+from dedupe import Store, exchange, fingerprint
 from dedupe.cli import cli
+from dedupe.serve import ServeOptions, Service, create_app
 from tests.conftest import REPO, draw_photo, run_dedupe, save
 from tests.serving import TOKEN, Server, serving, token_file, wait_for
 
@@ -209,6 +214,44 @@ def test_a_streamed_body_over_the_limit_is_refused_while_reading(server: Server)
         assert "limit" in response.json()["error"]
 
 
+def test_an_upload_cut_off_by_the_client_is_a_bad_request_not_an_internal_error(tmp_path: Path) -> None:
+    """A client that closes the connection half way through its upload gets a 400 (which reaches nobody), and no
+    internal error is raised or logged. Driven through the ASGI interface, where the disconnect is an event."""
+    options = ServeOptions(db=str(tmp_path / "bans.sqlite"))
+    service = Service(options)
+    sent: list[MutableMapping[str, Any]] = []
+    incoming: list[MutableMapping[str, Any]] = [
+        {"type": "http.request", "body": jpeg(draw_photo(1))[:1000], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> MutableMapping[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/check",
+        "raw_path": b"/v1/check",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"image/jpeg"), (b"content-length", b"100000")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8765),
+    }
+    try:
+        asyncio.run(create_app(options, service)(scope, receive, send))
+    finally:
+        service.close()
+    assert sent[0]["status"] == 400
+    assert "cut off after 1,000 bytes" in json.loads(sent[1]["body"])["error"]
+
+
 def test_bad_parameters_and_unknown_paths_are_json_errors(server: Server) -> None:
     body, _ = edits(0)["resized"]
     for threshold in ("-1", "33", "four"):
@@ -219,6 +262,46 @@ def test_bad_parameters_and_unknown_paths_are_json_errors(server: Server) -> Non
         assert client.get("/nowhere").json() == {"error": "Not Found"}
         assert client.get("/v1/check").status_code == 405
         assert client.delete("/v1/fingerprints/abc", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
+
+
+def test_numbers_too_long_or_not_in_ascii_digits_are_bad_parameters(server: Server) -> None:
+    """A number past int()'s 4,300 digits, past SQLite's 64 bits, or in digits other than ASCII ("²", Arabic-Indic) is a
+    400 (a 404 for an id), never an internal error, and deletes nothing."""
+    body, _ = edits(0)["resized"]
+    huge = "9" * 5000
+    for name, value in (("threshold", huge), ("threshold", "²"), ("limit", huge)):
+        with server.client() as client:
+            response = client.post(
+                "/v1/search", content=body, headers={"Content-Type": "image/jpeg"}, params={name: value}
+            )
+        assert response.status_code == 400, (name, value[:10], response.text)
+        assert name in response.json()["error"]
+        assert len(response.json()["error"]) < 200
+    with server.client(TOKEN) as moderator:
+        listed = moderator.get("/v1/fingerprints").json()["count"]
+        assert moderator.get("/v1/fingerprints", params={"limit": huge}).status_code == 400
+        assert moderator.get("/v1/fingerprints", params={"offset": "9" * 18}).json()["fingerprints"] == []
+        for ident in (huge, "9" * 30, "%C2%B2", "%D9%A1"):  # %D9%A1 is the Arabic-Indic digit one
+            assert moderator.delete(f"/v1/fingerprints/{ident}").status_code == 404, ident
+        assert moderator.get("/v1/fingerprints").json()["count"] == listed
+    assert not [line for line in server.output if "internal error" in line or "Traceback" in line]
+
+
+def test_a_label_with_a_nul_character_is_a_bad_parameter(server: Server) -> None:
+    """A label holding a NUL character is refused with 400 before the store sees it (PostgreSQL cannot store one,
+    and its error would be a 503, as if the store had failed)."""
+    with server.client(TOKEN) as moderator:
+        added = moderator.post(
+            "/v1/fingerprints",
+            params={"label": "spam\x00"},
+            content=jpeg(draw_photo(80)),
+            headers={"Content-Type": "image/jpeg"},
+        )
+        listed = moderator.get("/v1/fingerprints", params={"label": "spam\x00"})
+    for response in (added, listed):
+        assert response.status_code == 400
+        assert response.json() == {"error": "label cannot hold a NUL character"}
+    assert check(server, jpeg(draw_photo(80))).json()["match"] is False
 
 
 def test_writes_need_the_right_token(server: Server) -> None:
@@ -305,6 +388,24 @@ def test_an_import_by_another_process_is_seen_by_the_running_server(tmp_path: Pa
         assert before["fingerprints"] == 0
         assert after["refreshed_at"] > before["refreshed_at"]
         assert check(server, edited).json()["closest"]["name"] == str(photo)
+
+
+def test_a_list_too_big_for_the_disk_is_a_503_and_the_server_goes_on(
+    tmp_path: Path, mount_tmpfs: Callable[..., Path]
+) -> None:
+    """A write that fills the store's disk is refused with 503 and the store's one-line reason; nothing of the
+    list is kept, and the server goes on answering."""
+    disk = mount_tmpfs("disk", size="1m")
+    lines = [f"{exchange.HEADER}{fingerprint.VERSION}", ",".join(exchange.COLUMNS)]
+    for i in range(20_000):  # about 2.5 MB of fingerprints: more than the disk holds
+        lines.append(f"{i:032x},{i:032x},{i:016x},{i:016x},100,100,0,label {i} {'x' * 40}")
+    with serving(disk / "bans.sqlite", tokens=token_file(tmp_path)) as server, server.client(TOKEN) as moderator:
+        response = moderator.post("/v1/fingerprints", content="\n".join(lines), headers={"Content-Type": "text/csv"})
+        status = moderator.get("/v1/status")
+    assert response.status_code == 503, response.text
+    assert "the disk is full" in response.json()["error"]
+    assert status.json()["fingerprints"] == 0
+    assert not [line for line in server.output if "Traceback" in line or "internal error" in line]
 
 
 def test_without_a_token_file_writes_are_refused(tmp_path: Path) -> None:
@@ -403,6 +504,18 @@ def test_several_workers_all_see_a_ban_added_through_one(tmp_path: Path) -> None
         assert check(workers, jpeg(draw_photo(90).resize((700, 525)), quality=70)).json()["match"] is True
 
 
+def test_a_store_whose_fingerprints_cannot_be_read_is_one_line_before_listening(tmp_path: Path) -> None:
+    """A store that opens but whose index cannot be loaded (a table gone: damage, or another program) stops
+    dedupe serve with the store's one-line reason and exit status 1, not a traceback from the server's start."""
+    db = tmp_path / "bans.sqlite"
+    Store.open(db).close()
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("ALTER TABLE imported RENAME TO something_else")
+    result = run_dedupe("serve", "--db", str(db), "--port", "0")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"Error: cannot use the store at {db}: no such table: imported"]
+
+
 def test_a_port_in_use_or_a_bad_token_file_is_one_line(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -412,7 +525,13 @@ def test_a_port_in_use_or_a_bad_token_file_is_one_line(tmp_path: Path) -> None:
     empty = tmp_path / "empty-tokens.txt"
     empty.write_text("# nobody yet\n")
     no_tokens = run_dedupe("serve", "--db", str(tmp_path / "s.sqlite"), "--token-file", str(empty))
-    for result, words in ((busy, f"cannot listen on 127.0.0.1:{port}"), (no_tokens, "holds no token")):
+    accented = token_file(tmp_path, "s\u00e9same")
+    not_ascii = run_dedupe("serve", "--db", str(tmp_path / "s.sqlite"), "--token-file", str(accented))
+    for result, words in (
+        (busy, f"cannot listen on 127.0.0.1:{port}"),
+        (no_tokens, "holds no token"),
+        (not_ascii, "a token that is not ASCII"),  # it could never be matched: refused at the start
+    ):
         assert result.returncode == 1
         assert len(result.stderr.strip().splitlines()) == 1
         assert words in result.stderr

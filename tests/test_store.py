@@ -3,6 +3,7 @@ writing into a database that is not its own."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -440,6 +441,32 @@ def test_read_only_commands_open_a_store_on_a_read_only_file_system(
     r = run_dedupe("review", str(root), "--yes", "--db", str(db))
     assert r.returncode == 1 and r.stderr.startswith(f"Error: cannot use the store at {db}: read-only file system")
     assert (root / "b.jpg").exists()
+
+
+def _open_files_under(folder: Path) -> list[str]:
+    """The files this process holds open below folder (Linux's /proc)."""
+    found = []
+    for fd in list(Path("/proc/self/fd").iterdir()):
+        with contextlib.suppress(OSError):  # the descriptor of the listing itself is gone by now
+            target = fd.readlink()
+            if target.is_relative_to(folder):
+                found.append(str(target))
+    return found
+
+
+def test_a_store_that_cannot_be_opened_to_write_leaves_no_file_open(
+    tmp_path: Path, mount_tmpfs: Callable[..., Path]
+) -> None:
+    """Opening a store to write on a read-only file system fails with a StoreError and closes the file SQLite
+    had opened, so a long-running process does not hold it (nor keep the drive from being unmounted)."""
+    drive = mount_tmpfs("ro")
+    db = drive / "store.sqlite"
+    Store.open(db).close()
+    subprocess.run(["mount", "-o", "remount,ro", str(drive)], check=True)
+    for _ in range(3):
+        with pytest.raises(StoreError, match="read-only file system"):
+            Store.open(db)
+    assert _open_files_under(drive) == []
 
 
 def test_a_db_in_a_missing_folder_is_not_created(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
@@ -220,6 +221,43 @@ def test_paths_and_foreign_ids_get_404(server: ReviewServer, library: tuple[Path
     assert snapshot(root) == before
 
 
+def test_numbers_int_refuses_and_json_nested_too_deep_are_refused_not_crashed(server: ReviewServer) -> None:
+    """Numbers of thousands of digits in a page URL get 404, JSON nested thousands deep or a JSON true as a
+    member number get 400; no request is an internal error, and none reaches the log as a traceback."""
+    gen = server.json("GET", "/api/overview")["generation"]
+    huge = "9" * 5000
+    for path in (f"/api/group/{huge}", f"/thumb/{gen}/0/{huge}", f"/full/{huge}/0/0", f"/thumb/{gen}/{huge}/0"):
+        status, _, _ = server.request("GET", path)
+        assert status == 404, path[:30]
+    for path, body in (
+        (f"/api/group/{huge}/decide", {"state": "accepted"}),
+        ("/api/group/0/decide", {"state": "accepted", "keeper": True}),
+        ("/api/group/0/decide", {"state": "accepted", "keep_too": [True]}),
+    ):
+        status, _, _ = server.request("POST", path, body)
+        assert status == 400, (path[:30], body)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    payload = b"[" * 100_000 + b"]" * 100_000
+    conn.request(
+        "POST",
+        "/api/group/0/decide",
+        body=payload,
+        headers={
+            "Host": server.host,
+            "Cookie": f"dedupe_token={server.token}",
+            "Origin": server.base,
+            "X-Dedupe-Token": server.token,
+            "Content-Type": "application/json",
+        },
+    )
+    assert conn.getresponse().status == 400
+    conn.close()
+    assert server.json("GET", "/api/group/0")["decision"] == "undecided"
+    code, err = server.stop()
+    assert code == 0
+    assert "Traceback" not in err
+
+
 def test_a_symlink_swapped_in_after_the_scan_is_not_served(
     server: ReviewServer, library: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -351,6 +389,42 @@ def test_apply_trashes_the_copies_and_undo_restores_the_tree(
     status, _, body = server.request("POST", "/api/undo")
     assert status == 400
     assert json.loads(body)["error"] == "nothing to undo"
+
+
+def test_a_decision_from_a_page_of_an_earlier_grouping_is_refused(server: ReviewServer) -> None:
+    """A decision sent with the generation of groups made again since (an apply in another tab) gets 409 and
+    lands on no group, though its number names a group of the new grouping."""
+    stale = server.json("GET", "/api/group/0")
+    server.json("POST", "/api/group/0/decide", {"state": "accepted", "generation": stale["generation"]})
+    plan = server.json("GET", "/api/plan")
+    server.json("POST", "/api/apply", {"plan": plan["id"]})  # the groups are made again
+    fresh = server.json("GET", "/api/group/0")
+    assert fresh["generation"] != stale["generation"]
+    status, _, body = server.request(
+        "POST", "/api/group/0/decide", {"state": "accepted", "keeper": 1, "generation": stale["generation"]}
+    )
+    assert status == 409
+    assert "reload the page" in json.loads(body)["error"]
+    assert server.json("GET", "/api/group/0")["decision"] == "undecided"
+
+
+def test_undo_reverses_the_run_its_button_names_not_a_newer_one(server: ReviewServer, tmp_path: Path) -> None:
+    """An Undo button naming run A, pressed after run B was applied elsewhere, undoes A and leaves B; pressed
+    again, it is refused as already undone."""
+    server.json("POST", "/api/accept", {"kind": "near"})
+    first = server.json("POST", "/api/apply", {"plan": server.json("GET", "/api/plan")["id"]})
+    server.json("POST", "/api/accept", {"kind": "exact"})
+    second = server.json("POST", "/api/apply", {"plan": server.json("GET", "/api/plan")["id"]})
+    assert first["counts"]["done"] == 1 and second["counts"]["done"] == 4
+    undone = server.json("POST", "/api/undo", {"run": first["run"]})
+    assert undone["run"] == first["run"]
+    assert [r["path"] for r in undone["results"]] == [r["path"] for r in first["results"]]
+    assert all(Path(r["path"]).exists() for r in first["results"])
+    assert not any(Path(r["path"]).exists() for r in second["results"])
+    assert len(_trash(tmp_path)) == 4
+    status, _, body = server.request("POST", "/api/undo", {"run": first["run"]})
+    assert status == 400
+    assert "already undone" in json.loads(body)["error"]
 
 
 # --- ReviewState, without HTTP ---------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 
 from dedupe import DedupeError, Store, __version__
 from dedupe.models import Action
-from dedupe.web.state import Decision, GroupLoader, Planner, ReviewState, StalePlan, result_view
+from dedupe.web.state import Decision, GroupLoader, Planner, ReviewState, StaleGrouping, StalePlan, result_view
 from dedupe.web.thumbs import BROWSER_FORMATS, VIEW_SIDE, Thumbnails, read_checked, thumbnail_folder
 
 Scope = MutableMapping[str, Any]
@@ -176,7 +176,7 @@ def create_app(
         return JSONResponse(await run_in_threadpool(state.summaries, offset, limit))
 
     async def group(request: Request) -> Response:
-        i = request.path_params["i"]
+        (i,) = _numbers(request, "i")
         if not 0 <= i < len(state.groups):
             return _not_found()
         view = await run_in_threadpool(state.describe, i)
@@ -185,7 +185,7 @@ def create_app(
         return JSONResponse(view)
 
     async def decide(request: Request) -> Response:
-        i = request.path_params["i"]
+        (i,) = _numbers(request, "i")
         body = await _json(request)
         if body is None or not 0 <= i < len(state.groups):
             return _bad("expected a JSON object for an existing group")
@@ -193,11 +193,14 @@ def create_app(
             decision = Decision(body.get("state", ""))
             keeper = body.get("keeper")
             keep_too = body.get("keep_too", [])
-            if keeper is not None and not isinstance(keeper, int):
+            generation = body.get("generation")  # the grouping the page showed
+            if any(v is not None and not _is_int(v) for v in (keeper, generation)):
                 raise ValueError
-            if not isinstance(keep_too, list) or not all(isinstance(m, int) for m in keep_too):
+            if not isinstance(keep_too, list) or not all(_is_int(m) for m in keep_too):
                 raise ValueError
-            await run_in_threadpool(state.decide, i, decision, keeper, keep_too)
+            await run_in_threadpool(state.decide, i, decision, keeper, keep_too, generation)
+        except StaleGrouping as e:
+            return JSONResponse({"error": str(e)}, status_code=409)
         except (ValueError, IndexError):
             return _bad("not a decision: state, keeper (a member number) and keep_too (member numbers)")
         except DedupeError as e:
@@ -239,14 +242,17 @@ def create_app(
         return JSONResponse({"done": done, "total": total})
 
     async def undo(request: Request) -> Response:
+        run = (await _json(request) or {}).get("run")  # the run the page's button names, if it names one
+        if run is not None and not _is_int(run):
+            return _bad("run is the number of a run")
         try:
-            result = await run_in_threadpool(state.undo)
+            result = await run_in_threadpool(state.undo, run)
         except DedupeError as e:
             return _bad(str(e))
         return JSONResponse(result_view(result, undoing=True))
 
     async def thumb(request: Request) -> Response:
-        f = state.member(*(request.path_params[k] for k in ("gen", "i", "m")))
+        f = state.member(*_numbers(request, "gen", "i", "m"))
         if f is None:
             return _not_found()
         data = await thumbs.get(f)
@@ -255,7 +261,7 @@ def create_app(
         return Response(data, media_type="image/jpeg", headers={"cache-control": "private, max-age=3600"})
 
     async def full(request: Request) -> Response:
-        f = state.member(*(request.path_params[k] for k in ("gen", "i", "m")))
+        f = state.member(*_numbers(request, "gen", "i", "m"))
         if f is None:
             return _not_found()
         media = BROWSER_FORMATS.get(f.fingerprint.format)
@@ -270,16 +276,16 @@ def create_app(
             Route("/", index),
             Route("/api/overview", overview),
             Route("/api/groups", groups),
-            Route("/api/group/{i:int}", group),
-            Route("/api/group/{i:int}/decide", decide, methods=["POST"]),
+            Route("/api/group/{i}", group),
+            Route("/api/group/{i}/decide", decide, methods=["POST"]),
             Route("/api/accept-preview", accept_preview),
             Route("/api/accept", accept, methods=["POST"]),
             Route("/api/plan", plan),
             Route("/api/apply", apply, methods=["POST"]),
             Route("/api/progress", progress),
             Route("/api/undo", undo, methods=["POST"]),
-            Route("/thumb/{gen:int}/{i:int}/{m:int}", thumb),
-            Route("/full/{gen:int}/{i:int}/{m:int}", full),
+            Route("/thumb/{gen}/{i}/{m}", thumb),
+            Route("/full/{gen}/{i}/{m}", full),
             Mount("/static", StaticFiles(directory=static), name="static"),
         ],
     )
@@ -293,10 +299,21 @@ def _int(value: str | None, default: int) -> int:
         return default
 
 
+def _numbers(request: Request, *names: str) -> list[int]:
+    """The numbers in a page URL's path, -1 for one that is no number of at most 18 ASCII digits: outside every
+    grouping, so a 404. (Starlette's int convertor would hand int() thousands of digits, which it refuses.)"""
+    values = (request.path_params[name] for name in names)
+    return [int(v) if v.isascii() and v.isdigit() and len(v) <= 18 else -1 for v in values]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no member number
+
+
 async def _json(request: Request) -> dict[str, Any] | None:
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         return None
     return body if isinstance(body, dict) else None
 

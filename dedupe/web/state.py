@@ -76,6 +76,11 @@ class StalePlan(DedupeError):
     """The plan shown is no longer the plan the decisions make: the page must show it again."""
 
 
+class StaleGrouping(DedupeError):
+    """The page shows groups of an earlier grouping (an apply or undo, maybe in another tab, made them again):
+    its group and member numbers now name other files, so it must load them again."""
+
+
 def keeping_too(gp: GroupPlan, paths: Iterable[str]) -> GroupPlan:
     """The group's plan without the steps of the members the user keeps as well."""
     kept = set(paths) & {s.file.path for s in gp.steps}
@@ -181,9 +186,19 @@ class ReviewState:
 
     # --- decisions ------------------------------------------------------------------------------------------
 
-    def decide(self, i: int, state: Decision, keeper: int | None = None, keep_too: Iterable[int] = ()) -> None:
-        """Record the decision for group i; keeper and keep_too are member indexes (never paths from a request)."""
+    def decide(
+        self,
+        i: int,
+        state: Decision,
+        keeper: int | None = None,
+        keep_too: Iterable[int] = (),
+        generation: int | None = None,
+    ) -> None:
+        """Record the decision for group i; keeper and keep_too are member indexes (never paths from a request).
+        generation: the grouping the page showed, refused with StaleGrouping when the groups were made again."""
         with self._lock:
+            if generation is not None and generation != self.generation:
+                raise StaleGrouping("the groups were made again since this page showed them: reload the page")
             members = self.groups[i].members
             picks = [keeper] if keeper is not None else []
             if any(not 0 <= m < len(members) for m in [*picks, *keep_too]):
@@ -235,9 +250,10 @@ class ReviewState:
         live = (r for r in runs if r.undone is None and (r.counts.get("done") or r.counts.get("planned")))
         return next(live, None)
 
-    def undo(self) -> UndoResult:
+    def undo(self, run_id: int | None = None) -> UndoResult:
+        """Undo the last run, or the run the page named (its button says which: another may have come since)."""
         with self._lock:
-            result = undo(self.store)
+            result = undo(self.store, run_id=run_id)
             self.reload()
             return result
 

@@ -16,6 +16,7 @@ let listOffset = 0;
 let fullAt = -1; // member shown full size
 let fullLast = -1; // the member shown before it, for swapping
 let busy = false;
+let undoRun = null; // the run the top bar's Undo button names
 
 function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -229,7 +230,7 @@ async function sendDecision(state, keeper, keepToo) {
   if (busy) return;
   busy = true;
   try {
-    const g = await post(`/api/group/${current.index}/decide`, { state, keeper, keep_too: keepToo });
+    const g = await post(`/api/group/${current.index}/decide`, { state, keeper, keep_too: keepToo, generation: current.generation });
     renderGroup(g);
     return g;
   } catch (e) { fail(e); } finally { busy = false; }
@@ -347,23 +348,25 @@ function showResult(r, undoing) {
     : `Run ${r.run}: ${c.done} done (${r.freed_text}), ${c.skipped} skipped, ${c.failed} failed. Undo reverses it.`;
   show(h("section", { class: "card result", id: "result" }, h("h1", {}, undoing ? "Undone" : "Applied"), h("p", { class: "summary" }, summary),
     h("p", { class: "actions" },
-      undoing ? null : h("button", { type: "button", id: "undo-run", onclick: runUndo }, `Undo run ${r.run}`),
+      undoing ? null : h("button", { type: "button", id: "undo-run", onclick: () => runUndo(r.run) }, `Undo run ${r.run}`),
       h("button", { type: "button", onclick: () => go("#/") }, "Overview")),
     h("table", { class: "results" }, h("thead", {}, h("tr", {}, h("th", {}, "Result"), h("th", {}, "File"), h("th", {}, "Now at"), h("th", {}, "Why"))),
       h("tbody", {}, ...rows))));
   get("/api/overview").then((o) => refreshUndo(o.last_run)).catch(() => {});
 }
 
-async function runUndo() {
+// The run the button names: if another came since (another tab, the terminal), that one is not undone by it.
+async function runUndo(run) {
   if (busy) return;
   busy = true;
   try {
-    const r = await post("/api/undo");
+    const r = await post("/api/undo", { run });
     showResult(r, true);
   } catch (e) { fail(e); } finally { busy = false; }
 }
 
 function refreshUndo(run) {
+  undoRun = run ? run.id : null;
   undoButton.hidden = !run;
   if (run) undoButton.textContent = `Undo run ${run.id} (${run.action}, ${plural(run.done, "file")})`;
 }
@@ -431,6 +434,6 @@ document.getElementById("keys-close").addEventListener("click", () => keysDialog
 document.getElementById("nav-keys").addEventListener("click", () => keysDialog.showModal());
 document.getElementById("nav-overview").addEventListener("click", () => go("#/"));
 document.getElementById("nav-apply").addEventListener("click", () => go("#/apply"));
-undoButton.addEventListener("click", runUndo);
+undoButton.addEventListener("click", () => runUndo(undoRun));
 window.addEventListener("hashchange", route);
 route();
