@@ -601,6 +601,13 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
             ).fetchone()
         return _fingerprint(row) if row else None
 
+    def has_fingerprint(self, content_hash: str, version: str) -> bool:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT 1 FROM images WHERE content_hash = ? AND version = ?", (content_hash, version)
+            ).fetchone()
+        return row is not None
+
     def known_hashes(self, version: str) -> set[str]:
         with self._lock:
             rows = self._conn.execute("SELECT content_hash FROM images WHERE version = ?", (version,))

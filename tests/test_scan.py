@@ -21,7 +21,7 @@ from dedupe.errors import DedupeError, FileSkipped
 from dedupe.group import stored_groups
 from dedupe.match import MatchRule
 from dedupe.models import VERSION, MatchKind, ScanOptions
-from dedupe.scan import JOBS_PER_CORE, _context, max_jobs, scan, workers_for
+from dedupe.scan import JOBS_PER_CORE, _context, fingerprint_files, max_jobs, scan, workers_for
 from dedupe.store import Store
 from tests.conftest import REPO, draw_photo, save
 
@@ -85,6 +85,25 @@ def test_a_no_change_rescan_writes_nothing_to_the_store(photo_dir: Path, store: 
     assert scan([photo_dir], store) == second  # from the copy: the same report
     assert (second.fingerprinted, second.reused, second.pruned, second.images) == (0, 7, 0, 7)
     assert store._conn.total_changes == writes and store.stat_token() == tokens
+
+
+def test_a_few_new_files_are_looked_up_among_the_stored_fingerprints(photo_dir: Path, store: Store) -> None:
+    """A few files (what dedupe watch reads at a time) are checked against the stored fingerprints one hash at a
+    time, with the same outcome as against the whole set: a byte copy of a stored photo and the second of two new
+    byte copies are only hashed, a new photo is fingerprinted once."""
+    scan([photo_dir], store)
+    images = len(store.known_hashes(VERSION))
+    incoming = photo_dir.parent / "incoming"
+    incoming.mkdir()
+    shutil.copy(photo_dir / "original1.jpg", incoming / "again.jpg")
+    fresh = save(draw_photo(77, (900, 700)), incoming / "fresh.jpg", quality=90)
+    shutil.copy(fresh, incoming / "fresh copy.jpg")
+    files = [(str(p), p.stat()) for p in sorted(incoming.iterdir())]
+    report = fingerprint_files(files, store, workers=1)
+    assert (report.fingerprinted, report.reused, report.skipped) == (1, 2, ())
+    assert len(store.known_hashes(VERSION)) == images + 1
+    hashes = {Path(p).name: row.content_hash for p, _ in files if (row := store.get_file(p)) is not None}
+    assert len(hashes) == 3 and hashes["fresh.jpg"] == hashes["fresh copy.jpg"]
 
 
 def test_a_rewrite_after_a_no_change_rescan_is_read_again(photo_dir: Path, store: Store) -> None:
