@@ -192,6 +192,22 @@ def db_option(f: F) -> F:
     )(f)
 
 
+class Seconds(click.FloatRange):
+    """A duration in seconds from low up to a day. click's FloatRange lets nan through (it compares false with
+    both bounds), and a wait of inf or 1e12 s overflows the thread timer: a traceback minutes into a watch."""
+
+    name = "seconds"
+
+    def __init__(self, low: float) -> None:
+        super().__init__(low, 86_400.0)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if seconds != seconds:  # nan
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
+
+
 def format_option(*choices: str, help: str = "Output.") -> Callable[[F], F]:
     """--format (as the argument fmt): one of choices, the first by default."""
     return click.option("--format", "fmt", type=click.Choice(choices), default=choices[0], show_default=True, help=help)

@@ -21,6 +21,7 @@ from dedupe.cli_common import (
     QUERY_THRESHOLD_HELP,
     Output,
     QueryError,
+    Seconds,
     command,
     db_option,
     format_option,
@@ -291,7 +292,7 @@ def import_command(ctx: click.Context, list_file: str, db: str | None, replace: 
 @db_option
 @click.option(
     "--poll",
-    type=click.FloatRange(min=0.1),
+    type=Seconds(0.1),
     default=None,
     metavar="SECONDS",
     help="Look for changes every SECONDS instead of using live events (network drives, FUSE, SMB).",
@@ -309,7 +310,7 @@ def import_command(ctx: click.Context, list_file: str, db: str | None, replace: 
 @click.option("--hidden", is_flag=True, help="Also watch hidden files and folders (names starting with a dot).")
 @click.option(
     "--settle",
-    type=click.FloatRange(min=0.0),
+    type=Seconds(0.0),
     default=2.0,
     show_default=True,
     metavar="SECONDS",

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from dedupe.cli_common import command
+from dedupe.cli_common import Seconds, command
 from dedupe.match import DEFAULT_THRESHOLD, MAX_THRESHOLD
 
 
@@ -46,8 +46,9 @@ from dedupe.match import DEFAULT_THRESHOLD, MAX_THRESHOLD
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Processes (one index each).")
 @click.option(
     "--refresh",
-    type=click.FloatRange(0.05),
+    type=Seconds(0.05),
     default=1.0,
+    metavar="SECONDS",
     show_default=True,
     help="Seconds between looks for changes to the store (imports, other servers).",
 )

@@ -297,6 +297,26 @@ def test_absurd_jobs_are_a_usage_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args",
     [
+        ["watch", "{tmp}", "--poll", "inf"],
+        ["watch", "{tmp}", "--poll", "1e12"],
+        ["watch", "{tmp}", "--settle", "nan"],
+        ["serve", "--refresh", "inf"],
+        ["serve", "--refresh", "nan"],
+    ],
+)
+def test_a_wait_that_is_not_a_number_of_seconds_up_to_a_day_is_a_usage_error(tmp_path: Path, args: list[str]) -> None:
+    """--poll, --settle and --refresh take seconds up to a day: inf, nan or 1e12 is a usage error (exit 2) before
+    any store is opened, not a thread's traceback once watching has started."""
+    db = tmp_path / "s.sqlite"
+    r = CliRunner().invoke(cli, [*(a.format(tmp=tmp_path) for a in args), "--db", str(db)])
+    assert r.exit_code == 2, r.output
+    assert "Invalid value for '--" in r.output and "Traceback" not in r.output
+    assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
         ["groups", "{missing}"],
         ["review", "{missing}", "--yes"],
         ["report", "{missing}", "--html", "{tmp}/r.html"],
