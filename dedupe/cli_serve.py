@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -79,6 +80,7 @@ def serve_command(
     """
     try:
         from dedupe import serve
+        from dedupe.store_pg import is_postgres
     except ImportError as e:  # a part of the serve extra is missing
         raise click.ClickException(f"dedupe serve needs {e.name}: pip install 'photo-dedupe[serve]'") from None
     serve._uvicorn()
@@ -87,6 +89,8 @@ def serve_command(
         raise click.UsageError(
             f"serving on {host} needs --token-file (reads need a token off 127.0.0.1) or --public-reads"
         )
+    # Only a store made empty on purpose should be served empty: a mistyped --db would block nothing.
+    new = not is_postgres(db) and not Path(db).expanduser().exists()
     options = serve.ServeOptions(
         db=db,
         host=host,
@@ -99,9 +103,11 @@ def serve_command(
         refresh=refresh,
         workers=workers,
     )
-    serve.run(options, on_ready=_announce)
 
+    def announce(url: str) -> None:
+        click.echo(f"Serving on {url}")
+        sys.stdout.flush()  # a script waiting for this line reads it at once
+        if new:
+            click.echo(f"note: no store at {db}: serving a new, empty one (bans through the API fill it)", err=True)
 
-def _announce(url: str) -> None:
-    click.echo(f"Serving on {url}")
-    sys.stdout.flush()  # a script waiting for this line reads it at once
+    serve.run(options, on_ready=announce)
