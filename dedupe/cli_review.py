@@ -467,14 +467,18 @@ def render_plan(
         if g.skipped:
             console.print(Text(f"Group {n}: left alone: {display_path(g.skipped)}", style="yellow"))
             continue
-        if steps:
+        if steps or g.left:  # a file left alone is read beside the keeper it was compared with
             console.print(
                 Text(f"Group {n}: keep {display_path(g.choice.keeper.path)} ({display_path(g.choice.reason)})")
             )
+        if steps:
             for s in g.steps:
                 line = f"  {verb} {display_path(s.file.path)}"
                 if s.destination:
                     line += f" -> {display_path(s.destination)}"
+                if s.keeper.path != g.choice.keeper.path:
+                    # A byte copy of a member that stays goes in favour of that member, not the group's keeper.
+                    line += f" ({_KEPT_AS[s.match]} {display_path(s.keeper.path)}, which stays)"
                 console.print(Text(line + _with_sidecars(s.sidecars)))
         for left in g.left:
             console.print(Text(f"  leave {display_path(left.path)}: {display_path(left.reason)}", style="dim"))
@@ -483,6 +487,9 @@ def render_plan(
             f"Would {verb} {len(the_plan.steps)} file(s), {human_size(the_plan.reclaimable_bytes)}."
             + (" Dry run: nothing was changed." if dry_run else "")
         )
+
+
+_KEPT_AS = {MatchKind.EXACT: "same bytes as", MatchKind.IMAGE: "same picture as", MatchKind.NEAR: "similar to"}
 
 
 def _with_sidecars(sidecars: Sequence[str]) -> str:

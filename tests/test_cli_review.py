@@ -271,6 +271,21 @@ def test_yes_acts_on_identical_copies_only_unless_include_near(lib: Library, tra
     assert lib.present() == {"a.jpg", "b.jpg", "c.jpg"} and lib.intact()
 
 
+def test_a_byte_copy_of_a_similar_copy_names_the_file_that_stays_for_it(lib: Library, trash_home: Path) -> None:
+    """--yes cuts byte copies of a similar copy to one file, and the plan says which file stays for them, not only
+    the group's keeper; after --yes, a file left alone is shown under the keeper of its group."""
+    twin = lib._copy(lib.c_near, lib.root / "phone" / "c-small.jpg")
+    assert CliRunner().invoke(cli, ["scan", str(lib.root), "--db", lib.db, "-q"]).exit_code == 0
+    r = lib.review("--dry-run")
+    assert f"Group 3: keep {lib.c} (" in r.output
+    assert f"  trash {twin} (same bytes as {lib.c_near}, which stays)\n" in r.output
+    r = lib.review("--yes")
+    assert r.exit_code == 0, r.output
+    assert r.output.index(f"Group 3: keep {lib.c} (") < r.output.index(f"  leave {lib.c_near}: similar")
+    assert "Group 1: keep" not in r.output  # nothing of group 1 is left alone: its result lines say it all
+    assert not twin.exists() and lib.c_near.exists() and lib.c.exists()
+
+
 def test_move_with_reference_folder(lib: Library, tmp_path: Path) -> None:
     dest = tmp_path / "dups"
     # The backup folder is the reference: its files win and stay, the originals move.
