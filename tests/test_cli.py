@@ -237,6 +237,19 @@ def test_help_shows_examples_on_lines_of_their_own_and_whole_summaries_in_80_col
     assert unknown.exit_code == 2 and "no command 'nope'" in unknown.output
 
 
+def test_help_reaches_the_commands_of_store_and_their_examples_keep_their_lines() -> None:
+    """`dedupe help store reset` is `dedupe store reset --help`; the store commands' examples stay one a line, and
+    the listing of `dedupe store` shows reset's whole summary."""
+    reset = invoke("store", "reset", "--help").output
+    assert invoke("help", "store", "reset").output == reset
+    assert "\n      dedupe store reset\n      dedupe scan ~/Pictures\n" in reset
+    listing = CliRunner().invoke(cli, ["store", "--help"], terminal_width=80).output
+    assert "  reset  Move a damaged store aside, so that the next scan starts a new one.\n" in listing
+    for unknown in (["store", "nope"], ["scan", "nope"]):
+        r = CliRunner().invoke(cli, ["help", *unknown])
+        assert r.exit_code == 2 and f"no command '{' '.join(unknown)}'" in r.output
+
+
 def test_a_terminal_table_folds_paths_at_slashes_and_piped_output_keeps_each_path_on_one_line(tmp_path: Path) -> None:
     assert fold_path("/media/backup/DCIM/100CANON/IMG_0001_long_name.jpg", 24) == (
         "/media/backup/DCIM/\n100CANON/\nIMG_0001_long_name.jpg"
