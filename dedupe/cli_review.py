@@ -139,6 +139,10 @@ def review_command(
         raise click.UsageError("--to is only for --action move")
     if script and (yes or dry_run):
         raise click.UsageError("--script writes the plan instead of acting: do not combine it with --yes or --dry-run")
+    if not web:
+        given = [f"--{name.replace('_', '-')}" for name in ("port", "host", "no_browser") if _given(ctx, name)]
+        if given:
+            raise click.UsageError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} only for --web")
     interactive = not (yes or dry_run or script)
     if interactive and fmt == "json":
         raise click.UsageError("--format json needs --yes, --dry-run or --script")
@@ -240,6 +244,12 @@ def review_command(
         render_result(console, result)
     if result.count(StepState.FAILED):
         ctx.exit(1)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the option was set on the command line or from the environment, not left to its default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source is not click.core.ParameterSource.DEFAULT
 
 
 class _Input:
@@ -534,6 +544,8 @@ def undo_command(output: Output, ctx: click.Context, db: str | None, list_runs: 
         dedupe undo --list
         dedupe undo
     """
+    if list_runs and run_id is not None:
+        raise click.UsageError("--list lists every run: give --run N without it to undo run N")
     store = open_store(ctx, db)
     console = output.out
     if list_runs:
@@ -599,6 +611,8 @@ def forget_command(
         dedupe forget --list
         dedupe forget 2
     """
+    if list_them and numbers:
+        raise click.UsageError("--list lists them: give N without it to forget N")
     store = open_store(ctx, db)
     sets = store.not_duplicate_sets()
     console = output.out
@@ -615,6 +629,8 @@ def forget_command(
                     console.print(Text(f"  {display_path(path)}"))
         console.print("'dedupe forget N' takes one back: its files are grouped again.")
         return
+    if not sets:
+        raise click.BadParameter(f"there is no {numbers[0]}: nothing is marked as not duplicates")
     for n in numbers:
         if n > len(sets):
             raise click.BadParameter(f"there is no {n}: 'dedupe forget --list' numbers them 1 to {len(sets)}")

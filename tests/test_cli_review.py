@@ -172,6 +172,24 @@ def test_piped_input_that_cannot_answer_stops_at_once(lib: Library, tmp_path: Pa
     assert proc.returncode == 2 and "--yes" in proc.stderr and proc.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["review", "{root}", "--dry-run", "--port", "8080"], "--port is only for --web"),
+        (["review", "{root}", "--yes", "--host", "0.0.0.0", "--no-browser"], "--host and --no-browser are only for"),
+        (["undo", "--list", "--run", "1"], "--list lists every run"),
+        (["forget", "--list", "1"], "--list lists them"),
+        (["forget", "1"], "there is no 1: nothing is marked as not duplicates"),
+    ],
+)
+def test_options_that_would_be_ignored_are_a_usage_error(lib: Library, args: list[str], reason: str) -> None:
+    """An option that does nothing in its combination (a --web option without --web, --list with what to undo or
+    forget) is a usage error naming why, and nothing changes."""
+    r = CliRunner().invoke(cli, [*(a.format(root=lib.root) for a in args), "--db", lib.db])
+    assert r.exit_code == 2, r.output
+    assert reason in r.output and lib.present() == ALL
+
+
 def test_not_duplicates_are_listed_and_forgotten(lib: Library, trash_home: Path) -> None:
     assert lib.review(answers="s\na\na\n").exit_code == 0
     listed = CliRunner().invoke(cli, ["forget", "--list", "--db", lib.db])
