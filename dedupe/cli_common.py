@@ -247,6 +247,7 @@ def match_options(*, full: bool = True, threshold_help: str = GROUP_THRESHOLD_HE
         decorated = click.option(
             "--threshold",
             type=click.IntRange(0, MAX_THRESHOLD),
+            metavar="N",
             default=DEFAULT_THRESHOLD,
             show_default=True,
             help=threshold_help,

@@ -81,6 +81,7 @@ PATHS_HELP = (
     "--jobs",
     "-j",
     type=click.IntRange(1),
+    metavar="N",
     default=None,
     callback=_check_jobs,
     help=f"Worker processes [default: one per core; at most {JOBS_PER_CORE} per core].",
@@ -247,9 +248,14 @@ def report_command(
 @command("calibrate")
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
 @click.option(
-    "--sample", type=click.IntRange(2, 2000), default=DEFAULT_SAMPLE, show_default=True, help="Photos to sample."
+    "--sample",
+    type=click.IntRange(2, 2000),
+    metavar="N",
+    default=DEFAULT_SAMPLE,
+    show_default=True,
+    help="Photos to sample.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random sample.")
+@click.option("--seed", type=int, metavar="S", default=0, show_default=True, help="Seed of the random sample.")
 @format_option("table", "json", help="How to print the recommendation.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @pass_output

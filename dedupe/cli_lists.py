@@ -68,7 +68,12 @@ def query_status(errors: int, matched: int) -> int:
 @db_option
 @match_options(full=False, threshold_help=QUERY_THRESHOLD_HELP)
 @click.option(
-    "--limit", type=click.IntRange(0), default=10, show_default=True, help="Matches shown per image (0: all)."
+    "--limit",
+    type=click.IntRange(0),
+    metavar="N",
+    default=10,
+    show_default=True,
+    help="Matches shown per image (0: all).",
 )
 @format_option("table", "json")
 @click.pass_context

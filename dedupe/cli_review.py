@@ -90,8 +90,12 @@ from dedupe.store import Store
 )
 @match_options()
 @click.option("--web", is_flag=True, help="Review in the browser: a local page to compare, decide, apply and undo.")
-@click.option("--port", type=click.IntRange(0, 65535), default=0, help="With --web: the port [default: a free one].")
-@click.option("--host", default="127.0.0.1", show_default=True, help="With --web: the address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), metavar="N", default=0, help="With --web: the port [default: a free one]."
+)
+@click.option(
+    "--host", metavar="ADDR", default="127.0.0.1", show_default=True, help="With --web: the address to listen on."
+)
 @click.option("--no-browser", is_flag=True, help="With --web: print the address, do not open a browser.")
 @click.pass_context
 @pass_output
@@ -530,7 +534,7 @@ def render_result(console: Console, result: ApplyResult) -> None:
 @command("undo")
 @db_option
 @click.option("--list", "list_runs", is_flag=True, help="List past runs instead of undoing.")
-@click.option("--run", "run_id", type=click.IntRange(1), help="Undo this run instead of the last one.")
+@click.option("--run", "run_id", type=click.IntRange(1), metavar="N", help="Undo this run instead of the last one.")
 @click.pass_context
 @pass_output
 def undo_command(output: Output, ctx: click.Context, db: str | None, list_runs: bool, run_id: int | None) -> None:

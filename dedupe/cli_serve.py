@@ -20,8 +20,10 @@ from dedupe.match import DEFAULT_THRESHOLD, MAX_THRESHOLD
     metavar="STORE",
     help="The store: a SQLite file, or postgresql://USER@HOST/DATABASE (shared by several servers).",
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0: a free port.")
+@click.option("--host", metavar="ADDR", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), metavar="N", default=8765, show_default=True, help="0: a free port."
+)
 @click.option(
     "--token-file",
     type=click.Path(dir_okay=False, path_type=str),
@@ -31,20 +33,29 @@ from dedupe.match import DEFAULT_THRESHOLD, MAX_THRESHOLD
 @click.option(
     "--threshold",
     type=click.IntRange(0, MAX_THRESHOLD),
+    metavar="N",
     default=DEFAULT_THRESHOLD,
     show_default=True,
     help="Default largest pHash distance (bits of 64) that counts as a match; ?threshold= overrides it.",
 )
 @click.option(
-    "--max-bytes", type=click.IntRange(1), default=50_000_000, show_default=True, help="Largest request body."
+    "--max-bytes",
+    type=click.IntRange(1),
+    metavar="BYTES",
+    default=50_000_000,
+    show_default=True,
+    help="Largest request body.",
 )
 @click.option(
     "--max-pixels",
     type=click.IntRange(1),
+    metavar="PIXELS",
     default=None,
     help="Largest picture (width x height) decoded [default: the scan's decompression-bomb limit].",
 )
-@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Processes (one index each).")
+@click.option(
+    "--workers", type=click.IntRange(1), metavar="N", default=1, show_default=True, help="Processes (one index each)."
+)
 @click.option(
     "--refresh",
     type=Seconds(0.05),

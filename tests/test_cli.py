@@ -237,6 +237,14 @@ def test_help_shows_examples_on_lines_of_their_own_and_whole_summaries_in_80_col
     assert unknown.exit_code == 2 and "no command 'nope'" in unknown.output
 
 
+def test_every_option_names_what_it_takes_in_words_not_click_type_names() -> None:
+    """Options show N, SECONDS, BYTES, ADDR, FILE ... as their value, never click's INTEGER RANGE or TEXT."""
+    for name in [*all_commands(), "store reset"]:
+        options = invoke(*name.split(), "--help").output.split("Options:")[1]
+        for type_name in ("INTEGER", "FLOAT", "RANGE", "TEXT"):
+            assert type_name not in options, (name, type_name)
+
+
 def test_help_reaches_the_commands_of_store_and_their_examples_keep_their_lines() -> None:
     """`dedupe help store reset` is `dedupe store reset --help`; the store commands' examples stay one a line, and
     the listing of `dedupe store` shows reset's whole summary."""
