@@ -520,14 +520,16 @@ def render_result(console: Console, result: ApplyResult) -> None:
         else:
             style = "red" if r.state is StepState.FAILED else "yellow"
             console.print(Text(f"{r.state.value} {display_path(r.path)}: {display_path(r.reason)}", style=style))
+    done = result.count(StepState.DONE)
+    if not done:
+        after = " Nothing was changed."  # and 'dedupe undo' would find nothing to reverse
+    elif result.action is Action.DELETE:
+        after = f" Run {result.run_id}: permanent deletes cannot be undone."
+    else:
+        after = f" Run {result.run_id}: 'dedupe undo' reverses it."
     console.print(
-        f"{result.count(StepState.DONE)} {_VERB[result.action][1]} ({human_size(result.freed_bytes)}),"
-        f" {result.count(StepState.SKIPPED)} skipped, {result.count(StepState.FAILED)} failed."
-        + (
-            f" Run {result.run_id}: permanent deletes cannot be undone."
-            if result.action is Action.DELETE
-            else f" Run {result.run_id}: 'dedupe undo' reverses it."
-        )
+        f"{done} {_VERB[result.action][1]} ({human_size(result.freed_bytes)}),"
+        f" {result.count(StepState.SKIPPED)} skipped, {result.count(StepState.FAILED)} failed." + after
     )
 
 

@@ -304,6 +304,18 @@ def test_a_byte_copy_of_a_similar_copy_names_the_file_that_stays_for_it(lib: Lib
     assert not twin.exists() and lib.c_near.exists() and lib.c.exists()
 
 
+def test_a_run_that_changed_nothing_does_not_point_at_undo(lib: Library, trash_home: Path) -> None:
+    """When every step is skipped (each copy changed since the scan), the result says nothing was changed rather
+    than that 'dedupe undo' reverses the run, which would only answer "nothing to undo"."""
+    for copy in (lib.a_copy, lib.b_copy):
+        with copy.open("ab") as f:
+            f.write(b"edited since the scan")
+    r = lib.review("--yes")
+    assert r.exit_code == 0, r.output
+    assert "0 trashed (0 B), 2 skipped, 0 failed. Nothing was changed." in r.output and "dedupe undo" not in r.output
+    assert CliRunner().invoke(cli, ["undo", "--db", lib.db]).output == "Error: nothing to undo\n"
+
+
 def test_move_with_reference_folder(lib: Library, tmp_path: Path) -> None:
     dest = tmp_path / "dups"
     # The backup folder is the reference: its files win and stay, the originals move.
