@@ -398,5 +398,7 @@ def render_table(
         f" {human_size(summary.reclaimable_bytes)} reclaimable, {summary.skipped} skipped"
     )
     if extra:
-        line += f" ({extra['fingerprinted']} fingerprinted, {extra['reused']} already known)"
+        line += f" ({extra['fingerprinted']} fingerprinted, {extra['reused']} already known"
+        # Videos and documents are not "skipped" (nothing went wrong), but a user looks for them in the count.
+        line += f", {extra['ignored']} not images)" if extra["ignored"] else ")"
     out.print(line, soft_wrap=True)

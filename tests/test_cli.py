@@ -38,6 +38,18 @@ def test_scan_prints_a_table_and_a_summary(photo_dir: Path, tmp_path: Path) -> N
     assert "7 images, 3 groups, 3 duplicate files" in result.output
 
 
+def test_scan_counts_the_files_that_are_not_images(tmp_path: Path) -> None:
+    """Videos and documents are neither images nor skipped: the summary line counts them, so that a user who
+    misses them sees where they went."""
+    root = tmp_path / "phone"
+    save(draw_photo(1, (300, 200)), root / "a.jpg")
+    (root / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+    (root / "notes.txt").write_text("shopping list")
+    out = invoke("scan", str(root), "--db", str(tmp_path / "s.sqlite")).output
+    assert "1 images, 0 groups, 0 duplicate files, 0 B reclaimable, 0 skipped" in out
+    assert "(1 fingerprinted, 0 already known, 2 not images)" in out
+
+
 def test_scan_json_schema(photo_dir: Path, tmp_path: Path) -> None:
     result = invoke("scan", str(photo_dir), "--db", str(tmp_path / "s.sqlite"), "--format", "json")
     assert result.exit_code == 0
