@@ -347,10 +347,9 @@ def _interactive_review(
     """Asks about each group of the review and shows what it answers; then plans, confirms and acts."""
     console = output.out
     stream = cast(TextIO, _Input(sys.stdin))
-    # Piped answers (a script's, or `yes`) cannot correct themselves: on a wrong one, or on no answer at all, the
-    # review stops instead of asking again forever.
+    # Piped answers (a script's, or `yes`) cannot correct themselves: on a wrong one, or when they run out, the
+    # review stops with exit status 2 instead of asking again forever, or of ending 0 having done nothing.
     piped = not sys.stdin.isatty()
-    answers = 0
     groups, refs = review.groups, review.references
     while not review.done:
         group, choice = review.current
@@ -368,11 +367,10 @@ def _interactive_review(
                 review.keys(), console=console, stream=stream, default=review.default(), show_default=not choice.is_tie
             )
         except EOFError:
-            if piped and not answers:
+            if piped:
                 _not_a_terminal(ctx, "no answer")
             console.print("\nEnd of input: quitting without changing anything.")
             return
-        answers += 1
         answered = review.answer(text)
         if answered.reply is Reply.OPEN:
             console.print(open_in_viewer(answered.paths))
@@ -411,6 +409,8 @@ def _interactive_review(
         else:
             confirmed = True
     except EOFError:
+        if piped:
+            _not_a_terminal(ctx, "no answer to apply or discard")
         confirmed = False
     if not confirmed:
         console.print("Discarded; nothing changed.")

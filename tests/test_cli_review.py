@@ -94,10 +94,13 @@ def test_nothing_happens_without_confirmation(lib: Library, trash_home: Path) ->
     assert lib.present() == ALL and not trash_home.exists()
 
 
-def test_end_of_input_quits_without_changes(lib: Library, trash_home: Path) -> None:
-    r = lib.review(answers="k\n")
-    assert r.exit_code == 0, r.output
-    assert "quitting without changing anything" in r.output and lib.present() == ALL
+def test_piped_answers_that_run_out_change_nothing_and_exit_2(lib: Library, trash_home: Path) -> None:
+    """Piped answers that end before the last group, or before the confirmation, stop the review with exit 2
+    and nothing changed: a script that ran out of answers does not end 0 as if the review had been done."""
+    for answers in ("k\n", "k\nk\nk\n"):
+        r = lib.review(answers=answers)
+        assert r.exit_code == 2, r.output
+        assert "the input is not a terminal to ask again: nothing changed" in r.output and lib.present() == ALL
 
 
 def test_back_changes_an_earlier_decision(lib: Library, trash_home: Path) -> None:
