@@ -300,6 +300,8 @@ def test_a_byte_copy_of_a_similar_copy_names_the_file_that_stays_for_it(lib: Lib
     r = lib.review("--dry-run")
     assert f"Group 3: keep {lib.c} (" in r.output
     assert f"  trash {twin} (same bytes as {lib.c_near}, which stays)\n" in r.output
+    planned = json.loads(lib.review("--dry-run", "--format", "json").output)["groups"][2]["steps"]
+    assert [(s["path"], s["keeper"], s["match"]) for s in planned] == [(str(twin), str(lib.c_near), "exact")]
     r = lib.review("--yes")
     assert r.exit_code == 0, r.output
     assert r.output.index(f"Group 3: keep {lib.c} (") < r.output.index(f"  leave {lib.c_near}: similar")
