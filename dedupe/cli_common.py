@@ -182,12 +182,20 @@ def _print_lines(out: Console, rows: Sequence[list[Text]], ends: Sequence[bool],
 # --- shared options -------------------------------------------------------------------------------------------
 
 
+def not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--db "" named no store: one command took it for the default store, another for the current folder."""
+    if value == "":
+        raise click.BadParameter("an empty path names no store", ctx, param)
+    return value
+
+
 def db_option(f: F) -> F:
     return click.option(
         "--db",
         type=click.Path(dir_okay=False, path_type=str),
         envvar="DEDUPE_DB",
         show_envvar=True,
+        callback=not_empty,
         help=f"The fingerprint store [default: {default_store_path()}].",
     )(f)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from dedupe.cli_common import Seconds, command
+from dedupe.cli_common import Seconds, command, not_empty
 from dedupe.match import DEFAULT_THRESHOLD, MAX_THRESHOLD
 
 
@@ -17,6 +17,7 @@ from dedupe.match import DEFAULT_THRESHOLD, MAX_THRESHOLD
     envvar="DEDUPE_DB",
     show_envvar=True,
     required=True,
+    callback=not_empty,
     metavar="STORE",
     help="The store: a SQLite file, or postgresql://USER@HOST/DATABASE (shared by several servers).",
 )

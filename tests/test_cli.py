@@ -94,6 +94,18 @@ def test_usage_errors_exit_2_and_run_failures_exit_1(tmp_path: Path) -> None:
     assert missing.exit_code == 1 and "no store" in missing.output
 
 
+@pytest.mark.parametrize(
+    "args", [["scan", "{tmp}"], ["groups"], ["check", "{tmp}/x.jpg"], ["serve"], ["store", "reset"]]
+)
+def test_an_empty_db_is_a_usage_error(tmp_path: Path, args: list[str]) -> None:
+    """--db "" is a usage error for every command, where scan took it for the current folder and groups for the
+    default store; an empty DEDUPE_DB still means the default store."""
+    r = CliRunner().invoke(cli, [*(a.format(tmp=tmp_path) for a in args), "--db", ""])
+    assert r.exit_code == 2 and "an empty path names no store" in r.output, r.output
+    unset = CliRunner().invoke(cli, ["groups"], env={"DEDUPE_DB": "", "XDG_DATA_HOME": str(tmp_path)})
+    assert unset.exit_code == 1 and f"no store at {tmp_path / 'dedupe' / 'store.sqlite'}" in unset.output
+
+
 def all_commands() -> dict[str, click.Command]:
     """Every command of dedupe, each imported (the group imports a command on first use)."""
     ctx = click.Context(cli, info_name="dedupe")
