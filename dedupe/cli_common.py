@@ -182,6 +182,20 @@ def _print_lines(out: Console, rows: Sequence[list[Text]], ends: Sequence[bool],
 # --- shared options -------------------------------------------------------------------------------------------
 
 
+def check_jobs(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """Worker processes (scan -j, serve --workers) up to JOBS_PER_CORE per core: -j 100000 once forked thousands."""
+    from dedupe.scan import JOBS_PER_CORE, max_jobs
+
+    if value is not None and value > max_jobs():
+        raise click.BadParameter(
+            f"{value} is more than {max_jobs()} ({JOBS_PER_CORE} per core): more workers only compete for the"
+            " cores and memory",
+            ctx,
+            param,
+        )
+    return value
+
+
 def not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """--db "" named no store: one command took it for the default store, another for the current folder."""
     if value == "":

@@ -19,6 +19,7 @@ from dedupe.calibrate import DEFAULT_SAMPLE, calibrate
 from dedupe.cli_common import (
     MATCH_LABEL,
     Output,
+    check_jobs,
     command,
     db_option,
     find_stored_groups,
@@ -47,21 +48,10 @@ from dedupe.match import MatchRule
 from dedupe.models import DuplicateGroup, KeeperChoice, KeeperRule, Plan, ScanOptions, Skipped, Summary
 from dedupe.plan import keepers_chosen, keepers_first, plan
 from dedupe.report import write_html_report
-from dedupe.scan import JOBS_PER_CORE, ProgressCallback, max_jobs, scan
+from dedupe.scan import JOBS_PER_CORE, ProgressCallback, scan
 
 if TYPE_CHECKING:
     from rich.text import Text
-
-
-def _check_jobs(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    if value is not None and value > max_jobs():
-        raise click.BadParameter(
-            f"{value} is more than {max_jobs()} ({JOBS_PER_CORE} per core): more workers only compete for the"
-            " cores and memory",
-            ctx,
-            param,
-        )
-    return value
 
 
 PATHS_HELP = (
@@ -83,7 +73,7 @@ PATHS_HELP = (
     type=click.IntRange(1),
     metavar="N",
     default=None,
-    callback=_check_jobs,
+    callback=check_jobs,
     help=f"Worker processes [default: one per core; at most {JOBS_PER_CORE} per core].",
 )
 @match_options()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from dedupe.cli_common import Seconds, command, not_empty
+from dedupe.cli_common import Seconds, check_jobs, command, not_empty
 from dedupe.match import DEFAULT_THRESHOLD, MAX_THRESHOLD
 
 
@@ -55,7 +55,13 @@ from dedupe.match import DEFAULT_THRESHOLD, MAX_THRESHOLD
     help="Largest picture (width x height) decoded [default: the scan's decompression-bomb limit].",
 )
 @click.option(
-    "--workers", type=click.IntRange(1), metavar="N", default=1, show_default=True, help="Processes (one index each)."
+    "--workers",
+    type=click.IntRange(1),
+    metavar="N",
+    default=1,
+    show_default=True,
+    callback=check_jobs,
+    help="Processes (one index each).",
 )
 @click.option(
     "--refresh",

@@ -332,9 +332,11 @@ def test_piped_tables_keep_a_path_longer_than_any_screen_on_one_line(tmp_path: P
     assert str(keeper) in out
 
 
-def test_absurd_jobs_are_a_usage_error(tmp_path: Path) -> None:
-    """-j beyond JOBS_PER_CORE workers per core is refused as a usage error (exit 2) with the reason."""
-    r = CliRunner().invoke(cli, ["scan", str(tmp_path), "-j", "100000", "--db", str(tmp_path / "s.sqlite")])
+@pytest.mark.parametrize("args", [["scan", "{tmp}", "-j", "100000"], ["serve", "--workers", "100000"]])
+def test_absurd_jobs_are_a_usage_error(tmp_path: Path, args: list[str]) -> None:
+    """scan -j and serve --workers beyond JOBS_PER_CORE processes per core are refused as a usage error (exit 2)
+    with the reason, before a store is made or a process forked."""
+    r = CliRunner().invoke(cli, [*(a.format(tmp=tmp_path) for a in args), "--db", str(tmp_path / "s.sqlite")])
     assert r.exit_code == 2 and "more workers only compete for the cores" in r.output
     assert not (tmp_path / "s.sqlite").exists()
 
