@@ -148,8 +148,8 @@ def review_command(
         if given:
             raise click.UsageError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} only for --web")
     interactive = not (yes or dry_run or script)
-    if interactive and fmt == "json":
-        raise click.UsageError("--format json needs --yes, --dry-run or --script")
+    if fmt == "json" and not (yes or dry_run):
+        raise click.UsageError("--format json needs --yes or --dry-run (--script writes a shell script)")
     if interactive and include_near:
         raise click.UsageError(
             "--include-near is for --yes, --dry-run and --script: the interactive review shows similar copies"

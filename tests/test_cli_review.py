@@ -183,6 +183,7 @@ def test_piped_input_that_cannot_answer_stops_at_once(lib: Library, tmp_path: Pa
         (["undo", "--list", "--run", "1"], "--list lists every run"),
         (["forget", "--list", "1"], "--list lists them"),
         (["forget", "1"], "there is no 1: nothing is marked as not duplicates"),
+        (["review", "{root}", "--script", "{root}.sh", "--format", "json"], "--format json needs --yes or --dry-run"),
     ],
 )
 def test_options_that_would_be_ignored_are_a_usage_error(lib: Library, args: list[str], reason: str) -> None:
@@ -190,7 +191,7 @@ def test_options_that_would_be_ignored_are_a_usage_error(lib: Library, args: lis
     forget) is a usage error naming why, and nothing changes."""
     r = CliRunner().invoke(cli, [*(a.format(root=lib.root) for a in args), "--db", lib.db])
     assert r.exit_code == 2, r.output
-    assert reason in r.output and lib.present() == ALL
+    assert reason in r.output and lib.present() == ALL and not Path(f"{lib.root}.sh").exists()
 
 
 def test_not_duplicates_are_listed_and_forgotten(lib: Library, trash_home: Path) -> None:
