@@ -137,9 +137,9 @@ def cli() -> None:
 
 
 @click.command("help")
-@click.argument("name", metavar="[COMMAND]", required=False)
+@click.argument("names", metavar="[COMMAND]...", nargs=-1)
 @click.pass_context
-def help_command(ctx: click.Context, name: str | None) -> None:
+def help_command(ctx: click.Context, names: tuple[str, ...]) -> None:
     """Show the guide to dedupe, or to one COMMAND: the same text as --help, for those who look for a manual.
 
     Example:
@@ -147,17 +147,18 @@ def help_command(ctx: click.Context, name: str | None) -> None:
     \b
         dedupe help
         dedupe help review
+        dedupe help store reset
     """
     parent = ctx.parent
     assert parent is not None  # help is only ever run as a dedupe command
-    if name is None:
-        click.echo(cli.get_help(parent))
-        return
-    found = cli.get_command(parent, name)
-    if found is None:
-        raise click.UsageError(f"no command {name!r}; 'dedupe help' lists them", ctx)
-    with click.Context(found, info_name=name, parent=parent) as sub:
-        click.echo(found.get_help(sub))
+    found: click.Command = cli
+    context = parent
+    for n, name in enumerate(names, start=1):
+        sub = found.get_command(context, name) if isinstance(found, click.Group) else None
+        if sub is None:
+            raise click.UsageError(f"no command {' '.join(names[:n])!r}; 'dedupe help' lists them", ctx)
+        found, context = sub, click.Context(sub, info_name=name, parent=context)
+    click.echo(found.get_help(context))
 
 
 def main() -> None:

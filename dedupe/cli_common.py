@@ -182,14 +182,52 @@ def _print_lines(out: Console, rows: Sequence[list[Text]], ends: Sequence[bool],
 # --- shared options -------------------------------------------------------------------------------------------
 
 
+def check_jobs(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """Worker processes (scan -j, serve --workers) up to JOBS_PER_CORE per core: -j 100000 once forked thousands."""
+    from dedupe.scan import JOBS_PER_CORE, max_jobs
+
+    if value is not None and value > max_jobs():
+        raise click.BadParameter(
+            f"{value} is more than {max_jobs()} ({JOBS_PER_CORE} per core): more workers only compete for the"
+            " cores and memory",
+            ctx,
+            param,
+        )
+    return value
+
+
+def not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--db "" named no store: one command took it for the default store, another for the current folder."""
+    if value == "":
+        raise click.BadParameter("an empty path names no store", ctx, param)
+    return value
+
+
 def db_option(f: F) -> F:
     return click.option(
         "--db",
         type=click.Path(dir_okay=False, path_type=str),
         envvar="DEDUPE_DB",
         show_envvar=True,
+        callback=not_empty,
         help=f"The fingerprint store [default: {default_store_path()}].",
     )(f)
+
+
+class Seconds(click.FloatRange):
+    """A duration in seconds from low up to a day. click's FloatRange lets nan through (it compares false with
+    both bounds), and a wait of inf or 1e12 s overflows the thread timer: a traceback minutes into a watch."""
+
+    name = "seconds"
+
+    def __init__(self, low: float) -> None:
+        super().__init__(low, 86_400.0)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if seconds != seconds:  # nan
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
 
 
 def format_option(*choices: str, help: str = "Output.") -> Callable[[F], F]:
@@ -231,6 +269,7 @@ def match_options(*, full: bool = True, threshold_help: str = GROUP_THRESHOLD_HE
         decorated = click.option(
             "--threshold",
             type=click.IntRange(0, MAX_THRESHOLD),
+            metavar="N",
             default=DEFAULT_THRESHOLD,
             show_default=True,
             help=threshold_help,

@@ -19,6 +19,7 @@ from dedupe.calibrate import DEFAULT_SAMPLE, calibrate
 from dedupe.cli_common import (
     MATCH_LABEL,
     Output,
+    check_jobs,
     command,
     db_option,
     find_stored_groups,
@@ -47,21 +48,10 @@ from dedupe.match import MatchRule
 from dedupe.models import DuplicateGroup, KeeperChoice, KeeperRule, Plan, ScanOptions, Skipped, Summary
 from dedupe.plan import keepers_chosen, keepers_first, plan
 from dedupe.report import write_html_report
-from dedupe.scan import JOBS_PER_CORE, ProgressCallback, max_jobs, scan
+from dedupe.scan import JOBS_PER_CORE, ProgressCallback, scan
 
 if TYPE_CHECKING:
     from rich.text import Text
-
-
-def _check_jobs(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    if value is not None and value > max_jobs():
-        raise click.BadParameter(
-            f"{value} is more than {max_jobs()} ({JOBS_PER_CORE} per core): more workers only compete for the"
-            " cores and memory",
-            ctx,
-            param,
-        )
-    return value
 
 
 PATHS_HELP = (
@@ -81,8 +71,9 @@ PATHS_HELP = (
     "--jobs",
     "-j",
     type=click.IntRange(1),
+    metavar="N",
     default=None,
-    callback=_check_jobs,
+    callback=check_jobs,
     help=f"Worker processes [default: one per core; at most {JOBS_PER_CORE} per core].",
 )
 @match_options()
@@ -247,9 +238,14 @@ def report_command(
 @command("calibrate")
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
 @click.option(
-    "--sample", type=click.IntRange(2, 2000), default=DEFAULT_SAMPLE, show_default=True, help="Photos to sample."
+    "--sample",
+    type=click.IntRange(2, 2000),
+    metavar="N",
+    default=DEFAULT_SAMPLE,
+    show_default=True,
+    help="Photos to sample.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random sample.")
+@click.option("--seed", type=int, metavar="S", default=0, show_default=True, help="Seed of the random sample.")
 @format_option("table", "json", help="How to print the recommendation.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @pass_output
@@ -392,5 +388,7 @@ def render_table(
         f" {human_size(summary.reclaimable_bytes)} reclaimable, {summary.skipped} skipped"
     )
     if extra:
-        line += f" ({extra['fingerprinted']} fingerprinted, {extra['reused']} already known)"
+        line += f" ({extra['fingerprinted']} fingerprinted, {extra['reused']} already known"
+        # Videos and documents are not "skipped" (nothing went wrong), but a user looks for them in the count.
+        line += f", {extra['ignored']} not images)" if extra["ignored"] else ")"
     out.print(line, soft_wrap=True)

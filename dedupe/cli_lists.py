@@ -21,6 +21,7 @@ from dedupe.cli_common import (
     QUERY_THRESHOLD_HELP,
     Output,
     QueryError,
+    Seconds,
     command,
     db_option,
     format_option,
@@ -67,7 +68,12 @@ def query_status(errors: int, matched: int) -> int:
 @db_option
 @match_options(full=False, threshold_help=QUERY_THRESHOLD_HELP)
 @click.option(
-    "--limit", type=click.IntRange(0), default=10, show_default=True, help="Matches shown per image (0: all)."
+    "--limit",
+    type=click.IntRange(0),
+    metavar="N",
+    default=10,
+    show_default=True,
+    help="Matches shown per image (0: all).",
 )
 @format_option("table", "json")
 @click.pass_context
@@ -291,7 +297,7 @@ def import_command(ctx: click.Context, list_file: str, db: str | None, replace: 
 @db_option
 @click.option(
     "--poll",
-    type=click.FloatRange(min=0.1),
+    type=Seconds(0.1),
     default=None,
     metavar="SECONDS",
     help="Look for changes every SECONDS instead of using live events (network drives, FUSE, SMB).",
@@ -309,7 +315,7 @@ def import_command(ctx: click.Context, list_file: str, db: str | None, replace: 
 @click.option("--hidden", is_flag=True, help="Also watch hidden files and folders (names starting with a dot).")
 @click.option(
     "--settle",
-    type=click.FloatRange(min=0.0),
+    type=Seconds(0.0),
     default=2.0,
     show_default=True,
     metavar="SECONDS",

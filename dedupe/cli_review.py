@@ -91,8 +91,12 @@ from dedupe.store import Store
 )
 @match_options()
 @click.option("--web", is_flag=True, help="Review in the browser: a local page to compare, decide, apply and undo.")
-@click.option("--port", type=click.IntRange(0, 65535), default=0, help="With --web: the port [default: a free one].")
-@click.option("--host", default="127.0.0.1", show_default=True, help="With --web: the address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), metavar="N", default=0, help="With --web: the port [default: a free one]."
+)
+@click.option(
+    "--host", metavar="ADDR", default="127.0.0.1", show_default=True, help="With --web: the address to listen on."
+)
 @click.option("--no-browser", is_flag=True, help="With --web: print the address, do not open a browser.")
 @click.pass_context
 @pass_output
@@ -140,9 +144,13 @@ def review_command(
         raise click.UsageError("--to is only for --action move")
     if script and (yes or dry_run):
         raise click.UsageError("--script writes the plan instead of acting: do not combine it with --yes or --dry-run")
+    if not web:
+        given = [f"--{name.replace('_', '-')}" for name in ("port", "host", "no_browser") if _given(ctx, name)]
+        if given:
+            raise click.UsageError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} only for --web")
     interactive = not (yes or dry_run or script)
-    if interactive and fmt == "json":
-        raise click.UsageError("--format json needs --yes, --dry-run or --script")
+    if fmt == "json" and not (yes or dry_run):
+        raise click.UsageError("--format json needs --yes or --dry-run (--script writes a shell script)")
     if interactive and include_near:
         raise click.UsageError(
             "--include-near is for --yes, --dry-run and --script: the interactive review shows similar copies"
@@ -243,6 +251,12 @@ def review_command(
         ctx.exit(1)
 
 
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the option was set on the command line or from the environment, not left to its default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source is not click.core.ParameterSource.DEFAULT
+
+
 class _Input:
     """The answers stream: end of input is a quit, never an endless loop of empty answers."""
 
@@ -334,10 +348,9 @@ def _interactive_review(
     """Asks about each group of the review and shows what it answers; then plans, confirms and acts."""
     console = output.out
     stream = cast(TextIO, _Input(sys.stdin))
-    # Piped answers (a script's, or `yes`) cannot correct themselves: on a wrong one, or on no answer at all, the
-    # review stops instead of asking again forever.
+    # Piped answers (a script's, or `yes`) cannot correct themselves: on a wrong one, or when they run out, the
+    # review stops with exit status 2 instead of asking again forever, or of ending 0 having done nothing.
     piped = not sys.stdin.isatty()
-    answers = 0
     groups, refs = review.groups, review.references
     while not review.done:
         group, choice = review.current
@@ -355,11 +368,10 @@ def _interactive_review(
                 review.keys(), console=console, stream=stream, default=review.default(), show_default=not choice.is_tie
             )
         except EOFError:
-            if piped and not answers:
+            if piped:
                 _not_a_terminal(ctx, "no answer")
             console.print("\nEnd of input: quitting without changing anything.")
             return
-        answers += 1
         answered = review.answer(text)
         if answered.reply is Reply.OPEN:
             console.print(open_in_viewer(answered.paths))
@@ -398,6 +410,8 @@ def _interactive_review(
         else:
             confirmed = True
     except EOFError:
+        if piped:
+            _not_a_terminal(ctx, "no answer to apply or discard")
         confirmed = False
     if not confirmed:
         console.print("Discarded; nothing changed.")
@@ -468,14 +482,18 @@ def render_plan(
         if g.skipped:
             console.print(Text(f"Group {n}: left alone: {display_path(g.skipped)}", style="yellow"))
             continue
-        if steps:
+        if steps or g.left:  # a file left alone is read beside the keeper it was compared with
             console.print(
                 Text(f"Group {n}: keep {display_path(g.choice.keeper.path)} ({display_path(g.choice.reason)})")
             )
+        if steps:
             for s in g.steps:
                 line = f"  {verb} {display_path(s.file.path)}"
                 if s.destination:
                     line += f" -> {display_path(s.destination)}"
+                if s.keeper.path != g.choice.keeper.path:
+                    # A byte copy of a member that stays goes in favour of that member, not the group's keeper.
+                    line += f" ({_KEPT_AS[s.match]} {display_path(s.keeper.path)}, which stays)"
                 console.print(Text(line + _with_sidecars(s.sidecars)))
         for left in g.left:
             console.print(Text(f"  leave {display_path(left.path)}: {display_path(left.reason)}", style="dim"))
@@ -484,6 +502,9 @@ def render_plan(
             f"Would {verb} {len(the_plan.steps)} file(s), {human_size(the_plan.reclaimable_bytes)}."
             + (" Dry run: nothing was changed." if dry_run else "")
         )
+
+
+_KEPT_AS = {MatchKind.EXACT: "same bytes as", MatchKind.IMAGE: "same picture as", MatchKind.NEAR: "similar to"}
 
 
 def _with_sidecars(sidecars: Sequence[str]) -> str:
@@ -500,21 +521,23 @@ def render_result(console: Console, result: ApplyResult) -> None:
         else:
             style = "red" if r.state is StepState.FAILED else "yellow"
             console.print(Text(f"{r.state.value} {display_path(r.path)}: {display_path(r.reason)}", style=style))
+    done = result.count(StepState.DONE)
+    if not done:
+        after = " Nothing was changed."  # and 'dedupe undo' would find nothing to reverse
+    elif result.action is Action.DELETE:
+        after = f" Run {result.run_id}: permanent deletes cannot be undone."
+    else:
+        after = f" Run {result.run_id}: 'dedupe undo' reverses it."
     console.print(
-        f"{result.count(StepState.DONE)} {_VERB[result.action][1]} ({human_size(result.freed_bytes)}),"
-        f" {result.count(StepState.SKIPPED)} skipped, {result.count(StepState.FAILED)} failed."
-        + (
-            f" Run {result.run_id}: permanent deletes cannot be undone."
-            if result.action is Action.DELETE
-            else f" Run {result.run_id}: 'dedupe undo' reverses it."
-        )
+        f"{done} {_VERB[result.action][1]} ({human_size(result.freed_bytes)}),"
+        f" {result.count(StepState.SKIPPED)} skipped, {result.count(StepState.FAILED)} failed." + after
     )
 
 
 @command("undo")
 @db_option
 @click.option("--list", "list_runs", is_flag=True, help="List past runs instead of undoing.")
-@click.option("--run", "run_id", type=click.IntRange(1), help="Undo this run instead of the last one.")
+@click.option("--run", "run_id", type=click.IntRange(1), metavar="N", help="Undo this run instead of the last one.")
 @click.pass_context
 @pass_output
 def undo_command(output: Output, ctx: click.Context, db: str | None, list_runs: bool, run_id: int | None) -> None:
@@ -528,6 +551,8 @@ def undo_command(output: Output, ctx: click.Context, db: str | None, list_runs: 
         dedupe undo --list
         dedupe undo
     """
+    if list_runs and run_id is not None:
+        raise click.UsageError("--list lists every run: give --run N without it to undo run N")
     store = _open_to_list(ctx, db) if list_runs else open_store(ctx, db)
     console = output.out
     if list_runs:
@@ -602,6 +627,8 @@ def forget_command(
         dedupe forget --list
         dedupe forget 2
     """
+    if list_them and numbers:
+        raise click.UsageError("--list lists them: give N without it to forget N")
     store = _open_to_list(ctx, db) if list_them or not numbers else open_store(ctx, db)
     sets = store.not_duplicate_sets()
     console = output.out
@@ -618,6 +645,8 @@ def forget_command(
                     console.print(Text(f"  {display_path(path)}"))
         console.print("'dedupe forget N' takes one back: its files are grouped again.")
         return
+    if not sets:
+        raise click.BadParameter(f"there is no {numbers[0]}: nothing is marked as not duplicates")
     for n in numbers:
         if n > len(sets):
             raise click.BadParameter(f"there is no {n}: 'dedupe forget --list' numbers them 1 to {len(sets)}")

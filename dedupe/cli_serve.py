@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
-from dedupe.cli_common import command
+from dedupe.cli_common import Seconds, check_jobs, command, not_empty
 from dedupe.match import DEFAULT_THRESHOLD, MAX_THRESHOLD
 
 
@@ -16,11 +17,14 @@ from dedupe.match import DEFAULT_THRESHOLD, MAX_THRESHOLD
     envvar="DEDUPE_DB",
     show_envvar=True,
     required=True,
+    callback=not_empty,
     metavar="STORE",
     help="The store: a SQLite file, or postgresql://USER@HOST/DATABASE (shared by several servers).",
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0: a free port.")
+@click.option("--host", metavar="ADDR", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), metavar="N", default=8765, show_default=True, help="0: a free port."
+)
 @click.option(
     "--token-file",
     type=click.Path(dir_okay=False, path_type=str),
@@ -30,24 +34,40 @@ from dedupe.match import DEFAULT_THRESHOLD, MAX_THRESHOLD
 @click.option(
     "--threshold",
     type=click.IntRange(0, MAX_THRESHOLD),
+    metavar="N",
     default=DEFAULT_THRESHOLD,
     show_default=True,
     help="Default largest pHash distance (bits of 64) that counts as a match; ?threshold= overrides it.",
 )
 @click.option(
-    "--max-bytes", type=click.IntRange(1), default=50_000_000, show_default=True, help="Largest request body."
+    "--max-bytes",
+    type=click.IntRange(1),
+    metavar="BYTES",
+    default=50_000_000,
+    show_default=True,
+    help="Largest request body.",
 )
 @click.option(
     "--max-pixels",
     type=click.IntRange(1),
+    metavar="PIXELS",
     default=None,
     help="Largest picture (width x height) decoded [default: the scan's decompression-bomb limit].",
 )
-@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Processes (one index each).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    metavar="N",
+    default=1,
+    show_default=True,
+    callback=check_jobs,
+    help="Processes (one index each).",
+)
 @click.option(
     "--refresh",
-    type=click.FloatRange(0.05),
+    type=Seconds(0.05),
     default=1.0,
+    metavar="SECONDS",
     show_default=True,
     help="Seconds between looks for changes to the store (imports, other servers).",
 )
@@ -78,6 +98,7 @@ def serve_command(
     """
     try:
         from dedupe import serve
+        from dedupe.store_pg import is_postgres
     except ImportError as e:  # a part of the serve extra is missing
         raise click.ClickException(f"dedupe serve needs {e.name}: pip install 'photo-dedupe[serve]'") from None
     serve._uvicorn()
@@ -86,6 +107,8 @@ def serve_command(
         raise click.UsageError(
             f"serving on {host} needs --token-file (reads need a token off 127.0.0.1) or --public-reads"
         )
+    # Only a store made empty on purpose should be served empty: a mistyped --db would block nothing.
+    new = not is_postgres(db) and not Path(db).expanduser().exists()
     options = serve.ServeOptions(
         db=db,
         host=host,
@@ -98,9 +121,11 @@ def serve_command(
         refresh=refresh,
         workers=workers,
     )
-    serve.run(options, on_ready=_announce)
 
+    def announce(url: str) -> None:
+        click.echo(f"Serving on {url}")
+        sys.stdout.flush()  # a script waiting for this line reads it at once
+        if new:
+            click.echo(f"note: no store at {db}: serving a new, empty one (bans through the API fill it)", err=True)
 
-def _announce(url: str) -> None:
-    click.echo(f"Serving on {url}")
-    sys.stdout.flush()  # a script waiting for this line reads it at once
+    serve.run(options, on_ready=announce)

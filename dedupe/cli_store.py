@@ -15,11 +15,14 @@ def store_group() -> None:
 
     Example:
 
+    \b
         dedupe store reset
     """
 
 
-@store_group.command("reset", cls=DedupeCommand)
+@store_group.command(
+    "reset", cls=DedupeCommand, short_help="Move a damaged store aside, so that the next scan starts a new one."
+)
 @db_option
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def reset_command(db: str | None, yes: bool) -> None:
@@ -29,6 +32,7 @@ def reset_command(db: str | None, yes: bool) -> None:
 
     Example:
 
+    \b
         dedupe store reset
         dedupe scan ~/Pictures
     """

@@ -206,6 +206,7 @@ def plan_json(the_plan: Plan, *, dry_run: bool) -> dict[str, Any]:
                         "path": s.file.path,
                         "action": s.action.value,
                         "match": s.match.value,
+                        "keeper": s.keeper.path,
                         "size": s.file.size,
                         "destination": s.destination,
                         "sidecars": list(s.sidecars),

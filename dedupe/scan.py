@@ -177,7 +177,8 @@ def _walk_dir(
                 else:
                     files.append((path, st))
             elif stat.S_ISDIR(mode):
-                subfolders.append(path)
+                if path not in never:  # the store's thumbnails: small copies of the photos, never photos
+                    subfolders.append(path)
             else:
                 out.skipped.append(Skipped(path, f"not a regular file ({_kind(mode)}), not opened"))
         stack.extend(reversed(subfolders))

@@ -434,8 +434,8 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
 
     def own_files(self) -> tuple[Path, ...]:
         """The store's own files, which a scan must never fingerprint (with the copies beside it: column_cache,
-        stat_cache)."""
-        return tuple(Path(f"{self.path}{suffix}") for suffix in ("", *_BESIDE))
+        stat_cache), and the folder of the review page's thumbnails (web.thumbs), which a scan must not enter."""
+        return tuple(Path(f"{self.path}{suffix}") for suffix in ("", *_BESIDE, "-thumbs"))
 
     # --- files and fingerprints -------------------------------------------------------------------------------
 

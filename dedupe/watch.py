@@ -323,7 +323,13 @@ class Watcher:
                 self._catch_up([root.path])
 
     def _wanted(self, root: WatchedRoot, path: str) -> bool:
-        return path not in self._never and root.wants(path, hidden=self._options.hidden)
+        # Nor anything below the store's own folder (its thumbnails: small copies of the photos, never photos).
+        never = self._never
+        return (
+            path not in never
+            and not any(path.startswith(f"{n}{os.sep}") for n in never)
+            and root.wants(path, hidden=self._options.hidden)
+        )
 
     def _apply(self, root: WatchedRoot, change: Change) -> None:
         kind, src, dest = change.kind, change.path, change.dest

@@ -38,6 +38,18 @@ def test_scan_prints_a_table_and_a_summary(photo_dir: Path, tmp_path: Path) -> N
     assert "7 images, 3 groups, 3 duplicate files" in result.output
 
 
+def test_scan_counts_the_files_that_are_not_images(tmp_path: Path) -> None:
+    """Videos and documents are neither images nor skipped: the summary line counts them, so that a user who
+    misses them sees where they went."""
+    root = tmp_path / "phone"
+    save(draw_photo(1, (300, 200)), root / "a.jpg")
+    (root / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+    (root / "notes.txt").write_text("shopping list")
+    out = invoke("scan", str(root), "--db", str(tmp_path / "s.sqlite")).output
+    assert "1 images, 0 groups, 0 duplicate files, 0 B reclaimable, 0 skipped" in out
+    assert "(1 fingerprinted, 0 already known, 2 not images)" in out
+
+
 def test_scan_json_schema(photo_dir: Path, tmp_path: Path) -> None:
     result = invoke("scan", str(photo_dir), "--db", str(tmp_path / "s.sqlite"), "--format", "json")
     assert result.exit_code == 0
@@ -80,6 +92,18 @@ def test_usage_errors_exit_2_and_run_failures_exit_1(tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "no folder /proc/nope for the store" in bad.output and "Traceback" not in bad.output
     missing = runner.invoke(cli, ["groups", "--db", str(tmp_path / "none.sqlite")])
     assert missing.exit_code == 1 and "no store" in missing.output
+
+
+@pytest.mark.parametrize(
+    "args", [["scan", "{tmp}"], ["groups"], ["check", "{tmp}/x.jpg"], ["serve"], ["store", "reset"]]
+)
+def test_an_empty_db_is_a_usage_error(tmp_path: Path, args: list[str]) -> None:
+    """--db "" is a usage error for every command, where scan took it for the current folder and groups for the
+    default store; an empty DEDUPE_DB still means the default store."""
+    r = CliRunner().invoke(cli, [*(a.format(tmp=tmp_path) for a in args), "--db", ""])
+    assert r.exit_code == 2 and "an empty path names no store" in r.output, r.output
+    unset = CliRunner().invoke(cli, ["groups"], env={"DEDUPE_DB": "", "XDG_DATA_HOME": str(tmp_path)})
+    assert unset.exit_code == 1 and f"no store at {tmp_path / 'dedupe' / 'store.sqlite'}" in unset.output
 
 
 def all_commands() -> dict[str, click.Command]:
@@ -237,6 +261,27 @@ def test_help_shows_examples_on_lines_of_their_own_and_whole_summaries_in_80_col
     assert unknown.exit_code == 2 and "no command 'nope'" in unknown.output
 
 
+def test_every_option_names_what_it_takes_in_words_not_click_type_names() -> None:
+    """Options show N, SECONDS, BYTES, ADDR, FILE ... as their value, never click's INTEGER RANGE or TEXT."""
+    for name in [*all_commands(), "store reset"]:
+        options = invoke(*name.split(), "--help").output.split("Options:")[1]
+        for type_name in ("INTEGER", "FLOAT", "RANGE", "TEXT"):
+            assert type_name not in options, (name, type_name)
+
+
+def test_help_reaches_the_commands_of_store_and_their_examples_keep_their_lines() -> None:
+    """`dedupe help store reset` is `dedupe store reset --help`; the store commands' examples stay one a line, and
+    the listing of `dedupe store` shows reset's whole summary."""
+    reset = invoke("store", "reset", "--help").output
+    assert invoke("help", "store", "reset").output == reset
+    assert "\n      dedupe store reset\n      dedupe scan ~/Pictures\n" in reset
+    listing = CliRunner().invoke(cli, ["store", "--help"], terminal_width=80).output
+    assert "  reset  Move a damaged store aside, so that the next scan starts a new one.\n" in listing
+    for unknown in (["store", "nope"], ["scan", "nope"]):
+        r = CliRunner().invoke(cli, ["help", *unknown])
+        assert r.exit_code == 2 and f"no command '{' '.join(unknown)}'" in r.output
+
+
 def test_a_terminal_table_folds_paths_at_slashes_and_piped_output_keeps_each_path_on_one_line(tmp_path: Path) -> None:
     assert fold_path("/media/backup/DCIM/100CANON/IMG_0001_long_name.jpg", 24) == (
         "/media/backup/DCIM/\n100CANON/\nIMG_0001_long_name.jpg"
@@ -287,11 +332,33 @@ def test_piped_tables_keep_a_path_longer_than_any_screen_on_one_line(tmp_path: P
     assert str(keeper) in out
 
 
-def test_absurd_jobs_are_a_usage_error(tmp_path: Path) -> None:
-    """-j beyond JOBS_PER_CORE workers per core is refused as a usage error (exit 2) with the reason."""
-    r = CliRunner().invoke(cli, ["scan", str(tmp_path), "-j", "100000", "--db", str(tmp_path / "s.sqlite")])
+@pytest.mark.parametrize("args", [["scan", "{tmp}", "-j", "100000"], ["serve", "--workers", "100000"]])
+def test_absurd_jobs_are_a_usage_error(tmp_path: Path, args: list[str]) -> None:
+    """scan -j and serve --workers beyond JOBS_PER_CORE processes per core are refused as a usage error (exit 2)
+    with the reason, before a store is made or a process forked."""
+    r = CliRunner().invoke(cli, [*(a.format(tmp=tmp_path) for a in args), "--db", str(tmp_path / "s.sqlite")])
     assert r.exit_code == 2 and "more workers only compete for the cores" in r.output
     assert not (tmp_path / "s.sqlite").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["watch", "{tmp}", "--poll", "inf"],
+        ["watch", "{tmp}", "--poll", "1e12"],
+        ["watch", "{tmp}", "--settle", "nan"],
+        ["serve", "--refresh", "inf"],
+        ["serve", "--refresh", "nan"],
+    ],
+)
+def test_a_wait_that_is_not_a_number_of_seconds_up_to_a_day_is_a_usage_error(tmp_path: Path, args: list[str]) -> None:
+    """--poll, --settle and --refresh take seconds up to a day: inf, nan or 1e12 is a usage error (exit 2) before
+    any store is opened, not a thread's traceback once watching has started."""
+    db = tmp_path / "s.sqlite"
+    r = CliRunner().invoke(cli, [*(a.format(tmp=tmp_path) for a in args), "--db", str(db)])
+    assert r.exit_code == 2, r.output
+    assert "Invalid value for '--" in r.output and "Traceback" not in r.output
+    assert not db.exists()
 
 
 @pytest.mark.parametrize(

@@ -95,10 +95,13 @@ def test_nothing_happens_without_confirmation(lib: Library, trash_home: Path) ->
     assert lib.present() == ALL and not trash_home.exists()
 
 
-def test_end_of_input_quits_without_changes(lib: Library, trash_home: Path) -> None:
-    r = lib.review(answers="k\n")
-    assert r.exit_code == 0, r.output
-    assert "quitting without changing anything" in r.output and lib.present() == ALL
+def test_piped_answers_that_run_out_change_nothing_and_exit_2(lib: Library, trash_home: Path) -> None:
+    """Piped answers that end before the last group, or before the confirmation, stop the review with exit 2
+    and nothing changed: a script that ran out of answers does not end 0 as if the review had been done."""
+    for answers in ("k\n", "k\nk\nk\n"):
+        r = lib.review(answers=answers)
+        assert r.exit_code == 2, r.output
+        assert "the input is not a terminal to ask again: nothing changed" in r.output and lib.present() == ALL
 
 
 def test_back_changes_an_earlier_decision(lib: Library, trash_home: Path) -> None:
@@ -171,6 +174,25 @@ def test_piped_input_that_cannot_answer_stops_at_once(lib: Library, tmp_path: Pa
             check=False,
         )
     assert proc.returncode == 2 and "--yes" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["review", "{root}", "--dry-run", "--port", "8080"], "--port is only for --web"),
+        (["review", "{root}", "--yes", "--host", "0.0.0.0", "--no-browser"], "--host and --no-browser are only for"),
+        (["undo", "--list", "--run", "1"], "--list lists every run"),
+        (["forget", "--list", "1"], "--list lists them"),
+        (["forget", "1"], "there is no 1: nothing is marked as not duplicates"),
+        (["review", "{root}", "--script", "{root}.sh", "--format", "json"], "--format json needs --yes or --dry-run"),
+    ],
+)
+def test_options_that_would_be_ignored_are_a_usage_error(lib: Library, args: list[str], reason: str) -> None:
+    """An option that does nothing in its combination (a --web option without --web, --list with what to undo or
+    forget) is a usage error naming why, and nothing changes."""
+    r = CliRunner().invoke(cli, [*(a.format(root=lib.root) for a in args), "--db", lib.db])
+    assert r.exit_code == 2, r.output
+    assert reason in r.output and lib.present() == ALL and not Path(f"{lib.root}.sh").exists()
 
 
 def test_not_duplicates_are_listed_and_forgotten(lib: Library, trash_home: Path) -> None:
@@ -270,6 +292,35 @@ def test_yes_acts_on_identical_copies_only_unless_include_near(lib: Library, tra
     r = lib.review("--yes", "--include-near")
     assert r.exit_code == 0, r.output
     assert lib.present() == {"a.jpg", "b.jpg", "c.jpg"} and lib.intact()
+
+
+def test_a_byte_copy_of_a_similar_copy_names_the_file_that_stays_for_it(lib: Library, trash_home: Path) -> None:
+    """--yes cuts byte copies of a similar copy to one file, and the plan says which file stays for them, not only
+    the group's keeper; after --yes, a file left alone is shown under the keeper of its group."""
+    twin = lib._copy(lib.c_near, lib.root / "phone" / "c-small.jpg")
+    assert CliRunner().invoke(cli, ["scan", str(lib.root), "--db", lib.db, "-q"]).exit_code == 0
+    r = lib.review("--dry-run")
+    assert f"Group 3: keep {lib.c} (" in r.output
+    assert f"  trash {twin} (same bytes as {lib.c_near}, which stays)\n" in r.output
+    planned = json.loads(lib.review("--dry-run", "--format", "json").output)["groups"][2]["steps"]
+    assert [(s["path"], s["keeper"], s["match"]) for s in planned] == [(str(twin), str(lib.c_near), "exact")]
+    r = lib.review("--yes")
+    assert r.exit_code == 0, r.output
+    assert r.output.index(f"Group 3: keep {lib.c} (") < r.output.index(f"  leave {lib.c_near}: similar")
+    assert "Group 1: keep" not in r.output  # nothing of group 1 is left alone: its result lines say it all
+    assert not twin.exists() and lib.c_near.exists() and lib.c.exists()
+
+
+def test_a_run_that_changed_nothing_does_not_point_at_undo(lib: Library, trash_home: Path) -> None:
+    """When every step is skipped (each copy changed since the scan), the result says nothing was changed rather
+    than that 'dedupe undo' reverses the run, which would only answer "nothing to undo"."""
+    for copy in (lib.a_copy, lib.b_copy):
+        with copy.open("ab") as f:
+            f.write(b"edited since the scan")
+    r = lib.review("--yes")
+    assert r.exit_code == 0, r.output
+    assert "0 trashed (0 B), 2 skipped, 0 failed. Nothing was changed." in r.output and "dedupe undo" not in r.output
+    assert CliRunner().invoke(cli, ["undo", "--db", lib.db]).output == "Error: nothing to undo\n"
 
 
 def test_move_with_reference_folder(lib: Library, tmp_path: Path) -> None:

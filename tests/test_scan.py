@@ -206,6 +206,20 @@ def test_store_files_inside_the_scanned_folder_are_never_fingerprinted(tmp_path:
             assert report.images == 1 and report.skipped == () and report.ignored == 0
 
 
+def test_the_thumbnails_of_a_store_inside_the_scanned_folder_are_not_scanned(tmp_path: Path) -> None:
+    """The review page's thumbnail folder beside a store (STORE-thumbs) holds small copies of the photos: a scan
+    of a folder that holds the store does not enter it, so the thumbnails never group with their photos."""
+    root = tmp_path / "r"
+    photo = save(draw_photo(1), root / "a.jpg")
+    with Store.open(root / "store.sqlite") as store:
+        thumb = root / "store.sqlite-thumbs" / "ab" / "ab12-480.jpg"
+        thumb.parent.mkdir(parents=True)
+        Image.open(photo).resize((240, 180)).save(thumb)
+        report = scan([root], store)
+        assert report.images == 1 and report.ignored == 0
+        assert [f.path for f in store.files_under([str(root)])] == [str(photo)]
+
+
 def test_undecodable_names_special_files_and_bombs(tmp_path: Path, store: Store) -> None:
     root = tmp_path / "r"
     root.mkdir()

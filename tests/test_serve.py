@@ -417,6 +417,18 @@ def test_without_a_token_file_writes_are_refused(tmp_path: Path) -> None:
     assert status.status_code == 200
 
 
+def test_a_store_that_does_not_exist_is_served_new_and_empty_with_a_note(tmp_path: Path) -> None:
+    """A --db naming no file serves a new, empty store and says so on stderr, so that a mistyped store is not a
+    silent service that blocks nothing; an existing store is served without the note."""
+    db = tmp_path / "bans.sqlite"
+    for note in (True, False):
+        with serving(db) as server, server.client() as client:
+            assert client.get("/v1/status").json()["fingerprints"] == 0
+        said = "".join(server.output)
+        assert (f"note: no store at {db}: serving a new, empty one" in said) is note, said
+        assert db.exists()
+
+
 def test_off_loopback_reads_need_a_token_unless_public(tmp_path: Path) -> None:
     tokens = token_file(tmp_path)
     with serving(tmp_path / "bans.sqlite", "--host", "0.0.0.0", tokens=tokens) as server:

@@ -245,6 +245,7 @@ def test_ignored_names_and_the_store_itself_are_never_read(root: Path) -> None:
         photo(root / "backup.jpg~", 6)
         photo(root / ".hidden.jpg", 7)
         photo(root / ".cache" / "thumb.jpg", 8)
+        photo(root / "store.sqlite-thumbs" / "ab" / "ab12-480.jpg", 10)  # the review page's thumbnails
         marker = photo(root / "visible.jpg", 9)
         wait_for(lambda: store.get_file(str(marker)) is not None, what="the visible file")
         settled(rec, root)
