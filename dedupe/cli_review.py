@@ -158,6 +158,11 @@ def review_command(
         )
     refs = real(references)
     roots = real(dirs)
+    if to:
+        inside = [r for r in roots if in_folder(os.path.realpath(to), r) or in_folder(r, os.path.realpath(to))]
+        if inside:
+            # The next scan would find the moved copies again (and a later review move them once more).
+            raise click.UsageError(f"--to must be outside the reviewed folder {inside[0]}")
     store = open_store(ctx, db)
     if web:
         if yes or dry_run or script:

@@ -335,6 +335,16 @@ def test_move_with_reference_folder(lib: Library, tmp_path: Path) -> None:
     assert lib.present() == ALL and lib.intact() and not (dest / "photos" / "a.jpg").exists()
 
 
+def test_move_into_the_reviewed_folder_is_a_usage_error(lib: Library, tmp_path: Path) -> None:
+    """--to inside the reviewed folder (where the next scan would find the moved copies again), or holding it, is
+    refused before anything is touched, as watch refuses such a quarantine folder."""
+    for dest in (lib.root / "dups", tmp_path):
+        r = lib.review("--yes", "--action", "move", "--to", str(dest))
+        assert r.exit_code == 2, r.output
+        assert f"--to must be outside the reviewed folder {os.path.realpath(lib.root)}" in r.output
+    assert lib.present() == ALL and lib.intact() and not (lib.root / "dups").exists()
+
+
 def test_script_is_written_not_run(lib: Library, tmp_path: Path) -> None:
     script = tmp_path / "plan.sh"
     r = lib.review("--script", str(script), "--action", "delete")
