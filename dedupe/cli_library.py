@@ -388,7 +388,9 @@ def render_table(
         f" {human_size(summary.reclaimable_bytes)} reclaimable, {summary.skipped} skipped"
     )
     if extra:
-        line += f" ({extra['fingerprinted']} fingerprinted, {extra['reused']} already known"
+        # "reused": fingerprints not made again, for files unchanged since the last scan, moved, or byte copies of
+        # another (on a first scan, only those).
+        line += f" ({extra['fingerprinted']} fingerprinted; {extra['reused']} unchanged, moved or byte copies"
         # Videos and documents are not "skipped" (nothing went wrong), but a user looks for them in the count.
-        line += f", {extra['ignored']} not images)" if extra["ignored"] else ")"
+        line += f"; {extra['ignored']} not images)" if extra["ignored"] else ")"
     out.print(line, soft_wrap=True)

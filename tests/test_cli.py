@@ -47,7 +47,7 @@ def test_scan_counts_the_files_that_are_not_images(tmp_path: Path) -> None:
     (root / "notes.txt").write_text("shopping list")
     out = invoke("scan", str(root), "--db", str(tmp_path / "s.sqlite")).output
     assert "1 images, 0 groups, 0 duplicate files, 0 B reclaimable, 0 skipped" in out
-    assert "(1 fingerprinted, 0 already known, 2 not images)" in out
+    assert "(1 fingerprinted; 0 unchanged, moved or byte copies; 2 not images)" in out
 
 
 def test_scan_json_schema(photo_dir: Path, tmp_path: Path) -> None:
