@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from dedupe import DedupeError, DuplicateGroup, FileRecord, GroupMember, MatchKind, Store, parse_rules, plan
+from dedupe import DedupeError, DuplicateGroup, FileRecord, GroupMember, MatchKind, Store, parse_rules, plan, undo
 from dedupe.fingerprint import hash_file
+from dedupe.group import stored_groups
+from dedupe.models import Action, StepState
 from dedupe.web.state import KEPT_BY_YOU, Decision, ReviewState
 from dedupe.web.thumbs import Thumbnails
 from tests.conftest import REPO, damaged_exif_photo, draw_photo, make_fingerprint, make_record, save
@@ -490,6 +492,30 @@ def test_the_plan_id_changes_with_the_decisions(store: Store) -> None:
     assert state.plan_view()["id"] != first
     with pytest.raises(DedupeError, match="look at it again"):
         state.apply(first)
+
+
+def test_the_undo_button_never_names_a_run_of_permanent_deletes(tmp_path: Path, trash_home: Path) -> None:
+    """The run the page offers to undo is the one 'dedupe undo' would reverse: after a trash run and then a run
+    of permanent deletes, the trash run (a delete has nothing to reverse, and undoing it is refused)."""
+    root, db = make_library(tmp_path)
+    with Store.open(db) as store:
+
+        def review(action: Action) -> ReviewState:
+            def load() -> list[DuplicateGroup]:
+                return stored_groups(store, [str(root)])[0]
+
+            return ReviewState(store, load, lambda gs, keepers: plan(gs, action=action, keepers=keepers), action)
+
+        trashing = review(Action.TRASH)
+        trashing.decide(0, Decision.ACCEPTED)
+        trashed = trashing.apply(trashing.plan_view()["id"])
+        deleting = review(Action.DELETE)
+        deleting.decide(0, Decision.ACCEPTED)
+        deleted = deleting.apply(deleting.plan_view()["id"])
+        assert [r.state for r in (*trashed.results, *deleted.results)] == [StepState.DONE, StepState.DONE]
+        assert deleting.overview()["last_run"] == {"id": trashed.run_id, "action": "trash", "done": 1}
+        assert undo(store).run_id == trashed.run_id  # what 'dedupe undo' reverses
+        assert deleting.overview()["last_run"] is None
 
 
 def test_the_browser_is_opened_at_the_printed_address(library: tuple[Path, Path], tmp_path: Path) -> None:

@@ -244,10 +244,15 @@ class ReviewState:
         self.progress = (event.done, event.total or 0)
 
     def last_run(self) -> RunInfo | None:
-        """The run 'dedupe undo' would reverse, or None."""
+        """The run 'dedupe undo' would reverse, or None: a run of permanent deletes has nothing to reverse, and a
+        button naming it would only be refused."""
         with self._lock:
             runs = self.store.runs()
-        live = (r for r in runs if r.undone is None and (r.counts.get("done") or r.counts.get("planned")))
+        live = (
+            r
+            for r in runs
+            if r.undone is None and r.action is not Action.DELETE and (r.counts.get("done") or r.counts.get("planned"))
+        )
         return next(live, None)
 
     def undo(self, run_id: int | None = None) -> UndoResult:
