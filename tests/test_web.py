@@ -410,6 +410,24 @@ def test_a_decision_from_a_page_of_an_earlier_grouping_is_refused(server: Review
     assert server.json("GET", "/api/group/0")["decision"] == "undecided"
 
 
+def test_a_decision_for_a_group_gone_since_the_page_showed_it_is_stale(server: ReviewServer) -> None:
+    """A page of an earlier grouping deciding on a group number the new grouping no longer has gets the same 409
+    'reload the page' as for a group it still has; a number outside the current grouping is a 400."""
+    shown = server.json("GET", "/api/overview")
+    last = server.json("GET", f"/api/group/{shown['groups'] - 1}")
+    server.json("POST", "/api/accept", {"kind": "exact"})
+    server.json("POST", "/api/apply", {"plan": server.json("GET", "/api/plan")["id"]})
+    assert server.json("GET", "/api/overview")["groups"] <= last["index"]  # that number names no group now
+    decision = {"state": "accepted", "generation": last["generation"]}
+    status, _, body = server.request("POST", f"/api/group/{last['index']}/decide", decision)
+    assert (status, json.loads(body)["error"]) == (
+        409,
+        "the groups were made again since this page showed them: reload the page",
+    )
+    status, _, body = server.request("POST", f"/api/group/{last['index']}/decide", {"state": "accepted"})
+    assert (status, json.loads(body)["error"]) == (400, "no such group in the current grouping")
+
+
 def test_undo_reverses_the_run_its_button_names_not_a_newer_one(server: ReviewServer, tmp_path: Path) -> None:
     """An Undo button naming run A, pressed after run B was applied elsewhere, undoes A and leaves B; pressed
     again, it is refused as already undone."""

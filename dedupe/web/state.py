@@ -199,6 +199,8 @@ class ReviewState:
         with self._lock:
             if generation is not None and generation != self.generation:
                 raise StaleGrouping("the groups were made again since this page showed them: reload the page")
+            if not 0 <= i < len(self.groups):
+                raise DedupeError("no such group in the current grouping")
             members = self.groups[i].members
             picks = [keeper] if keeper is not None else []
             if any(not 0 <= m < len(members) for m in [*picks, *keep_too]):
