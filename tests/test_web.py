@@ -8,8 +8,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -451,7 +452,11 @@ def test_undo_reverses_the_run_its_button_names_not_a_newer_one(server: ReviewSe
 
 
 def _state(store: Store, groups: list[DuplicateGroup]) -> ReviewState:
-    return ReviewState(store, lambda: groups, lambda gs, keepers: plan(gs, keepers=keepers, include_near=True))
+    return _state_of(store, lambda: groups)
+
+
+def _state_of(store: Store, load: Callable[[], list[DuplicateGroup]]) -> ReviewState:
+    return ReviewState(store, load, lambda gs, keepers: plan(gs, keepers=keepers, include_near=True))
 
 
 def _pair(name: str, *, tie: bool = False, near: bool = False) -> DuplicateGroup:
@@ -534,6 +539,70 @@ def test_the_undo_button_never_names_a_run_of_permanent_deletes(tmp_path: Path, 
         assert deleting.overview()["last_run"] == {"id": trashed.run_id, "action": "trash", "done": 1}
         assert undo(store).run_id == trashed.run_id  # what 'dedupe undo' reverses
         assert deleting.overview()["last_run"] is None
+
+
+class _WatchedLock:
+    """The state's lock, telling when a thread other than the one making the groups again asks for it."""
+
+    def __init__(self, owner: threading.Thread) -> None:
+        self._lock = threading.RLock()
+        self.owner = owner
+        self.asked = threading.Event()
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is not self.owner:
+            self.asked.set()
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def test_a_group_asked_for_while_the_groups_are_made_again_is_not_found(store: Store, tmp_path: Path) -> None:
+    """A page asking for group 4 while an apply or undo in another tab makes the groups again (the state's lock
+    held) gets 404 when the new grouping has no group 4, not an internal error."""
+    import asyncio
+
+    import httpx
+
+    from dedupe.web.app import COOKIE, create_app
+
+    made: list[list[DuplicateGroup]] = [[_pair(name) for name in "pqrst"]]
+    loading, release = threading.Event(), threading.Event()
+
+    def load() -> list[DuplicateGroup]:
+        if len(made) > 1:  # making the groups again: slow, as a reload after an apply is
+            loading.set()
+            assert release.wait(60)
+        return made[-1]
+
+    state = _state_of(store, load)
+    made.append([_pair("p")])
+    regrouping = threading.Thread(target=state.reload)
+    state._lock = _WatchedLock(regrouping)  # type: ignore[assignment]
+    thumbs = Thumbnails(tmp_path / "cache", workers=1)
+    app = create_app(state, thumbs, "t" * 32, {"testserver"})
+
+    async def ask() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            return await client.get("/api/group/4", headers={"Cookie": f"{COOKIE}={'t' * 32}"})
+
+    answers: list[httpx.Response] = []
+    asking = threading.Thread(target=lambda: answers.append(asyncio.run(ask())))
+    try:
+        regrouping.start()
+        assert loading.wait(60)
+        asking.start()
+        assert state._lock.asked.wait(60)  # type: ignore[attr-defined]
+        release.set()
+        regrouping.join(60)
+        asking.join(60)
+    finally:
+        release.set()
+        thumbs.close()
+    assert len(state.groups) == 1
+    assert answers[0].status_code == 404
 
 
 def test_the_browser_is_opened_at_the_printed_address(library: tuple[Path, Path], tmp_path: Path) -> None:
