@@ -224,7 +224,7 @@ def test_paths_and_foreign_ids_get_404(server: ReviewServer, library: tuple[Path
     assert snapshot(root) == before
 
 
-def test_numbers_int_refuses_and_json_nested_too_deep_are_refused_not_crashed(server: ReviewServer) -> None:
+def test_huge_path_numbers_and_deeply_nested_json_are_refused(server: ReviewServer) -> None:
     """Numbers of thousands of digits in a page URL get 404, JSON nested thousands deep or a JSON true as a
     member number get 400; no request is an internal error, and none reaches the log as a traceback."""
     gen = server.json("GET", "/api/overview")["generation"]
