@@ -72,9 +72,21 @@ def export_fingerprints(
 
 def write_file(path: str | os.PathLike[str], write: Callable[[TextIO], None]) -> None:
     """Write a list to path: a regular file is replaced whole, never left half written; a symbolic link's target
-    is replaced, the link kept; a pipe or a device (/dev/stdout) is written into, since replacing it would put a
-    file in its place. A new file gets the usual permissions (0666 less the umask), a replaced one keeps its own."""
+    is replaced, the link kept; a pipe or a device is written into, since replacing it would put a file in its
+    place, and /dev/stdout (or /dev/fd/N) is written through that descriptor, as "-" is. A new file gets the usual
+    permissions (0666 less the umask), a replaced one keeps its own."""
     name = os.fspath(path)
+    held = _descriptor(name)
+    if held is not None:
+        # Redirected to a regular file, /dev/stdout led to it: replaced, the file lost what it held before (>>) and
+        # what the shell wrote after ({ ...; } > file). Through the descriptor, the shell's offset is shared.
+        sys.stdout.flush()
+        try:
+            with os.fdopen(os.dup(held), "w", encoding="utf-8", newline="") as f:
+                write(f)
+        except OSError as e:
+            raise DedupeError(f"cannot write {name}: {e.strerror or e}") from None
+        return
     try:
         st: os.stat_result | None = Path(name).stat()
     except OSError:
@@ -98,6 +110,17 @@ def write_file(path: str | os.PathLike[str], write: Callable[[TextIO], None]) ->
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise DedupeError(f"cannot write {name}: {e.strerror or e}") from None
+
+
+_STANDARD = {"/dev/stdout": 1, "/dev/stderr": 2}
+_DESCRIPTOR = re.compile(r"/(?:dev/fd|proc/self/fd)/([0-9]{1,9})")
+
+
+def _descriptor(name: str) -> int | None:
+    """The descriptor of this process that name stands for (/dev/stdout, /dev/fd/3), or None."""
+    absolute = str(Path(name).absolute())  # not resolved: /dev/stdout leads on to whatever fd 1 is
+    m = _DESCRIPTOR.fullmatch(absolute)
+    return int(m.group(1)) if m else _STANDARD.get(absolute)
 
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -94,7 +94,9 @@ def _alive(pid: int) -> bool:
 def leftovers(path: str) -> list[str]:
     """The temporary files beside path (temp_name's) whose process is gone: a copy or link a killed run left."""
     folder, name = os.path.split(path)
-    pattern = re.compile(rf"\.{re.escape(name)}\.dedupe-(\d+)-\d+\.tmp")
+    # ASCII digits, no more than a pid has, as temp_name writes them: a 20-digit "pid" made os.kill raise
+    # OverflowError (undo ended in an internal error), and a name in other digits is nothing of ours to remove.
+    pattern = re.compile(rf"\.{re.escape(name)}\.dedupe-([0-9]{{1,9}})-[0-9]+\.tmp")
     try:
         names = os.listdir(folder or ".")
     except OSError:

@@ -373,14 +373,17 @@ class Store(LibraryReads, SearchSQL, PdqSQL, JournalSQL):
         first: sqlite3.Error | None = None
         for query in ("mode=ro", "mode=ro&immutable=1"):
             conn = sqlite3.connect(f"{uri}?{query}", uri=True, check_same_thread=False)
-            store = cls(conn, db.absolute(), True)
             try:
+                store = cls(conn, db.absolute(), True)
                 store._busy_timeout()
                 store._prepare()
                 return store
             except sqlite3.Error as e:
                 conn.close()
                 first = first or e
+            except BaseException:
+                conn.close()  # a store refused (newer, older, another program's): its file is not kept open
+                raise
         assert first is not None
         raise first
 

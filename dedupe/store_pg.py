@@ -142,6 +142,9 @@ class PostgresStore:
         except psycopg.Error as e:
             conn.close()
             raise StoreError(f"cannot open the store at {_display(url)}: {_first_line(e)}") from None
+        except BaseException:
+            conn.close()  # a store refused (newer, or none there to read): no connection is left behind
+            raise
         return store
 
     def _prepare(self) -> None:

@@ -323,6 +323,25 @@ def test_a_run_killed_half_way_is_understood_by_undo(tmp_path: Path, trash_home:
     assert all(d.read_bytes() == keeper.read_bytes() for d in dups)
 
 
+def test_a_name_like_a_leftover_with_no_real_pid_is_left_alone(tmp_path: Path, trash_home: Path) -> None:
+    """Files beside a trashed path named as a killed run's temporary file, but with a number too big for a pid or
+    digits other than ASCII, are no leftovers: undo restores the file and removes neither."""
+    root = tmp_path / "p"
+    keeper = photo(root / "a.jpg", 21)
+    copy = copy_file(keeper, root / "s" / "a.jpg")
+    db = tmp_path / "store.sqlite"
+    with Store.open(db) as store:
+        applied = apply(plan(groups_of(store, root), parse_rules("shortest")), store)
+        assert [r.path for r in applied.results] == [str(copy)] and not copy.exists()
+        pids = ("9" * 20, "\u0664" + "\u0669" * 6)  # past os.kill's range; 4,999,999 in Arabic-Indic digits
+        strangers = [copy.parent / f".a.jpg.dedupe-{pid}-0.tmp" for pid in pids]
+        for stranger in strangers:
+            stranger.write_bytes(b"not dedupe's")
+        assert undo(store).complete
+    assert copy.read_bytes() == keeper.read_bytes()
+    assert all(s.read_bytes() == b"not dedupe's" for s in strangers)
+
+
 def killed_at(fault: str, program: str, env: dict[str, str] | None = None) -> None:
     """Run program in a real process that kills itself (SIGKILL, no clean-up) at the named fault point."""
     full = {**os.environ, "PYTHONPATH": str(REPO), "DEDUPE_FAULT": fault, **(env or {})}

@@ -11,6 +11,8 @@ import random
 import shutil
 import sqlite3
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,7 +52,7 @@ from dedupe.match import readings
 from dedupe.models import hamming
 from dedupe.search import _within
 from dedupe.store_search import PHASH_BLOCKS, _block_expr
-from tests.conftest import draw_photo, run_dedupe, save, transparent_logo
+from tests.conftest import REPO, draw_photo, run_dedupe, save, transparent_logo
 
 BANNED = (0, 1, 2)
 ALLOWED = (3, 4)
@@ -606,6 +608,37 @@ def test_export_replaces_a_links_target_writes_into_a_pipe_and_keeps_permissions
     finally:
         os.umask(umask)
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o644
+
+
+def test_export_to_dev_stdout_writes_through_the_redirected_descriptor(blocklist: Path, tmp_path: Path) -> None:
+    """export -o /dev/stdout with the output redirected to a regular file writes through that descriptor, as -o -
+    does: appended (>>) after what the file held, and followed by what the shell writes next ({ ...; } > file);
+    the file is never replaced by the list alone."""
+    lists = tmp_path / "lists.csv"
+    lists.write_text("# kept from before\n")
+    inode = lists.stat().st_ino
+    for mode in ("a", "r+"):  # r+: a redirection that does not append, at the end of what is there
+        with lists.open(mode) as out:
+            out.seek(0, os.SEEK_END)
+            result = subprocess.run(
+                [sys.executable, "-m", "dedupe", "export", "--db", str(blocklist), "-o", "/dev/stdout"],
+                stdout=out,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=REPO,
+                timeout=120,
+                check=False,
+            )
+            assert result.returncode == 0, result.stderr
+            out.write(f"# after {mode}\n")  # the shared offset is past the list
+    assert lists.stat().st_ino == inode
+    head, _, rest = lists.read_text().partition("\n")
+    assert head == "# kept from before"
+    one, _, two = rest.partition("# after a\n")
+    assert two.endswith("# after r+\n")
+    assert exchange.read_list(io.StringIO(one), "list") == exchange.read_list(
+        io.StringIO(two[: -len("# after r+\n")]), "list"
+    )
 
 
 def test_an_older_store_is_upgraded_by_import_and_refused_read_only(tmp_path: Path) -> None:

@@ -252,6 +252,46 @@ def test_an_upload_cut_off_by_the_client_is_a_bad_request_not_an_internal_error(
     assert "cut off after 1,000 bytes" in json.loads(sent[1]["body"])["error"]
 
 
+@pytest.mark.parametrize("declared", ["\u00b2", "\u00b9\u00b2", "9" * 5000])
+def test_a_content_length_that_is_no_ascii_number_is_counted_not_believed(tmp_path: Path, declared: str) -> None:
+    """A Content-Length in superscript digits (which a header read as Latin-1 can hold) or of thousands of digits,
+    which uvicorn refuses but another ASGI server may pass on, is no internal error: the body is counted instead."""
+    options = ServeOptions(db=str(tmp_path / "bans.sqlite"), max_bytes=1000)
+    service = Service(options)
+    sent: list[MutableMapping[str, Any]] = []
+    incoming: list[MutableMapping[str, Any]] = [{"type": "http.request", "body": b"x" * 2000, "more_body": False}]
+
+    async def receive() -> MutableMapping[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/check",
+        "raw_path": b"/v1/check",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"image/jpeg"),
+            (b"content-length", declared.encode("latin-1")),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8765),
+    }
+    try:
+        asyncio.run(create_app(options, service)(scope, receive, send))
+    finally:
+        service.close()
+    assert sent[0]["status"] == 413
+    assert json.loads(sent[1]["body"])["error"] == "the body is over the limit of 1,000 bytes"
+
+
 def test_bad_parameters_and_unknown_paths_are_json_errors(server: Server) -> None:
     body, _ = edits(0)["resized"]
     for threshold in ("-1", "33", "four"):

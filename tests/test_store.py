@@ -469,6 +469,19 @@ def test_a_store_that_cannot_be_opened_to_write_leaves_no_file_open(
     assert _open_files_under(drive) == []
 
 
+def test_a_store_refused_read_only_leaves_no_file_open(tmp_path: Path) -> None:
+    """A store that opens but is refused read-only (written by a newer dedupe, here) raises a StoreError and
+    closes the file SQLite had opened, as a refused store opened to write does."""
+    db = tmp_path / "store.sqlite"
+    Store.open(db).close()
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA user_version = 999")
+    for _ in range(3):
+        with pytest.raises(StoreError, match="newer dedupe"):
+            Store.open(db, readonly=True)
+    assert _open_files_under(tmp_path) == []
+
+
 def test_a_db_in_a_missing_folder_is_not_created(tmp_path: Path) -> None:
     """--db naming a folder that does not exist is refused (a typo), while the default store's folder is made."""
     root = tmp_path / "p"

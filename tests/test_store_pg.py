@@ -139,6 +139,27 @@ def test_a_wrong_address_or_password_is_a_readable_error(postgres: Postgres) -> 
     assert "Traceback" not in output
 
 
+def test_a_store_refused_at_opening_leaves_no_connection(postgres: Postgres) -> None:
+    """A database that holds no dedupe store, opened read-only, is refused with a StoreError and its connection
+    closed: a server trying again and again does not pile up connections."""
+    import psycopg
+
+    url = postgres.new_database()
+    name = url.partition("@/")[2].partition("?")[0]
+
+    def connections() -> int:
+        with psycopg.connect(postgres.url(), autocommit=True) as conn:
+            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    refused = []
+    for _ in range(3):
+        with pytest.raises(StoreError, match="no dedupe store") as caught:
+            PostgresStore.open(url, readonly=True)
+        refused.append(caught)  # kept, as a caller's traceback may keep it
+    wait_for(lambda: connections() == 0, what="the refused connections to close")
+
+
 def test_two_servers_on_one_postgresql_store_share_bans(postgres: Postgres, tmp_path: Path) -> None:
     url = postgres.new_database()
     tokens = token_file(tmp_path)

@@ -8,16 +8,19 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from dedupe import DedupeError, DuplicateGroup, FileRecord, GroupMember, MatchKind, Store, parse_rules, plan
+from dedupe import DedupeError, DuplicateGroup, FileRecord, GroupMember, MatchKind, Store, parse_rules, plan, undo
 from dedupe.fingerprint import hash_file
+from dedupe.group import stored_groups
+from dedupe.models import Action, StepState
 from dedupe.web.state import KEPT_BY_YOU, Decision, ReviewState
 from dedupe.web.thumbs import Thumbnails
 from tests.conftest import REPO, damaged_exif_photo, draw_photo, make_fingerprint, make_record, save
@@ -221,7 +224,7 @@ def test_paths_and_foreign_ids_get_404(server: ReviewServer, library: tuple[Path
     assert snapshot(root) == before
 
 
-def test_numbers_int_refuses_and_json_nested_too_deep_are_refused_not_crashed(server: ReviewServer) -> None:
+def test_huge_path_numbers_and_deeply_nested_json_are_refused(server: ReviewServer) -> None:
     """Numbers of thousands of digits in a page URL get 404, JSON nested thousands deep or a JSON true as a
     member number get 400; no request is an internal error, and none reaches the log as a traceback."""
     gen = server.json("GET", "/api/overview")["generation"]
@@ -408,6 +411,24 @@ def test_a_decision_from_a_page_of_an_earlier_grouping_is_refused(server: Review
     assert server.json("GET", "/api/group/0")["decision"] == "undecided"
 
 
+def test_a_decision_for_a_group_gone_since_the_page_showed_it_is_stale(server: ReviewServer) -> None:
+    """A page of an earlier grouping deciding on a group number the new grouping no longer has gets the same 409
+    'reload the page' as for a group it still has; a number outside the current grouping is a 400."""
+    shown = server.json("GET", "/api/overview")
+    last = server.json("GET", f"/api/group/{shown['groups'] - 1}")
+    server.json("POST", "/api/accept", {"kind": "exact"})
+    server.json("POST", "/api/apply", {"plan": server.json("GET", "/api/plan")["id"]})
+    assert server.json("GET", "/api/overview")["groups"] <= last["index"]  # that number names no group now
+    decision = {"state": "accepted", "generation": last["generation"]}
+    status, _, body = server.request("POST", f"/api/group/{last['index']}/decide", decision)
+    assert (status, json.loads(body)["error"]) == (
+        409,
+        "the groups were made again since this page showed them: reload the page",
+    )
+    status, _, body = server.request("POST", f"/api/group/{last['index']}/decide", {"state": "accepted"})
+    assert (status, json.loads(body)["error"]) == (400, "no such group in the current grouping")
+
+
 def test_undo_reverses_the_run_its_button_names_not_a_newer_one(server: ReviewServer, tmp_path: Path) -> None:
     """An Undo button naming run A, pressed after run B was applied elsewhere, undoes A and leaves B; pressed
     again, it is refused as already undone."""
@@ -431,7 +452,11 @@ def test_undo_reverses_the_run_its_button_names_not_a_newer_one(server: ReviewSe
 
 
 def _state(store: Store, groups: list[DuplicateGroup]) -> ReviewState:
-    return ReviewState(store, lambda: groups, lambda gs, keepers: plan(gs, keepers=keepers, include_near=True))
+    return _state_of(store, lambda: groups)
+
+
+def _state_of(store: Store, load: Callable[[], list[DuplicateGroup]]) -> ReviewState:
+    return ReviewState(store, load, lambda gs, keepers: plan(gs, keepers=keepers, include_near=True))
 
 
 def _pair(name: str, *, tie: bool = False, near: bool = False) -> DuplicateGroup:
@@ -490,6 +515,94 @@ def test_the_plan_id_changes_with_the_decisions(store: Store) -> None:
     assert state.plan_view()["id"] != first
     with pytest.raises(DedupeError, match="look at it again"):
         state.apply(first)
+
+
+def test_the_undo_button_never_names_a_run_of_permanent_deletes(tmp_path: Path, trash_home: Path) -> None:
+    """The run the page offers to undo is the one 'dedupe undo' would reverse: after a trash run and then a run
+    of permanent deletes, the trash run (a delete has nothing to reverse, and undoing it is refused)."""
+    root, db = make_library(tmp_path)
+    with Store.open(db) as store:
+
+        def review(action: Action) -> ReviewState:
+            def load() -> list[DuplicateGroup]:
+                return stored_groups(store, [str(root)])[0]
+
+            return ReviewState(store, load, lambda gs, keepers: plan(gs, action=action, keepers=keepers), action)
+
+        trashing = review(Action.TRASH)
+        trashing.decide(0, Decision.ACCEPTED)
+        trashed = trashing.apply(trashing.plan_view()["id"])
+        deleting = review(Action.DELETE)
+        deleting.decide(0, Decision.ACCEPTED)
+        deleted = deleting.apply(deleting.plan_view()["id"])
+        assert [r.state for r in (*trashed.results, *deleted.results)] == [StepState.DONE, StepState.DONE]
+        assert deleting.overview()["last_run"] == {"id": trashed.run_id, "action": "trash", "done": 1}
+        assert undo(store).run_id == trashed.run_id  # what 'dedupe undo' reverses
+        assert deleting.overview()["last_run"] is None
+
+
+class _WatchedLock:
+    """The state's lock, telling when a thread other than the one making the groups again asks for it."""
+
+    def __init__(self, owner: threading.Thread) -> None:
+        self._lock = threading.RLock()
+        self.owner = owner
+        self.asked = threading.Event()
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is not self.owner:
+            self.asked.set()
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def test_a_group_asked_for_while_the_groups_are_made_again_is_not_found(store: Store, tmp_path: Path) -> None:
+    """A page asking for group 4 while an apply or undo in another tab makes the groups again (the state's lock
+    held) gets 404 when the new grouping has no group 4, not an internal error."""
+    import asyncio
+
+    import httpx
+
+    from dedupe.web.app import COOKIE, create_app
+
+    made: list[list[DuplicateGroup]] = [[_pair(name) for name in "pqrst"]]
+    loading, release = threading.Event(), threading.Event()
+
+    def load() -> list[DuplicateGroup]:
+        if len(made) > 1:  # making the groups again: slow, as a reload after an apply is
+            loading.set()
+            assert release.wait(60)
+        return made[-1]
+
+    state = _state_of(store, load)
+    made.append([_pair("p")])
+    regrouping = threading.Thread(target=state.reload)
+    state._lock = _WatchedLock(regrouping)  # type: ignore[assignment]
+    thumbs = Thumbnails(tmp_path / "cache", workers=1)
+    app = create_app(state, thumbs, "t" * 32, {"testserver"})
+
+    async def ask() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            return await client.get("/api/group/4", headers={"Cookie": f"{COOKIE}={'t' * 32}"})
+
+    answers: list[httpx.Response] = []
+    asking = threading.Thread(target=lambda: answers.append(asyncio.run(ask())))
+    try:
+        regrouping.start()
+        assert loading.wait(60)
+        asking.start()
+        assert state._lock.asked.wait(60)  # type: ignore[attr-defined]
+        release.set()
+        regrouping.join(60)
+        asking.join(60)
+    finally:
+        release.set()
+        thumbs.close()
+    assert len(state.groups) == 1
+    assert answers[0].status_code == 404
 
 
 def test_the_browser_is_opened_at_the_printed_address(library: tuple[Path, Path], tmp_path: Path) -> None:

@@ -178,3 +178,31 @@ def test_a_review_in_chromium_from_the_first_page_to_undo(browser: Any, tmp_path
         assert foreign == []  # offline: nothing but the page's own server
     finally:
         server.stop()
+
+
+def test_a_run_of_permanent_deletes_offers_no_undo(browser: Any, tmp_path: Path) -> None:
+    """With --action delete, the result says the deletes cannot be undone and shows no Undo button, nor does the
+    top bar offer one: undoing such a run is refused."""
+    root, db = make_library(tmp_path)
+    server = ReviewServer(root, db, tmp_path / "xdg", "--action", "delete")
+    try:
+        page = browser.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(server.url)
+        page.wait_for_selector("#accept-exact")
+        page.click("#accept-exact")
+        page.wait_for_function("() => document.querySelector('#accept-exact')?.disabled === true")
+        page.click("#nav-apply")
+        page.wait_for_selector("#confirm-apply")
+        page.click("#confirm-apply")
+        page.wait_for_selector("#result")
+        assert "4 done" in page.inner_text("#result .summary")
+        assert "Permanent deletes cannot be undone." in page.inner_text("#result .summary")
+        assert page.locator("#undo-run").count() == 0
+        page.click("text=Overview")
+        page.wait_for_selector("#accept-exact")
+        assert page.locator("#nav-undo").is_hidden()
+        assert problems == []
+    finally:
+        server.stop()

@@ -177,9 +177,10 @@ def create_app(
 
     async def group(request: Request) -> Response:
         (i,) = _numbers(request, "i")
-        if not 0 <= i < len(state.groups):
+        try:
+            view = await run_in_threadpool(state.describe, i)
+        except IndexError:  # none such, or none since an apply or undo (another tab) made the groups again
             return _not_found()
-        view = await run_in_threadpool(state.describe, i)
         ahead = state.groups[i + 1 : i + 1 + PREFETCH]
         thumbs.prefetch(m.file for g in ahead for m in g.members)
         return JSONResponse(view)
@@ -187,7 +188,7 @@ def create_app(
     async def decide(request: Request) -> Response:
         (i,) = _numbers(request, "i")
         body = await _json(request)
-        if body is None or not 0 <= i < len(state.groups):
+        if body is None:  # the group is looked up by state.decide, after the grouping the page showed
             return _bad("expected a JSON object for an existing group")
         try:
             decision = Decision(body.get("state", ""))
@@ -205,7 +206,10 @@ def create_app(
             return _bad("not a decision: state, keeper (a member number) and keep_too (member numbers)")
         except DedupeError as e:
             return _bad(str(e))
-        return JSONResponse(await run_in_threadpool(state.describe, i))
+        try:
+            return JSONResponse(await run_in_threadpool(state.describe, i))
+        except IndexError:  # the groups were made again (another tab) since the decision
+            return JSONResponse({"error": StaleGrouping.reload}, status_code=409)
 
     async def accept_preview(request: Request) -> Response:
         kind = request.query_params.get("kind", "")

@@ -80,6 +80,8 @@ class StaleGrouping(DedupeError):
     """The page shows groups of an earlier grouping (an apply or undo, maybe in another tab, made them again):
     its group and member numbers now name other files, so it must load them again."""
 
+    reload = "the groups were made again since this page showed them: reload the page"
+
 
 def keeping_too(gp: GroupPlan, paths: Iterable[str]) -> GroupPlan:
     """The group's plan without the steps of the members the user keeps as well."""
@@ -198,7 +200,9 @@ class ReviewState:
         generation: the grouping the page showed, refused with StaleGrouping when the groups were made again."""
         with self._lock:
             if generation is not None and generation != self.generation:
-                raise StaleGrouping("the groups were made again since this page showed them: reload the page")
+                raise StaleGrouping(StaleGrouping.reload)
+            if not 0 <= i < len(self.groups):
+                raise DedupeError("no such group in the current grouping")
             members = self.groups[i].members
             picks = [keeper] if keeper is not None else []
             if any(not 0 <= m < len(members) for m in [*picks, *keep_too]):
@@ -244,10 +248,15 @@ class ReviewState:
         self.progress = (event.done, event.total or 0)
 
     def last_run(self) -> RunInfo | None:
-        """The run 'dedupe undo' would reverse, or None."""
+        """The run 'dedupe undo' would reverse, or None: a run of permanent deletes has nothing to reverse, and a
+        button naming it would only be refused."""
         with self._lock:
             runs = self.store.runs()
-        live = (r for r in runs if r.undone is None and (r.counts.get("done") or r.counts.get("planned")))
+        live = (
+            r
+            for r in runs
+            if r.undone is None and r.action is not Action.DELETE and (r.counts.get("done") or r.counts.get("planned"))
+        )
         return next(live, None)
 
     def undo(self, run_id: int | None = None) -> UndoResult:
@@ -341,8 +350,11 @@ class ReviewState:
             return {"total": len(self.groups), "offset": offset, "groups": rows}
 
     def describe(self, i: int) -> dict[str, Any]:
-        """Group i for the page: each member's facts, which of them differ, and what the plan does to it."""
+        """Group i for the page: each member's facts, which of them differ, and what the plan does to it; IndexError
+        for a number outside the current grouping."""
         with self._lock:
+            if not 0 <= i < len(self.groups):
+                raise IndexError("no such group in the current grouping")
             g, gp = self.groups[i], self.group_plan(i)
             d = self.decisions.get(i, GroupDecision())
             steps = {s.file.path: s for s in gp.steps}

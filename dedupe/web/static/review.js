@@ -343,12 +343,13 @@ function showResult(r, undoing) {
   const rows = r.results.map((x) => h("tr", { class: `state-${x.state}` }, h("td", {}, x.said), h("td", {}, h("code", {}, x.path)),
     h("td", {}, x.destination || ""), h("td", {}, x.reason)));
   const c = r.counts;
+  const undoable = !undoing && r.action !== "delete";
   const summary = undoing
     ? `Run ${r.run} undone${r.complete ? "" : " in part"}: ${c.done} restored, ${c.skipped} with nothing to do, ${c.failed} could not be restored.`
-    : `Run ${r.run}: ${c.done} done (${r.freed_text}), ${c.skipped} skipped, ${c.failed} failed. Undo reverses it.`;
+    : `Run ${r.run}: ${c.done} done (${r.freed_text}), ${c.skipped} skipped, ${c.failed} failed. ${undoable ? "Undo reverses it." : "Permanent deletes cannot be undone."}`;
   show(h("section", { class: "card result", id: "result" }, h("h1", {}, undoing ? "Undone" : "Applied"), h("p", { class: "summary" }, summary),
     h("p", { class: "actions" },
-      undoing ? null : h("button", { type: "button", id: "undo-run", onclick: () => runUndo(r.run) }, `Undo run ${r.run}`),
+      undoable ? h("button", { type: "button", id: "undo-run", onclick: () => runUndo(r.run) }, `Undo run ${r.run}`) : null,
       h("button", { type: "button", onclick: () => go("#/") }, "Overview")),
     h("table", { class: "results" }, h("thead", {}, h("tr", {}, h("th", {}, "Result"), h("th", {}, "File"), h("th", {}, "Now at"), h("th", {}, "Why"))),
       h("tbody", {}, ...rows))));
