@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import io
 import os
 import sys
 from collections.abc import Iterator
@@ -161,6 +162,11 @@ def help_command(ctx: click.Context, name: str | None) -> None:
 
 
 def main() -> None:
+    # A name the output's encoding cannot hold (PYTHONIOENCODING=ascii, a Latin-1 locale) is printed as its
+    # \N{...} name rather than ending the command: rich writes to these streams as they are.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="namereplace")
     try:
         cli(prog_name="dedupe")
     except Exception as e:  # a bug of ours: still one readable line, not a traceback

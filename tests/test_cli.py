@@ -501,3 +501,27 @@ def test_openblas_is_asked_for_one_thread_only_while_a_command_is_imported(monke
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
     with one_blas_thread():
         assert "OPENBLAS_NUM_THREADS" not in os.environ
+
+
+def test_names_an_ascii_output_cannot_hold_are_printed_by_their_unicode_names(tmp_path: Path) -> None:
+    """On an output that holds only ASCII, the tables and plans print a name's other characters as \\N{...}: the
+    NFC and NFD forms of one name stay apart, and no command ends in an encoding error."""
+    root = tmp_path / "r"
+    keeper = save(draw_photo(9, (300, 200)), root / "a.jpg")
+    for name in ("caf\u00e9.jpg", "cafe\u0301.jpg", "emoji\U0001f600.jpg"):
+        exact_copy(keeper, root / name)
+    db = str(tmp_path / "s.sqlite")
+    ascii_out = {"PYTHONIOENCODING": "ascii"}
+    for args in (
+        ["scan", str(root)],
+        ["groups", str(root)],
+        ["review", str(root), "--dry-run"],
+        ["search", str(keeper)],
+    ):
+        done = run_dedupe(*args, "--db", db, env=ascii_out)
+        assert done.returncode == (1 if args[0] == "search" else 0), done.stderr  # search: 1 when it matched
+        assert done.stdout.isascii() and not done.stderr
+        if args[0] != "search":
+            assert "caf\\N{LATIN SMALL LETTER E WITH ACUTE}.jpg" in done.stdout
+            assert "cafe\\N{COMBINING ACUTE ACCENT}.jpg" in done.stdout
+            assert "emoji\\N{GRINNING FACE}.jpg" in done.stdout
