@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from dedupe.content_hash import hash_file
-from dedupe.files import Refused, error_text, open_new, removed_on_failure
+from dedupe.files import Refused, error_text, fitted, name_max, open_new, removed_on_failure
 
 
 def freedesktop() -> bool:
@@ -115,9 +115,11 @@ def _move_to_trash(path: str, trash: str, topdir: str) -> str:
         if not os.path.exists(folder):
             os.makedirs(folder, 0o700)
     base, ext = os.path.splitext(os.path.basename(path))
-    room = _name_max(infos) - len(".trashinfo")
+    # A name near the limit (255 bytes) leaves no room for ".trashinfo": the name in the trash is shortened
+    # (the .trashinfo keeps the original path, which undo restores).
+    room = name_max(infos) - len(".trashinfo")
     for n in range(1_000_000):
-        candidate = _fitted(base, f" {n}{ext}" if n else ext, room)
+        candidate = fitted(base, f" {n}{ext}" if n else ext, room)
         target = os.path.join(files, candidate)
         if os.path.lexists(target):
             continue
@@ -132,25 +134,6 @@ def _move_to_trash(path: str, trash: str, topdir: str) -> str:
             os.rename(path, target)
         return target
     raise Refused(f"no free name in the trash at {trash}; not deleted")
-
-
-def _name_max(folder: str) -> int:
-    try:
-        return os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        return 255
-
-
-def _fitted(base: str, tail: str, room: int) -> str:
-    """base + tail in at most room bytes, base shortened as needed: a name near the file system's limit (255
-    bytes) would leave no room for ".trashinfo" after it. Only the trash's own name is shortened: the
-    .trashinfo keeps the original path, which undo restores."""
-    while base and len(os.fsencode(base + tail)) > room:
-        base = base[:-1]
-    name = base + tail
-    while len(os.fsencode(name)) > room:
-        name = name[:-1]
-    return name
 
 
 def _trash_info(path: str, topdir: str) -> str:
