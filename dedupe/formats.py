@@ -181,8 +181,14 @@ def groups_csv(groups: Sequence[DuplicateGroup]) -> str:
 
 def groups_paths(groups: Sequence[DuplicateGroup]) -> bytes:
     """One path per line, the reference (the file review keeps) first, a blank line after each group, as fdupes
-    prints them; paths keep their exact bytes, for xargs and grep."""
-    return b"".join(b"".join(os.fsencode(m.file.path) + b"\n" for m in g.members) + b"\n" for g in groups)
+    prints them; paths keep their exact bytes, for xargs and grep, except a path holding a newline: no line can
+    hold it, so it is written as display_path shows it (one line, naming no file) rather than as two lines that
+    could each name another file."""
+    return b"".join(b"".join(_path_line(m.file.path) for m in g.members) + b"\n" for g in groups)
+
+
+def _path_line(path: str) -> bytes:
+    return (display_path(path).encode() if "\n" in path else os.fsencode(path)) + b"\n"
 
 
 # --- review: plans and what applying them did ----------------------------------------------------------------

@@ -525,3 +525,16 @@ def test_names_an_ascii_output_cannot_hold_are_printed_by_their_unicode_names(tm
             assert "caf\\N{LATIN SMALL LETTER E WITH ACUTE}.jpg" in done.stdout
             assert "cafe\\N{COMBINING ACUTE ACCENT}.jpg" in done.stdout
             assert "emoji\\N{GRINNING FACE}.jpg" in done.stdout
+
+
+def test_paths_says_when_a_path_holding_a_newline_is_shown_escaped(tmp_path: Path) -> None:
+    """groups --format paths writes one line per file, a name holding a newline escaped, and says so on stderr."""
+    root = tmp_path / "r"
+    keeper = save(draw_photo(10, (300, 200)), root / "a.jpg")
+    exact_copy(keeper, root / "new\nline.jpg")
+    db = str(tmp_path / "s.sqlite")
+    assert invoke("scan", str(root), "--db", db, "-q").exit_code == 0
+    done = run_dedupe("groups", str(root), "--db", db, "--format", "paths")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{keeper}\n{root}/new\\x0aline.jpg\n\n"
+    assert done.stderr == "warning: 1 path(s) hold a newline: shown escaped (\\x0a); --format json has them\n"
