@@ -7,6 +7,7 @@ import os
 import shlex
 import time
 
+from dedupe.formats import display_path
 from dedupe.models import Action, Plan
 from dedupe.sidecars import sidecar_target
 
@@ -87,7 +88,9 @@ def plan_script(plan: Plan, name: str = "dedupe-plan.sh") -> str:
 
 
 def _comment(text: str) -> str:
-    return text.replace("\n", " ").replace("\r", " ")
+    # As the terminal shows it: a newline or CR would end the comment (a space would name another file), an
+    # escape sequence would drive the terminal of whoever reads the script first.
+    return display_path(text)
 
 
 __all__ = ["plan_script"]

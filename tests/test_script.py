@@ -55,3 +55,20 @@ def test_the_script_carries_the_sidecar(tmp_path: Path) -> None:
     assert not copy.exists() and not xmp.exists()
     assert (dest / "photos" / "backup" / "a.jpg").exists()
     assert (dest / "photos" / "backup" / "a.xmp").read_bytes() == XMP
+
+
+def test_a_keeper_named_with_a_newline_is_named_escaped_in_its_comment(tmp_path: Path, store: Store) -> None:
+    """The comment over a group names its keeper as the terminal shows it (a newline as \\x0a, an escape sequence
+    as \\x1b), and the script still acts on the exact names."""
+    root = tmp_path / "p"
+    keeper = photo(root / "new\nline\x1b[31m.jpg", 23)
+    dup = copy_file(keeper, root / "copies" / "long name.jpg")
+    script = tmp_path / "plan.sh"
+    script.write_bytes(
+        plan_script(plan(groups_of(store, root), parse_rules("shortest"), Action.DELETE), "plan.sh").encode()
+    )
+    comments = [line for line in script.read_text().splitlines() if line.startswith("# group")]
+    assert comments == [f"# group 1: keep {root}/new\\x0aline\\x1b[31m.jpg (shortest path)"]
+    r = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert keeper.exists() and not dup.exists()
