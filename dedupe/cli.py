@@ -163,9 +163,10 @@ def help_command(ctx: click.Context, name: str | None) -> None:
 
 def main() -> None:
     # A name the output's encoding cannot hold (PYTHONIOENCODING=ascii, a Latin-1 locale) is printed as its
-    # \N{...} name rather than ending the command: rich writes to these streams as they are.
+    # \N{...} name rather than ending the command (stdout is strict) or looking like the \xNN of a byte that is
+    # not UTF-8 (stderr's backslashreplace): rich writes to these streams as they are.
     for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+        if isinstance(stream, io.TextIOWrapper) and stream.errors in ("strict", "backslashreplace"):
             stream.reconfigure(errors="namereplace")
     try:
         cli(prog_name="dedupe")
