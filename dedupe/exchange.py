@@ -254,4 +254,13 @@ def import_fingerprints(
     return ImportReport(source=name, listed=len(items), added=added, replaced=replaced)
 
 
-__all__ = ["COLUMNS", "HEADER", "export_fingerprints", "import_fingerprints", "read_list", "write_file", "write_list"]
+__all__ = [
+    "COLUMNS",
+    "HEADER",
+    "export_fingerprints",
+    "import_fingerprints",
+    "printable",
+    "read_list",
+    "write_file",
+    "write_list",
+]
