@@ -1,5 +1,5 @@
 """A reviewable POSIX shell script that carries out a plan, for people who would rather run it themselves."""
-# ruff: noqa: PTH118, PTH119, PTH120
+# ruff: noqa: PTH118, PTH120
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import shlex
 import time
 
+from dedupe.files import fitted, name_max
 from dedupe.formats import display_path
 from dedupe.models import Action, Plan
 from dedupe.sidecars import sidecar_target
@@ -64,7 +65,8 @@ def plan_script(plan: Plan, name: str = "dedupe-plan.sh") -> str:
                 d = q(s.destination)
                 act = f"free {d} && mkdir -p -- {q(os.path.dirname(s.destination))} && mv -- {c} {d}"
             else:
-                tmp = q(os.path.join(os.path.dirname(s.file.path), f".{os.path.basename(s.file.path)}.dedupe.tmp"))
+                folder, base = os.path.split(s.file.path)
+                tmp = q(os.path.join(folder, fitted(f".{base}", ".dedupe.tmp", name_max(folder))))  # 255 bytes at most
                 flag = "" if s.action is Action.HARDLINK else "-s "
                 act = f"free {tmp} && ln {flag}-- {q(k.path)} {tmp} && mv -f -- {tmp} {c}"
             if not s.sidecars:

@@ -72,3 +72,16 @@ def test_a_keeper_named_with_a_newline_is_named_escaped_in_its_comment(tmp_path:
     r = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert keeper.exists() and not dup.exists()
+
+
+def test_a_copy_named_at_the_length_limit_is_linked_by_the_script(tmp_path: Path, store: Store) -> None:
+    """The script's temporary name for a link beside a copy named with all 255 bytes is shortened to fit, so the
+    copy becomes a link to its keeper."""
+    root = tmp_path / "p"
+    keeper = photo(root / "a.jpg", 24)
+    dup = copy_file(keeper, root / "copies" / ("x" * 251 + ".jpg"))
+    script = tmp_path / "plan.sh"
+    script.write_text(plan_script(plan(groups_of(store, root), parse_rules("shortest"), Action.SYMLINK), "plan.sh"))
+    r = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "0 step(s) skipped" in r.stderr, r.stderr
+    assert dup.is_symlink() and dup.resolve() == keeper and [p.name for p in dup.parent.iterdir()] == [dup.name]
