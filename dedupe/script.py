@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import time
 
@@ -39,7 +40,7 @@ to_trash() {{
 
 def plan_script(plan: Plan, name: str = "dedupe-plan.sh") -> str:
     """A POSIX shell script that carries out the plan, every path quoted for the shell."""
-    q = shlex.quote
+    q = _quote
     steps = plan.steps
     lines = [
         _SCRIPT_HEAD.format(
@@ -87,6 +88,22 @@ def plan_script(plan: Plan, name: str = "dedupe-plan.sh") -> str:
         lines.append("")
     lines.append('echo "dedupe script finished; $skipped step(s) skipped" >&2')
     return "\n".join(lines) + "\n"
+
+
+# Control characters: C0, DEL and C1 (U+0080-U+009F, which a terminal may take as escape sequences too).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_PLAIN = frozenset(b'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 !#$&()*+,-./:;<=>?@[]^_`{|}~"')
+
+
+def _quote(path: str) -> str:
+    """path quoted for the shell. A path holding a control character is written as "$(printf '...')" with octal
+    escapes, so that the script stays text a person can read (an escape sequence in it would drive the terminal
+    of whoever looks at it with cat) and each step stays on one line; $(...) would drop a trailing newline, so a
+    name ending in one keeps plain quotes."""
+    if not _CONTROL.search(path) or path.endswith("\n"):
+        return shlex.quote(path)
+    raw = os.fsencode(path)
+    return "\"$(printf '" + "".join(chr(b) if b in _PLAIN else f"\\{b:03o}" for b in raw) + "')\""
 
 
 def _comment(text: str) -> str:

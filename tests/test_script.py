@@ -85,3 +85,22 @@ def test_a_copy_named_at_the_length_limit_is_linked_by_the_script(tmp_path: Path
     r = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "0 step(s) skipped" in r.stderr, r.stderr
     assert dup.is_symlink() and dup.resolve() == keeper and [p.name for p in dup.parent.iterdir()] == [dup.name]
+
+
+def test_names_with_control_characters_are_written_as_printf_escapes(tmp_path: Path, store: Store) -> None:
+    """A copy whose name holds an escape sequence, a newline, a quote or a percent sign is named in the script
+    with printf's octal escapes: no escape sequence reaches whoever reads the script, and it acts on the exact
+    names."""
+    root = tmp_path / "p"
+    keeper = photo(root / "a.jpg", 25)
+    names = ["esc\x1b[31m'%s\\.jpg", "new\nline\x9b.jpg", "ends in newline\n"]
+    dups = [copy_file(keeper, root / "copies" / name) for name in names]
+    text = plan_script(plan(groups_of(store, root), parse_rules("shortest"), Action.DELETE), "plan.sh")
+    assert "\x1b" not in text and "\x9b" not in text
+    printed = [line for line in text.splitlines() if line.startswith("check ") and "$(printf '" in line]
+    assert len(printed) == 2  # a name ending in a newline keeps plain quotes: $(...) would drop it
+    script = tmp_path / "plan.sh"
+    script.write_text(text)
+    r = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "0 step(s) skipped" in r.stderr, r.stderr
+    assert keeper.exists() and not any(d.exists() for d in dups)
