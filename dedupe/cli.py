@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import io
 import os
 import sys
 from collections.abc import Iterator
@@ -162,6 +163,12 @@ def help_command(ctx: click.Context, names: tuple[str, ...]) -> None:
 
 
 def main() -> None:
+    # A name the output's encoding cannot hold (PYTHONIOENCODING=ascii, a Latin-1 locale) is printed as its
+    # \N{...} name rather than ending the command (stdout is strict) or looking like the \xNN of a byte that is
+    # not UTF-8 (stderr's backslashreplace): rich writes to these streams as they are.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors in ("strict", "backslashreplace"):
+            stream.reconfigure(errors="namereplace")
     try:
         cli(prog_name="dedupe")
     except Exception as e:  # a bug of ours: still one readable line, not a traceback

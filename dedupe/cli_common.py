@@ -46,7 +46,8 @@ class Output:
 
         out = Console(highlight=False, soft_wrap=False)
         if not out.is_terminal:
-            out.width = 400  # piped or tested: never fold a path
+            out.width = 400  # piped or tested: never fold a path (a table's width)...
+            out.soft_wrap = True  # ...nor a line of a plan or result longer than that (a deep folder's file)
         return out
 
     @functools.cached_property

@@ -327,6 +327,10 @@ def render(
     elif fmt == "csv":
         click.echo(groups_csv(groups), nl=False)
     elif fmt == "paths":
+        if odd := sum("\n" in m.file.path for g in groups for m in g.members):
+            click.echo(
+                f"warning: {odd} path(s) hold a newline: shown escaped (\\x0a); --format json has them", err=True
+            )
         sys.stdout.flush()
         sys.stdout.buffer.write(groups_paths(groups))
         sys.stdout.buffer.flush()

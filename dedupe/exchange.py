@@ -124,6 +124,13 @@ def _descriptor(name: str) -> int | None:
 
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def printable(text: str) -> str:
+    """text as one line of characters that do nothing: bytes that are not UTF-8 (kept as surrogate escapes) and
+    control characters (a newline, a carriage return, a terminal's escape sequences) as \\xNN escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").translate(_CONTROL)
 
 
 def spreadsheet_safe(text: str) -> str:
@@ -142,8 +149,9 @@ def write_list(items: Iterable[ListedFingerprint], out: TextIO) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     for f in items:
-        # A path that is not valid UTF-8 is written with \xNN escapes: the label only says what the image was.
-        label = f.label.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        # A path that is not valid UTF-8 or holds a control character is written with \xNN escapes (the label
+        # only says what the image was): a carriage return, which csv leaves unquoted, would end the row.
+        label = printable(f.label)
         writer.writerow(
             (
                 f.content_hash,
@@ -269,4 +277,13 @@ def import_fingerprints(
     return ImportReport(source=name, listed=len(items), added=added, replaced=replaced)
 
 
-__all__ = ["COLUMNS", "HEADER", "export_fingerprints", "import_fingerprints", "read_list", "write_file", "write_list"]
+__all__ = [
+    "COLUMNS",
+    "HEADER",
+    "export_fingerprints",
+    "import_fingerprints",
+    "printable",
+    "read_list",
+    "write_file",
+    "write_list",
+]

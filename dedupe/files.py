@@ -58,10 +58,13 @@ def open_new(path: str) -> int:
 
 
 def free_names(target: str) -> Iterator[str]:
-    """The target, then "name (1).ext", "name (2).ext", ... whichever are not taken."""
-    base, ext = os.path.splitext(target)
+    """The target, then "name (1).ext", "name (2).ext", ... whichever are not taken (name shortened when the
+    number would pass the file system's limit on a name)."""
+    folder, name = os.path.split(target)
+    base, ext = os.path.splitext(name)
+    room = name_max(folder)
     for n in range(100_000):
-        candidate = target if n == 0 else f"{base} ({n}){ext}"
+        candidate = target if n == 0 else os.path.join(folder, fitted(base, f" ({n}){ext}", room))
         if not os.path.lexists(candidate):
             yield candidate
     raise Refused(f"no free name for {target}")
@@ -72,11 +75,40 @@ def temp_name(path: str) -> str:
 
     The name says whose it is, so that a later run can find and remove what a killed one left (leftovers)."""
     folder, name = os.path.split(path)
+    stem = _temp_stem(folder, name)
     for n in range(1000):
-        candidate = os.path.join(folder, f".{name}.dedupe-{os.getpid()}-{n}.tmp")
+        candidate = os.path.join(folder, f".{stem}.dedupe-{os.getpid()}-{n}.tmp")
         if not os.path.lexists(candidate):
             return candidate
     raise Refused("no free temporary name in its folder")
+
+
+# What temp_name adds to a name: ".", ".dedupe-", a pid (at most 10 digits), "-", a number below 1000, ".tmp".
+_TEMP_EXTRA = 1 + 8 + 10 + 1 + 3 + 4
+
+
+def name_max(folder: str) -> int:
+    """The longest file name (in bytes) the file system holding folder takes: 255 on all common ones."""
+    try:
+        return os.pathconf(folder or ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def fitted(base: str, tail: str, room: int) -> str:
+    """base + tail in at most room bytes, base shortened at a whole character as needed (then tail)."""
+    while base and len(os.fsencode(base + tail)) > room:
+        base = base[:-1]
+    name = base + tail
+    while len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return name
+
+
+def _temp_stem(folder: str, name: str) -> str:
+    """name, shortened when a temporary name made of it would pass the file system's limit: a file named
+    near 255 bytes could otherwise never be linked or copied into place."""
+    return fitted(name, "", name_max(folder) - _TEMP_EXTRA)
 
 
 def _alive(pid: int) -> bool:
@@ -96,7 +128,7 @@ def leftovers(path: str) -> list[str]:
     folder, name = os.path.split(path)
     # ASCII digits, no more than a pid has, as temp_name writes them: a 20-digit "pid" made os.kill raise
     # OverflowError (undo ended in an internal error), and a name in other digits is nothing of ours to remove.
-    pattern = re.compile(rf"\.{re.escape(name)}\.dedupe-([0-9]{{1,9}})-[0-9]+\.tmp")
+    pattern = re.compile(rf"\.{re.escape(_temp_stem(folder, name))}\.dedupe-([0-9]{{1,9}})-[0-9]+\.tmp")
     try:
         names = os.listdir(folder or ".")
     except OSError:
@@ -261,9 +293,11 @@ __all__ = [
     "copy_into",
     "error_text",
     "fault",
+    "fitted",
     "free_names",
     "is_prefix_of",
     "leftovers",
+    "name_max",
     "open_new",
     "place",
     "quietly",

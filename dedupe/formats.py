@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from dedupe.exchange import spreadsheet_safe
+from dedupe.exchange import printable, spreadsheet_safe
 from dedupe.models import (
     Action,
     ApplyResult,
@@ -35,15 +35,13 @@ from dedupe.models import (
 if TYPE_CHECKING:
     from dedupe.calibrate import Calibration
 
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
-
 
 def display_path(path: str) -> str:
     """A path as it can be printed: bytes that are not UTF-8 and control characters (which would drive the
     terminal or split a row) shown as \\xNN escapes, and a backslash of the name as two."""
     if os.sep != "\\":  # a backslash in a POSIX name is doubled, so that "\\x0a" never looks like an escape
         path = path.replace("\\", "\\\\")
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").translate(_CONTROL)
+    return printable(path)
 
 
 def human_size(n: int) -> str:
@@ -183,8 +181,14 @@ def groups_csv(groups: Sequence[DuplicateGroup]) -> str:
 
 def groups_paths(groups: Sequence[DuplicateGroup]) -> bytes:
     """One path per line, the reference (the file review keeps) first, a blank line after each group, as fdupes
-    prints them; paths keep their exact bytes, for xargs and grep."""
-    return b"".join(b"".join(os.fsencode(m.file.path) + b"\n" for m in g.members) + b"\n" for g in groups)
+    prints them; paths keep their exact bytes, for xargs and grep, except a path holding a newline: no line can
+    hold it, so it is written as display_path shows it (one line, naming no file) rather than as two lines that
+    could each name another file."""
+    return b"".join(b"".join(_path_line(m.file.path) for m in g.members) + b"\n" for g in groups)
+
+
+def _path_line(path: str) -> bytes:
+    return (display_path(path).encode() if "\n" in path else os.fsencode(path)) + b"\n"
 
 
 # --- review: plans and what applying them did ----------------------------------------------------------------

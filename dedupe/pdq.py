@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from dedupe import fingerprint
 from dedupe.errors import DedupeError, FileSkipped
-from dedupe.exchange import bounded_lines, read_source, write_file
+from dedupe.exchange import bounded_lines, printable, read_source, write_file
 from dedupe.models import HitSource, MatchKind, PdqEntry, SearchHit
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def read_list(text: TextIO, source: str) -> list[PdqEntry]:
 def write_list(entries: Iterable[PdqEntry], out: TextIO) -> None:
     writer = csv.writer(out, lineterminator="\n")
     for e in entries:
-        label = e.label.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        label = printable(e.label)  # one line, as exchange.write_list writes it
         writer.writerow((e.hash, "" if e.quality is None else e.quality, label))
 
 

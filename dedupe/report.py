@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from dedupe.errors import DedupeError, FileSkipped
-from dedupe.formats import copy_labels
+from dedupe.formats import copy_labels, display_path
 from dedupe.models import DuplicateGroup, GroupMember, KeeperRule, MatchKind, ProgressEvent
 from dedupe.plan import DEFAULT_RULES, choose_keeper, in_folder
 
@@ -115,7 +115,7 @@ def render_html(
 
 
 def _text(s: str) -> str:
-    return html.escape(s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+    return html.escape(display_path(s))  # a newline or tab in a name would show as a space
 
 
 def _thumbnail(path: str) -> tuple[str, bool]:

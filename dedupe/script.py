@@ -1,12 +1,15 @@
 """A reviewable POSIX shell script that carries out a plan, for people who would rather run it themselves."""
-# ruff: noqa: PTH118, PTH119, PTH120
+# ruff: noqa: PTH118, PTH120
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import time
 
+from dedupe.files import fitted, name_max
+from dedupe.formats import display_path
 from dedupe.models import Action, Plan
 from dedupe.sidecars import sidecar_target
 
@@ -37,7 +40,7 @@ to_trash() {{
 
 def plan_script(plan: Plan, name: str = "dedupe-plan.sh") -> str:
     """A POSIX shell script that carries out the plan, every path quoted for the shell."""
-    q = shlex.quote
+    q = _quote
     steps = plan.steps
     lines = [
         _SCRIPT_HEAD.format(
@@ -63,7 +66,8 @@ def plan_script(plan: Plan, name: str = "dedupe-plan.sh") -> str:
                 d = q(s.destination)
                 act = f"free {d} && mkdir -p -- {q(os.path.dirname(s.destination))} && mv -- {c} {d}"
             else:
-                tmp = q(os.path.join(os.path.dirname(s.file.path), f".{os.path.basename(s.file.path)}.dedupe.tmp"))
+                folder, base = os.path.split(s.file.path)
+                tmp = q(os.path.join(folder, fitted(f".{base}", ".dedupe.tmp", name_max(folder))))  # 255 bytes at most
                 flag = "" if s.action is Action.HARDLINK else "-s "
                 act = f"free {tmp} && ln {flag}-- {q(k.path)} {tmp} && mv -f -- {tmp} {c}"
             if not s.sidecars:
@@ -86,8 +90,26 @@ def plan_script(plan: Plan, name: str = "dedupe-plan.sh") -> str:
     return "\n".join(lines) + "\n"
 
 
+# Control characters: C0, DEL and C1 (U+0080-U+009F, which a terminal may take as escape sequences too).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_PLAIN = frozenset(b'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 !#$&()*+,-./:;<=>?@[]^_`{|}~"')
+
+
+def _quote(path: str) -> str:
+    """path quoted for the shell. A path holding a control character is written as "$(printf '...')" with octal
+    escapes, so that the script stays text a person can read (an escape sequence in it would drive the terminal
+    of whoever looks at it with cat) and each step stays on one line; $(...) would drop a trailing newline, so a
+    name ending in one keeps plain quotes."""
+    if not _CONTROL.search(path) or path.endswith("\n"):
+        return shlex.quote(path)
+    raw = os.fsencode(path)
+    return "\"$(printf '" + "".join(chr(b) if b in _PLAIN else f"\\{b:03o}" for b in raw) + "')\""
+
+
 def _comment(text: str) -> str:
-    return text.replace("\n", " ").replace("\r", " ")
+    # As the terminal shows it: a newline or CR would end the comment (a space would name another file), an
+    # escape sequence would drive the terminal of whoever reads the script first.
+    return display_path(text)
 
 
 __all__ = ["plan_script"]

@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from dedupe.content_hash import hash_file
-from dedupe.files import Refused, error_text, open_new, removed_on_failure
+from dedupe.files import Refused, error_text, fitted, name_max, open_new, removed_on_failure
 
 
 def freedesktop() -> bool:
@@ -114,10 +114,12 @@ def _move_to_trash(path: str, trash: str, topdir: str) -> str:
     for folder in (files, infos):
         if not os.path.exists(folder):
             os.makedirs(folder, 0o700)
-    name = os.path.basename(path)
-    base, ext = os.path.splitext(name)
+    base, ext = os.path.splitext(os.path.basename(path))
+    # A name near the limit (255 bytes) leaves no room for ".trashinfo": the name in the trash is shortened
+    # (the .trashinfo keeps the original path, which undo restores).
+    room = name_max(infos) - len(".trashinfo")
     for n in range(1_000_000):
-        candidate = name if n == 0 else f"{base} {n}{ext}"
+        candidate = fitted(base, f" {n}{ext}" if n else ext, room)
         target = os.path.join(files, candidate)
         if os.path.lexists(target):
             continue

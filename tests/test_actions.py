@@ -20,6 +20,7 @@ from PIL import Image
 from dedupe.actions import apply, undo
 from dedupe.cli import cli
 from dedupe.errors import DedupeError, StoreError
+from dedupe.files import leftovers, temp_name
 from dedupe.group import stored_groups
 from dedupe.models import Action, JournalState, ScanOptions, StepState
 from dedupe.plan import parse_rules, plan
@@ -167,6 +168,52 @@ def test_links_replace_the_copy_and_undo_restores_a_separate_file(tmp_path: Path
     assert not dup.is_symlink() and dup.stat().st_ino != keeper.stat().st_ino
     assert dup.read_bytes() == original and dup.stat().st_mtime == 1_111_111_111
     assert stat.S_IMODE(dup.stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize("action", [Action.HARDLINK, Action.SYMLINK])
+def test_a_copy_named_at_the_length_limit_is_linked_and_restored(tmp_path: Path, store: Store, action: Action) -> None:
+    """A copy whose name takes all 255 bytes is replaced by a link (through a temporary name shortened to fit)
+    and undo makes it a file again at the same bytes path, leaving no temporary file."""
+    root = tmp_path / "p"
+    keeper = photo(root / "a.jpg", 16)
+    dup = copy_file(keeper, root / "s" / ("\u00e9" * 125 + "x.jpg"), mtime=1_111_111_111)
+    assert len(os.fsencode(dup.name)) == 255
+    result = apply(plan(groups_of(store, root), parse_rules("shortest"), action), store)
+    assert result.count(StepState.DONE) == 1, result.results
+    assert dup.is_symlink() if action is Action.SYMLINK else dup.stat().st_ino == keeper.stat().st_ino
+    assert [p.name for p in dup.parent.iterdir()] == [dup.name]
+    assert undo(store).complete
+    assert not dup.is_symlink() and dup.stat().st_ino != keeper.stat().st_ino
+    assert dup.read_bytes() == keeper.read_bytes() and [p.name for p in dup.parent.iterdir()] == [dup.name]
+
+
+def test_a_move_onto_a_taken_name_at_the_length_limit_takes_a_shortened_free_name(tmp_path: Path, store: Store) -> None:
+    """A move whose destination name (255 bytes) is taken goes to "name (1).ext" shortened to fit, and undo
+    moves it back to the same bytes path."""
+    root, dest = tmp_path / "photos", tmp_path / "dups"
+    name = "x" * 251 + ".jpg"
+    keeper = photo(root / "a.jpg", 17)
+    dup = copy_file(keeper, root / "b" / name)
+    taken = dest / "photos" / "b" / name
+    taken.parent.mkdir(parents=True)
+    taken.write_bytes(b"someone else's file")
+    p = plan(groups_of(store, root), parse_rules("shortest"), Action.MOVE, destination=str(dest), roots=[str(root)])
+    (r,) = apply(p, store).results
+    assert r.state is StepState.DONE, r.reason
+    moved = Path(r.destination or "")
+    assert moved.parent == taken.parent and moved.name.endswith(" (1).jpg") and len(moved.name) == 255
+    assert moved.read_bytes() == keeper.read_bytes() and taken.read_bytes() == b"someone else's file"
+    assert undo(store).complete and dup.read_bytes() == keeper.read_bytes() and not moved.exists()
+
+
+def test_a_temporary_name_beside_a_long_name_fits_and_is_found_as_a_leftover(tmp_path: Path) -> None:
+    """temp_name shortens a name near the limit so that the temporary name fits, and leftovers finds it."""
+    path = str(tmp_path / ("y" * 255))
+    temp = temp_name(path)
+    assert len(os.fsencode(Path(temp).name)) <= 255
+    Path(temp).write_bytes(b"left by a killed run")
+    assert leftovers(path) == [temp]
+    assert leftovers(str(tmp_path / ("y" * 200))) == []
 
 
 # --- the checks right before acting -----------------------------------------------------------------------------

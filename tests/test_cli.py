@@ -568,3 +568,40 @@ def test_openblas_is_asked_for_one_thread_only_while_a_command_is_imported(monke
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
     with one_blas_thread():
         assert "OPENBLAS_NUM_THREADS" not in os.environ
+
+
+def test_names_an_ascii_output_cannot_hold_are_printed_by_their_unicode_names(tmp_path: Path) -> None:
+    """On an output that holds only ASCII, the tables and plans print a name's other characters as \\N{...}: the
+    NFC and NFD forms of one name stay apart, and no command ends in an encoding error."""
+    root = tmp_path / "r"
+    keeper = save(draw_photo(9, (300, 200)), root / "a.jpg")
+    for name in ("caf\u00e9.jpg", "cafe\u0301.jpg", "emoji\U0001f600.jpg"):
+        exact_copy(keeper, root / name)
+    db = str(tmp_path / "s.sqlite")
+    ascii_out = {"PYTHONIOENCODING": "ascii"}
+    for args in (
+        ["scan", str(root)],
+        ["groups", str(root)],
+        ["review", str(root), "--dry-run"],
+        ["search", str(keeper)],
+    ):
+        done = run_dedupe(*args, "--db", db, env=ascii_out)
+        assert done.returncode == (1 if args[0] == "search" else 0), done.stderr  # search: 1 when it matched
+        assert done.stdout.isascii() and not done.stderr
+        if args[0] != "search":
+            assert "caf\\N{LATIN SMALL LETTER E WITH ACUTE}.jpg" in done.stdout
+            assert "cafe\\N{COMBINING ACUTE ACCENT}.jpg" in done.stdout
+            assert "emoji\\N{GRINNING FACE}.jpg" in done.stdout
+
+
+def test_paths_says_when_a_path_holding_a_newline_is_shown_escaped(tmp_path: Path) -> None:
+    """groups --format paths writes one line per file, a name holding a newline escaped, and says so on stderr."""
+    root = tmp_path / "r"
+    keeper = save(draw_photo(10, (300, 200)), root / "a.jpg")
+    exact_copy(keeper, root / "new\nline.jpg")
+    db = str(tmp_path / "s.sqlite")
+    assert invoke("scan", str(root), "--db", db, "-q").exit_code == 0
+    done = run_dedupe("groups", str(root), "--db", db, "--format", "paths")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{keeper}\n{root}/new\\x0aline.jpg\n\n"
+    assert done.stderr == "warning: 1 path(s) hold a newline: shown escaped (\\x0a); --format json has them\n"

@@ -345,6 +345,30 @@ def test_move_into_the_reviewed_folder_is_a_usage_error(lib: Library, tmp_path: 
     assert lib.present() == ALL and lib.intact() and not (lib.root / "dups").exists()
 
 
+def test_a_path_longer_than_the_piped_width_stays_on_one_line(tmp_path: Path) -> None:
+    """Piped, the plan, the result and undo print a file in a deep folder (a path over 400 characters) on one
+    line of its own: never folded, where it would look like several lines."""
+    photos = tmp_path / "photos"
+    deep = photos.joinpath(*[f"a_folder_with_a_rather_long_name_{i:02d}" for i in range(14)])
+    copy = save(draw_photo(4, SMALL), deep / "copy.jpg")
+    keeper = photos / "keeper.jpg"
+    keeper.write_bytes(copy.read_bytes())
+    os.utime(copy, (2_000_000_000, 2_000_000_000))  # newer: "oldest" keeps keeper.jpg
+    db, dest = str(tmp_path / "s.sqlite"), tmp_path / "dups"
+    assert CliRunner().invoke(cli, ["scan", str(photos), "--db", db, "-q"]).exit_code == 0
+    assert len(str(copy)) > 450
+    moved = dest / copy.relative_to(tmp_path)
+    move = ["--db", db, "--action", "move", "--to", str(dest), str(photos)]
+    for args, line in (
+        (["review", "--dry-run", *move], f"  move {copy} -> {moved}"),
+        (["review", "--yes", *move], f"moved {copy} -> {moved}"),
+        (["undo", "--db", db], f"restored {copy}: moved back from {moved}"),
+    ):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 0, r.output
+        assert line in r.output.splitlines()
+
+
 def test_script_is_written_not_run(lib: Library, tmp_path: Path) -> None:
     script = tmp_path / "plan.sh"
     r = lib.review("--script", str(script), "--action", "delete")

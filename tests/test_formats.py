@@ -155,3 +155,11 @@ def test_copies_are_labelled_per_set_of_equal_bytes_and_paths_keep_their_bytes()
     listed = groups_paths([group, group])
     assert listed.split(b"\n\n")[0].split(b"\n")[0] == b"/p/0.jpg"
     assert listed.count(b"\n\n") == 2 and b"/p/\xff.jpg\n" in listed
+
+
+def test_a_path_holding_a_newline_is_written_escaped_on_one_line() -> None:
+    """groups_paths writes a path holding a newline as display_path shows it, on one line: never as two lines
+    that could each name another file. Other paths keep their bytes."""
+    files = [make_record("/p/a.jpg"), make_record("/p/new\nline.jpg"), make_record("/p/back\\slash.jpg")]
+    group = DuplicateGroup(MatchKind.EXACT, tuple(GroupMember(f, MatchKind.EXACT, 0) for f in files))
+    assert groups_paths([group]) == b"/p/a.jpg\n/p/new\\x0aline.jpg\n/p/back\\slash.jpg\n\n"

@@ -160,3 +160,20 @@ def test_unrelated_photos_are_far_apart_in_pdq(tmp_path: Path) -> None:
     a = pdq.hash_file(save(draw_photo(1), tmp_path / "a.jpg"))[0]
     b = pdq.hash_file(save(draw_photo(2), tmp_path / "b.jpg"))[0]
     assert pdq.distance(a, b) > 2 * pdq.PDQ_THRESHOLD
+
+
+def test_an_exported_pdq_list_has_a_line_per_image_whatever_its_names_hold(tmp_path: Path) -> None:
+    """A PDQ list names each image on one line (a carriage return or newline in a name as \\xNN), and imports whole."""
+    folder = tmp_path / "photos"
+    names = ["cr\rhere.jpg", "new\nline.jpg"]
+    for seed, name in enumerate(names):
+        save(draw_photo(seed, (320, 240)), folder / name, quality=90)
+    db, out = tmp_path / "store.sqlite", tmp_path / "export.pdq"
+    assert CliRunner().invoke(cli, ["scan", str(folder), "--db", str(db), "-q"]).exit_code == 0
+    assert CliRunner().invoke(cli, ["export", "--format", "pdq", "--db", str(db), "-o", str(out)]).exit_code == 0
+    lines = out.read_bytes().split(b"\n")
+    assert sorted(line.split(b",", 2)[2] for line in lines[:-1]) == sorted(
+        f"{folder}/{n}".encode() for n in ("cr\\x0dhere.jpg", "new\\x0aline.jpg")
+    )
+    r = CliRunner().invoke(cli, ["import", "--format", "pdq", str(out), "--db", str(tmp_path / "other.sqlite")])
+    assert r.exit_code == 0, r.output

@@ -18,6 +18,7 @@ from dedupe.cli import cli
 from dedupe.fingerprint import thumbnail_jpeg
 from dedupe.group import stored_groups
 from dedupe.report import render_html
+from dedupe.scan import scan
 from dedupe.store import Store
 from tests.conftest import draw_photo, save
 
@@ -138,3 +139,20 @@ def test_chromium_shows_the_group_side_by_side_with_the_keeper_framed(tmp_path: 
     assert len(xs) > 0, "no keeper frame visible"
     assert xs.max() < 400 and xs.max() - xs.min() < 300
     assert ys.max() - ys.min() > 240  # taller than the thumbnail: a frame, not a stray pixel
+
+
+def test_the_page_without_the_web_extra_shows_odd_names_escaped_on_one_line(tmp_path: Path) -> None:
+    """The plain page (no web extra) shows a newline, a tab and a backslash in a name as the terminal does, and
+    markup in a name as text."""
+    root = tmp_path / "photos"
+    a = save(draw_photo(4, SMALL), root / "a.jpg", quality=90)
+    for name in ("new\nline.jpg", "tab\there.jpg", "lit\\x0a.jpg", "<b>&amp;.jpg"):
+        (root / name).write_bytes(a.read_bytes())
+    with Store.open(tmp_path / "s.sqlite") as store:
+        scan([str(root)], store)
+        groups, _, _ = stored_groups(store, [str(root)])
+    page, _ = render_html(groups)
+    paths = re.findall(r"<dd class='path'>([^<]*)</dd>", page)
+    assert sorted(p.removeprefix(f"{root}/") for p in paths) == sorted(
+        ["a.jpg", "new\\x0aline.jpg", "tab\\x09here.jpg", "lit\\\\x0a.jpg", "&lt;b&gt;&amp;amp;.jpg"]
+    )

@@ -55,3 +55,52 @@ def test_the_script_carries_the_sidecar(tmp_path: Path) -> None:
     assert not copy.exists() and not xmp.exists()
     assert (dest / "photos" / "backup" / "a.jpg").exists()
     assert (dest / "photos" / "backup" / "a.xmp").read_bytes() == XMP
+
+
+def test_a_keeper_named_with_a_newline_is_named_escaped_in_its_comment(tmp_path: Path, store: Store) -> None:
+    """The comment over a group names its keeper as the terminal shows it (a newline as \\x0a, an escape sequence
+    as \\x1b), and the script still acts on the exact names."""
+    root = tmp_path / "p"
+    keeper = photo(root / "new\nline\x1b[31m.jpg", 23)
+    dup = copy_file(keeper, root / "copies" / "long name.jpg")
+    script = tmp_path / "plan.sh"
+    script.write_bytes(
+        plan_script(plan(groups_of(store, root), parse_rules("shortest"), Action.DELETE), "plan.sh").encode()
+    )
+    comments = [line for line in script.read_text().splitlines() if line.startswith("# group")]
+    assert comments == [f"# group 1: keep {root}/new\\x0aline\\x1b[31m.jpg (shortest path)"]
+    r = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert keeper.exists() and not dup.exists()
+
+
+def test_a_copy_named_at_the_length_limit_is_linked_by_the_script(tmp_path: Path, store: Store) -> None:
+    """The script's temporary name for a link beside a copy named with all 255 bytes is shortened to fit, so the
+    copy becomes a link to its keeper."""
+    root = tmp_path / "p"
+    keeper = photo(root / "a.jpg", 24)
+    dup = copy_file(keeper, root / "copies" / ("x" * 251 + ".jpg"))
+    script = tmp_path / "plan.sh"
+    script.write_text(plan_script(plan(groups_of(store, root), parse_rules("shortest"), Action.SYMLINK), "plan.sh"))
+    r = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "0 step(s) skipped" in r.stderr, r.stderr
+    assert dup.is_symlink() and dup.resolve() == keeper and [p.name for p in dup.parent.iterdir()] == [dup.name]
+
+
+def test_names_with_control_characters_are_written_as_printf_escapes(tmp_path: Path, store: Store) -> None:
+    """A copy whose name holds an escape sequence, a newline, a quote or a percent sign is named in the script
+    with printf's octal escapes: no escape sequence reaches whoever reads the script, and it acts on the exact
+    names."""
+    root = tmp_path / "p"
+    keeper = photo(root / "a.jpg", 25)
+    names = ["esc\x1b[31m'%s\\.jpg", "new\nline\x9b.jpg", "ends in newline\n"]
+    dups = [copy_file(keeper, root / "copies" / name) for name in names]
+    text = plan_script(plan(groups_of(store, root), parse_rules("shortest"), Action.DELETE), "plan.sh")
+    assert "\x1b" not in text and "\x9b" not in text
+    printed = [line for line in text.splitlines() if line.startswith("check ") and "$(printf '" in line]
+    assert len(printed) == 2  # a name ending in a newline keeps plain quotes: $(...) would drop it
+    script = tmp_path / "plan.sh"
+    script.write_text(text)
+    r = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "0 step(s) skipped" in r.stderr, r.stderr
+    assert keeper.exists() and not any(d.exists() for d in dups)

@@ -774,3 +774,27 @@ def test_two_transparent_logos_on_one_background_do_not_find_each_other(tmp_path
             assert not check(cross, where).matched
             assert match(fingerprint_file(layer), fingerprint_file(ring), MatchRule(crops=False)) is not None
             assert [Path(h.name).name for h in find_similar(layer, where).hits] == ["ring.png"]
+
+
+def test_an_exported_list_has_a_line_per_image_whatever_its_names_hold(tmp_path: Path) -> None:
+    """Names holding a carriage return, a newline, a tab or bytes that are not UTF-8 are exported as labels on
+    one line each (with \\xNN escapes), and the list imports whole."""
+    root = tmp_path / "photos"
+    names = ["cr\rhere.jpg", "new\nline.jpg", "tab\there.jpg", os.fsdecode(b"bad\xff.jpg"), "\rstart.jpg"]
+    for seed, name in enumerate(names):
+        save(draw_photo(seed, (320, 240)), root / name)
+    db, listed = str(tmp_path / "s.sqlite"), tmp_path / "list.csv"
+    assert CliRunner().invoke(cli, ["scan", str(root), "--db", db, "-q"]).exit_code == 0
+    r = CliRunner().invoke(cli, ["export", "--db", db, "-o", str(listed)])
+    assert r.exit_code == 0, r.output
+    lines = listed.read_bytes().split(b"\n")
+    assert len(lines) == 2 + len(names) + 1 and lines[-1] == b"" and b"\r" not in listed.read_bytes()
+    labels = sorted(line.rsplit(b",", 1)[1].decode() for line in lines[2:-1])
+    assert labels == sorted(
+        f"{root}/{n}"
+        for n in ("cr\\x0dhere.jpg", "new\\x0aline.jpg", "tab\\x09here.jpg", "bad\\xff.jpg", "\\x0dstart.jpg")
+    )
+    r = CliRunner().invoke(cli, ["import", str(listed), "--db", str(tmp_path / "other.sqlite")])
+    assert r.exit_code == 0, r.output
+    with Store.open(tmp_path / "other.sqlite", readonly=True) as other:
+        assert sorted(f.label for f in other.imported()) == labels

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dedupe.actions import apply, undo
+from dedupe.content_hash import hash_file
 from dedupe.errors import DedupeError
 from dedupe.files import Refused
 from dedupe.group import stored_groups
@@ -158,3 +159,42 @@ def test_a_non_utf8_named_copy_is_trashed_and_restored(tmp_path: Path, trash_hom
     assert copy.exists()
     code, out = invoke("undo", "--list", "--db", db)
     assert "undone" in out
+
+
+def test_a_name_at_the_length_limit_is_trashed_under_a_shorter_name_and_restored(
+    tmp_path: Path, trash_home: Path
+) -> None:
+    """A file whose name takes all 255 bytes goes to the trash under a name shortened (at a whole character)
+    to leave room for its .trashinfo; the .trashinfo keeps the original path, and undo puts it back there."""
+    name = "\u00e9" * 125 + "x.jpg"
+    assert len(os.fsencode(name)) == 255
+    f = tmp_path / "p" / name
+    f.parent.mkdir()
+    f.write_bytes(b"photo")
+    where = Path(trash_file(str(f)) or "")
+    assert where.parent == trash_home / "files" and where.read_bytes() == b"photo" and not f.exists()
+    assert where.name.endswith(".jpg") and len(os.fsencode(where.name + ".trashinfo")) <= 255
+    assert os.fsencode(where.name).decode("utf-8").startswith("\u00e9")  # cut at a character, not inside one
+    found = find_in_trash(str(f), 0, hash_file(str(where)))
+    assert found == (str(where), str(trash_home / "info" / (where.name + ".trashinfo")))
+    second = tmp_path / "q" / name
+    second.parent.mkdir()
+    second.write_bytes(b"other")
+    again = Path(trash_file(str(second)) or "")
+    assert again != where and again.name.endswith(" 1.jpg") and len(os.fsencode(again.name)) <= 245
+
+
+def test_review_trashes_a_copy_with_a_name_at_the_length_limit_and_undo_restores_it(
+    tmp_path: Path, trash_home: Path
+) -> None:
+    """review --yes trashes a copy whose name is 255 bytes long, and undo restores it at the same bytes path."""
+    root = tmp_path / "photos"
+    keeper = save(draw_photo(1, SMALL), root / "keep" / "a.jpg", quality=90)
+    copy = exact_copy(keeper, root / "backup" / ("x" * 251 + ".jpg"))
+    db = scanned(root, tmp_path)
+    code, out = invoke("review", root, "--db", db, "--yes")
+    assert code == 0, out
+    assert not copy.exists()
+    code, out = invoke("undo", "--db", db)
+    assert code == 0, out
+    assert copy.read_bytes() == keeper.read_bytes()

@@ -880,3 +880,26 @@ def test_quarantine_leaves_a_picture_whose_stored_copy_is_a_crop_of_it(root: Pat
 def test_quarantine_inside_a_watched_folder_is_refused(root: Path, db: Path) -> None:
     result = CliRunner().invoke(cli, ["watch", str(root), "--db", str(db), "--quarantine", str(root / "q")])
     assert result.exit_code == 1 and "must be outside the watched folder" in result.output
+
+
+def test_cli_watch_names_a_character_an_ascii_stderr_cannot_hold_by_its_unicode_name(
+    root: Path, db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an ASCII stderr, a skipped file named with an accent is said as caf\\N{...}.jpg, never as caf\\xe9.jpg,
+    which is how a name holding the byte 0xE9 (not UTF-8) is shown."""
+    monkeypatch.setenv("PYTHONIOENCODING", "ascii")
+    out, err = tmp_path / "out", tmp_path / "err"
+    proc = start_dedupe("watch", str(root), "--db", str(db), "--settle", str(SETTLE), out=out, err=err)
+    try:
+        wait_for(lambda: b"Press Ctrl-C" in err.read_bytes(), timeout=30, what="the ready line")
+        (root / "caf\u00e9.jpg").write_bytes(b"not a picture")
+        (root / os.fsdecode(b"caf\xe9.jpg")).write_bytes(b"not a picture either")
+        wait_for(lambda: err.read_bytes().count(b"skipped ") == 2, what="both skipped lines")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, err.read_text()
+    finally:
+        proc.kill()
+        proc.wait()
+    said = err.read_bytes().decode("ascii")
+    assert f"skipped {root}/caf\\N{{LATIN SMALL LETTER E WITH ACUTE}}.jpg: " in said
+    assert f"skipped {root}/caf\\xe9.jpg: " in said

@@ -17,7 +17,18 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from dedupe import DedupeError, DuplicateGroup, FileRecord, GroupMember, MatchKind, Store, parse_rules, plan, undo
+from dedupe import (
+    DedupeError,
+    DuplicateGroup,
+    FileRecord,
+    GroupMember,
+    MatchKind,
+    Store,
+    parse_rules,
+    plan,
+    scan,
+    undo,
+)
 from dedupe.fingerprint import hash_file
 from dedupe.group import stored_groups
 from dedupe.models import Action, StepState
@@ -392,6 +403,50 @@ def test_apply_trashes_the_copies_and_undo_restores_the_tree(
     status, _, body = server.request("POST", "/api/undo")
     assert status == 400
     assert json.loads(body)["error"] == "nothing to undo"
+
+
+# Names a file system allows, and how the page shows each: on one line, told apart from one another.
+ODD_NAMES = {
+    "new\nline.jpg": "new\\x0aline.jpg",
+    "new line.jpg": "new line.jpg",
+    "tab\there.jpg": "tab\\x09here.jpg",
+    "lit\\x0a.jpg": "lit\\\\x0a.jpg",
+    os.fsdecode(b"bad\xff.jpg"): "bad\\xff.jpg",
+    '<img src=x onerror="alert(1)">&amp;.jpg': '<img src=x onerror="alert(1)">&amp;.jpg',
+    "%s{}{0}.jpg": "%s{}{0}.jpg",
+}
+
+
+def test_odd_names_are_shown_apart_previewed_trashed_and_restored_at_the_same_bytes(tmp_path: Path) -> None:
+    """Copies whose names hold a newline, a tab, a backslash, bytes that are not UTF-8, markup or format fields:
+    the API shows each name escaped as the terminal does (a newline never looks like a space), every thumbnail
+    is served, and apply then undo put each file back at exactly the same bytes path."""
+    root = tmp_path / "photos"
+    keeper = save(draw_photo(3, (400, 300)), root / "a.jpg", quality=90)
+    for name in ODD_NAMES:
+        (root / "odd").mkdir(exist_ok=True)
+        (root / "odd" / name).write_bytes(keeper.read_bytes())
+    db = tmp_path / "store.sqlite"
+    with Store.open(db) as store:
+        scan([root], store)
+    before = {os.fsencode(p): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    server = ReviewServer(root, db, tmp_path / "xdg")
+    try:
+        group = server.json("GET", "/api/group/0")
+        shown = {m["name"] for m in group["members"]}
+        assert shown == {"a.jpg", *ODD_NAMES.values()}
+        for m in group["members"]:
+            status, headers, body = server.request("GET", f"/thumb/{group['generation']}/0/{m['index']}")
+            assert status == 200 and headers["content-type"] == "image/jpeg" and body[:2] == b"\xff\xd8", m["name"]
+        server.json("POST", "/api/accept", {"kind": "exact"})
+        plan = server.json("GET", "/api/plan")
+        result = server.json("POST", "/api/apply", {"plan": plan["id"]})
+        assert result["counts"] == {"done": len(ODD_NAMES), "skipped": 0, "failed": 0}
+        assert [p.name for p in root.rglob("*") if p.is_file()] == ["a.jpg"]
+        assert server.json("POST", "/api/undo")["complete"] is True
+    finally:
+        server.stop()
+    assert {os.fsencode(p): p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
 
 
 def test_a_decision_from_a_page_of_an_earlier_grouping_is_refused(server: ReviewServer) -> None:

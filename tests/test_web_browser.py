@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
-from tests.conftest import REPO
+from dedupe import Store, scan
+from dedupe.cli import cli
+from tests.conftest import REPO, draw_photo, save
 from tests.webserver import ReviewServer, make_library, snapshot
 
 pytest.importorskip("starlette", reason="the web extra is not installed: pip install -e '.[test]'")
@@ -206,3 +209,50 @@ def test_a_run_of_permanent_deletes_offers_no_undo(browser: Any, tmp_path: Path)
         assert problems == []
     finally:
         server.stop()
+
+
+def test_odd_names_show_as_escaped_text_in_the_report_and_the_review_page(browser: Any, tmp_path: Path) -> None:
+    """In Chromium, the report and the review page show names holding markup, a newline, a tab or bytes that
+    are not UTF-8 as text on one line, escaped as the terminal shows them: nothing in a name runs or makes an
+    element, and a newline never looks like a space."""
+    root = tmp_path / "photos"
+    keeper = save(draw_photo(3, (400, 300)), root / "a.jpg", quality=90)
+    names = {
+        '<img src=x onerror="alert(1)">&amp;.jpg': '<img src=x onerror="alert(1)">&amp;.jpg',
+        "new\nline.jpg": "new\\x0aline.jpg",
+        "tab\there.jpg": "tab\\x09here.jpg",
+        os.fsdecode(b"bad\xff.jpg"): "bad\\xff.jpg",
+    }
+    for name in names:
+        (root / "odd").mkdir(exist_ok=True)
+        (root / "odd" / name).write_bytes(keeper.read_bytes())
+    db, report = tmp_path / "store.sqlite", tmp_path / "report.html"
+    with Store.open(db) as store:
+        scan([root], store)
+    done = CliRunner().invoke(cli, ["report", "--html", str(report), str(root), "--db", str(db)])
+    assert done.exit_code == 0, done.output
+    page = browser.new_page()
+    dialogs: list[str] = []
+
+    def dismiss(dialog: Any) -> None:  # an alert() a name would run, had it become markup
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    page.goto(report.as_uri())
+    shown = page.eval_on_selector_all(".member .name", "els => els.map(e => e.innerText)")
+    assert sorted(shown) == sorted(["a.jpg", *names.values()])
+    assert page.locator("img[onerror]").count() == 0
+    server = ReviewServer(root, db, tmp_path / "xdg")
+    try:
+        page.goto(server.url)
+        page.wait_for_selector("#group-list tbody tr")
+        page.keyboard.press("j")
+        _at(page, 0)
+        _thumbnails_loaded(page)
+        shown = page.eval_on_selector_all(".member .name", "els => els.map(e => e.innerText)")
+        assert sorted(shown) == sorted(["a.jpg", *names.values()])
+        assert page.locator("img[onerror]").count() == 0
+    finally:
+        server.stop()
+    assert dialogs == []

@@ -19,7 +19,7 @@ from pathlib import PurePath
 from typing import Any
 
 from dedupe import DedupeError, Store, apply, undo
-from dedupe.formats import copy_labels
+from dedupe.formats import copy_labels, display_path
 from dedupe.models import (
     Action,
     ApplyResult,
@@ -114,8 +114,9 @@ def human_size(n: int) -> str:
 
 
 def text(s: str) -> str:
-    """A path for display: undecodable bytes (kept as surrogate escapes) shown as \\x.. rather than failing."""
-    return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """A path for display, as the terminal shows it (display_path): undecodable bytes and control characters as
+    \\xNN, a backslash as two. A page would show a newline or a tab as a space, as if the name held one."""
+    return display_path(s)
 
 
 class ReviewState:
