@@ -337,11 +337,13 @@ def test_move_with_reference_folder(lib: Library, tmp_path: Path) -> None:
 
 def test_move_into_the_reviewed_folder_is_a_usage_error(lib: Library, tmp_path: Path) -> None:
     """--to inside the reviewed folder (where the next scan would find the moved copies again), or holding it, is
-    refused before anything is touched, as watch refuses such a quarantine folder."""
-    for dest in (lib.root / "dups", tmp_path):
+    refused before anything is touched, as watch refuses such a quarantine folder; the error says which of the
+    two it is, since a --to that holds the folder is outside it."""
+    root = os.path.realpath(lib.root)
+    for dest, relation in ((lib.root / "dups", "is inside"), (tmp_path, "holds")):
         r = lib.review("--yes", "--action", "move", "--to", str(dest))
         assert r.exit_code == 2, r.output
-        assert f"--to must be outside the reviewed folder {os.path.realpath(lib.root)}" in r.output
+        assert f"--to {os.path.realpath(dest)} {relation} the reviewed folder {root}: copies go outside it" in r.output
     assert lib.present() == ALL and lib.intact() and not (lib.root / "dups").exists()
 
 
