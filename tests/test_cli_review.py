@@ -311,6 +311,21 @@ def test_a_byte_copy_of_a_similar_copy_names_the_file_that_stays_for_it(lib: Lib
     assert not twin.exists() and lib.c_near.exists() and lib.c.exists()
 
 
+def test_a_same_pixels_copy_of_a_similar_copy_names_the_file_that_stays_for_it(lib: Library, trash_home: Path) -> None:
+    """A copy with the same pixels as a similar copy but other metadata goes in favour of that copy, as a byte copy
+    does: the text plan names the file that stays, and the JSON step gives it as its keeper with match "image"."""
+    data = lib.c_near.read_bytes()
+    twin = lib.root / "phone" / "c-small.jpg"
+    twin.parent.mkdir()
+    twin.write_bytes(data[:2] + b"\xff\xfe\x00\x08edited" + data[2:])  # a JPEG comment: other bytes, same pixels
+    assert CliRunner().invoke(cli, ["scan", str(lib.root), "--db", lib.db, "-q"]).exit_code == 0
+    planned = json.loads(lib.review("--dry-run", "--format", "json").output)["groups"][2]["steps"]
+    assert len(planned) == 1 and {planned[0]["path"], planned[0]["keeper"]} == {str(twin), str(lib.c_near)}
+    assert planned[0]["match"] == "image"
+    text = lib.review("--dry-run").output
+    assert f"  trash {planned[0]['path']} (same picture as {planned[0]['keeper']}, which stays)\n" in text
+
+
 def test_a_run_that_changed_nothing_does_not_point_at_undo(lib: Library, trash_home: Path) -> None:
     """When every step is skipped (each copy changed since the scan), the result says nothing was changed rather
     than that 'dedupe undo' reverses the run, which would only answer "nothing to undo"."""
