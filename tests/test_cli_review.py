@@ -176,6 +176,22 @@ def test_piped_input_that_cannot_answer_stops_at_once(lib: Library, tmp_path: Pa
     assert proc.returncode == 2 and "--yes" in proc.stderr and proc.stderr.count("\n") == 1
 
 
+def test_a_closed_stdin_is_no_answer(lib: Library) -> None:
+    """A review started with its stdin closed (`<&-` in a cron line, where Python has no sys.stdin) stops as on
+    no answer: exit 2, the pointer to --yes, nothing changed, no internal error."""
+    proc = subprocess.run(
+        ["sh", "-c", 'exec "$0" "$@" <&-', *run_dedupe_command(), "review", str(lib.root), "--db", lib.db],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "no answer" in proc.stderr and "--yes" in proc.stderr and "internal error" not in proc.stderr
+    assert lib.present() == ALL
+
+
 @pytest.mark.parametrize(
     ("args", "reason"),
     [
