@@ -169,6 +169,10 @@ def main() -> None:
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper) and stream.errors in ("strict", "backslashreplace"):
             stream.reconfigure(errors="namereplace")
+    if sys.stdin is None:  # started with stdin closed (`<&-` in a cron line): a question reads end of input
+        from pathlib import Path
+
+        sys.stdin = Path(os.devnull).open()  # noqa: SIM115 (the process's stdin, open until it exits)
     try:
         cli(prog_name="dedupe")
     except Exception as e:  # a bug of ours: still one readable line, not a traceback

@@ -159,10 +159,14 @@ def review_command(
     refs = real(references)
     roots = real(dirs)
     if to:
-        inside = [r for r in roots if in_folder(os.path.realpath(to), r) or in_folder(r, os.path.realpath(to))]
-        if inside:
-            # The next scan would find the moved copies again (and a later review move them once more).
-            raise click.UsageError(f"--to must be outside the reviewed folder {inside[0]}")
+        dest = os.path.realpath(to)
+        for r in roots:
+            if in_folder(dest, r) or in_folder(r, dest):
+                # Inside, the next scan would find the moved copies again; holding it, every file is already there.
+                relation = "is inside" if in_folder(dest, r) else "holds"
+                raise click.UsageError(
+                    f"--to {display_path(dest)} {relation} the reviewed folder {display_path(r)}: copies go outside it"
+                )
     store = open_store(ctx, db)
     if web:
         if yes or dry_run or script:

@@ -106,6 +106,24 @@ def test_an_empty_db_is_a_usage_error(tmp_path: Path, args: list[str]) -> None:
     assert unset.exit_code == 1 and f"no store at {tmp_path / 'dedupe' / 'store.sqlite'}" in unset.output
 
 
+def test_a_closed_stdin_reads_as_end_of_input(tmp_path: Path) -> None:
+    """Started with stdin closed (`<&-` in a cron line, where Python has no sys.stdin), a command that asks a
+    question reads end of input, as from /dev/null: store reset is not confirmed (exit 1, the store stays), with
+    no internal error."""
+    db = tmp_path / "s.sqlite"
+    assert run_dedupe("scan", str(tmp_path), "--db", str(db), "-q").returncode == 0
+    proc = subprocess.run(
+        ["sh", "-c", 'exec "$0" "$@" <&-', sys.executable, "-m", "dedupe", "store", "reset", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert proc.returncode == 1 and "Aborted!" in proc.stderr, proc.stderr
+    assert "internal error" not in proc.stderr and db.exists()
+
+
 def all_commands() -> dict[str, click.Command]:
     """Every command of dedupe, each imported (the group imports a command on first use)."""
     ctx = click.Context(cli, info_name="dedupe")

@@ -176,6 +176,22 @@ def test_piped_input_that_cannot_answer_stops_at_once(lib: Library, tmp_path: Pa
     assert proc.returncode == 2 and "--yes" in proc.stderr and proc.stderr.count("\n") == 1
 
 
+def test_a_closed_stdin_is_no_answer(lib: Library) -> None:
+    """A review started with its stdin closed (`<&-` in a cron line, where Python has no sys.stdin) stops as on
+    no answer: exit 2, the pointer to --yes, nothing changed, no internal error."""
+    proc = subprocess.run(
+        ["sh", "-c", 'exec "$0" "$@" <&-', *run_dedupe_command(), "review", str(lib.root), "--db", lib.db],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "no answer" in proc.stderr and "--yes" in proc.stderr and "internal error" not in proc.stderr
+    assert lib.present() == ALL
+
+
 @pytest.mark.parametrize(
     ("args", "reason"),
     [
@@ -311,6 +327,21 @@ def test_a_byte_copy_of_a_similar_copy_names_the_file_that_stays_for_it(lib: Lib
     assert not twin.exists() and lib.c_near.exists() and lib.c.exists()
 
 
+def test_a_same_pixels_copy_of_a_similar_copy_names_the_file_that_stays_for_it(lib: Library, trash_home: Path) -> None:
+    """A copy with the same pixels as a similar copy but other metadata goes in favour of that copy, as a byte copy
+    does: the text plan names the file that stays, and the JSON step gives it as its keeper with match "image"."""
+    data = lib.c_near.read_bytes()
+    twin = lib.root / "phone" / "c-small.jpg"
+    twin.parent.mkdir()
+    twin.write_bytes(data[:2] + b"\xff\xfe\x00\x08edited" + data[2:])  # a JPEG comment: other bytes, same pixels
+    assert CliRunner().invoke(cli, ["scan", str(lib.root), "--db", lib.db, "-q"]).exit_code == 0
+    planned = json.loads(lib.review("--dry-run", "--format", "json").output)["groups"][2]["steps"]
+    assert len(planned) == 1 and {planned[0]["path"], planned[0]["keeper"]} == {str(twin), str(lib.c_near)}
+    assert planned[0]["match"] == "image"
+    text = lib.review("--dry-run").output
+    assert f"  trash {planned[0]['path']} (same picture as {planned[0]['keeper']}, which stays)\n" in text
+
+
 def test_a_run_that_changed_nothing_does_not_point_at_undo(lib: Library, trash_home: Path) -> None:
     """When every step is skipped (each copy changed since the scan), the result says nothing was changed rather
     than that 'dedupe undo' reverses the run, which would only answer "nothing to undo"."""
@@ -337,11 +368,13 @@ def test_move_with_reference_folder(lib: Library, tmp_path: Path) -> None:
 
 def test_move_into_the_reviewed_folder_is_a_usage_error(lib: Library, tmp_path: Path) -> None:
     """--to inside the reviewed folder (where the next scan would find the moved copies again), or holding it, is
-    refused before anything is touched, as watch refuses such a quarantine folder."""
-    for dest in (lib.root / "dups", tmp_path):
+    refused before anything is touched, as watch refuses such a quarantine folder; the error says which of the
+    two it is, since a --to that holds the folder is outside it."""
+    root = os.path.realpath(lib.root)
+    for dest, relation in ((lib.root / "dups", "is inside"), (tmp_path, "holds")):
         r = lib.review("--yes", "--action", "move", "--to", str(dest))
         assert r.exit_code == 2, r.output
-        assert f"--to must be outside the reviewed folder {os.path.realpath(lib.root)}" in r.output
+        assert f"--to {os.path.realpath(dest)} {relation} the reviewed folder {root}: copies go outside it" in r.output
     assert lib.present() == ALL and lib.intact() and not (lib.root / "dups").exists()
 
 
