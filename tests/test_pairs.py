@@ -148,6 +148,23 @@ def test_a_covering_holds_a_clean_choice_for_every_set_of_differing_blocks(block
         assert any(not set(c) & set(dirty) for c in choices)
 
 
+@pytest.mark.parametrize("key", sorted(pairs_module._SOLVED))
+def test_a_stored_covering_holds_a_clean_choice_for_every_set_of_differing_blocks(key: tuple[int, int, int]) -> None:
+    """A covering found once and stored is a covering, with fewer choices than the greedy one."""
+    blocks, agree, threshold = key
+    choices = pairs_module._covering(blocks, agree, threshold)
+    assert all(len(set(c)) == agree and max(c) < blocks for c in choices)
+    for dirty in itertools.combinations(range(blocks), threshold):
+        assert any(not set(c) & set(dirty) for c in choices)
+    saved = pairs_module._SOLVED.pop(key)
+    pairs_module._COVERINGS.pop(key)
+    try:
+        assert len(choices) < len(pairs_module._covering(blocks, agree, threshold))
+    finally:
+        pairs_module._SOLVED[key] = saved
+        pairs_module._COVERINGS.pop(key)
+
+
 @settings(max_examples=100, deadline=None)
 @given(clustered_hashes(), clustered_hashes(), st.integers(0, 6), st.data())
 def test_a_join_by_a_covering_is_exact(
