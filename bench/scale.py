@@ -91,9 +91,10 @@ def synthetic_signatures(columns: npt.NDArray[np.uint64], seed: int = 3) -> Iter
     """Crop signatures (fingerprint.crop_signature) like a photo's, one a row of columns, in order: the whole
     picture's pHash and dHash are the row's (so near copies have near wholes), the nine 95% windows are the whole
     with 0-4 bits flipped and the 25 87.5% windows with 3-9 (a photo's large windows lie close to the whole), the
-    rest random; the close windows have the picture's random colour, the others one of their own (so near copies
-    are seldom found as crops: the colour does not follow the copy)."""
+    rest random. Colours as a photo's (synthetic_colours); each picture has its own (so near copies are seldom found
+    as crops: the colour does not follow the copy)."""
     rng = np.random.default_rng(seed)
+    colour_rng = np.random.default_rng(seed + 1)  # apart: the hashes stay those drawn before colours were photo-like
     w = len(CROP_WINDOWS)
     for start in range(0, len(columns), 50_000):
         rows = columns[start : start + 50_000]
@@ -103,13 +104,53 @@ def synthetic_signatures(columns: npt.NDArray[np.uint64], seed: int = 3) -> Iter
             hashes[h, :, 0] = rows[:, column]
             hashes[h, :, 1:10] = rows[:, column, None] ^ _flips(rng, (n, 9), 0, 4)
             hashes[h, :, 10:35] = rows[:, column, None] ^ _flips(rng, (n, 25), 3, 9)
-        colours = rng.integers(0, 256, size=(n, w, 3), dtype=np.uint8)
-        colours[:, :35] = colours[:, :1]
+        rng.integers(0, 256, size=(n, w, 3), dtype=np.uint8)  # (the random colours of before, still drawn: see above)
+        colours = synthetic_colours(colour_rng, n)
         raw = np.concatenate(
             [hashes[0].astype(">u8").view(np.uint8), hashes[1].astype(">u8").view(np.uint8), colours.reshape(n, -1)],
             axis=1,
         )
         yield from (row.tobytes() for row in raw)
+
+
+# The colours of real photos (the 40 originals of bench/corpus.py's folder and the 40 of the camera folder):
+# percentiles 0, 5, 25, 50, 75, 95 and 100 of the whole picture's chromaticities and brightness (nearly
+# uncorrelated: |r| <= 0.12), and the mean difference of each channel between a window and its picture's whole (over
+# those photos and their copies), by size of window (the 95% windows, 87.5%, 80%, 77%, and the changes of shape);
+# about Laplace-distributed.
+_COLOUR_PERCENTILES = (
+    (16, 49, 71, 85, 100, 146, 197),
+    (38, 58, 83, 87, 97, 130, 157),
+    (15, 37, 83, 108, 132, 167, 202),
+)
+_WINDOW_COLOUR_SPREAD = (
+    (9, (0.56, 0.31, 1.47)),
+    (25, (1.32, 0.72, 3.31)),
+    (25, (2.20, 1.22, 5.21)),
+    (36, (2.52, 1.38, 5.89)),
+    (6, (1.87, 1.10, 4.15)),
+)
+
+
+def synthetic_colours(rng: np.random.Generator, n: int) -> npt.NDArray[np.uint8]:
+    """The mean colours of the windows of n pictures like photos', (n, windows, 3): each whole picture's channels
+    drawn apart from real photos' percentiles (_COLOUR_PERCENTILES), each window's its whole's moved by a Laplace
+    step of the spread its size shows (_WINDOW_COLOUR_SPREAD). A random window and another whole picture share a
+    colour cell of the crop search as often as real photos' do (29%; 28% for those 80 photos), but have colours
+    within the crop rule's bounds less often (1.6% against 3.9%: real photos' chromaticities crowd together near
+    grey, these are drawn apart)."""
+    w = len(CROP_WINDOWS)
+    quantiles = np.array([0, 5, 25, 50, 75, 95, 100]) / 100
+    whole = np.stack([np.interp(rng.random(n), quantiles, values) for values in _COLOUR_PERCENTILES], axis=1)
+    out = np.empty((n, w, 3))
+    out[:, 0] = whole
+    at = 1
+    for count, spread in _WINDOW_COLOUR_SPREAD:
+        out[:, at : at + count] = whole[:, None] + rng.laplace(0.0, spread, size=(n, count, 3))
+        at += count
+    assert at == w
+    colours: npt.NDArray[np.uint8] = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return colours
 
 
 def _flips(rng: np.random.Generator, shape: tuple[int, int], least: int, most: int) -> npt.NDArray[np.uint64]:
