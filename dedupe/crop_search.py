@@ -36,10 +36,10 @@ def crop_pairs(
     queries = np.empty((windows, n), dtype=np.uint64)
     masks = np.empty((windows, n), dtype=_MASKS.dtype)
     for start in range(0, n, _CROP_SLAB):
-        signatures = crops[rows[start : start + _CROP_SLAB]]
-        part = signatures[:, 8 : 8 * (windows + 1)]
+        at = rows[start : start + _CROP_SLAB]
+        part = crops[at, 8 : 8 * (windows + 1)]
         queries[:, start : start + len(part)] = np.ascontiguousarray(part).view(">u8").T
-        colours = signatures[:, colour + 3 :].reshape(len(part), windows, 3)
+        colours = crops[at, colour + 3 :].reshape(len(part), windows, 3)
         masks[:, start : start + len(part)] = colour_masks(colours).T
     qi, inner = join(queries.reshape(-1), wholes, CROP_PHASH, same=False, marks=(masks.reshape(-1), marks))
     del queries, masks
