@@ -183,6 +183,29 @@ def test_a_join_by_a_covering_is_exact(
     assert list(zip(i.tolist(), j.tolist(), strict=True)) == same
 
 
+@settings(max_examples=150, deadline=None)
+@given(clustered_hashes(), clustered_hashes(), st.integers(0, 8), st.integers(0, 2**32), st.booleans())
+def test_a_join_with_marks_keeps_the_pairs_whose_mask_and_mark_meet(
+    queries: list[int], targets: list[int], threshold: int, seed: int, threaded: bool
+) -> None:
+    """With marks, join gives exactly the pairs within the threshold whose query's mask and target's mark share a
+    bit: keys whose targets' marks miss together are passed over, a target marked with no bit pairs with nothing."""
+    rng = np.random.default_rng(seed)
+    targets = [*targets, *targets[:4]]  # runs of one key, their targets marked apart
+    masks = rng.integers(0, 256, len(queries)).astype(np.uint8) & rng.integers(0, 256, len(queries)).astype(np.uint8)
+    bits = np.uint8(1) << rng.integers(0, 8, len(targets)).astype(np.uint8)
+    marks = (bits * (rng.random(len(targets)) < 0.9)).astype(np.uint8)
+    with _threads(threaded):
+        i, j = join(as_hashes(queries), as_hashes(targets), threshold, same=False, marks=(masks, marks))
+    brute = [
+        (a, b)
+        for a, q in enumerate(queries)
+        for b, t in enumerate(targets)
+        if hamming(q, t) <= threshold and int(masks[a]) & int(marks[b])
+    ]
+    assert list(zip(i.tolist(), j.tolist(), strict=True)) == brute
+
+
 def test_near_pairs_leave_out_equal_values_and_read_signed_hashes() -> None:
     """Equal values are no near pair; a hash held signed (as SQLite keeps it) is the same hash."""
     values = [0, 0, 1, -1, 2**64 - 1]
