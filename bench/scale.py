@@ -13,7 +13,9 @@ about 1 GiB by themselves, the columns about 190 MiB), and the next column is th
 call, what the call itself adds. With crops: `find_groups` of pictures that also have crop signatures, whose
 window hashes lie as far from their whole picture's as a photo's do (synthetic_signatures; the crop search left to
 decide by the number of pictures), or random ones with the search asked for (`_random_asked`); one such measure
-alone: `python bench/scale.py _group find_groups_crops_asked 1000000` (the search asked for at any size).
+alone: `python bench/scale.py _group find_groups_crops_asked 1000000` (the search asked for at any size), and the
+crop search by itself on the same signatures (its wall and CPU seconds): `python bench/scale.py _group crop_pairs
+1000000`.
 
 Store: a SQLite store of the same fingerprints (1M files, written once through the Store API and kept in --work),
 grouped by `stored_groups` in a fresh process; the time and peak are those of the whole process (start, reading the
@@ -241,6 +243,17 @@ def _child_group(kind: str, n: int) -> None:
         start = time.perf_counter()
         pairs = near_pairs(distinct, DEFAULT_THRESHOLD)
         result = {"seconds": time.perf_counter() - start, "pairs": len(pairs), "values": len(distinct)}
+    elif kind == "crop_pairs":
+        # The crop search alone (crop_search.crop_pairs), on the signatures find_groups_crops gives its records.
+        from dedupe.crop_search import crop_pairs
+
+        crops = np.frombuffer(b"".join(synthetic_signatures(columns)), dtype=np.uint8).reshape(n, CROP_BYTES)
+        del columns
+        input_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        start, cpu = time.perf_counter(), time.process_time()
+        a, _ = crop_pairs(crops, np.arange(n, dtype=np.int64))
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        result = {"seconds": seconds, "cpu": cpu, "pairs": len(a), "values": n}
     elif kind == "find_groups_in":
         library = synthetic_library(columns)
         input_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
