@@ -11,9 +11,11 @@ records of the grouped files from those columns and the DuplicateGroups); `find_
 out). Peak memory is that process's ru_maxrss (it includes making the input: 1M FileRecords with 9 hashes each take
 about 1 GiB by themselves, the columns about 190 MiB), and the next column is that peak less the peak before the
 call, what the call itself adds. With crops: `find_groups` of pictures that also have crop signatures, whose
-window hashes lie close to their whole picture's as a photo's do (synthetic_signatures; the crop search left to
+window hashes lie as far from their whole picture's as a photo's do (synthetic_signatures; the crop search left to
 decide by the number of pictures), or random ones with the search asked for (`_random_asked`); one such measure
-alone: `python bench/scale.py _group find_groups_crops_asked 1000000` (the search asked for at any size).
+alone: `python bench/scale.py _group find_groups_crops_asked 1000000` (the search asked for at any size), and the
+crop search by itself on the same signatures (its wall and CPU seconds): `python bench/scale.py _group crop_pairs
+1000000`.
 
 Store: a SQLite store of the same fingerprints (1M files, written once through the Store API and kept in --work),
 grouped by `stored_groups` in a fresh process; the time and peak are those of the whole process (start, reading the
@@ -90,10 +92,14 @@ def synthetic_columns(n: int, seed: int = 1) -> npt.NDArray[np.uint64]:
 def synthetic_signatures(columns: npt.NDArray[np.uint64], seed: int = 3) -> Iterator[bytes]:
     """Crop signatures (fingerprint.crop_signature) like a photo's, one a row of columns, in order: the whole
     picture's pHash and dHash are the row's (so near copies have near wholes), the nine 95% windows are the whole
-    with 0-4 bits flipped and the 25 87.5% windows with 3-9 (a photo's large windows lie close to the whole), the
-    rest random; the close windows have the picture's random colour, the others one of their own (so near copies
-    are seldom found as crops: the colour does not follow the copy)."""
+    with 4-18 bits flipped and the 25 87.5% windows with 10-36, the rest random: about as far as real photos'
+    windows lie from their whole (5th, 50th and 95th percentiles 4, 8 and 18 bits for the 95% windows, 10, 18 and
+    28 for the 87.5% ones, on 80 photos; here 4, 9, 15 and 9, 16, 24; within the crop rule's 6 bits 31% and 1.2%,
+    here 26% and 0.7%). Colours as a photo's
+    (synthetic_colours); each picture has its own (so near copies are seldom found as crops: the colour does not
+    follow the copy)."""
     rng = np.random.default_rng(seed)
+    colour_rng = np.random.default_rng(seed + 1)
     w = len(CROP_WINDOWS)
     for start in range(0, len(columns), 50_000):
         rows = columns[start : start + 50_000]
@@ -101,15 +107,54 @@ def synthetic_signatures(columns: npt.NDArray[np.uint64], seed: int = 3) -> Iter
         hashes = rng.integers(0, 2**64, size=(2, n, w), dtype=np.uint64)
         for h, column in enumerate((0, 1)):
             hashes[h, :, 0] = rows[:, column]
-            hashes[h, :, 1:10] = rows[:, column, None] ^ _flips(rng, (n, 9), 0, 4)
-            hashes[h, :, 10:35] = rows[:, column, None] ^ _flips(rng, (n, 25), 3, 9)
-        colours = rng.integers(0, 256, size=(n, w, 3), dtype=np.uint8)
-        colours[:, :35] = colours[:, :1]
+            hashes[h, :, 1:10] = rows[:, column, None] ^ _flips(rng, (n, 9), 4, 18)
+            hashes[h, :, 10:35] = rows[:, column, None] ^ _flips(rng, (n, 25), 10, 36)
+        colours = synthetic_colours(colour_rng, n)
         raw = np.concatenate(
             [hashes[0].astype(">u8").view(np.uint8), hashes[1].astype(">u8").view(np.uint8), colours.reshape(n, -1)],
             axis=1,
         )
         yield from (row.tobytes() for row in raw)
+
+
+# The colours of real photos (the 40 originals of bench/corpus.py's folder and the 40 of the camera folder):
+# percentiles 0, 5, 25, 50, 75, 95 and 100 of the whole picture's chromaticities and brightness (nearly
+# uncorrelated: |r| <= 0.12), and the mean difference of each channel between a window and its picture's whole (over
+# those photos and their copies), by size of window (the 95% windows, 87.5%, 80%, 77%, and the changes of shape);
+# about Laplace-distributed.
+_COLOUR_PERCENTILES = (
+    (16, 49, 71, 85, 100, 146, 197),
+    (38, 58, 83, 87, 97, 130, 157),
+    (15, 37, 83, 108, 132, 167, 202),
+)
+_WINDOW_COLOUR_SPREAD = (
+    (9, (0.56, 0.31, 1.47)),
+    (25, (1.32, 0.72, 3.31)),
+    (25, (2.20, 1.22, 5.21)),
+    (36, (2.52, 1.38, 5.89)),
+    (6, (1.87, 1.10, 4.15)),
+)
+
+
+def synthetic_colours(rng: np.random.Generator, n: int) -> npt.NDArray[np.uint8]:
+    """The mean colours of the windows of n pictures like photos', (n, windows, 3): each whole picture's channels
+    drawn apart from real photos' percentiles (_COLOUR_PERCENTILES), each window's its whole's moved by a Laplace
+    step of the spread its size shows (_WINDOW_COLOUR_SPREAD). A random window and another whole picture share a
+    colour cell of the crop search as often as real photos' do (29%; 28% for those 80 photos), but have colours
+    within the crop rule's bounds less often (1.6% against 3.9%: real photos' chromaticities crowd together near
+    grey, these are drawn apart)."""
+    w = len(CROP_WINDOWS)
+    quantiles = np.array([0, 5, 25, 50, 75, 95, 100]) / 100
+    whole = np.stack([np.interp(rng.random(n), quantiles, values) for values in _COLOUR_PERCENTILES], axis=1)
+    out = np.empty((n, w, 3))
+    out[:, 0] = whole
+    at = 1
+    for count, spread in _WINDOW_COLOUR_SPREAD:
+        out[:, at : at + count] = whole[:, None] + rng.laplace(0.0, spread, size=(n, count, 3))
+        at += count
+    assert at == w
+    colours: npt.NDArray[np.uint8] = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return colours
 
 
 def _flips(rng: np.random.Generator, shape: tuple[int, int], least: int, most: int) -> npt.NDArray[np.uint64]:
@@ -198,6 +243,17 @@ def _child_group(kind: str, n: int) -> None:
         start = time.perf_counter()
         pairs = near_pairs(distinct, DEFAULT_THRESHOLD)
         result = {"seconds": time.perf_counter() - start, "pairs": len(pairs), "values": len(distinct)}
+    elif kind == "crop_pairs":
+        # The crop search alone (crop_search.crop_pairs), on the signatures find_groups_crops gives its records.
+        from dedupe.crop_search import crop_pairs
+
+        crops = np.frombuffer(b"".join(synthetic_signatures(columns)), dtype=np.uint8).reshape(n, CROP_BYTES)
+        del columns
+        input_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        start, cpu = time.perf_counter(), time.process_time()
+        a, _ = crop_pairs(crops, np.arange(n, dtype=np.int64))
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        result = {"seconds": seconds, "cpu": cpu, "pairs": len(a), "values": n}
     elif kind == "find_groups_in":
         library = synthetic_library(columns)
         input_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

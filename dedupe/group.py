@@ -25,25 +25,22 @@ import numpy as np
 import numpy.typing as npt
 
 from dedupe import column_cache
+from dedupe.crop_search import crop_pairs
 from dedupe.library import Library, gc_paused, release_freed_memory
 from dedupe.match import (
     CONFIRM_DHASH,
-    CROP_PHASH,
     CROPS,
     KIND_RANK,
     KINDS,
     MatchRule,
     Times,
-    crop_agrees,
     explain,
     match,
     readings,
     same_bursts,
     searches_crops,
-    unpack_crops,
 )
 from dedupe.models import (
-    CROP_WINDOWS,
     TRANSFORMS,
     VERSION,
     DuplicateGroup,
@@ -368,47 +365,6 @@ def _node_pairs(
         for k in _odd_pairs(lib, ra, rb).tolist():
             keep[k] = match(lib.fingerprint(int(ra[k])), lib.fingerprint(int(rb[k])), rule) is not None
     return a[keep], b[keep]
-
-
-def crop_pairs(
-    crops: npt.NDArray[np.uint8], rows: npt.NDArray[np.int64]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The pairs (a < b, positions in rows, each once or more) of pictures one of which is a crop of the other by
-    the crop rule (match.crop_match): a window of one within CROP_PHASH bits of pHash of the other's whole picture,
-    confirmed by match.crop_agrees. Every window of each picture is looked up among the whole pictures; the
-    windows' pHashes are read out of the signatures (crops[rows]) a slab at a time, and only the signatures of the
-    pictures found are unpacked whole (unpacking every signature took 2 GB at a million pictures)."""
-    n, windows = len(rows), len(CROP_WINDOWS) - 1
-    wholes = _hashes_at(crops, rows, np.zeros(n, dtype=np.int64))
-    # A window of every picture after another (window-major: numpy's search took a quarter longer picture by picture).
-    queries = np.empty((windows, n), dtype=np.uint64)
-    for start in range(0, n, _CROP_SLAB):
-        part = crops[rows[start : start + _CROP_SLAB], 8 : 8 * (windows + 1)]
-        queries[:, start : start + len(part)] = np.ascontiguousarray(part).view(">u8").T
-    qi, inner = join(queries.reshape(-1), wholes, CROP_PHASH, same=False)
-    del queries
-    window, outer = np.divmod(qi, n)
-    window += 1
-    apart = outer != inner  # a picture's windows near its own whole
-    outer, window, inner = outer[apart], window[apart], inner[apart]
-    # Only the pictures met are unpacked for the confirmation (match.crop_agrees), which also weighs the outer
-    # picture's whole.
-    met, at = np.unique(np.concatenate([outer, inner]), return_inverse=True)
-    p, d, c = unpack_crops(crops[rows[met]])
-    ok = crop_agrees(p, d, c, at[: len(outer)], window, at[len(outer) :])
-    return np.minimum(outer, inner)[ok], np.maximum(outer, inner)[ok]
-
-
-_CROP_SLAB = 65_536  # signatures whose window hashes are read out at once (127 MB of signatures)
-
-
-def _hashes_at(
-    crops: npt.NDArray[np.uint8], rows: npt.NDArray[np.int64], offsets: npt.NDArray[np.int64]
-) -> npt.NDArray[np.uint64]:
-    """The 64-bit big-endian hash at each offset of each row of the signatures."""
-    raw = crops[rows[:, None], offsets[:, None] + np.arange(8)]
-    out: npt.NDArray[np.uint64] = np.ascontiguousarray(raw).view(">u8").reshape(-1).astype(np.uint64)
-    return out
 
 
 def _colour_reading_pairs(

@@ -66,15 +66,23 @@ def join(
     *,
     same: bool,
     plan: tuple[int, int] | None = None,
+    marks: Marks | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """All (query index, target index) pairs within the threshold (0 included), sorted; with same (queries is
     targets) only i < j. Exact: split the 64 bits into m blocks; two values within t bits agree exactly on at
     least m - t blocks, so every pair shares the key made of some m - t blocks (each such choice is one table
-    lookup, and a pair is kept only by the first choice that finds it)."""
+    lookup, and a pair is kept only by the first choice that finds it).
+
+    marks (not with same): a mask of bits for each query and a mark for each target; only the pairs whose mask and
+    mark share a bit are wanted. The caller's own condition on another property (say, coarse cells of a colour)
+    put as bits: a key whose targets' marks all miss the query's mask is passed over without reading them."""
     nq, nt = len(queries), len(targets)
     empty = np.zeros(0, dtype=np.int64)
     if threshold < 0 or nq == 0 or nt == 0:
         return empty, empty
+    if marks is not None:
+        assert not same
+        return _marked_join(queries, targets, threshold, plan, marks)
     threshold = min(threshold, 64)
     if threshold == 64:
         i, j = np.divmod(np.arange(nq * nt, dtype=np.int64), nt)
@@ -99,6 +107,34 @@ def join(
         return empty, empty
     codes = np.sort(np.concatenate(found))
     return np.divmod(codes, nt)
+
+
+# join's marks: a mask per query, a mark per target (of one unsigned kind of 8 or 16 bits)
+Marks = tuple[npt.NDArray[np.unsignedinteger[Any]], npt.NDArray[np.unsignedinteger[Any]]]
+
+
+def _marked_join(
+    queries: npt.NDArray[np.uint64],
+    targets: npt.NDArray[np.uint64],
+    threshold: int,
+    plan: tuple[int, int] | None,
+    marks: Marks,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """join with marks: targets marked with no bit can pair with nothing and are left out of the tables; a pair
+    found under a key whose other targets' marks met the query's mask is dropped when its own do not."""
+    masks, tmarks = marks
+    at = np.flatnonzero(tmarks)
+    threshold = min(threshold, 64)
+    if not len(at):
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    if threshold == 64:
+        i, j = np.divmod(np.arange(len(queries) * len(at), dtype=np.int64), len(at))
+    else:
+        spans, combos = _blocks(plan, threshold) if plan else _cross_plan(len(queries), len(at), threshold)
+        i, j = _cross(queries, targets[at], threshold, spans, combos, within=False, marks=(masks, tmarks[at]))[0]
+    keep = (masks[i] & tmarks[at[j]]) != 0
+    return i[keep], at[j[keep]]
 
 
 def join_within(
@@ -165,13 +201,17 @@ def _cross_cost(nq: int, nt: int, spans: list[tuple[int, int]], combos: list[tup
 def _covering(blocks: int, agree: int, threshold: int) -> list[tuple[int, ...]]:
     """Choices of agree blocks of these blocks such that any blocks - threshold of them hold one: two values within
     the threshold differ in at most threshold blocks, so they agree on the blocks of some choice. Fewer than all
-    choices when agree < blocks - threshold (within 6 bits, 12 blocks by 4: 62 choices of 20-24-bit keys, where
-    9 blocks by 3 take all 84 of 21-22 bits). Found greedily (each choice holds the most differing-block sets not
-    yet held), then trimmed of choices the others make needless; deterministic, and kept."""
+    choices when agree < blocks - threshold (within 6 bits, 12 blocks by 4: 56 choices of 20-24-bit keys, where
+    9 blocks by 3 take all 84 of 21-22 bits). One of _SOLVED, or found greedily (each choice holds the most
+    differing-block sets not yet held), then trimmed of choices the others make needless; deterministic, and kept."""
     if agree >= blocks - threshold:
         return list(itertools.combinations(range(blocks), agree))
     if (blocks, agree, threshold) in _COVERINGS:
         return _COVERINGS[blocks, agree, threshold]
+    if (blocks, agree, threshold) in _SOLVED:
+        found = [tuple(int(k, 16) for k in c) for c in _SOLVED[blocks, agree, threshold].split()]
+        _COVERINGS[blocks, agree, threshold] = found
+        return found
     choices = list(itertools.combinations(range(blocks), agree))
     dirty = list(itertools.combinations(range(blocks), min(threshold, blocks)))
     choice_bits = np.array([sum(1 << k for k in c) for c in choices], dtype=np.int64)
@@ -194,6 +234,18 @@ def _covering(blocks: int, agree: int, threshold: int) -> list[tuple[int, ...]]:
 _COVERINGS: dict[tuple[int, int, int], list[tuple[int, ...]]] = {}
 
 
+# Coverings found by an integer program (scipy's HiGHS, 5 minutes, not proven the least), with fewer choices than
+# the greedy one, as hexadecimal blocks: (blocks, agree, threshold) -> choices. Within 6 bits by 12 blocks, keys of
+# 4 (the crop search): 56 choices, where the greedy covering takes 62.
+_SOLVED = {
+    (12, 4, 6): (
+        "0123 014b 0157 0168 0169 018a 0235 0246 0257 0289 02ab 0349 036b 0458 047a 056a 059b 078b 124a 126b "
+        "1279 1346 135a 137b 1389 13ab 1459 1478 158b 167a 19ab 2348 2357 236a 239b 247b 249b 2568 259a 2679 "
+        "278a 345b 3569 358a 3678 379a 389b 4567 4689 468a 46ab 48ab 5789 57ab 679b 689a "
+    ),
+}
+
+
 _QUERY_SLAB = 1 << 17  # queries looked up at once: their arrays stay in the cache
 
 
@@ -205,6 +257,7 @@ def _cross(
     combos: list[tuple[int, ...]],
     *,
     within: bool,
+    marks: Marks | None = None,
 ) -> tuple[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]], tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
     """join of queries and other targets; with within, also the pairs among the targets (see join_within). For
     each choice of blocks the targets are put in tables by key (none, one or several targets; where their run
@@ -213,12 +266,14 @@ def _cross(
     while it looks up a slab)."""
     workers = min(_CROSS_THREADS, len(combos), os.cpu_count() or 1)
     if workers < 2 or len(queries) * len(combos) < _THREADED_WORK:
-        parts = [_cross_part(queries, targets, threshold, spans, combos, range(len(combos)), within)]
+        parts = [_cross_part(queries, targets, threshold, spans, combos, range(len(combos)), within, marks)]
     else:
         with ThreadPoolExecutor(workers, thread_name_prefix="dedupe-join") as pool:
             shares = [range(k, len(combos), workers) for k in range(workers)]  # widths of keys alike in each
             parts = list(
-                pool.map(lambda share: _cross_part(queries, targets, threshold, spans, combos, share, within), shares)
+                pool.map(
+                    lambda share: _cross_part(queries, targets, threshold, spans, combos, share, within, marks), shares
+                )
             )
     nt = len(targets)
     return _decode([c for found, _ in parts for c in found], nt), _decode([c for _, among in parts for c in among], nt)
@@ -246,6 +301,7 @@ def _cross_part(
     combos: list[tuple[int, ...]],
     share: range,
     within: bool,
+    marks: Marks | None,
 ) -> tuple[list[npt.NDArray[np.int64]], list[npt.NDArray[np.int64]]]:
     """_cross for the choices of blocks at these positions of combos: the pairs found, as codes; and with within,
     the pairs among the targets."""
@@ -253,13 +309,15 @@ def _cross_part(
     # Keys wider than so many values need are folded: the tables stay small for few.
     widest = max(sum(spans[k][1] for k in combo) for combo in combos)
     bits = min(widest, _MAX_KEY_BITS, max(16, max(nq, nt).bit_length()))
-    # Tables reused from one choice of blocks to the next, cleared where they were written.
-    # (A key's first target is read through its run, sorted_values[run_of[key]]: a table of first values would
-    # take another 32 MiB per thread at 22-bit keys, for no time saved.) Positions are held in 32 bits where the
-    # targets allow: the table of runs is then 16 MiB a thread at 22-bit keys, not 32.
-    position = np.int32 if nt < 2**31 else np.int64
-    kind_of = np.zeros(1 << bits, dtype=np.int8)  # 0 no target, 1 one, 2 two, 3 more
-    run_of = np.zeros(1 << bits, dtype=position)  # where the run of a key starts in key order
+    # Tables reused from one choice of blocks to the next, cleared where they were written. Every lookup reads the
+    # small table of marks (4 MiB at 22-bit keys); only a key met reads its run, which also says how many targets
+    # it holds. (A key's first target is read through its run, sorted_values[run_of[key]]: a table of first values
+    # would take another 32 MiB per thread at 22-bit keys, for no time saved.) Positions are held in 32 bits where
+    # the targets allow: the table of runs is then 16 MiB a thread at 22-bit keys, not 32.
+    position = np.int32 if nt < 2**_SHIFT32 else np.int64
+    shift = position(_SHIFT32 if nt < 2**_SHIFT32 else _SHIFT64)
+    mark_of = np.zeros(1 << bits, dtype=np.uint8 if marks is None else marks[1].dtype)  # its targets' marks together
+    run_of = np.zeros(1 << bits, dtype=position)  # where its run starts in key order; above shift 1, 2 or 3: more
     run_end = np.zeros(nt, dtype=position)  # at the start of each run of three targets or more, where it ends
     slab = min(max(nq, nt), _QUERY_SLAB)
     buffers = (np.empty(slab, dtype=np.uint64), np.empty(slab, dtype=np.uint64))
@@ -283,8 +341,8 @@ def _cross_part(
         sizes = np.diff(heads, append=position(nt))
         head_keys = sorted_keys[heads]
         del sorted_keys
-        kind_of[head_keys] = np.minimum(sizes, 3)
-        run_of[head_keys] = heads
+        mark_of[head_keys] = 1 if marks is None else np.bitwise_or.reduceat(marks[1][torder], heads)
+        run_of[head_keys] = heads | (np.minimum(sizes, 3) << shift)
         several = sizes > 1
         longer = sizes > 2
         run_end[heads[longer]] = heads[longer] + sizes[longer]
@@ -295,14 +353,17 @@ def _cross_part(
             values = queries[start : start + _QUERY_SLAB]
             keys = _slab_key(values, parts, buffers[0][: len(values)], buffers[1][: len(values)], bits)
             # (np.take gathers a quarter faster than indexing; a bool array is searched several times faster.)
-            kinds = np.take(kind_of, keys)
-            hit = np.nonzero(kinds != 0)[0]
+            met = np.take(mark_of, keys)
+            if marks is not None:
+                np.bitwise_and(met, marks[0][start : start + _QUERY_SLAB], out=met)
+            hit = np.nonzero(met != 0)[0]
             values = np.take(values, hit)
             firsts = np.take(run_of, np.take(keys, hit))
+            kinds = firsts >> shift
+            firsts &= (1 << shift) - 1
             keep = _confirm(values ^ np.take(sorted_values, firsts), threshold, own, earlier)
             if len(keep):
                 found.append((hit[keep] + start) * nt + torder[firsts[keep]])
-            kinds = np.take(kinds, hit)
             more = np.nonzero(kinds >= 2)[0]
             if len(more):
                 # The second target of each run of several (most runs hold two), then the rest of longer runs
@@ -320,8 +381,11 @@ def _cross_part(
                         queries, targets, torder, hit[more] + start, at, stop - at, threshold, own, earlier
                     )
                     found.extend(rest)
-        kind_of[head_keys] = 0
+        mark_of[head_keys] = 0
     return found, among
+
+
+_SHIFT32, _SHIFT64 = 29, 61  # where the size of a key's run is held in run_of, with positions of 32 bits or 64
 
 
 def _slab_key(

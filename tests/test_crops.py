@@ -16,9 +16,24 @@ from PIL import Image
 
 from dedupe import fingerprint, windows
 from dedupe.cli import cli
+from dedupe.crop_search import colour_marks, colour_masks, crop_pairs
 from dedupe.group import find_groups, stored_groups
-from dedupe.match import CROP, CROP_SEARCH_LIMIT, WIDER, MatchRule, crop_match, match, searches_crops, shows_more
-from dedupe.models import FileRecord, Fingerprint, MatchKind, ScanOptions
+from dedupe.match import (
+    CROP,
+    CROP_CHROMA,
+    CROP_LUMA,
+    CROP_PHASH,
+    CROP_SEARCH_LIMIT,
+    WIDER,
+    MatchRule,
+    crop_agrees,
+    crop_match,
+    match,
+    searches_crops,
+    shows_more,
+    unpack_crops,
+)
+from dedupe.models import CROP_BYTES, CROP_WINDOWS, FileRecord, Fingerprint, MatchKind, ScanOptions
 from dedupe.plan import keepers_first, plan
 from dedupe.scan import scan
 from dedupe.store import Store
@@ -255,7 +270,6 @@ def test_two_crops_of_other_parts_never_replace_each_other(tmp_path: Path) -> No
     assert "shows more" in left["full.jpg"] and "neither a crop nor a copy" in left[other]
 
 
-
 def test_a_group_shown_from_its_keeper_plans_the_same(tmp_path: Path) -> None:
     """The interactive and web review plan groups listed from their keeper (keepers_first); the crop links of the
     grouping go with them, so two crops of one picture still never replace each other."""
@@ -272,6 +286,7 @@ def test_a_group_shown_from_its_keeper_plans_the_same(tmp_path: Path) -> None:
     as_found, as_shown = plan(groups, include_near=True), plan(shown, include_near=True)
     assert as_shown.steps == as_found.steps == ()
     assert [s.reason for s in as_shown.groups[0].left] == [s.reason for s in as_found.groups[0].left]
+
 
 def test_an_original_stays_when_a_small_crop_of_it_matched_as_a_plain_copy(tmp_path: Path) -> None:
     """A window of the original fits a 5% crop better than the two whole pictures fit each other, so the original
@@ -307,3 +322,95 @@ def test_cuts_split_unevenly_between_borders_are_found() -> None:
         original = fp(im)
         for box in UNEVEN_CUTS:
             assert match(fp(crop(im, box)), original, MatchRule()) is not None, (seed, box)
+
+
+# Colours at the crop rule's bounds and around the colour cells' cuts (crop_search._CELL_EDGES), and anywhere.
+_EDGE_VALUES = [
+    0,
+    1,
+    62,
+    63,
+    70,
+    71,
+    72,
+    77,
+    78,
+    79,
+    84,
+    85,
+    86,
+    91,
+    92,
+    93,
+    99,
+    100,
+    101,
+    108,
+    110,
+    111,
+    131,
+    254,
+    255,
+]
+_COLOUR = st.one_of(st.sampled_from(_EDGE_VALUES), st.integers(0, 255))
+_CHROMA_STEP = st.sampled_from([0, -7, 7, -8, 8, -9, 9, -16, 16])  # within CROP_CHROMA (8), at it, just past it
+_LUMA_STEP = st.sampled_from([0, -19, 19, -20, 20, -21, 21, -40, 40])  # the same for CROP_LUMA (20)
+
+
+@st.composite
+def crop_signatures(draw: st.DrawFn) -> npt.NDArray[np.uint8]:
+    """Crop signatures of a few pictures, random but for windows made close to another picture's whole: pHash and
+    dHash a few bits off (at the bounds of the crop rule and past them), colour the other's whole moved by steps at
+    the colour bounds, just within and just past them; whole colours often at the colour cells' cuts."""
+    n = draw(st.integers(2, 14))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32)))
+    w = len(CROP_WINDOWS)
+    raw = rng.integers(0, 256, size=(n, CROP_BYTES), dtype=np.uint8)
+    ph = raw[:, : 8 * w].copy().view(">u8").astype(np.uint64)
+    dh = raw[:, 8 * w : 16 * w].copy().view(">u8").astype(np.uint64)
+    colour = raw[:, 16 * w :].reshape(n, w, 3)
+    colour[:, 0] = np.array(draw(st.lists(st.tuples(_COLOUR, _COLOUR, _COLOUR), min_size=n, max_size=n)))
+    for _ in range(draw(st.integers(0, 3 * n))):
+        outer, inner, window = draw(st.integers(0, n - 1)), draw(st.integers(0, n - 1)), draw(st.integers(1, w - 1))
+        bits = draw(st.lists(st.integers(0, 63), max_size=CROP_PHASH + 2))
+        ph[outer, window] = ph[inner, 0] ^ np.uint64(sum(1 << b for b in set(bits)))
+        dh[outer, window] = dh[inner, 0] ^ np.uint64(
+            sum(1 << b for b in draw(st.sets(st.integers(0, 63), max_size=12)))
+        )
+        steps = np.array([draw(_CHROMA_STEP), draw(_CHROMA_STEP), draw(_LUMA_STEP)])
+        colour[outer, window] = np.clip(colour[inner, 0].astype(np.int64) + steps, 0, 255)
+    raw[:, : 8 * w] = ph.astype(">u8").view(np.uint8).reshape(n, -1)
+    raw[:, 8 * w : 16 * w] = dh.astype(">u8").view(np.uint8).reshape(n, -1)
+    raw[:, 16 * w :] = colour.reshape(n, -1)
+    return raw
+
+
+@settings(max_examples=200, deadline=None)
+@given(crop_signatures())
+def test_the_crop_search_finds_every_pair_the_crop_rule_confirms(crops: npt.NDArray[np.uint8]) -> None:
+    """crop_pairs gives the pairs of a plain check of every window of every picture against every other whole
+    picture by the crop rule (match.crop_agrees), colours exactly at the bounds and at the colour cells' cuts
+    included: passing keys over by their colour cells loses no pair."""
+    n, w = len(crops), len(CROP_WINDOWS)
+    p, d, c = unpack_crops(crops)
+    outer, window, inner = np.meshgrid(np.arange(n), np.arange(1, w), np.arange(n), indexing="ij")
+    ok = crop_agrees(p, d, c, outer, window, inner) & (outer != inner)
+    plain = {(min(a, b), max(a, b)) for a, b in zip(outer[ok].tolist(), inner[ok].tolist(), strict=True)}
+    x, y = crop_pairs(crops, np.arange(n, dtype=np.int64))
+    assert set(zip(x.tolist(), y.tolist(), strict=True)) == plain
+
+
+def test_colour_cells_hold_every_colour_within_the_crop_rule_bounds() -> None:
+    """A whole picture's colour cell is among the cells a window's colour allows whenever the two colours are
+    within CROP_CHROMA and CROP_LUMA of each other, and some cells are left out when they are far apart."""
+    values = np.arange(256)
+    for dim, bound in ((0, CROP_CHROMA), (1, CROP_CHROMA), (2, CROP_LUMA)):
+        window = np.full((256, 256, 3), 85, dtype=np.uint8)
+        whole = window.copy()
+        window[..., dim], whole[..., dim] = values[:, None], values[None, :]
+        near = np.abs(values[:, None] - values[None, :]) <= bound
+        meets = (colour_masks(window) & colour_marks(whole)) != 0
+        assert bool(meets[near].all())
+        if dim != 1:  # (the second chromaticity is not cut)
+            assert not bool(meets.all())
+    assert bool((np.bitwise_count(colour_marks(np.zeros((1, 3), dtype=np.uint8))) == 1).all())

@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from dedupe.crop_search import crop_pairs
 from dedupe.fingerprint import fingerprint_file
-from dedupe.group import crop_pairs, find_groups, stored_groups
+from dedupe.group import find_groups, stored_groups
 from dedupe.match import (
     CANDIDATE_PHASH,
     CROP_PHASH,

@@ -148,6 +148,23 @@ def test_a_covering_holds_a_clean_choice_for_every_set_of_differing_blocks(block
         assert any(not set(c) & set(dirty) for c in choices)
 
 
+@pytest.mark.parametrize("key", sorted(pairs_module._SOLVED))
+def test_a_stored_covering_holds_a_clean_choice_for_every_set_of_differing_blocks(key: tuple[int, int, int]) -> None:
+    """A covering found once and stored is a covering, with fewer choices than the greedy one."""
+    blocks, agree, threshold = key
+    choices = pairs_module._covering(blocks, agree, threshold)
+    assert all(len(set(c)) == agree and max(c) < blocks for c in choices)
+    for dirty in itertools.combinations(range(blocks), threshold):
+        assert any(not set(c) & set(dirty) for c in choices)
+    saved = pairs_module._SOLVED.pop(key)
+    pairs_module._COVERINGS.pop(key)
+    try:
+        assert len(choices) < len(pairs_module._covering(blocks, agree, threshold))
+    finally:
+        pairs_module._SOLVED[key] = saved
+        pairs_module._COVERINGS.pop(key)
+
+
 @settings(max_examples=100, deadline=None)
 @given(clustered_hashes(), clustered_hashes(), st.integers(0, 6), st.data())
 def test_a_join_by_a_covering_is_exact(
@@ -164,6 +181,29 @@ def test_a_join_by_a_covering_is_exact(
     n = len(targets)
     same = [(a, b) for a in range(n) for b in range(a + 1, n) if hamming(targets[a], targets[b]) <= threshold]
     assert list(zip(i.tolist(), j.tolist(), strict=True)) == same
+
+
+@settings(max_examples=150, deadline=None)
+@given(clustered_hashes(), clustered_hashes(), st.integers(0, 8), st.integers(0, 2**32), st.booleans())
+def test_a_join_with_marks_keeps_the_pairs_whose_mask_and_mark_meet(
+    queries: list[int], targets: list[int], threshold: int, seed: int, threaded: bool
+) -> None:
+    """With marks, join gives exactly the pairs within the threshold whose query's mask and target's mark share a
+    bit: keys whose targets' marks miss together are passed over, a target marked with no bit pairs with nothing."""
+    rng = np.random.default_rng(seed)
+    targets = [*targets, *targets[:4]]  # runs of one key, their targets marked apart
+    masks = rng.integers(0, 256, len(queries)).astype(np.uint8) & rng.integers(0, 256, len(queries)).astype(np.uint8)
+    bits = np.uint8(1) << rng.integers(0, 8, len(targets)).astype(np.uint8)
+    marks = (bits * (rng.random(len(targets)) < 0.9)).astype(np.uint8)
+    with _threads(threaded):
+        i, j = join(as_hashes(queries), as_hashes(targets), threshold, same=False, marks=(masks, marks))
+    brute = [
+        (a, b)
+        for a, q in enumerate(queries)
+        for b, t in enumerate(targets)
+        if hamming(q, t) <= threshold and int(masks[a]) & int(marks[b])
+    ]
+    assert list(zip(i.tolist(), j.tolist(), strict=True)) == brute
 
 
 def test_near_pairs_leave_out_equal_values_and_read_signed_hashes() -> None:
