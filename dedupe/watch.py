@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
@@ -455,6 +456,12 @@ def watch(
     observers reported, once the watcher has acted on it, and on_idle when all is done and nothing waits: a caller
     that made a change learns from the two when its effects are complete, without guessing a time.
     """
-    Watcher(roots, store, options, on_event, observer_factory, rule=rule, on_change=on_change, on_idle=on_idle).run(
-        stop or threading.Event()
+    watcher = Watcher(
+        roots, store, options, on_event, observer_factory, rule=rule, on_change=on_change, on_idle=on_idle
     )
+    with warnings.catch_warnings():
+        # watchdog (7.1) warns when it meets a folder twice, once in the walk of a new folder above it and once in
+        # its own creation event (a tree copied in): it keeps the one callback it had, and nothing is missed, but
+        # the warning would reach the user's terminal.
+        warnings.filterwarnings("ignore", r"Callback with id .* already exists for watch", RuntimeWarning)
+        watcher.run(stop or threading.Event())

@@ -253,6 +253,28 @@ def test_ignored_names_and_the_store_itself_are_never_read(root: Path) -> None:
         assert stored_paths(store, root) == {str(marker)}
 
 
+def test_a_tree_of_folders_moved_in_at_once_is_read_whole(root: Path, db: Path, tmp_path: Path) -> None:
+    """Folders that arrive inside a new folder (a tree moved in) are each met twice by watchdog, in the walk of the
+    new folder and in their own creation event: every photo in the tree is read, and watchdog's warning about it
+    (an error under this test suite's warning filter, which stopped its observer) is not raised."""
+    trees = tmp_path / "outside"
+    expected = set()
+    for t in range(6):
+        for depth in range(1, 5):
+            folder = trees.joinpath(f"tree{t}", *[f"level{d}" for d in range(depth)])
+            expected.add(str(root / photo(folder / f"p{depth}.jpg", 40 + 5 * t + depth).relative_to(trees)))
+    with watching([root], db) as (rec, store):
+        for t in range(6):
+            (trees / f"tree{t}").rename(root / f"tree{t}")
+            for depth in range(1, 4):  # and trees made in place, a folder at a time
+                folder = root.joinpath(f"made{t}", *[f"level{d}" for d in range(depth)])
+                folder.mkdir(parents=True)
+                expected.add(str(photo(folder / "q.jpg", 80 + 5 * t + depth)))
+        wait_for(lambda: stored_paths(store, root) >= expected, what="every photo of the trees")
+        settled(rec, root)
+        assert stored_paths(store, root) == expected
+
+
 def test_only_images_are_reported_fingerprinted_at_each_start(root: Path, db: Path) -> None:
     """Files that are not images (notes, desktop.ini, a video) are read at each start but never reported as
     fingerprinted; the images are, at the start that first reads them."""
