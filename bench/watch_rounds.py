@@ -99,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(args.code, "dedupe")], check=True)
     os.makedirs(args.work, exist_ok=True)
-    print("| stored pictures | first round: wall / CPU s | later rounds: best wall / CPU s | median wall s"
-          " | reading the file s | peak MiB |")
+    print(
+        "| stored pictures | first round: wall / CPU s | later rounds: best wall / CPU s | median wall s"
+        " | reading the file s | peak MiB |"
+    )
     print("|---|---|---|---|---|---|")
     for n in (int(s) for s in args.sizes.split(",")):
         db = os.path.join(args.work, f"watch-rounds-{n}.sqlite")

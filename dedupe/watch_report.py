@@ -25,7 +25,6 @@ COMMAND_TIMEOUT = 120.0
 NEAR_CANDIDATES = 64  # contents compared per new file: the closest ones
 
 
-
 def run_command(command: Sequence[str], event: WatchEvent) -> str | None:
     """Run the user's command for a duplicate, the new and the existing path appended; the reason it failed."""
     assert event.path is not None and event.other is not None

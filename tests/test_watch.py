@@ -646,6 +646,7 @@ def test_dead_observer_is_restarted_and_catches_up(root: Path, db: Path) -> None
 
 def test_inotify_watch_limit_falls_back_to_polling(root: Path, db: Path) -> None:
     """An inotify limit makes the folder polled, and the ready line says polling."""
+
     # The kernel limit itself cannot be lowered here without changing the whole machine; this observer refuses
     # to start the way watchdog's inotify observer does when inotify_add_watch fails with ENOSPC.
     class FullObserver(PollingObserver):
