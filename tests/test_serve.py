@@ -214,16 +214,13 @@ def test_a_streamed_body_over_the_limit_is_refused_while_reading(server: Server)
         assert "limit" in response.json()["error"]
 
 
-def test_an_upload_cut_off_by_the_client_is_a_bad_request_not_an_internal_error(tmp_path: Path) -> None:
-    """A client that closes the connection half way through its upload gets a 400 (which reaches nobody), and no
-    internal error is raised or logged. Driven through the ASGI interface, where the disconnect is an event."""
-    options = ServeOptions(db=str(tmp_path / "bans.sqlite"))
+def post_check_over_asgi(
+    options: ServeOptions, incoming: list[MutableMapping[str, Any]], content_length: bytes
+) -> list[MutableMapping[str, Any]]:
+    """What the app sends for a POST /v1/check whose body arrives as the incoming ASGI events: for what a real
+    server over HTTP would not let through (a disconnect half way, a Content-Length it refuses)."""
     service = Service(options)
     sent: list[MutableMapping[str, Any]] = []
-    incoming: list[MutableMapping[str, Any]] = [
-        {"type": "http.request", "body": jpeg(draw_photo(1))[:1000], "more_body": True},
-        {"type": "http.disconnect"},
-    ]
 
     async def receive() -> MutableMapping[str, Any]:
         return incoming.pop(0) if incoming else {"type": "http.disconnect"}
@@ -240,7 +237,7 @@ def test_an_upload_cut_off_by_the_client_is_a_bad_request_not_an_internal_error(
         "raw_path": b"/v1/check",
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"image/jpeg"), (b"content-length", b"100000")],
+        "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"image/jpeg"), (b"content-length", content_length)],
         "client": ("127.0.0.1", 5000),
         "server": ("127.0.0.1", 8765),
     }
@@ -248,6 +245,17 @@ def test_an_upload_cut_off_by_the_client_is_a_bad_request_not_an_internal_error(
         asyncio.run(create_app(options, service)(scope, receive, send))
     finally:
         service.close()
+    return sent
+
+
+def test_an_upload_cut_off_by_the_client_is_a_bad_request_not_an_internal_error(tmp_path: Path) -> None:
+    """A client that closes the connection half way through its upload gets a 400 (which reaches nobody), and no
+    internal error is raised or logged. Driven through the ASGI interface, where the disconnect is an event."""
+    incoming: list[MutableMapping[str, Any]] = [
+        {"type": "http.request", "body": jpeg(draw_photo(1))[:1000], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent = post_check_over_asgi(ServeOptions(db=str(tmp_path / "bans.sqlite")), incoming, b"100000")
     assert sent[0]["status"] == 400
     assert "cut off after 1,000 bytes" in json.loads(sent[1]["body"])["error"]
 
@@ -257,37 +265,8 @@ def test_a_content_length_that_is_no_ascii_number_is_counted_not_believed(tmp_pa
     """A Content-Length in superscript digits (which a header read as Latin-1 can hold) or of thousands of digits,
     which uvicorn refuses but another ASGI server may pass on, is no internal error: the body is counted instead."""
     options = ServeOptions(db=str(tmp_path / "bans.sqlite"), max_bytes=1000)
-    service = Service(options)
-    sent: list[MutableMapping[str, Any]] = []
     incoming: list[MutableMapping[str, Any]] = [{"type": "http.request", "body": b"x" * 2000, "more_body": False}]
-
-    async def receive() -> MutableMapping[str, Any]:
-        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/check",
-        "raw_path": b"/v1/check",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"127.0.0.1"),
-            (b"content-type", b"image/jpeg"),
-            (b"content-length", declared.encode("latin-1")),
-        ],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 8765),
-    }
-    try:
-        asyncio.run(create_app(options, service)(scope, receive, send))
-    finally:
-        service.close()
+    sent = post_check_over_asgi(options, incoming, declared.encode("latin-1"))
     assert sent[0]["status"] == 413
     assert json.loads(sent[1]["body"])["error"] == "the body is over the limit of 1,000 bytes"
 
