@@ -530,9 +530,14 @@ def _run_pool(pending: list[tuple[str, os.stat_result]], known: set[str], worker
     held: dict[int, list[tuple[str, os.stat_result]]] = defaultdict(list)  # files waiting for their size's first
     decoded: dict[str, Fingerprint | None] = {}  # claim key -> the fingerprint decoded for it (None: it failed)
     twins: dict[str, list[tuple[str, os.stat_result, SamePixels]]] = defaultdict(list)  # waiting for a claim
+    context = _context()
+    # A forked worker's parent is this process; one from a fork server is the server's, known only to itself.
+    parent = os.getpid() if context.get_start_method() == "fork" else None
     with (
         _claims_folder() as claims,
-        ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker, initargs=(known, claims)) as pool,
+        ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init_worker, initargs=(known, claims, parent)
+        ) as pool,
     ):
         try:
             while pending or in_flight:
@@ -744,13 +749,14 @@ _worker_known: set[str] = set()
 _worker_claims = ""  # the pool's folder of claims (_claim)
 
 
-def _die_with_parent() -> None:
-    """Have the kernel kill this worker when the process that started it dies (kill -9 of a scan would
-    otherwise leave its workers sleeping with the store open). Linux only; elsewhere the pool's own pipes end
-    idle workers."""
+def _die_with_parent(parent: int | None) -> None:
+    """Have the kernel kill this worker when the process that started it (parent: its pid as the pool knew it, or
+    None where the pool cannot know it) dies: kill -9 of a scan would otherwise leave its workers sleeping with the
+    store open. Linux only; elsewhere the pool's own pipes end idle workers."""
     if sys.platform != "linux":
         return
-    parent = os.getppid()
+    if parent is None:
+        parent = os.getppid()
     try:
         import ctypes
 
@@ -759,12 +765,14 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         return
-    if os.getppid() != parent:  # the parent died before the request was made
+    # The parent may have died before the request was made, even before this worker could ask who its parent
+    # is (a worker asking then got the pid that adopted it, and slept for ever): compare with the pool's pid.
+    if os.getppid() != parent:
         os._exit(1)
 
 
-def _init_worker(known: set[str], claims: str) -> None:
-    _die_with_parent()
+def _init_worker(known: set[str], claims: str, parent: int | None) -> None:
+    _die_with_parent(parent)
     # What the worker inherits (modules, the known hashes, the parent's lists) is never garbage here: frozen, no
     # collection walks it (a full one walked every inherited object) nor writes to its pages, which stay shared.
     gc.freeze()

@@ -751,6 +751,20 @@ def test_scan_workers_exit_when_the_scan_is_killed(tmp_path: Path) -> None:
         proc.wait()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_worker_whose_scan_died_before_it_started_exits(tmp_path: Path) -> None:
+    """A worker is told its scan's pid: when the scan died before the worker could ask the kernel to kill it with
+    its parent (the worker already adopted by another process), it exits at once instead of sleeping for ever with
+    the store open; a worker whose scan is alive goes on."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    code = "import os, sys; from dedupe.scan import _die_with_parent; _die_with_parent({}); print('on')"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    orphan = subprocess.run([sys.executable, "-c", code.format(gone.stdout.strip())], env=env, capture_output=True)
+    assert (orphan.returncode, orphan.stdout) == (1, b"")
+    alive = subprocess.run([sys.executable, "-c", code.format(os.getpid())], env=env, capture_output=True)
+    assert (alive.returncode, alive.stdout) == (0, b"on\n")
+
+
 def test_a_changed_ctime_alone_reads_the_bytes_but_decodes_nothing(photo_dir: Path, store: Store) -> None:
     """A chmod moves the ctime only: the re-scan hashes the file again, finds the bytes it knows, and decodes
     nothing; a known failure stays a failure without being decoded again."""
